@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import base64
+import os
+from decimal import Decimal
+
+from django.db import models
+
+from billing.models import Account
+from tokonomics.crypto import decrypt_secret, encrypt_secret
+
+
+def generate_webhook_secret() -> str:
+    """Standard Webhooks secret: `whsec_` + base64 of random bytes (CONTRACT §6)."""
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+class AlertChannel(models.Model):
+    class Kind(models.TextChoices):
+        WEBHOOK = "webhook"
+        EMAIL = "email"
+        SLACK = "slack"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="alert_channels")
+    name = models.CharField(max_length=100, help_text="How budgets and rules refer to this channel.")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    url = models.URLField(max_length=500, blank=True)
+    emails = models.JSONField(default=list, blank=True)
+    secret_encrypted = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["account", "kind", "id"]
+        constraints = [models.UniqueConstraint(fields=["account", "name"], name="alertchannel_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    def set_secret(self, plaintext: str) -> None:
+        self.secret_encrypted = encrypt_secret(plaintext) if plaintext else ""
+
+    def get_secret(self) -> str:
+        return decrypt_secret(self.secret_encrypted) if self.secret_encrypted else ""
+
+
+class AlertRule(models.Model):
+    """A rule beyond budget thresholds: today, runaway spend (burn rate) of a key, feature or tenant."""
+
+    class Kind(models.TextChoices):
+        BURN_RATE = "burn_rate"
+
+    class Scope(models.TextChoices):
+        ACCOUNT = "account"
+        TENANT = "tenant"
+        FEATURE = "feature"
+        KEY = "key"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="alert_rules")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.BURN_RATE)
+    scope = models.CharField(max_length=10, choices=Scope.choices)
+    match = models.CharField(max_length=200, blank=True, default="*")
+    window_minutes = models.PositiveIntegerField(default=15)
+    multiplier = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("5"))
+    floor_usd = models.DecimalField(
+        max_digits=12, decimal_places=6, default=Decimal("1"), help_text="Spend in the window below this never alerts."
+    )
+    channels = models.ManyToManyField(AlertChannel, blank=True, related_name="rules")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "kind", "scope", "match"], name="alertrule_unique_target"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.scope} {self.match} (×{self.multiplier} over {self.window_minutes} min)"

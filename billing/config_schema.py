@@ -1,0 +1,152 @@
+"""The shape of an applyconfig file (CONTRACT §5), validated before anything is written."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ProviderIn(Strict):
+    slug: str = Field(pattern=SLUG_PATTERN)
+    kind: Literal["openai", "anthropic"] | None = None
+    base_url: str | None = None
+    pricing_provider: str | None = None
+    api_key: str | None = None
+    api_key_env: str | None = None
+
+    @model_validator(mode="after")
+    def one_credential_source(self) -> ProviderIn:
+        if self.api_key and self.api_key_env:
+            raise ValueError("give api_key or api_key_env, not both")
+        return self
+
+
+class SeatIn(Strict):
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    role: Literal["owner", "admin", "member", "viewer"] = "member"
+    password_env: str | None = None
+
+
+class KeyIn(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    key: str | None = Field(default=None, pattern=r"^mk_[A-Za-z0-9_-]{32,}$")
+    environment: str = Field(default="production", min_length=1, max_length=60)
+    allowed_models: list[str] = []
+    expires_at: datetime | None = None
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1)
+
+    @field_validator("expires_at")
+    @classmethod
+    def aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2027-01-01T00:00:00Z")
+        return value
+
+
+class BudgetIn(Strict):
+    scope: Literal["account", "tenant", "feature", "key"]
+    match: str = ""
+    period: Literal["hour", "day", "week", "month", "quarter", "total"]
+    limit_usd: Decimal = Field(ge=0, max_digits=14, decimal_places=6)
+    hard: bool = True
+    alert_at: list[int] = [50, 75, 90, 100]
+    channels: list[str] | None = None
+
+    @field_validator("alert_at")
+    @classmethod
+    def percentages(cls, value: list[int]) -> list[int]:
+        if any(not 0 < t <= 1000 for t in value):
+            raise ValueError("thresholds are whole percentages from 1 to 1000")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def match_fits_scope(self) -> BudgetIn:
+        if self.scope == "account" and self.match:
+            raise ValueError("an account budget takes no match")
+        if self.scope != "account" and not self.match:
+            raise ValueError(f"a {self.scope} budget needs match: a value, or '*' for each one")
+        return self
+
+
+class AlertChannelIn(Strict):
+    kind: Literal["webhook", "email", "slack"]
+    name: str | None = Field(default=None, max_length=100)
+    url: str | None = None
+    to: list[str] | None = None
+    secret: str | None = None
+    secret_env: str | None = None
+
+    @model_validator(mode="after")
+    def target_fits_kind(self) -> AlertChannelIn:
+        if self.kind == "email":
+            if not self.to:
+                raise ValueError("an email channel needs to: [addresses]")
+            if self.url:
+                raise ValueError("an email channel takes to:, not url:")
+        elif not self.url:
+            raise ValueError(f"a {self.kind} channel needs url")
+        if self.secret and self.secret_env:
+            raise ValueError("give secret or secret_env, not both")
+        if self.kind != "webhook" and (self.secret or self.secret_env):
+            raise ValueError("only webhook channels are signed")
+        return self
+
+    @property
+    def resolved_name(self) -> str:
+        if self.name:
+            return self.name
+        return f"{self.kind}:{self.url}" if self.url else f"email:{','.join(self.to or [])}"[:100]
+
+
+class AlertRuleIn(Strict):
+    kind: Literal["burn_rate"] = "burn_rate"
+    scope: Literal["account", "tenant", "feature", "key"]
+    match: str = "*"
+    window_minutes: int = Field(default=15, ge=1, le=1440)
+    multiplier: Decimal = Field(default=Decimal(5), gt=1)
+    floor_usd: Decimal = Field(default=Decimal(1), ge=0)
+    channels: list[str] | None = None
+
+
+class PriceIn(Strict):
+    provider: str
+    model: str = Field(min_length=1)
+    input_per_mtok: Decimal = Field(ge=0)
+    output_per_mtok: Decimal = Field(ge=0)
+    cached_input_per_mtok: Decimal | None = Field(default=None, ge=0)
+    cache_write_per_mtok: Decimal | None = Field(default=None, ge=0)
+
+
+class AccountIn(Strict):
+    slug: str = Field(pattern=SLUG_PATTERN)
+    name: str = Field(min_length=1, max_length=120)
+    plan: str
+    timezone: str = "UTC"
+    retention_days: int | None = Field(default=None, ge=1)
+    on_redis_unavailable: Literal["default", "open", "closed"] = "default"
+    allow_unmetered_routes: bool = False
+    brand_name: str = ""
+    brand_logo_url: str = ""
+    brand_accent_color: str = Field(default="", pattern=r"^(#[0-9a-fA-F]{6})?$")
+    providers: list[ProviderIn] = []
+    seats: list[SeatIn] = []
+    keys: list[KeyIn] = []
+    budgets: list[BudgetIn] = []
+    alert_channels: list[AlertChannelIn] = []
+    alert_rules: list[AlertRuleIn] = []
+    prices: list[PriceIn] = []
+
+
+class ConfigIn(Strict):
+    accounts: list[AccountIn]

@@ -1,0 +1,200 @@
+"""What the proxy knows about keys, accounts and endpoints: an in-process cache filled off the
+event loop, dropped whenever the configuration version in Redis moves (so a revoked key stops
+working within one poll interval), and never older than MAX_AGE_SECONDS in any case."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+log = logging.getLogger(__name__)
+
+MAX_AGE_SECONDS = 30.0
+NEGATIVE_TTL_SECONDS = 2.0
+CONFIG_VERSION_KEY = "tk:cfgver"
+
+
+@dataclass(slots=True, frozen=True)
+class KeyEntry:
+    id: int
+    account_id: int
+    name: str
+    environment: str
+    allowed_patterns: tuple[str, ...]
+    expires_at: float | None  # unix seconds
+    revoked: bool
+    requests_per_minute: int
+    tokens_per_minute: int
+    max_concurrent: int
+
+    def allows_model(self, model: str) -> bool:
+        return not self.allowed_patterns or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_patterns)
+
+    def is_live(self, now: float) -> bool:
+        return not self.revoked and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(slots=True, frozen=True)
+class EndpointEntry:
+    slug: str
+    wire_format: str
+    base_url: str
+    pricing_provider: str
+    credential: str
+
+
+@dataclass(slots=True, frozen=True)
+class BudgetEntry:
+    id: int
+    scope: str
+    match: str
+    period: str
+    limit_nanos: int
+    hard: bool
+
+
+@dataclass(slots=True, frozen=True)
+class PriceOverrideEntry:
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    cached_input_per_mtok: Decimal | None
+    cache_write_per_mtok: Decimal | None
+
+
+@dataclass(slots=True)
+class AccountEntry:
+    id: int
+    slug: str
+    timezone: str
+    monthly_request_limit: int
+    on_redis_unavailable: str
+    allow_unmetered_routes: bool
+    endpoints: dict[str, EndpointEntry]
+    budgets: tuple[BudgetEntry, ...]
+    prices: dict[tuple[str, str], PriceOverrideEntry]
+    key_names: dict[int, str] = field(default_factory=dict)
+    has_hard_budgets: bool = False
+
+
+def _timestamp(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def load_key(key_hash: str) -> KeyEntry | None:
+    from proxy.models import ApiKey
+
+    close_old_connections()
+    try:
+        key = ApiKey.objects.filter(key_hash=key_hash).first()
+        if key is None:
+            return None
+        return KeyEntry(
+            id=key.pk,
+            account_id=key.account_id,
+            name=key.name,
+            environment=key.environment,
+            allowed_patterns=tuple(key.allowed_models or ()),
+            expires_at=_timestamp(key.expires_at),
+            revoked=key.revoked_at is not None,
+            requests_per_minute=key.requests_per_minute or 0,
+            tokens_per_minute=key.tokens_per_minute or 0,
+            max_concurrent=key.max_concurrent or 0,
+        )
+    finally:
+        close_old_connections()
+
+
+def load_account(account_id: int) -> AccountEntry | None:
+    from billing.models import Account
+
+    close_old_connections()
+    try:
+        account = Account.objects.select_related("plan").filter(pk=account_id).first()
+        if account is None:
+            return None
+        endpoints = {
+            e.slug: EndpointEntry(e.slug, e.wire_format, e.base_url.rstrip("/"), e.pricing_provider, e.get_credential())
+            for e in account.provider_endpoints.all()
+        }
+        budgets = tuple(
+            BudgetEntry(b.id, b.scope, b.match, b.period, int(b.limit_usd * 1_000_000_000), b.hard)
+            for b in account.budgets.all()
+        )
+        prices = {
+            (p.provider, p.model): PriceOverrideEntry(
+                p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok, p.cache_write_per_mtok
+            )
+            for p in account.price_overrides.all()
+        }
+        return AccountEntry(
+            id=account.pk,
+            slug=account.slug,
+            timezone=account.timezone,
+            monthly_request_limit=account.plan.monthly_request_limit or 0,
+            on_redis_unavailable=account.on_redis_unavailable,
+            allow_unmetered_routes=account.allow_unmetered_routes,
+            endpoints=endpoints,
+            budgets=budgets,
+            prices=prices,
+            key_names=dict(account.api_keys.values_list("id", "name")),
+            has_hard_budgets=any(b.hard for b in budgets),
+        )
+    finally:
+        close_old_connections()
+
+
+class Directory:
+    """Single-flight, version-checked cache of keys and accounts."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[float, Any]] = {}
+        self._accounts: dict[int, tuple[float, Any]] = {}
+        self._loading: dict[tuple[str, Any], asyncio.Future[Any]] = {}
+        self.version: bytes | None = None
+
+    def clear(self) -> None:
+        self._keys.clear()
+        self._accounts.clear()
+
+    def observe_version(self, version: bytes | None) -> None:
+        if version != self.version:
+            self.version = version
+            self.clear()
+
+    async def key(self, key_hash: str) -> KeyEntry | None:
+        return await self._get(self._keys, "key", key_hash, load_key)
+
+    async def account(self, account_id: int) -> AccountEntry | None:
+        return await self._get(self._accounts, "account", account_id, load_account)
+
+    async def _get(self, cache: dict[Any, tuple[float, Any]], kind: str, ident: Any, loader: Any) -> Any:
+        now = time.monotonic()
+        hit = cache.get(ident)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        flight = self._loading.get((kind, ident))
+        if flight is not None:
+            return await asyncio.shield(flight)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._loading[(kind, ident)] = future
+        try:
+            value = await sync_to_async(loader, thread_sensitive=False)(ident)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            self._loading.pop((kind, ident), None)
+        ttl = MAX_AGE_SECONDS if value is not None else NEGATIVE_TTL_SECONDS
+        cache[ident] = (time.monotonic() + ttl, value)
+        future.set_result(value)
+        return value

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import fnmatch
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from billing.models import SLUG_VALIDATOR, Account
+from tokonomics.crypto import decrypt_secret, encrypt_secret
+
+from .catalog import WIRE_FORMATS
+
+
+class ApiKey(models.Model):
+    """A Tokonomics key. Only its SHA-256 hash and a short visible prefix are stored."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The first characters, to recognise the key.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    environment = models.CharField(max_length=60, default="production")
+    allowed_models = models.JSONField(
+        default=list, blank=True, help_text='Glob patterns such as "gpt-4o-mini" or "claude-*"; empty allows all.'
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    max_concurrent = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "name"], name="apikey_unique_name")]
+        ordering = ["account", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+    def allows_model(self, model: str) -> bool:
+        return not self.allowed_models or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
+
+    def clean(self) -> None:
+        if not isinstance(self.allowed_models, list) or not all(isinstance(p, str) for p in self.allowed_models):
+            raise ValidationError({"allowed_models": "A list of model names or glob patterns."})
+
+
+class ProviderEndpoint(models.Model):
+    """Where calls to /proxy/{slug}/… go, and the account's credential for it (encrypted)."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="provider_endpoints")
+    slug = models.CharField(max_length=63, validators=[SLUG_VALIDATOR])
+    wire_format = models.CharField(max_length=10, choices=[(w, w) for w in WIRE_FORMATS])
+    base_url = models.URLField(max_length=500)
+    pricing_provider = models.CharField(
+        max_length=40, blank=True, help_text="genai-prices provider id; empty to infer from the URL and model."
+    )
+    credential_encrypted = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "slug"], name="endpoint_unique_slug")]
+        ordering = ["account", "slug"]
+
+    def __str__(self) -> str:
+        return f"{self.account.slug}/{self.slug}"
+
+    def set_credential(self, plaintext: str) -> None:
+        self.credential_encrypted = encrypt_secret(plaintext) if plaintext else ""
+
+    def get_credential(self) -> str:
+        return decrypt_secret(self.credential_encrypted) if self.credential_encrypted else ""
+
+    @property
+    def has_credential(self) -> bool:
+        return bool(self.credential_encrypted)
