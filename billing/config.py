@@ -98,7 +98,9 @@ def _account_problems(account: AccountIn, plans: set[str], environ: Mapping[str,
         problems.extend(f"providers[{i}] ({provider.slug}).{p}" for p in _provider_problems(provider, environ))
     for i, seat in enumerate(account.seats):
         if seat.password_env and not environ.get(seat.password_env):
-            problems.append(f"seats[{i}] ({seat.email}).password_env: environment variable {seat.password_env} is not set")
+            problems.append(
+                f"seats[{i}] ({seat.email}).password_env: environment variable {seat.password_env} is not set"
+            )
     for i, key in enumerate(account.keys):
         if key.key and ApiKey.objects.filter(key_hash=hash_key(key.key)).exclude(
             account__slug=account.slug, name=key.name
@@ -137,7 +139,9 @@ def _provider_problems(provider: ProviderIn, environ: Mapping[str, str]) -> list
     problems: list[str] = []
     builtin = BUILTIN_PROVIDERS.get(provider.slug)
     if builtin is None and provider.kind is None:
-        problems.append(f"kind: required for a custom provider (openai or anthropic); {provider.slug!r} is not built in")
+        problems.append(
+            f"kind: required for a custom provider (openai or anthropic); {provider.slug!r} is not built in"
+        )
     if builtin is None and not provider.base_url:
         problems.append(f"base_url: required for a custom provider; {provider.slug!r} is not built in")
     if provider.base_url and (problem := url_problem(provider.base_url)):

@@ -198,7 +198,9 @@ class UsageRecord(models.Model):
     denied_scope = models.CharField(max_length=40, blank=True)
     streamed = models.BooleanField(default=False)
     usage_source = models.CharField(max_length=10, choices=Source.choices, default=Source.REPORTED)
-    enforced = models.BooleanField(default=True, help_text="False when Redis was unreachable and the call went through.")
+    enforced = models.BooleanField(
+        default=True, help_text="False when Redis was unreachable and the call went through."
+    )
     created_at = models.DateTimeField(db_index=False)
 
     class Meta:
