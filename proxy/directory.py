@@ -10,11 +10,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
+
+from billing.pricing import PriceTable
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +63,6 @@ class BudgetEntry:
     hard: bool
 
 
-@dataclass(slots=True, frozen=True)
-class PriceOverrideEntry:
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
-    cached_input_per_mtok: Decimal | None
-    cache_write_per_mtok: Decimal | None
-
-
 @dataclass(slots=True)
 class AccountEntry:
     id: int
@@ -80,7 +73,7 @@ class AccountEntry:
     allow_unmetered_routes: bool
     endpoints: dict[str, EndpointEntry]
     budgets: tuple[BudgetEntry, ...]
-    prices: dict[tuple[str, str], PriceOverrideEntry]
+    prices: dict[tuple[str, str], PriceTable]  # the account's overrides, by (endpoint slug, model)
     key_names: dict[int, str] = field(default_factory=dict)
     has_hard_budgets: bool = False
 
@@ -110,7 +103,8 @@ def load_key(key_hash: str) -> KeyEntry | None:
             max_concurrent=key.max_concurrent or 0,
         )
     finally:
-        close_old_connections()
+        # Loads are rare (the cache holds them): close this thread's connection rather than pin it.
+        connections.close_all()
 
 
 def load_account(account_id: int) -> AccountEntry | None:
@@ -130,8 +124,11 @@ def load_account(account_id: int) -> AccountEntry | None:
             for b in account.budgets.all()
         )
         prices = {
-            (p.provider, p.model): PriceOverrideEntry(
-                p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok, p.cache_write_per_mtok
+            (p.provider, p.model): PriceTable.from_override(
+                input_per_mtok=p.input_per_mtok,
+                output_per_mtok=p.output_per_mtok,
+                cached_input_per_mtok=p.cached_input_per_mtok,
+                cache_write_per_mtok=p.cache_write_per_mtok,
             )
             for p in account.price_overrides.all()
         }
@@ -149,7 +146,8 @@ def load_account(account_id: int) -> AccountEntry | None:
             has_hard_budgets=any(b.hard for b in budgets),
         )
     finally:
-        close_old_connections()
+        # Loads are rare (the cache holds them): close this thread's connection rather than pin it.
+        connections.close_all()
 
 
 class Directory:

@@ -3,11 +3,20 @@ globex, an outsider to acme). Real PostgreSQL and real Redis."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+import httpx
 import pytest
+import uvicorn
 from django.conf import settings
+
+from proxy.keys import hash_key, visible_prefix
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,6 +51,10 @@ def clean_redis() -> Iterator[None]:
 def plans(db):  # type: ignore[no-untyped-def]
     from billing.models import Plan
 
+    # A transactional test flushes every table, the migration's seeded plans included: seed them again.
+    seeded = importlib.import_module("billing.migrations.0003_seed_plans").PLANS
+    for fields in seeded:
+        Plan.objects.get_or_create(slug=fields["slug"], defaults=fields)
     return {p.slug: p for p in Plan.objects.all()}
 
 
@@ -89,3 +102,93 @@ def superuser(db):  # type: ignore[no-untyped-def]
     from django.contrib.auth import get_user_model
 
     return get_user_model().objects.create_superuser("root@ops.test", "root@ops.test", "operator password 1")
+
+
+# --- a live proxy (the production ASGI app under uvicorn, in a thread) in front of the simulator ---
+KEY = "mk_live_0123456789abcdefghijklmnopqrstuvwx"
+OTHER_KEY = "mk_other_0123456789abcdefghijklmnopqrstuvw"
+
+
+class ServerThread:
+    """uvicorn serving an ASGI app on an ephemeral loopback port, in a background thread."""
+
+    def __init__(self, app: str = "tokonomics.asgi:application") -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, lifespan="on", log_level="warning", loop="uvloop", http="httptools",
+                                access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the proxy did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@dataclass
+class Stack:
+    proxy: str
+    sim: str
+    account: object
+    key: object
+
+    def sim_requests(self) -> list[dict]:
+        return httpx.get(f"{self.sim}/_sim/requests").json()
+
+    def clear_sim(self) -> None:
+        httpx.delete(f"{self.sim}/_sim/requests")
+
+
+@pytest.fixture
+def simulator() -> Iterator[str]:
+    from proxy.simulator import SimulatorThread
+
+    with SimulatorThread(port=0) as sim:
+        yield sim.base_url
+
+
+def make_account(slug: str, sim: str, plan):  # type: ignore[no-untyped-def]
+    from billing.models import Account
+    from proxy.models import ProviderEndpoint
+
+    account = Account.objects.create(slug=slug, name=slug.title(), plan=plan, timezone="UTC")
+    for endpoint_slug, wire, base in (
+        ("openai", "openai", f"{sim}/v1"),
+        ("anthropic", "anthropic", sim),
+        ("vllm-internal", "openai", f"{sim}/v1"),
+    ):
+        endpoint = ProviderEndpoint(account=account, slug=endpoint_slug, wire_format=wire, base_url=base,
+                                    pricing_provider={"vllm-internal": ""}.get(endpoint_slug, endpoint_slug))
+        endpoint.set_credential(f"sk-upstream-{endpoint_slug}-{slug}")
+        endpoint.save()
+    return account
+
+
+def make_key(account, plaintext: str, **fields):  # type: ignore[no-untyped-def]
+    from proxy.models import ApiKey
+
+    return ApiKey.objects.create(
+        account=account, name=fields.pop("name", "main"), key_hash=hash_key(plaintext),
+        prefix=visible_prefix(plaintext), **fields,
+    )
+
+
+@pytest.fixture
+def stack(transactional_db, simulator, plans) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    account = make_account("acme", simulator, plans["pro"])
+    key = make_key(account, KEY)
+    with ServerThread() as server:
+        yield Stack(proxy=server.url, sim=simulator, account=account, key=key)

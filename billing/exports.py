@@ -1,0 +1,35 @@
+"""Usage records as plain rows with CONTRACT §4's field names, streamed from the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from billing.models import Account, UsageRecord
+
+EXPORT_FIELDS = (
+    "request_id", "account", "key", "feature", "tenant", "environment", "tags", "provider", "model",
+    "served_model", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+    "reasoning_tokens", "cost_usd", "latency_ms", "status_code", "denied_scope", "streamed", "usage_source",
+    "created_at",
+)
+
+
+def usage_export_rows(
+    *, account: Account, since: datetime | None = None, until: datetime | None = None
+) -> Iterator[dict[str, Any]]:
+    records = UsageRecord.objects.filter(account=account).order_by("created_at", "id")
+    if since is not None:
+        records = records.filter(created_at__gte=since)
+    if until is not None:
+        records = records.filter(created_at__lt=until)
+    key_names = dict(account.api_keys.values_list("id", "name"))
+    columns = [f for f in EXPORT_FIELDS if f not in ("account", "key")] + ["key_id"]
+    for row in records.values(*columns).iterator(chunk_size=2000):
+        key_id = row.pop("key_id")
+        row["account"] = account.slug
+        row["key"] = key_names.get(key_id, "")
+        row["cost_usd"] = None if row["cost_usd"] is None else str(row["cost_usd"])
+        row["created_at"] = row["created_at"].isoformat()
+        yield {f: row[f] for f in EXPORT_FIELDS}

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import contextlib
+
+from celery import shared_task
+from django.conf import settings
+from redis.exceptions import LockError
+
+from billing.ledger import usage_ingest
+from tokonomics.redis_client import sync_redis
+
+
+@shared_task(ignore_result=True)
+def usage_ingest_task() -> int:
+    # Beat fires every second; one drain at a time is enough and keeps runs from piling up.
+    lock = sync_redis().lock("tk:lock:usage_ingest", timeout=30, blocking=False)
+    if not lock.acquire(blocking=False):
+        return 0
+    try:
+        return usage_ingest(max_seconds=settings.USAGE_INGEST_MAX_SECONDS)
+    finally:
+        with contextlib.suppress(LockError):
+            lock.release()

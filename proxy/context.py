@@ -1,0 +1,152 @@
+"""Process state of the proxy: one upstream client, one Redis client, the scripts and caches.
+
+Created once per worker process, at ASGI lifespan startup (uvicorn) or on first use (Daphne,
+which sends no lifespan events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+
+import aiohttp
+from django.conf import settings
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .directory import CONFIG_VERSION_KEY, Directory
+from .quota import Quota, events_stream_key
+
+log = logging.getLogger(__name__)
+
+
+class CircuitBreaker:
+    """After a Redis failure, skip Redis for a short while instead of making every call wait
+    for a timeout; one call probes again once the pause is over."""
+
+    def __init__(self, pause_seconds: float = 1.0) -> None:
+        self.pause_seconds = pause_seconds
+        self.open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+    def trip(self) -> None:
+        self.open_until = time.monotonic() + self.pause_seconds
+
+    def reset(self) -> None:
+        self.open_until = 0.0
+
+
+class ProxyContext:
+    def __init__(self) -> None:
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=settings.TOKONOMICS_UPSTREAM_CONNECT_TIMEOUT,
+            sock_read=settings.TOKONOMICS_UPSTREAM_READ_TIMEOUT,
+        )
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
+        self.http = aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            auto_decompress=False,  # bytes pass through untouched; the client decompresses
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        self.redis = Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=settings.TOKONOMICS_REDIS_TIMEOUT,
+            socket_connect_timeout=settings.TOKONOMICS_REDIS_TIMEOUT,
+            health_check_interval=0,
+            max_connections=512,
+        )
+        self.quota = Quota(self.redis, reservation_ttl_ms=int((settings.TOKONOMICS_UPSTREAM_READ_TIMEOUT + 60) * 1000))
+        self.directory = Directory()
+        self.breaker = CircuitBreaker()
+        # Usage events that could not reach Redis wait here; nothing is dropped.
+        self.pending_events: deque[tuple[int, bytes]] = deque()
+        self._background: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._background = [
+            loop.create_task(self._poll_config_version()),
+            loop.create_task(self._flush_pending_events()),
+        ]
+
+    async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._flush_once()
+        if self.pending_events:
+            await self._write_pending_to_database()
+        await self.http.close()
+        await self.redis.aclose()
+
+    async def _poll_config_version(self) -> None:
+        while True:
+            try:
+                self.directory.observe_version(await self.redis.get(CONFIG_VERSION_KEY))
+            except (RedisError, OSError):
+                # Without the version we cannot see revocations: keep entries only briefly.
+                self.directory.clear()
+            await asyncio.sleep(settings.TOKONOMICS_CONFIG_POLL_SECONDS)
+
+    async def _flush_pending_events(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await self._flush_once()
+            if len(self.pending_events) > 10_000:
+                await self._write_pending_to_database()
+
+    async def _flush_once(self) -> None:
+        while self.pending_events:
+            account_id, event = self.pending_events[0]
+            try:
+                await self.redis.xadd(events_stream_key(account_id), {"e": event})
+            except (RedisError, OSError):
+                return
+            self.pending_events.popleft()
+
+    async def _write_pending_to_database(self) -> None:
+        from asgiref.sync import sync_to_async
+
+        from billing.ledger import usage_record_batch_from_events
+
+        events = [event for _, event in self.pending_events]
+        try:
+            await sync_to_async(usage_record_batch_from_events, thread_sensitive=False)(events=events)
+        except Exception:
+            log.exception("could not write %d pending usage events to the database", len(events))
+            return
+        for _ in events:
+            self.pending_events.popleft()
+
+
+_context: ProxyContext | None = None
+_context_lock = asyncio.Lock()
+
+
+async def get_context() -> ProxyContext:
+    global _context
+    if _context is None:
+        async with _context_lock:
+            if _context is None:
+                context = ProxyContext()
+                context.start()
+                _context = context
+    return _context
+
+
+async def close_context() -> None:
+    global _context
+    if _context is not None:
+        context, _context = _context, None
+        await context.close()

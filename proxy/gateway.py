@@ -1,0 +1,625 @@
+"""One proxied call's life: authenticate → admit (reserve) → forward → relay → settle → emit.
+
+Everything here runs on the event loop: no ORM, no blocking I/O. Keys and accounts come from
+the in-process directory, budgets from Redis scripts, and the usage record leaves as an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from redis.exceptions import RedisError
+from yarl import URL
+
+from billing.pricing import default_max_output_tokens, price_usage
+from billing.usage import TokenUsage
+
+from . import metrics
+from .catalog import BUILTIN_PROVIDERS
+from .context import ProxyContext
+from .directory import AccountEntry, EndpointEntry, KeyEntry
+from .errors import ProxyError
+from .keys import hash_key, is_well_formed
+from .providers import WIRE_FORMATS
+from .providers.base import Operation, ProviderError, RequestInfo, WireFormat
+from .quota import Denial, Reservation, Unseeded, usd_to_nanos
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+        b"transfer-encoding", b"upgrade", b"host", b"content-length",
+    }
+)
+# Our own headers, and the caller's Tokonomics key, never reach the provider.
+CONSUMED_HEADERS = frozenset(
+    {
+        b"authorization", b"x-api-key", b"x-feature-name", b"x-tenant-id", b"x-environment",
+        b"x-tokonomics-tags", b"accept-encoding",
+    }
+)
+RESPONSE_DROPPED = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"upgrade", b"trailer", b"te"}
+)
+NANOS = Decimal(1_000_000_000)
+
+
+@dataclass(slots=True)
+class Call:
+    """What the proxy learns about one call as it goes; becomes the usage record."""
+
+    rid: str
+    started: float  # perf_counter at accept
+    created_at: float  # unix time at accept
+    started_at: datetime  # the same instant, for prices that change over time
+    provider: str
+    wire: WireFormat
+    feature: str = ""
+    tenant: str = ""
+    environment: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    account: AccountEntry | None = None
+    key: KeyEntry | None = None
+    endpoint: EndpointEntry | None = None
+    info: RequestInfo | None = None
+    operation: str = ""
+    reservation: Reservation | None = None
+    enforced: bool = True
+    status: int = 0
+    denied_scope: str = ""
+    usage: TokenUsage | None = None
+    usage_source: str = "reported"
+    served_model: str = ""
+    cost_usd: Decimal | None = None
+    streamed: bool = False
+    upstream_seconds: float = 0.0
+    overhead_seconds: float = 0.0
+
+
+def new_request_id() -> str:
+    # Time-ordered, so records sort by arrival even when written in batches.
+    return f"req_{time.time_ns() // 1_000_000:012x}{os.urandom(6).hex()}"
+
+
+def wire_for_errors(provider: str, headers: dict[bytes, bytes]) -> WireFormat:
+    builtin = BUILTIN_PROVIDERS.get(provider)
+    if builtin is not None:
+        return WIRE_FORMATS[builtin.wire_format]
+    if b"anthropic-version" in headers:
+        return WIRE_FORMATS["anthropic"]
+    return WIRE_FORMATS["openai"]
+
+
+def parse_tags(raw: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for pair in raw.split(",")[:10]:
+        name, sep, value = pair.partition("=")
+        if sep and name.strip():
+            tags[name.strip()[:60]] = value.strip()[:200]
+    return tags
+
+
+async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: ProxyContext) -> None:
+    started = time.perf_counter()
+    path: str = scope["path"]
+    provider, _, rest = path[len("/proxy/") :].partition("/")
+    headers = dict(scope["headers"])
+    call = Call(
+        rid=new_request_id(),
+        started=started,
+        created_at=(now := time.time()),
+        started_at=datetime.fromtimestamp(now, UTC),
+        provider=provider,
+        wire=wire_for_errors(provider, headers),
+        feature=headers.get(b"x-feature-name", b"").decode("latin-1")[:200],
+        tenant=headers.get(b"x-tenant-id", b"").decode("latin-1")[:200],
+        environment=headers.get(b"x-environment", b"").decode("latin-1")[:60],
+        tags=parse_tags(headers[b"x-tokonomics-tags"].decode("latin-1")) if b"x-tokonomics-tags" in headers else {},
+    )
+    try:
+        await authenticate(call=call, headers=headers, ctx=ctx)
+        body = await read_body(receive=receive, headers=headers)
+        operation = describe(call=call, method=scope["method"], rest="/" + rest, body=body)
+        await admit(call=call, ctx=ctx)
+        try:
+            await forward(
+                call=call, ctx=ctx, scope=scope, rest="/" + rest, headers=headers, body=body,
+                operation=operation, receive=receive, send=send,
+            )
+        finally:
+            await settle(call=call, ctx=ctx)
+    except ProxyError as exc:
+        call.status = exc.status
+        call.denied_scope = exc.denied_scope
+        await send_error(call=call, send=send, error=exc)
+        await emit_unreserved(call=call, ctx=ctx)
+
+
+async def authenticate(*, call: Call, headers: dict[bytes, bytes], ctx: ProxyContext) -> None:
+    raw = headers.get(b"authorization", b"")
+    token = raw[7:].strip().decode("latin-1") if raw[:7].lower() == b"bearer " else ""
+    if not token.startswith("mk_"):
+        token = headers.get(b"x-api-key", b"").decode("latin-1").strip() or token
+    if not token:
+        raise ProxyError(401, "authentication_error", "Missing Tokonomics key: send Authorization: Bearer mk_… "
+                         "or x-api-key: mk_…")
+    if not is_well_formed(token):
+        raise ProxyError(401, "authentication_error", "Invalid Tokonomics key.", code="invalid_api_key")
+    key = await ctx.directory.key(hash_key(token))
+    if key is None or not key.is_live(time.time()):
+        reason = "unknown" if key is None else ("revoked" if key.revoked else "expired")
+        raise ProxyError(401, "authentication_error", f"This Tokonomics key is {reason}.", code="invalid_api_key")
+    account = await ctx.directory.account(key.account_id)
+    if account is None:
+        raise ProxyError(401, "authentication_error", "This Tokonomics key is unknown.", code="invalid_api_key")
+    call.key, call.account = key, account
+    call.environment = call.environment or key.environment or "production"
+    endpoint = account.endpoints.get(call.provider)
+    if endpoint is None:
+        raise ProxyError(
+            403, "permission_error", f"Provider endpoint {call.provider!r} is not configured for this account.",
+            code="unknown_provider",
+        )
+    call.endpoint = endpoint
+    call.wire = WIRE_FORMATS[endpoint.wire_format]
+
+
+async def read_body(*, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
+    limit = settings.TOKONOMICS_MAX_BODY_BYTES
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> ProxyError:
+    return ProxyError(413, "invalid_request_error", f"Request body is over the {limit}-byte limit.",
+                      code="request_too_large")
+
+
+def describe(*, call: Call, method: str, rest: str, body: bytes) -> Operation | None:
+    """Which metered operation this is, the model, and the request's own limits."""
+    assert call.account is not None and call.key is not None
+    operation = call.wire.operation_for(method, rest)
+    if operation is None:
+        if method == "GET" and "/models" in rest:
+            call.operation = "models"
+            return None  # a free listing: forwarded as is, recorded with no tokens
+        if not call.account.allow_unmetered_routes:
+            raise ProxyError(
+                403, "permission_error",
+                f"{method} {rest} cannot be metered by Tokonomics, so it is refused; an account admin can allow "
+                "unmetered routes.", code="unmetered_route",
+            )
+        call.operation = "unmetered"
+        return None
+    try:
+        call.info = call.wire.parse_request(operation, body)
+    except ProviderError as exc:
+        raise ProxyError(exc.status, exc.error_type, exc.message, code=exc.code) from None
+    call.operation = operation.value
+    if not call.key.allows_model(call.info.model):
+        raise ProxyError(
+            403, "permission_error", f"This key may not use model {call.info.model!r}.", code="model_not_allowed"
+        )
+    return operation
+
+
+def price(call: Call, usage: TokenUsage, model: str) -> Decimal | None:
+    """The one pricing of a call, for its estimate and its settlement alike: same prices, same instant."""
+    assert call.endpoint is not None and call.account is not None
+    return price_usage(
+        provider_id=call.endpoint.pricing_provider or None,
+        base_url=call.endpoint.base_url,
+        model=model,
+        usage=usage,
+        at=call.started_at,
+        override=call.account.prices.get((call.provider, model)),
+    )
+
+
+def estimate(call: Call) -> tuple[int, int]:
+    """(estimated cost in nano-dollars, estimated tokens) reserved before the call."""
+    info = call.info
+    if info is None:
+        return 0, 0
+    assert call.endpoint is not None
+    output = info.max_output_tokens
+    if output is None:
+        output = 0 if info.operation is Operation.EMBEDDINGS else default_max_output_tokens(
+            call.endpoint.pricing_provider or None, info.model
+        )
+    usage = TokenUsage(input_tokens=info.estimated_input_tokens, output_tokens=output)
+    cost = price(call, usage, info.model)
+    return (usd_to_nanos(cost) if cost is not None else 0), usage.input_tokens + usage.output_tokens
+
+
+async def admit(*, call: Call, ctx: ProxyContext) -> None:
+    assert call.account is not None and call.key is not None
+    account, key = call.account, call.key
+    now = time.time()
+    counters = ctx.quota.counters_for(account, key, feature=call.feature, tenant=call.tenant, now=now)
+    estimate_nanos, estimated_tokens = estimate(call)
+    if ctx.breaker.is_open:
+        _admit_without_redis(call=call, covered_by_hard_budget=any(c.hard for c in counters))
+        return
+    try:
+        verdict = await _reserve(call, ctx, counters, estimate_nanos, estimated_tokens, now)
+    except (TimeoutError, RedisError, OSError):
+        ctx.breaker.trip()
+        _admit_without_redis(call=call, covered_by_hard_budget=any(c.hard for c in counters))
+        return
+    ctx.breaker.reset()
+    if isinstance(verdict, Denial):
+        raise _denial_error(call, verdict)
+    call.reservation = verdict
+    metrics.reserved_usd_total.labels(call.provider).inc(estimate_nanos / 1e9)
+
+
+async def _reserve(
+    call: Call, ctx: ProxyContext, counters: list, estimate_nanos: int, estimated_tokens: int, now: float
+) -> Reservation | Denial:
+    assert call.account is not None and call.key is not None
+    kwargs = dict(
+        rid=call.rid, account=call.account, key=call.key, counters=counters,
+        estimate_nanos=estimate_nanos, estimated_tokens=estimated_tokens, now=now,
+    )
+    try:
+        return await ctx.quota.reserve(**kwargs)
+    except Unseeded:
+        await reseed(account_id=call.account.id, ctx=ctx)
+        return await ctx.quota.reserve(**kwargs)
+
+
+_reseeding: dict[int, asyncio.Lock] = {}
+
+
+async def reseed(*, account_id: int, ctx: ProxyContext) -> None:
+    """Rebuild an account's counters from its usage records (first sight, or Redis came back empty)."""
+    from billing.counters import budget_counters_rebuild
+
+    lock = _reseeding.setdefault(account_id, asyncio.Lock())
+    async with lock:
+        await sync_to_async(budget_counters_rebuild, thread_sensitive=False)(account_id=account_id)
+
+
+def _admit_without_redis(*, call: Call, covered_by_hard_budget: bool) -> None:
+    assert call.account is not None
+    policy = call.account.on_redis_unavailable
+    if policy == "closed" or (policy == "default" and covered_by_hard_budget):
+        raise ProxyError(
+            503, "service_unavailable", "Budget enforcement is unavailable right now; please retry shortly.",
+            code="enforcement_unavailable",
+        )
+    call.enforced = False
+    metrics.unenforced_total.labels(call.provider).inc()
+
+
+def _denial_error(call: Call, denial: Denial) -> ProxyError:
+    headers = [(b"x-tokonomics-denied-scope", denial.scope.encode())]
+    if denial.retry_after_ms >= 0:  # a `total` budget never resets: no Retry-After
+        seconds = max(1, -(-denial.retry_after_ms // 1000))
+        headers.append((b"retry-after", str(seconds).encode()))
+    metrics.budget_denials_total.labels(denial.scope).inc()
+    if denial.scope == "plan":
+        return ProxyError(429, "plan_limit_exceeded", "The plan's monthly request limit is reached.",
+                          code="plan_request_limit", denied_scope="plan", headers=headers)
+    if denial.scope.startswith("rate_"):
+        what = {"rate_requests": "requests per minute", "rate_tokens": "tokens per minute",
+                "rate_concurrency": "concurrent requests"}[denial.scope]
+        return ProxyError(429, "rate_limit_exceeded", f"This key's limit of {what} is reached.",
+                          code=denial.scope, denied_scope=denial.scope, headers=headers)
+    scope_name = denial.scope.removesuffix("_budget")
+    return ProxyError(429, "budget_exceeded", f"The {scope_name} budget would be exceeded by this call.",
+                      code=denial.scope, denied_scope=denial.scope, headers=headers)
+
+
+def upstream_headers(headers: dict[bytes, bytes], endpoint: EndpointEntry) -> dict[str, str]:
+    out = {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in headers.items()
+        if name not in HOP_BY_HOP and name not in CONSUMED_HEADERS and not name.startswith(b"x-tokonomics-")
+    }
+    # Ask for an uncompressed body: usage must be readable, and loopback/LAN bandwidth is cheap.
+    out["Accept-Encoding"] = "identity"
+    if endpoint.credential:
+        if endpoint.wire_format == "anthropic":
+            out["x-api-key"] = endpoint.credential
+        else:
+            out["Authorization"] = f"Bearer {endpoint.credential}"
+    return out
+
+
+def response_headers(upstream: aiohttp.ClientResponse, call: Call, extra: list[tuple[bytes, bytes]]) -> list:
+    out = [
+        (name, value)
+        for name, value in upstream.raw_headers
+        if name.lower() not in RESPONSE_DROPPED
+    ]
+    out.append((b"x-tokonomics-request-id", call.rid.encode()))
+    out.extend(extra)
+    return out
+
+
+async def forward(
+    *,
+    call: Call,
+    ctx: ProxyContext,
+    scope: dict[str, Any],
+    rest: str,
+    headers: dict[bytes, bytes],
+    body: bytes,
+    operation: Operation | None,
+    receive: Receive,
+    send: Send,
+) -> None:
+    assert call.endpoint is not None
+    raw_rest = scope.get("raw_path") or scope["path"].encode()
+    raw_rest = raw_rest.split(b"/", 3)[3] if raw_rest.count(b"/") >= 3 else b""
+    query = scope.get("query_string", b"")
+    url = call.endpoint.base_url + "/" + raw_rest.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+    payload = call.info.body if call.info is not None else body
+    before_upstream = time.perf_counter()
+    call.overhead_seconds = before_upstream - call.started
+    try:
+        async with ctx.http.request(
+            scope["method"], URL(url, encoded=True), headers=upstream_headers(headers, call.endpoint),
+            data=payload or None, allow_redirects=False,
+        ) as upstream:
+            call.status = upstream.status
+            if upstream.content_type == "text/event-stream":
+                await relay_stream(call=call, upstream=upstream, receive=receive, send=send, started=before_upstream)
+            else:
+                await relay_body(call=call, upstream=upstream, send=send, started=before_upstream)
+    except (TimeoutError, aiohttp.ServerTimeoutError):
+        if call.status:
+            _cut_short(call)
+            return
+        metrics.errors_total.labels(call.provider, "upstream_timeout").inc()
+        raise ProxyError(
+            504, "timeout_error", "The provider did not answer in time.", code="upstream_timeout"
+        ) from None
+    except aiohttp.ClientError as exc:
+        if call.status:
+            _cut_short(call)
+            return
+        metrics.errors_total.labels(call.provider, "upstream_unreachable").inc()
+        raise ProxyError(502, "api_error", f"The provider could not be reached ({type(exc).__name__}).",
+                         code="upstream_unreachable") from None
+
+
+def _cut_short(call: Call) -> None:
+    """The response had started when the upstream failed: what was seen is recorded as an estimate."""
+    metrics.errors_total.labels(call.provider, "upstream_cut_short").inc()
+
+
+async def relay_body(*, call: Call, upstream: aiohttp.ClientResponse, send: Send, started: float) -> None:
+    body = await upstream.read()
+    finished = time.perf_counter()
+    call.upstream_seconds = finished - started
+    if call.info is not None and upstream.status < 400:
+        usage, served = call.wire.usage_from_body(call.info.operation, body)
+        _account_usage(call, usage, served)
+    extra = [(b"content-length", str(len(body)).encode())]
+    if call.info is not None:
+        extra.append((b"x-tokonomics-cost-usd", _cost_header(call.cost_usd)))
+    overhead = call.overhead_seconds + (time.perf_counter() - finished)
+    extra.append((b"x-tokonomics-overhead-ms", f"{overhead * 1000:.3f}".encode()))
+    await send({"type": "http.response.start", "status": upstream.status,
+                "headers": response_headers(upstream, call, extra)})
+    await send({"type": "http.response.body", "body": body})
+    call.overhead_seconds += time.perf_counter() - finished
+
+
+def _cost_header(cost: Decimal | None) -> bytes:
+    return b"unknown" if cost is None else f"{cost:.9f}".encode()
+
+
+class ClientGone(Exception):
+    pass
+
+
+async def relay_stream(
+    *, call: Call, upstream: aiohttp.ClientResponse, receive: Receive, send: Send, started: float
+) -> None:
+    call.streamed = True
+    reader = call.wire.stream_reader(call.info) if call.info is not None else None
+    await send({"type": "http.response.start", "status": upstream.status,
+                "headers": response_headers(upstream, call, [])})
+    # A client that goes away must stop the upstream too, even while it is between chunks.
+    this_task = asyncio.current_task()
+    finishing = False
+
+    def on_client_gone(_: asyncio.Future[Any]) -> None:
+        if not finishing and this_task is not None:
+            this_task.cancel()
+
+    gone = asyncio.ensure_future(receive())
+    gone.add_done_callback(on_client_gone)
+    in_proxy = 0.0
+    try:
+        async for chunk in upstream.content.iter_any():
+            mark = time.perf_counter()
+            out = reader.feed(chunk) if reader is not None else chunk
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+            in_proxy += time.perf_counter() - mark
+        mark = time.perf_counter()
+        finishing = True
+        tail = reader.close() if reader is not None else b""
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        in_proxy += time.perf_counter() - mark
+    except asyncio.CancelledError:
+        if not gone.done() or this_task is None:
+            raise  # the server is shutting down, not the client leaving
+        this_task.uncancel()
+        metrics.errors_total.labels(call.provider, "client_disconnected").inc()
+    finally:
+        finishing = True
+        gone.remove_done_callback(on_client_gone)
+        gone.cancel()
+        call.upstream_seconds = time.perf_counter() - started - in_proxy
+        call.overhead_seconds += in_proxy
+        if reader is not None and call.info is not None:
+            _account_usage(call, reader.usage, reader.served_model,
+                           estimated_output=0 if reader.usage is not None else reader.estimated_output_tokens())
+
+
+def _account_usage(call: Call, usage: TokenUsage | None, served: str | None, *, estimated_output: int = 0) -> None:
+    """Fix the call's usage and cost: as reported, or estimated when the provider never said."""
+    assert call.info is not None
+    call.served_model = served or ""
+    if usage is None:
+        call.usage_source = "estimated"
+        usage = TokenUsage(input_tokens=call.info.estimated_input_tokens, output_tokens=estimated_output)
+        metrics.estimated_usage_total.labels(call.provider).inc()
+    call.usage = usage
+    call.cost_usd = price(call, usage, call.info.model)
+    if call.cost_usd is None:
+        metrics.unknown_price_total.labels(call.provider).inc()
+
+
+def usage_event(call: Call) -> bytes:
+    usage = call.usage or TokenUsage()
+    assert call.account is not None
+    return orjson.dumps(
+        {
+            "request_id": call.rid,
+            "account_id": call.account.id,
+            "key_id": call.key.id if call.key else None,
+            "feature": call.feature,
+            "tenant": call.tenant,
+            "environment": call.environment,
+            "tags": call.tags,
+            "provider": call.provider,
+            "model": call.info.model if call.info else "",
+            "served_model": call.served_model,
+            "operation": call.operation,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cached_input_tokens": usage.cached_input_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "cost_usd": None if call.cost_usd is None else str(call.cost_usd),
+            "latency_ms": int((time.perf_counter() - call.started) * 1000),
+            "status_code": call.status,
+            "denied_scope": call.denied_scope,
+            "streamed": call.streamed,
+            "usage_source": call.usage_source,
+            "enforced": call.enforced,
+            "created_at": call.created_at,
+        }
+    )
+
+
+def _observe(call: Call) -> None:
+    model = call.info.model if call.info else ""
+    labels = (call.provider, metrics.model_label(model), metrics.feature_label(call.feature), call.environment,
+              str(call.status))
+    metrics.requests_total.labels(*labels).inc()
+    usage = call.usage
+    if usage is not None:
+        for kind, amount in (
+            ("input", usage.input_tokens), ("output", usage.output_tokens), ("cached_input", usage.cached_input_tokens),
+            ("cache_write", usage.cache_write_tokens), ("reasoning", usage.reasoning_tokens),
+        ):
+            if amount:
+                metrics.tokens_total.labels(*labels, kind).inc(amount)
+    if call.cost_usd:
+        metrics.cost_usd_total.labels(*labels).inc(float(call.cost_usd))
+    streamed = "true" if call.streamed else "false"
+    metrics.proxy_overhead_seconds.labels(call.provider, streamed).observe(call.overhead_seconds)
+    if call.upstream_seconds:
+        metrics.upstream_seconds.labels(call.provider, streamed).observe(call.upstream_seconds)
+
+
+async def settle(*, call: Call, ctx: ProxyContext) -> None:
+    """Replace the reservation with the actual cost and queue the usage event, in one round trip.
+
+    Runs in a `finally`: upstream errors, timeouts and client disconnects all settle (a call that
+    never reached the provider settles at zero).
+    """
+    if call.status == 0:
+        return  # no upstream answer: the ProxyError path records it
+    event = usage_event(call)
+    _observe(call)
+    reservation = call.reservation
+    if reservation is None or ctx.breaker.is_open:
+        await _emit(ctx, call, event)
+        return
+    cost = call.cost_usd or Decimal(0)
+    usage = call.usage or TokenUsage()
+    try:
+        await ctx.quota.settle(
+            reservation=reservation, actual_nanos=int(cost * NANOS),
+            actual_tokens=usage.input_tokens + usage.output_tokens, event=event,
+        )
+    except (TimeoutError, RedisError, OSError):
+        ctx.breaker.trip()
+        # The reservation expires by itself; the record must not be lost.
+        ctx.pending_events.append((reservation.account_id, event))
+
+
+async def emit_unreserved(*, call: Call, ctx: ProxyContext) -> None:
+    """Record a call that reserved nothing: a denial, a bad request, an unreachable upstream."""
+    if call.account is None:
+        return  # no account to attribute an unauthenticated call to
+    if call.reservation is not None:
+        # The upstream failed after admission: give the reservation back, record zero cost.
+        await settle(call=call, ctx=ctx)
+        return
+    _observe(call)
+    await _emit(ctx, call, usage_event(call))
+
+
+async def _emit(ctx: ProxyContext, call: Call, event: bytes) -> None:
+    assert call.account is not None
+    if ctx.breaker.is_open:
+        ctx.pending_events.append((call.account.id, event))
+        return
+    try:
+        await ctx.quota.record_only(account_id=call.account.id, event=event)
+    except (TimeoutError, RedisError, OSError):
+        ctx.breaker.trip()
+        ctx.pending_events.append((call.account.id, event))
+
+
+async def send_error(*, call: Call, send: Send, error: ProxyError) -> None:
+    body = call.wire.error_body(status=error.status, error_type=error.error_type, message=error.message,
+                                code=error.code)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-tokonomics-request-id", call.rid.encode()),
+        *error.headers,
+    ]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,103 @@
+"""No prompt or response content in the database, Redis, logs or task messages (CONTRACT §4)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import anthropic
+import openai
+from django.db import connection
+
+from billing.ledger import usage_ingest
+from billing.models import UsageRecord
+from tokonomics.redis_client import sync_redis
+
+from .conftest import KEY
+
+CANARY = "CANARY-7f3a9c-never-store-me"
+
+
+def redis_text() -> str:
+    client = sync_redis()
+    parts = []
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key).decode()
+        if kind == "string":
+            parts.append(client.get(key))
+        elif kind == "hash":
+            parts.append(client.hgetall(key))
+        elif kind == "stream":
+            parts.append(client.xrange(key))
+        elif kind == "zset":
+            parts.append(client.zrange(key, 0, -1))
+        elif kind == "list":
+            parts.append(client.lrange(key, 0, -1))
+        elif kind == "set":
+            parts.append(client.smembers(key))
+        parts.append(key)
+    return repr(parts)
+
+
+def database_text() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        tables = [row[0] for row in cursor.fetchall()]
+        dump = []
+        for table in tables:
+            cursor.execute(f'SELECT row_to_json(t)::text FROM "{table}" t')  # noqa: S608 - our own table names
+            dump.extend(row[0] for row in cursor.fetchall())
+    return "\n".join(dump)
+
+
+def test_canary_reaches_no_store(stack, caplog, capfd) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.DEBUG)
+    oai = openai.OpenAI(base_url=f"{stack.proxy}/proxy/openai", api_key=KEY, max_retries=0)
+    claude = anthropic.Anthropic(base_url=f"{stack.proxy}/proxy/anthropic", api_key=KEY, max_retries=0)
+    prompt = f"Please repeat {CANARY} back to me."
+    seen: list[str] = []
+
+    chat = oai.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}])
+    seen.append(chat.choices[0].message.content or "")
+    for chunk in oai.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                             messages=[{"role": "system", "content": CANARY},
+                                                       {"role": "user", "content": prompt}]):
+        if chunk.choices:
+            seen.append(chunk.choices[0].delta.content or "")
+    response = oai.responses.create(model="gpt-4o-mini", input=prompt, instructions=CANARY)
+    seen.append(response.output_text)
+    with oai.responses.stream(model="gpt-4o-mini", input=prompt) as events:
+        for _ in events:
+            pass
+    oai.embeddings.create(model="text-embedding-3-small", input=[prompt, CANARY])
+    message = claude.messages.create(model="claude-sonnet-4-5", max_tokens=64, system=CANARY,
+                                     messages=[{"role": "user", "content": prompt}])
+    seen.append(message.content[0].text)
+    with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
+                                messages=[{"role": "user", "content": prompt}]) as stream:
+        seen.append("".join(stream.text_stream))
+    # A denied call with the canary in its body is recorded too, without it.
+    oai_bad_model = openai.OpenAI(base_url=f"{stack.proxy}/proxy/nowhere", api_key=KEY, max_retries=0)
+    with contextlib.suppress(openai.PermissionDeniedError):
+        oai_bad_model.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}])
+
+    # Response content: the longest generated phrases the clients saw.
+    response_fragments = [text[:40] for text in seen if len(text) >= 20]
+    assert response_fragments
+    secrets = [CANARY, *response_fragments]
+
+    before_ingest = redis_text()  # the usage events, while they are still in Redis
+    usage_ingest(max_seconds=1)
+    assert UsageRecord.objects.count() >= 8
+    stores = {
+        "redis (events queued)": before_ingest,
+        "redis": redis_text(),
+        "database": database_text(),
+        # Our own loggers and the servers' (the SDK clients log their own requests at DEBUG; not ours).
+        "logs": "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("openai", "anthropic",
+                                                                                              "httpx", "httpcore"))),
+        "stdout/stderr": "".join(capfd.readouterr()),
+    }
+    for where, text in stores.items():
+        for secret in secrets:
+            assert secret not in text, f"{secret!r} found in {where}"
