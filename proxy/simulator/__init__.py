@@ -1,65 +1,29 @@
-"""The built-in LLM simulator upstream (see app.py)."""
+"""The built-in LLM simulator: a fast, deterministic fake of the OpenAI and Anthropic HTTP APIs
+(real wire formats, realistic usage), steered by `X-Sim-*` request headers.
 
-from __future__ import annotations
+Routes: OpenAI `POST /v1/chat/completions`, `/v1/completions`, `/v1/responses`, `/v1/embeddings`,
+`GET /v1/models`; Anthropic `POST /v1/messages`, `/v1/messages/count_tokens`. Base URLs:
+`{sim}/v1` for OpenAI SDKs, `{sim}` for Anthropic's. Any `Authorization: Bearer …` (OpenAI) or
+`x-api-key` (Anthropic) is accepted; without one the answer is that provider's 401.
 
-import asyncio
-import socket
-import threading
-from pathlib import Path
+Request headers for tests:
+    X-Sim-Cached-Tokens: N          N cached input tokens (OpenAI cached_tokens, Anthropic cache reads)
+    X-Sim-Cache-Write-Tokens: N     Anthropic cache writes at the 5-minute rate
+    X-Sim-Cache-Write-1h-Tokens: N  Anthropic cache writes at the 1-hour rate
+    X-Sim-Reasoning-Tokens: N       OpenAI reasoning tokens, counted inside the output tokens
+    X-Sim-Status: 429               that provider's error, with that status
+    X-Sim-Fixture: NAME             replay fixtures_dir/NAME byte for byte (.sse: one event per write)
+    X-Sim-Hold: TOKEN               stream the first event, then wait for POST /_sim/release/TOKEN
+    X-Sim-Drop-After: N             close the connection after N streamed events
+    X-Sim-Latency-Ms / X-Sim-Chunk-Delay-Ms: N   this request's delays
+    X-Sim-Words: N                  reply length (default 24 words, one output token each)
+    X-Sim-Extra-Usage-Choice: 1     OpenAI stream with the usage on the finishing chunk, as some
+                                    compatible providers send it
 
-from aiohttp import web
+Introspection: `GET /_sim/requests` (the last 100 requests), `DELETE /_sim/requests`, `GET /_sim/health`.
+"""
 
 from .app import create_app
+from .server import SimulatorThread, serve
 
 __all__ = ["SimulatorThread", "create_app", "serve"]
-
-
-def serve(*, host: str, port: int, latency_ms: float = 0, chunk_delay_ms: float = 0) -> None:
-    """Run the simulator in the foreground (uvloop when available)."""
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
-    web.run_app(create_app(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms), host=host, port=port,
-                access_log=None, print=None)
-
-
-class SimulatorThread:
-    """The simulator on an ephemeral loopback port in a background thread (tests)."""
-
-    def __init__(self, *, port: int = 0, latency_ms: float = 0, chunk_delay_ms: float = 0,
-                 fixtures_dir: Path | None = None) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.port = self.sock.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, fixtures_dir=fixtures_dir)
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(self.app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.SockSite(self._runner, self.sock).start())
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
-
-    def __enter__(self) -> SimulatorThread:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the simulator did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self.sock.close()

@@ -1,11 +1,18 @@
+"""`python -m proxy.simulator --port 8100 [--latency-ms N] [--chunk-delay-ms N]`: no Django needed."""
+
+from __future__ import annotations
+
 import argparse
 
-from . import serve
+from .cli import DESCRIPTION, add_arguments, serve_options
+from .server import serve
 
-parser = argparse.ArgumentParser(description="Tokonomics' built-in LLM simulator (OpenAI and Anthropic formats).")
-parser.add_argument("--host", default="127.0.0.1")
-parser.add_argument("--port", type=int, default=8100)
-parser.add_argument("--latency-ms", type=float, default=0)
-parser.add_argument("--chunk-delay-ms", type=float, default=0)
-args = parser.parse_args()
-serve(host=args.host, port=args.port, latency_ms=args.latency_ms, chunk_delay_ms=args.chunk_delay_ms)
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m proxy.simulator", description=DESCRIPTION)
+    add_arguments(parser)
+    serve(**serve_options(vars(parser.parse_args(argv))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import time
 from typing import Any
@@ -40,6 +41,7 @@ class Command(BaseCommand):
         parser.add_argument("--count", type=int, default=0, help="stop after this many calls (0 = forever)")
 
     def handle(self, *args: Any, site: str, key: str, interval: float, count: int, **options: Any) -> None:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per demo call is noise
         with httpx.Client(timeout=30) as client:
             for n in itertools.count(1):
                 provider, path, model, kind = random.choice(CALLS)

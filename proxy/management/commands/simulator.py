@@ -1,19 +1,19 @@
+from __future__ import annotations
+
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from proxy.simulator import serve
+from proxy.simulator.cli import DESCRIPTION, add_arguments, serve_options
+from proxy.simulator.server import serve
 
 
 class Command(BaseCommand):
-    help = "Run the built-in LLM simulator upstream (OpenAI and Anthropic wire formats)."
+    help = DESCRIPTION
+    requires_system_checks: list[str] = []  # needs neither the database nor the models
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8100)
-        parser.add_argument("--latency-ms", type=float, default=0)
-        parser.add_argument("--chunk-delay-ms", type=float, default=0)
+        add_arguments(parser)
 
-    def handle(self, *args: Any, host: str, port: int, latency_ms: float, chunk_delay_ms: float, **kw: Any) -> None:
-        self.stdout.write(f"LLM simulator on http://{host}:{port} (OpenAI: /v1, Anthropic: /v1/messages)")
-        serve(host=host, port=port, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms)
+    def handle(self, *args: Any, **options: Any) -> None:
+        serve(**serve_options(options), announce=self.stdout.write)
