@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.contrib import admin
 
 from .models import Account, Budget, Plan, PriceOverride, Seat, UsageRecord
+from .repricing import usage_record_reprice
 
 
 def usd(amount: Decimal | None, places: int = 2) -> str:
@@ -96,6 +97,12 @@ class UsageRecordAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["account"]
     show_full_result_count = False  # an exact COUNT(*) over millions of rows is slower than the page
+    actions = ["reprice"]
+
+    @admin.action(description="Re-price selected records with current prices and overrides")
+    def reprice(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        seen, changed = usage_record_reprice(records=queryset)
+        self.message_user(request, f"Re-priced {seen} record(s); {changed} cost(s) changed.")
 
     def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
         return [f.name for f in UsageRecord._meta.fields]
