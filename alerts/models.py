@@ -74,3 +74,58 @@ class AlertRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on {self.scope} {self.match} (×{self.multiplier} over {self.window_minutes} min)"
+
+
+class AlertEvent(models.Model):
+    """One alert, fired once (its dedupe key is unique) and delivered to each of its channels."""
+
+    class Type(models.TextChoices):
+        THRESHOLD_CROSSED = "budget.threshold_crossed"
+        EXHAUSTED = "budget.exhausted"
+        RESOLVED = "budget.resolved"
+        FORECAST = "budget.forecast"
+        BURN_RATE = "spend.burn_rate"
+        PLAN_REQUEST_LIMIT = "plan.request_limit"
+        TEST = "test"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="alert_events")
+    type = models.CharField(max_length=40, choices=Type.choices)
+    dedupe_key = models.CharField(max_length=300, unique=True)
+    webhook_id = models.CharField(max_length=40, unique=True, help_text="Same on every retry (Standard Webhooks).")
+    payload = models.JSONField()
+    channels = models.ManyToManyField(AlertChannel, blank=True, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["account", "-created_at"], name="alertevent_account_time")]
+
+    def __str__(self) -> str:
+        return f"{self.type} ({self.account.slug}, {self.created_at:%Y-%m-%d %H:%M})"
+
+
+class AlertDelivery(models.Model):
+    """One attempt to deliver an event to a channel: every attempt is kept, for the app to show."""
+
+    event = models.ForeignKey(AlertEvent, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(AlertChannel, on_delete=models.CASCADE, related_name="deliveries")
+    attempt = models.PositiveSmallIntegerField()
+    succeeded = models.BooleanField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a failed attempt is retried; empty once delivered or given up."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "channel", "attempt"], name="alertdelivery_unique_attempt"),
+        ]
+        indexes = [models.Index(fields=["next_attempt_at"], name="alertdelivery_due")]
+
+    def __str__(self) -> str:
+        outcome = "ok" if self.succeeded else f"failed ({self.status_code or self.error[:40]})"
+        return f"{self.event.type} → {self.channel.name} #{self.attempt}: {outcome}"

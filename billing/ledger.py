@@ -18,9 +18,10 @@ from decimal import Decimal
 
 import orjson
 import redis
-from django.db import transaction
+from django.db import connection, transaction
 
 from billing.models import Account, UsageRecord
+from billing.rollups import usage_rollup_add
 from proxy.models import ApiKey
 from proxy.quota import events_stream_key
 from tokonomics.redis_client import sync_redis
@@ -28,6 +29,7 @@ from tokonomics.redis_client import sync_redis
 log = logging.getLogger(__name__)
 
 GROUP = "ingest"
+LEDGER_LOCK_ID = 7_146_390_001  # pg_advisory_xact_lock key of the ledger's writers
 # A message pending this long with another consumer is presumed orphaned (its worker died).
 CLAIM_IDLE_MS = 30_000
 _groups_made: set[bytes] = set()
@@ -57,17 +59,30 @@ def _record(event: dict, known_keys: set[int]) -> UsageRecord:
 
 
 def usage_record_batch(*, events: Iterable[dict]) -> int:
-    """Insert usage records; events already stored (same request id) are skipped. Returns rows offered."""
+    """Store usage records and add them to the hourly rollups; events already stored (same request
+    id) are skipped, so a batch can be written twice safely. Returns the number of new records."""
     events = [e for e in events if e.get("request_id")]
     if not events:
         return 0
     accounts = set(Account.objects.filter(pk__in={e["account_id"] for e in events}).values_list("pk", flat=True))
     wanted_keys = {e["key_id"] for e in events if e.get("key_id")}
     known_keys = set(ApiKey.objects.filter(pk__in=wanted_keys).values_list("pk", flat=True))
-    records = [_record(e, known_keys) for e in events if e["account_id"] in accounts]
+    records = {e["request_id"]: _record(e, known_keys) for e in events if e["account_id"] in accounts}
     with transaction.atomic():
-        UsageRecord.objects.bulk_create(records, batch_size=1000, ignore_conflicts=True)
-    return len(records)
+        _serialize_writers()
+        stored = set(UsageRecord.objects.filter(request_id__in=records).values_list("request_id", flat=True))
+        new = [r for request_id, r in records.items() if request_id not in stored]
+        UsageRecord.objects.bulk_create(new, batch_size=1000)
+        usage_rollup_add(records=new)
+    return len(new)
+
+
+def _serialize_writers() -> None:
+    # Two writers of the same events (a re-claimed batch) must not both add them to the rollups.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEDGER_LOCK_ID])
+    # SQLite: transactions already take the write lock at BEGIN (transaction_mode IMMEDIATE).
 
 
 def usage_record_batch_from_events(*, events: list[bytes]) -> int:
@@ -97,12 +112,34 @@ def _write(client: redis.Redis, batches: list) -> int:
     if not done:
         return 0
     usage_record_batch(events=events)
+    _check_alerts(events)
     pipe = client.pipeline(transaction=False)
     for stream, entry_id in done:
         pipe.xack(stream, GROUP, entry_id)
         pipe.xdel(stream, entry_id)
     pipe.execute()
     return len(events)
+
+
+def _check_alerts(events: list[dict]) -> None:
+    """Budget thresholds are checked right after the spend that crossed them is recorded."""
+    from alerts.evaluate import Touched, budget_thresholds_check
+
+    by_account: dict[int, list[dict]] = {}
+    for event in events:
+        if event.get("cost_usd") not in (None, "0", "0E-9"):
+            by_account.setdefault(event["account_id"], []).append(event)
+    for account_id, batch in by_account.items():
+        touched = Touched(
+            tenants=frozenset(e.get("tenant", "") for e in batch),
+            features=frozenset(e.get("feature", "") for e in batch),
+            key_ids=frozenset(e["key_id"] for e in batch if e.get("key_id")),
+        )
+        try:
+            budget_thresholds_check(account_id=account_id, touched=touched)
+        except Exception:
+            # Alerts must never hold up the ledger; the next batch checks the same counters again.
+            log.exception("budget threshold check failed for account %s", account_id)
 
 
 def usage_ingest(*, max_seconds: float = 5.0, batch_size: int = 1000, client: redis.Redis | None = None) -> int:

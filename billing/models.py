@@ -214,3 +214,63 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return self.request_id
+
+
+class UsageRollup(models.Model):
+    """Usage summed per hour and dimension, maintained as records are ingested. Dashboards read
+    these instead of scanning raw records, and they outlive the records' retention."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_rollups")
+    hour = models.DateTimeField()
+    feature = models.CharField(max_length=200, blank=True)
+    tenant = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=60, blank=True)
+    provider = models.CharField(max_length=63)
+    model = models.CharField(max_length=200, blank=True)
+    key_id = models.BigIntegerField(default=0, help_text="0 when the call had no key (kept after a key is deleted).")
+    status_code = models.PositiveSmallIntegerField()
+    requests = models.PositiveBigIntegerField(default=0)
+    streamed_requests = models.PositiveBigIntegerField(default=0)
+    estimated_requests = models.PositiveBigIntegerField(default=0)
+    unknown_cost_requests = models.PositiveBigIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cached_input_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=9, default=0)
+    latency_ms_total = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "hour", "feature", "tenant", "environment", "provider", "model", "key_id",
+                        "status_code"],
+                name="usagerollup_unique_cell",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "hour"], name="usagerollup_account_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.hour:%Y-%m-%d %H}h {self.provider}/{self.model}: {self.requests} calls"
+
+
+class UsageTagRollup(models.Model):
+    """Spend per hour and tag (`X-Tokonomics-Tags: intent=summarize`), for the tag breakdown."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_tag_rollups")
+    hour = models.DateTimeField()
+    tag = models.CharField(max_length=60)
+    value = models.CharField(max_length=200)
+    requests = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=9, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "hour", "tag", "value"], name="usagetagrollup_unique_cell"),
+        ]
+        indexes = [models.Index(fields=["account", "hour"], name="usagetagrollup_account_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.hour:%Y-%m-%d %H}h {self.tag}={self.value}: {self.requests} calls"
+from .models_tokens import ManagementToken  # noqa: E402,F401

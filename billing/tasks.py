@@ -21,3 +21,18 @@ def usage_ingest_task() -> int:
     finally:
         with contextlib.suppress(LockError):
             lock.release()
+
+
+@shared_task(ignore_result=True)
+def usage_retention_purge_task() -> int:
+    from billing.retention import usage_retention_purge
+
+    # Daily; the lock keeps two beat schedulers (or a manual run) from deleting side by side.
+    lock = sync_redis().lock("tk:lock:usage_retention", timeout=3600, blocking=False)
+    if not lock.acquire(blocking=False):
+        return 0
+    try:
+        return sum(usage_retention_purge().values())
+    finally:
+        with contextlib.suppress(LockError):
+            lock.release()

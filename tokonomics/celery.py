@@ -1,6 +1,7 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokonomics.settings")
 
@@ -11,4 +12,9 @@ app.autodiscover_tasks()
 # The one beat schedule of the project.
 app.conf.beat_schedule = {
     "usage-ingest": {"task": "billing.tasks.usage_ingest_task", "schedule": 1.0},
+    "alert-retries": {"task": "alerts.tasks.alert_retries_run_task", "schedule": 10.0},
+    "burn-rate": {"task": "alerts.tasks.burn_rate_check_task", "schedule": 60.0},
+    "plan-request-limits": {"task": "alerts.tasks.plan_request_limits_check_task", "schedule": 60.0},
+    "budget-forecasts": {"task": "alerts.tasks.budget_forecasts_check_task", "schedule": 300.0},
+    "usage-retention": {"task": "billing.tasks.usage_retention_purge_task", "schedule": crontab(hour=3, minute=17)},
 }

@@ -243,3 +243,4 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 USAGE_INGEST_MAX_SECONDS = env_float("USAGE_INGEST_MAX_SECONDS", 5.0)
+ALERT_RETRY_BASE_SECONDS = env_float("ALERT_RETRY_BASE_SECONDS", 30.0)

@@ -1,0 +1,267 @@
+"""When alerts fire: budget thresholds (after each ingest), forecasts, burn rate and plan limits
+(on a schedule). Each fires once per (target, threshold, period, limit): the event's unique
+dedupe key is the claim; a Redis marker only saves asking the database again."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import Sum
+
+from alerts.events import alert_event_create
+from alerts.models import AlertEvent, AlertRule
+from alerts.payloads import budget_data
+from billing.models import Account, Budget, UsageRecord
+from billing.periods import period_bounds
+from proxy.quota import NANOS_PER_USD, account_prefix, budget_counter_key
+from tokonomics.redis_client import sync_redis
+
+log = logging.getLogger(__name__)
+
+FORECAST_MIN_ELAPSED = 0.1  # a forecast from the first minutes of a period is noise
+PLAN_NOTICE_THRESHOLDS = (80, 100)
+
+
+@dataclass(frozen=True, slots=True)
+class Touched:
+    """What an ingested batch of usage touched in one account."""
+
+    tenants: frozenset[str] = frozenset()
+    features: frozenset[str] = frozenset()
+    key_ids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCounter:
+    budget: Budget
+    value: str  # '' for a budget with one counter; the tenant / feature / key id of a '*' budget
+    key: str
+    period_start: datetime
+    period_end: datetime | None
+
+
+def _usd(nanos: int) -> Decimal:
+    return (Decimal(nanos) / NANOS_PER_USD).quantize(Decimal("0.000001"))
+
+
+def _counters(account: Account, budgets: Iterable[Budget], touched: Touched, now: datetime) -> list[BudgetCounter]:
+    budgets = list(budgets)
+    named = {(b.scope, b.period, b.match) for b in budgets if b.match not in ("", "*")}
+    out = []
+    for budget in budgets:
+        start, end = period_bounds(budget.period, account.timezone, now)
+        if budget.match != "*":
+            values = [""]
+        elif budget.scope == "key":
+            names = dict(account.api_keys.filter(pk__in=touched.key_ids).values_list("pk", "name"))
+            values = [str(pk) for pk, name in names.items() if ("key", budget.period, name) not in named]
+        else:
+            pool = touched.tenants if budget.scope == "tenant" else touched.features
+            values = [v for v in pool if v and (budget.scope, budget.period, v) not in named]
+        for value in values:
+            key = budget_counter_key(account.pk, budget.pk, start, value)
+            out.append(BudgetCounter(budget, value, key, start, end))
+    return out
+
+
+def _spent(counters: list[BudgetCounter]) -> list[int]:
+    pipe = sync_redis().pipeline(transaction=False)
+    for counter in counters:
+        pipe.hget(counter.key, "s")
+    return [int(v or 0) for v in pipe.execute()]
+
+
+def _marker(account_id: int, dedupe_key: str) -> str:
+    return f"{account_prefix(account_id)}:alerted:{dedupe_key}"
+
+
+def _fire_once(account: Account, event_type: str, dedupe_key: str, data: dict, channel_ids: list[int] | None,
+               expires_at: datetime | None) -> AlertEvent | None:
+    client = sync_redis()
+    marker = _marker(account.pk, dedupe_key)
+    if client.exists(marker):
+        return None
+    event = alert_event_create(account_id=account.pk, event_type=event_type, dedupe_key=dedupe_key, data=data,
+                               channel_ids=channel_ids)
+    client.set(marker, 1, exat=int((expires_at or datetime.now(UTC) + timedelta(days=400)).timestamp()) + 86400)
+    return event
+
+
+def _budget_event_data(account: Account, counter: BudgetCounter, spent_nanos: int) -> dict:
+    return {
+        "account": account.slug,
+        "budget": budget_data(counter.budget),
+        "value": counter.value,
+        "spent_usd": _usd(spent_nanos),
+        "period_start": counter.period_start,
+        "period_end": counter.period_end,
+    }
+
+
+def budget_thresholds_check(*, account_id: int, touched: Touched, now: datetime | None = None) -> list[AlertEvent]:
+    """Fire threshold_crossed / exhausted for every threshold the live counters have reached."""
+    now = now or datetime.now(UTC)
+    account = Account.objects.filter(pk=account_id).first()
+    if account is None:
+        return []
+    budgets = Budget.objects.filter(account=account).exclude(alert_at=[]).prefetch_related("channels")
+    counters = _counters(account, budgets, touched, now)
+    fired = []
+    for counter, spent in zip(counters, _spent(counters), strict=True):
+        budget = counter.budget
+        limit_nanos = int(budget.limit_usd * NANOS_PER_USD)
+        if limit_nanos <= 0:
+            continue
+        for threshold in sorted(budget.alert_at):
+            if spent * 100 < limit_nanos * threshold:
+                break
+            event_type = AlertEvent.Type.EXHAUSTED if threshold >= 100 else AlertEvent.Type.THRESHOLD_CROSSED
+            dedupe = f"{counter.key}:t{threshold}:l{limit_nanos}"
+            data = {**_budget_event_data(account, counter, spent), "threshold_percent": threshold}
+            channel_ids = [c.pk for c in budget.channels.all()] or None
+            event = _fire_once(account, event_type, dedupe, data, channel_ids, counter.period_end)
+            if event is not None:
+                fired.append(event)
+    return fired
+
+
+def budget_resolved_check(*, budget_id: int, now: datetime | None = None) -> list[AlertEvent]:
+    """After a budget's limit changed: every counter that had been exhausted this period and is now
+    under the limit gets a `budget.resolved` event (thresholds re-arm by themselves: the limit is
+    part of their dedupe key)."""
+    now = now or datetime.now(UTC)
+    budget = Budget.objects.filter(pk=budget_id).select_related("account").first()
+    if budget is None:
+        return []
+    account = budget.account
+    start, end = period_bounds(budget.period, account.timezone, now)
+    prefix = budget_counter_key(account.pk, budget.pk, start)
+    exhausted = AlertEvent.objects.filter(account=account, type=AlertEvent.Type.EXHAUSTED,
+                                          dedupe_key__startswith=prefix)
+    limit_nanos = int(budget.limit_usd * NANOS_PER_USD)
+    fired = []
+    for event in exhausted:
+        key = event.dedupe_key.split(":t", 1)[0]
+        value = key[len(prefix) + 1:] if len(key) > len(prefix) else ""
+        counter = BudgetCounter(budget, value, key, start, end)
+        spent = _spent([counter])[0]
+        if spent < limit_nanos:
+            data = {**_budget_event_data(account, counter, spent), "threshold_percent": 100}
+            channel_ids = [c.pk for c in budget.channels.all()] or None
+            resolved = _fire_once(account, AlertEvent.Type.RESOLVED, f"{key}:resolved:l{limit_nanos}", data,
+                                  channel_ids, end)
+            if resolved is not None:
+                fired.append(resolved)
+    return fired
+
+
+def budget_forecasts_check(*, now: datetime | None = None) -> list[AlertEvent]:
+    """'At this rate the cap is reached in N hours', from the same period arithmetic as enforcement."""
+    now = now or datetime.now(UTC)
+    fired = []
+    client = sync_redis()
+    for budget in Budget.objects.exclude(period__in=["total"]).select_related("account").prefetch_related("channels"):
+        account = budget.account
+        start, end = period_bounds(budget.period, account.timezone, now)
+        assert end is not None
+        elapsed = (now - start).total_seconds()
+        fraction = elapsed / (end - start).total_seconds()
+        limit_nanos = int(budget.limit_usd * NANOS_PER_USD)
+        if fraction < FORECAST_MIN_ELAPSED or limit_nanos <= 0:
+            continue
+        base = budget_counter_key(account.pk, budget.pk, start)
+        keys = [base] if budget.match != "*" else [k.decode() for k in client.scan_iter(match=f"{base}:*", count=500)]
+        for key in keys:
+            spent = int(client.hget(key, "s") or 0)
+            if spent <= 0 or spent >= limit_nanos or spent / fraction <= limit_nanos:
+                continue
+            rate_per_hour = spent / (elapsed / 3600)
+            hours = Decimal((limit_nanos - spent) / rate_per_hour).quantize(Decimal("0.1"))
+            counter = BudgetCounter(budget, key[len(base) + 1:] if key != base else "", key, start, end)
+            data = {**_budget_event_data(account, counter, spent), "hours_to_limit": hours,
+                    "projected_spend_usd": _usd(int(spent / fraction))}
+            channel_ids = [c.pk for c in budget.channels.all()] or None
+            event = _fire_once(account, AlertEvent.Type.FORECAST, f"{key}:forecast:l{limit_nanos}", data,
+                               channel_ids, end)
+            if event is not None:
+                fired.append(event)
+    return fired
+
+
+BASELINE_HOURS = 24
+
+
+def burn_rate_check(*, now: datetime | None = None) -> list[AlertEvent]:
+    """Runaway spend: a key, feature or tenant spending in the last window much faster than its own
+    trailing average — the agent stuck in a loop at 3 a.m. Spend under the rule's floor never pages."""
+    now = now or datetime.now(UTC)
+    fired = []
+    for rule in AlertRule.objects.filter(kind=AlertRule.Kind.BURN_RATE).select_related("account"):
+        window = timedelta(minutes=rule.window_minutes)
+        field = {"key": "key_id", "account": "account_id"}.get(rule.scope, rule.scope)
+        records = UsageRecord.objects.filter(account=rule.account, cost_usd__isnull=False)
+        if rule.match not in ("", "*") and rule.scope != "account":
+            records = records.filter(**({"key__name": rule.match} if rule.scope == "key" else {field: rule.match}))
+        recent = dict(records.filter(created_at__gte=now - window, created_at__lt=now)
+                      .values_list(field).annotate(total=Sum("cost_usd")).values_list(field, "total"))
+        baseline_start = now - window - timedelta(hours=BASELINE_HOURS)
+        trailing = dict(records.filter(created_at__gte=baseline_start, created_at__lt=now - window)
+                        .values_list(field).annotate(total=Sum("cost_usd")).values_list(field, "total"))
+        windows_in_baseline = Decimal(BASELINE_HOURS * 60) / rule.window_minutes
+        for value, spend in recent.items():
+            if value in ("", None) or spend < rule.floor_usd:
+                continue
+            usual = (trailing.get(value) or Decimal(0)) / windows_in_baseline
+            if usual > 0 and spend < rule.multiplier * usual:
+                continue
+            ratio = (spend / usual).quantize(Decimal("0.1")) if usual > 0 else "∞"
+            hour = int(now.timestamp()) // 3600  # at most one page an hour per runaway target
+            data = {"account": rule.account.slug, "rule_id": rule.pk, "scope": rule.scope, "value": str(value),
+                    "window_minutes": rule.window_minutes, "window_spend_usd": spend,
+                    "usual_window_spend_usd": usual.quantize(Decimal("0.000001")), "ratio": ratio,
+                    "multiplier": rule.multiplier, "floor_usd": rule.floor_usd}
+            channel_ids = [c.pk for c in rule.channels.all()] or None
+            event = _fire_once(rule.account, AlertEvent.Type.BURN_RATE, f"burn:{rule.pk}:{value}:{hour}", data,
+                               channel_ids, now + timedelta(hours=2))
+            if event is not None:
+                fired.append(event)
+    return fired
+
+
+def plan_request_limits_check(*, now: datetime | None = None) -> list[AlertEvent]:
+    """Notices to owners (and the account's channels) at 80 % and 100 % of the monthly request limit."""
+    now = now or datetime.now(UTC)
+    client = sync_redis()
+    fired = []
+    for account in Account.objects.filter(plan__monthly_request_limit__isnull=False).select_related("plan"):
+        start, end = period_bounds("month", account.timezone, now)
+        used = int(client.get(f"{account_prefix(account.pk)}:plan:{int(start.timestamp())}") or 0)
+        limit = account.plan.monthly_request_limit
+        for threshold in PLAN_NOTICE_THRESHOLDS:
+            if used * 100 < limit * threshold:
+                break
+            data = {"account": account.slug, "threshold_percent": threshold, "requests": used,
+                    "monthly_request_limit": limit, "period_start": start, "period_end": end}
+            event = _fire_once(account, AlertEvent.Type.PLAN_REQUEST_LIMIT,
+                               f"plan:{account.pk}:{int(start.timestamp())}:{threshold}", data, None, end)
+            if event is not None:
+                _email_owners(account, event)
+                fired.append(event)
+    return fired
+
+
+def _email_owners(account: Account, event: AlertEvent) -> None:
+    from django.conf import settings
+    from django.core.mail import send_mail
+
+    from alerts.payloads import alert_summary
+
+    owners = list(account.seats.filter(role="owner").values_list("user__email", flat=True))
+    if owners:
+        summary = alert_summary(event.payload)
+        send_mail(f"[Tokonomics] {summary}", f"{summary}\n\nUpgrade the plan or reduce traffic to keep calls flowing.",
+                  settings.DEFAULT_FROM_EMAIL, owners, fail_silently=True)

@@ -1,0 +1,70 @@
+"""Alert bodies (CONTRACT §6): `{"type", "timestamp", "data", "version"}`, decimals as strings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+PAYLOAD_VERSION = 1
+
+
+def alert_payload(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": event_type,
+        "version": PAYLOAD_VERSION,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "data": {k: _plain(v) for k, v in data.items()},
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def budget_data(budget: Any) -> dict[str, Any]:
+    return {
+        "id": budget.pk,
+        "scope": budget.scope,
+        "match": budget.match,
+        "period": budget.period,
+        "limit_usd": str(budget.limit_usd),
+        "hard": budget.hard,
+    }
+
+
+def alert_summary(payload: dict[str, Any]) -> str:
+    """One line a person can act on, for email subjects and chat messages."""
+    data = payload.get("data", {})
+    budget = data.get("budget") or {}
+    target = budget.get("scope", "")
+    if data.get("value"):
+        target += f" {data['value']}"
+    elif budget.get("match"):
+        target += f" {budget['match']}"
+    account = data.get("account", "")
+    kind = payload.get("type")
+    if kind == "budget.threshold_crossed":
+        return (f"{account}: {target} budget at {data.get('threshold_percent')}% "
+                f"(${data.get('spent_usd')} of ${budget.get('limit_usd')} this {budget.get('period')})")
+    if kind == "budget.exhausted":
+        return f"{account}: {target} budget exhausted (${data.get('spent_usd')} of ${budget.get('limit_usd')})"
+    if kind == "budget.resolved":
+        spent, limit = data.get("spent_usd"), budget.get("limit_usd")
+        return f"{account}: {target} budget back under its limit (${spent} of ${limit})"
+    if kind == "budget.forecast":
+        return f"{account}: at this rate the {target} budget is reached in {data.get('hours_to_limit')} hours"
+    if kind == "spend.burn_rate":
+        return (f"{account}: runaway spend on {data.get('scope')} {data.get('value')}: ${data.get('window_spend_usd')} "
+                f"in {data.get('window_minutes')} min, {data.get('ratio')}× its usual rate")
+    if kind == "plan.request_limit":
+        return f"{account}: {data.get('threshold_percent')}% of the plan's monthly requests used"
+    if kind == "test":
+        return f"{account}: test alert from Tokonomics"
+    return f"{account}: {kind}"
