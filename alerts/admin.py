@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import AlertChannel, AlertRule
+from .events import alert_test_send
+from .models import AlertChannel, AlertDelivery, AlertEvent, AlertRule
 
 
 @admin.register(AlertChannel)
@@ -11,6 +12,13 @@ class AlertChannelAdmin(admin.ModelAdmin):
     list_filter = ["kind", "account"]
     search_fields = ["name", "account__slug", "url"]
     autocomplete_fields = ["account"]
+    actions = ["send_test_alert"]
+
+    @admin.action(description="Send a test alert")
+    def send_test_alert(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        for channel in queryset:
+            alert_test_send(channel=channel)
+        self.message_user(request, f"Sent a test alert to {queryset.count()} channel(s); see Alert deliveries.")
 
     @admin.display(description="Target")
     def target(self, obj: AlertChannel) -> str:
@@ -27,3 +35,33 @@ class AlertRuleAdmin(admin.ModelAdmin):
     list_filter = ["kind", "scope", "account"]
     autocomplete_fields = ["account"]
     filter_horizontal = ["channels"]
+
+
+class AlertDeliveryInline(admin.TabularInline):
+    model = AlertDelivery
+    extra = 0
+    can_delete = False
+    fields = ["channel", "attempt", "succeeded", "status_code", "error", "duration_ms", "next_attempt_at", "created_at"]
+    readonly_fields = fields
+
+
+@admin.register(AlertEvent)
+class AlertEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "account", "type", "dedupe_key", "webhook_id"]
+    list_filter = ["type", "account"]
+    search_fields = ["dedupe_key", "webhook_id", "account__slug"]
+    readonly_fields = ["account", "type", "dedupe_key", "webhook_id", "payload", "created_at"]
+    inlines = [AlertDeliveryInline]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "event", "channel", "attempt", "succeeded", "status_code", "next_attempt_at"]
+    list_filter = ["succeeded", "channel__kind"]
+    readonly_fields = [f.name for f in AlertDelivery._meta.fields]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False

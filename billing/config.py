@@ -65,7 +65,7 @@ def config_parse(*, data: Any, environ: Mapping[str, str]) -> ConfigIn:
             [f"{_location(err['loc'], data)}: {err['msg']}" for err in exc.errors(include_url=False)]
         ) from None
     problems: list[str] = []
-    plans = set(Plan.objects.values_list("slug", flat=True))
+    plans = {p.slug: p for p in Plan.objects.all()}
     _duplicates(problems, "accounts", [a.slug for a in config.accounts])
     for index, account in enumerate(config.accounts):
         where = f"accounts[{index}] ({account.slug})"
@@ -81,10 +81,13 @@ def _duplicates(problems: list[str], where: str, names: list[str]) -> None:
             problems.append(f"{where}: {name!r} appears {count} times")
 
 
-def _account_problems(account: AccountIn, plans: set[str], environ: Mapping[str, str]) -> list[str]:
+def _account_problems(account: AccountIn, plans: dict[str, Plan], environ: Mapping[str, str]) -> list[str]:
     problems: list[str] = []
-    if account.plan not in plans:
+    plan = plans.get(account.plan)
+    if plan is None:
         problems.append(f"plan: unknown plan {account.plan!r} (known: {', '.join(sorted(plans))})")
+    else:
+        problems.extend(_plan_limit_problems(account, plan))
     if account.timezone not in zoneinfo.available_timezones():
         problems.append(f"timezone: {account.timezone!r} is not an IANA time zone (e.g. UTC, Europe/Paris)")
     _duplicates(problems, "providers", [p.slug for p in account.providers])
@@ -132,6 +135,23 @@ def _account_problems(account: AccountIn, plans: set[str], environ: Mapping[str,
         if price.provider not in provider_slugs:
             problems.append(f"prices[{i}].provider: no provider {price.provider!r} in this account")
         problems.extend(f"prices[{i}] ({price.provider}/{price.model}).{p}" for p in _price_problems(price))
+    return problems
+
+
+def _plan_limit_problems(account: AccountIn, plan: Plan) -> list[str]:
+    problems = []
+    seats = {s.email.lower() for s in account.seats} | set(
+        Seat.objects.filter(account__slug=account.slug).values_list("user__email", flat=True)
+    )
+    if plan.max_seats is not None and len(seats) > plan.max_seats:
+        problems.append(f"seats: the {plan.name} plan has {plan.max_seats} seat(s), this account would have "
+                        f"{len(seats)}; remove seats or choose a larger plan")
+    rules = {(r.kind, r.scope, r.match) for r in account.alert_rules} | set(
+        AlertRule.objects.filter(account__slug=account.slug).values_list("kind", "scope", "match")
+    )
+    if plan.max_alert_rules is not None and len(rules) > plan.max_alert_rules:
+        problems.append(f"alert_rules: the {plan.name} plan allows {plan.max_alert_rules} alert rules, this account "
+                        f"would have {len(rules)}; remove rules or choose a larger plan")
     return problems
 
 

@@ -258,3 +258,13 @@ def test_check_mode_writes_nothing(tmp_path, env) -> None:  # type: ignore[no-un
     call_command("applyconfig", str(path), "--check", stdout=out)
     assert "is valid" in out.getvalue()
     assert not Account.objects.exists()
+
+
+def test_plan_limits_on_seats_and_alert_rules(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+    data = example()
+    data["accounts"][0]["plan"] = "starter"
+    data["accounts"][0]["seats"].append({"email": "bob@acme.test", "role": "member"})
+    data["accounts"][0]["alert_rules"] = [{"scope": s, "match": "*"} for s in ("feature", "tenant", "key", "account")]
+    error = rejected(tmp_path, data)
+    assert "seats: the Starter plan has 1 seat(s), this account would have 2" in error
+    assert "alert_rules: the Starter plan allows 3 alert rules, this account would have 4" in error
