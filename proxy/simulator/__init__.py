@@ -3,8 +3,9 @@
 
 Routes: OpenAI `POST /v1/chat/completions`, `/v1/completions`, `/v1/responses`, `/v1/embeddings`,
 `GET /v1/models`; Anthropic `POST /v1/messages`, `/v1/messages/count_tokens`. Base URLs:
-`{sim}/v1` for OpenAI SDKs, `{sim}` for Anthropic's. Any `Authorization: Bearer …` (OpenAI) or
-`x-api-key` (Anthropic) is accepted; without one the answer is that provider's 401.
+`{sim}/v1` for OpenAI SDKs, `{sim}` for Anthropic's. Any credential is accepted in
+`Authorization: Bearer …` (both) or `x-api-key` (Anthropic); without one the answer is that
+provider's 401.
 
 Request headers for tests:
     X-Sim-Cached-Tokens: N          N cached input tokens (OpenAI cached_tokens, Anthropic cache reads)

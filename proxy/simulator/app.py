@@ -13,6 +13,7 @@ from aiohttp import web
 
 from . import anthropic_api, openai_api
 from .call import Call
+from .content import MAX_REPLY_WORDS
 from .controls import ControlError, read_controls
 from .errors import JSON, Wire, error_response, is_authenticated, missing_key_response
 from .fixtures import replay_fixture
@@ -40,6 +41,8 @@ def create_app(
     """The simulator. `latency_ms` passes before every answer (before the first byte of a stream),
     `chunk_delay_ms` between streamed events; `reply_words` is the length of a reply unless the
     request's output limit is lower; `fixtures_dir` holds the recordings `X-Sim-Fixture` replays."""
+    if not 0 <= reply_words <= MAX_REPLY_WORDS:
+        raise ValueError(f"reply_words must be between 0 and {MAX_REPLY_WORDS}")
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[STATE] = SimulatorState(
         latency_ms=latency_ms,
@@ -51,32 +54,33 @@ def create_app(
     )
     app.on_shutdown.append(_release_held_streams)
     add = app.router.add_route
-    add("POST", "/v1/chat/completions", simulated(openai_api.chat_completions, Wire.OPENAI))
-    add("POST", "/v1/completions", simulated(openai_api.completions, Wire.OPENAI))
-    add("POST", "/v1/responses", simulated(openai_api.responses, Wire.OPENAI))
-    add("POST", "/v1/embeddings", simulated(openai_api.embeddings, Wire.OPENAI))
-    add("POST", "/v1/messages", simulated(anthropic_api.messages, Wire.ANTHROPIC))
-    add("POST", "/v1/messages/count_tokens", simulated(anthropic_api.count_tokens, Wire.ANTHROPIC))
-    # The two APIs share these paths; the Anthropic SDK always sends `anthropic-version`.
-    add("GET", "/v1/models", simulated(openai_api.list_models, anthropic_api.list_models))
-    add("GET", "/v1/models/{model}", simulated(openai_api.retrieve_model, anthropic_api.retrieve_model))
+    add("POST", "/v1/chat/completions", simulated(openai=openai_api.chat_completions))
+    add("POST", "/v1/completions", simulated(openai=openai_api.completions))
+    add("POST", "/v1/responses", simulated(openai=openai_api.responses))
+    add("POST", "/v1/embeddings", simulated(openai=openai_api.embeddings))
+    add("POST", "/v1/messages", simulated(anthropic=anthropic_api.messages))
+    add("POST", "/v1/messages/count_tokens", simulated(anthropic=anthropic_api.count_tokens))
+    add("GET", "/v1/models", simulated(openai=openai_api.list_models, anthropic=anthropic_api.list_models,
+                                       takes_body=False))
+    add("GET", "/v1/models/{model}", simulated(openai=openai_api.retrieve_model,
+                                               anthropic=anthropic_api.retrieve_model, takes_body=False))
     add("GET", "/_sim/requests", recorded_requests)
     add("DELETE", "/_sim/requests", forget_requests)
     add("POST", "/_sim/release/{token}", release_hold)
     add("GET", "/_sim/health", health)
-    add("*", "/{path:.*}", simulated(_not_found, _not_found))
+    add("*", "/{path:.*}", simulated(openai=_not_found, anthropic=_not_found, takes_body=False))
     return app
 
 
-def simulated(openai_endpoint: Endpoint, anthropic_endpoint: Endpoint | Wire) -> Handler:
-    """A route handler for a provider endpoint. Given a Wire, the endpoint belongs to that provider;
-    given a second endpoint, the request's headers choose between the two."""
-    if isinstance(anthropic_endpoint, Wire):
-        fixed_wire = anthropic_endpoint
-        endpoints = {fixed_wire: openai_endpoint}
-    else:
-        fixed_wire = None
-        endpoints = {Wire.OPENAI: openai_endpoint, Wire.ANTHROPIC: anthropic_endpoint}
+def simulated(
+    *, openai: Endpoint | None = None, anthropic: Endpoint | None = None, takes_body: bool = True
+) -> Handler:
+    """The route handler of a provider endpoint. A path both APIs have (given both endpoints) goes to
+    Anthropic's when the request carries `anthropic-version`, as the Anthropic SDK always does.
+    An endpoint that `takes_body` answers 400 unless the body is a JSON object."""
+    endpoints = {wire: endpoint for wire, endpoint in ((Wire.OPENAI, openai), (Wire.ANTHROPIC, anthropic))
+                 if endpoint is not None}
+    fixed_wire = next(iter(endpoints)) if len(endpoints) == 1 else None
 
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
@@ -98,9 +102,7 @@ def simulated(openai_endpoint: Endpoint, anthropic_endpoint: Endpoint | Wire) ->
             return error_response(wire, controls.status)
         if controls.fixture:
             return await replay_fixture(request, wire, controls=controls, state=state)
-        if raw and not isinstance(payload, dict):
-            return _invalid_body(wire)
-        if request.method == "POST" and not raw:
+        if takes_body and not isinstance(payload, dict):
             return _invalid_body(wire)
         request_id = {"request-id": state.new_id("req_011")} if wire is Wire.ANTHROPIC else {
             "x-request-id": state.new_id("req_")}
