@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from billing.models import Account, UsageRecord
 from billing.rollups import usage_rollup_add
 from proxy.models import ApiKey
-from proxy.quota import events_stream_key
+from proxy.quota import account_prefix, events_stream_key
 from tokonomics.redis_client import sync_redis
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,21 @@ def usage_record_batch(*, events: Iterable[dict]) -> int:
         new = [r for request_id, r in records.items() if request_id not in stored]
         UsageRecord.objects.bulk_create(new, batch_size=1000)
         usage_rollup_add(records=new)
+    _announce({r.account_id for r in new})
     return len(new)
+
+
+def _announce(account_ids: set[int]) -> None:
+    """Move each account's live token, so open dashboards know to refresh (and only then)."""
+    if not account_ids:
+        return
+    pipe = sync_redis().pipeline(transaction=False)
+    for account_id in account_ids:
+        pipe.incr(f"{account_prefix(account_id)}:ingested")
+    try:
+        pipe.execute()
+    except redis.RedisError:
+        log.warning("could not announce new usage to live dashboards")
 
 
 def _serialize_writers() -> None:
@@ -146,6 +160,17 @@ def usage_ingest(*, max_seconds: float = 5.0, batch_size: int = 1000, client: re
     """Drain every account's usage stream into the database. Safe to run in several workers at once:
     the consumer group hands each event to one of them. Returns the number of events written."""
     client = client or sync_redis()
+    try:
+        return _ingest(client, max_seconds, batch_size)
+    except redis.ResponseError as exc:
+        if "NOGROUP" not in str(exc):
+            raise
+        # Redis lost its data (a restart without persistence): make the groups again and go on.
+        _groups_made.clear()
+        return _ingest(client, max_seconds, batch_size)
+
+
+def _ingest(client: redis.Redis, max_seconds: float, batch_size: int) -> int:
     streams = [events_stream_key(pk).encode() for pk in Account.objects.values_list("pk", flat=True)]
     if not streams:
         return 0

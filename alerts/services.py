@@ -1,0 +1,177 @@
+"""Write-side actions on alert channels and alert rules."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models import Q
+
+from alerts.models import AlertChannel, AlertRule, generate_webhook_secret
+from alerts.selectors import alert_channels_by_id
+from billing.models import Account, Plan
+from proxy.urls_policy import url_problem
+from tokonomics.validation import ensure_unique
+
+CHANNEL_FIELDS = frozenset({"name", "url", "emails", "secret"})
+RULE_FIELDS = frozenset({"scope", "match", "window_minutes", "multiplier", "floor_usd", "channel_ids"})
+MIN_SECRET_BYTES = 16
+
+
+def _secret_problem(secret: str) -> str | None:
+    """Webhook secrets are `whsec_` + base64 (CONTRACT §6): the notifier signs with the decoded bytes."""
+    if not secret.startswith("whsec_"):
+        return "must start with whsec_ followed by base64 of random bytes (leave it out to have one generated)"
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return "the part after whsec_ is not valid base64"
+    if len(key) < MIN_SECRET_BYTES:
+        return f"must encode at least {MIN_SECRET_BYTES} random bytes, not {len(key)}"
+    return None
+
+
+def _channel_problems(channel: AlertChannel, secret: str | None) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    if channel.kind == AlertChannel.Kind.EMAIL:
+        if not channel.emails:
+            problems["emails"] = "an email channel needs at least one address"
+        for address in channel.emails:
+            try:
+                validate_email(address)
+            except ValidationError:
+                problems["emails"] = f"{address!r} is not an email address"
+        if channel.url:
+            problems["url"] = "an email channel sends to emails, not to a url"
+    else:
+        if not channel.url:
+            problems["url"] = f"a {channel.kind} channel needs a url"
+        elif problem := url_problem(channel.url):
+            problems["url"] = problem
+        if channel.emails:
+            problems["emails"] = f"a {channel.kind} channel posts to its url; leave emails empty"
+    if secret is not None and channel.kind != AlertChannel.Kind.WEBHOOK:
+        problems["secret"] = "only webhook channels are signed"
+    elif secret is not None and (problem := _secret_problem(secret)):
+        problems["secret"] = problem
+    return problems
+
+
+def _channel_save(channel: AlertChannel, secret: str | None) -> AlertChannel:
+    problems = _channel_problems(channel, secret)
+    if problems:
+        raise ValidationError(problems)
+    channel.full_clean(validate_unique=False, validate_constraints=False)
+    ensure_unique(
+        AlertChannel.objects.filter(account=channel.account, name=channel.name),
+        instance=channel,
+        field="name",
+        message=f"this account already has an alert channel named {channel.name!r}",
+    )
+    if secret is not None:
+        channel.set_secret(secret)
+    channel.save()
+    return channel
+
+
+def alert_channel_create(
+    *, account: Account, name: str, kind: str, url: str = "", emails: Sequence[str] = (), secret: str | None = None
+) -> tuple[AlertChannel, str | None]:
+    """A new channel, and the webhook secret generated for it when none was given (show it once), else None."""
+    generated = None
+    if kind == AlertChannel.Kind.WEBHOOK and not secret:
+        secret = generated = generate_webhook_secret()
+    channel = AlertChannel(account=account, name=name, kind=kind, url=url, emails=list(emails))
+    return _channel_save(channel, secret), generated
+
+
+def alert_channel_update(*, channel: AlertChannel, changes: Mapping[str, Any]) -> AlertChannel:
+    """Apply a partial update (any of CHANNEL_FIELDS). The kind cannot change: create another channel."""
+    unknown = set(changes) - CHANNEL_FIELDS
+    if unknown:
+        raise ValueError(f"not alert channel fields: {sorted(unknown)}")
+    for name in ("name", "url", "emails"):
+        if name in changes:
+            setattr(channel, name, changes[name])
+    return _channel_save(channel, changes.get("secret"))
+
+
+def alert_channel_delete(*, channel: AlertChannel) -> None:
+    channel.delete()
+
+
+def _rule_limit_message(plan: Plan, count: int) -> str:
+    roomier = Plan.objects.filter(Q(max_alert_rules__isnull=True) | Q(max_alert_rules__gt=plan.max_alert_rules))
+    names = ", ".join(p.name for p in roomier) or "a larger plan"
+    return (
+        f"Your {plan.name} plan allows {plan.max_alert_rules} alert rules and this account has {count}. "
+        f"Delete a rule you no longer need, or move the account to a plan with more ({names})."
+    )
+
+
+def _rule_save(rule: AlertRule, channel_ids: Sequence[int] | None) -> AlertRule:
+    rule.full_clean(validate_unique=False, validate_constraints=False)
+    ensure_unique(
+        AlertRule.objects.filter(account=rule.account, kind=rule.kind, scope=rule.scope, match=rule.match),
+        instance=rule,
+        field="match",
+        message=f"this account already has a {rule.kind} rule on {rule.scope} {rule.match!r}; change that one",
+    )
+    channels = None if channel_ids is None else alert_channels_by_id(account=rule.account, channel_ids=channel_ids)
+    rule.save()
+    if channels is not None:
+        rule.channels.set(channels)
+    return rule
+
+
+def alert_rule_create(
+    *,
+    account: Account,
+    scope: str,
+    kind: str = AlertRule.Kind.BURN_RATE,
+    match: str = "*",
+    window_minutes: int = 15,
+    multiplier: Decimal = Decimal(5),
+    floor_usd: Decimal = Decimal(1),
+    channel_ids: Sequence[int] = (),
+) -> AlertRule:
+    """A new burn-rate rule, within the plan's `max_alert_rules`. No `channel_ids`: every channel is alerted."""
+    with transaction.atomic():
+        # Locking the account serialises concurrent creations, so two of them cannot both take the last slot.
+        locked = Account.objects.select_for_update().select_related("plan").get(pk=account.pk)
+        limit = locked.plan.max_alert_rules
+        count = AlertRule.objects.filter(account=account).count()
+        if limit is not None and count >= limit:
+            raise PermissionDenied(_rule_limit_message(locked.plan, count))
+        rule = AlertRule(
+            account=account,
+            kind=kind,
+            scope=scope,
+            match=match,
+            window_minutes=window_minutes,
+            multiplier=multiplier,
+            floor_usd=floor_usd,
+        )
+        return _rule_save(rule, channel_ids)
+
+
+def alert_rule_update(*, rule: AlertRule, changes: Mapping[str, Any]) -> AlertRule:
+    """Apply a partial update (any of RULE_FIELDS); the result is validated whole."""
+    unknown = set(changes) - RULE_FIELDS
+    if unknown:
+        raise ValueError(f"not alert rule fields: {sorted(unknown)}")
+    for name, value in changes.items():
+        if name != "channel_ids":
+            setattr(rule, name, value)
+    with transaction.atomic():
+        return _rule_save(rule, changes.get("channel_ids"))
+
+
+def alert_rule_delete(*, rule: AlertRule) -> None:
+    rule.delete()

@@ -1,0 +1,140 @@
+"""REST API: budgets, usage and the account of the caller."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import fields
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+
+from tokonomics.api_common import ObjectId, caller_account, caller_token, decimal_string, responses
+
+from . import selectors, services
+from .models import Budget, UsageRecord
+from .schemas import (
+    AccountOut,
+    BudgetIn,
+    BudgetOut,
+    BudgetPatch,
+    UsageAggregateQuery,
+    UsageAggregatesOut,
+    UsageFilterQuery,
+    UsageRecordPageOut,
+    UsageRecordQuery,
+)
+from .selectors import TOKEN_FIELDS, UsageFilters
+
+router = Router()
+
+
+@router.get("/account", response=responses({200: AccountOut}), tags=["account"])
+def account_get(request: HttpRequest) -> dict[str, Any]:
+    """The account the management token belongs to, its plan and the plan's limits."""
+    token = caller_token(request)
+    account = token.account
+    return {
+        "slug": account.slug,
+        "name": account.name,
+        "timezone": account.timezone,
+        "retention_days": account.effective_retention_days,
+        "plan": account.plan,
+        "token": token,
+    }
+
+
+@router.get("/budgets", response=responses({200: list[BudgetOut]}), tags=["budgets"])
+def budget_list(request: HttpRequest) -> list[Budget]:
+    return list(selectors.budget_list(account=caller_account(request)))
+
+
+@router.get("/budgets/{budget_id}", response=responses({200: BudgetOut}), tags=["budgets"])
+def budget_get(request: HttpRequest, budget_id: ObjectId) -> Budget:
+    return selectors.budget_get(account=caller_account(request), budget_id=budget_id)
+
+
+@router.post("/budgets", response=responses({201: BudgetOut}), tags=["budgets"])
+def budget_create(request: HttpRequest, payload: BudgetIn) -> Status[Budget]:
+    """Add a budget. A tenant or feature budget names one value, or '*' for a cap on each value."""
+    return Status(201, services.budget_create(account=caller_account(request), **payload.model_dump()))
+
+
+@router.patch("/budgets/{budget_id}", response=responses({200: BudgetOut}), tags=["budgets"])
+def budget_update(request: HttpRequest, budget_id: ObjectId, payload: BudgetPatch) -> Budget:
+    budget = selectors.budget_get(account=caller_account(request), budget_id=budget_id)
+    return services.budget_update(budget=budget, changes=payload.model_dump(exclude_unset=True))
+
+
+@router.delete("/budgets/{budget_id}", response=responses({204: None}), tags=["budgets"])
+def budget_delete(request: HttpRequest, budget_id: ObjectId) -> Status[None]:
+    services.budget_delete(budget=selectors.budget_get(account=caller_account(request), budget_id=budget_id))
+    return Status(204, None)
+
+
+def _usage_filters(query: UsageFilterQuery) -> UsageFilters:
+    if query.since is not None and query.until is not None and query.since >= query.until:
+        raise ValidationError({"until": "must be later than since"})
+    return UsageFilters(**{f.name: getattr(query, f.name) for f in fields(UsageFilters)})
+
+
+def _cursor_encode(record: UsageRecord) -> str:
+    raw = f"{record.created_at.isoformat()}|{record.pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _cursor_decode(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, record_id = raw.split("|")
+        after = datetime.fromisoformat(created_at), int(record_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        after = None
+    if after is None or after[0].tzinfo is None:
+        raise ValidationError({"cursor": "is not a next_cursor this API returned"})
+    return after
+
+
+@router.get("/usage/records", response=responses({200: UsageRecordPageOut}), tags=["usage"])
+def usage_record_list(request: HttpRequest, query: Query[UsageRecordQuery]) -> dict[str, Any]:
+    """Usage records, newest first, a page at a time. Records hold no prompt or response content: none is stored."""
+    filters = _usage_filters(query)
+    after = _cursor_decode(query.cursor) if query.cursor else None
+    records = selectors.usage_record_list(
+        account=caller_account(request),
+        since=query.since,
+        until=query.until,
+        filters=filters,
+        after=after,
+        limit=query.limit + 1,  # one more tells whether another page follows
+    )
+    page = records[: query.limit]
+    return {"items": page, "next_cursor": _cursor_encode(page[-1]) if len(records) > query.limit else None}
+
+
+@router.get("/usage/aggregates", response=responses({200: UsageAggregatesOut}), tags=["usage"])
+def usage_aggregate_list(request: HttpRequest, query: Query[UsageAggregateQuery]) -> dict[str, Any]:
+    """Usage summed per feature, tenant, model, provider, key, environment, or per day or hour of the account's
+    time zone. cost_usd sums the calls with a known price; unknown_cost_requests counts the others."""
+    groups = selectors.usage_aggregate_list(
+        account=caller_account(request),
+        group_by=query.group_by,
+        since=query.since,
+        until=query.until,
+        filters=_usage_filters(query),
+    )
+    total: dict[str, Any] = {
+        name: sum(getattr(g, name) for g in groups) for name in ("requests", "unknown_cost_requests", *TOKEN_FIELDS)
+    }
+    total["cost_usd"] = decimal_string(sum((g.cost_usd for g in groups), Decimal(0)))
+    return {
+        "group_by": query.group_by,
+        "since": query.since,
+        "until": query.until,
+        "groups": [{**g.__dict__, "cost_usd": decimal_string(g.cost_usd)} for g in groups],
+        "total": total,
+    }

@@ -1,0 +1,116 @@
+"""REST API shapes of keys and provider endpoints. Secrets go in, never out (bar a new key, once)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from ninja import Field, Schema
+from pydantic.json_schema import SkipJsonSchema
+
+from billing.config_schema import SLUG_PATTERN
+from tokonomics.api_common import InSchema, Timestamp, not_null, plain_text
+
+from .models import ApiKey, ProviderEndpoint
+
+MAX_PER_MINUTE = 2_147_483_647  # PositiveIntegerField's ceiling
+
+KeyName = plain_text(min_length=1, max_length=100)
+Environment = plain_text(min_length=1, max_length=60)
+ModelPattern = plain_text(min_length=1, max_length=200)
+AllowedModels = Annotated[list[ModelPattern], Field(max_length=100)]
+PerMinute = Annotated[int, Field(ge=1, le=MAX_PER_MINUTE)]
+Slug = plain_text(min_length=1, max_length=63, pattern=SLUG_PATTERN)
+BaseUrl = plain_text(min_length=1, max_length=500)
+PricingProvider = plain_text(max_length=40)
+Credential = plain_text(max_length=4096)
+WireFormat = Literal["openai", "anthropic"]
+
+
+class KeyOut(Schema):
+    id: int
+    name: str
+    prefix: str = Field(description="The first characters of the key, to recognise it. The rest is never shown.")
+    environment: str
+    allowed_models: list[str] = Field(description="Glob patterns; empty allows every model.")
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    active: bool = Field(description="Neither revoked nor expired.")
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    max_concurrent: int | None
+    created_at: datetime
+
+    @staticmethod
+    def resolve_active(obj: ApiKey) -> bool:
+        return obj.is_active
+
+
+class KeyCreatedOut(KeyOut):
+    """Validate with `context={"plaintext": …}`: the plaintext exists only while the creating request runs."""
+
+    key: str = Field(description="The plaintext key (mk_…), shown in this response only: store it now.")
+
+    @staticmethod
+    def resolve_key(obj: ApiKey, context: dict[str, Any]) -> str:
+        return context["plaintext"]
+
+
+class KeyIn(InSchema):
+    name: KeyName
+    environment: Environment = "production"
+    allowed_models: AllowedModels = []
+    expires_at: Timestamp | None = None
+    requests_per_minute: PerMinute | None = None
+    tokens_per_minute: PerMinute | None = None
+    max_concurrent: PerMinute | None = None
+
+
+class KeyPatch(InSchema):
+    """Only the fields sent change; null clears expires_at and the rate limits."""
+
+    name: KeyName | SkipJsonSchema[None] = None
+    environment: Environment | SkipJsonSchema[None] = None
+    allowed_models: AllowedModels | SkipJsonSchema[None] = None
+    expires_at: Timestamp | None = None
+    requests_per_minute: PerMinute | None = None
+    tokens_per_minute: PerMinute | None = None
+    max_concurrent: PerMinute | None = None
+
+    reject_null = not_null("name", "environment", "allowed_models")
+
+
+class ProviderOut(Schema):
+    id: int
+    slug: str = Field(description="Calls to /proxy/{slug}/… go to this endpoint.")
+    wire_format: str
+    base_url: str
+    pricing_provider: str
+    has_credential: bool = Field(description="Whether a credential is stored. The credential itself is write-only.")
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_has_credential(obj: ProviderEndpoint) -> bool:
+        return obj.has_credential
+
+
+class ProviderIn(InSchema):
+    slug: Slug = Field(description="A built-in kind (openai, anthropic, deepseek, …) or a name of your own.")
+    wire_format: WireFormat | None = Field(default=None, description="Required for a slug that is not built in.")
+    base_url: BaseUrl | None = Field(default=None, description="Required for a slug that is not built in.")
+    pricing_provider: PricingProvider | None = Field(
+        default=None, description="genai-prices provider id; empty to infer it from the URL and model."
+    )
+    credential: Credential | None = Field(default=None, description="The provider's API key. Write-only.")
+
+
+class ProviderPatch(InSchema):
+    """Only the fields sent change. A credential of "" removes the stored one."""
+
+    wire_format: WireFormat | SkipJsonSchema[None] = None
+    base_url: BaseUrl | SkipJsonSchema[None] = None
+    pricing_provider: PricingProvider | SkipJsonSchema[None] = None
+    credential: Credential | SkipJsonSchema[None] = Field(default=None, description="Write-only.")
+
+    reject_null = not_null("wire_format", "base_url", "pricing_provider", "credential")

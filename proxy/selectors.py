@@ -1,0 +1,32 @@
+"""Read-side queries of keys and provider endpoints, each scoped to one account."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from billing.models import Account
+
+from .models import ApiKey, ProviderEndpoint
+
+
+def api_key_list(*, account: Account) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(account=account).order_by("id")
+
+
+def api_key_get(*, account: Account, key_id: int) -> ApiKey:
+    key = api_key_list(account=account).filter(pk=key_id).first()
+    if key is None:
+        raise Http404(f"No key {key_id} in this account.")
+    return key
+
+
+def provider_endpoint_list(*, account: Account) -> QuerySet[ProviderEndpoint]:
+    return ProviderEndpoint.objects.filter(account=account).order_by("id")
+
+
+def provider_endpoint_get(*, account: Account, endpoint_id: int) -> ProviderEndpoint:
+    endpoint = provider_endpoint_list(account=account).filter(pk=endpoint_id).first()
+    if endpoint is None:
+        raise Http404(f"No provider endpoint {endpoint_id} in this account.")
+    return endpoint

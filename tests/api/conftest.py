@@ -1,0 +1,188 @@
+"""REST API fixtures: management tokens for acme (alice's account) and globex (charlie's), and a JSON client."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from alerts.models import AlertChannel, AlertRule
+from billing.models import Account, Budget, UsageRecord
+from billing.services import management_token_create
+from proxy.keys import generate_key, hash_key, visible_prefix
+from proxy.models import ApiKey, ProviderEndpoint
+
+
+@dataclass
+class ApiClient:
+    """Django's test client speaking JSON to /api/v1/ with one management token."""
+
+    token: str | None
+
+    def request(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
+        client = Client()
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        url = path if path.startswith("/") else f"/api/v1/{path}"
+        if method == "GET":
+            return client.get(url, query, headers=headers)
+        data = "" if body is None else json.dumps(body)
+        return client.generic(method, url, data, content_type="application/json", headers=headers)
+
+    def get(self, path: str, **query: Any) -> Any:
+        return self.request("GET", path, **query)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+
+def token_for(account: Account, *, read_only: bool = False, name: str = "tests") -> str:
+    return management_token_create(account=account, name=name, read_only=read_only)[1]
+
+
+# Tokens belong to accounts, not people; the names say whose account each one speaks for. (No seats are
+# created: hashing their passwords would only slow every test down.)
+@pytest.fixture
+def acme_api(acme) -> ApiClient:  # type: ignore[no-untyped-def]
+    """An admin token of acme, alice's account."""
+    return ApiClient(token_for(acme, name="alice-admin"))
+
+
+@pytest.fixture
+def acme_viewer_api(acme) -> ApiClient:  # type: ignore[no-untyped-def]
+    """A read-only token of acme."""
+    return ApiClient(token_for(acme, read_only=True, name="bob-viewer"))
+
+
+@pytest.fixture
+def globex_api(globex) -> ApiClient:  # type: ignore[no-untyped-def]
+    """An admin token of globex, charlie's account: an outsider to acme."""
+    return ApiClient(token_for(globex, name="charlie-admin"))
+
+
+@pytest.fixture
+def acme_key(acme) -> ApiKey:  # type: ignore[no-untyped-def]
+    plaintext = generate_key()
+    return ApiKey.objects.create(
+        account=acme, name="ci", key_hash=hash_key(plaintext), prefix=visible_prefix(plaintext)
+    )
+
+
+@pytest.fixture
+def acme_endpoint(acme) -> ProviderEndpoint:  # type: ignore[no-untyped-def]
+    endpoint = ProviderEndpoint(account=acme, slug="openai", wire_format="openai", base_url="https://api.openai.com/v1",
+                                pricing_provider="openai")
+    endpoint.set_credential("sk-upstream-secret-acme")
+    endpoint.save()
+    return endpoint
+
+
+@pytest.fixture
+def acme_budget(acme) -> Budget:  # type: ignore[no-untyped-def]
+    return Budget.objects.create(account=acme, scope="account", period="month", limit_usd=Decimal("500"),
+                                 alert_at=[50, 100])
+
+
+@pytest.fixture
+def acme_channel(acme) -> AlertChannel:  # type: ignore[no-untyped-def]
+    channel = AlertChannel(account=acme, name="ops-hook", kind="webhook", url="https://hooks.example.com/acme")
+    channel.set_secret("whsec_" + "c2VjcmV0LXNpZ25pbmcta2V5LWFjbWU=")
+    channel.save()
+    return channel
+
+
+@pytest.fixture
+def acme_rule(acme) -> AlertRule:  # type: ignore[no-untyped-def]
+    return AlertRule.objects.create(account=acme, scope="feature", match="*")
+
+
+def usage_record(account: Account, request_id: str, created_at: datetime | None = None, **fields: Any) -> UsageRecord:
+    values: dict[str, Any] = {
+        "account": account, "request_id": request_id, "provider": "openai", "model": "gpt-4o-mini",
+        "status_code": 200, "created_at": created_at or timezone.now(), "input_tokens": 100, "output_tokens": 20,
+        "cost_usd": Decimal("0.000027"),
+    }
+    values.update(fields)
+    return UsageRecord.objects.create(**values)
+
+
+@dataclass
+class AcmeObjects:
+    key: ApiKey
+    endpoint: ProviderEndpoint
+    budget: Budget
+    channel: AlertChannel
+    rule: AlertRule
+    record: UsageRecord
+
+    @property
+    def ids(self) -> dict[str, int]:
+        return {
+            "key_id": self.key.pk, "endpoint_id": self.endpoint.pk, "budget_id": self.budget.pk,
+            "channel_id": self.channel.pk, "rule_id": self.rule.pk,
+        }
+
+
+@pytest.fixture
+def acme_objects(acme, acme_key, acme_endpoint, acme_budget, acme_channel, acme_rule) -> AcmeObjects:  # type: ignore[no-untyped-def]
+    record = usage_record(acme, "req_acme_1", key=acme_key, feature="support-bot", tenant="initech")
+    return AcmeObjects(acme_key, acme_endpoint, acme_budget, acme_channel, acme_rule, record)
+
+
+# Every operation of the API: (method, path template, a valid body). Tests check this table against the schema,
+# so an endpoint added without its isolation and read-only tests fails them.
+OPERATIONS: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("GET", "/api/v1/account", None),
+    ("GET", "/api/v1/keys", None),
+    ("POST", "/api/v1/keys", {"name": "new-key"}),
+    ("GET", "/api/v1/keys/{key_id}", None),
+    ("PATCH", "/api/v1/keys/{key_id}", {"environment": "staging"}),
+    ("POST", "/api/v1/keys/{key_id}/revoke", None),
+    ("GET", "/api/v1/providers", None),
+    ("POST", "/api/v1/providers", {"slug": "anthropic", "credential": "sk-ant-new"}),
+    ("GET", "/api/v1/providers/{endpoint_id}", None),
+    ("PATCH", "/api/v1/providers/{endpoint_id}", {"credential": "sk-rotated"}),
+    ("DELETE", "/api/v1/providers/{endpoint_id}", None),
+    ("GET", "/api/v1/budgets", None),
+    ("POST", "/api/v1/budgets", {"scope": "feature", "match": "*", "period": "day", "limit_usd": "5"}),
+    ("GET", "/api/v1/budgets/{budget_id}", None),
+    ("PATCH", "/api/v1/budgets/{budget_id}", {"limit_usd": "750.5"}),
+    ("DELETE", "/api/v1/budgets/{budget_id}", None),
+    ("GET", "/api/v1/alert-channels", None),
+    ("POST", "/api/v1/alert-channels", {"name": "mail", "kind": "email", "emails": ["ops@acme.test"]}),
+    ("GET", "/api/v1/alert-channels/{channel_id}", None),
+    ("PATCH", "/api/v1/alert-channels/{channel_id}", {"url": "https://hooks.example.com/new"}),
+    ("DELETE", "/api/v1/alert-channels/{channel_id}", None),
+    ("GET", "/api/v1/alert-rules", None),
+    ("POST", "/api/v1/alert-rules", {"scope": "tenant", "match": "*"}),
+    ("GET", "/api/v1/alert-rules/{rule_id}", None),
+    ("PATCH", "/api/v1/alert-rules/{rule_id}", {"window_minutes": 30}),
+    ("DELETE", "/api/v1/alert-rules/{rule_id}", None),
+    ("GET", "/api/v1/usage/records", None),
+    ("GET", "/api/v1/usage/aggregates?group_by=feature", None),
+]
+WRITES = [op for op in OPERATIONS if op[0] != "GET"]
+OBJECT_OPERATIONS = [op for op in OPERATIONS if "{" in op[1]]
+
+
+def operation_id(operation: tuple[str, str, Any]) -> str:
+    return f"{operation[0]} {operation[1]}"
+
+
+def account_snapshot() -> list[list[dict[str, Any]]]:
+    """Every row an API write could touch, to show that a refused request changed nothing."""
+    return [
+        list(model.objects.order_by("pk").values())
+        for model in (ApiKey, ProviderEndpoint, Budget, AlertChannel, AlertRule)
+    ]

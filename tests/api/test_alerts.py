@@ -1,0 +1,139 @@
+"""Alert channels and rules over the API: write-only secrets, the plan's cap on rules."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from alerts.models import AlertChannel, AlertRule
+
+from .conftest import ApiClient
+
+pytestmark = pytest.mark.django_db
+
+GIVEN_SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123").decode()
+
+
+def test_a_webhook_without_a_secret_gets_one_returned_once(acme_api: ApiClient) -> None:
+    response = acme_api.post("alert-channels", {"name": "hook", "kind": "webhook", "url": "https://hooks.example.com/a"})
+    assert response.status_code == 201
+    assert response["Cache-Control"] == "no-store"
+    created = response.json()
+    secret = created["secret"]
+    assert secret.startswith("whsec_") and len(base64.b64decode(secret.removeprefix("whsec_"))) >= 24
+    assert created["has_secret"] is True
+    assert AlertChannel.objects.get(pk=created["id"]).get_secret() == secret
+    for later in (acme_api.get(f"alert-channels/{created['id']}"), acme_api.get("alert-channels"),
+                  acme_api.patch(f"alert-channels/{created['id']}", {"name": "hook-2"})):
+        assert secret not in later.content.decode()
+        items = later.json() if isinstance(later.json(), list) else [later.json()]
+        assert all("secret" not in item for item in items)
+
+
+def test_a_given_secret_is_stored_and_not_echoed(acme_api: ApiClient) -> None:
+    body = {"name": "hook", "kind": "webhook", "url": "https://hooks.example.com/a", "secret": GIVEN_SECRET}
+    response = acme_api.post("alert-channels", body)
+    assert response.status_code == 201
+    assert response.json()["secret"] is None
+    assert GIVEN_SECRET not in response.content.decode()
+    assert AlertChannel.objects.get().get_secret() == GIVEN_SECRET
+
+
+def test_email_and_slack_channels(acme_api: ApiClient) -> None:
+    email = acme_api.post("alert-channels", {"name": "ops", "kind": "email", "emails": ["ops@acme.test"]})
+    slack = acme_api.post("alert-channels", {"name": "chat", "kind": "slack", "url": "https://hooks.slack.com/x"})
+    assert email.status_code == slack.status_code == 201
+    assert email.json()["emails"] == ["ops@acme.test"] and email.json()["secret"] is None
+    assert slack.json()["has_secret"] is False
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "m", "kind": "email"}, "emails"),
+        ({"name": "m", "kind": "email", "emails": ["not-an-address"]}, "emails"),
+        ({"name": "m", "kind": "email", "emails": ["a@b.test"], "url": "https://x.example.com"}, "url"),
+        ({"name": "h", "kind": "webhook"}, "url"),
+        ({"name": "h", "kind": "webhook", "url": "gopher://x.example.com"}, "url"),
+        ({"name": "h", "kind": "webhook", "url": "https://x.example.com", "secret": "hunter2"}, "secret"),
+        ({"name": "h", "kind": "webhook", "url": "https://x.example.com", "secret": "whsec_c2hvcnQ="}, "secret"),
+        ({"name": "s", "kind": "slack", "url": "https://x.example.com", "secret": GIVEN_SECRET}, "secret"),
+        ({"name": "p", "kind": "pager", "url": "https://x.example.com"}, "kind"),
+        ({"name": "", "kind": "slack", "url": "https://x.example.com"}, "name"),
+    ],
+)
+def test_invalid_channels_get_422_naming_the_field(acme_api: ApiClient, body: dict, field: str) -> None:
+    response = acme_api.post("alert-channels", body)
+    assert response.status_code == 422
+    assert field in response.json()["detail"]
+    assert not AlertChannel.objects.exists()
+
+
+def test_channel_patch_and_delete(acme_api: ApiClient, acme_channel: AlertChannel) -> None:
+    patched = acme_api.patch(f"alert-channels/{acme_channel.pk}", {"url": "https://hooks.example.com/new",
+                                                                    "secret": GIVEN_SECRET})
+    assert patched.status_code == 200
+    assert patched.json()["url"] == "https://hooks.example.com/new"
+    acme_channel.refresh_from_db()
+    assert acme_channel.get_secret() == GIVEN_SECRET
+    assert acme_api.patch(f"alert-channels/{acme_channel.pk}", {"kind": "email"}).status_code == 422
+    assert acme_api.delete(f"alert-channels/{acme_channel.pk}").status_code == 204
+    assert not AlertChannel.objects.exists()
+
+
+def test_a_duplicate_channel_name_is_a_409(acme_api: ApiClient, acme_channel: AlertChannel) -> None:
+    response = acme_api.post("alert-channels", {"name": "ops-hook", "kind": "slack", "url": "https://x.example.com"})
+    assert response.status_code == 409 and "ops-hook" in response.json()["detail"]
+
+
+def test_rule_create_list_get_patch_delete(acme_api: ApiClient, acme_channel: AlertChannel) -> None:
+    response = acme_api.post(
+        "alert-rules",
+        {"scope": "feature", "match": "support-bot", "window_minutes": 30, "multiplier": "3.5", "floor_usd": "2",
+         "channel_ids": [acme_channel.pk]},
+    )
+    assert response.status_code == 201
+    rule = response.json()
+    assert rule["kind"] == "burn_rate" and rule["multiplier"] == "3.50" and rule["floor_usd"] == "2.000000"
+    assert rule["channel_ids"] == [acme_channel.pk]
+    assert acme_api.get("alert-rules").json() == [rule]
+    assert acme_api.get(f"alert-rules/{rule['id']}").json() == rule
+    patched = acme_api.patch(f"alert-rules/{rule['id']}", {"window_minutes": 60, "channel_ids": []}).json()
+    assert patched["window_minutes"] == 60 and patched["channel_ids"] == [] and patched["match"] == "support-bot"
+    assert acme_api.delete(f"alert-rules/{rule['id']}").status_code == 204
+    assert not AlertRule.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"scope": "planet"}, "scope"),
+        ({"scope": "tenant", "window_minutes": 0}, "window_minutes"),
+        ({"scope": "tenant", "window_minutes": 1441}, "window_minutes"),
+        ({"scope": "tenant", "multiplier": "1"}, "multiplier"),
+        ({"scope": "tenant", "floor_usd": "-0.01"}, "floor_usd"),
+        ({"scope": "tenant", "kind": "anomaly"}, "kind"),
+    ],
+)
+def test_invalid_rules_get_422_naming_the_field(acme_api: ApiClient, body: dict, field: str) -> None:
+    response = acme_api.post("alert-rules", body)
+    assert response.status_code == 422
+    assert field in response.json()["detail"]
+
+
+def test_a_duplicate_rule_is_a_409(acme_api: ApiClient, acme_rule: AlertRule) -> None:
+    response = acme_api.post("alert-rules", {"scope": "feature", "match": "*"})
+    assert response.status_code == 409
+
+
+def test_the_plans_rule_limit_is_enforced_with_a_reason(globex_api: ApiClient) -> None:
+    # globex is on Starter: three alert rules.
+    for scope in ("account", "tenant", "feature"):
+        assert globex_api.post("alert-rules", {"scope": scope}).status_code == 201
+    response = globex_api.post("alert-rules", {"scope": "key"})
+    assert response.status_code == 403
+    detail = response.json()["detail"]
+    assert "Starter plan allows 3 alert rules" in detail
+    assert "Delete a rule" in detail and "Pro" in detail
+    assert AlertRule.objects.count() == 3

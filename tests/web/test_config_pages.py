@@ -1,0 +1,125 @@
+"""Keys, budgets, providers and alert channels configured in the web app: rights, isolation, audit."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from billing.models import AuditEntry, Budget, Seat
+from proxy.keys import hash_key
+from proxy.models import ApiKey, ProviderEndpoint
+
+pytestmark = pytest.mark.django_db
+
+
+def _seat(email: str, account, role: str):  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user(username=email, email=email, password="pw long enough 1")
+    Seat.objects.create(account=account, user=user, role=role)
+    return user
+
+
+def test_member_creates_a_key_and_sees_its_plaintext_once(client, bob, acme) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(bob)
+    response = client.post(reverse("key_create", args=["acme"]),
+                           {"name": "ci", "environment": "staging", "allowed_models": "gpt-4o-mini, claude-*"})
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    key = ApiKey.objects.get(account=acme, name="ci")
+    plaintext = response.content.decode().split('id="new-key-value">')[1].split("<")[0]
+    assert hash_key(plaintext) == key.key_hash and key.allowed_models == ["gpt-4o-mini", "claude-*"]
+    assert plaintext not in client.get(reverse("key_list", args=["acme"])).content.decode()
+    entry = AuditEntry.objects.get(account=acme, action="key.created")
+    assert entry.actor == bob and plaintext not in str(entry.after) and "key_hash" not in entry.after
+    client.post(reverse("key_revoke", args=["acme", key.pk]))
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    assert AuditEntry.objects.filter(action="key.revoked").exists()
+
+
+def test_duplicate_key_name_is_an_inline_error(client, bob, acme) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(bob)
+    client.post(reverse("key_create", args=["acme"]), {"name": "ci", "environment": "production"})
+    again = client.post(reverse("key_create", args=["acme"]), {"name": "ci", "environment": "production"})
+    assert again.status_code == 400 and "already has a key named" in again.content.decode()
+
+
+def test_viewer_cannot_create_keys_and_member_cannot_manage_budgets(client, acme) -> None:  # type: ignore[no-untyped-def]
+    viewer = _seat("vera@acme.test", acme, "viewer")
+    member = _seat("max@acme.test", acme, "member")
+    client.force_login(viewer)
+    assert client.get(reverse("key_list", args=["acme"])).status_code == 200
+    assert client.post(reverse("key_create", args=["acme"]), {"name": "x", "environment": "p"}).status_code == 403
+    client.force_login(member)
+    budget = {"scope": "account", "match": "", "period": "month", "limit_usd": "10", "hard": "on", "alert_at": "50"}
+    assert client.post(reverse("budget_create", args=["acme"]), budget).status_code == 403
+    assert client.post(reverse("provider_save", args=["acme"]), {"slug": "openai"}).status_code == 403
+    assert client.post(reverse("alert_channel_create", args=["acme"]), {}).status_code == 403
+
+
+def test_admin_sets_budgets_with_inline_validation(client, acme) -> None:  # type: ignore[no-untyped-def]
+    admin = _seat("ada@acme.test", acme, "admin")
+    client.force_login(admin)
+    bad = client.post(reverse("budget_create", args=["acme"]),
+                      {"scope": "tenant", "match": "", "period": "month", "limit_usd": "5", "alert_at": "50, abc"},
+                      headers={"HX-Request": "true"})
+    assert bad.status_code == 200 and 'id="budget-form"' in bad.content.decode()
+    assert "Use whole percentages" in bad.content.decode() and "needs a value to match" in bad.content.decode()
+    good = client.post(reverse("budget_create", args=["acme"]),
+                       {"scope": "tenant", "match": "*", "period": "day", "limit_usd": "5", "hard": "on",
+                        "alert_at": "75, 50"}, headers={"HX-Request": "true"})
+    assert good.status_code == 204 and good["HX-Redirect"].endswith("/a/acme/budgets/")
+    budget = Budget.objects.get(account=acme)
+    assert budget.alert_at == [50, 75] and budget.hard
+    assert AuditEntry.objects.filter(action="budget.created", actor=admin).exists()
+
+
+def test_provider_credential_is_write_only(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(alice)
+    client.post(reverse("provider_save", args=["acme"]), {"slug": "openai", "credential": "sk-WEB-SECRET"})
+    endpoint = ProviderEndpoint.objects.get(account=acme, slug="openai")
+    assert endpoint.base_url == "https://api.openai.com/v1" and endpoint.get_credential() == "sk-WEB-SECRET"
+    page = client.get(reverse("provider_list", args=["acme"])).content.decode()
+    assert "sk-WEB-SECRET" not in page and "stored" in page
+    assert "sk-WEB-SECRET" not in str(list(AuditEntry.objects.values_list("before", "after")))
+
+
+def test_channel_and_test_alert(client, alice, acme, settings, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    client.force_login(alice)
+    created = client.post(reverse("alert_channel_create", args=["acme"]),
+                          {"name": "ops", "kind": "email", "emails": "ops@acme.test"})
+    assert created.status_code == 200
+    channel = acme.alert_channels.get(name="ops")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("alert_channel_test", args=["acme", channel.pk]))
+    from django.core import mail
+
+    assert len(mail.outbox) == 1 and "test alert" in mail.outbox[0].subject
+    page = client.get(reverse("alert_settings", args=["acme"])).content.decode()
+    assert "delivered" in page
+
+
+@pytest.mark.parametrize("name", ["key_list", "budget_list", "provider_list", "alert_settings"])
+def test_outsider_gets_404_on_every_page(client, charlie, acme, name) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(charlie)
+    assert client.get(reverse(name, args=["acme"])).status_code == 404
+
+
+@pytest.mark.parametrize(("name", "args"), [("key_create", []), ("key_revoke", [1]), ("budget_create", []),
+                                            ("budget_delete", [1]), ("provider_save", []),
+                                            ("alert_channel_create", []), ("alert_channel_test", [1]),
+                                            ("alert_rule_create", [])])
+def test_outsider_gets_404_on_every_action(client, charlie, acme, name, args) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(charlie)
+    assert client.post(reverse(name, args=["acme", *args]), {}).status_code == 404
+
+
+def test_cannot_touch_another_accounts_objects_through_own_account(client, charlie, acme, globex) -> None:  # type: ignore[no-untyped-def]
+    key = ApiKey.objects.create(account=acme, name="acme-key", key_hash="h" * 64, prefix="mk_x")
+    budget = Budget.objects.create(account=acme, scope="account", period="month", limit_usd=1)
+    client.force_login(charlie)
+    assert client.post(reverse("key_revoke", args=["globex", key.pk])).status_code == 404
+    assert client.post(reverse("budget_delete", args=["globex", budget.pk])).status_code == 404
+    key.refresh_from_db()
+    assert key.revoked_at is None and Budget.objects.filter(pk=budget.pk).exists()

@@ -1,0 +1,76 @@
+"""Dashboards: rollup-backed numbers, live polling that answers 204 when nothing changed, CSV."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from billing.ledger import usage_record_batch
+from billing.models import Budget
+
+pytestmark = pytest.mark.django_db
+
+
+def _event(account, n: int, **fields) -> dict:  # type: ignore[no-untyped-def]
+    event = {"request_id": f"req_dash_{n}", "account_id": account.pk, "key_id": None, "provider": "openai",
+             "model": "gpt-4o-mini", "feature": "support-bot", "tenant": "globex", "environment": "production",
+             "tags": {"intent": "summarize"}, "input_tokens": 1000, "output_tokens": 500, "cached_input_tokens": 200,
+             "cost_usd": "0.000435000", "status_code": 200, "latency_ms": 120,
+             "created_at": (datetime.now(UTC) - timedelta(minutes=5)).timestamp()}
+    event.update(fields)
+    return event
+
+
+def test_dashboard_shows_spend_breakdowns_and_recent_calls(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+    usage_record_batch(events=[_event(acme, n) for n in range(4)] + [_event(acme, 9, feature="search",
+                                                                            cost_usd="0.01")])
+    Budget.objects.create(account=acme, scope="account", period="month", limit_usd=Decimal("1"), hard=True)
+    client.force_login(alice)
+    page = client.get(reverse("dashboard", args=["acme"]))
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "$0.011740" in body  # 4 × 0.000435 + 0.01
+    assert "support-bot" in body and "search" in body and "intent=summarize" in body
+    assert 'id="dashboard-live"' in body and 'hx-trigger="every 2s"' in body
+    drilled = client.get(reverse("dashboard", args=["acme"]), {"feature": "search", "last": "1d"})
+    assert "$0.010000" in drilled.content.decode()
+
+
+def test_live_partial_answers_204_until_new_usage_arrives(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(alice)
+    url = reverse("dashboard", args=["acme"])
+    first = client.get(url, headers={"HX-Request": "true"})
+    assert first.status_code == 200
+    token = first.content.decode().split("token=")[1].split('"')[0]
+    assert client.get(url, {"token": token}, headers={"HX-Request": "true"}).status_code == 204
+    usage_record_batch(events=[_event(acme, 1)])
+    fresh = client.get(url, {"token": token}, headers={"HX-Request": "true"})
+    assert fresh.status_code == 200 and "<html" not in fresh.content.decode()
+    assert "$0.000435" in fresh.content.decode()
+
+
+def test_breakdown_csv(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+    usage_record_batch(events=[_event(acme, 1), _event(acme, 2, tenant="initech")])
+    client.force_login(alice)
+    response = client.get(reverse("breakdown_csv", args=["acme", "tenant"]), {"last": "1d"})
+    assert response["Content-Type"] == "text/csv"
+    lines = response.content.decode().splitlines()
+    assert lines[0] == "tenant,requests,tokens,cost_usd"
+    assert {line.split(",")[0] for line in lines[1:]} == {"globex", "initech"}
+    assert client.get(reverse("breakdown_csv", args=["acme", "nope"])).status_code == 404
+
+
+def test_outsider_sees_nothing(client, charlie, acme) -> None:  # type: ignore[no-untyped-def]
+    usage_record_batch(events=[_event(acme, 1)])
+    client.force_login(charlie)
+    for url in (reverse("dashboard", args=["acme"]), reverse("breakdown_csv", args=["acme", "feature"])):
+        assert client.get(url).status_code == 404
+    assert client.get(reverse("dashboard", args=["acme"]), headers={"HX-Request": "true"}).status_code == 404
+
+
+def test_anonymous_is_sent_to_sign_in(client, acme) -> None:  # type: ignore[no-untyped-def]
+    response = client.get(reverse("dashboard", args=["acme"]))
+    assert response.status_code == 302 and response["Location"].startswith("/login/")

@@ -1,0 +1,23 @@
+"""Validation helpers the services of every app share."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+
+def ensure_unique(others: models.QuerySet, *, instance: models.Model, field: str, message: str) -> None:
+    """Raise a `unique` ValidationError on `field` when `others` (minus `instance` itself) is not empty.
+
+    Checked before saving so the caller gets a message naming the field, not an IntegrityError.
+    """
+    if instance.pk is not None:
+        others = others.exclude(pk=instance.pk)
+    if others.exists():
+        raise ValidationError({field: ValidationError(message, code="unique")})
+
+
+def validated_save(instance: models.Model, *, exclude: list[str] | None = None) -> None:
+    """Run the model's field and clean() validation, then save. Uniqueness is checked by the caller."""
+    instance.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
+    instance.save()
