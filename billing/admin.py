@@ -3,8 +3,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib import admin
+from django.utils import timezone
 
-from .models import Account, Budget, Plan, PriceOverride, Seat, UsageRecord
+from .models import Account, Budget, ManagementToken, Plan, PriceOverride, Seat, UsageRecord
 from .repricing import usage_record_reprice
 
 
@@ -113,3 +114,24 @@ class UsageRecordAdmin(admin.ModelAdmin):
     @admin.display(description="Cost", ordering="cost_usd")
     def cost(self, obj: UsageRecord) -> str:
         return usd(obj.cost_usd, 6)
+
+
+@admin.register(ManagementToken)
+class ManagementTokenAdmin(admin.ModelAdmin):
+    """Tokens are created with `createmanagementtoken` (the plaintext is printed once); here they
+    are listed and revoked."""
+
+    list_display = ["name", "prefix", "account", "role", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = ["role", "account", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "account__slug"]
+    readonly_fields = ["account", "name", "prefix", "role", "created_at", "last_used_at"]
+    fields = ["account", "name", "prefix", "role", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} token(s).")

@@ -172,7 +172,8 @@ def budget_status(account: Account, now: datetime | None = None) -> list[dict]:
             out.append({
                 "budget": budget, "value": value, "spent_usd": spent_usd.quantize(Decimal("0.000001")),
                 "reserved_usd": (Decimal(reserved) / NANOS_PER_USD).quantize(Decimal("0.000001")),
-                "percent": min(int(100 * spent_usd / limit), 999), "projected_usd": projected.quantize(Decimal("0.000001")),
+                "percent": min(int(100 * spent_usd / limit), 999),
+                "projected_usd": projected.quantize(Decimal("0.000001")),
                 "projected_percent": min(int(100 * projected / limit), 100), "period_end": end,
             })
     return out

@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_htmx",
+    "ninja",  # serves the API docs' Swagger UI locally instead of from a CDN
     "template_partials",
     "billing",
     "proxy",
