@@ -145,7 +145,9 @@ def budget_resolved_check(*, budget_id: int, now: datetime | None = None) -> lis
     limit_nanos = int(budget.limit_usd * NANOS_PER_USD)
     fired = []
     for event in exhausted:
-        key = event.dedupe_key.split(":t", 1)[0]
+        # The dedupe key is f"{counter key}:t{threshold}:l{limit}"; a '*' counter's value (a tenant
+        # named "team-a") may itself contain ":t", so cut from the right.
+        key = event.dedupe_key.rsplit(":t", 1)[0]
         value = key[len(prefix) + 1:] if len(key) > len(prefix) else ""
         counter = BudgetCounter(budget, value, key, start, end)
         spent = _spent([counter])[0]
@@ -164,12 +166,15 @@ def budget_forecasts_check(*, now: datetime | None = None) -> list[AlertEvent]:
     now = now or datetime.now(UTC)
     fired = []
     client = sync_redis()
-    for budget in Budget.objects.exclude(period__in=["total"]).select_related("account").prefetch_related("channels"):
+    budgets = Budget.objects.exclude(period__in=["total"]).exclude(alert_at=[])  # no thresholds: no alerts wanted
+    for budget in budgets.select_related("account").prefetch_related("channels"):
         account = budget.account
         start, end = period_bounds(budget.period, account.timezone, now)
         assert end is not None
-        elapsed = (now - start).total_seconds()
-        fraction = elapsed / (end - start).total_seconds()
+        # Timestamps, not datetime subtraction: two datetimes in one zone subtract wall-clock time,
+        # an hour off across a DST change.
+        elapsed = now.timestamp() - start.timestamp()
+        fraction = elapsed / (end.timestamp() - start.timestamp())
         limit_nanos = int(budget.limit_usd * NANOS_PER_USD)
         if fraction < FORECAST_MIN_ELAPSED or limit_nanos <= 0:
             continue
@@ -256,12 +261,15 @@ def plan_request_limits_check(*, now: datetime | None = None) -> list[AlertEvent
 
 def _email_owners(account: Account, event: AlertEvent) -> None:
     from django.conf import settings
-    from django.core.mail import send_mail
+    from django.core.mail import get_connection, send_mail
 
+    from alerts.notifiers.base import TIMEOUT_SECONDS
     from alerts.payloads import alert_summary
 
     owners = list(account.seats.filter(role="owner").values_list("user__email", flat=True))
     if owners:
         summary = alert_summary(event.payload)
+        # With Django's default EMAIL_TIMEOUT (none), a silent mail server would hang the beat task.
+        connection = get_connection(fail_silently=True, timeout=settings.EMAIL_TIMEOUT or TIMEOUT_SECONDS)
         send_mail(f"[Tokonomics] {summary}", f"{summary}\n\nUpgrade the plan or reduce traffic to keep calls flowing.",
-                  settings.DEFAULT_FROM_EMAIL, owners, fail_silently=True)
+                  settings.DEFAULT_FROM_EMAIL, owners, fail_silently=True, connection=connection)

@@ -11,16 +11,19 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Count, F
 from django.utils import timezone
 
 from alerts.models import AlertChannel, AlertDelivery, AlertEvent
-from alerts.notifiers import NOTIFIERS
+from alerts.notifiers import NOTIFIERS, DeliveryResult
 from alerts.payloads import alert_payload
 
 log = logging.getLogger(__name__)
 
 RETRY_WINDOW = timedelta(hours=24)
 MAX_BACKOFF_SECONDS = 3600
+SEND_LEASE = timedelta(minutes=5)  # well past any notifier's timeout
+DISPATCH_GRACE = timedelta(minutes=1)  # an event's own dispatch task normally runs within a second
 
 
 def _new_webhook_id() -> str:
@@ -64,14 +67,15 @@ def _dispatch_later(event_id: int) -> None:
 
 
 def alert_event_dispatch(*, event_id: int) -> int:
-    """Make the first delivery attempt to each channel of the event. Returns attempts made."""
+    """Make the first delivery attempt to each channel of the event that has none yet. Safe to run
+    twice at once (a redelivered task, the sweep): each attempt is claimed before it is made.
+    Returns attempts made."""
     event = AlertEvent.objects.filter(pk=event_id).select_related("account").first()
     if event is None:
         return 0
     attempts = 0
-    for channel in event.channels.all():
-        if not AlertDelivery.objects.filter(event=event, channel=channel).exists():
-            alert_delivery_attempt(event=event, channel=channel, attempt=1)
+    for channel in event.channels.exclude(deliveries__event=event):
+        if alert_delivery_attempt(event=event, channel=channel, attempt=1) is not None:
             attempts += 1
     return attempts
 
@@ -82,32 +86,56 @@ def _backoff(attempt: int) -> timedelta:
 
 
 def alert_delivery_attempt(*, event: AlertEvent, channel: AlertChannel, attempt: int) -> AlertDelivery | None:
-    """One attempt; records it, and when it failed, when the next one is due (or none after 24 h)."""
+    """One attempt, claimed first: its row (unique per event, channel and attempt) is written before
+    anything is sent, so two workers never send the same attempt; None when another worker has it.
+    Then records the outcome and, when it failed, when the next one is due (none after 24 h)."""
+    try:
+        with transaction.atomic():
+            delivery = AlertDelivery.objects.create(
+                event=event, channel=channel, attempt=attempt, succeeded=False, error="sending…",
+                # Should this process die mid-send, the attempt is retried once the lease is over.
+                next_attempt_at=timezone.now() + SEND_LEASE,
+            )
+    except IntegrityError:
+        return None
     started = time.perf_counter()
-    result = NOTIFIERS[channel.kind].send(channel=channel, event=event)
-    next_at = None
+    try:
+        result = NOTIFIERS[channel.kind].send(channel=channel, event=event)
+    except Exception as exc:
+        # A bug or a broken channel (an undecryptable secret…) is a failed attempt like any other.
+        log.exception("alert %s: the %s notifier raised", event.webhook_id, channel.kind)
+        result = DeliveryResult(False, None, f"{type(exc).__name__}: {exc}"[:500])
+    delivery.next_attempt_at = None
     if not result.succeeded:
         candidate = timezone.now() + _backoff(attempt)
         if candidate < event.created_at + RETRY_WINDOW:
-            next_at = candidate
-    try:
-        return AlertDelivery.objects.create(
-            event=event,
-            channel=channel,
-            attempt=attempt,
-            succeeded=result.succeeded,
-            status_code=result.status_code,
-            error=result.error,
-            duration_ms=int((time.perf_counter() - started) * 1000),
-            next_attempt_at=next_at,
-        )
-    except IntegrityError:
-        return None  # another worker made this attempt at the same moment
+            delivery.next_attempt_at = candidate
+    delivery.succeeded = result.succeeded
+    delivery.status_code = result.status_code
+    delivery.error = result.error
+    delivery.duration_ms = int((time.perf_counter() - started) * 1000)
+    delivery.save(update_fields=["succeeded", "status_code", "error", "duration_ms", "next_attempt_at"])
+    return delivery
+
+
+def _stranded_event_ids(limit: int) -> list[int]:
+    """Events older than DISPATCH_GRACE with a channel never attempted: their dispatch task was lost
+    (the broker was down when they fired, or the worker died before sending)."""
+    now = timezone.now()
+    return list(
+        AlertEvent.objects.filter(created_at__lte=now - DISPATCH_GRACE, created_at__gt=now - RETRY_WINDOW)
+        .annotate(channel_count=Count("channels", distinct=True),
+                  attempted=Count("deliveries__channel", distinct=True))
+        .filter(channel_count__gt=F("attempted"))
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
 
 
 def alert_retries_run(*, limit: int = 100) -> int:
-    """Retry failed deliveries that are due. Each is claimed by clearing its `next_attempt_at` with a
-    conditional UPDATE, so two workers never retry the same one."""
+    """Retry failed deliveries that are due, and make the first attempts of stranded events. Each
+    retry is claimed by clearing its `next_attempt_at` with a conditional UPDATE, and each attempt
+    claims its own row, so two workers never send the same one."""
     due = AlertDelivery.objects.filter(next_attempt_at__lte=timezone.now()).order_by("next_attempt_at")
     retried = 0
     for delivery in due.select_related("event", "channel")[:limit]:
@@ -117,6 +145,8 @@ def alert_retries_run(*, limit: int = 100) -> int:
         if claimed:
             alert_delivery_attempt(event=delivery.event, channel=delivery.channel, attempt=delivery.attempt + 1)
             retried += 1
+    for event_id in _stranded_event_ids(limit):
+        retried += alert_event_dispatch(event_id=event_id)
     if retried:
         log.info("alert_retries_run retried %d deliveries", retried)
     return retried

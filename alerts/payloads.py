@@ -20,7 +20,8 @@ def alert_payload(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+        # Fixed-point always: str() gives "1E-7" for tiny amounts and normalize() "5E+2" for round ones.
+        return format(value.normalize(), "f")
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
@@ -34,7 +35,7 @@ def budget_data(budget: Any) -> dict[str, Any]:
         "scope": budget.scope,
         "match": budget.match,
         "period": budget.period,
-        "limit_usd": str(budget.limit_usd),
+        "limit_usd": budget.limit_usd,
         "hard": budget.hard,
     }
 

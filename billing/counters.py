@@ -1,16 +1,32 @@
-"""Budget counters rebuilt from usage records: after Redis lost its data, or on an account's
-first call, and from a Celery task on demand."""
+"""Budget counters rebuilt from usage records: after Redis lost its data, when an account's budget
+layout changed, on an account's first call, and from a Celery task on demand."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from django.db.models import Sum
+from django.db.models import Q, QuerySet, Sum
 
-from billing.models import Budget, UsageRecord
+from billing.models import Account, Budget, UsageRecord
 from billing.periods import period_bounds
-from proxy.quota import NANOS_PER_USD, budget_counter_key, seeded_marker_key
+from proxy.quota import (
+    COUNTER_GRACE_SECONDS,
+    NANOS_PER_USD,
+    budget_counter_key,
+    budget_layout_fingerprint,
+    counters_seed,
+)
 from tokonomics.redis_client import sync_redis
+
+# Calls refused before the proxy reserved anything (bad body, disallowed model, too large) never
+# counted toward the plan's requests. Upstream answers with these statuses did, but cannot be told
+# apart in the records: leaving them out errs on the side of letting calls through.
+REFUSED_BEFORE_ADMISSION = (400, 401, 403, 413)
+
+
+def _expiry(end: datetime | None) -> int:
+    return 0 if end is None else int(end.timestamp()) + COUNTER_GRACE_SECONDS
 
 
 def budget_spend_by_counter(*, account_id: int, now: datetime | None = None) -> dict[str, tuple[int, int]]:
@@ -21,49 +37,69 @@ def budget_spend_by_counter(*, account_id: int, now: datetime | None = None) -> 
     exact = {(b.scope, b.period, b.match) for b in budgets if b.match not in ("", "*")}
     for budget in budgets:
         start, end = period_bounds(budget.period, budget.account.timezone, now)
-        expire_at = 0 if end is None else int(end.timestamp()) + 86400
         records = UsageRecord.objects.filter(account_id=account_id, created_at__gte=start, cost_usd__isnull=False)
         if end is not None:
             records = records.filter(created_at__lt=end)
-        if budget.scope == "account":
-            groups = {"": records}
-        elif budget.match != "*":
-            field = "key__name" if budget.scope == "key" else budget.scope
-            groups = {"": records.filter(**{field: budget.match})}
-        else:
-            groups = _each_value(records, budget, exact)
-        for value, subset in groups.items():
-            total = subset.aggregate(total=Sum("cost_usd"))["total"]
-            nanos = int(total * NANOS_PER_USD) if total is not None else 0
-            counters[budget_counter_key(account_id, budget.id, start, value)] = (nanos, expire_at)
+        for value, nanos in _spend_by_value(records, budget, exact).items():
+            counters[budget_counter_key(account_id, budget.id, start, value)] = (nanos, _expiry(end))
     return counters
 
 
-def _each_value(records, budget: Budget, exact: set) -> dict:  # type: ignore[no-untyped-def]
+def _spend_by_value(records: QuerySet[UsageRecord], budget: Budget, exact: set[tuple[str, str, str]]) -> dict[str, int]:
+    """{counter value: settled nano-dollars} of one budget, in one query."""
+    if budget.scope == "account":
+        return {"": _nanos(records.aggregate(total=Sum("cost_usd"))["total"])}
+    if budget.match != "*":
+        field = "key__name" if budget.scope == "key" else budget.scope
+        return {"": _nanos(records.filter(**{field: budget.match}).aggregate(total=Sum("cost_usd"))["total"])}
+    # A value some budget of the same scope and period names is counted there, not under '*'.
+    named = {m for (s, p, m) in exact if s == budget.scope and p == budget.period}
     if budget.scope == "key":
-        named = {m for (s, p, m) in exact if s == "key" and p == budget.period}
-        pairs = records.exclude(key_id=None).values_list("key_id", "key__name").distinct()
-        return {str(i): records.filter(key_id=i) for i, name in pairs if name not in named}
-    values = records.exclude(**{budget.scope: ""}).values_list(budget.scope, flat=True).distinct()
-    return {
-        v: records.filter(**{budget.scope: v})
-        for v in values
-        if (budget.scope, budget.period, v) not in exact
-    }
+        rows = records.exclude(key_id=None).exclude(key__name__in=named).values_list("key_id")
+    else:
+        rows = records.exclude(**{budget.scope: ""}).exclude(**{f"{budget.scope}__in": named})
+        rows = rows.values_list(budget.scope)
+    return {str(value): _nanos(total) for value, total in rows.annotate(total=Sum("cost_usd")).order_by()}
 
 
-def budget_counters_rebuild(*, account_id: int, now: datetime | None = None) -> dict[str, int]:
-    """Raise every settled counter of the account to at least what its records add up to, then mark
-    the account seeded. Never lowers a counter: a live one also holds events not yet ingested."""
-    client = sync_redis()
+def _nanos(total: object) -> int:
+    return int(total * NANOS_PER_USD) if total is not None else 0  # type: ignore[operator]
+
+
+def plan_requests_recorded(*, account: Account, now: datetime) -> tuple[datetime, int, int]:
+    """(month start, calls admitted this month per the records, plan counter expiry)."""
+    start, end = period_bounds("month", account.timezone, now)
+    admitted = UsageRecord.objects.filter(account=account, created_at__gte=start, created_at__lt=end, denied_scope="")
+    count = admitted.exclude(status_code__in=REFUSED_BEFORE_ADMISSION).count()
+    return start, count, _expiry(end)
+
+
+def budget_layout_of(budgets: Iterable[Budget], timezone_name: str) -> str:
+    return budget_layout_fingerprint(timezone_name, ((b.id, b.scope, b.match, b.period) for b in budgets))
+
+
+def budget_counters_rebuild(
+    *, account_id: int, now: datetime | None = None, fingerprint: str = ""
+) -> dict[str, int]:
+    """Raise every counter of the account's current periods to at least what its records add up to, and
+    mark its budget layout seeded (also `fingerprint`, the layout the asking proxy knows, which may be a
+    poll behind). Never lowers a counter: a live one also holds events not yet ingested. Returns
+    {counter key: settled nano-dollars afterwards}."""
+    now = now or datetime.now(UTC)
+    account = Account.objects.select_related("plan").filter(pk=account_id).first()
+    if account is None:
+        return {}
     counters = budget_spend_by_counter(account_id=account_id, now=now)
-    result = {}
-    for key, (nanos, expire_at) in counters.items():
-        current = int(client.hget(key, "s") or 0)
-        if nanos > current:
-            client.hset(key, "s", nanos)
-        if expire_at:
-            client.expireat(key, expire_at)
-        result[key] = max(nanos, current)
-    client.set(seeded_marker_key(account_id), 1)
-    return result
+    layouts = {budget_layout_of(account.budgets.all(), account.timezone), fingerprint} - {""}
+    plan = plan_requests_recorded(account=account, now=now) if account.plan.monthly_request_limit else None
+    return counters_seed(sync_redis(), account_id=account_id, counters=counters, fingerprints=sorted(layouts),
+                         plan=plan)
+
+
+def budget_counters_rebuild_all(*, now: datetime | None = None) -> int:
+    """Rebuild the counters of every account with budgets or a plan request limit; returns how many."""
+    accounts = Account.objects.filter(Q(budgets__isnull=False) | Q(plan__monthly_request_limit__isnull=False))
+    ids = list(accounts.distinct().values_list("pk", flat=True))
+    for account_id in ids:
+        budget_counters_rebuild(account_id=account_id, now=now)
+    return len(ids)

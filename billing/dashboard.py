@@ -164,7 +164,8 @@ def budget_status(account: Account, now: datetime | None = None) -> list[dict]:
         spent = [(k[len(base) + 1:] if k != base else "", int(client.hget(k, "s") or 0),
                   int(client.hget(k, "r") or 0)) for k in keys]
         spent.sort(key=lambda item: -item[1])
-        fraction = 1.0 if end is None else min(1.0, max((now - start) / (end - start), 1e-6))
+        elapsed = now.timestamp() - start.timestamp()  # timestamps: right across DST changes too
+        fraction = 1.0 if end is None else min(1.0, max(elapsed / (end.timestamp() - start.timestamp()), 1e-6))
         for value, settled, reserved in spent[:5] or [("", 0, 0)]:
             spent_usd = Decimal(settled) / NANOS_PER_USD
             projected = spent_usd / Decimal(fraction) if end is not None else spent_usd

@@ -8,6 +8,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Subquery
 
 from billing.models import Account, UsageRecord
 
@@ -21,16 +22,15 @@ def usage_retention_purge(*, now: datetime | None = None, batch_size: int = 5000
     for account in Account.objects.select_related("plan"):
         cutoff = now - timedelta(days=account.effective_retention_days)
         total = 0
+        expired = UsageRecord.objects.filter(account=account, created_at__lt=cutoff).order_by("created_at")
         while True:
+            # One statement a batch (DELETE … WHERE id IN (SELECT … LIMIT n)): the ids never leave the database.
+            batch = UsageRecord.objects.filter(pk__in=Subquery(expired.values("pk")[:batch_size]))
             with transaction.atomic():
-                ids = list(
-                    UsageRecord.objects.filter(account=account, created_at__lt=cutoff)
-                    .order_by("created_at")
-                    .values_list("pk", flat=True)[:batch_size]
-                )
-                if not ids:
-                    break
-                total += UsageRecord.objects.filter(pk__in=ids).delete()[0]
+                count = batch.delete()[0]
+            if not count:
+                break
+            total += count
         if total:
             deleted[account.slug] = total
     log.info("usage_retention_purge deleted %d records (%s)", sum(deleted.values()), deleted or "none due")

@@ -36,3 +36,14 @@ def usage_retention_purge_task() -> int:
     finally:
         with contextlib.suppress(LockError):
             lock.release()
+
+
+@shared_task(ignore_result=True)
+def budget_counters_rebuild_task(account_id: int | None = None) -> int:
+    """Rebuild budget counters from the usage records: one account's, or every account's (None)."""
+    from billing.counters import budget_counters_rebuild, budget_counters_rebuild_all
+
+    if account_id is None:
+        return budget_counters_rebuild_all()
+    budget_counters_rebuild(account_id=account_id)
+    return 1

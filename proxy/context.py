@@ -24,11 +24,14 @@ log = logging.getLogger(__name__)
 
 
 class CircuitBreaker:
-    """After a Redis failure, skip Redis for a short while instead of making every call wait
-    for a timeout; one call probes again once the pause is over."""
+    """After a few Redis failures in a row, skip Redis for a short while instead of making every
+    call wait for a timeout; one call probes again once the pause is over. A single slow
+    connection (a burst opening new ones on a busy machine) does not open it."""
 
-    def __init__(self, pause_seconds: float = 1.0) -> None:
+    def __init__(self, pause_seconds: float = 1.0, failures_to_open: int = 3) -> None:
         self.pause_seconds = pause_seconds
+        self.failures_to_open = failures_to_open
+        self.failures = 0
         self.open_until = 0.0
 
     @property
@@ -36,9 +39,12 @@ class CircuitBreaker:
         return time.monotonic() < self.open_until
 
     def trip(self) -> None:
-        self.open_until = time.monotonic() + self.pause_seconds
+        self.failures += 1
+        if self.failures >= self.failures_to_open:
+            self.open_until = time.monotonic() + self.pause_seconds
 
     def reset(self) -> None:
+        self.failures = 0
         self.open_until = 0.0
 
 
@@ -79,6 +85,8 @@ class ProxyContext:
         ]
 
     async def close(self) -> None:
+        if self.quota._replaying is not None:
+            self._background.append(self.quota._replaying)
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -121,8 +129,17 @@ class ProxyContext:
         from billing.ledger import usage_record_batch_from_events
 
         events = [event for _, event in self.pending_events]
+
+        def write() -> None:
+            from django.db import connections
+
+            try:
+                usage_record_batch_from_events(events=events)
+            finally:
+                connections.close_all()  # this executor thread may never run Django code again
+
         try:
-            await sync_to_async(usage_record_batch_from_events, thread_sensitive=False)(events=events)
+            await sync_to_async(write, thread_sensitive=False)()
         except Exception:
             log.exception("could not write %d pending usage events to the database", len(events))
             return

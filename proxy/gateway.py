@@ -20,7 +20,9 @@ import aiohttp
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connections
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from yarl import URL
 
 from billing.pricing import default_max_output_tokens, price_usage
@@ -34,7 +36,7 @@ from .errors import ProxyError
 from .keys import hash_key, is_well_formed
 from .providers import WIRE_FORMATS
 from .providers.base import Operation, ProviderError, RequestInfo, WireFormat
-from .quota import Denial, Reservation, Unseeded, usd_to_nanos
+from .quota import Counter, Denial, Reservation, Unseeded, usd_to_nanos
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +249,11 @@ def price(call: Call, usage: TokenUsage, model: str) -> Decimal | None:
 
 
 def estimate(call: Call) -> tuple[int, int]:
-    """(estimated cost in nano-dollars, estimated tokens) reserved before the call."""
+    """(estimated cost in nano-dollars, estimated tokens) reserved before the call.
+
+    The counts are priced the dearest way the provider may bill them (input read from or written to a
+    cache, output as reasoning), so the settlement of the same counts never costs more.
+    """
     info = call.info
     if info is None:
         return 0, 0
@@ -257,27 +263,49 @@ def estimate(call: Call) -> tuple[int, int]:
         output = 0 if info.operation is Operation.EMBEDDINGS else default_max_output_tokens(
             call.endpoint.pricing_provider or None, info.model
         )
-    usage = TokenUsage(input_tokens=info.estimated_input_tokens, output_tokens=output)
-    cost = price(call, usage, info.model)
-    return (usd_to_nanos(cost) if cost is not None else 0), usage.input_tokens + usage.output_tokens
+    tokens = info.estimated_input_tokens
+    # (cached, cache-written, of which 1-hour writes): Anthropic writes a cache only where asked to.
+    input_shapes = [(0, 0, 0), (tokens, 0, 0)]
+    if call.wire.name != "anthropic" or b'"cache_control"' in info.body:
+        input_shapes.append((0, tokens, 0))
+        if b'"1h"' in info.body:
+            input_shapes.append((0, tokens, tokens))
+    costs = [
+        price(call, TokenUsage(input_tokens=tokens, output_tokens=output, cached_input_tokens=cached,
+                               cache_write_tokens=written, cache_write_1h_tokens=written_1h,
+                               reasoning_tokens=reasoning), info.model)
+        for cached, written, written_1h in input_shapes
+        for reasoning in ((0, output) if output else (0,))
+    ]
+    known = [cost for cost in costs if cost is not None]
+    return (usd_to_nanos(max(known)) if known else 0), tokens + output
 
 
 async def admit(*, call: Call, ctx: ProxyContext) -> None:
     assert call.account is not None and call.key is not None
     account, key = call.account, call.key
-    now = time.time()
+    # The record's own instant: counters rebuilt from records must put the call in the same period.
+    now = call.created_at
     counters = ctx.quota.counters_for(account, key, feature=call.feature, tenant=call.tenant, now=now)
     estimate_nanos, estimated_tokens = estimate(call)
     if ctx.breaker.is_open:
-        _admit_without_redis(call=call, covered_by_hard_budget=any(c.hard for c in counters))
+        _admit_without_redis(call=call, counters=counters)
         return
     try:
         verdict = await _reserve(call, ctx, counters, estimate_nanos, estimated_tokens, now)
-    except (TimeoutError, RedisError, OSError):
+    except (TimeoutError, RedisError, OSError) as exc:
         ctx.breaker.trip()
-        _admit_without_redis(call=call, covered_by_hard_budget=any(c.hard for c in counters))
+        if isinstance(exc, TimeoutError | RedisTimeoutError):
+            # The script may still run once Redis catches up: give back whatever it reserves then.
+            stale = Reservation(call.rid, account.id, key.id, counters, estimate_nanos, estimated_tokens)
+            ctx.quota.defer(reservation=stale, actual_nanos=0, actual_tokens=0)
+        _admit_without_redis(call=call, counters=counters)
+        return
+    if verdict is None:  # Redis answers, but the counters could not be seeded
+        _admit_without_redis(call=call, counters=counters)
         return
     ctx.breaker.reset()
+    ctx.quota.replay_deferred_soon()
     if isinstance(verdict, Denial):
         raise _denial_error(call, verdict)
     call.reservation = verdict
@@ -285,42 +313,64 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
 
 
 async def _reserve(
-    call: Call, ctx: ProxyContext, counters: list, estimate_nanos: int, estimated_tokens: int, now: float
-) -> Reservation | Denial:
+    call: Call, ctx: ProxyContext, counters: list[Counter], estimate_nanos: int, estimated_tokens: int, now: float
+) -> Reservation | Denial | None:
+    """The verdict, after seeding the account's counters if Redis lacks them; None if they cannot be."""
     assert call.account is not None and call.key is not None
     kwargs = dict(
         rid=call.rid, account=call.account, key=call.key, counters=counters,
         estimate_nanos=estimate_nanos, estimated_tokens=estimated_tokens, now=now,
     )
-    try:
-        return await ctx.quota.reserve(**kwargs)
-    except Unseeded:
-        await reseed(account_id=call.account.id, ctx=ctx)
-        return await ctx.quota.reserve(**kwargs)
+    for _ in range(3):  # a layout that changes while seeding needs one more round
+        try:
+            return await ctx.quota.reserve(**kwargs)
+        except Unseeded as unseeded:
+            try:
+                await reseed(account_id=call.account.id, fingerprint=unseeded.fingerprint, ctx=ctx)
+            except (TimeoutError, RedisError, OSError, DatabaseError):
+                log.exception("could not seed the budget counters of account %s", call.account.id)
+                return None
+    return None
 
 
-_reseeding: dict[int, asyncio.Lock] = {}
+# One rebuild at a time per (proxy context, account), shared by every call that finds the counters unseeded.
+_reseeding: dict[tuple[int, int], asyncio.Future[None]] = {}
 
 
-async def reseed(*, account_id: int, ctx: ProxyContext) -> None:
-    """Rebuild an account's counters from its usage records (first sight, or Redis came back empty)."""
+async def reseed(*, account_id: int, fingerprint: str, ctx: ProxyContext) -> None:
+    """Rebuild an account's counters from its usage records (first sight, a changed budget layout, or
+    Redis came back empty)."""
     from billing.counters import budget_counters_rebuild
 
-    lock = _reseeding.setdefault(account_id, asyncio.Lock())
-    async with lock:
-        await sync_to_async(budget_counters_rebuild, thread_sensitive=False)(account_id=account_id)
+    def rebuild() -> None:
+        close_old_connections()
+        try:
+            budget_counters_rebuild(account_id=account_id, fingerprint=fingerprint)
+        finally:
+            connections.close_all()  # rare: do not pin a connection to an executor thread
+
+    slot = (id(ctx), account_id)
+    flight = _reseeding.get(slot)
+    if flight is None:
+        flight = asyncio.ensure_future(sync_to_async(rebuild, thread_sensitive=False)())
+        _reseeding[slot] = flight
+        flight.add_done_callback(lambda _: _reseeding.pop(slot, None))
+    await asyncio.shield(flight)
 
 
-def _admit_without_redis(*, call: Call, covered_by_hard_budget: bool) -> None:
-    assert call.account is not None
+def _admit_without_redis(*, call: Call, counters: list[Counter]) -> None:
+    assert call.account is not None and call.key is not None
     policy = call.account.on_redis_unavailable
-    if policy == "closed" or (policy == "default" and covered_by_hard_budget):
+    if policy == "closed" or (policy == "default" and any(c.hard for c in counters)):
         raise ProxyError(
             503, "service_unavailable", "Budget enforcement is unavailable right now; please retry shortly.",
             code="enforcement_unavailable",
         )
     call.enforced = False
     metrics.unenforced_total.labels(call.provider).inc()
+    if counters:
+        # Nothing is reserved, but the cost still reaches the counters once Redis answers.
+        call.reservation = Reservation(call.rid, call.account.id, call.key.id, counters, 0, 0, held=False)
 
 
 def _denial_error(call: Call, denial: Denial) -> ProxyError:
@@ -428,6 +478,9 @@ async def relay_body(*, call: Call, upstream: aiohttp.ClientResponse, send: Send
     if call.info is not None and upstream.status < 400:
         usage, served = call.wire.usage_from_body(call.info.operation, body)
         _account_usage(call, usage, served)
+    elif call.info is not None:
+        # The provider refused the call: nothing was generated, nothing is owed.
+        call.usage, call.cost_usd = TokenUsage(), Decimal(0)
     extra = [(b"content-length", str(len(body)).encode())]
     if call.info is not None:
         extra.append((b"x-tokonomics-cost-usd", _cost_header(call.cost_usd)))
@@ -564,28 +617,36 @@ def _observe(call: Call) -> None:
 async def settle(*, call: Call, ctx: ProxyContext) -> None:
     """Replace the reservation with the actual cost and queue the usage event, in one round trip.
 
-    Runs in a `finally`: upstream errors, timeouts and client disconnects all settle (a call that
-    never reached the provider settles at zero).
+    Runs in a `finally`: upstream errors, timeouts and client disconnects all settle. A call that
+    never got an upstream answer gives its reservation back here, and the error path records it.
+    A settle that cannot reach Redis is replayed once it answers again.
     """
+    reservation = call.reservation
     if call.status == 0:
-        return  # no upstream answer: the ProxyError path records it
+        call.reservation = None
+        if reservation is not None and reservation.held:
+            await _settle_or_defer(ctx, reservation, 0, 0, b"")
+        return
     event = usage_event(call)
     _observe(call)
-    reservation = call.reservation
-    if reservation is None or ctx.breaker.is_open:
+    if reservation is None:
         await _emit(ctx, call, event)
         return
-    cost = call.cost_usd or Decimal(0)
     usage = call.usage or TokenUsage()
-    try:
-        await ctx.quota.settle(
-            reservation=reservation, actual_nanos=int(cost * NANOS),
-            actual_tokens=usage.input_tokens + usage.output_tokens, event=event,
-        )
-    except (TimeoutError, RedisError, OSError):
-        ctx.breaker.trip()
-        # The reservation expires by itself; the record must not be lost.
-        ctx.pending_events.append((reservation.account_id, event))
+    actual_nanos = usd_to_nanos(call.cost_usd or Decimal(0))
+    await _settle_or_defer(ctx, reservation, actual_nanos, usage.input_tokens + usage.output_tokens, event)
+
+
+async def _settle_or_defer(ctx: ProxyContext, reservation: Reservation, nanos: int, tokens: int, event: bytes) -> None:
+    if not ctx.breaker.is_open:
+        try:
+            await ctx.quota.settle(reservation=reservation, actual_nanos=nanos, actual_tokens=tokens, event=event)
+            return
+        except (TimeoutError, RedisError, OSError):
+            ctx.breaker.trip()
+    ctx.quota.defer(reservation=reservation, actual_nanos=nanos, actual_tokens=tokens)
+    if event:
+        ctx.pending_events.append((reservation.account_id, event))  # the record must not be lost
 
 
 async def emit_unreserved(*, call: Call, ctx: ProxyContext) -> None:

@@ -6,19 +6,37 @@ counters rebuilt from records equal the live ones exactly.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import redis
 from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
 
 from billing.periods import period_bounds
 
 from .directory import AccountEntry, BudgetEntry, KeyEntry
 
+log = logging.getLogger(__name__)
+
 NANOS_PER_USD = 1_000_000_000
 LUA_DIR = Path(__file__).parent / "lua"
+# Counters outlive their period by a day so alerts and dashboards can still read them.
+COUNTER_GRACE_SECONDS = 86400
+# Settles that could not reach Redis, kept to be replayed when it answers again; past this many the
+# oldest are dropped (their reservations expire by themselves, and a rebuild recounts the spend).
+MAX_DEFERRED_SETTLES = 100_000
+# Replays that fail wait and try again, for about a minute; after that the next admitted call or
+# deferred settle starts them again.
+REPLAY_ATTEMPTS = 120
+REPLAY_PAUSE_SECONDS = 0.5
 
 DENIAL_CODES = {
     "account": "account_budget",
@@ -42,12 +60,27 @@ def events_stream_key(account_id: int) -> str:
 
 
 def seeded_marker_key(account_id: int) -> str:
-    return f"{account_prefix(account_id)}:seeded"
+    """A set of the budget layouts (fingerprints) whose counters were seeded from the usage records."""
+    return f"{account_prefix(account_id)}:seeds"
+
+
+def plan_counter_key(account_id: int, month_start: datetime) -> str:
+    return f"{account_prefix(account_id)}:plan:{int(month_start.timestamp())}"
 
 
 def budget_counter_key(account_id: int, budget_id: int, period_start: datetime, value: str = "") -> str:
     suffix = f":{value}" if value else ""
     return f"{account_prefix(account_id)}:b:{budget_id}:{int(period_start.timestamp())}{suffix}"
+
+
+def budget_layout_fingerprint(timezone_name: str, budgets: Iterable[tuple[int, str, str, str]]) -> str:
+    """Which counters an account's budgets (id, scope, match, period) keep, in its time zone.
+
+    Limits and hard/soft are left out: changing them keeps every counter. Anything else may start
+    counters that must first be seeded with the period's recorded spend.
+    """
+    layout = repr((timezone_name, sorted(budgets)))
+    return hashlib.blake2b(layout.encode(), digest_size=8).hexdigest()
 
 
 @dataclass(slots=True, frozen=True)
@@ -57,6 +90,7 @@ class Counter:
     scope: str
     limit_nanos: int
     hard: bool
+    reset_at: int = 0  # unix seconds the period ends; 0 = never (total budgets)
 
 
 @dataclass(slots=True)
@@ -67,6 +101,7 @@ class Reservation:
     counters: list[Counter]
     estimate_nanos: int
     estimated_tokens: int
+    held: bool = True  # False: admitted while Redis was unreachable, nothing reserved
 
 
 @dataclass(slots=True, frozen=True)
@@ -76,25 +111,43 @@ class Denial:
 
 
 class Unseeded(Exception):
-    """Redis has lost this account's counters; they must be rebuilt before hard budgets admit."""
+    """Redis lacks this account's counters for its budget layout (lost, or the layout changed): they
+    must be seeded from the usage records before hard budgets admit."""
+
+    def __init__(self, account_id: int, fingerprint: str) -> None:
+        super().__init__(account_id, fingerprint)
+        self.account_id = account_id
+        self.fingerprint = fingerprint
+
+
+@dataclass(slots=True, frozen=True)
+class _Period:
+    start: datetime
+    start_ts: float
+    end_ts: float  # inf for `total`
+
+    @property
+    def reset_at(self) -> int:
+        return 0 if self.end_ts == float("inf") else int(self.end_ts)
+
+    @property
+    def expire_at(self) -> int:
+        return 0 if self.end_ts == float("inf") else int(self.end_ts) + COUNTER_GRACE_SECONDS
 
 
 class _PeriodCache:
-    """Period bounds per (period, time zone), recomputed only when the period rolls over."""
+    """Period bounds per (period, time zone), recomputed only when `now` leaves the cached period."""
 
     def __init__(self) -> None:
-        self._bounds: dict[tuple[str, str], tuple[datetime, datetime | None, float]] = {}
+        self._bounds: dict[tuple[str, str], _Period] = {}
 
-    def get(self, period: str, timezone_name: str, now: float) -> tuple[datetime, int]:
+    def get(self, period: str, timezone_name: str, now: float) -> _Period:
         hit = self._bounds.get((period, timezone_name))
-        if hit is None or hit[2] <= now:
+        if hit is None or not hit.start_ts <= now < hit.end_ts:
             start, end = period_bounds(period, timezone_name, datetime.fromtimestamp(now, UTC))
-            end_ts = end.timestamp() if end is not None else float("inf")
-            hit = (start, end, end_ts)
+            hit = _Period(start, start.timestamp(), end.timestamp() if end is not None else float("inf"))
             self._bounds[(period, timezone_name)] = hit
-        start, end, end_ts = hit
-        # Counters outlive their period by a day so alerts and dashboards can still read them.
-        return start, 0 if end is None else int(end_ts) + 86400
+        return hit
 
 
 def applicable_budgets(
@@ -125,26 +178,41 @@ class Quota:
     def __init__(self, redis: Redis, *, reservation_ttl_ms: int) -> None:
         self.redis = redis
         self.reservation_ttl_ms = reservation_ttl_ms
+        # redis-py's AsyncScript calls EVALSHA and loads the script again on NOSCRIPT (a restarted
+        # or flushed Redis), so a lost script cache costs one extra round trip, never an error.
         self._reserve = redis.register_script((LUA_DIR / "reserve_call.lua").read_text())
         self._settle = redis.register_script((LUA_DIR / "settle_call.lua").read_text())
         self._periods = _PeriodCache()
+        self._fingerprints: dict[int, tuple[tuple[BudgetEntry, ...], str, str]] = {}
+        self.deferred: deque[tuple[Reservation, int, int]] = deque(maxlen=MAX_DEFERRED_SETTLES)
+        self._replaying: asyncio.Task[None] | None = None
 
     def counters_for(
         self, account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str, now: float
     ) -> list[Counter]:
         counters = []
         for budget, value in applicable_budgets(account, key, feature=feature, tenant=tenant):
-            start, expire_at = self._periods.get(budget.period, account.timezone, now)
+            period = self._periods.get(budget.period, account.timezone, now)
             counters.append(
                 Counter(
-                    budget_counter_key(account.id, budget.id, start, value),
-                    expire_at,
+                    budget_counter_key(account.id, budget.id, period.start, value),
+                    period.expire_at,
                     DENIAL_CODES[budget.scope],
                     budget.limit_nanos,
                     budget.hard,
+                    period.reset_at,
                 )
             )
         return counters
+
+    def fingerprint(self, account: AccountEntry) -> str:
+        cached = self._fingerprints.get(account.id)
+        if cached is not None and cached[0] is account.budgets and cached[1] == account.timezone:
+            return cached[2]
+        layout = ((b.id, b.scope, b.match, b.period) for b in account.budgets)
+        value = budget_layout_fingerprint(account.timezone, layout)
+        self._fingerprints[account.id] = (account.budgets, account.timezone, value)
+        return value
 
     async def reserve(
         self,
@@ -159,31 +227,33 @@ class Quota:
     ) -> Reservation | Denial:
         prefix = account_prefix(account.id)
         key_prefix = f"{prefix}:k:{key.id}"
-        month_start, month_expiry = self._periods.get("month", account.timezone, now)
-        needs_seed = account.has_hard_budgets and any(c.hard for c in counters)
+        month = self._periods.get("month", account.timezone, now)
+        fingerprint = self.fingerprint(account) if any(c.hard for c in counters) else ""
         argv: list[str | int] = [
             rid,
             estimate_nanos,
             estimated_tokens,
             self.reservation_ttl_ms,
             account.monthly_request_limit,
-            month_expiry,
+            month.reset_at,
+            month.expire_at,
             key.requests_per_minute,
             key.tokens_per_minute,
             key.max_concurrent,
-            seeded_marker_key(account.id) if needs_seed else "",
+            fingerprint,
             len(counters),
         ]
         for c in counters:
-            argv += [c.limit_nanos, 1 if c.hard else 0, c.expire_at, c.scope]
+            argv += [c.limit_nanos, 1 if c.hard else 0, c.expire_at, c.reset_at, c.scope]
         keys = [
             f"{prefix}:rsv",
             f"{prefix}:rsvz",
-            f"{prefix}:plan:{int(month_start.timestamp())}",
+            plan_counter_key(account.id, month.start),
             f"{key_prefix}:rpm",
             f"{key_prefix}:tpm",
             f"{key_prefix}:tpm:sum",
             f"{key_prefix}:inflight",
+            seeded_marker_key(account.id),
             *(c.key for c in counters),
         ]
         reply = await self._reserve(keys=keys, args=argv)
@@ -191,12 +261,16 @@ class Quota:
         if verdict == b"ok":
             return Reservation(rid, account.id, key.id, counters, estimate_nanos, estimated_tokens)
         if verdict == b"unseeded":
-            raise Unseeded(account.id)
+            raise Unseeded(account.id, fingerprint)
         return Denial(reply[1].decode(), int(reply[2]))
 
     async def settle(
-        self, *, reservation: Reservation, actual_nanos: int, actual_tokens: int, event: bytes
+        self, *, reservation: Reservation, actual_nanos: int, actual_tokens: int, event: bytes, mode: str = ""
     ) -> list[int]:
+        """Replace the reservation with the actual cost (see settle_call.lua for `mode`); `event`
+        b"" queues no usage event."""
+        if not reservation.held and not mode:
+            mode = "once"
         prefix = account_prefix(reservation.account_id)
         key_prefix = f"{prefix}:k:{reservation.key_id}"
         keys = [
@@ -206,12 +280,65 @@ class Quota:
             f"{key_prefix}:tpm:sum",
             f"{key_prefix}:inflight",
             events_stream_key(reservation.account_id),
+            f"{prefix}:settled:{reservation.rid}",
             *(c.key for c in reservation.counters),
         ]
-        argv: list[str | int | bytes] = [reservation.rid, actual_nanos, actual_tokens, event]
+        argv: list[str | int | bytes] = [reservation.rid, actual_nanos, actual_tokens, event, mode]
         argv += [c.expire_at for c in reservation.counters]
         return await self._settle(keys=keys, args=argv)
+
+    async def release(self, *, reservation: Reservation) -> None:
+        """Give a reservation back unused (the call never got an answer); its usage event goes on its own."""
+        await self.settle(reservation=reservation, actual_nanos=0, actual_tokens=0, event=b"")
+
+    def defer(self, *, reservation: Reservation, actual_nanos: int, actual_tokens: int) -> None:
+        """Keep a settle that could not reach Redis, to replay in the background once it answers again."""
+        self.deferred.append((reservation, actual_nanos, actual_tokens))
+        self.replay_deferred_soon()
+
+    def replay_deferred_soon(self) -> None:
+        """Start replaying deferred settles in the background, unless that is already under way."""
+        if self.deferred and (self._replaying is None or self._replaying.done()):
+            self._replaying = asyncio.get_running_loop().create_task(self._replay_deferred())
+
+    async def _replay_deferred(self) -> None:
+        failures = 0
+        while self.deferred and failures < REPLAY_ATTEMPTS:
+            reservation, actual_nanos, actual_tokens = self.deferred[0]
+            try:
+                await self.settle(
+                    reservation=reservation, actual_nanos=actual_nanos, actual_tokens=actual_tokens, event=b"",
+                    mode="replay" if reservation.held else "once",
+                )
+            except ResponseError:
+                log.exception("dropping a deferred settle Redis refuses: %s", reservation.rid)
+            except (TimeoutError, RedisError, OSError):
+                failures += 1
+                await asyncio.sleep(REPLAY_PAUSE_SECONDS)
+                continue
+            self.deferred.popleft()
 
     async def record_only(self, *, account_id: int, event: bytes) -> None:
         """Queue the usage event of a call that reserved nothing (a denial, a bad request)."""
         await self.redis.xadd(events_stream_key(account_id), {"e": event})
+
+
+def counters_seed(
+    client: redis.Redis,
+    *,
+    account_id: int,
+    counters: dict[str, tuple[int, int]],
+    fingerprints: Iterable[str],
+    plan: tuple[datetime, int, int] | None = None,
+) -> dict[str, int]:
+    """Raise counters ({key: (settled nano-dollars, expiry)}) to at least the given values, and the
+    plan counter ((month start, requests, expiry)) likewise, then mark the budget layouts `fingerprints`
+    seeded; atomic. Returns {key: settled value afterwards}."""
+    script = client.register_script((LUA_DIR / "seed_counters.lua").read_text())
+    month_start, requests, plan_expiry = plan if plan is not None else (datetime.fromtimestamp(0, UTC), 0, 0)
+    keys = [seeded_marker_key(account_id), plan_counter_key(account_id, month_start), *counters]
+    argv: list[str | int] = [",".join(fingerprints), "" if plan is None else requests, plan_expiry]
+    for nanos, expire_at in counters.values():
+        argv += [nanos, expire_at]
+    settled = script(keys=keys, args=argv)
+    return dict(zip(counters, (int(v) for v in settled), strict=True))

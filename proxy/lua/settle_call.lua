@@ -3,19 +3,35 @@
 KEYS[1] reservations hash      KEYS[2] reservation deadlines zset
 KEYS[3] key's tokens-per-minute log zset   KEYS[4] its running sum   KEYS[5] key's in-flight zset
 KEYS[6] the account's usage event stream
-KEYS[7…] budget counters (the same ones the reservation named)
+KEYS[7] this call's settled marker (mode "once" only)
+KEYS[8…] budget counters (the same ones the reservation named)
 ARGV[1] rid   ARGV[2] actual cost (nano-dollars)   ARGV[3] actual tokens
-ARGV[4] usage event (JSON)   ARGV[5…] per counter: expiry (unix s, 0 = never)
+ARGV[4] usage event (JSON; "" = none, it travels on its own)
+ARGV[5] mode:
+  ""       the call's own settle. If the reservation already expired (its process was presumed dead),
+           its amount was given back then, so only the actual cost is added now.
+  "replay" a retry of a settle whose first attempt may or may not have run: applied only while the
+           reservation is still held, so it never counts twice.
+  "once"   a call admitted while Redis was unreachable, which reserved nothing: its cost is added
+           once, however often this is retried.
+ARGV[6…] per counter: expiry (unix s, 0 = never)
 The stream is not capped: the ingest worker deletes what it has written, and an event must never be
 trimmed away while the database is down.
 Returns the settled total of each counter, in KEYS order, so the caller can check alert thresholds.
-If the reservation already expired (its process was presumed dead), its amount was given back
-then, so only the actual cost is added now.
 ]]
+local FIRST_COUNTER = 8
 local rid = ARGV[1]
 local actual = tonumber(ARGV[2])
 local tokens = tonumber(ARGV[3])
+local mode = ARGV[5]
 local rec = redis.call('HGET', KEYS[1], rid)
+local apply = true
+if mode == 'replay' then
+  apply = rec ~= false
+elseif mode == 'once' then
+  apply = redis.call('SET', KEYS[7], '1', 'NX', 'PX', 86400000) ~= false
+end
+
 local amount, reserved_tokens = 0, nil
 if rec then
   local a, tk = string.match(rec, '^(%-?%d+)|(%d+)')
@@ -36,11 +52,15 @@ end
 redis.call('ZREM', KEYS[5], rid)
 
 local settled = {}
-for i = 7, #KEYS do
+for i = FIRST_COUNTER, #KEYS do
   if rec then redis.call('HINCRBY', KEYS[i], 'r', -amount) end
-  settled[#settled + 1] = redis.call('HINCRBY', KEYS[i], 's', actual)
-  local expiry = tonumber(ARGV[4 + i - 6])
-  if expiry > 0 then redis.call('EXPIREAT', KEYS[i], expiry) end
+  if apply then
+    settled[#settled + 1] = redis.call('HINCRBY', KEYS[i], 's', actual)
+    local expiry = tonumber(ARGV[6 + i - FIRST_COUNTER])
+    if expiry > 0 then redis.call('EXPIREAT', KEYS[i], expiry) end
+  else
+    settled[#settled + 1] = tonumber(redis.call('HGET', KEYS[i], 's') or '0')
+  end
 end
-redis.call('XADD', KEYS[6], '*', 'e', ARGV[4])
+if ARGV[4] ~= '' then redis.call('XADD', KEYS[6], '*', 'e', ARGV[4]) end
 return settled

@@ -1,0 +1,80 @@
+"""Burn rate: an agent stuck in a loop pages; steady traffic and small change do not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from alerts.evaluate import burn_rate_check
+from alerts.models import AlertEvent, AlertRule
+from billing.models import UsageRecord
+
+from .conftest import payload_problems, webhook_channel
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _records(account, feature: str, *, count: int, cost: str, since: timedelta, until: timedelta) -> None:  # type: ignore[no-untyped-def]
+    """`count` calls of `feature`, each costing `cost`, spread evenly from NOW - since to NOW - until."""
+    step = (since - until) / count
+    UsageRecord.objects.bulk_create([
+        UsageRecord(request_id=f"req_{feature}_{since.total_seconds():.0f}_{n}", account=account, feature=feature,
+                    provider="openai", model="gpt-4o", cost_usd=Decimal(cost), status_code=200,
+                    created_at=NOW - since + step * n)
+        for n in range(count)
+    ])
+
+
+@pytest.fixture
+def traffic(acme):  # type: ignore[no-untyped-def]
+    day, window = timedelta(hours=24, minutes=15), timedelta(minutes=15)
+    # agent-loop: quiet all day ($0.96 = $0.01 a window), then $12 in the last 15 minutes.
+    _records(acme, "agent-loop", count=96, cost="0.01", since=day, until=window)
+    _records(acme, "agent-loop", count=400, cost="0.03", since=window, until=timedelta(0))
+    # search: a steady $2 every 15 minutes, the last window included.
+    _records(acme, "search", count=960, cost="0.2", since=day, until=window)
+    _records(acme, "search", count=10, cost="0.2", since=window, until=timedelta(0))
+    # summarize: new today and far above its (empty) baseline, but $0.50 is under the $1 floor.
+    _records(acme, "summarize", count=5, cost="0.1", since=window, until=timedelta(0))
+    return acme
+
+
+def test_runaway_feature_pages_once_and_normal_traffic_does_not(  # type: ignore[no-untyped-def]
+    traffic, receiver, django_capture_on_commit_callbacks
+) -> None:
+    webhook_channel(traffic, receiver)
+    AlertRule.objects.create(account=traffic, scope="feature", match="*", window_minutes=15,
+                             multiplier=Decimal("5"), floor_usd=Decimal("1"))
+    with django_capture_on_commit_callbacks(execute=True):
+        [event] = burn_rate_check(now=NOW)
+    data = event.payload["data"]
+    assert event.type == AlertEvent.Type.BURN_RATE
+    assert (data["value"], data["window_spend_usd"], data["usual_window_spend_usd"], data["ratio"]) == (
+        "agent-loop", "12", "0.01", "1200")
+    [delivered] = receiver.wait_for(1)
+    assert delivered.problems == [] and payload_problems(delivered.payload) == []
+    assert delivered.payload["type"] == "spend.burn_rate"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert burn_rate_check(now=NOW + timedelta(minutes=1)) == []  # at most one page an hour
+    assert len(receiver.deliveries) == 1
+
+
+def test_rule_naming_one_feature_watches_only_it(traffic) -> None:  # type: ignore[no-untyped-def]
+    AlertRule.objects.create(account=traffic, scope="feature", match="search", floor_usd=Decimal("1"))
+    assert burn_rate_check(now=NOW) == []
+    AlertRule.objects.create(account=traffic, scope="feature", match="agent-loop", floor_usd=Decimal("1"))
+    assert [e.payload["data"]["value"] for e in burn_rate_check(now=NOW)] == ["agent-loop"]
+
+
+def test_steady_spend_never_pages_even_when_high(acme) -> None:  # type: ignore[no-untyped-def]
+    # $50 every window all day and now: expensive, but normal for this account.
+    _records(acme, "batch", count=96 * 5, cost="10", since=timedelta(hours=24, minutes=15),
+             until=timedelta(minutes=15))
+    _records(acme, "batch", count=5, cost="10", since=timedelta(minutes=15), until=timedelta(0))
+    AlertRule.objects.create(account=acme, scope="account", match="*", floor_usd=Decimal("1"))
+    assert burn_rate_check(now=NOW) == []

@@ -1,0 +1,129 @@
+"""Hourly rollups equal the records they summarise, and an event ingested twice counts once."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncHour
+
+from billing.ledger import usage_record_batch
+from billing.models import UsageRecord, UsageRollup, UsageTagRollup
+from proxy.models import ApiKey
+
+from ..conftest import make_key
+
+HOUR = 3600
+START = 1_760_000_000.0  # 2025-10-09 08:53:20 UTC: 3.5 hours of records fall into five hours
+CELL = ("hour", "feature", "tenant", "environment", "provider", "model", "key_id", "status_code")
+
+
+def _events(account_id: int, keys: list[ApiKey], count: int = 400, seed: int = 7) -> list[dict]:
+    rng = random.Random(seed)
+    events = []
+    for n in range(count):
+        key = rng.choice([*keys, None])
+        status = rng.choice([200, 200, 200, 429, 500])
+        cost = None if status == 200 and n % 17 == 0 else (
+            "0" if status != 200 else str(Decimal(rng.randint(1, 10**7)) / 10**9))
+        tags = rng.choice([{}, {"intent": "summarize"}, {"intent": "classify", "project": "claims"}])
+        events.append({
+            "request_id": f"req_rollup_{n}", "account_id": account_id, "key_id": key.pk if key else None,
+            "feature": rng.choice(["", "support-bot", "search"]), "tenant": rng.choice(["", "globex", "initech"]),
+            "environment": rng.choice(["production", "staging"]), "tags": tags,
+            "provider": rng.choice(["openai", "anthropic"]), "model": rng.choice(["gpt-4o-mini", "claude-sonnet-4-5"]),
+            "input_tokens": rng.randint(0, 5000), "output_tokens": rng.randint(0, 900),
+            "cached_input_tokens": rng.randint(0, 100), "cache_write_tokens": rng.randint(0, 50),
+            "reasoning_tokens": rng.randint(0, 40), "latency_ms": rng.randint(5, 3000), "status_code": status,
+            "streamed": rng.random() < 0.5, "usage_source": rng.choice(["reported", "reported", "estimated"]),
+            "cost_usd": cost, "created_at": START + rng.uniform(0, 3.5 * HOUR),
+        })
+    return events
+
+
+def _record_sums() -> dict[tuple, dict]:
+    rows = (
+        UsageRecord.objects.annotate(hour=TruncHour("created_at"))
+        .values("hour", "feature", "tenant", "environment", "provider", "model", "key_id", "status_code")
+        .annotate(
+            requests=Count("pk"), streamed_requests=Count("pk", filter=Q(streamed=True)),
+            estimated_requests=Count("pk", filter=Q(usage_source="estimated")),
+            unknown_cost_requests=Count("pk", filter=Q(cost_usd__isnull=True, status_code__lt=400)),
+            input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
+            cached_input_tokens=Sum("cached_input_tokens"), cache_write_tokens=Sum("cache_write_tokens"),
+            reasoning_tokens=Sum("reasoning_tokens"), cost_usd=Sum("cost_usd", default=Decimal(0)),
+            latency_ms_total=Sum("latency_ms"),
+        )
+    )
+    sums = {}
+    for row in rows:
+        row["key_id"] = row["key_id"] or 0  # the rollups keep "no key" as 0
+        sums[tuple(row.pop(c) for c in CELL)] = row
+    return sums
+
+
+def _rollup_sums() -> dict[tuple, dict]:
+    fields = ("requests", "streamed_requests", "estimated_requests", "unknown_cost_requests", "input_tokens",
+              "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd",
+              "latency_ms_total")
+    return {tuple(r.pop(c) for c in CELL): r for r in UsageRollup.objects.values(*CELL, *fields)}
+
+
+def _tag_sums_from_records() -> dict[tuple, tuple[int, Decimal]]:
+    sums: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
+    for r in UsageRecord.objects.all():
+        for tag, value in r.tags.items():
+            cell = sums[(r.created_at.replace(minute=0, second=0, microsecond=0), tag, value)]
+            cell[0] += 1
+            cell[1] += r.cost_usd or 0
+    return {k: (v[0], v[1]) for k, v in sums.items()}
+
+
+def _assert_rollups_match_records() -> None:
+    assert _rollup_sums() == _record_sums()
+    tags = {(t.hour, t.tag, t.value): (t.requests, t.cost_usd) for t in UsageTagRollup.objects.all()}
+    assert tags == _tag_sums_from_records()
+
+
+@pytest.mark.django_db
+def test_rollups_equal_the_records_and_a_repeated_batch_adds_nothing(acme) -> None:  # type: ignore[no-untyped-def]
+    keys = [make_key(acme, f"mk_rollup_{n}_0123456789abcdefghijklmnopqrstuv", name=f"k{n}") for n in range(2)]
+    events = _events(acme.pk, keys)
+    assert usage_record_batch(events=events[:250]) == 250
+    assert usage_record_batch(events=events[150:]) == 150  # overlaps the first batch by 100
+    assert usage_record_batch(events=events) == 0
+    assert UsageRecord.objects.count() == 400
+    _assert_rollups_match_records()
+    assert UsageRollup.objects.values("hour").distinct().count() == 5
+    assert sum(UsageRollup.objects.values_list("requests", flat=True)) == 400
+    assert UsageTagRollup.objects.filter(tag="intent").count() >= 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_batch_written_by_two_workers_at_once_counts_once(plans) -> None:  # type: ignore[no-untyped-def]
+    from billing.models import Account
+
+    account = Account.objects.create(slug="acme", name="Acme", plan=plans["pro"])
+    events = _events(account.pk, [], count=300, seed=11)
+    barrier = threading.Barrier(3)
+    written: list[int] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            written.append(usage_record_batch(events=events))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(written) == [0, 0, 300]
+    _assert_rollups_match_records()

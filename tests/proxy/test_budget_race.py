@@ -1,0 +1,205 @@
+"""Budgets under concurrency: however many calls and proxy processes race, a hard budget admits
+exactly what fits (estimates here equal actual costs), and concurrent settles add up exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter as Tally
+from collections.abc import Iterator
+from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+from django.conf import settings
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from billing.models import Budget, PriceOverride
+from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
+from proxy.quota import Denial, Quota, Reservation, seeded_marker_key
+from tokonomics.redis_client import sync_redis
+
+from .conftest import KEY, Stack
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Input is free and output costs $1000 per million tokens, so a call answering max_tokens=10 costs
+# exactly $0.01 and its estimate (10 output tokens) is exact.
+CALL_COST = Decimal("0.01")
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "race"}], "max_tokens": 10}
+FITS = 37
+CONCURRENT = 200
+
+
+@pytest.fixture
+def patient_redis_client(settings) -> None:  # type: ignore[no-untyped-def]
+    """Before `stack`, so its proxy starts with it: on this 2-core box a 200-call burst opening its
+    Redis connections all at once can exceed the 0.25 s connect timeout, which would turn into 503s
+    (enforcement unavailable). Outages are tests/proxy/test_redis_outage.py's subject, not this one's."""
+    settings.TOKONOMICS_REDIS_TIMEOUT = 3.0
+
+
+def exact_prices(stack: Stack) -> None:
+    PriceOverride.objects.create(account=stack.account, provider="openai", model="gpt-4o-mini",
+                                 input_per_mtok=Decimal(0), output_per_mtok=Decimal(1000))
+
+
+def account_budget(stack: Stack, limit_usd: Decimal) -> Budget:
+    return Budget.objects.create(account=stack.account, scope="account", match="", period="month",
+                                 limit_usd=limit_usd, hard=True)
+
+
+async def burst(proxies: list[str], count: int) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        calls = [
+            client.post(f"{proxies[i % len(proxies)]}/proxy/openai/chat/completions", json=BODY,
+                        headers={"Authorization": f"Bearer {KEY}"})
+            for i in range(count)
+        ]
+        return await asyncio.gather(*calls)
+
+
+def counter_fields(budget: Budget) -> dict[str, int]:
+    keys = list(sync_redis().scan_iter(match=f"tk:{{a:{budget.account_id}}}:b:{budget.pk}:*"))
+    assert len(keys) == 1
+    return {k.decode(): int(v) for k, v in sync_redis().hgetall(keys[0]).items()}
+
+
+def assert_exactly_fits(responses: list[httpx.Response], budget: Budget) -> None:
+    statuses = Tally(r.status_code for r in responses)
+    assert statuses == {200: FITS, 429: CONCURRENT - FITS}
+    denied = next(r for r in responses if r.status_code == 429)
+    assert denied.json()["error"]["code"] == "account_budget"
+    assert all(Decimal(r.headers["x-tokonomics-cost-usd"]) == CALL_COST for r in responses if r.status_code == 200)
+    assert counter_fields(budget) == {"s": int(FITS * CALL_COST * 10**9), "r": 0}
+
+
+def test_one_proxy_admits_exactly_what_fits(patient_redis_client: None, stack: Stack) -> None:
+    exact_prices(stack)
+    budget = account_budget(stack, FITS * CALL_COST)
+    responses = asyncio.run(burst([stack.proxy], CONCURRENT))
+    assert_exactly_fits(responses, budget)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _test_database_url() -> str:
+    # The subprocess must see the rows this test committed: the pytest database, not the configured one.
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + settings.DATABASES["default"]["NAME"]))
+
+
+@pytest.fixture
+def second_proxy(patient_redis_client: None, stack: Stack) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": _test_database_url(), "REDIS_URL": settings.REDIS_URL,
+           "TOKONOMICS_REDIS_TIMEOUT": str(settings.TOKONOMICS_REDIS_TIMEOUT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "tokonomics.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+         "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"],
+        cwd=REPO, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/proxy/openai/models", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the second proxy did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_two_proxy_processes_sharing_redis_admit_exactly_what_fits(
+    patient_redis_client: None, stack: Stack, second_proxy: str
+) -> None:
+    exact_prices(stack)
+    budget = account_budget(stack, FITS * CALL_COST)
+    responses = asyncio.run(burst([stack.proxy, second_proxy], CONCURRENT))
+    assert_exactly_fits(responses, budget)
+
+
+# --- the scripts alone, driven directly -------------------------------------------------------
+
+ACCOUNT_ID, KEY_ID = 424242, 7
+
+
+def account_entry(*budgets: BudgetEntry) -> AccountEntry:
+    return AccountEntry(id=ACCOUNT_ID, slug="race", timezone="UTC", monthly_request_limit=0,
+                        on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
+                        budgets=budgets, prices={}, has_hard_budgets=any(b.hard for b in budgets))
+
+
+KEY_ENTRY = KeyEntry(id=KEY_ID, account_id=ACCOUNT_ID, name="main", environment="", allowed_patterns=(),
+                     expires_at=None, revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
+
+
+def redis_client() -> Redis:
+    return Redis(connection_pool=BlockingConnectionPool.from_url(settings.REDIS_URL, max_connections=64, timeout=30))
+
+
+async def reserve_many(quota: Quota, account: AccountEntry, count: int, estimate: int) -> list[Reservation | Denial]:
+    now = time.time()
+    counters = quota.counters_for(account, KEY_ENTRY, feature="", tenant="", now=now)
+    return await asyncio.gather(*(
+        quota.reserve(rid=f"r{i}", account=account, key=KEY_ENTRY, counters=counters, estimate_nanos=estimate,
+                      estimated_tokens=10, now=now)
+        for i in range(count)
+    ))
+
+
+def test_concurrent_reservations_never_overshoot_the_cap() -> None:
+    # A soft budget is reserved too, but only the hard one denies.
+    account = account_entry(BudgetEntry(1, "account", "", "day", 1_000_000, True),
+                            BudgetEntry(2, "account", "", "month", 10, False))
+
+    async def run() -> None:
+        redis = redis_client()
+        quota = Quota(redis, reservation_ttl_ms=60_000)
+        await redis.sadd(seeded_marker_key(ACCOUNT_ID), quota.fingerprint(account))
+        verdicts = await reserve_many(quota, account, 500, 3_000)
+        admitted = [v for v in verdicts if isinstance(v, Reservation)]
+        assert len(admitted) == 1_000_000 // 3_000
+        assert {v.scope for v in verdicts if isinstance(v, Denial)} == {"account_budget"}
+        for counter in admitted[0].counters:
+            assert int(await redis.hget(counter.key, "r")) == len(admitted) * 3_000
+        await redis.aclose()
+
+    asyncio.run(run())
+
+
+def test_ten_thousand_concurrent_settles_add_up_exactly() -> None:
+    account = account_entry(BudgetEntry(1, "account", "", "month", 10**15, True))
+    count, estimate, actual = 10_000, 5_000, 1_234_567
+
+    async def run() -> None:
+        redis = redis_client()
+        quota = Quota(redis, reservation_ttl_ms=60_000)
+        await redis.sadd(seeded_marker_key(ACCOUNT_ID), quota.fingerprint(account))
+        reservations = await reserve_many(quota, account, count, estimate)
+        assert all(isinstance(r, Reservation) for r in reservations)
+        await asyncio.gather(*(
+            quota.settle(reservation=r, actual_nanos=actual, actual_tokens=10, event=b"{}")
+            for r in reservations if isinstance(r, Reservation)
+        ))
+        counter = reservations[0].counters[0].key  # type: ignore[union-attr]
+        assert {k: int(v) for k, v in (await redis.hgetall(counter)).items()} == {b"s": count * actual, b"r": 0}
+        assert await redis.hlen(f"tk:{{a:{ACCOUNT_ID}}}:rsv") == 0
+        await redis.aclose()
+
+    asyncio.run(run())

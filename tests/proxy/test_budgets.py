@@ -1,0 +1,296 @@
+"""Budget enforcement end to end (CONTRACT §2): the live proxy, the simulator, real Redis.
+
+Prices are overridden so that input is free and each output token costs $0.001: a call with
+max_tokens=10 then costs exactly $0.01, and its estimate is exact unless a test says otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter as Tally
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from billing.ledger import usage_ingest
+from billing.models import Budget, PriceOverride, UsageRecord
+from billing.periods import period_bounds
+from tokonomics.redis_client import sync_redis
+
+from .conftest import KEY, Stack
+
+CALL = Decimal("0.01")
+NANOS = 10**9
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
+MESSAGES = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+CONFIG_POLL = 0.8  # the proxy looks for configuration changes every 0.5 s
+
+
+@pytest.fixture
+def priced(stack: Stack) -> Stack:
+    for provider, model in (("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-5")):
+        PriceOverride.objects.create(account=stack.account, provider=provider, model=model,
+                                     input_per_mtok=Decimal(0), output_per_mtok=Decimal(1000))
+    return stack
+
+
+def budget(stack: Stack, *, scope: str = "account", match: str = "", period: str = "month", calls: float = 1,
+           hard: bool = True) -> Budget:
+    return Budget.objects.create(account=stack.account, scope=scope, match=match, period=period,
+                                 limit_usd=CALL * Decimal(str(calls)), hard=hard)
+
+
+def chat(stack: Stack, body: dict | None = None, **headers: str) -> httpx.Response:
+    return httpx.post(f"{stack.proxy}/proxy/openai/chat/completions", json=body or CHAT,
+                      headers={"Authorization": f"Bearer {KEY}", **headers}, timeout=10)
+
+
+def counters(budget: Budget) -> dict[str, dict[str, int]]:
+    """{value ('' for a budget's one counter): {field: nano-dollars}} for the budget's current period,
+    once the calls answered so far have settled (the proxy settles just after the response)."""
+    deadline = time.monotonic() + 3
+    while (found := _counters(budget)) and any(f.get("r") for f in found.values()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
+def _counters(budget: Budget) -> dict[str, dict[str, int]]:
+    client = sync_redis()
+    prefix = f"tk:{{a:{budget.account_id}}}:b:{budget.pk}:"
+    found = {}
+    for key in client.scan_iter(match=prefix + "*"):
+        _, _, value = key.decode()[len(prefix):].partition(":")
+        found[value] = {k.decode(): int(v) for k, v in client.hgetall(key).items()}
+    return found
+
+
+def spent(budget: Budget, value: str = "") -> int:
+    return counters(budget).get(value, {}).get("s", 0)
+
+
+def reserved(budget: Budget) -> int:
+    return sum(fields.get("r", 0) for fields in counters(budget).values())
+
+
+# --- estimate, reservation, settlement --------------------------------------------------------
+
+def test_settle_replaces_the_estimate_both_ways(priced: Stack) -> None:
+    cap = budget(priced, calls=100)
+    # Fewer words than max_tokens: the estimate (20 output tokens) was too high.
+    shorter = chat(priced, {**CHAT, "max_tokens": 20}, **{"X-Sim-Words": "5"})
+    assert Decimal(shorter.headers["x-tokonomics-cost-usd"]) == Decimal("0.005")
+    assert counters(cap)[""] == {"s": 5 * 10**6, "r": 0}
+    # Reasoning tokens on top of max_tokens: the estimate (5) was too low; the actual cost counts.
+    longer = chat(priced, {**CHAT, "max_tokens": 5}, **{"X-Sim-Reasoning-Tokens": "7"})
+    assert Decimal(longer.headers["x-tokonomics-cost-usd"]) == Decimal("0.012")
+    assert counters(cap)[""] == {"s": 17 * 10**6, "r": 0}
+
+
+def test_a_call_in_flight_holds_its_estimate_until_it_settles(priced: Stack) -> None:
+    cap = budget(priced, calls=100)
+    body = {**CHAT, "max_tokens": 20, "stream": True}
+    with httpx.stream("POST", f"{priced.proxy}/proxy/openai/chat/completions", json=body, timeout=10,
+                      headers={"Authorization": f"Bearer {KEY}", "X-Sim-Hold": "held"}) as response:
+        lines = response.iter_lines()
+        next(line for line in lines if line.startswith("data:"))
+        assert _counters(cap)[""] == {"r": 20 * 10**6}
+        httpx.post(f"{priced.sim}/_sim/release/held")
+        list(lines)
+    assert counters(cap)[""] == {"r": 0, "s": 20 * 10**6}
+
+
+def test_a_soft_budget_never_denies(priced: Stack) -> None:
+    soft = budget(priced, calls=1.5, hard=False)
+    assert [chat(priced).status_code for _ in range(4)] == [200] * 4
+    assert spent(soft) == 4 * CALL * NANOS
+
+
+# --- scopes -----------------------------------------------------------------------------------
+
+def test_tenant_star_budgets_give_each_tenant_its_own_cap(priced: Stack) -> None:
+    each = budget(priced, scope="tenant", match="*", period="day", calls=2)
+    globex = [chat(priced, **{"X-Tenant-ID": "globex"}).status_code for _ in range(3)]
+    initech = [chat(priced, **{"X-Tenant-ID": "initech"}).status_code for _ in range(2)]
+    untagged = [chat(priced).status_code for _ in range(3)]  # in no tenant budget at all
+    assert (globex, initech, untagged) == ([200, 200, 429], [200, 200], [200, 200, 200])
+    assert {value: fields["s"] for value, fields in counters(each).items()} == {
+        "globex": 2 * CALL * NANOS, "initech": 2 * CALL * NANOS}
+
+
+def test_a_budget_naming_a_tenant_wins_over_star(priced: Stack) -> None:
+    budget(priced, scope="tenant", match="*", period="day", calls=1)
+    budget(priced, scope="tenant", match="vip", period="day", calls=3)
+    vip = [chat(priced, **{"X-Tenant-ID": "vip"}).status_code for _ in range(4)]
+    other = [chat(priced, **{"X-Tenant-ID": "other"}).status_code for _ in range(2)]
+    assert (vip, other) == ([200, 200, 200, 429], [200, 429])
+
+
+def test_the_first_burst_of_a_tenant_never_seen_is_capped(priced: Stack) -> None:
+    budget(priced, scope="tenant", match="*", period="day", calls=3)
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            calls = [client.post(f"{priced.proxy}/proxy/openai/chat/completions", json=CHAT,
+                                 headers={"Authorization": f"Bearer {KEY}", "X-Tenant-ID": "brand-new"})
+                     for _ in range(30)]
+            return [r.status_code for r in await asyncio.gather(*calls)]
+
+    assert Tally(asyncio.run(burst())) == {200: 3, 429: 27}
+
+
+# --- denials ----------------------------------------------------------------------------------
+
+def _seconds_until(period: str) -> float:
+    now = datetime.now(UTC)
+    _, end = period_bounds(period, "UTC", now)
+    assert end is not None
+    return (end - now).total_seconds()
+
+
+def test_denials_use_the_callers_format_and_the_sdks_raise_rate_limit_errors(priced: Stack) -> None:
+    budget(priced, scope="feature", match="support-bot", period="day", calls=0)
+    priced.clear_sim()
+    client = openai.OpenAI(base_url=f"{priced.proxy}/proxy/openai", api_key=KEY, max_retries=0)
+    with pytest.raises(openai.RateLimitError) as denied:
+        client.chat.completions.create(**CHAT, extra_headers={"X-Feature-Name": "support-bot"})
+    response = denied.value.response
+    assert response.json()["error"] == {"message": response.json()["error"]["message"], "type": "budget_exceeded",
+                                        "param": None, "code": "feature_budget"}
+    assert response.headers["x-tokonomics-denied-scope"] == "feature_budget"
+    assert abs(int(response.headers["retry-after"]) - _seconds_until("day")) <= 2
+
+    claude = anthropic.Anthropic(base_url=f"{priced.proxy}/proxy/anthropic", api_key=KEY, max_retries=0)
+    with pytest.raises(anthropic.RateLimitError) as refused:
+        claude.messages.create(**MESSAGES, extra_headers={"X-Feature-Name": "support-bot"})
+    body = refused.value.response.json()
+    assert body["type"] == "error" and body["error"]["type"] == "budget_exceeded"
+    assert priced.sim_requests() == []  # the upstream is never called
+
+    usage_ingest(max_seconds=1)
+    records = UsageRecord.objects.filter(status_code=429)
+    assert [(r.denied_scope, r.cost_usd or 0, r.input_tokens) for r in records] == [("feature_budget", 0, 0)] * 2
+
+
+def test_a_total_budget_denies_without_retry_after(priced: Stack) -> None:
+    budget(priced, scope="key", match="main", period="total", calls=1)
+    assert chat(priced).status_code == 200
+    denied = chat(priced)
+    assert denied.status_code == 429 and denied.json()["error"]["code"] == "key_budget"
+    assert "retry-after" not in denied.headers
+    assert denied.headers["x-tokonomics-denied-scope"] == "key_budget"
+
+
+def test_retry_after_counts_to_the_end_of_the_period_not_the_counters_expiry(priced: Stack) -> None:
+    budget(priced, period="month", calls=0)
+    denied = chat(priced)
+    assert denied.json()["error"]["code"] == "account_budget"
+    assert abs(int(denied.headers["retry-after"]) - _seconds_until("month")) <= 2
+
+
+def test_the_plan_monthly_request_limit(priced: Stack) -> None:
+    plan = priced.account.plan
+    plan.monthly_request_limit = 3
+    plan.save()
+    statuses = [chat(priced) for _ in range(4)]
+    assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+    error = statuses[-1].json()["error"]
+    assert (error["type"], error["code"]) == ("plan_limit_exceeded", "plan_request_limit")
+    assert statuses[-1].headers["x-tokonomics-denied-scope"] == "plan"
+    assert abs(int(statuses[-1].headers["retry-after"]) - _seconds_until("month")) <= 2
+
+
+def test_expired_keys_get_401_and_disallowed_models_403(priced: Stack) -> None:
+    key = priced.key
+    key.allowed_models = ["gpt-4o*"]
+    key.save()
+    time.sleep(CONFIG_POLL)
+    assert chat(priced).status_code == 200
+    refused = chat(priced, {**CHAT, "model": "gpt-3.5-turbo"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed"
+    key.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    key.save()
+    time.sleep(CONFIG_POLL)
+    expired = chat(priced)
+    assert expired.status_code == 401 and expired.json()["error"]["type"] == "authentication_error"
+
+
+# --- configuration changes on a live key -----------------------------------------------------
+
+def test_limit_changes_take_effect_on_the_next_call(priced: Stack) -> None:
+    cap = budget(priced, calls=2)
+    assert [chat(priced).status_code for _ in range(3)] == [200, 200, 429]
+    cap.limit_usd = CALL * 4
+    cap.save()
+    time.sleep(CONFIG_POLL)
+    assert [chat(priced).status_code for _ in range(3)] == [200, 200, 429]
+    cap.limit_usd = CALL * 3
+    cap.save()
+    time.sleep(CONFIG_POLL)
+    assert chat(priced).status_code == 429
+    assert spent(cap) == 4 * CALL * NANOS
+
+
+def test_a_changed_period_starts_from_the_periods_recorded_spend(priced: Stack) -> None:
+    cap = budget(priced, period="month", calls=10)
+    assert [chat(priced).status_code for _ in range(3)] == [200] * 3
+    usage_ingest(max_seconds=1)
+    cap.period = "day"
+    cap.limit_usd = CALL * 5
+    cap.save()
+    time.sleep(CONFIG_POLL)
+    # Today already holds 3 calls: two more fit, and no false 429 before that.
+    assert [chat(priced).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_a_budget_added_mid_period_counts_what_was_already_spent(priced: Stack) -> None:
+    budget(priced, period="month", calls=100)  # the account's counters are seeded from the first call
+    assert [chat(priced, **{"X-Feature-Name": "search"}).status_code for _ in range(3)] == [200] * 3
+    usage_ingest(max_seconds=1)
+    added = budget(priced, scope="feature", match="search", period="month", calls=4)
+    time.sleep(CONFIG_POLL)
+    assert [chat(priced, **{"X-Feature-Name": "search"}).status_code for _ in range(2)] == [200, 429]
+    assert spent(added) == 4 * CALL * NANOS
+
+
+# --- reservations always come back ------------------------------------------------------------
+
+def test_failed_calls_give_their_reservations_back(priced: Stack) -> None:
+    from proxy.context import _context
+
+    cap = budget(priced, calls=3.5)
+    assert chat(priced, **{"X-Sim-Status": "500"}).status_code == 500
+    assert reserved(cap) == 0
+
+    assert _context is not None
+    timeout = _context.http._timeout
+    _context.http._timeout = timeout.__class__(total=None, connect=5, sock_read=0.3)
+    try:
+        assert chat(priced, **{"X-Sim-Latency-Ms": "1500"}).status_code == 504
+    finally:
+        _context.http._timeout = timeout
+    assert reserved(cap) == 0
+
+    body = {**CHAT, "stream": True}
+    headers = {"Authorization": f"Bearer {KEY}", "X-Sim-Hold": "killed"}
+    with httpx.stream("POST", f"{priced.proxy}/proxy/openai/chat/completions", json=body, headers=headers,
+                      timeout=10) as response:
+        next(line for line in response.iter_lines() if line.startswith("data:"))
+    threading.Timer(0.3, lambda: httpx.post(f"{priced.sim}/_sim/release/killed")).start()
+    assert reserved(cap) == 0
+    # What the failures cost (a little output seen before the kill) leaves room for three calls.
+    assert spent(cap) < CALL * NANOS // 2
+    assert [chat(priced).status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_scripts_are_reloaded_after_script_flush(priced: Stack) -> None:
+    cap = budget(priced, calls=10)
+    assert chat(priced).status_code == 200
+    sync_redis().script_flush()
+    assert chat(priced).status_code == 200
+    assert counters(cap)[""] == {"s": 2 * CALL * NANOS, "r": 0}
