@@ -15,6 +15,7 @@ from alerts.models import AlertChannel, AlertDelivery, AlertEvent, AlertRule
 from alerts.services import alert_channel_create, alert_rule_create
 from billing.access import Membership, membership_get
 from billing.audit import audit_record, snapshot
+from tokonomics.validation import form_errors_from
 
 
 class ChannelForm(forms.Form):
@@ -33,11 +34,6 @@ class RuleForm(forms.Form):
     multiplier = forms.DecimalField(min_value=1, initial=5, help_text="Alert when spend runs this many times "
                                     "faster than its own trailing rate.")
     floor_usd = forms.DecimalField(min_value=0, initial=1, help_text="Spend in the window below this never alerts.")
-
-
-def _apply_errors(form: forms.Form, error: ValidationError) -> None:
-    for field, problems in error.message_dict.items():
-        form.add_error(field if field in form.fields else None, problems)
 
 
 def _page(request: HttpRequest, membership: Membership, *, channel_form: ChannelForm | None = None,
@@ -77,7 +73,7 @@ def channel_create(request: HttpRequest, slug: str) -> HttpResponse:
                                                       kind=data["kind"], url=data["url"], emails=emails,
                                                       secret=data["secret"] or None)
         except ValidationError as error:
-            _apply_errors(form, error)
+            form_errors_from(form, error)
         else:
             audit_record(account=membership.account, actor=request.user, action="alert_channel.created",
                          target=channel.name, after=snapshot(channel))
@@ -107,7 +103,7 @@ def rule_create(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             rule = alert_rule_create(account=membership.account, **form.cleaned_data)
         except ValidationError as error:
-            _apply_errors(form, error)
+            form_errors_from(form, error)
         except PermissionDenied as denied:
             form.add_error(None, str(denied))
         else:

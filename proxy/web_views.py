@@ -15,6 +15,7 @@ from billing.audit import audit_record, snapshot
 from proxy.catalog import BUILTIN_PROVIDERS, WIRE_FORMATS
 from proxy.models import ApiKey, ProviderEndpoint
 from proxy.services import api_key_create, api_key_revoke, provider_endpoint_create, provider_endpoint_update
+from tokonomics.validation import form_errors_from
 
 
 class KeyForm(forms.Form):
@@ -29,11 +30,6 @@ class KeyForm(forms.Form):
 
     def clean_allowed_models(self) -> list[str]:
         return [m.strip() for m in self.cleaned_data["allowed_models"].split(",") if m.strip()]
-
-
-def _apply_errors(form: forms.Form, error: ValidationError) -> None:
-    for field, problems in error.message_dict.items():
-        form.add_error(field if field in form.fields else None, problems)
 
 
 def _keys_page(request: HttpRequest, membership: Membership, form: KeyForm, created: tuple | None = None,
@@ -65,7 +61,7 @@ def key_create(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             key, plaintext = api_key_create(account=membership.account, **form.cleaned_data)
         except ValidationError as error:
-            _apply_errors(form, error)
+            form_errors_from(form, error)
         else:
             audit_record(account=membership.account, actor=request.user, action="key.created", target=key.name,
                          after=snapshot(key))
@@ -141,7 +137,7 @@ def provider_save(request: HttpRequest, slug: str) -> HttpResponse:
                     changes["credential"] = data["credential"]
                 endpoint = provider_endpoint_update(endpoint=existing, changes=changes)
         except ValidationError as error:
-            _apply_errors(form, error)
+            form_errors_from(form, error)
         else:
             audit_record(account=membership.account, actor=request.user,
                          action="provider.updated" if existing else "provider.created", target=endpoint.slug,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -21,3 +22,9 @@ def validated_save(instance: models.Model, *, exclude: list[str] | None = None) 
     """Run the model's field and clean() validation, then save. Uniqueness is checked by the caller."""
     instance.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
     instance.save()
+
+
+def form_errors_from(form: forms.Form, error: ValidationError) -> None:
+    """Show a service's ValidationError on the form: on its field when the form has one, else on top."""
+    for field, problems in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, problems)
