@@ -287,6 +287,10 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
     # The record's own instant: counters rebuilt from records must put the call in the same period.
     now = call.created_at
     counters = ctx.quota.counters_for(account, key, feature=call.feature, tenant=call.tenant, now=now)
+    if not counters and not account.monthly_request_limit and not (
+        key.requests_per_minute or key.tokens_per_minute or key.max_concurrent
+    ):
+        return  # nothing caps this call: no round trip before it (its record still goes out after)
     estimate_nanos, estimated_tokens = estimate(call)
     if ctx.breaker.is_open:
         _admit_without_redis(call=call, counters=counters)

@@ -38,9 +38,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def bench_config(simulator_url: str) -> dict[str, object]:
-    """The benchmark account: every budget scope, rate limits on the key, a plan request limit."""
-    return {
+def bench_config(simulator_url: str, *, enforcement: bool = True) -> dict[str, object]:
+    """The benchmark account: every budget scope, rate limits on the key, a plan request limit —
+    or, with enforcement off, none of them (usage recording stays on)."""
+    config = {
         "accounts": [
             {
                 "slug": "bench",
@@ -60,6 +61,11 @@ def bench_config(simulator_url: str) -> dict[str, object]:
             }
         ]
     }
+    if not enforcement:
+        account = config["accounts"][0]  # type: ignore[index]
+        account.update(plan="enterprise", budgets=[])
+        account["keys"] = [{"name": "bench", "key": BENCH_KEY, "environment": "production"}]
+    return config
 
 
 def claim_redis_db(*, server_url: str, databases: tuple[int, ...], hold_seconds: int) -> tuple[str, redis.Redis]:
@@ -107,13 +113,13 @@ class BenchEnvironment:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
         return done.stdout
 
-    def prepare(self, *, simulator_url: str) -> None:
+    def prepare(self, *, simulator_url: str, enforcement: bool = True) -> None:
         """Migrate the throw-away database and apply the benchmark account to it."""
         self.redis.ping()
         self.delete_keys()
         self.manage("migrate", "--no-input", "-v", "0")
         config = self.workdir / "bench.yaml"
-        config.write_text(yaml.safe_dump(bench_config(simulator_url)))
+        config.write_text(yaml.safe_dump(bench_config(simulator_url, enforcement=enforcement)))
         self.manage("applyconfig", str(config))
 
     def take_usage_events(self) -> int:

@@ -38,6 +38,7 @@ class Options:
     streams_open: int = 0
     soak_minutes: float = 0.0
     modes: tuple[Mode, ...] = field(default=(JSON, STREAM))
+    enforcement: bool = True  # budgets, rate limits and the plan limit; off measures what they cost
 
 
 def _children_cpu_seconds() -> float:
@@ -126,7 +127,7 @@ class Bench:
                                          workdir=self.env.workdir, cpus=cores.load)
         report = Report.create(options=options, cores=cores)
         try:
-            self.env.prepare(simulator_url=self.simulator.url)
+            self.env.prepare(simulator_url=self.simulator.url, enforcement=self.options.enforcement)
             direct = direct_target(self.simulator.url)
             self.say("Direct to the simulator:")
             report.cells += self.matrix(direct, None, cores)

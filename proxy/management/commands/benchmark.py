@@ -57,6 +57,8 @@ class Command(BaseCommand):
                                  f"{', '.join(map(str, REDIS_DBS))} no other run holds); its tk:* keys are deleted "
                                  "before and after")
         parser.add_argument("--database-url", help="database of the run (default: a throw-away SQLite file)")
+        parser.add_argument("--enforcement", choices=("on", "off"), default="on",
+                            help="off: an account with no budgets, rate limits or plan limit (recording stays on)")
         parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, database)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -107,6 +109,7 @@ class Command(BaseCommand):
             litellm=options["compare_litellm"],
             streams_open=options["streams_open"],
             soak_minutes=options["soak"],
+            enforcement=options["enforcement"] == "on",
         )
         if options["smoke"]:
             bench.duration, bench.workers, bench.concurrency = 1.0, (1,), (1, 16)
