@@ -17,7 +17,7 @@ from alerts.models import AlertEvent, AlertRule
 from alerts.payloads import budget_data
 from billing.models import Account, Budget, UsageRecord
 from billing.periods import period_bounds
-from proxy.quota import NANOS_PER_USD, account_prefix, budget_counter_key
+from proxy.quota import NANOS_PER_USD, account_prefix, budget_counter_key, plan_counter_key
 from tokonomics.redis_client import sync_redis
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ def plan_request_limits_check(*, now: datetime | None = None) -> list[AlertEvent
     fired = []
     for account in Account.objects.filter(plan__monthly_request_limit__isnull=False).select_related("plan"):
         start, end = period_bounds("month", account.timezone, now)
-        used = int(client.get(f"{account_prefix(account.pk)}:plan:{int(start.timestamp())}") or 0)
+        used = int(client.get(plan_counter_key(account.pk, start)) or 0)
         limit = account.plan.monthly_request_limit
         for threshold in PLAN_NOTICE_THRESHOLDS:
             if used * 100 < limit * threshold:

@@ -30,27 +30,12 @@ from billing.models import AuditEntry, Plan, Seat
 from billing.models_sso import SsoConfig
 from billing.sso import redirect_uri
 from billing.team_services import InvitationError, SentInvitation
+from tokonomics.responses import after_change
+from tokonomics.validation import form_errors_from
 
 AUDIT_PAGE_SIZE = 50
 # Admins may look at the settings (RIGHTS has no narrower read right for them); only owners change them.
 SETTINGS_READ_RIGHT = "view_audit"
-
-
-def _form_errors(form: Any, error: ValidationError) -> None:
-    if hasattr(error, "error_dict"):
-        for field, problems in error.message_dict.items():
-            form.add_error(field if field in form.fields else None, problems)
-    else:
-        form.add_error(None, error.messages)
-
-
-def _done(request: HttpRequest, url: str) -> HttpResponse:
-    """After a change: a full page load, so the whole page (and the brand) shows the new state."""
-    if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
-    return redirect(url)
 
 
 # --- the team page -------------------------------------------------------------------------------
@@ -106,7 +91,7 @@ def seat_invite(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             sent = team_services.seat_invite(actor_seat=membership.seat, **form.cleaned_data)
         except ValidationError as error:
-            _form_errors(form, error)
+            form_errors_from(form, error)
         else:
             # Rendered, never redirected: the link is shown this once.
             return _team_page(request, membership, sent=sent)
@@ -158,7 +143,7 @@ def seat_remove(request: HttpRequest, slug: str, seat_id: int) -> HttpResponse:
         return _after_team_change(request, membership, problem=" ".join(error.messages))
     if seat.user_id == request.user.pk:  # left the account: nothing of it is visible any more
         messages.success(request, f"You left {membership.account.name}.")
-        return _done(request, reverse("home"))
+        return after_change(request, reverse("home"))
     return _after_team_change(request, membership, notice=f"{seat.user.email} no longer has a seat.")
 
 
@@ -266,10 +251,10 @@ def account_settings_update(request: HttpRequest, slug: str) -> HttpResponse:
             team_services.account_settings_update(account=membership.account, actor=request.user,
                                                   **form.cleaned_data)
         except ValidationError as error:
-            _form_errors(form, error)
+            form_errors_from(form, error)
         else:
             messages.success(request, "Account settings saved.")
-            return _done(request, reverse("account_settings", args=[slug]))
+            return after_change(request, reverse("account_settings", args=[slug]))
     return _settings_invalid(request, membership, "settings-form", "settings_form", form)
 
 
@@ -286,10 +271,10 @@ def branding_update(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             team_services.account_branding_update(account=membership.account, actor=request.user, **form.cleaned_data)
         except ValidationError as error:
-            _form_errors(form, error)
+            form_errors_from(form, error)
         else:
             messages.success(request, "Branding saved.")
-            return _done(request, reverse("account_settings", args=[slug]))
+            return after_change(request, reverse("account_settings", args=[slug]))
     return _settings_invalid(request, membership, "branding-form", "branding_form", form)
 
 
@@ -309,10 +294,10 @@ def sso_config_update(request: HttpRequest, slug: str) -> HttpResponse:
                                             **{**form.cleaned_data, "client_secret": form.cleaned_data["client_secret"]
                                                or None})
         except ValidationError as error:
-            _form_errors(form, error)
+            form_errors_from(form, error)
         else:
             messages.success(request, "Single sign-on settings saved.")
-            return _done(request, reverse("account_settings", args=[slug]))
+            return after_change(request, reverse("account_settings", args=[slug]))
     return _settings_invalid(request, membership, "sso-form", "sso_form", form)
 
 

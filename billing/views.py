@@ -10,12 +10,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from billing import dashboard
 from billing.access import membership_get
 from billing.audit import audit_record, snapshot
 from billing.models import Budget
+from tokonomics.responses import after_change
 
 
 def _filters(request: HttpRequest) -> dict[str, str]:
@@ -133,11 +135,7 @@ def budget_save(request: HttpRequest, slug: str, budget_id: int | None = None) -
     audit_record(account=membership.account, actor=request.user, action=action, target=str(saved), before=before,
                  after=snapshot(saved))
     messages.success(request, f"Budget saved: {saved}.")
-    if request.htmx:
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = request.build_absolute_uri(f"/a/{slug}/budgets/")
-        return response
-    return redirect("budget_list", slug)
+    return after_change(request, reverse("budget_list", args=[slug]))
 
 
 @require_POST

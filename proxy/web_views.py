@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from billing.access import Membership, membership_get
@@ -15,6 +16,7 @@ from billing.audit import audit_record, snapshot
 from proxy.catalog import BUILTIN_PROVIDERS, WIRE_FORMATS
 from proxy.models import ApiKey, ProviderEndpoint
 from proxy.services import api_key_create, api_key_revoke, provider_endpoint_create, provider_endpoint_update
+from tokonomics.responses import after_change
 from tokonomics.validation import form_errors_from
 
 
@@ -143,11 +145,5 @@ def provider_save(request: HttpRequest, slug: str) -> HttpResponse:
                          action="provider.updated" if existing else "provider.created", target=endpoint.slug,
                          before=before, after=snapshot(endpoint))
             messages.success(request, f"Provider endpoint {endpoint.slug} saved.")
-            return redirect("provider_list", slug) if not request.htmx else _hx_redirect(request, slug)
+            return after_change(request, reverse("provider_list", args=[slug]))
     return _endpoints_page(request, membership, form, status=200 if request.htmx else 400)
-
-
-def _hx_redirect(request: HttpRequest, slug: str) -> HttpResponse:
-    response = HttpResponse(status=204)
-    response["HX-Redirect"] = f"/a/{slug}/providers/"
-    return response

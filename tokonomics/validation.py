@@ -26,5 +26,8 @@ def validated_save(instance: models.Model, *, exclude: list[str] | None = None) 
 
 def form_errors_from(form: forms.Form, error: ValidationError) -> None:
     """Show a service's ValidationError on the form: on its field when the form has one, else on top."""
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error.messages)
+        return
     for field, problems in error.message_dict.items():
         form.add_error(field if field in form.fields else None, problems)
