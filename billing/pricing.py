@@ -186,15 +186,52 @@ def price_usage(
     `override` (an account's own price) wins over the catalogue. `at` is when the request was made (default:
     now); pass the same instant when estimating and settling one call, so both see the same prices.
     """
+    table = price_table(provider_id=provider_id, base_url=base_url, model=model, at=at, override=override)
+    if table is None:
+        return None
     try:
-        if override is not None:
-            return cost_usd(override, usage)
-        table = catalogue_price_table(provider_id=provider_id, base_url=base_url, model=model, at=at)
-        return None if table is None else cost_usd(table, usage)
+        return cost_usd(table, usage)
     except Exception:
         # The hot path records an unknown cost rather than failing a call the provider already served.
         logger.exception("Could not price %r for provider %r", model, provider_id)
         return None
+
+
+def price_table(
+    *,
+    provider_id: str | None,
+    base_url: str | None,
+    model: str,
+    at: datetime | None = None,
+    override: PriceTable | None = None,
+) -> PriceTable | None:
+    """The prices a call is charged at: the account's `override`, else the catalogue's at `at`; None when
+    the model's price is unknown. Never raises."""
+    if override is not None:
+        return override
+    try:
+        return catalogue_price_table(provider_id=provider_id, base_url=base_url, model=model, at=at)
+    except Exception:
+        logger.exception("Could not find the price of %r for provider %r", model, provider_id)
+        return None
+
+
+def dearest_cost_usd(
+    table: PriceTable, *, input_tokens: int, output_tokens: int, cache_writes: bool, cache_writes_1h: bool
+) -> Decimal:
+    """The most these token counts can cost, for a budget estimate: every input token at the dearest input
+    rate (uncached, read from a cache, or written to one where `cache_writes` says the call may write), every
+    output token at the dearer of output and reasoning. Equals the highest `cost_usd` over those shapes of
+    usage, so the settlement of the same counts never costs more."""
+    prices = table.for_input_tokens(input_tokens)
+    input_rate = max(prices.input_per_mtok, prices.cached_input_per_mtok)
+    if cache_writes:
+        input_rate = max(input_rate, prices.cache_write_per_mtok)
+        if cache_writes_1h:
+            input_rate = max(input_rate, prices.cache_write_1h_per_mtok)
+    output_rate = max(prices.output_per_mtok, prices.reasoning_per_mtok)
+    per_million = input_rate * input_tokens + output_rate * output_tokens
+    return (per_million / _MILLION + prices.per_request_usd).quantize(NANO_USD, rounding=ROUND_HALF_UP)
 
 
 def catalogue_price_table(

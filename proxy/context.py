@@ -14,11 +14,11 @@ from collections import deque
 
 import aiohttp
 from django.conf import settings
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from .directory import CONFIG_VERSION_KEY, Directory
 from .quota import Quota, events_stream_key
+from .redis_pipeline import PipelinedRedis
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,7 @@ class ProxyContext:
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self.redis = Redis.from_url(
-            settings.REDIS_URL,
-            socket_timeout=settings.TOKONOMICS_REDIS_TIMEOUT,
-            socket_connect_timeout=settings.TOKONOMICS_REDIS_TIMEOUT,
-            health_check_interval=0,
-            max_connections=512,
-        )
+        self.redis = PipelinedRedis(settings.REDIS_URL, timeout=settings.TOKONOMICS_REDIS_TIMEOUT)
         self.quota = Quota(self.redis, reservation_ttl_ms=int((settings.TOKONOMICS_UPSTREAM_READ_TIMEOUT + 60) * 1000))
         self.directory = Directory()
         self.breaker = CircuitBreaker()
@@ -96,12 +90,12 @@ class ProxyContext:
         if self.pending_events:
             await self._write_pending_to_database()
         await self.http.close()
-        await self.redis.aclose()
+        await self.redis.close()
 
     async def _poll_config_version(self) -> None:
         while True:
             try:
-                self.directory.observe_version(await self.redis.get(CONFIG_VERSION_KEY))
+                self.directory.observe_version(await self.redis.execute("GET", CONFIG_VERSION_KEY))
             except (RedisError, OSError):
                 # Without the version we cannot see revocations: keep entries only briefly.
                 self.directory.clear()
@@ -118,7 +112,7 @@ class ProxyContext:
         while self.pending_events:
             account_id, event = self.pending_events[0]
             try:
-                await self.redis.xadd(events_stream_key(account_id), {"e": event})
+                await self.redis.execute("XADD", events_stream_key(account_id), "*", "e", event)
             except (RedisError, OSError):
                 return
             self.pending_events.popleft()

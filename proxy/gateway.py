@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from yarl import URL
 
-from billing.pricing import default_max_output_tokens, price_usage
+from billing.pricing import PriceTable, dearest_cost_usd, default_max_output_tokens, price_table, price_usage
 from billing.usage import TokenUsage
 
 from . import metrics
@@ -36,7 +36,7 @@ from .errors import ProxyError
 from .keys import hash_key, is_well_formed
 from .providers import WIRE_FORMATS
 from .providers.base import Operation, ProviderError, RequestInfo, WireFormat
-from .quota import Counter, Denial, Reservation, Unseeded, usd_to_nanos
+from .quota import CallPlan, Counter, Denial, Reservation, Unseeded, usd_to_nanos
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,9 @@ class Call:
 
 
 def new_request_id() -> str:
-    # Time-ordered, so records sort by arrival even when written in batches.
-    return f"req_{time.time_ns() // 1_000_000:012x}{os.urandom(6).hex()}"
+    # Time-ordered, so records sort by arrival even when written in batches. `random` is seeded from the
+    # OS and again in every forked worker; unlike os.urandom it costs no system call per request.
+    return f"req_{time.time_ns() // 1_000_000:012x}{random.getrandbits(48):012x}"
 
 
 def wire_for_errors(provider: str, headers: dict[bytes, bytes]) -> WireFormat:
@@ -236,13 +237,24 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> Operation | 
 
 
 def price(call: Call, usage: TokenUsage, model: str) -> Decimal | None:
-    """The one pricing of a call, for its estimate and its settlement alike: same prices, same instant."""
+    """The settlement's pricing; the estimate reads the same prices at the same instant (`prices_of`)."""
     assert call.endpoint is not None and call.account is not None
     return price_usage(
         provider_id=call.endpoint.pricing_provider or None,
         base_url=call.endpoint.base_url,
         model=model,
         usage=usage,
+        at=call.started_at,
+        override=call.account.prices.get((call.provider, model)),
+    )
+
+
+def prices_of(call: Call, model: str) -> PriceTable | None:
+    assert call.endpoint is not None and call.account is not None
+    return price_table(
+        provider_id=call.endpoint.pricing_provider or None,
+        base_url=call.endpoint.base_url,
+        model=model,
         at=call.started_at,
         override=call.account.prices.get((call.provider, model)),
     )
@@ -264,70 +276,57 @@ def estimate(call: Call) -> tuple[int, int]:
             call.endpoint.pricing_provider or None, info.model
         )
     tokens = info.estimated_input_tokens
-    # (cached, cache-written, of which 1-hour writes): Anthropic writes a cache only where asked to.
-    input_shapes = [(0, 0, 0), (tokens, 0, 0)]
-    if call.wire.name != "anthropic" or b'"cache_control"' in info.body:
-        input_shapes.append((0, tokens, 0))
-        if b'"1h"' in info.body:
-            input_shapes.append((0, tokens, tokens))
-    costs = [
-        price(call, TokenUsage(input_tokens=tokens, output_tokens=output, cached_input_tokens=cached,
-                               cache_write_tokens=written, cache_write_1h_tokens=written_1h,
-                               reasoning_tokens=reasoning), info.model)
-        for cached, written, written_1h in input_shapes
-        for reasoning in ((0, output) if output else (0,))
-    ]
-    known = [cost for cost in costs if cost is not None]
-    return (usd_to_nanos(max(known)) if known else 0), tokens + output
+    table = prices_of(call, info.model)
+    if table is None:
+        return 0, tokens + output
+    # Anthropic writes a cache only where the request asks it to.
+    cache_writes = call.wire.name != "anthropic" or b'"cache_control"' in info.body
+    cost = dearest_cost_usd(table, input_tokens=tokens, output_tokens=output, cache_writes=cache_writes,
+                            cache_writes_1h=cache_writes and b'"1h"' in info.body)
+    return usd_to_nanos(cost), tokens + output
 
 
 async def admit(*, call: Call, ctx: ProxyContext) -> None:
     assert call.account is not None and call.key is not None
-    account, key = call.account, call.key
     # The record's own instant: counters rebuilt from records must put the call in the same period.
-    now = call.created_at
-    counters = ctx.quota.counters_for(account, key, feature=call.feature, tenant=call.tenant, now=now)
-    if not counters and not account.monthly_request_limit and not (
-        key.requests_per_minute or key.tokens_per_minute or key.max_concurrent
-    ):
+    plan = ctx.quota.plan_for(call.account, call.key, feature=call.feature, tenant=call.tenant, now=call.created_at)
+    if not plan.caps_anything:
         return  # nothing caps this call: no round trip before it (its record still goes out after)
     estimate_nanos, estimated_tokens = estimate(call)
     if ctx.breaker.is_open:
-        _admit_without_redis(call=call, counters=counters)
+        _admit_without_redis(call=call, counters=plan.counters)
         return
     try:
-        verdict = await _reserve(call, ctx, counters, estimate_nanos, estimated_tokens, now)
+        verdict = await _reserve(call, ctx, plan, estimate_nanos, estimated_tokens)
     except (TimeoutError, RedisError, OSError) as exc:
         ctx.breaker.trip()
         if isinstance(exc, TimeoutError | RedisTimeoutError):
             # The script may still run once Redis catches up: give back whatever it reserves then.
-            stale = Reservation(call.rid, account.id, key.id, counters, estimate_nanos, estimated_tokens)
+            stale = Reservation(call.rid, call.account.id, call.key.id, plan.counters, estimate_nanos,
+                                estimated_tokens)
             ctx.quota.defer(reservation=stale, actual_nanos=0, actual_tokens=0)
-        _admit_without_redis(call=call, counters=counters)
+        _admit_without_redis(call=call, counters=plan.counters)
         return
     if verdict is None:  # Redis answers, but the counters could not be seeded
-        _admit_without_redis(call=call, counters=counters)
+        _admit_without_redis(call=call, counters=plan.counters)
         return
     ctx.breaker.reset()
     ctx.quota.replay_deferred_soon()
     if isinstance(verdict, Denial):
         raise _denial_error(call, verdict)
     call.reservation = verdict
-    metrics.reserved_usd_total.labels(call.provider).inc(estimate_nanos / 1e9)
+    metrics.reserved_usd(call.provider).inc(estimate_nanos / 1e9)
 
 
 async def _reserve(
-    call: Call, ctx: ProxyContext, counters: list[Counter], estimate_nanos: int, estimated_tokens: int, now: float
+    call: Call, ctx: ProxyContext, plan: CallPlan, estimate_nanos: int, estimated_tokens: int
 ) -> Reservation | Denial | None:
     """The verdict, after seeding the account's counters if Redis lacks them; None if they cannot be."""
-    assert call.account is not None and call.key is not None
-    kwargs = dict(
-        rid=call.rid, account=call.account, key=call.key, counters=counters,
-        estimate_nanos=estimate_nanos, estimated_tokens=estimated_tokens, now=now,
-    )
+    assert call.account is not None
     for _ in range(3):  # a layout that changes while seeding needs one more round
         try:
-            return await ctx.quota.reserve(**kwargs)
+            return await ctx.quota.reserve(rid=call.rid, plan=plan, estimate_nanos=estimate_nanos,
+                                           estimated_tokens=estimated_tokens)
         except Unseeded as unseeded:
             try:
                 await reseed(account_id=call.account.id, fingerprint=unseeded.fingerprint, ctx=ctx)
@@ -598,10 +597,9 @@ def usage_event(call: Call) -> bytes:
 
 
 def _observe(call: Call) -> None:
-    model = call.info.model if call.info else ""
-    labels = (call.provider, metrics.model_label(model), metrics.feature_label(call.feature), call.environment,
-              str(call.status))
-    metrics.requests_total.labels(*labels).inc()
+    series = metrics.call_series(call.provider, call.info.model if call.info else "", call.feature, call.environment,
+                                 call.status, call.streamed)
+    series.requests.inc()
     usage = call.usage
     if usage is not None:
         for kind, amount in (
@@ -609,13 +607,12 @@ def _observe(call: Call) -> None:
             ("cache_write", usage.cache_write_tokens), ("reasoning", usage.reasoning_tokens),
         ):
             if amount:
-                metrics.tokens_total.labels(*labels, kind).inc(amount)
+                series.add_tokens(kind, amount)
     if call.cost_usd:
-        metrics.cost_usd_total.labels(*labels).inc(float(call.cost_usd))
-    streamed = "true" if call.streamed else "false"
-    metrics.proxy_overhead_seconds.labels(call.provider, streamed).observe(call.overhead_seconds)
+        series.cost.inc(float(call.cost_usd))
+    series.overhead.observe(call.overhead_seconds)
     if call.upstream_seconds:
-        metrics.upstream_seconds.labels(call.provider, streamed).observe(call.upstream_seconds)
+        series.upstream.observe(call.upstream_seconds)
 
 
 async def settle(*, call: Call, ctx: ProxyContext) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 
 LABELS = ("provider", "model", "feature", "environment", "status")
@@ -32,28 +34,73 @@ reserved_usd_total = Counter("tokonomics_reserved_usd", "Estimates reserved befo
 
 TOKEN_TYPES = ("input", "output", "cached_input", "cache_write", "reasoning")
 
-# A feature header is free text; past this many distinct values new ones share one label.
-MAX_FEATURE_LABELS = 200
-_features: set[str] = set()
 
 
-def feature_label(feature: str) -> str:
-    if feature in _features or not feature:
-        return feature
-    if len(_features) < MAX_FEATURE_LABELS:
-        _features.add(feature)
-        return feature
-    return "_other"
+class BoundedLabel:
+    """A label whose values come from callers (the model in a body, the feature and environment headers):
+    past `limit` distinct values, new ones share the value `_other`, so no caller can grow the series
+    set forever."""
 
-MAX_MODEL_LABELS = 200
-_models: set[str] = set()
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self.seen or not value:
+            return value
+        if len(self.seen) < self.limit:
+            self.seen.add(value)
+            return value
+        return "_other"
 
 
-def model_label(model: str) -> str:
-    # The model comes from the request body: a caller must not be able to grow the label set forever.
-    if model in _models or not model:
-        return model
-    if len(_models) < MAX_MODEL_LABELS:
-        _models.add(model)
-        return model
-    return "_other"
+model_label = BoundedLabel(200)
+feature_label = BoundedLabel(200)
+environment_label = BoundedLabel(50)
+
+
+class CallSeries:
+    """The labelled series one kind of call updates, looked up once instead of on every call
+    (`labels()` costs a few microseconds each, and a call touches up to eight series)."""
+
+    __slots__ = ("requests", "cost", "tokens", "overhead", "upstream", "_labels")
+
+    def __init__(self, provider: str, model: str, feature: str, environment: str, status: str, streamed: str) -> None:
+        self._labels = (provider, model_label(model), feature_label(feature), environment_label(environment), status)
+        self.requests = requests_total.labels(*self._labels)
+        self.cost = cost_usd_total.labels(*self._labels)
+        self.tokens: dict[str, Any] = {}
+        self.overhead = proxy_overhead_seconds.labels(provider, streamed)
+        self.upstream = upstream_seconds.labels(provider, streamed)
+
+    def add_tokens(self, kind: str, amount: int) -> None:
+        child = self.tokens.get(kind)
+        if child is None:
+            child = self.tokens[kind] = tokens_total.labels(*self._labels, kind)
+        child.inc(amount)
+
+
+# Bounded: past this many distinct kinds of call the cache starts over (the series themselves remain).
+MAX_CACHED_SERIES = 10_000
+_series: dict[tuple[str, str, str, str, int, bool], CallSeries] = {}
+
+
+def call_series(provider: str, model: str, feature: str, environment: str, status: int, streamed: bool) -> CallSeries:
+    key = (provider, model, feature, environment, status, streamed)
+    series = _series.get(key)
+    if series is None:
+        if len(_series) >= MAX_CACHED_SERIES:
+            _series.clear()
+        series = _series[key] = CallSeries(provider, model, feature, environment, str(status),
+                                           "true" if streamed else "false")
+    return series
+
+
+_reserved: dict[str, Any] = {}
+
+
+def reserved_usd(provider: str) -> Any:
+    child = _reserved.get(provider)
+    if child is None:
+        child = _reserved[provider] = reserved_usd_total.labels(provider)
+    return child

@@ -17,12 +17,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import redis
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from billing.periods import period_bounds
 
 from .directory import AccountEntry, BudgetEntry, KeyEntry
+from .redis_pipeline import LuaScript, PipelinedRedis
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ MAX_DEFERRED_SETTLES = 100_000
 # deferred settle starts them again.
 REPLAY_ATTEMPTS = 120
 REPLAY_PAUSE_SECONDS = 0.5
+
+# Cached call plans (one per account × key × feature × tenant seen); past this many the cache starts over.
+MAX_CACHED_PLANS = 50_000
 
 DENIAL_CODES = {
     "account": "account_budget",
@@ -110,6 +113,27 @@ class Denial:
     retry_after_ms: int  # -1 when the cap never resets
 
 
+@dataclass(slots=True, frozen=True)
+class CallPlan:
+    """Everything the reserve script is sent for one kind of call (account, key, feature, tenant) but the
+    call's own id and estimate, built once and reused until a budget period ends or the account or key
+    changes (the directory then hands out new entries)."""
+
+    account: AccountEntry
+    key: KeyEntry
+    counters: list[Counter]
+    reserve_keys: list[str]
+    reserve_args: list[str | int]  # after (rid, estimate_nanos, estimated_tokens)
+    valid_from: float
+    valid_until: float
+
+    @property
+    def caps_anything(self) -> bool:
+        key = self.key
+        return bool(self.counters or self.account.monthly_request_limit or key.requests_per_minute
+                    or key.tokens_per_minute or key.max_concurrent)
+
+
 class Unseeded(Exception):
     """Redis lacks this account's counters for its budget layout (lost, or the layout changed): they
     must be seeded from the usage records before hard budgets admit."""
@@ -175,24 +199,40 @@ def applicable_budgets(
 
 
 class Quota:
-    def __init__(self, redis: Redis, *, reservation_ttl_ms: int) -> None:
+    def __init__(self, redis: PipelinedRedis, *, reservation_ttl_ms: int) -> None:
         self.redis = redis
         self.reservation_ttl_ms = reservation_ttl_ms
-        # redis-py's AsyncScript calls EVALSHA and loads the script again on NOSCRIPT (a restarted
-        # or flushed Redis), so a lost script cache costs one extra round trip, never an error.
-        self._reserve = redis.register_script((LUA_DIR / "reserve_call.lua").read_text())
-        self._settle = redis.register_script((LUA_DIR / "settle_call.lua").read_text())
+        self._reserve = LuaScript.of((LUA_DIR / "reserve_call.lua").read_text())
+        self._settle = LuaScript.of((LUA_DIR / "settle_call.lua").read_text())
         self._periods = _PeriodCache()
         self._fingerprints: dict[int, tuple[tuple[BudgetEntry, ...], str, str]] = {}
+        self._plans: dict[tuple[int, int, str, str], CallPlan] = {}
+        self._settle_heads: dict[tuple[int, int], tuple[str, ...]] = {}
         self.deferred: deque[tuple[Reservation, int, int]] = deque(maxlen=MAX_DEFERRED_SETTLES)
         self._replaying: asyncio.Task[None] | None = None
+
+    def plan_for(self, account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str, now: float) -> CallPlan:
+        slot = (account.id, key.id, feature, tenant)
+        plan = self._plans.get(slot)
+        if (plan is None or plan.account is not account or plan.key is not key
+                or not plan.valid_from <= now < plan.valid_until):
+            if len(self._plans) >= MAX_CACHED_PLANS:
+                self._plans.clear()
+            plan = self._plans[slot] = self._plan(account, key, feature=feature, tenant=tenant, now=now)
+        return plan
 
     def counters_for(
         self, account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str, now: float
     ) -> list[Counter]:
+        return self.plan_for(account, key, feature=feature, tenant=tenant, now=now).counters
+
+    def _plan(self, account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str, now: float) -> CallPlan:
+        month = self._periods.get("month", account.timezone, now)
+        valid_from, valid_until = month.start_ts, month.end_ts
         counters = []
         for budget, value in applicable_budgets(account, key, feature=feature, tenant=tenant):
             period = self._periods.get(budget.period, account.timezone, now)
+            valid_from, valid_until = max(valid_from, period.start_ts), min(valid_until, period.end_ts)
             counters.append(
                 Counter(
                     budget_counter_key(account.id, budget.id, period.start, value),
@@ -203,36 +243,10 @@ class Quota:
                     period.reset_at,
                 )
             )
-        return counters
-
-    def fingerprint(self, account: AccountEntry) -> str:
-        cached = self._fingerprints.get(account.id)
-        if cached is not None and cached[0] is account.budgets and cached[1] == account.timezone:
-            return cached[2]
-        layout = ((b.id, b.scope, b.match, b.period) for b in account.budgets)
-        value = budget_layout_fingerprint(account.timezone, layout)
-        self._fingerprints[account.id] = (account.budgets, account.timezone, value)
-        return value
-
-    async def reserve(
-        self,
-        *,
-        rid: str,
-        account: AccountEntry,
-        key: KeyEntry,
-        counters: list[Counter],
-        estimate_nanos: int,
-        estimated_tokens: int,
-        now: float,
-    ) -> Reservation | Denial:
         prefix = account_prefix(account.id)
         key_prefix = f"{prefix}:k:{key.id}"
-        month = self._periods.get("month", account.timezone, now)
         fingerprint = self.fingerprint(account) if any(c.hard for c in counters) else ""
-        argv: list[str | int] = [
-            rid,
-            estimate_nanos,
-            estimated_tokens,
+        args: list[str | int] = [
             self.reservation_ttl_ms,
             account.monthly_request_limit,
             month.reset_at,
@@ -244,7 +258,7 @@ class Quota:
             len(counters),
         ]
         for c in counters:
-            argv += [c.limit_nanos, 1 if c.hard else 0, c.expire_at, c.reset_at, c.scope]
+            args += [c.limit_nanos, 1 if c.hard else 0, c.expire_at, c.reset_at, c.scope]
         keys = [
             f"{prefix}:rsv",
             f"{prefix}:rsvz",
@@ -256,12 +270,27 @@ class Quota:
             seeded_marker_key(account.id),
             *(c.key for c in counters),
         ]
-        reply = await self._reserve(keys=keys, args=argv)
+        return CallPlan(account, key, counters, keys, args, valid_from, valid_until)
+
+    def fingerprint(self, account: AccountEntry) -> str:
+        cached = self._fingerprints.get(account.id)
+        if cached is not None and cached[0] is account.budgets and cached[1] == account.timezone:
+            return cached[2]
+        layout = ((b.id, b.scope, b.match, b.period) for b in account.budgets)
+        value = budget_layout_fingerprint(account.timezone, layout)
+        self._fingerprints[account.id] = (account.budgets, account.timezone, value)
+        return value
+
+    async def reserve(
+        self, *, rid: str, plan: CallPlan, estimate_nanos: int, estimated_tokens: int
+    ) -> Reservation | Denial:
+        reply = await self.redis.evalsha(self._reserve, plan.reserve_keys,
+                                         [rid, estimate_nanos, estimated_tokens, *plan.reserve_args])
         verdict = reply[0]
         if verdict == b"ok":
-            return Reservation(rid, account.id, key.id, counters, estimate_nanos, estimated_tokens)
+            return Reservation(rid, plan.account.id, plan.key.id, plan.counters, estimate_nanos, estimated_tokens)
         if verdict == b"unseeded":
-            raise Unseeded(account.id, fingerprint)
+            raise Unseeded(plan.account.id, self.fingerprint(plan.account))
         return Denial(reply[1].decode(), int(reply[2]))
 
     async def settle(
@@ -272,20 +301,27 @@ class Quota:
         if not reservation.held and not mode:
             mode = "once"
         prefix = account_prefix(reservation.account_id)
-        key_prefix = f"{prefix}:k:{reservation.key_id}"
         keys = [
-            f"{prefix}:rsv",
-            f"{prefix}:rsvz",
-            f"{key_prefix}:tpm",
-            f"{key_prefix}:tpm:sum",
-            f"{key_prefix}:inflight",
-            events_stream_key(reservation.account_id),
+            *self._settle_keys(reservation.account_id, reservation.key_id),
             f"{prefix}:settled:{reservation.rid}",
             *(c.key for c in reservation.counters),
         ]
         argv: list[str | int | bytes] = [reservation.rid, actual_nanos, actual_tokens, event, mode]
         argv += [c.expire_at for c in reservation.counters]
-        return await self._settle(keys=keys, args=argv)
+        return await self.redis.evalsha(self._settle, keys, argv)
+
+    def _settle_keys(self, account_id: int, key_id: int) -> tuple[str, ...]:
+        keys = self._settle_heads.get((account_id, key_id))
+        if keys is None:
+            if len(self._settle_heads) >= MAX_CACHED_PLANS:
+                self._settle_heads.clear()
+            prefix = account_prefix(account_id)
+            key_prefix = f"{prefix}:k:{key_id}"
+            keys = self._settle_heads[(account_id, key_id)] = (
+                f"{prefix}:rsv", f"{prefix}:rsvz", f"{key_prefix}:tpm", f"{key_prefix}:tpm:sum",
+                f"{key_prefix}:inflight", events_stream_key(account_id),
+            )
+        return keys
 
     async def release(self, *, reservation: Reservation) -> None:
         """Give a reservation back unused (the call never got an answer); its usage event goes on its own."""
@@ -320,7 +356,7 @@ class Quota:
 
     async def record_only(self, *, account_id: int, event: bytes) -> None:
         """Queue the usage event of a call that reserved nothing (a denial, a bad request)."""
-        await self.redis.xadd(events_stream_key(account_id), {"e": event})
+        await self.redis.execute("XADD", events_stream_key(account_id), "*", "e", event)
 
 
 def counters_seed(

@@ -22,11 +22,11 @@ import pytest
 from celery._state import _set_task_join_will_block, task_join_will_block
 from django.conf import settings
 from django.db import connection
-from redis.asyncio import Redis
 
 from alerts.models import AlertChannel, generate_webhook_secret
 from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
 from proxy.quota import Quota, Reservation, usd_to_nanos
+from proxy.redis_pipeline import PipelinedRedis
 
 from ..conftest import KEY, Stack
 
@@ -271,7 +271,7 @@ class Spender:
         rid = f"req_spend_{os.getpid()}_{id(self)}_{self.calls}"
 
         async def settle() -> list[int]:
-            client = Redis.from_url(settings.REDIS_URL)
+            client = PipelinedRedis(settings.REDIS_URL, timeout=5)
             try:
                 quota = Quota(client, reservation_ttl_ms=60_000)
                 counters = quota.counters_for(entry, key, feature=feature, tenant=tenant, now=now.timestamp())
@@ -280,6 +280,6 @@ class Spender:
                 return await quota.settle(reservation=reservation, actual_nanos=usd_to_nanos(Decimal(usd)),
                                           actual_tokens=0, event=b"")
             finally:
-                await client.aclose()
+                await client.close()
 
         return asyncio.run(settle())

@@ -130,9 +130,9 @@ def test_proxied_call_crossing_a_threshold_alerts_through_the_worker(  # type: i
     record = UsageRecord.objects.get(request_id=response.headers["x-tokonomics-request-id"])
     event = AlertEvent.objects.get()
     assert event.webhook_id == delivery.webhook_id
-    # The worker records the attempt once the receiver has answered.
+    # The worker claims the attempt before sending and records its outcome once the receiver has answered.
     deadline = time.monotonic() + 5
-    while not AlertDelivery.objects.exists() and time.monotonic() < deadline:
+    while AlertDelivery.objects.filter(succeeded=False, error="sending…").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [(d.attempt, d.succeeded) for d in AlertDelivery.objects.all()] == [(1, True)]
     assert record.cost_usd == Decimal(response.headers["x-tokonomics-cost-usd"])

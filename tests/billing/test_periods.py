@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from billing.periods import TOTAL_START, period_bounds
 from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
 from proxy.quota import Quota
+from proxy.redis_pipeline import PipelinedRedis
 
 NEW_YORK = ZoneInfo("America/New_York")
 SYDNEY = ZoneInfo("Australia/Sydney")
@@ -110,10 +111,7 @@ KEY = KeyEntry(id=1, account_id=9, name="main", environment="", allowed_patterns
 
 
 def test_counter_keys_roll_over_at_the_local_month_boundary_and_expire_after_it() -> None:
-    quota = Quota.__new__(Quota)  # no Redis needed to name counters
-    from proxy.quota import _PeriodCache
-
-    quota._periods = _PeriodCache()
+    quota = Quota(PipelinedRedis("redis://127.0.0.1:1/0", timeout=1), reservation_ttl_ms=1000)  # never connects
     boundary = local(SYDNEY, 2026, 2, 1).timestamp()
     january, february = (quota.counters_for(ACCOUNT, KEY, feature="", tenant="acme", now=boundary + d)
                          for d in (-0.001, 0))

@@ -22,6 +22,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from billing.models import Budget, PriceOverride
 from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
 from proxy.quota import Denial, Quota, Reservation, seeded_marker_key
+from proxy.redis_pipeline import PipelinedRedis
 from tokonomics.redis_client import sync_redis
 
 from .conftest import KEY, Stack
@@ -155,10 +156,9 @@ def redis_client() -> Redis:
 
 async def reserve_many(quota: Quota, account: AccountEntry, count: int, estimate: int) -> list[Reservation | Denial]:
     now = time.time()
-    counters = quota.counters_for(account, KEY_ENTRY, feature="", tenant="", now=now)
+    plan = quota.plan_for(account, KEY_ENTRY, feature="", tenant="", now=now)
     return await asyncio.gather(*(
-        quota.reserve(rid=f"r{i}", account=account, key=KEY_ENTRY, counters=counters, estimate_nanos=estimate,
-                      estimated_tokens=10, now=now)
+        quota.reserve(rid=f"r{i}", plan=plan, estimate_nanos=estimate, estimated_tokens=10)
         for i in range(count)
     ))
 
@@ -170,7 +170,7 @@ def test_concurrent_reservations_never_overshoot_the_cap() -> None:
 
     async def run() -> None:
         redis = redis_client()
-        quota = Quota(redis, reservation_ttl_ms=60_000)
+        quota = Quota(PipelinedRedis(settings.REDIS_URL, timeout=30), reservation_ttl_ms=60_000)
         await redis.sadd(seeded_marker_key(ACCOUNT_ID), quota.fingerprint(account))
         verdicts = await reserve_many(quota, account, 500, 3_000)
         admitted = [v for v in verdicts if isinstance(v, Reservation)]
@@ -179,6 +179,7 @@ def test_concurrent_reservations_never_overshoot_the_cap() -> None:
         for counter in admitted[0].counters:
             assert int(await redis.hget(counter.key, "r")) == len(admitted) * 3_000
         await redis.aclose()
+        await quota.redis.close()
 
     asyncio.run(run())
 
@@ -189,7 +190,7 @@ def test_ten_thousand_concurrent_settles_add_up_exactly() -> None:
 
     async def run() -> None:
         redis = redis_client()
-        quota = Quota(redis, reservation_ttl_ms=60_000)
+        quota = Quota(PipelinedRedis(settings.REDIS_URL, timeout=30), reservation_ttl_ms=60_000)
         await redis.sadd(seeded_marker_key(ACCOUNT_ID), quota.fingerprint(account))
         reservations = await reserve_many(quota, account, count, estimate)
         assert all(isinstance(r, Reservation) for r in reservations)
@@ -201,5 +202,6 @@ def test_ten_thousand_concurrent_settles_add_up_exactly() -> None:
         assert {k: int(v) for k, v in (await redis.hgetall(counter)).items()} == {b"s": count * actual, b"r": 0}
         assert await redis.hlen(f"tk:{{a:{ACCOUNT_ID}}}:rsv") == 0
         await redis.aclose()
+        await quota.redis.close()
 
     asyncio.run(run())

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from proxy.directory import AccountEntry, KeyEntry
 from proxy.quota import Denial, Quota, Reservation
+from proxy.redis_pipeline import PipelinedRedis
 
 from .conftest import KEY, Stack
 
@@ -49,8 +50,8 @@ def test_requests_per_minute_over_the_live_proxy(stack: Stack) -> None:
 
 
 async def _reserve(quota: Quota, key: KeyEntry, rid: str, tokens: int = 10) -> Reservation | Denial:
-    return await quota.reserve(rid=rid, account=ACCOUNT, key=key, counters=[], estimate_nanos=0,
-                               estimated_tokens=tokens, now=time.time())
+    plan = quota.plan_for(ACCOUNT, key, feature="", tenant="", now=time.time())
+    return await quota.reserve(rid=rid, plan=plan, estimate_nanos=0, estimated_tokens=tokens)
 
 
 async def _age(redis: Redis, log: str, members: list[bytes], seconds: float) -> None:
@@ -62,10 +63,12 @@ async def _age(redis: Redis, log: str, members: list[bytes], seconds: float) -> 
 def run(check) -> None:  # type: ignore[no-untyped-def]
     async def main() -> None:
         redis = Redis.from_url(settings.REDIS_URL)
+        pipeline = PipelinedRedis(settings.REDIS_URL, timeout=5)
         try:
-            await check(redis, Quota(redis, reservation_ttl_ms=60_000))
+            await check(redis, Quota(pipeline, reservation_ttl_ms=60_000))
         finally:
             await redis.aclose()
+            await pipeline.close()
 
     asyncio.run(main())
 

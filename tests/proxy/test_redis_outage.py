@@ -8,17 +8,12 @@ These tests run a private redis-server (never the machine's shared one) and a pr
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import httpx
 import pytest
-import redis
 
 from billing.ledger import usage_ingest
 from billing.models import Budget, PriceOverride, UsageRecord
@@ -26,53 +21,13 @@ from proxy import metrics
 from tokonomics.redis_client import sync_redis
 
 from ..conftest import KEY, ServerThread, Stack, make_account, make_key
+from ..private_redis import PrivateRedis
 
 CALL = Decimal("0.01")
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
 MESSAGES = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 # A call must be answered well within this while Redis is away (its timeout is 0.25 s).
 NEVER_HANGS_SECONDS = 1.5
-
-
-class PrivateRedis:
-    """A throwaway redis-server: kill it, start it again (empty), or pause it (unreachable, data kept)."""
-
-    def __init__(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-    def pause(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
 
 
 @pytest.fixture
@@ -82,9 +37,7 @@ def private_redis() -> Iterator[PrivateRedis]:
     try:
         yield server
     finally:
-        if server.process is not None and server.process.poll() is None:
-            server.resume()
-            server.kill()
+        server.stop()
 
 
 @pytest.fixture
