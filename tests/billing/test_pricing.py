@@ -18,6 +18,7 @@ from billing import pricing
 from billing.pricing import (
     NANO_USD,
     UNKNOWN_MODEL_MAX_OUTPUT_TOKENS,
+    LongContextTier,
     PriceTable,
     catalogue_price_table,
     cost_usd,
@@ -455,3 +456,38 @@ def test_catalogue_table_has_the_long_context_tier() -> None:
     assert (tier.above_input_tokens, tier.prices.input_per_mtok) == (200_000, Decimal(6))
     assert table.for_input_tokens(200_000) is table
     assert table.for_input_tokens(200_001) is tier.prices
+
+
+# --- the budget estimate's price: the dearest way the counts can be billed, and no dearer ----------
+
+rates = st.decimals(min_value=0, max_value=100, places=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rates, rates, rates, rates, rates, rates, st.integers(0, 300_000), st.integers(0, 100_000),
+       st.booleans(), st.booleans(), st.integers(1, 200_000))
+def test_dearest_cost_is_the_highest_cost_of_any_way_the_counts_can_be_billed(  # type: ignore[no-untyped-def]
+    input_rate, output_rate, cached_rate, write_rate, write_1h_rate, reasoning_rate, tokens, output, writes,
+    writes_1h, tier_above,
+) -> None:
+    base = PriceTable(input_per_mtok=input_rate, output_per_mtok=output_rate, cached_input_per_mtok=cached_rate,
+                      cache_write_per_mtok=write_rate, cache_write_1h_per_mtok=write_1h_rate,
+                      reasoning_per_mtok=reasoning_rate)
+    table = dataclasses.replace(base, long_context=(
+        LongContextTier(tier_above, dataclasses.replace(base, input_per_mtok=input_rate * 2)),
+    ))
+    shapes = [(0, 0, 0), (tokens, 0, 0)]
+    if writes:
+        shapes.append((0, tokens, 0))
+        if writes_1h:
+            shapes.append((0, tokens, tokens))
+    costs = [
+        cost_usd(table, TokenUsage(input_tokens=tokens, output_tokens=output, cached_input_tokens=cached,
+                                   cache_write_tokens=written, cache_write_1h_tokens=written_1h,
+                                   reasoning_tokens=reasoning))
+        for cached, written, written_1h in shapes
+        for reasoning in (0, output)
+    ]
+    dearest = pricing.dearest_cost_usd(table, input_tokens=tokens, output_tokens=output, cache_writes=writes,
+                                       cache_writes_1h=writes_1h)
+    assert dearest == max(costs)
