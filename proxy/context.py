@@ -16,6 +16,7 @@ import aiohttp
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from . import metrics
 from .directory import CONFIG_VERSION_KEY, Directory
 from .quota import Quota, events_stream_key
 from .redis_pipeline import PipelinedRedis
@@ -76,6 +77,7 @@ class ProxyContext:
         self._background = [
             loop.create_task(self._poll_config_version()),
             loop.create_task(self._flush_pending_events()),
+            loop.create_task(self._flush_metrics()),
         ]
 
     async def close(self) -> None:
@@ -86,6 +88,7 @@ class ProxyContext:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        metrics.flush()
         await self._flush_once()
         if self.pending_events:
             await self._write_pending_to_database()
@@ -100,6 +103,11 @@ class ProxyContext:
                 # Without the version we cannot see revocations: keep entries only briefly.
                 self.directory.clear()
             await asyncio.sleep(settings.TOKONOMICS_CONFIG_POLL_SECONDS)
+
+    async def _flush_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            metrics.flush()
 
     async def _flush_pending_events(self) -> None:
         while True:

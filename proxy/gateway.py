@@ -315,7 +315,7 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
     if isinstance(verdict, Denial):
         raise _denial_error(call, verdict)
     call.reservation = verdict
-    metrics.reserved_usd(call.provider).inc(estimate_nanos / 1e9)
+    metrics.add(metrics.reserved_usd(call.provider), estimate_nanos / 1e9)
 
 
 async def _reserve(
@@ -599,7 +599,7 @@ def usage_event(call: Call) -> bytes:
 def _observe(call: Call) -> None:
     series = metrics.call_series(call.provider, call.info.model if call.info else "", call.feature, call.environment,
                                  call.status, call.streamed)
-    series.requests.inc()
+    metrics.add(series.requests)
     usage = call.usage
     if usage is not None:
         for kind, amount in (
@@ -607,12 +607,12 @@ def _observe(call: Call) -> None:
             ("cache_write", usage.cache_write_tokens), ("reasoning", usage.reasoning_tokens),
         ):
             if amount:
-                series.add_tokens(kind, amount)
+                metrics.add(series.token_series(kind), amount)
     if call.cost_usd:
-        series.cost.inc(float(call.cost_usd))
-    series.overhead.observe(call.overhead_seconds)
+        metrics.add(series.cost, float(call.cost_usd))
+    metrics.observe(series.overhead, call.overhead_seconds)
     if call.upstream_seconds:
-        series.upstream.observe(call.upstream_seconds)
+        metrics.observe(series.upstream, call.upstream_seconds)
 
 
 async def settle(*, call: Call, ctx: ProxyContext) -> None:
