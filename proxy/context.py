@@ -78,6 +78,7 @@ class ProxyContext:
             loop.create_task(self._poll_config_version()),
             loop.create_task(self._flush_pending_events()),
             loop.create_task(self._flush_metrics()),
+            loop.create_task(self.warn_if_redis_may_evict()),
         ]
 
     async def close(self) -> None:
@@ -103,6 +104,21 @@ class ProxyContext:
                 # Without the version we cannot see revocations: keep entries only briefly.
                 self.directory.clear()
             await asyncio.sleep(settings.TOKONOMICS_CONFIG_POLL_SECONDS)
+
+    async def warn_if_redis_may_evict(self) -> str:
+        """Budget counters, reservations and queued usage events live in Redis: a Redis that evicts keys
+        when full would silently forget spend. Returns the policy ('' when Redis does not say)."""
+        try:
+            reply = await self.redis.execute("CONFIG", "GET", "maxmemory-policy")
+        except (RedisError, OSError):
+            return ""  # unreachable now, or CONFIG is disabled (managed Redis): nothing to tell
+        policy = reply[1].decode() if len(reply) == 2 else ""
+        if policy and policy != "noeviction":
+            log.warning(
+                "Redis runs with maxmemory-policy %s: when it fills up it may evict budget counters and queued "
+                "usage events. Set maxmemory-policy noeviction for the Redis Tokonomics uses.", policy,
+            )
+        return policy
 
     async def _flush_metrics(self) -> None:
         while True:
