@@ -1,5 +1,5 @@
-"""What the dashboards show, read from the hourly rollups (never by scanning raw records, so a page
-stays fast at tens of millions of records) and, for budgets, from the live Redis counters."""
+"""What the dashboards show, read from the rollups (never by scanning raw records, so a page stays fast at
+tens of millions of records) and, for budgets, from the live Redis counters."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import F, QuerySet, Sum
 
-from billing.models import Account, Budget, UsageRecord, UsageRollup, UsageTagRollup
+from billing.models import Account, Budget, UsageRecord, UsageTagRollup
 from billing.periods import period_bounds
 from billing.pricing import catalogue_price_table
+from billing.rollups import RollupRows, rollup_rows
 from proxy.quota import NANOS_PER_USD, account_prefix, budget_counter_key
 from tokonomics.redis_client import sync_redis
 
 DIMENSIONS = ("feature", "tenant", "model", "provider", "key", "environment", "tag")
 FILTERABLE = ("feature", "tenant", "model", "provider", "key", "environment")
+# Ranges longer than this read their whole days from day rows, and chart spend per day.
+DAILY_AFTER_HOURS = 72
+CELL_DIMENSIONS = ("feature", "model", "provider", "key", "environment")  # all but the tenant: see cells()
 SUM_FIELDS = ("requests", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
               "reasoning_tokens", "cost_usd", "unknown_cost_requests", "latency_ms_total")
 
@@ -61,9 +65,17 @@ def _parse(value: str | None, *, end_of_day: bool = False) -> datetime | None:
     return parsed
 
 
-def rollups(account: Account, period: Range, filters: dict[str, str]) -> QuerySet[UsageRollup]:
-    hour_floor = period.since.replace(minute=0, second=0, microsecond=0)
-    rows = UsageRollup.objects.filter(account=account, hour__gte=hour_floor, hour__lt=period.until)
+def rollups(account: Account, period: Range, filters: dict[str, str], needs: tuple[str, ...] = (),
+            hourly: bool = False) -> RollupRows:
+    """The rollup rows of every hour from the one `since` falls in up to `until`, matching `filters`, from the
+    narrowest rollup that keeps the dimensions filtered on and `needs`; whole days come from day rows unless
+    `hourly` (the same sums from a fraction of the rows)."""
+    dimensions = ["key_id" if name == "key" else name for name in (*filters, *needs) if name in FILTERABLE]
+    first = period.since.replace(minute=0, second=0, microsecond=0)
+    end = period.until.replace(minute=0, second=0, microsecond=0)
+    if end < period.until:
+        end += timedelta(hours=1)  # the hour `until` falls in counts
+    rows = rollup_rows(account_id=account.pk, dimensions=dimensions, first=first, end=end, hourly=hourly)
     for name, value in filters.items():
         if name == "key":
             rows = rows.filter(key_id=int(value) if value.isdigit() else -1)
@@ -72,34 +84,44 @@ def rollups(account: Account, period: Range, filters: dict[str, str]) -> QuerySe
     return rows
 
 
-def totals(rows: QuerySet[UsageRollup]) -> dict[str, Any]:
-    sums = rows.aggregate(**{f"sum_{f}": Sum(f) for f in SUM_FIELDS},
-                          sum_denied=Sum("requests", filter=Q(status_code=429)),
-                          sum_errors=Sum("requests", filter=Q(status_code__gte=500)))
-    out = {k.removeprefix("sum_"): v or 0 for k, v in sums.items()}
+def cells(account: Account, period: Range, filters: dict[str, str]) -> list[dict[str, Any]]:
+    """The range's sums per combination of every dimension but the tenant (and the tenant, when the page is
+    filtered on one): a few hundred rows, from which the totals, the savings and five breakdowns are added
+    up here instead of by a query each."""
+    rows = rollups(account, period, filters, needs=CELL_DIMENSIONS)
+    return rows.sums(*rows.rollup.dimensions, **{f: Sum(f) for f in SUM_FIELDS})
+
+
+def totals(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {f: sum((c[f] for c in cells), 0) for f in SUM_FIELDS}
+    out["denied"] = sum(c["requests"] for c in cells if c["status_code"] == 429)
+    out["errors"] = sum(c["requests"] for c in cells if c["status_code"] >= 500)
     out["cost_per_request"] = (out["cost_usd"] / out["requests"]) if out["requests"] else Decimal(0)
     out["avg_latency_ms"] = int(out["latency_ms_total"] / out["requests"]) if out["requests"] else 0
     return out
 
 
-def cached_savings(rows: QuerySet[UsageRollup], account: Account) -> Decimal:
+def cached_savings(account: Account, cells: list[dict[str, Any]]) -> Decimal:
     """What cached input tokens saved against paying the full input price for them."""
     from proxy.models import ProviderEndpoint
 
     pricing = dict(ProviderEndpoint.objects.filter(account=account).values_list("slug", "pricing_provider"))
+    cached: dict[tuple[str, str], int] = {}
+    for c in cells:
+        if c["cached_input_tokens"]:
+            cached[(c["provider"], c["model"])] = cached.get((c["provider"], c["model"]), 0) + c["cached_input_tokens"]
     saved = Decimal(0)
-    for row in rows.filter(cached_input_tokens__gt=0).values("provider", "model").annotate(
-        cached=Sum("cached_input_tokens")
-    ):
-        table = catalogue_price_table(provider_id=pricing.get(row["provider"]) or None, base_url=None,
-                                      model=row["model"])
+    for (provider, model), tokens in cached.items():
+        table = catalogue_price_table(provider_id=pricing.get(provider) or None, base_url=None, model=model)
         if table is not None:
-            saved += row["cached"] * (table.input_per_mtok - table.cached_input_per_mtok) / 1_000_000
+            saved += tokens * (table.input_per_mtok - table.cached_input_per_mtok) / 1_000_000
     return saved.quantize(Decimal("0.000001"))
 
 
-def breakdown(account: Account, dimension: str, period: Range, filters: dict[str, str], limit: int = 50) -> list[dict]:
-    """Rows of (value, requests, tokens, cost, share) for one dimension, dearest first."""
+def breakdown(account: Account, dimension: str, period: Range, filters: dict[str, str], limit: int = 50,
+              cells: list[dict[str, Any]] | None = None) -> list[dict]:
+    """Rows of (value, requests, tokens, cost, share) for one dimension, dearest first; added up from
+    `cells` when they keep the dimension."""
     if dimension == "tag":
         hour_floor = period.since.replace(minute=0, second=0, microsecond=0)
         tag_rows = (UsageTagRollup.objects.filter(account=account, hour__gte=hour_floor, hour__lt=period.until)
@@ -109,13 +131,23 @@ def breakdown(account: Account, dimension: str, period: Range, filters: dict[str
                  "tokens": None} for r in tag_rows]
     else:
         column = "key_id" if dimension == "key" else dimension
-        grouped = (rollups(account, period, filters).values(column)
-                   .annotate(requests_=Sum("requests"), cost=Sum("cost_usd"),
-                             tokens=Sum(F("input_tokens") + F("output_tokens")))
-                   .order_by("-cost", "-requests_")[:limit])
+        if cells is not None and (not cells or column in cells[0]):
+            sums: dict[Any, dict[str, Any]] = {}
+            for c in cells:
+                group = sums.setdefault(c[column], {column: c[column], "requests_": 0, "cost": Decimal(0),
+                                                    "tokens": 0})
+                group["requests_"] += c["requests"]
+                group["cost"] += c["cost_usd"]
+                group["tokens"] += c["input_tokens"] + c["output_tokens"]
+            grouped = list(sums.values())
+        else:
+            grouped = rollups(account, period, filters, needs=(dimension,)).sums(
+                column, requests_=Sum("requests"), cost=Sum("cost_usd"),
+                tokens=Sum(F("input_tokens") + F("output_tokens")))
+        grouped.sort(key=lambda r: (-r["cost"], -r["requests_"]))
         names = dict(account.api_keys.values_list("id", "name")) if dimension == "key" else {}
         rows = []
-        for r in grouped:
+        for r in grouped[:limit]:
             raw = r[column]
             rows.append({"value": raw, "label": names.get(raw, "(deleted key)" if raw else "(no key)")
                          if dimension == "key" else (raw or "(none)"),
@@ -127,15 +159,15 @@ def breakdown(account: Account, dimension: str, period: Range, filters: dict[str
     return rows
 
 
-def spend_series(rows: QuerySet[UsageRollup], period: Range) -> list[dict]:
+def spend_series(account: Account, period: Range, filters: dict[str, str]) -> list[dict]:
     """Spend per hour (ranges up to 3 days) or per day, every bucket present, for the chart."""
-    daily = period.hours > 72
+    daily = period.hours > DAILY_AFTER_HOURS
     step = timedelta(days=1) if daily else timedelta(hours=1)
-    per_hour = dict(rows.values("hour").annotate(cost=Sum("cost_usd")).values_list("hour", "cost"))
+    rows = rollups(account, period, filters, hourly=not daily)
     buckets: dict[datetime, Decimal] = {}
-    for hour, cost in per_hour.items():
-        key = hour.replace(hour=0) if daily else hour
-        buckets[key] = buckets.get(key, Decimal(0)) + (cost or 0)
+    for row in rows.sums("at", cost=Sum("cost_usd")):
+        key = row["at"].replace(hour=0) if daily else row["at"]
+        buckets[key] = buckets.get(key, Decimal(0)) + (row["cost"] or 0)
     start = period.since.replace(minute=0, second=0, microsecond=0)
     if daily:
         start = start.replace(hour=0)
@@ -161,8 +193,11 @@ def budget_status(account: Account, now: datetime | None = None) -> list[dict]:
         keys = [base]
         if budget.match == "*":  # one counter per tenant / feature / key seen this period
             keys = [k.decode() for k in client.scan_iter(match=f"{base}:*", count=500)]
-        spent = [(k[len(base) + 1:] if k != base else "", int(client.hget(k, "s") or 0),
-                  int(client.hget(k, "r") or 0)) for k in keys]
+        pipe = client.pipeline(transaction=False)  # one round trip for all of a '*' budget's counters
+        for key in keys:
+            pipe.hmget(key, "s", "r")
+        spent = [(k[len(base) + 1:] if k != base else "", int(settled or 0), int(reserved or 0))
+                 for k, (settled, reserved) in zip(keys, pipe.execute(), strict=True)]
         spent.sort(key=lambda item: -item[1])
         elapsed = now.timestamp() - start.timestamp()  # timestamps: right across DST changes too
         fraction = 1.0 if end is None else min(1.0, max(elapsed / (end.timestamp() - start.timestamp()), 1e-6))
@@ -193,8 +228,3 @@ def recent_calls(account: Account, filters: dict[str, str], limit: int = 20) -> 
 def live_token(account: Account) -> str:
     """Moves whenever new usage of the account is stored: the dashboard's 'anything new?' check."""
     return (sync_redis().get(f"{account_prefix(account.pk)}:ingested") or b"0").decode()
-
-
-def top_tenants(account: Account, period: Range, limit: int = 5) -> list[dict]:
-    return list(rollups(account, period, {}).exclude(tenant="").values("tenant")
-                .annotate(cost=Sum("cost_usd"), requests_=Count("id")).order_by("-cost")[:limit])

@@ -216,19 +216,9 @@ class UsageRecord(models.Model):
         return self.request_id
 
 
-class UsageRollup(models.Model):
-    """Usage summed per hour and dimension, maintained as records are ingested. Dashboards read
-    these instead of scanning raw records, and they outlive the records' retention."""
+class RollupSums(models.Model):
+    """What every rollup adds up for the calls of its cell (an hour or a UTC day × some dimensions)."""
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_rollups")
-    hour = models.DateTimeField()
-    feature = models.CharField(max_length=200, blank=True)
-    tenant = models.CharField(max_length=200, blank=True)
-    environment = models.CharField(max_length=60, blank=True)
-    provider = models.CharField(max_length=63)
-    model = models.CharField(max_length=200, blank=True)
-    key_id = models.BigIntegerField(default=0, help_text="0 when the call had no key (kept after a key is deleted).")
-    status_code = models.PositiveSmallIntegerField()
     requests = models.PositiveBigIntegerField(default=0)
     streamed_requests = models.PositiveBigIntegerField(default=0)
     estimated_requests = models.PositiveBigIntegerField(default=0)
@@ -242,6 +232,29 @@ class UsageRollup(models.Model):
     latency_ms_total = models.PositiveBigIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class UsageRollup(RollupSums):
+    """Usage summed per hour and dimension, maintained as records are ingested. Dashboards read
+    these instead of scanning raw records, and they outlive the records' retention.
+
+    Every record is also added to a day row (UsageDayRollup) and to the same two spans of two narrower
+    rollups: every dimension but the tenant (UsageSummaryRollup) and the tenant alone (UsageTenantRollup).
+    A few hundred tenants multiply the cells here twentyfold; a view reads the narrowest rollup that keeps
+    its dimensions, and the whole days of a range from day rows (billing.rollups.rollup_rows)."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_rollups")
+    hour = models.DateTimeField()
+    feature = models.CharField(max_length=200, blank=True)
+    tenant = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=60, blank=True)
+    provider = models.CharField(max_length=63)
+    model = models.CharField(max_length=200, blank=True)
+    key_id = models.BigIntegerField(default=0, help_text="0 when the call had no key (kept after a key is deleted).")
+    status_code = models.PositiveSmallIntegerField()
+
+    class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["account", "hour", "feature", "tenant", "environment", "provider", "model", "key_id",
@@ -249,10 +262,128 @@ class UsageRollup(models.Model):
                 name="usagerollup_unique_cell",
             ),
         ]
-        indexes = [models.Index(fields=["account", "hour"], name="usagerollup_account_hour")]
+        indexes = [models.Index(fields=["account", "hour"], name="usagerollup_account_hour"),
+                   models.Index(fields=["account", "tenant", "hour"], name="usagerollup_tenant_hour")]
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.hour:%Y-%m-%d %H}h {self.provider}/{self.model}: {self.requests} calls"
+
+
+class UsageDayRollup(RollupSums):
+    """UsageRollup's cells per UTC day."""
+
+    # No index of its own: the unique cell's index leads with the account.
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_day_rollups", db_index=False)
+    day = models.DateTimeField(help_text="Midnight UTC.")
+    feature = models.CharField(max_length=200, blank=True)
+    tenant = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=60, blank=True)
+    provider = models.CharField(max_length=63)
+    model = models.CharField(max_length=200, blank=True)
+    key_id = models.BigIntegerField(default=0)
+    status_code = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "day", "feature", "tenant", "environment", "provider", "model", "key_id",
+                        "status_code"],
+                name="usagedayrollup_unique_cell",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "tenant", "day"], name="usagedayrollup_tenant_day")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day:%Y-%m-%d} {self.provider}/{self.model}: {self.requests} calls"
+
+
+class UsageSummaryRollup(RollupSums):
+    """Usage per hour × every dimension but the tenant: about a hundred cells an hour where the tenants
+    make thousands, for totals, charts and the other breakdowns."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_summary_rollups",
+                                db_index=False)
+    hour = models.DateTimeField()
+    feature = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=60, blank=True)
+    provider = models.CharField(max_length=63)
+    model = models.CharField(max_length=200, blank=True)
+    key_id = models.BigIntegerField(default=0)
+    status_code = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "hour", "feature", "environment", "provider", "model", "key_id", "status_code"],
+                name="usagesummaryrollup_unique_cell",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.hour:%Y-%m-%d %H}h {self.feature}: {self.requests} calls"
+
+
+class UsageSummaryDayRollup(RollupSums):
+    """UsageSummaryRollup's cells per UTC day."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_summary_day_rollups",
+                                db_index=False)
+    day = models.DateTimeField(help_text="Midnight UTC.")
+    feature = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=60, blank=True)
+    provider = models.CharField(max_length=63)
+    model = models.CharField(max_length=200, blank=True)
+    key_id = models.BigIntegerField(default=0)
+    status_code = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "day", "feature", "environment", "provider", "model", "key_id", "status_code"],
+                name="usagesummarydayrollup_unique_cell",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day:%Y-%m-%d} {self.feature}: {self.requests} calls"
+
+
+class UsageTenantRollup(RollupSums):
+    """Usage per hour × tenant × status, for the tenant breakdown."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_tenant_rollups",
+                                db_index=False)
+    hour = models.DateTimeField()
+    tenant = models.CharField(max_length=200, blank=True)
+    status_code = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "hour", "tenant", "status_code"],
+                                    name="usagetenantrollup_unique_cell"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.hour:%Y-%m-%d %H}h {self.tenant}: {self.requests} calls"
+
+
+class UsageTenantDayRollup(RollupSums):
+    """UsageTenantRollup's cells per UTC day."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_tenant_day_rollups",
+                                db_index=False)
+    day = models.DateTimeField(help_text="Midnight UTC.")
+    tenant = models.CharField(max_length=200, blank=True)
+    status_code = models.PositiveSmallIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "day", "tenant", "status_code"],
+                                    name="usagetenantdayrollup_unique_cell"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day:%Y-%m-%d} {self.tenant}: {self.requests} calls"
 
 
 class UsageTagRollup(models.Model):

@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 
 from billing.models import PriceOverride, UsageRecord
 from billing.pricing import PriceTable, price_usage
+from billing.rollups import usage_rollup_reprice
 from billing.usage import TokenUsage
 from proxy.models import ProviderEndpoint
 
@@ -27,8 +28,9 @@ def _overrides(account_ids: set[int]) -> dict[tuple[int, str, str], PriceTable]:
 def usage_record_reprice(*, records: QuerySet[UsageRecord], batch_size: int = 2000) -> tuple[int, int]:
     """Price the records again; returns (records seen, records whose cost changed).
 
-    Denied calls and upstream errors keep their zero cost. Redis counters of a period still running
-    are not touched here: rebuild them afterwards (billing.counters) if the period matters.
+    Denied calls and upstream errors keep their zero cost. The rollups move with the records; Redis counters
+    of a period still running are not touched here: rebuild them afterwards (billing.counters) if the period
+    matters.
     """
     records = records.filter(status_code__lt=400, denied_scope="").order_by("pk")
     account_ids = set(records.values_list("account_id", flat=True).distinct())
@@ -60,10 +62,11 @@ def usage_record_reprice(*, records: QuerySet[UsageRecord], batch_size: int = 20
                 override=overrides.get((record.account_id, record.provider, record.model)),
             )
             if cost != record.cost_usd:
+                updates.append((record, record.cost_usd))
                 record.cost_usd = cost
-                updates.append(record)
         with transaction.atomic():
-            UsageRecord.objects.bulk_update(updates, ["cost_usd"], batch_size=500)
+            UsageRecord.objects.bulk_update([r for r, _ in updates], ["cost_usd"], batch_size=500)
+            usage_rollup_reprice(changes=updates)
         seen += len(batch)
         changed += len(updates)
         last_pk = batch[-1].pk

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDay, TruncHour
@@ -16,6 +18,7 @@ from django.utils import timezone
 from billing.models import Account, Budget, UsageRecord
 from billing.models_tokens import ManagementToken
 from billing.pricing import NANO_USD
+from billing.rollups import rollup_rows
 from billing.tokens import hash_token, is_well_formed
 
 GroupBy = Literal["feature", "tenant", "model", "provider", "key", "environment", "day", "hour"]
@@ -77,13 +80,7 @@ def _usage_records(
         "environment": filters.environment,
     }
     records = records.filter(**{name: value for name, value in exact.items() if value is not None})
-    if filters.status is not None:
-        if filters.status.endswith("xx"):
-            low = int(filters.status[0]) * 100
-            records = records.filter(status_code__gte=low, status_code__lt=low + 100)
-        else:
-            records = records.filter(status_code=int(filters.status))
-    return records
+    return records.filter(_status_condition(filters.status)) if filters.status is not None else records
 
 
 def usage_record_list(
@@ -129,36 +126,40 @@ def usage_aggregate_list(
 
     Days and hours are calendar days and hours in the account's time zone. Time groups come in order;
     other groups by cost, dearest first. A group of None holds the calls without that attribute.
+
+    Read from the rollups — the whole hours of the range, whole days from day rows where they line up
+    with the groups — and from the records only for the minutes before its first and after its last whole
+    hour, so a year of usage costs a few thousand rows. Like the dashboards, `unknown_cost_requests` counts
+    the calls below status 400 without a price (a refused or failed call owes nothing).
     """
-    # The one place that reads aggregates: when hourly rollups exist, only this body changes.
-    tz = zoneinfo.ZoneInfo(account.timezone)
-    group_expression = {
-        "feature": F("feature"),
-        "tenant": F("tenant"),
-        "model": F("model"),
-        "provider": F("provider"),
-        "key": F("key_id"),
-        "environment": F("environment"),
-        "day": TruncDay("created_at", tzinfo=tz),
-        "hour": TruncHour("created_at", tzinfo=tz),
-    }[group_by]
-    rows = list(
-        _usage_records(account=account, since=since, until=until, filters=filters)
-        .annotate(group=group_expression)
-        .values("group")
-        .annotate(
-            requests=Count("id"),
-            unknown_cost_requests=Count("id", filter=Q(cost_usd__isnull=True)),
-            cost_usd=Sum("cost_usd"),
-            **{name: Sum(name) for name in TOKEN_FIELDS},
-        )
-        .order_by()
-    )
+    key_names = dict(account.api_keys.values_list("id", "name"))
+    if filters.key_id is not None and filters.key_id not in key_names:
+        return []  # a deleted key's calls lost their key (SET_NULL): none match it any more
+    sums: dict[object, dict[str, Any]] = {}
+    aligned = _zone_offsets(account.timezone)
+    first = _hour_ceiling(since) if since is not None else None
+    end = until.replace(minute=0, second=0, microsecond=0) if until is not None else None
+    if (group_by in ("day", "hour") and not aligned) or (first and end and first >= end):
+        # A zone off the whole hour splits rollup hours between its own hours; a range inside an hour has none.
+        _add(sums, _record_groups(account=account, group_by=group_by, since=since, until=until, filters=filters))
+    else:
+        # UTC day rows make the zone's days only where it keeps UTC's time all year.
+        hourly = group_by == "hour" or (group_by == "day" and aligned != {0})
+        _add(sums, _rollup_groups(account=account, group_by=group_by, first=first, end=end, hourly=hourly,
+                                  filters=filters))
+        if since is not None and first is not None and since < first:
+            _add(sums, _record_groups(account=account, group_by=group_by, since=since, until=first, filters=filters))
+        if until is not None and end is not None and end < until:
+            _add(sums, _record_groups(account=account, group_by=group_by, since=end, until=until, filters=filters))
+    if group_by == "key":  # the rollups keep "no key" as 0, and a deleted key's id
+        merged: dict[object, dict[str, Any]] = {}
+        _add(merged, [{**row, "group": group if group in key_names else None} for group, row in sums.items()])
+        sums = merged
+    rows = list(sums.values())
     if group_by in ("day", "hour"):
         rows.sort(key=lambda row: row["group"])
     else:
         rows.sort(key=lambda row: (-(row["cost_usd"] or 0), row["group"] in ("", None), str(row["group"] or "")))
-    key_names = dict(account.api_keys.values_list("id", "name")) if group_by == "key" else {}
     return [
         UsageAggregate(
             group=_group_label(group_by, row["group"], key_names),
@@ -170,6 +171,91 @@ def usage_aggregate_list(
         )
         for row in rows
     ]
+
+
+AGGREGATE_FIELDS = ("requests", "unknown_cost_requests", "cost_usd", *TOKEN_FIELDS)
+
+
+def _add(sums: dict[object, dict[str, Any]], rows: Iterable[dict[str, Any]]) -> None:
+    for row in rows:
+        group = row["group"]
+        if group in sums:
+            for name in AGGREGATE_FIELDS:
+                sums[group][name] = (sums[group][name] or 0) + (row[name] or 0)
+        else:
+            sums[group] = {"group": group, **{name: row[name] for name in AGGREGATE_FIELDS}}
+
+
+def _group_expression(group_by: GroupBy, tz: zoneinfo.ZoneInfo, time_field: str) -> Any:
+    return {
+        "feature": F("feature"),
+        "tenant": F("tenant"),
+        "model": F("model"),
+        "provider": F("provider"),
+        "key": F("key_id"),
+        "environment": F("environment"),
+        "day": TruncDay(time_field, tzinfo=tz),
+        "hour": TruncHour(time_field, tzinfo=tz),
+    }[group_by]
+
+
+def _rollup_groups(
+    *, account: Account, group_by: GroupBy, first: datetime | None, end: datetime | None, hourly: bool,
+    filters: UsageFilters
+) -> list[dict[str, Any]]:
+    exact = {"feature": filters.feature, "tenant": filters.tenant, "model": filters.model,
+             "provider": filters.provider, "key_id": filters.key_id, "environment": filters.environment}
+    exact = {name: value for name, value in exact.items() if value is not None}
+    grouped = "key_id" if group_by == "key" else group_by
+    dimensions = [*exact, "status_code"] + ([grouped] if group_by not in ("day", "hour") else [])
+    rows = rollup_rows(account_id=account.pk, dimensions=dimensions, first=first, end=end, hourly=hourly)
+    rows = rows.filter(**exact)
+    if filters.status is not None:
+        rows = rows.filter(_status_condition(filters.status))
+    tz = zoneinfo.ZoneInfo(account.timezone)
+    rows = rows.annotate(group=_group_expression(group_by, tz, "at"))
+    return rows.sums("group", **{name: Sum(name) for name in AGGREGATE_FIELDS})
+
+
+def _record_groups(
+    *, account: Account, group_by: GroupBy, since: datetime | None, until: datetime | None, filters: UsageFilters
+) -> list[dict[str, Any]]:
+    tz = zoneinfo.ZoneInfo(account.timezone)
+    return list(
+        _usage_records(account=account, since=since, until=until, filters=filters)
+        .annotate(group=_group_expression(group_by, tz, "created_at"))
+        .values("group")
+        .annotate(
+            requests=Count("id"),
+            unknown_cost_requests=Count("id", filter=Q(cost_usd__isnull=True, status_code__lt=400)),
+            cost_usd=Sum("cost_usd"),
+            **{name: Sum(name) for name in TOKEN_FIELDS},
+        )
+        .order_by()
+    )
+
+
+def _status_condition(status: str) -> Q:
+    """An exact code ("429") or a class ("4xx")."""
+    if status.endswith("xx"):
+        low = int(status[0]) * 100
+        return Q(status_code__gte=low, status_code__lt=low + 100)
+    return Q(status_code=int(status))
+
+
+def _hour_ceiling(moment: datetime) -> datetime:
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    return hour if hour == moment else hour + timedelta(hours=1)
+
+
+@functools.cache
+def _zone_offsets(name: str) -> set[int] | None:
+    """The zone's distinct UTC offsets in seconds (sampled twice a month, 2000-2040), or None when one is
+    not a whole hour: then its hours and days cannot be put together from UTC hours."""
+    zone = zoneinfo.ZoneInfo(name)
+    offsets = {int(datetime(year, month, day, tzinfo=UTC).astimezone(zone).utcoffset().total_seconds())  # type: ignore[union-attr]
+               for year in range(2000, 2041) for month in range(1, 13) for day in (1, 16)}
+    return offsets if all(offset % 3600 == 0 for offset in offsets) else None
 
 
 def _group_label(group_by: GroupBy, value: object, key_names: dict[int, str]) -> str | None:

@@ -34,8 +34,8 @@ def dashboard_view(request: HttpRequest, slug: str) -> HttpResponse:
         return HttpResponse(status=204)  # nothing new since the client's copy: polling costs one GET
     period = dashboard.range_parse(request.GET)
     filters = _filters(request)
-    rows = dashboard.rollups(account, period, filters)
     params = {k: v for k, v in request.GET.items() if k != "token"}
+    cells = dashboard.cells(account, period, filters)
     context = {
         "tab": "dashboard",
         "membership": membership,
@@ -45,12 +45,12 @@ def dashboard_view(request: HttpRequest, slug: str) -> HttpResponse:
         "query": urlencode(params),
         "params": params,
         "token": token,
-        "totals": dashboard.totals(rows),
-        "savings": dashboard.cached_savings(rows, account),
-        "series": dashboard.spend_series(rows, period),
+        "totals": dashboard.totals(cells),
+        "savings": dashboard.cached_savings(account, cells),
+        "series": dashboard.spend_series(account, period, filters),
         "budgets": dashboard.budget_status(account),
-        "breakdowns": [(d, dashboard.breakdown(account, d, period, filters, limit=10)) for d in dashboard.DIMENSIONS],
-        "top_tenants": dashboard.top_tenants(account, period),
+        "breakdowns": [(d, dashboard.breakdown(account, d, period, filters, limit=10, cells=cells))
+                       for d in dashboard.DIMENSIONS],
         "recent": dashboard.recent_calls(account, filters),
     }
     template = "billing/dashboard.html#dashboard-live" if request.htmx else "billing/dashboard.html"

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from alerts.models import AlertChannel, AlertRule
 from billing.models import Account, Budget, UsageRecord
+from billing.rollups import usage_rollup_add
 from billing.services import management_token_create
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
@@ -108,13 +109,16 @@ def acme_rule(acme) -> AlertRule:  # type: ignore[no-untyped-def]
 
 
 def usage_record(account: Account, request_id: str, created_at: datetime | None = None, **fields: Any) -> UsageRecord:
+    """One stored record, added to the rollups as the ledger would (aggregates are read from them)."""
     values: dict[str, Any] = {
         "account": account, "request_id": request_id, "provider": "openai", "model": "gpt-4o-mini",
         "status_code": 200, "created_at": created_at or timezone.now(), "input_tokens": 100, "output_tokens": 20,
         "cost_usd": Decimal("0.000027"),
     }
     values.update(fields)
-    return UsageRecord.objects.create(**values)
+    record = UsageRecord.objects.create(**values)
+    usage_rollup_add(records=[record])
+    return record
 
 
 @dataclass

@@ -45,3 +45,15 @@ def test_reprice_is_idempotent(acme) -> None:  # type: ignore[no-untyped-def]
     assert usage_record_reprice(records=UsageRecord.objects.all()) == (1, 1)
     assert usage_record_reprice(records=UsageRecord.objects.all()) == (1, 0)
     assert UsageRecord.objects.get().cost_usd == Decimal("0.75")  # gpt-4o-mini: $0.15 in + $0.60 out per MTok
+
+
+def test_reprice_moves_the_rollups_with_the_records(acme) -> None:  # type: ignore[no-untyped-def]
+    from billing.rollups import usage_rollup_add
+
+    from .test_rollups import assert_rollups_match_records
+
+    records = [_record(acme, 1, cost_usd=None, tags={"intent": "summarize"}), _record(acme, 2),
+               _record(acme, 3, cost_usd=Decimal("0.1"))]
+    usage_rollup_add(records=records)
+    assert usage_record_reprice(records=UsageRecord.objects.all()) == (3, 2)
+    assert_rollups_match_records()  # costs moved, and the unpriced call is priced now

@@ -1,4 +1,4 @@
-"""Hourly rollups equal the records they summarise, and an event ingested twice counts once."""
+"""Rollups (hour and day tables of each) equal the records they summarise; an event ingested twice counts once."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncHour
+from django.db.models import Count, Model, Q, Sum
+from django.db.models.functions import TruncDay, TruncHour
 
 from billing.ledger import usage_record_batch
 from billing.models import UsageRecord, UsageRollup, UsageTagRollup
+from billing.rollups import ROLLUPS, SUMS, cell_columns
 from proxy.models import ApiKey
 
 from ..conftest import make_key
 
 HOUR = 3600
 START = 1_760_000_000.0  # 2025-10-09 08:53:20 UTC: 3.5 hours of records fall into five hours
-CELL = ("hour", "feature", "tenant", "environment", "provider", "model", "key_id", "status_code")
 
 
 def _events(account_id: int, keys: list[ApiKey], count: int = 400, seed: int = 7) -> list[dict]:
@@ -46,10 +46,10 @@ def _events(account_id: int, keys: list[ApiKey], count: int = 400, seed: int = 7
     return events
 
 
-def _record_sums() -> dict[tuple, dict]:
+def _record_sums(trunc: type[TruncHour | TruncDay], dimensions: tuple[str, ...]) -> dict[tuple, dict]:
     rows = (
-        UsageRecord.objects.annotate(hour=TruncHour("created_at"))
-        .values("hour", "feature", "tenant", "environment", "provider", "model", "key_id", "status_code")
+        UsageRecord.objects.annotate(start=trunc("created_at"))
+        .values("account_id", "start", *dimensions)
         .annotate(
             requests=Count("pk"), streamed_requests=Count("pk", filter=Q(streamed=True)),
             estimated_requests=Count("pk", filter=Q(usage_source="estimated")),
@@ -62,31 +62,33 @@ def _record_sums() -> dict[tuple, dict]:
     )
     sums = {}
     for row in rows:
-        row["key_id"] = row["key_id"] or 0  # the rollups keep "no key" as 0
-        sums[tuple(row.pop(c) for c in CELL)] = row
+        if "key_id" in row:
+            row["key_id"] = row["key_id"] or 0  # the rollups keep "no key" as 0
+        sums[tuple(row.pop(c) for c in ("account_id", "start", *dimensions))] = row
     return sums
 
 
-def _rollup_sums() -> dict[tuple, dict]:
-    fields = ("requests", "streamed_requests", "estimated_requests", "unknown_cost_requests", "input_tokens",
-              "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd",
-              "latency_ms_total")
-    return {tuple(r.pop(c) for c in CELL): r for r in UsageRollup.objects.values(*CELL, *fields)}
+def _rollup_sums(model: type[Model]) -> dict[tuple, dict]:
+    cell = cell_columns(model)
+    return {tuple(r.pop(c) for c in cell): r for r in model.objects.values(*cell, *SUMS)}
 
 
 def _tag_sums_from_records() -> dict[tuple, tuple[int, Decimal]]:
     sums: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
     for r in UsageRecord.objects.all():
         for tag, value in r.tags.items():
-            cell = sums[(r.created_at.replace(minute=0, second=0, microsecond=0), tag, value)]
+            cell = sums[(r.account_id, r.created_at.replace(minute=0, second=0, microsecond=0), tag, value)]
             cell[0] += 1
             cell[1] += r.cost_usd or 0
     return {k: (v[0], v[1]) for k, v in sums.items()}
 
 
-def _assert_rollups_match_records() -> None:
-    assert _rollup_sums() == _record_sums()
-    tags = {(t.hour, t.tag, t.value): (t.requests, t.cost_usd) for t in UsageTagRollup.objects.all()}
+def assert_rollups_match_records() -> None:
+    """Every rollup, hour and day tables alike, holds exactly the sums of the records (all accounts)."""
+    for rollup in ROLLUPS:
+        assert _rollup_sums(rollup.hourly) == _record_sums(TruncHour, rollup.dimensions), rollup.hourly
+        assert _rollup_sums(rollup.daily) == _record_sums(TruncDay, rollup.dimensions), rollup.daily
+    tags = {(t.account_id, t.hour, t.tag, t.value): (t.requests, t.cost_usd) for t in UsageTagRollup.objects.all()}
     assert tags == _tag_sums_from_records()
 
 
@@ -98,9 +100,11 @@ def test_rollups_equal_the_records_and_a_repeated_batch_adds_nothing(acme) -> No
     assert usage_record_batch(events=events[150:]) == 150  # overlaps the first batch by 100
     assert usage_record_batch(events=events) == 0
     assert UsageRecord.objects.count() == 400
-    _assert_rollups_match_records()
+    assert_rollups_match_records()
     assert UsageRollup.objects.values("hour").distinct().count() == 5
-    assert sum(UsageRollup.objects.values_list("requests", flat=True)) == 400
+    for rollup in ROLLUPS:
+        assert rollup.daily.objects.values("day").distinct().count() == 1
+        assert sum(rollup.daily.objects.values_list("requests", flat=True)) == 400
     assert UsageTagRollup.objects.filter(tag="intent").count() >= 4
 
 
@@ -126,4 +130,4 @@ def test_the_same_batch_written_by_two_workers_at_once_counts_once(plans) -> Non
     for thread in threads:
         thread.join(timeout=30)
     assert sorted(written) == [0, 0, 300]
-    _assert_rollups_match_records()
+    assert_rollups_match_records()
