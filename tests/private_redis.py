@@ -8,8 +8,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
+import pytest
 import redis
 
 
@@ -66,3 +67,13 @@ class PrivateRedis:
         if self.process is not None and self.process.poll() is None:
             self.resume()
             self.kill()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -31,16 +31,6 @@ NEVER_HANGS_SECONDS = 1.5
 
 
 @pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def outage(settings, transactional_db, simulator, plans, private_redis) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     """The live stack, with the proxy and the Django side both on the private Redis."""
     settings.REDIS_URL = private_redis.url

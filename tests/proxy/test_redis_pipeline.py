@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +34,6 @@ def run(request: pytest.FixtureRequest) -> Callable[[Check], None]:
         (asyncio.run if request.param == "asyncio" else uvloop.run)(check())
 
     return runner
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_concurrent_commands_each_get_their_own_reply(run: Callable[[Check], None]) -> None:
