@@ -235,7 +235,49 @@ class RollupSums(models.Model):
         abstract = True
 
 
-class UsageRollup(RollupSums):
+KEY_ID_HELP = "0 when the call had no key (kept after a key is deleted)."
+
+
+class AllDimensions(RollupSums):
+    """The cell of a rollup of every dimension (UsageRollup and its day rows)."""
+
+    feature = models.CharField(max_length=200, blank=True)
+    tenant = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=60, blank=True)
+    provider = models.CharField(max_length=63)
+    model = models.CharField(max_length=200, blank=True)
+    key_id = models.BigIntegerField(default=0, help_text=KEY_ID_HELP)
+    status_code = models.PositiveSmallIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class SummaryDimensions(RollupSums):
+    """The cell of a rollup of every dimension but the tenant (UsageSummaryRollup and its day rows)."""
+
+    feature = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=60, blank=True)
+    provider = models.CharField(max_length=63)
+    model = models.CharField(max_length=200, blank=True)
+    key_id = models.BigIntegerField(default=0, help_text=KEY_ID_HELP)
+    status_code = models.PositiveSmallIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class TenantDimensions(RollupSums):
+    """The cell of a rollup of the tenant alone (UsageTenantRollup and its day rows)."""
+
+    tenant = models.CharField(max_length=200, blank=True)
+    status_code = models.PositiveSmallIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class UsageRollup(AllDimensions):
     """Usage summed per hour and dimension, maintained as records are ingested. Dashboards read
     these instead of scanning raw records, and they outlive the records' retention.
 
@@ -246,13 +288,6 @@ class UsageRollup(RollupSums):
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_rollups")
     hour = models.DateTimeField()
-    feature = models.CharField(max_length=200, blank=True)
-    tenant = models.CharField(max_length=200, blank=True)
-    environment = models.CharField(max_length=60, blank=True)
-    provider = models.CharField(max_length=63)
-    model = models.CharField(max_length=200, blank=True)
-    key_id = models.BigIntegerField(default=0, help_text="0 when the call had no key (kept after a key is deleted).")
-    status_code = models.PositiveSmallIntegerField()
 
     class Meta:
         constraints = [
@@ -269,19 +304,12 @@ class UsageRollup(RollupSums):
         return f"{self.account_id} {self.hour:%Y-%m-%d %H}h {self.provider}/{self.model}: {self.requests} calls"
 
 
-class UsageDayRollup(RollupSums):
+class UsageDayRollup(AllDimensions):
     """UsageRollup's cells per UTC day."""
 
     # No index of its own: the unique cell's index leads with the account.
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_day_rollups", db_index=False)
     day = models.DateTimeField(help_text="Midnight UTC.")
-    feature = models.CharField(max_length=200, blank=True)
-    tenant = models.CharField(max_length=200, blank=True)
-    environment = models.CharField(max_length=60, blank=True)
-    provider = models.CharField(max_length=63)
-    model = models.CharField(max_length=200, blank=True)
-    key_id = models.BigIntegerField(default=0)
-    status_code = models.PositiveSmallIntegerField()
 
     class Meta:
         constraints = [
@@ -297,19 +325,13 @@ class UsageDayRollup(RollupSums):
         return f"{self.account_id} {self.day:%Y-%m-%d} {self.provider}/{self.model}: {self.requests} calls"
 
 
-class UsageSummaryRollup(RollupSums):
+class UsageSummaryRollup(SummaryDimensions):
     """Usage per hour × every dimension but the tenant: about a hundred cells an hour where the tenants
     make thousands, for totals, charts and the other breakdowns."""
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_summary_rollups",
                                 db_index=False)
     hour = models.DateTimeField()
-    feature = models.CharField(max_length=200, blank=True)
-    environment = models.CharField(max_length=60, blank=True)
-    provider = models.CharField(max_length=63)
-    model = models.CharField(max_length=200, blank=True)
-    key_id = models.BigIntegerField(default=0)
-    status_code = models.PositiveSmallIntegerField()
 
     class Meta:
         constraints = [
@@ -323,18 +345,12 @@ class UsageSummaryRollup(RollupSums):
         return f"{self.account_id} {self.hour:%Y-%m-%d %H}h {self.feature}: {self.requests} calls"
 
 
-class UsageSummaryDayRollup(RollupSums):
+class UsageSummaryDayRollup(SummaryDimensions):
     """UsageSummaryRollup's cells per UTC day."""
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_summary_day_rollups",
                                 db_index=False)
     day = models.DateTimeField(help_text="Midnight UTC.")
-    feature = models.CharField(max_length=200, blank=True)
-    environment = models.CharField(max_length=60, blank=True)
-    provider = models.CharField(max_length=63)
-    model = models.CharField(max_length=200, blank=True)
-    key_id = models.BigIntegerField(default=0)
-    status_code = models.PositiveSmallIntegerField()
 
     class Meta:
         constraints = [
@@ -348,14 +364,12 @@ class UsageSummaryDayRollup(RollupSums):
         return f"{self.account_id} {self.day:%Y-%m-%d} {self.feature}: {self.requests} calls"
 
 
-class UsageTenantRollup(RollupSums):
+class UsageTenantRollup(TenantDimensions):
     """Usage per hour × tenant × status, for the tenant breakdown."""
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_tenant_rollups",
                                 db_index=False)
     hour = models.DateTimeField()
-    tenant = models.CharField(max_length=200, blank=True)
-    status_code = models.PositiveSmallIntegerField()
 
     class Meta:
         constraints = [
@@ -367,14 +381,12 @@ class UsageTenantRollup(RollupSums):
         return f"{self.account_id} {self.hour:%Y-%m-%d %H}h {self.tenant}: {self.requests} calls"
 
 
-class UsageTenantDayRollup(RollupSums):
+class UsageTenantDayRollup(TenantDimensions):
     """UsageTenantRollup's cells per UTC day."""
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_tenant_day_rollups",
                                 db_index=False)
     day = models.DateTimeField(help_text="Midnight UTC.")
-    tenant = models.CharField(max_length=200, blank=True)
-    status_code = models.PositiveSmallIntegerField()
 
     class Meta:
         constraints = [

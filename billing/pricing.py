@@ -2,8 +2,8 @@
 
 `genai_prices.calc_price` is exact but takes ~90 µs a call. Here the catalogue is consulted once per
 (provider, base URL, model) and compiled into a `PriceTable` of Decimals; pricing a call is then a handful
-of Decimal multiplications. Estimates and settlements both go through `price_usage`, so an estimate never
-prices a token lower than the settlement of the same tokens will.
+of Decimal multiplications. Estimates (`dearest_cost_usd`) and settlements (`cost_usd`) read the same
+`price_table`, so an estimate never prices a token lower than the settlement of the same tokens will.
 
 The catalogue is the one bundled with the installed package (`genai_prices.data.providers`), never
 fetched (CONTRACT §5, "Prices"): nothing here starts `UpdatePrices` or reads
@@ -186,14 +186,19 @@ def price_usage(
     `override` (an account's own price) wins over the catalogue. `at` is when the request was made (default:
     now); pass the same instant when estimating and settling one call, so both see the same prices.
     """
-    table = price_table(provider_id=provider_id, base_url=base_url, model=model, at=at, override=override)
+    return cost_or_none(price_table(provider_id=provider_id, base_url=base_url, model=model, at=at, override=override),
+                        usage)
+
+
+def cost_or_none(table: PriceTable | None, usage: TokenUsage) -> Decimal | None:
+    """`cost_usd`, or None when the price is unknown (`table` None) or cannot be computed. Never raises."""
     if table is None:
         return None
     try:
         return cost_usd(table, usage)
     except Exception:
         # The hot path records an unknown cost rather than failing a call the provider already served.
-        logger.exception("Could not price %r for provider %r", model, provider_id)
+        logger.exception("Could not price %r", usage)
         return None
 
 

@@ -62,6 +62,12 @@ class UsageFilters:
     environment: str | None = None
     status: str | None = None  # an exact code ("429") or a class ("4xx")
 
+    def exact(self) -> dict[str, str | int]:
+        """The filters that match one value of a column (records and rollups name the columns alike)."""
+        values = {"feature": self.feature, "tenant": self.tenant, "model": self.model, "provider": self.provider,
+                  "key_id": self.key_id, "environment": self.environment}
+        return {name: value for name, value in values.items() if value is not None}
+
 
 def _usage_records(
     *, account: Account, since: datetime | None, until: datetime | None, filters: UsageFilters
@@ -71,15 +77,7 @@ def _usage_records(
         records = records.filter(created_at__gte=since)
     if until is not None:
         records = records.filter(created_at__lt=until)
-    exact = {
-        "feature": filters.feature,
-        "tenant": filters.tenant,
-        "model": filters.model,
-        "provider": filters.provider,
-        "key_id": filters.key_id,
-        "environment": filters.environment,
-    }
-    records = records.filter(**{name: value for name, value in exact.items() if value is not None})
+    records = records.filter(**filters.exact())
     return records.filter(_status_condition(filters.status)) if filters.status is not None else records
 
 
@@ -203,9 +201,7 @@ def _rollup_groups(
     *, account: Account, group_by: GroupBy, first: datetime | None, end: datetime | None, hourly: bool,
     filters: UsageFilters
 ) -> list[dict[str, Any]]:
-    exact = {"feature": filters.feature, "tenant": filters.tenant, "model": filters.model,
-             "provider": filters.provider, "key_id": filters.key_id, "environment": filters.environment}
-    exact = {name: value for name, value in exact.items() if value is not None}
+    exact = filters.exact()
     grouped = "key_id" if group_by == "key" else group_by
     dimensions = [*exact, "status_code"] + ([grouped] if group_by not in ("day", "hour") else [])
     rows = rollup_rows(account_id=account.pk, dimensions=dimensions, first=first, end=end, hourly=hourly)

@@ -25,7 +25,13 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from yarl import URL
 
-from billing.pricing import PriceTable, dearest_cost_usd, default_max_output_tokens, price_table, price_usage
+from billing.pricing import (
+    PriceTable,
+    cost_or_none,
+    dearest_cost_usd,
+    default_max_output_tokens,
+    price_table,
+)
 from billing.usage import TokenUsage
 
 from . import metrics
@@ -238,15 +244,7 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> Operation | 
 
 def price(call: Call, usage: TokenUsage, model: str) -> Decimal | None:
     """The settlement's pricing; the estimate reads the same prices at the same instant (`prices_of`)."""
-    assert call.endpoint is not None and call.account is not None
-    return price_usage(
-        provider_id=call.endpoint.pricing_provider or None,
-        base_url=call.endpoint.base_url,
-        model=model,
-        usage=usage,
-        at=call.started_at,
-        override=call.account.prices.get((call.provider, model)),
-    )
+    return cost_or_none(prices_of(call, model), usage)
 
 
 def prices_of(call: Call, model: str) -> PriceTable | None:
