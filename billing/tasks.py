@@ -2,15 +2,15 @@ from __future__ import annotations
 
 import contextlib
 
-from celery import shared_task
 from django.conf import settings
 from redis.exceptions import LockError
 
 from billing.ledger import usage_ingest
+from tokonomics.celery import app
 from tokonomics.redis_client import sync_redis
 
 
-@shared_task(ignore_result=True)
+@app.task(ignore_result=True)
 def usage_ingest_task() -> int:
     # Beat fires every second; one drain at a time is enough and keeps runs from piling up.
     lock = sync_redis().lock("tk:lock:usage_ingest", timeout=30, blocking=False)
@@ -23,7 +23,7 @@ def usage_ingest_task() -> int:
             lock.release()
 
 
-@shared_task(ignore_result=True)
+@app.task(ignore_result=True)
 def usage_retention_purge_task() -> int:
     from billing.retention import usage_retention_purge
 
@@ -38,7 +38,7 @@ def usage_retention_purge_task() -> int:
             lock.release()
 
 
-@shared_task(ignore_result=True)
+@app.task(ignore_result=True)
 def budget_counters_rebuild_task(account_id: int | None = None) -> int:
     """Rebuild budget counters from the usage records: one account's, or every account's (None)."""
     from billing.counters import budget_counters_rebuild, budget_counters_rebuild_all

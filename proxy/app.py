@@ -1,11 +1,16 @@
-"""Thin ASGI entry of the proxy: scope → gateway → send. Mounted under /proxy/ by tokonomics.asgi."""
+"""Thin ASGI entries of the proxy: scope → gateway → send, mounted under /proxy/ by tokonomics.asgi and
+tokonomics.proxy_asgi; and the few routes a proxy worker serves beside it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
+import orjson
+
 from .context import close_context, get_context
+from .exposition import CONTENT_TYPE, metrics_authorized, metrics_text
 from .gateway import Receive, Send, handle
 
 log = logging.getLogger(__name__)
@@ -34,3 +39,34 @@ async def lifespan(scope: dict[str, Any], receive: Receive, send: Send) -> None:
             await close_context()
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes,
+                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def health_application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """/healthz of a proxy worker: it answers once its Redis and upstream clients are open."""
+    await get_context()
+    await _respond(send, 200, b'{"status": "ok"}', b"application/json")
+
+
+async def metrics_application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """/metrics of a proxy worker, as the web app serves it (CONTRACT §5)."""
+    authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+    if not metrics_authorized(authorization):
+        await _respond(send, 401, b"unauthorized\n", b"text/plain", [(b"www-authenticate", b"Bearer")])
+        return
+    # Reading every worker's files is disk I/O: off the event loop.
+    body = await asyncio.to_thread(metrics_text)
+    await _respond(send, 200, body, CONTENT_TYPE.encode())
+
+
+async def not_found_application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """Everything but the proxy, /healthz and /metrics belongs to the web app, which a proxy worker does not serve."""
+    body = orjson.dumps({"error": {"message": f"{scope['path']} is not served by a proxy worker: the proxy is under "
+                                              "/proxy/, the web app on the web server.", "type": "not_found"}})
+    await _respond(send, 404, body, b"application/json")

@@ -119,7 +119,15 @@ INSTALLED_APPS = [
     "alerts",
 ]
 
-if DEBUG or env_bool("TOKONOMICS_DAPHNE", False):
+# A proxy worker (tokonomics.proxy_asgi) loads only the apps whose models the proxy reads: the web
+# app's admin, sessions, templates and REST API would cost each worker ~20 MB it never uses.
+TOKONOMICS_PROCESS = env_str("TOKONOMICS_PROCESS", "all")
+if TOKONOMICS_PROCESS not in {"all", "proxy"}:
+    raise ImproperlyConfigured(f"TOKONOMICS_PROCESS={TOKONOMICS_PROCESS!r} is not one of: all, proxy")
+if TOKONOMICS_PROCESS == "proxy":
+    INSTALLED_APPS = ["django.contrib.auth", "django.contrib.contenttypes", "billing", "proxy", "alerts"]
+
+if TOKONOMICS_PROCESS == "all" and (DEBUG or env_bool("TOKONOMICS_DAPHNE", False)):
     # Daphne's runserver is the development server; production runs uvicorn, and leaving Daphne
     # (and Twisted with it) out saves each worker ~20 MB.
     INSTALLED_APPS.insert(0, "daphne")

@@ -185,14 +185,19 @@ def start_simulator(*, port: int, env: dict[str, str], cwd: Path, workdir: Path,
     return server
 
 
-def start_proxy(*, kind: str, port: int, workers: int, env: dict[str, str], cwd: Path, workdir: Path,
+ASGI_APPLICATIONS = {"proxy": "tokonomics.proxy_asgi:application", "all": "tokonomics.asgi:application"}
+
+
+def start_proxy(*, kind: str, app: str, port: int, workers: int, env: dict[str, str], cwd: Path, workdir: Path,
                 cpus: frozenset[int] | None) -> Server:
     """Tokonomics as production runs it: uvicorn (uvloop, httptools) with N workers; or N Daphne
-    processes sharing one listening socket, for comparison."""
+    processes sharing one listening socket, for comparison. `app` picks the proxy worker's application
+    or the one that serves the web app too."""
     log = workdir / f"{kind}-{workers}.log"
     url = f"http://127.0.0.1:{port}"
+    application = ASGI_APPLICATIONS[app]
     if kind == "uvicorn":
-        command = [sys.executable, "-m", "uvicorn", "tokonomics.asgi:application", "--host", "127.0.0.1",
+        command = [sys.executable, "-m", "uvicorn", application, "--host", "127.0.0.1",
                    "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
                    "--no-access-log", "--log-level", "warning", "--backlog", "2048"]
         server = Server(kind, url, [_spawn(command, env=env, cwd=cwd, log=log, cpus=cpus)], log, workers)
@@ -200,7 +205,7 @@ def start_proxy(*, kind: str, port: int, workers: int, env: dict[str, str], cwd:
         listener = socket.create_server(("127.0.0.1", port), backlog=2048)
         try:
             fd = listener.fileno()
-            command = [sys.executable, "-m", "daphne", "--fd", str(fd), "-v", "0", "tokonomics.asgi:application"]
+            command = [sys.executable, "-m", "daphne", "--fd", str(fd), "-v", "0", application]
             processes = [_spawn(command, env=env, cwd=cwd, log=log, cpus=cpus, pass_fds=[fd]) for _ in range(workers)]
         finally:
             listener.close()  # the children hold it now

@@ -117,6 +117,10 @@ class Check:
     measured: str
 
 
+APPLICATION_NAMES = {"proxy": "proxy workers (tokonomics.proxy_asgi)",
+                     "all": "the application serving the web app too (tokonomics.asgi)"}
+
+
 @dataclass
 class Report:
     machine: dict[str, str]
@@ -135,6 +139,7 @@ class Report:
             "concurrency": list(options.concurrency), "servers": list(options.servers), "load_generator": options.tool,
             "streams_open": options.streams_open, "soak_minutes": options.soak_minutes,
             "litellm": str(options.litellm) if options.litellm else None,
+            "application": options.app, "enforcement": options.enforcement,
         }
         return cls(machine=machine_info(options.tool), settings=settings, cores=cores.describe())
 
@@ -202,7 +207,10 @@ class Report:
     def table(self) -> str:
         out = [f"Tokonomics benchmark — {self.machine['cpu']}, {self.machine['cores']} cores; "
                f"load generator {self.settings['load_generator']}; {self.settings['duration_s']:g} s per load",
-               f"Cores: {self.cores}", ""]
+               f"Cores: {self.cores}",
+               f"Application: {APPLICATION_NAMES.get(self.settings.get('application', 'all'), '?')}; budgets, rate "
+               f"limits and plan limit {'on' if self.settings.get('enforcement', True) else 'off'}; usage recording on",
+               ""]
         for target in dict.fromkeys(c.target for c in self.cells if c.target != "direct"):
             workers = next(c.workers for c in self.cells if c.target == target)
             out.append(f"{target} ({workers} worker{'s' if workers > 1 else ''}) vs direct to the simulator")

@@ -39,6 +39,7 @@ class Options:
     soak_minutes: float = 0.0
     modes: tuple[Mode, ...] = field(default=(JSON, STREAM))
     enforcement: bool = True  # budgets, rate limits and the plan limit; off measures what they cost
+    app: str = "proxy"  # proxy: the proxy worker (tokonomics.proxy_asgi); all: the one app serving everything
 
 
 def _children_cpu_seconds() -> float:
@@ -147,8 +148,8 @@ class Bench:
 
     def _with_proxy(self, workers: int, cores: Cores, action: Callable[[Server, Target], T],
                     kind: str = "uvicorn") -> T:
-        server = start_proxy(kind=kind, port=free_port(), workers=workers, env=self.env.env, cwd=self.base_dir,
-                             workdir=self.env.workdir, cpus=cores.proxy)
+        server = start_proxy(kind=kind, app=self.options.app, port=free_port(), workers=workers, env=self.env.env,
+                             cwd=self.base_dir, workdir=self.env.workdir, cpus=cores.proxy)
         try:
             return action(server, proxy_target(kind, server.url))
         finally:

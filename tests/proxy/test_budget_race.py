@@ -4,15 +4,10 @@ exactly what fits (estimates here equal actual costs), and concurrent settles ad
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
 from decimal import Decimal
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -25,9 +20,8 @@ from proxy.quota import Denial, Quota, Reservation, seeded_marker_key
 from proxy.redis_pipeline import PipelinedRedis
 from tokonomics.redis_client import sync_redis
 
-from .conftest import KEY, Stack
+from .conftest import KEY, ProxyProcess, Stack
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Input is free and output costs $1000 per million tokens, so a call answering max_tokens=10 costs
 # exactly $0.01 and its estimate (10 output tokens) is exact.
 CALL_COST = Decimal("0.01")
@@ -87,43 +81,11 @@ def test_one_proxy_admits_exactly_what_fits(patient_redis_client: None, stack: S
     assert_exactly_fits(responses, budget)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _test_database_url() -> str:
-    # The subprocess must see the rows this test committed: the pytest database, not the configured one.
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path="/" + settings.DATABASES["default"]["NAME"]))
-
-
 @pytest.fixture
 def second_proxy(patient_redis_client: None, stack: Stack) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "REDIS_URL": settings.REDIS_URL,
-           "TOKONOMICS_REDIS_TIMEOUT": str(settings.TOKONOMICS_REDIS_TIMEOUT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tokonomics.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"],
-        cwd=REPO, env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/proxy/openai/models", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the second proxy did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+    # A proxy worker, the kind production scales out: it must enforce exactly as the web app's proxy does.
+    with ProxyProcess("tokonomics.proxy_asgi:application") as process:
+        yield process.url
 
 
 def test_two_proxy_processes_sharing_redis_admit_exactly_what_fits(

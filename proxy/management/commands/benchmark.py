@@ -59,6 +59,9 @@ class Command(BaseCommand):
         parser.add_argument("--database-url", help="database of the run (default: a throw-away SQLite file)")
         parser.add_argument("--enforcement", choices=("on", "off"), default="on",
                             help="off: an account with no budgets, rate limits or plan limit (recording stays on)")
+        parser.add_argument("--app", choices=("proxy", "all"), default="proxy",
+                            help="proxy: proxy workers (tokonomics.proxy_asgi, the default); all: the application "
+                                 "that serves the web app too (tokonomics.asgi)")
         parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, database)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -110,6 +113,7 @@ class Command(BaseCommand):
             streams_open=options["streams_open"],
             soak_minutes=options["soak"],
             enforcement=options["enforcement"] == "on",
+            app=options["app"],
         )
         if options["smoke"]:
             bench.duration, bench.workers, bench.concurrency = 1.0, (1,), (1, 16)

@@ -1,0 +1,42 @@
+"""A proxy worker: the proxy under /proxy/ with /healthz and /metrics, and none of the web app.
+
+Run it where the proxy's traffic is, as many workers as there are cores:
+`uvicorn tokonomics.proxy_asgi:application --workers N --loop uvloop --http httptools`, with the web
+app (`tokonomics.asgi`, which serves the proxy too) on its own server. It loads only the apps whose
+models the proxy reads, so each worker holds about 20 MB less than one serving everything
+(docs/performance.md).
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokonomics.settings")
+os.environ["TOKONOMICS_PROCESS"] = "proxy"
+
+import django  # noqa: E402
+
+django.setup(set_prefix=False)
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import re_path  # noqa: E402
+
+from proxy.app import (  # noqa: E402
+    health_application,
+    lifespan,
+    metrics_application,
+    not_found_application,
+    proxy_application,
+)
+
+application = ProtocolTypeRouter(
+    {
+        "http": URLRouter(
+            [
+                re_path(r"^proxy/", proxy_application),
+                re_path(r"^healthz$", health_application),
+                re_path(r"^metrics$", metrics_application),
+                re_path(r"", not_found_application),
+            ]
+        ),
+        "lifespan": lifespan,
+    }
+)
