@@ -48,14 +48,25 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes,
     await send({"type": "http.response.body", "body": body})
 
 
+async def _refused_unless_get(scope: dict[str, Any], send: Send) -> bool:
+    if scope["method"] in ("GET", "HEAD"):
+        return False
+    await _respond(send, 405, b"method not allowed\n", b"text/plain", [(b"allow", b"GET, HEAD")])
+    return True
+
+
 async def health_application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     """/healthz of a proxy worker: it answers once its Redis and upstream clients are open."""
+    if await _refused_unless_get(scope, send):
+        return
     await get_context()
     await _respond(send, 200, b'{"status": "ok"}', b"application/json")
 
 
 async def metrics_application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     """/metrics of a proxy worker, as the web app serves it (CONTRACT §5)."""
+    if await _refused_unless_get(scope, send):
+        return
     authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
     if not metrics_authorized(authorization):
         await _respond(send, 401, b"unauthorized\n", b"text/plain", [(b"www-authenticate", b"Bearer")])

@@ -160,8 +160,10 @@ class ProxyProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         database_url = urlsplit(os.environ["DATABASE_URL"])
+        inherited = {name: value for name, value in os.environ.items()
+                     if name not in {"PROMETHEUS_MULTIPROC_DIR", "TOKONOMICS_PROCESS"}}
         self.env = {
-            **os.environ,
+            **inherited,
             "DATABASE_URL": urlunsplit(database_url._replace(path="/" + settings.DATABASES["default"]["NAME"])),
             "REDIS_URL": settings.REDIS_URL,
             "TOKONOMICS_REDIS_TIMEOUT": str(settings.TOKONOMICS_REDIS_TIMEOUT),
@@ -190,7 +192,11 @@ class ProxyProcess:
     def __exit__(self, *exc: object) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=15)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()  # it must not outlive the test, holding the test database
+                self.process.wait()
 
 
 @dataclass

@@ -16,6 +16,13 @@ import django  # noqa: E402
 
 django.setup(set_prefix=False)
 
+from django.conf import settings  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+if settings.TOKONOMICS_PROCESS != "proxy":
+    # Settings loaded before this module (a process that also serves the web app) keep every app.
+    raise ImproperlyConfigured("tokonomics.proxy_asgi is an entry point: serve it in a process of its own")
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 

@@ -56,8 +56,13 @@ def test_proxy_worker_serves_both_sdks_and_records_their_usage(worker: ProxyProc
                                   messages=[{"role": "user", "content": "hi"}]) as stream:
         streamed = stream.get_final_message()
 
-    usage_ingest(max_seconds=2)
-    by_id = {r.request_id: r for r in UsageRecord.objects.all()}
+    deadline = time.monotonic() + 5
+    while True:  # each call settles, queueing its record, just after its last byte has left
+        usage_ingest(max_seconds=2)
+        by_id = {r.request_id: r for r in UsageRecord.objects.all()}
+        if len(by_id) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     record = by_id[raw.headers["x-tokonomics-request-id"]]
     assert (record.feature, record.input_tokens, record.output_tokens, record.streamed) == (
         "worker-test", completion.usage.prompt_tokens, completion.usage.completion_tokens, False)
@@ -75,6 +80,8 @@ def test_proxy_worker_denies_in_the_callers_format(worker: ProxyProcess) -> None
 
 def test_proxy_worker_health_and_metrics(worker: ProxyProcess) -> None:
     assert httpx.get(f"{worker.url}/healthz").json() == {"status": "ok"}
+    assert httpx.post(f"{worker.url}/healthz").status_code == 405
+    assert httpx.post(f"{worker.url}/metrics", headers={"Authorization": "Bearer scrape-me"}).status_code == 405
     httpx.post(f"{worker.url}/proxy/openai/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "count me"}]})
 
