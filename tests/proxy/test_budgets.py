@@ -281,11 +281,13 @@ def test_failed_calls_give_their_reservations_back(priced: Stack) -> None:
     with httpx.stream("POST", f"{priced.proxy}/proxy/openai/chat/completions", json=body, headers=headers,
                       timeout=10) as response:
         next(line for line in response.iter_lines() if line.startswith("data:"))
-    threading.Timer(0.3, lambda: httpx.post(f"{priced.sim}/_sim/release/killed")).start()
+    release = threading.Timer(0.3, lambda: httpx.post(f"{priced.sim}/_sim/release/killed"))
+    release.start()
     assert reserved(cap) == 0
     # What the failures cost (a little output seen before the kill) leaves room for three calls.
     assert spent(cap) < CALL * NANOS // 2
     assert [chat(priced).status_code for _ in range(3)] == [200, 200, 200]
+    release.join()  # while the simulator it calls is still up
 
 
 def test_scripts_are_reloaded_after_script_flush(priced: Stack) -> None:

@@ -352,7 +352,8 @@ def test_client_disconnect_mid_stream_leaves_an_estimated_record(stack) -> None:
         next(line for line in response.iter_lines() if line.startswith("data:"))
         request_id = response.headers["x-tokonomics-request-id"]
     # The client is gone; the upstream is still holding the rest of the stream.
-    threading.Timer(0.5, lambda: httpx.post(f"{stack.sim}/_sim/release/cut")).start()
+    release = threading.Timer(0.5, lambda: httpx.post(f"{stack.sim}/_sim/release/cut"))
+    release.start()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         usage_ingest(max_seconds=0.2)
@@ -364,6 +365,7 @@ def test_client_disconnect_mid_stream_leaves_an_estimated_record(stack) -> None:
     # Only the role chunk had arrived: the input estimate stands, output is what was seen (nothing).
     assert saved.usage_source == "estimated"
     assert saved.input_tokens > 0 and saved.cost_usd > 0
+    release.join()  # while the simulator it calls is still up
 
 
 def test_upstream_cut_short_leaves_an_estimated_record(stack) -> None:  # type: ignore[no-untyped-def]
