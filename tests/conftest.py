@@ -151,6 +151,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def process_env(**env: str) -> dict[str, str]:
+    """The environment of a process of its own on this test's database and Redis."""
+    inherited = {name: value for name, value in os.environ.items()
+                 if name not in {"PROMETHEUS_MULTIPROC_DIR", "TOKONOMICS_PROCESS"}}
+    database_url = urlsplit(os.environ["DATABASE_URL"])
+    return {
+        **inherited,
+        "DATABASE_URL": urlunsplit(database_url._replace(path="/" + settings.DATABASES["default"]["NAME"])),
+        "REDIS_URL": settings.REDIS_URL,
+        "TOKONOMICS_REDIS_TIMEOUT": str(settings.TOKONOMICS_REDIS_TIMEOUT),
+        **env,
+    }
+
+
 class ProxyProcess:
     """uvicorn serving an application in a process of its own, as production runs it, on this test's
     database and Redis (the rows a test committed are what it loads)."""
@@ -159,16 +173,7 @@ class ProxyProcess:
         self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        database_url = urlsplit(os.environ["DATABASE_URL"])
-        inherited = {name: value for name, value in os.environ.items()
-                     if name not in {"PROMETHEUS_MULTIPROC_DIR", "TOKONOMICS_PROCESS"}}
-        self.env = {
-            **inherited,
-            "DATABASE_URL": urlunsplit(database_url._replace(path="/" + settings.DATABASES["default"]["NAME"])),
-            "REDIS_URL": settings.REDIS_URL,
-            "TOKONOMICS_REDIS_TIMEOUT": str(settings.TOKONOMICS_REDIS_TIMEOUT),
-            **env,
-        }
+        self.env = process_env(**env)
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ProxyProcess:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import anthropic
 import httpx
@@ -17,7 +18,7 @@ import pytest
 from billing.ledger import usage_ingest
 from billing.models import UsageRecord
 
-from ..conftest import REPO
+from ..conftest import REPO, process_env
 from .conftest import KEY, ProxyProcess, Stack
 
 # Loaded by the web app and never needed by the proxy: any of them in a proxy worker is memory lost per worker.
@@ -33,15 +34,14 @@ def worker(stack: Stack) -> Iterator[ProxyProcess]:
         yield process
 
 
-def test_proxy_worker_loads_none_of_the_web_app() -> None:
-    probe = (
-        "import json, sys, tokonomics.proxy_asgi\n"
-        f"web_only = {WEB_ONLY_MODULES!r}\n"
-        "print(json.dumps(sorted(m for m in sys.modules if any(m == w or m.startswith(w + '.') for w in web_only))))"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == []
+def test_proxy_worker_loads_none_of_the_web_app_while_it_serves(stack: Stack) -> None:
+    probe = Path(__file__).with_name("proxy_worker_probe.py")
+    done = subprocess.run([sys.executable, str(probe), KEY, *WEB_ONLY_MODULES], capture_output=True, text=True,
+                          timeout=120, cwd=REPO, env=process_env())
+    assert done.returncode == 0, done.stderr[-4000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["statuses"] == [200, 200, 200, 401, 200, 404]
+    assert seen["web_only_loaded"] == []
 
 
 def test_proxy_worker_serves_both_sdks_and_records_their_usage(worker: ProxyProcess) -> None:
