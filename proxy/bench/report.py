@@ -207,7 +207,7 @@ class Report:
     def table(self) -> str:
         out = [f"Tokonomics benchmark — {self.machine['cpu']}, {self.machine['cores']} cores; "
                f"load generator {self.settings['load_generator']}; {self.settings['duration_s']:g} s per load",
-               f"Cores: {self.cores}",
+               f"Cores: {self.cores}; idle: {self.machine.get('cpuidle', 'unknown')}",
                f"Application: {APPLICATION_NAMES.get(self.settings.get('application', 'all'), '?')}; budgets, rate "
                f"limits and plan limit {'on' if self.settings.get('enforcement', True) else 'off'}; usage recording on",
                ""]
@@ -315,4 +315,22 @@ def machine_info(tool: str) -> dict[str, str]:
     dirty = subprocess.run(["git", "-C", str(base), "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True).stdout.strip()
     info["commit"] = done.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+    info["cpuidle"] = cpuidle_description()
     return info
+
+
+def cpuidle_description() -> str:
+    """How the cores idle. In a VM whose guest halt-polling is off every idle core halts and waking it
+    costs a VM exit: a large share of the 1-connection figures (docs/performance.md)."""
+    root = Path("/sys/devices/system/cpu/cpuidle")
+    try:
+        driver = (root / "current_driver").read_text().strip()
+    except OSError:
+        return "unknown"
+    if driver != "haltpoll":
+        return driver
+    try:
+        poll_ns = int(Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns").read_text())
+    except (OSError, ValueError):
+        return "haltpoll"
+    return f"haltpoll, guest halt-polling {'off' if poll_ns == 0 else f'up to {poll_ns // 1000} µs'}"

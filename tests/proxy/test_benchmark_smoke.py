@@ -43,6 +43,7 @@ def test_smoke_benchmark_completes_with_sane_figures(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "Targets:" in done.stdout
     data = json.loads(report.read_text())
+    assert data["machine"]["cpuidle"] and "; idle: " in done.stdout
     cells = {(c["target"], c["mode"], c["concurrency"]): c for c in data["cells"]}
     assert set(cells) == {(target, mode, conc) for target in ("direct", "uvicorn") for mode in ("json", "stream")
                           for conc in (1, 16)}
