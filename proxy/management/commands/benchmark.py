@@ -66,6 +66,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         bench_options = self._options(options)
+        if options["json"]:
+            # Found out now, not after minutes of loads: the JSON file's folder (var/ in a fresh clone) may not exist.
+            try:
+                options["json"].parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CommandError(f"cannot write the JSON report to {options['json']}: {exc}") from None
         databases = (options["redis_db"],) if options["redis_db"] is not None else REDIS_DBS
         databases = tuple(db for db in databases if redis_url_for_db(settings.REDIS_URL, db) != settings.REDIS_URL)
         if not databases:
