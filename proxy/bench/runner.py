@@ -22,6 +22,7 @@ from .scenarios import JSON, STREAM, Mode, Target, direct_target, litellm_target
 Say = Callable[[str], None]
 T = TypeVar("T")
 WARM_UP_SECONDS = 1.0
+MAX_WARM_UP_SECONDS = 16.0
 # The last calls of a load settle (and queue their usage events) just after the load generator has its answers.
 SETTLE_SECONDS = 0.3
 
@@ -91,13 +92,21 @@ class Bench:
 
     def warm_up(self, target: Target, server: Server | None, cores: Cores) -> None:
         for mode in self.options.modes:
-            load = run_load(tool=self.options.tool, target=target, mode=mode,
-                            concurrency=max(self.options.concurrency), duration=WARM_UP_SECONDS,
-                            workdir=self.env.workdir, cpus=cores.load)
+            duration = WARM_UP_SECONDS
+            while True:
+                load = run_load(tool=self.options.tool, target=target, mode=mode,
+                                concurrency=max(self.options.concurrency), duration=duration,
+                                workdir=self.env.workdir, cpus=cores.load)
+                # A slow server (LiteLLM, cold: seconds for its first calls at 64 connections) may answer
+                # nothing within a second without failing anything: give it longer.
+                if load.requests or load.errors or duration >= MAX_WARM_UP_SECONDS:
+                    break
+                duration *= 4
             if load.errors >= load.requests:
                 log = f"\n{server.log_tail()}" if server is not None else ""
-                raise RuntimeError(f"warm-up against {target.name} failed: {load.errors} errors of "
-                                   f"{load.requests} requests{log}")
+                what = (f"{load.errors} errors of {load.requests} requests" if load.requests
+                        else f"no answer within {duration:g} s")
+                raise RuntimeError(f"warm-up against {target.name} failed: {what}{log}")
             if load.errors:
                 self.say(f"  warm-up against {target.name}: {load.errors} of {load.requests} requests failed")
         self.env.take_usage_events()
