@@ -32,6 +32,11 @@ def redis_url_for_db(url: str, db: int) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
 
 
+def databases_apart_from(url: str, databases: tuple[int, ...] = REDIS_DBS) -> tuple[int, ...]:
+    """The databases of `url`'s server a run may take: never `url`'s own, whose keys it would delete."""
+    return tuple(db for db in databases if redis_url_for_db(url, db) != url)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

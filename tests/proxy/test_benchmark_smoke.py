@@ -13,10 +13,10 @@ import pytest
 from django.conf import settings
 
 from proxy.bench import wrk
-from proxy.bench.environment import REDIS_DBS, BenchEnvironment, redis_url_for_db
+from proxy.bench.environment import BenchEnvironment, databases_apart_from
 from proxy.bench.processes import Cores
 from proxy.bench.runner import Bench, Options
-from proxy.bench.scenarios import JSON, direct_target
+from proxy.bench.scenarios import JSON, Target, direct_target
 from proxy.bench.stats import Histogram
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,16 +95,15 @@ def test_histogram_percentiles_keep_three_significant_digits() -> None:
 def test_warm_up_waits_longer_for_a_server_that_answers_nothing_within_a_second(simulator: str) -> None:
     # wrk stops at its deadline and drops calls still in flight: a server as slow as a cold LiteLLM at
     # 64 connections gives "0 requests, 0 errors" in one second, which is slowness, not failure.
-    ours = settings.REDIS_URL  # the benchmark deletes its database's keys: never the tests' own
-    databases = tuple(db for db in REDIS_DBS if redis_url_for_db(ours, db) != ours)
-    env = BenchEnvironment(base_dir=ROOT, redis_server_url=ours, redis_dbs=databases, database_url=None, keep=False,
+    env = BenchEnvironment(base_dir=ROOT, redis_server_url=settings.REDIS_URL,
+                           redis_dbs=databases_apart_from(settings.REDIS_URL), database_url=None, keep=False,
                            hold_seconds=60)
     said: list[str] = []
     try:
         bench = Bench(options=Options(concurrency=(2,), modes=(JSON,), tool="wrk"), env=env, base_dir=ROOT,
                       say=said.append)
-        slow = direct_target(simulator)
-        slow.headers["X-Sim-Latency-Ms"] = "1500"
+        direct = direct_target(simulator)
+        slow = Target(direct.name, direct.url, {**direct.headers, "X-Sim-Latency-Ms": "1500"})
         bench.warm_up(slow, None, Cores(None, None))
     finally:
         env.close()

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from redis.exceptions import RedisError
 
-from proxy.bench.environment import REDIS_DBS, BenchEnvironment, redis_url_for_db
+from proxy.bench.environment import REDIS_DBS, BenchEnvironment, databases_apart_from
 from proxy.bench.load import wrk_available
 from proxy.bench.report import Report
 from proxy.bench.runner import Bench, Options
@@ -72,8 +72,9 @@ class Command(BaseCommand):
                 options["json"].parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise CommandError(f"cannot write the JSON report to {options['json']}: {exc}") from None
-        databases = (options["redis_db"],) if options["redis_db"] is not None else REDIS_DBS
-        databases = tuple(db for db in databases if redis_url_for_db(settings.REDIS_URL, db) != settings.REDIS_URL)
+        databases = databases_apart_from(
+            settings.REDIS_URL, (options["redis_db"],) if options["redis_db"] is not None else REDIS_DBS
+        )
         if not databases:
             raise CommandError("the benchmark would share this instance's Redis database; choose another with "
                                "--redis-db")
