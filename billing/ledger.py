@@ -23,7 +23,7 @@ from decimal import Decimal
 
 import orjson
 import redis
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from billing.models import Account, UsageRecord
 from billing.rollups import usage_rollup_add
@@ -171,6 +171,8 @@ def _store_isolating(batch: list[tuple[LedgerEntry, dict]], dead: list[tuple[Led
     try:
         usage_record_batch(events=[event for _, event in batch])
         return [event for _, event in batch]
+    except (OperationalError, InterfaceError):
+        raise  # the database is down, or busy (a deadlock, a lock timeout): every event waits, none is to blame
     except Exception as exc:
         _database_answers()  # a database that is down fails every event: that is no reason to set one aside
         if len(batch) == 1:
