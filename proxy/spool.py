@@ -72,7 +72,10 @@ class Spool:
 
     def clear(self) -> None:
         if self.fd is not None:
-            os.ftruncate(self.fd, 0)
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:  # left as is, its events are sent again one day: harmless, the ledger de-duplicates
+                log.exception("could not empty the usage spool %s", self.path)
 
     def close(self, *, keep: bool) -> None:
         """Release the file: kept (for another process to drain) when events are still waiting in it."""
