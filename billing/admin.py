@@ -5,7 +5,8 @@ from decimal import Decimal
 from django.contrib import admin
 from django.utils import timezone
 
-from .models import Account, Budget, ManagementToken, Plan, PriceOverride, Seat, UsageRecord
+from .deadletters import usage_dead_letter_replay
+from .models import Account, Budget, ManagementToken, Plan, PriceOverride, Seat, UsageDeadLetter, UsageRecord
 from .repricing import usage_record_reprice
 
 
@@ -135,3 +136,24 @@ class ManagementTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} token(s).")
+
+
+@admin.register(UsageDeadLetter)
+class UsageDeadLetterAdmin(admin.ModelAdmin):
+    """Usage events the ledger set aside: read the reason, repair the raw event, replay it."""
+
+    list_display = ["created_at", "account", "request_id", "reason", "stream", "entry_id", "replayed_at"]
+    list_filter = [("replayed_at", admin.EmptyFieldListFilter), "account"]
+    search_fields = ["request_id", "reason", "account__slug"]
+    readonly_fields = ["account", "stream", "entry_id", "request_id", "reason", "created_at", "replayed_at"]
+    fields = ["raw", *readonly_fields]
+    list_select_related = ["account"]
+    actions = ["replay"]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    @admin.action(description="Replay selected dead letters into the usage records")
+    def replay(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        replayed, failed = usage_dead_letter_replay(dead_letters=queryset.select_related("account"), actor=request.user)
+        self.message_user(request, f"Replayed {replayed} event(s); {failed} still failing (see their reason).")

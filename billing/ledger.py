@@ -4,6 +4,10 @@ written here in batches, idempotent by request id.
 An event is acknowledged and deleted only after its batch is committed, so a database outage
 leaves the events waiting in Redis; they are written when it returns — nothing lost, nothing
 doubled (the request id is unique).
+
+One bad event never holds up the others: a batch the database refuses is split in halves until
+what still fails is one event, and that event is set aside as a dead letter (billing/deadletters.py)
+with its reason, to be repaired and replayed; the rest of the batch, and every other account, go on.
 """
 
 from __future__ import annotations
@@ -13,17 +17,19 @@ import os
 import socket
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import orjson
 import redis
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from billing.models import Account, UsageRecord
 from billing.rollups import usage_rollup_add
 from proxy.models import ApiKey
 from proxy.quota import account_prefix, events_stream_key
+from proxy.usage_bounds import usage_event_clean
 from tokonomics.redis_client import sync_redis
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,44 @@ RECORD_FIELDS = (
 
 def _consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class UnstorableEvent(Exception):
+    """An event that can never be stored as it is (its reason is the message)."""
+
+    def __init__(self, message: str, kind: str = "rejected") -> None:
+        super().__init__(message)
+        self.kind = kind  # a label of tokonomics_ledger_dead_letters_total
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """An event as read: from an account's stream (`stream`, `entry_id`, the stream's `account_id`), or
+    from a proxy's in-memory fallback (all three empty)."""
+
+    raw: bytes
+    stream: str = ""
+    entry_id: str = ""
+    account_id: int | None = None
+
+
+def event_decode(entry: LedgerEntry) -> dict:
+    """The entry's event, cleaned (an older proxy may not have); UnstorableEvent when it is none."""
+    try:
+        event = orjson.loads(entry.raw)
+    except orjson.JSONDecodeError as exc:
+        raise UnstorableEvent(f"not JSON: {exc}", "malformed") from None
+    if not isinstance(event, dict):
+        raise UnstorableEvent(f"not a JSON object but {type(event).__name__}", "malformed")
+    if not isinstance(event.get("request_id"), str) or not event["request_id"]:
+        raise UnstorableEvent("no request_id", "malformed")
+    if isinstance(event.get("account_id"), bool) or not isinstance(event.get("account_id"), int):
+        raise UnstorableEvent(f"account_id is not an integer: {event.get('account_id')!r:.40}", "malformed")
+    if entry.account_id is not None and event["account_id"] != entry.account_id:
+        # One account's stream never writes another account's records.
+        raise UnstorableEvent(f"account {event['account_id']} in the stream of account {entry.account_id}",
+                              "account")
+    return usage_event_clean(event=event)
 
 
 def _record(event: dict, known_keys: set[int]) -> UsageRecord:
@@ -65,6 +109,9 @@ def usage_record_batch(*, events: Iterable[dict]) -> int:
     if not events:
         return 0
     accounts = set(Account.objects.filter(pk__in={e["account_id"] for e in events}).values_list("pk", flat=True))
+    for event in events:
+        if event["account_id"] not in accounts:
+            raise UnstorableEvent(f"account {event['account_id']} does not exist", "account")
     wanted_keys = {e["key_id"] for e in events if e.get("key_id")}
     known_keys = set(ApiKey.objects.filter(pk__in=wanted_keys).values_list("pk", flat=True))
     records = {e["request_id"]: _record(e, known_keys) for e in events if e["account_id"] in accounts}
@@ -99,8 +146,54 @@ def _serialize_writers() -> None:
     # SQLite: transactions already take the write lock at BEGIN (transaction_mode IMMEDIATE).
 
 
+def usage_events_store(*, entries: list[LedgerEntry]) -> list[dict]:
+    """Store what can be stored of `entries` and dead-letter the rest, each with its reason. Raises only
+    when the database itself is unreachable (then nothing is set aside: everything waits). Returns the
+    events stored (or stored before)."""
+    from billing.deadletters import usage_dead_letter_add
+
+    good: list[tuple[LedgerEntry, dict]] = []
+    dead: list[tuple[LedgerEntry, UnstorableEvent]] = []
+    for entry in entries:
+        try:
+            good.append((entry, event_decode(entry)))
+        except UnstorableEvent as exc:
+            dead.append((entry, exc))
+    stored = _store_isolating(good, dead)
+    if dead:
+        usage_dead_letter_add(letters=dead)
+    return stored
+
+
+def _store_isolating(batch: list[tuple[LedgerEntry, dict]], dead: list[tuple[LedgerEntry, UnstorableEvent]]) -> list:
+    if not batch:
+        return []
+    try:
+        usage_record_batch(events=[event for _, event in batch])
+        return [event for _, event in batch]
+    except (OperationalError, InterfaceError):
+        raise  # the database is down, or busy (a deadlock, a lock timeout): every event waits, none is to blame
+    except Exception as exc:
+        _database_answers()  # a database that is down fails every event: that is no reason to set one aside
+        if len(batch) == 1:
+            reason = exc if isinstance(exc, UnstorableEvent) else UnstorableEvent(f"{type(exc).__name__}: {exc}")
+            log.error("usage event %s set aside: %s", batch[0][1].get("request_id"), reason)
+            dead.append((batch[0][0], reason))
+            return []
+    # Halves, then quarters…: a batch of n with one bad event costs about 2·log2(n) more writes.
+    middle = len(batch) // 2
+    return _store_isolating(batch[:middle], dead) + _store_isolating(batch[middle:], dead)
+
+
+def _database_answers() -> None:
+    """Raises unless the database answers a trivial query."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
 def usage_record_batch_from_events(*, events: list[bytes]) -> int:
-    return usage_record_batch(events=[orjson.loads(e) for e in events])
+    """A proxy's in-memory fallback: its own events, straight to the database, bad ones set aside."""
+    return len(usage_events_store(entries=[LedgerEntry(raw=e) for e in events]))
 
 
 def _ensure_groups(client: redis.Redis, streams: list[bytes]) -> None:
@@ -115,17 +208,18 @@ def _ensure_groups(client: redis.Redis, streams: list[bytes]) -> None:
         _groups_made.add(stream)
 
 
-def _write(client: redis.Redis, batches: list) -> int:
+def _write(client: redis.Redis, batches: list, stream_accounts: dict[bytes, int]) -> int:
     """Write [(stream, [(id, fields)…])…] to the database, then ack and delete those events."""
-    events, done = [], []
+    ledger_entries, done = [], []
     for stream, entries in batches:
         for entry_id, fields in entries:
-            if fields and b"e" in fields:
-                events.append(orjson.loads(fields[b"e"]))
+            if fields:  # None: an entry deleted while pending
+                ledger_entries.append(LedgerEntry(raw=fields.get(b"e", b""), stream=stream.decode(),
+                                                  entry_id=entry_id.decode(), account_id=stream_accounts.get(stream)))
             done.append((stream, entry_id))
     if not done:
         return 0
-    usage_record_batch(events=events)
+    events = usage_events_store(entries=ledger_entries)
     _check_alerts(events)
     pipe = client.pipeline(transaction=False)
     for stream, entry_id in done:
@@ -171,23 +265,25 @@ def usage_ingest(*, max_seconds: float = 5.0, batch_size: int = 1000, client: re
 
 
 def _ingest(client: redis.Redis, max_seconds: float, batch_size: int) -> int:
-    streams = [events_stream_key(pk).encode() for pk in Account.objects.values_list("pk", flat=True)]
+    stream_accounts = {events_stream_key(pk).encode(): pk for pk in Account.objects.values_list("pk", flat=True)}
+    streams = list(stream_accounts)
     if not streams:
         return 0
     _ensure_groups(client, streams)
     consumer = _consumer_name()
     written = 0
     # First what this consumer read before and failed to write, then what dead consumers left.
-    written += _write(client, client.xreadgroup(GROUP, consumer, {s: "0" for s in streams}, count=batch_size) or [])
+    written += _write(client, client.xreadgroup(GROUP, consumer, {s: "0" for s in streams}, count=batch_size) or [],
+                      stream_accounts)
     for stream in streams:
         _, claimed, *_ = client.xautoclaim(stream, GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=batch_size)
-        written += _write(client, [(stream, claimed)])
+        written += _write(client, [(stream, claimed)], stream_accounts)
     deadline = time.monotonic() + max_seconds
     while time.monotonic() < deadline:
         batches = client.xreadgroup(GROUP, consumer, {s: ">" for s in streams}, count=batch_size)
         if not batches:
             break
-        written += _write(client, batches)
+        written += _write(client, batches, stream_accounts)
     if written:
         log.info("usage_ingest wrote %d usage records", written)
     return written

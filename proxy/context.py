@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
+from pathlib import Path
 
 import aiohttp
 from django.conf import settings
@@ -20,8 +20,11 @@ from . import metrics
 from .directory import CONFIG_VERSION_KEY, Directory
 from .quota import Quota, events_stream_key
 from .redis_pipeline import PipelinedRedis
+from .spool import PendingEvents, Spool, spool_drain
 
 log = logging.getLogger(__name__)
+
+SPOOL_DRAIN_SECONDS = 30.0
 
 
 class CircuitBreaker:
@@ -68,8 +71,8 @@ class ProxyContext:
         self.quota = Quota(self.redis, reservation_ttl_ms=int((settings.TOKONOMICS_UPSTREAM_READ_TIMEOUT + 60) * 1000))
         self.directory = Directory()
         self.breaker = CircuitBreaker()
-        # Usage events that could not reach Redis wait here; nothing is dropped.
-        self.pending_events: deque[tuple[int, bytes]] = deque()
+        # Usage events that could not reach Redis wait here, and in a spool file a killed process leaves behind.
+        self.pending_events = PendingEvents(Spool(Path(settings.TOKONOMICS_SPOOL_DIR)))
         self._background: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -79,6 +82,7 @@ class ProxyContext:
             loop.create_task(self._flush_pending_events()),
             loop.create_task(self._flush_metrics()),
             loop.create_task(self.warn_if_redis_may_evict()),
+            loop.create_task(self._drain_spools()),
         ]
 
     async def close(self) -> None:
@@ -93,6 +97,7 @@ class ProxyContext:
         await self._flush_once()
         if self.pending_events:
             await self._write_pending_to_database()
+        self.pending_events.spool.close(keep=bool(self.pending_events))
         await self.http.close()
         await self.redis.close()
 
@@ -119,6 +124,15 @@ class ProxyContext:
                 "usage events. Set maxmemory-policy noeviction for the Redis Tokonomics uses.", policy,
             )
         return policy
+
+    async def _drain_spools(self) -> None:
+        """What dead processes spooled during a Redis outage: at start-up, then now and then."""
+        while True:
+            try:
+                await spool_drain(directory=Path(settings.TOKONOMICS_SPOOL_DIR), redis=self.redis)
+            except OSError:
+                log.exception("could not drain the usage spool directory")
+            await asyncio.sleep(SPOOL_DRAIN_SECONDS)
 
     async def _flush_metrics(self) -> None:
         while True:

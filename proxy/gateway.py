@@ -43,6 +43,7 @@ from .keys import hash_key, is_well_formed
 from .providers import WIRE_FORMATS
 from .providers.base import Operation, ProviderError, RequestInfo, WireFormat
 from .quota import CallPlan, Counter, Denial, Reservation, Unseeded, usd_to_nanos
+from .usage_bounds import usage_event_clean
 
 log = logging.getLogger(__name__)
 
@@ -564,7 +565,8 @@ def _account_usage(call: Call, usage: TokenUsage | None, served: str | None, *, 
 def usage_event(call: Call) -> bytes:
     usage = call.usage or TokenUsage()
     assert call.account is not None
-    return orjson.dumps(
+    # Whatever the client or the upstream sent, the record must fit its columns (proxy/usage_bounds.py).
+    return orjson.dumps(usage_event_clean(event=
         {
             "request_id": call.rid,
             "account_id": call.account.id,
@@ -591,7 +593,7 @@ def usage_event(call: Call) -> bytes:
             "enforced": call.enforced,
             "created_at": call.created_at,
         }
-    )
+    ))
 
 
 def _observe(call: Call) -> None:

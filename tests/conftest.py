@@ -51,6 +51,13 @@ def clean_redis() -> Iterator[None]:
     client.flushdb()
 
 
+@pytest.fixture(autouse=True)
+def spool_dir(tmp_path, settings):  # type: ignore[no-untyped-def]
+    """Usage spools of this test's proxies (in process or not): never another test's, never var/."""
+    settings.TOKONOMICS_SPOOL_DIR = str(tmp_path / "spool")
+    return tmp_path / "spool"
+
+
 @pytest.fixture
 def plans(db):  # type: ignore[no-untyped-def]
     from billing.models import Plan
@@ -161,6 +168,7 @@ def process_env(**env: str) -> dict[str, str]:
         "DATABASE_URL": urlunsplit(database_url._replace(path="/" + settings.DATABASES["default"]["NAME"])),
         "REDIS_URL": settings.REDIS_URL,
         "TOKONOMICS_REDIS_TIMEOUT": str(settings.TOKONOMICS_REDIS_TIMEOUT),
+        "TOKONOMICS_SPOOL_DIR": str(settings.TOKONOMICS_SPOOL_DIR),
         **env,
     }
 

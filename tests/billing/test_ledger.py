@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import orjson
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connections
 
+from billing.deadletters import usage_dead_letter_replay
 from billing.ledger import usage_ingest, usage_record_batch
-from billing.models import UsageRecord
+from billing.models import AuditEntry, UsageDeadLetter, UsageRecord
+from proxy.exposition import metrics_text
 from proxy.quota import events_stream_key
 from tokonomics.redis_client import sync_redis
 
@@ -69,3 +74,95 @@ def test_database_down_during_traffic_then_every_record_arrives(stack, settings)
     usage_ingest(max_seconds=1)
     usage_ingest(max_seconds=1)  # a second run finds nothing more: nothing doubled
     assert sorted(UsageRecord.objects.values_list("request_id", flat=True)) == sorted(ids)
+
+
+def _raw(event: dict) -> bytes:
+    return orjson.dumps(event)
+
+
+@pytest.mark.django_db
+def test_an_unstorable_event_is_set_aside_and_every_other_event_is_stored(acme, globex) -> None:  # type: ignore[no-untyped-def]
+    client = sync_redis()
+    acme_stream, globex_stream = events_stream_key(acme.pk), events_stream_key(globex.pk)
+    # What an older proxy, or anyone writing to Redis, may have queued.
+    hostile = {**_event(acme.pk, 2), "model": "gpt\x00" * 100, "tags": {"k\x00" * 50: "v\x00"}, "provider": "p" * 80}
+    wrong_time = {**_event(acme.pk, 3), "created_at": "yesterday"}
+    for raw in (_raw(_event(acme.pk, 1)), b"{not json\x00", _raw(hostile), _raw(wrong_time),
+                _raw(_event(globex.pk, 4)), _raw(_event(acme.pk, 5))):
+        client.xadd(acme_stream, {"e": raw})
+    client.xadd(globex_stream, {"e": _raw(_event(globex.pk, 6))})
+
+    usage_ingest(max_seconds=1)
+    stored = dict(UsageRecord.objects.values_list("request_id", "account_id"))
+    assert stored == {"req_test_1": acme.pk, "req_test_2": acme.pk, "req_test_5": acme.pk, "req_test_6": globex.pk}
+    record = UsageRecord.objects.get(request_id="req_test_2")
+    assert (record.model, record.provider, record.tags) == ("gpt" * 66 + "gp", "p" * 63, {"k" * 50: "v"})
+    letters = {letter.request_id: letter for letter in UsageDeadLetter.objects.all()}
+    assert set(letters) == {"", "req_test_3", "req_test_4"}
+    assert "not JSON" in letters[""].reason and letters[""].raw == "{not json\\x00"
+    assert "TypeError" in letters["req_test_3"].reason and letters["req_test_3"].account_id == acme.pk
+    assert "stream of account" in letters["req_test_4"].reason  # never stored in globex's records
+    assert all(letter.stream == acme_stream and letter.entry_id for letter in letters.values())
+    assert client.xlen(acme_stream) == client.xlen(globex_stream) == 0
+    text = metrics_text().decode()
+    assert 'tokonomics_ledger_dead_letters_total{reason="malformed"} 1.0' in text
+    assert 'tokonomics_ledger_dead_letters_total{reason="rejected"} 1.0' in text
+    assert 'tokonomics_ledger_dead_letters_total{reason="account"} 1.0' in text
+
+    # The next run goes on for everyone.
+    client.xadd(acme_stream, {"e": _raw(_event(acme.pk, 7))})
+    usage_ingest(max_seconds=1)
+    assert UsageRecord.objects.filter(request_id="req_test_7").exists()
+
+    # Repaired in the admin, then replayed; what is still broken stays set aside with its reason.
+    repaired = letters["req_test_3"]
+    repaired.raw = _raw(_event(acme.pk, 3)).decode()
+    repaired.save()
+    with pytest.raises(CommandError, match="2 dead letter"):
+        call_command("replaydeadletters", "--all")
+    assert UsageRecord.objects.get(request_id="req_test_3").account_id == acme.pk
+    repaired.refresh_from_db()
+    assert repaired.replayed_at is not None
+    assert AuditEntry.objects.filter(account=acme, action="usage_dead_letter.replay").count() == 1
+    assert UsageDeadLetter.objects.filter(replayed_at__isnull=True).count() == 2
+    assert usage_dead_letter_replay(dead_letters=UsageDeadLetter.objects.all(), actor="test") == (0, 2)
+
+
+def test_the_in_memory_fallback_stores_what_it_can_and_sets_the_rest_aside(transactional_db, acme) -> None:  # type: ignore[no-untyped-def]
+    from proxy.context import ProxyContext
+
+    async def fallback() -> int:
+        ctx = ProxyContext()
+        try:
+            ctx.pending_events.append((acme.pk, _raw({**_event(acme.pk, 1), "model": "a\x00b", "tags": {"t": "\x00"}})))
+            ctx.pending_events.append((acme.pk, b"garbage"))
+            ctx.pending_events.append((acme.pk, _raw(_event(acme.pk + 1000, 2))))  # an account that is gone
+            ctx.pending_events.append((acme.pk, _raw(_event(acme.pk, 3))))
+            await ctx._write_pending_to_database()
+            return len(ctx.pending_events)
+        finally:
+            await ctx.close()
+
+    assert asyncio.run(fallback()) == 0
+    assert sorted(UsageRecord.objects.values_list("request_id", "model")) == [("req_test_1", "ab"),
+                                                                             ("req_test_3", "gpt-4o-mini")]
+    reasons = sorted(UsageDeadLetter.objects.values_list("reason", flat=True))
+    assert len(reasons) == 2 and "does not exist" in reasons[0] and "not JSON" in reasons[1]
+
+
+@pytest.mark.django_db
+def test_dead_letters_are_listed_repaired_and_replayed_in_the_admin(client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(superuser)
+    sync_redis().xadd(events_stream_key(acme.pk), {"e": _raw({**_event(acme.pk, 1), "created_at": "soon"})})
+    usage_ingest(max_seconds=1)
+    letter = UsageDeadLetter.objects.get()
+    listing = client.get("/admin/billing/usagedeadletter/")
+    assert listing.status_code == 200 and "req_test_1" in listing.content.decode()
+    change = client.post(f"/admin/billing/usagedeadletter/{letter.pk}/change/",
+                         {"raw": _raw(_event(acme.pk, 1)).decode()})
+    assert change.status_code == 302
+    replay = client.post("/admin/billing/usagedeadletter/", {"action": "replay", "_selected_action": [letter.pk]})
+    assert replay.status_code == 302
+    assert UsageRecord.objects.filter(request_id="req_test_1").exists()
+    letter.refresh_from_db()
+    assert letter.replayed_at is not None

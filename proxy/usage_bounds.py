@@ -1,0 +1,117 @@
+"""Every field of a usage event bounded and cleaned, so that its record always fits its columns.
+
+A provider slug comes from the URL, a model from the body, attribution from headers and token
+counts from the upstream: any of them may be long, hold control characters or be absurd. PostgreSQL
+refuses NUL in text and `\\u0000` in jsonb, and a value over a column's length fails the whole
+batch it is written in — so the proxy cleans the event where it is made, and the ledger cleans
+again whatever reaches it (an older proxy's event). Pure: no Django, no I/O.
+
+The lengths are the usage record's columns (billing.models.UsageRecord; README "Stored usage fields").
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+TEXT_LIMITS = {
+    "request_id": 40,
+    "feature": 200,
+    "tenant": 200,
+    "environment": 60,
+    "provider": 63,
+    "model": 200,
+    "served_model": 200,
+    "operation": 20,
+    "denied_scope": 40,
+    "usage_source": 10,
+}
+MAX_TAGS = 10
+TAG_NAME_LIMIT = 60
+TAG_VALUE_LIMIT = 200
+# A trillion tokens in one call is beyond any model; the cap keeps the rollups' bigint sums from overflowing.
+MAX_TOKENS = 10**12
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+MAX_LATENCY_MS = 2**31 - 1  # PositiveIntegerField
+MAX_STATUS_CODE = 999
+MAX_COST_USD = Decimal("999999999.999999999")  # DecimalField(max_digits=18, decimal_places=9)
+
+# C0 and C1 controls, DEL, and lone surrogates (which no encoder accepts).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def text_clean(value: Any, limit: int) -> str:
+    """`value` as a string of at most `limit` characters without control characters."""
+    if value.__class__ is str and len(value) <= limit and value.isprintable():
+        return value  # the usual case, about ten times cheaper than the substitution
+    if not isinstance(value, str):
+        value = "" if value is None else str(value)
+    # Cut first, so a 32 MiB model name costs no more than a short one.
+    return _CONTROL.sub("", value[: limit * 2])[:limit]
+
+
+def int_clamp(value: Any, high: int) -> int:
+    """`value` as an int within [0, high]; anything that is not a number is 0."""
+    if value.__class__ is int and 0 <= value <= high:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(value)
+        except (TypeError, ValueError, OverflowError):
+            return 0
+    return min(max(value, 0), high)
+
+
+def tags_clean(tags: Any) -> dict[str, str]:
+    if not isinstance(tags, dict):
+        return {}
+    if not tags:
+        return tags
+    clean: dict[str, str] = {}
+    for name, value in list(tags.items())[:MAX_TAGS]:
+        name = text_clean(name, TAG_NAME_LIMIT).strip()
+        if name:
+            clean[name] = text_clean(value, TAG_VALUE_LIMIT)
+    return clean
+
+
+def cost_clean(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value.__class__ is str and value.isascii():
+        whole, _, fraction = value.partition(".")
+        if whole.isdigit() and len(whole) <= 9 and (not fraction or (fraction.isdigit() and len(fraction) <= 9)):
+            return value  # plain digits under a billion dollars, as the proxy writes them
+    try:
+        cost = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None  # unknown, as for a model without a price
+    if not cost.is_finite():
+        return None
+    return str(min(max(cost, Decimal(0)), MAX_COST_USD))
+
+
+def usage_event_clean(*, event: dict[str, Any]) -> dict[str, Any]:
+    """The event with each stored field cut to its documented length or clamped to its column's range;
+    fields it does not know are left as they are (the ledger reads only the record's fields).
+
+    Runs for every call: a field already in bounds costs one inline test, not a function call."""
+    clean = dict(event)
+    for name, limit in TEXT_LIMITS.items():
+        value = clean.get(name, "")
+        if not (value.__class__ is str and len(value) <= limit and value.isprintable()):
+            clean[name] = text_clean(value, limit)
+    for name in TOKEN_FIELDS:
+        value = clean.get(name, 0)
+        if not (value.__class__ is int and 0 <= value <= MAX_TOKENS):
+            clean[name] = int_clamp(value, MAX_TOKENS)
+    if "tags" in clean and clean["tags"]:
+        clean["tags"] = tags_clean(clean["tags"])
+    if "latency_ms" in clean:
+        clean["latency_ms"] = int_clamp(clean["latency_ms"], MAX_LATENCY_MS)
+    if "status_code" in clean:
+        clean["status_code"] = int_clamp(clean["status_code"], MAX_STATUS_CODE)
+    if "cost_usd" in clean:
+        clean["cost_usd"] = cost_clean(clean["cost_usd"])
+    return clean
