@@ -147,6 +147,7 @@ for i = 1, n do
 end
 local listed = '[]'  -- cjson writes an empty table as {}
 if n > 0 then listed = cjson.encode(counters) end
-redis.call('HSET', rsv, rid, tostring(estimate) .. '|' .. tostring(tokens) .. '|' .. listed)
+-- The amounts as sent: tostring would write a large one as 1.2e+15, which no reader parses.
+redis.call('HSET', rsv, rid, ARGV[2] .. '|' .. ARGV[3] .. '|' .. listed)
 redis.call('ZADD', rsvz, now + ttl, rid)
 return {'ok'}

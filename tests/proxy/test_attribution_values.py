@@ -26,7 +26,7 @@ from proxy.quota import (
 from proxy.redis_pipeline import PipelinedRedis
 
 VICTIM, ATTACKER = 902, 901
-NO_CAP = 10**15
+NO_CAP = 10**18
 
 
 def account_entry(account_id: int) -> AccountEntry:
@@ -62,7 +62,7 @@ values = st.one_of(
 targets = st.sampled_from(["", "victim-account", "victim-tenant", "own-plan", "own-other-tenant"])
 calls = st.lists(
     st.tuples(values, values, targets, st.sampled_from(["settle", "crash", "late"]),
-              st.integers(0, 10**6), st.integers(0, 10**6)),
+              st.one_of(st.integers(0, 10**6), st.integers(10**14, 10**15)), st.integers(0, 10**6)),
     min_size=1, max_size=10,
 )
 
