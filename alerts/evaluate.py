@@ -17,7 +17,14 @@ from alerts.models import AlertEvent, AlertRule
 from alerts.payloads import budget_data
 from billing.models import Account, Budget, UsageRecord
 from billing.periods import period_bounds
-from proxy.quota import NANOS_PER_USD, account_prefix, budget_counter_key, plan_counter_key
+from proxy.quota import (
+    NANOS_PER_USD,
+    account_prefix,
+    budget_counter_key,
+    budget_value_of,
+    budget_value_token,
+    plan_counter_key,
+)
 from tokonomics.redis_client import sync_redis
 
 log = logging.getLogger(__name__)
@@ -145,10 +152,9 @@ def budget_resolved_check(*, budget_id: int, now: datetime | None = None) -> lis
     limit_nanos = int(budget.limit_usd * NANOS_PER_USD)
     fired = []
     for event in exhausted:
-        # The dedupe key is f"{counter key}:t{threshold}:l{limit}"; a '*' counter's value (a tenant
-        # named "team-a") may itself contain ":t", so cut from the right.
+        # The dedupe key is f"{counter key}:t{threshold}:l{limit}"; a counter key holds its value encoded.
         key = event.dedupe_key.rsplit(":t", 1)[0]
-        value = key[len(prefix) + 1:] if len(key) > len(prefix) else ""
+        value = budget_value_of(key[len(prefix) + 1:]) if len(key) > len(prefix) else ""
         counter = BudgetCounter(budget, value, key, start, end)
         spent = _spent([counter])[0]
         if spent < limit_nanos:
@@ -186,7 +192,8 @@ def budget_forecasts_check(*, now: datetime | None = None) -> list[AlertEvent]:
                 continue
             rate_per_hour = spent / (elapsed / 3600)
             hours = Decimal((limit_nanos - spent) / rate_per_hour).quantize(Decimal("0.1"))
-            counter = BudgetCounter(budget, key[len(base) + 1:] if key != base else "", key, start, end)
+            value = budget_value_of(key[len(base) + 1:]) if key != base else ""
+            counter = BudgetCounter(budget, value, key, start, end)
             data = {**_budget_event_data(account, counter, spent), "hours_to_limit": hours,
                     "projected_spend_usd": _usd(int(spent / fraction))}
             channel_ids = [c.pk for c in budget.channels.all()] or None
@@ -230,8 +237,10 @@ def burn_rate_check(*, now: datetime | None = None) -> list[AlertEvent]:
                     "usual_window_spend_usd": usual.quantize(Decimal("0.000001")), "ratio": ratio,
                     "multiplier": rule.multiplier, "floor_usd": rule.floor_usd}
             channel_ids = [c.pk for c in rule.channels.all()] or None
-            event = _fire_once(rule.account, AlertEvent.Type.BURN_RATE, f"burn:{rule.pk}:{value}:{hour}", data,
-                               channel_ids, now + timedelta(hours=2))
+            # The value is encoded: a Redis key and a 300-character column hold the dedupe key.
+            dedupe = f"burn:{rule.pk}:{budget_value_token(str(value))}:{hour}"
+            event = _fire_once(rule.account, AlertEvent.Type.BURN_RATE, dedupe, data, channel_ids,
+                               now + timedelta(hours=2))
             if event is not None:
                 fired.append(event)
     return fired

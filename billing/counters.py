@@ -1,15 +1,23 @@
 """Budget counters rebuilt from usage records: after Redis lost its data, when an account's budget
-layout changed, on an account's first call, and from a Celery task on demand."""
+layout changed, on an account's first call, and from a Celery task on demand.
+
+Retention deletes raw records but keeps the rollups, so spend is read from hour and day rollups for the
+whole (UTC) hours of a period, and from raw records only for the partial hours at its edges (a period
+starting at 00:00 in a +05:30 zone starts at half past an hour).
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import Q, QuerySet, Sum
 
 from billing.models import Account, Budget, UsageRecord
 from billing.periods import period_bounds
+from billing.rollups import hour_start, rollup_rows
+from proxy.models import ApiKey
 from proxy.quota import (
     COUNTER_GRACE_SECONDS,
     NANOS_PER_USD,
@@ -29,20 +37,66 @@ def _expiry(end: datetime | None) -> int:
     return 0 if end is None else int(end.timestamp()) + COUNTER_GRACE_SECONDS
 
 
+def _hour_ceil(at: datetime) -> datetime:
+    floor = hour_start(at.astimezone(UTC))
+    return floor if floor == at else floor + timedelta(hours=1)
+
+
 def budget_spend_by_counter(*, account_id: int, now: datetime | None = None) -> dict[str, tuple[int, int]]:
     """{counter key: (settled nano-dollars, expiry unix s or 0)} for the current period of every budget."""
     now = now or datetime.now(UTC)
-    budgets = list(Budget.objects.filter(account_id=account_id).select_related("account"))
+    budgets = list(Budget.objects.filter(account_id=account_id).select_related("account__plan"))
     counters: dict[str, tuple[int, int]] = {}
     exact = {(b.scope, b.period, b.match) for b in budgets if b.match not in ("", "*")}
     for budget in budgets:
         start, end = period_bounds(budget.period, budget.account.timezone, now)
-        records = UsageRecord.objects.filter(account_id=account_id, created_at__gte=start, cost_usd__isnull=False)
-        if end is not None:
-            records = records.filter(created_at__lt=end)
-        for value, nanos in _spend_by_value(records, budget, exact).items():
+        retained_from = now - timedelta(days=budget.account.effective_retention_days)
+        spend: Counter[str] = Counter()
+        # Whole hours from the rollups; the partial hours at either edge from raw records. A first partial
+        # hour whose records retention may have deleted is read from its rollup hour whole instead: it may
+        # then count up to an hour before the period too, never less than was spent.
+        first = _hour_ceil(start)
+        if first != start and start < retained_from:
+            first = hour_start(start.astimezone(UTC))
+        elif first != start:
+            spend.update(_spend_by_value(_records(account_id, start, first), budget, exact))
+        last = hour_start(end.astimezone(UTC)) if end is not None else None
+        if last is not None and last != end:
+            spend.update(_spend_by_value(_records(account_id, last, end), budget, exact))
+        spend.update(_rollup_spend_by_value(account_id, budget, exact, first, last))
+        for value, nanos in spend.items():
             counters[budget_counter_key(account_id, budget.id, start, value)] = (nanos, _expiry(end))
     return counters
+
+
+def _records(account_id: int, start: datetime, end: datetime | None) -> QuerySet[UsageRecord]:
+    records = UsageRecord.objects.filter(account_id=account_id, created_at__gte=start, cost_usd__isnull=False)
+    return records.filter(created_at__lt=end) if end is not None else records
+
+
+def _key_ids(account_id: int, names: Iterable[str]) -> list[int]:
+    return list(ApiKey.objects.filter(account_id=account_id, name__in=list(names)).values_list("pk", flat=True))
+
+
+def _rollup_spend_by_value(
+    account_id: int, budget: Budget, exact: set[tuple[str, str, str]], first: datetime, end: datetime | None
+) -> dict[str, int]:
+    """{counter value: nano-dollars} of one budget over the whole hours [first, end), from rollups (the same
+    values as _spend_by_value: a key by its id, a value some budget names left to that budget)."""
+    field = {"account": "", "key": "key_id"}.get(budget.scope, budget.scope)
+    rows = rollup_rows(account_id=account_id, dimensions=(field,) if field else (), first=first, end=end)
+    if budget.scope == "account" or budget.match != "*":
+        if budget.scope == "key":
+            rows = rows.filter(key_id__in=_key_ids(account_id, [budget.match]))
+        elif budget.scope != "account":
+            rows = rows.filter(**{field: budget.match})
+        return {"": _nanos(rows.sums(total=Sum("cost_usd"))[0]["total"])}
+    named = {m for (s, p, m) in exact if s == budget.scope and p == budget.period}
+    if budget.scope == "key":
+        rows = rows.filter(~Q(key_id=0), ~Q(key_id__in=_key_ids(account_id, named)))
+    else:
+        rows = rows.filter(~Q(**{field: ""}), ~Q(**{f"{field}__in": named}))
+    return {str(row[field]): _nanos(row["total"]) for row in rows.sums(field, total=Sum("cost_usd"))}
 
 
 def _spend_by_value(records: QuerySet[UsageRecord], budget: Budget, exact: set[tuple[str, str, str]]) -> dict[str, int]:
@@ -67,10 +121,21 @@ def _nanos(total: object) -> int:
 
 
 def plan_requests_recorded(*, account: Account, now: datetime) -> tuple[datetime, int, int]:
-    """(month start, calls admitted this month per the records, plan counter expiry)."""
+    """(month start, calls admitted this month per the records, plan counter expiry).
+
+    Hours whose records retention may have deleted (an account retaining less than a month) are counted
+    from the rollups, which cannot tell a denial from an upstream 429: both are left out there, and so is a
+    deleted first partial hour, erring on the side of letting calls through."""
     start, end = period_bounds("month", account.timezone, now)
-    admitted = UsageRecord.objects.filter(account=account, created_at__gte=start, created_at__lt=end, denied_scope="")
+    retained_from = max(start, _hour_ceil(now - timedelta(days=account.effective_retention_days)))
+    admitted = UsageRecord.objects.filter(account=account, created_at__gte=retained_from, created_at__lt=end,
+                                          denied_scope="")
     count = admitted.exclude(status_code__in=REFUSED_BEFORE_ADMISSION).count()
+    if retained_from > start:
+        rows = rollup_rows(account_id=account.pk, dimensions=("status_code",), first=_hour_ceil(start),
+                           end=retained_from)
+        rows = rows.filter(~Q(status_code__in=(*REFUSED_BEFORE_ADMISSION, 429)))
+        count += rows.sums(requests=Sum("requests"))[0]["requests"] or 0
     return start, count, _expiry(end)
 
 

@@ -14,7 +14,7 @@ from billing.models import Account, Budget, UsageRecord, UsageTagRollup
 from billing.periods import period_bounds
 from billing.pricing import catalogue_price_table
 from billing.rollups import RollupRows, rollup_rows
-from proxy.quota import NANOS_PER_USD, account_prefix, budget_counter_key
+from proxy.quota import NANOS_PER_USD, account_prefix, budget_counter_key, budget_value_of
 from tokonomics.redis_client import sync_redis
 
 DIMENSIONS = ("feature", "tenant", "model", "provider", "key", "environment", "tag")
@@ -196,7 +196,7 @@ def budget_status(account: Account, now: datetime | None = None) -> list[dict]:
         pipe = client.pipeline(transaction=False)  # one round trip for all of a '*' budget's counters
         for key in keys:
             pipe.hmget(key, "s", "r")
-        spent = [(k[len(base) + 1:] if k != base else "", int(settled or 0), int(reserved or 0))
+        spent = [(budget_value_of(k[len(base) + 1:]) if k != base else "", int(settled or 0), int(reserved or 0))
                  for k, (settled, reserved) in zip(keys, pipe.execute(), strict=True)]
         spent.sort(key=lambda item: -item[1])
         elapsed = now.timestamp() - start.timestamp()  # timestamps: right across DST changes too

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 MAX_AGE_SECONDS = 30.0
 NEGATIVE_TTL_SECONDS = 2.0
+# Loads overtaken by a configuration change are retried this often; the last answer then goes uncached.
+MAX_LOAD_ATTEMPTS = 3
 CONFIG_VERSION_KEY = "tk:cfgver"
 
 
@@ -158,8 +160,10 @@ class Directory:
         self._accounts: dict[int, tuple[float, Any]] = {}
         self._loading: dict[tuple[str, Any], asyncio.Future[Any]] = {}
         self.version: bytes | None = None
+        self._epoch = 0  # moves on every clear: a load that spans one read what may since have changed
 
     def clear(self) -> None:
+        self._epoch += 1
         self._keys.clear()
         self._accounts.clear()
 
@@ -185,14 +189,20 @@ class Directory:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._loading[(kind, ident)] = future
         try:
-            value = await sync_to_async(loader, thread_sensitive=False)(ident)
+            # A clear while the load ran (a config version moved: maybe a revocation) means the database may
+            # have been read before the change: load again, so the old answer is never cached as fresh.
+            for _ in range(MAX_LOAD_ATTEMPTS):
+                epoch = self._epoch
+                value = await sync_to_async(loader, thread_sensitive=False)(ident)
+                if epoch == self._epoch:
+                    ttl = MAX_AGE_SECONDS if value is not None else NEGATIVE_TTL_SECONDS
+                    cache[ident] = (time.monotonic() + ttl, value)
+                    break
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
         finally:
             self._loading.pop((kind, ident), None)
-        ttl = MAX_AGE_SECONDS if value is not None else NEGATIVE_TTL_SECONDS
-        cache[ident] = (time.monotonic() + ttl, value)
         future.set_result(value)
         return value

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import redis
 from redis.exceptions import RedisError, ResponseError
@@ -37,6 +38,13 @@ MAX_DEFERRED_SETTLES = 100_000
 # deferred settle starts them again.
 REPLAY_ATTEMPTS = 120
 REPLAY_PAUSE_SECONDS = 0.5
+
+# The format of budget counter keys. It is part of every budget layout fingerprint, so counters kept under
+# another format (2: tenant / feature values encoded) are re-seeded from the records, never read as empty.
+BUDGET_KEY_FORMAT = 2
+# A value whose encoding is longer than this is kept under a hash of it: keys stay short, and an alert's
+# dedupe key (counter key and a suffix) fits its 300-character column.
+MAX_VALUE_TOKEN = 160
 
 # Cached call plans (one per account × key × feature × tenant seen); past this many the cache starts over.
 MAX_CACHED_PLANS = 50_000
@@ -71,18 +79,36 @@ def plan_counter_key(account_id: int, month_start: datetime) -> str:
     return f"{account_prefix(account_id)}:plan:{int(month_start.timestamp())}"
 
 
+def budget_value_token(value: str) -> str:
+    """A tenant, feature or key value as its counter key holds it: strictly percent-encoded (only letters,
+    digits and `-._~` stay, so `team-a` reads as itself in Redis and the dashboard can show it), or, when
+    that is longer than MAX_VALUE_TOKEN, `#` and a hash of the value. No byte a client sends can be a key
+    separator, a hash tag or a Lua delimiter, and `#` never starts an encoded value."""
+    raw = value.encode("utf-8", "surrogatepass")
+    token = quote_from_bytes(raw, safe="")
+    if len(token) <= MAX_VALUE_TOKEN:
+        return token
+    return "#" + hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+def budget_value_of(token: str) -> str:
+    """The value a counter key's last part stands for (a hashed one is shown as its token)."""
+    return token if token.startswith("#") else unquote_to_bytes(token).decode("utf-8", "replace")
+
+
 def budget_counter_key(account_id: int, budget_id: int, period_start: datetime, value: str = "") -> str:
-    suffix = f":{value}" if value else ""
-    return f"{account_prefix(account_id)}:b:{budget_id}:{int(period_start.timestamp())}{suffix}"
+    suffix = f":{budget_value_token(value)}" if value else ""
+    return f"{account_prefix(account_id)}:b{BUDGET_KEY_FORMAT}:{budget_id}:{int(period_start.timestamp())}{suffix}"
 
 
 def budget_layout_fingerprint(timezone_name: str, budgets: Iterable[tuple[int, str, str, str]]) -> str:
-    """Which counters an account's budgets (id, scope, match, period) keep, in its time zone.
+    """Which counters an account's budgets (id, scope, match, period) keep, in its time zone, under
+    BUDGET_KEY_FORMAT.
 
     Limits and hard/soft are left out: changing them keeps every counter. Anything else may start
     counters that must first be seeded with the period's recorded spend.
     """
-    layout = repr((timezone_name, sorted(budgets)))
+    layout = repr((BUDGET_KEY_FORMAT, timezone_name, sorted(budgets)))
     return hashlib.blake2b(layout.encode(), digest_size=8).hexdigest()
 
 

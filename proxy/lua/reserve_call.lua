@@ -1,6 +1,6 @@
 --[[ reserve_call: admit one call against everything that caps it, atomically, or deny it whole.
 
-KEYS[1] reservations hash  (rid -> "amount|tokens|counter1|counter2…")
+KEYS[1] reservations hash  (rid -> "amount|tokens|" .. cjson array of its counter keys)
 KEYS[2] reservation deadlines zset (rid -> deadline ms)
 KEYS[3] plan request counter of this month
 KEYS[4] key's requests-per-minute log zset (rid -> ms)
@@ -29,17 +29,30 @@ local FIRST_COUNTER = 8
 local FIRST_BUDGET_ARG = 12
 local MINUTE = 60000
 
+local prefix = string.sub(rsv, 1, #rsv - #':rsv')
+
+-- The counters a reservation record names. They are JSON, never split on a character: the keys end in
+-- client values (encoded, but this must not depend on it). A record of the older "amount|tokens|k1|k2"
+-- form names counters no longer kept under those keys, so it names none.
+local function record_counters(json)
+  if string.sub(json, 1, 1) ~= '[' then return {} end
+  local ok, keys = pcall(cjson.decode, json)
+  if not ok or type(keys) ~= 'table' then return {} end
+  return keys
+end
+
 -- Give back what crashed processes reserved and never settled.
 local expired = redis.call('ZRANGEBYSCORE', rsvz, '-inf', now, 'LIMIT', 0, 25)
 for _, id in ipairs(expired) do
   local rec = redis.call('HGET', rsv, id)
   if rec then
-    local parts = {}
-    for part in string.gmatch(rec, '[^|]+') do parts[#parts + 1] = part end
-    local amount = tonumber(parts[1])
-    for j = 3, #parts do
-      -- A counter that already expired stays gone rather than coming back without a TTL.
-      if redis.call('EXISTS', parts[j]) == 1 then redis.call('HINCRBY', parts[j], 'r', -amount) end
+    local amount, json = string.match(rec, '^(%-?%d+)|%d+|(.*)$')
+    for _, key in ipairs(json and record_counters(json) or {}) do
+      -- Only this account's counters; one that already expired stays gone rather than coming back without a TTL.
+      if type(key) == 'string' and string.sub(key, 1, #prefix + 1) == prefix .. ':'
+          and redis.call('EXISTS', key) == 1 then
+        redis.call('HINCRBY', key, 'r', 0 - tonumber(amount))  -- never -0: HINCRBY refuses it
+      end
     end
     redis.call('HDEL', rsv, id)
   end
@@ -124,14 +137,17 @@ if conc > 0 then
   redis.call('ZADD', KEYS[7], now + ttl, rid)
   redis.call('PEXPIRE', KEYS[7], ttl)
 end
-local rec = {tostring(estimate), tostring(tokens)}
+local counters = {}
 for i = 1, n do
   local key = KEYS[FIRST_COUNTER + i]
   redis.call('HINCRBY', key, 'r', estimate)
   local expiry = tonumber(ARGV[FIRST_BUDGET_ARG + (i - 1) * 5 + 3])
   if expiry > 0 then redis.call('EXPIREAT', key, expiry) end
-  rec[#rec + 1] = key
+  counters[#counters + 1] = key
 end
-redis.call('HSET', rsv, rid, table.concat(rec, '|'))
+local listed = '[]'  -- cjson writes an empty table as {}
+if n > 0 then listed = cjson.encode(counters) end
+-- The amounts as sent: tostring would write a large one as 1.2e+15, which no reader parses.
+redis.call('HSET', rsv, rid, ARGV[2] .. '|' .. ARGV[3] .. '|' .. listed)
 redis.call('ZADD', rsvz, now + ttl, rid)
 return {'ok'}

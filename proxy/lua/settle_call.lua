@@ -53,7 +53,7 @@ redis.call('ZREM', KEYS[5], rid)
 
 local settled = {}
 for i = FIRST_COUNTER, #KEYS do
-  if rec then redis.call('HINCRBY', KEYS[i], 'r', -amount) end
+  if rec then redis.call('HINCRBY', KEYS[i], 'r', 0 - amount) end  -- 0 - x, not -x: Redis refuses "-0" (a zero estimate)
   if apply then
     settled[#settled + 1] = redis.call('HINCRBY', KEYS[i], 's', actual)
     local expiry = tonumber(ARGV[6 + i - FIRST_COUNTER])

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
+import pytest
+from django.conf import settings as django_settings
 
 from billing.counters import budget_counters_rebuild, budget_layout_of, budget_spend_by_counter
-from billing.ledger import usage_ingest
+from billing.ledger import usage_ingest, usage_record_batch
 from billing.models import Budget, PriceOverride, UsageRecord
+from billing.periods import period_bounds
 from billing.tasks import budget_counters_rebuild_task
-from proxy.quota import seeded_marker_key
+from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
+from proxy.quota import Denial, Quota, Unseeded, seeded_marker_key
+from proxy.redis_pipeline import PipelinedRedis
 from tokonomics.redis_client import sync_redis
 
 from ..conftest import KEY, OTHER_KEY, Stack, make_key
@@ -71,7 +78,7 @@ def test_counters_rebuilt_from_records_equal_the_live_ones(stack: Stack) -> None
     make_key(stack.account, OTHER_KEY, name="ci")
     budgets(stack)
     asyncio.run(run_traffic(stack))
-    live_keys = [k.decode() for k in sync_redis().scan_iter(match=f"tk:{{a:{stack.account.pk}}}:b:*")]
+    live_keys = [k.decode() for k in sync_redis().scan_iter(match=f"tk:{{a:{stack.account.pk}}}:b2:*")]
     live = live_settled(live_keys)
     usage_ingest(max_seconds=2)
     assert UsageRecord.objects.count() == len(TRAFFIC) * 3
@@ -90,11 +97,11 @@ def test_a_rebuild_raises_counters_never_lowers_them_and_marks_the_layout_seeded
     make_key(stack.account, OTHER_KEY, name="ci")
     created = budgets(stack)
     asyncio.run(run_traffic(stack))
-    live_settled([k.decode() for k in sync_redis().scan_iter(match=f"tk:{{a:{stack.account.pk}}}:b:*")])
+    live_settled([k.decode() for k in sync_redis().scan_iter(match=f"tk:{{a:{stack.account.pk}}}:b2:*")])
     usage_ingest(max_seconds=2)
     expected = {key: nanos for key, (nanos, _) in budget_spend_by_counter(account_id=stack.account.pk).items()}
     client = sync_redis()
-    total_prefix = f"tk:{{a:{stack.account.pk}}}:b:{created[-1].pk}:0:"
+    total_prefix = f"tk:{{a:{stack.account.pk}}}:b2:{created[-1].pk}:0:"
     lost, ahead = sorted(k for k in expected if not k.startswith(total_prefix))[:2]
     client.delete(lost)  # as after a Redis loss
     client.hincrby(ahead, "s", 777)  # a live counter also holds calls not ingested yet
@@ -127,3 +134,48 @@ def test_the_plan_request_counter_is_rebuilt_too(stack: Stack) -> None:
     client.delete(plan_key)
     assert budget_counters_rebuild_task(stack.account.pk) == 1
     assert int(client.get(plan_key)) == 3 and client.ttl(plan_key) > 0
+
+
+def _previous_release_fingerprint(timezone_name: str, budgets: list[Budget]) -> str:
+    """budget_layout_fingerprint as the release before key format 2 computed it."""
+    layout = repr((timezone_name, sorted((b.id, b.scope, b.match, b.period) for b in budgets)))
+    return hashlib.blake2b(layout.encode(), digest_size=8).hexdigest()
+
+
+def test_counters_of_the_previous_key_format_are_reseeded_not_read_as_empty(acme) -> None:  # type: ignore[no-untyped-def]
+    key = make_key(acme, KEY)
+    budget = Budget.objects.create(account=acme, scope="tenant", match="*", period="month", limit_usd=Decimal(1),
+                                   hard=True)
+    now = datetime.now(UTC)
+    usage_record_batch(events=[{
+        "request_id": "req_upgrade_1", "account_id": acme.pk, "key_id": key.pk, "tenant": "team:a|b", "feature": "",
+        "provider": "openai", "model": "gpt-4o-mini", "status_code": 200, "cost_usd": "1",
+        "created_at": now.timestamp() - 1,
+    }])
+    # What the previous release left in Redis: the tenant's counter at its cap, under the raw value, and
+    # its layout marked seeded.
+    start, _ = period_bounds("month", acme.timezone, now)
+    client = sync_redis()
+    client.hset(f"tk:{{a:{acme.pk}}}:b:{budget.pk}:{int(start.timestamp())}:team:a|b", "s", 10**9)
+    client.sadd(seeded_marker_key(acme.pk), _previous_release_fingerprint(acme.timezone, [budget]))
+
+    entry = AccountEntry(id=acme.pk, slug=acme.slug, timezone=acme.timezone, monthly_request_limit=0,
+                         on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
+                         budgets=(BudgetEntry(budget.pk, "tenant", "*", "month", 10**9, True),), prices={},
+                         has_hard_budgets=True)
+    key_entry = KeyEntry(id=key.pk, account_id=acme.pk, name=key.name, environment="", allowed_patterns=(),
+                         expires_at=None, revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
+
+    async def reserve() -> object:
+        quota = Quota(PipelinedRedis(django_settings.REDIS_URL, timeout=10), reservation_ttl_ms=60_000)
+        try:
+            plan = quota.plan_for(entry, key_entry, feature="", tenant="team:a|b", now=time.time())
+            return await quota.reserve(rid="r-upgrade", plan=plan, estimate_nanos=1, estimated_tokens=1)
+        finally:
+            await quota.redis.close()
+
+    with pytest.raises(Unseeded):  # the new counter is not trusted as zero
+        asyncio.run(reserve())
+    budget_counters_rebuild(account_id=acme.pk)
+    verdict = asyncio.run(reserve())
+    assert isinstance(verdict, Denial) and verdict.scope == "tenant_budget"

@@ -115,11 +115,11 @@ def test_counter_keys_roll_over_at_the_local_month_boundary_and_expire_after_it(
     boundary = local(SYDNEY, 2026, 2, 1).timestamp()
     january, february = (quota.counters_for(ACCOUNT, KEY, feature="", tenant="acme", now=boundary + d)
                          for d in (-0.001, 0))
-    assert january[0].key == f"tk:{{a:9}}:b:5:{int(local(SYDNEY, 2026, 1, 1).timestamp())}"
-    assert february[0].key == f"tk:{{a:9}}:b:5:{int(boundary)}"
+    assert january[0].key == f"tk:{{a:9}}:b2:5:{int(local(SYDNEY, 2026, 1, 1).timestamp())}"
+    assert february[0].key == f"tk:{{a:9}}:b2:5:{int(boundary)}"
     assert (january[0].reset_at, january[0].expire_at) == (int(boundary), int(boundary) + 86400)
     # A total budget's counter never rolls over, never expires, never resets.
-    assert january[1].key == february[1].key == "tk:{a:9}:b:6:0:acme"
+    assert january[1].key == february[1].key == "tk:{a:9}:b2:6:0:acme"
     assert (february[1].expire_at, february[1].reset_at) == (0, 0)
     # The clock going back (a frozen clock in a test, NTP) gets the earlier period again, not a stale one.
     assert quota.counters_for(ACCOUNT, KEY, feature="", tenant="acme", now=boundary - 1)[0].key == january[0].key

@@ -60,7 +60,7 @@ async def burst(proxies: list[str], count: int) -> list[httpx.Response]:
 
 
 def counter_fields(budget: Budget) -> dict[str, int]:
-    keys = list(sync_redis().scan_iter(match=f"tk:{{a:{budget.account_id}}}:b:{budget.pk}:*"))
+    keys = list(sync_redis().scan_iter(match=f"tk:{{a:{budget.account_id}}}:b2:{budget.pk}:*"))
     assert len(keys) == 1
     return {k.decode(): int(v) for k, v in sync_redis().hgetall(keys[0]).items()}
 

@@ -62,7 +62,7 @@ def counters(budget: Budget) -> dict[str, dict[str, int]]:
 
 def _counters(budget: Budget) -> dict[str, dict[str, int]]:
     client = sync_redis()
-    prefix = f"tk:{{a:{budget.account_id}}}:b:{budget.pk}:"
+    prefix = f"tk:{{a:{budget.account_id}}}:b2:{budget.pk}:"
     found = {}
     for key in client.scan_iter(match=prefix + "*"):
         _, _, value = key.decode()[len(prefix):].partition(":")

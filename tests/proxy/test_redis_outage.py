@@ -74,7 +74,7 @@ def budget(stack: Stack, calls: float, **fields: str) -> Budget:
 
 def counter(budget: Budget) -> dict[str, int]:
     client = sync_redis()
-    keys = list(client.scan_iter(match=f"tk:{{a:{budget.account_id}}}:b:{budget.pk}:*"))
+    keys = list(client.scan_iter(match=f"tk:{{a:{budget.account_id}}}:b2:{budget.pk}:*"))
     assert len(keys) == 1
     return {k.decode(): int(v) for k, v in client.hgetall(keys[0]).items()}
 
