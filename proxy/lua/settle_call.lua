@@ -53,7 +53,8 @@ redis.call('ZREM', KEYS[5], rid)
 
 local settled = {}
 for i = FIRST_COUNTER, #KEYS do
-  if rec then redis.call('HINCRBY', KEYS[i], 'r', -amount) end
+  -- `-amount` of 0 is -0, which Redis refuses as an integer: a call that reserved nothing gives nothing back.
+  if rec and amount ~= 0 then redis.call('HINCRBY', KEYS[i], 'r', -amount) end
   if apply then
     settled[#settled + 1] = redis.call('HINCRBY', KEYS[i], 's', actual)
     local expiry = tonumber(ARGV[6 + i - FIRST_COUNTER])
