@@ -97,6 +97,15 @@ def catalogue_models() -> frozenset[str]:
     return frozenset(model.id for provider in get_snapshot().providers for model in provider.models)
 
 
+def _model_of(body: bytes) -> str | None:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    model = payload.get("model") if isinstance(payload, dict) else None
+    return model if isinstance(model, str) else None
+
+
 def label_values(text: str) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {name: set() for name in ALLOWED_LABELS}
     for family in text_string_to_metric_families(text):
@@ -300,6 +309,10 @@ class Judge:
         for name, header in LABELLED_HEADERS.items():
             for value in (v for n, v in case.headers if n.lower() == header):
                 self.sent[name] |= readings(value)
+        self.sent["provider"] |= {case.provider, unquote(case.provider)}
+        model = _model_of(case.body)
+        if model is not None:
+            self.sent["model"].add(model)
         now = label_values(self.target.metrics_text())
         problems = []
         for name, values in now.items():
