@@ -230,16 +230,14 @@ class Judge:
                 problems.append(f"the provider received the caller's own headers: {request.leaked_headers}")
             if path_verdict(request.raw_path.partition("?")[0]) == "invalid":
                 problems.append(f"the provider received an invalid path: {request.raw_path!r}")
-        if case.provider not in PROVIDERS:
-            return problems
-        verdict = path_verdict(case.rest)
+        verdict = path_verdict(f"/{case.provider}{case.rest}")  # the whole proxy path, provider slug and all
         code = error_of(reply).get("code")
         if verdict == "invalid" and (reply.status, code) != (400, "invalid_path"):
-            problems.append(f"{case.rest!r} holds an encoded separator or dot segment: 400 invalid_path expected, "
+            problems.append(f"{case.raw_path!r} holds an encoded separator or dot segment: 400 invalid_path expected, "
                             f"got {reply.status} {code!r}")
         if verdict == "invalid" and error_of(reply).get("type") != "invalid_request_error":
             problems.append("invalid_path must be an invalid_request_error")
-        if verdict == "plain" and code == "invalid_path":
+        if verdict == "plain" and code == "invalid_path" and case.provider in PROVIDERS:
             problems.append(f"{case.rest!r} is a plain path, refused as invalid_path")
         return problems
 
@@ -252,10 +250,14 @@ class Judge:
             record = self.record_of(reply.request_id)
         except AssertionError as exc:
             return [str(exc)]
-        if not performed:
-            return []
-        request = performed[0]
         problems = []
+        if record.account_id != self.world.acme.pk:
+            problems.append(f"acme's call recorded under account {record.account_id}")
+        if not record.enforced:
+            problems.append("recorded as unenforced while Redis answers")
+        if not performed:
+            return problems
+        request = performed[0]
         if record.status_code != request.status:
             problems.append(f"the provider answered {request.status}, the record says {record.status_code}")
         if request.operation and request.status < 400:
@@ -263,6 +265,9 @@ class Judge:
             if seen != (request.operation, ""):
                 problems.append(f"the provider performed {request.operation} at {request.raw_path!r}; "
                                 f"metered as (operation, denied_scope) {seen}")
+            streamed = reply.headers.get(b"content-type", b"").startswith(b"text/event-stream")
+            if not streamed and b"x-tokonomics-cost-usd" not in reply.headers:
+                problems.append("a metered non-streaming answer without X-Tokonomics-Cost-USD")
             if record.cost_usd is None:
                 problems.append(f"an unpriced call ({record.model!r}) passed acme's hard budgets "
                                 "(403 model_unpriced expected)")
@@ -270,7 +275,8 @@ class Judge:
 
     def record_of(self, request_id: str) -> UsageRecord:
         """The call's usage record, after running the ledger; AssertionError when it stalls or lacks it."""
-        deadline = time.monotonic() + 3  # CONTRACT §4: records reach the database within 2 seconds
+        # CONTRACT §4: records reach the database within 2 seconds; in process the call has settled already.
+        deadline = time.monotonic() + (3 if self.target.settles_late else 1.5)
         while True:
             self.ingest()
             record = UsageRecord.objects.filter(request_id=request_id).first()

@@ -26,6 +26,7 @@ def test_every_path_is_metered_as_the_provider_performs_it(in_process: Judge) ->
     @example(case=_post("openai", "/chat/completions%23x"))
     @example(case=_post("openai", "/chat/completions"))
     @example(case=_post("not-configured-q7", "/chat/completions"))
+    @example(case=_post("openai%2fx", "/chat/completions"))  # metered as unmetered, performed as chat
     def each(case: Case) -> None:
         in_process.run(case)
 
