@@ -5,7 +5,7 @@ counters of bystanders) that the invariants compare before and after each case."
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -94,7 +94,6 @@ class World:
     globex: Account
     tenant_budget: Budget
     feature_budget: Budget
-    hostile_values: set[str] = field(default_factory=set)
 
 
 def world_build(sim: RecordingSimulator, plans: dict) -> World:
@@ -138,10 +137,3 @@ def account_keys(account_id: int) -> dict[str, Any]:
         elif kind == "set":
             found[key] = client.smembers(raw)
     return found
-
-
-def bystander_counters(world: World) -> dict[str, Any]:
-    """What no hostile call of acme may move: all of globex, acme's counters of its victim tenant and feature."""
-    acme_victims = {key: value for key, value in account_keys(world.acme.pk).items()
-                    if key.endswith((f":{VICTIM_TENANT}", f":{VICTIM_FEATURE}"))}
-    return {"globex": account_keys(world.globex.pk), "acme victims": acme_victims}
