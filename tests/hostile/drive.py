@@ -40,10 +40,12 @@ class AsgiDriver:
         self.thread = threading.Thread(target=self.loop.run_forever, name="hostile-asgi", daemon=True)
 
     def __enter__(self) -> AsgiDriver:
-        from proxy.context import get_context
+        from proxy import context
 
+        if context._context is not None:
+            raise RuntimeError("a proxy context opened on another event loop is still open")
         self.thread.start()
-        self._run(get_context(), timeout=30)
+        self._run(context.get_context(), timeout=30)
         return self
 
     def __exit__(self, *exc: object) -> None:
