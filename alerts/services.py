@@ -57,7 +57,7 @@ def _channel_problems(channel: AlertChannel, secret: str | None) -> dict[str, st
         if channel.emails:
             problems["emails"] = f"a {channel.kind} channel posts to its url; leave emails empty"
     if secret is not None and channel.kind != AlertChannel.Kind.WEBHOOK:
-        problems["secret"] = "only webhook channels are signed"
+        problems["secret"] = "only webhook channels are signed"  # noqa: S105 -- an error message, no secret
     elif secret is not None and (problem := _secret_problem(secret)):
         problems["secret"] = problem
     return problems

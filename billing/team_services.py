@@ -328,7 +328,7 @@ def sso_config_update(
     config.full_clean(exclude=["account"], validate_unique=False, validate_constraints=False)
     after = snapshot(config, list(SSO_FIELDS))
     if client_secret:
-        after["client_secret"] = "(changed)"  # that it changed, never the value
+        after["client_secret"] = "(changed)"  # noqa: S105 -- that it changed, never the value
     with transaction.atomic():
         config.save()
         audit_record(account=account, actor=actor, action="sso.updated" if before else "sso.configured",

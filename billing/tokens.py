@@ -9,7 +9,7 @@ import hashlib
 import re
 import secrets
 
-TOKEN_PREFIX = "mt_"
+TOKEN_PREFIX = "mt_"  # noqa: S105 -- the visible prefix of every token, not a secret
 TOKEN_PATTERN = re.compile(r"^mt_[A-Za-z0-9_-]{32,}$")
 VISIBLE_PREFIX_LENGTH = 11  # "mt_" + 8 characters
 

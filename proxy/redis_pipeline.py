@@ -37,7 +37,7 @@ class LuaScript:
 
     @classmethod
     def of(cls, source: str) -> LuaScript:
-        return cls(source, hashlib.sha1(source.encode()).hexdigest())
+        return cls(source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
 
 
 class _Connection(asyncio.Protocol):

@@ -74,7 +74,7 @@ SECRET_KEY = env_secret("TOKONOMICS_SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("TOKONOMICS_SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "insecure-development-key-do-not-use-in-production-0123456789"
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production-0123456789"  # noqa: S105 -- DEBUG only
 
 
 def _encryption_key() -> bytes:
