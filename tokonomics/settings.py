@@ -237,7 +237,14 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Load balancers and probes reach these over plain HTTP inside the network: a redirect would fail them.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+    # The header the TLS-terminating balancer sets ("X-Forwarded-Proto: https"); empty when there is none,
+    # so a client cannot pass a plain request off as https.
+    _forwarded_proto = env_str("SECURE_PROXY_SSL_HEADER", "X-Forwarded-Proto").strip()
+    SECURE_PROXY_SSL_HEADER = (
+        ("HTTP_" + _forwarded_proto.upper().replace("-", "_"), "https") if _forwarded_proto else None
+    )
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
