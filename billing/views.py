@@ -17,6 +17,7 @@ from billing import dashboard
 from billing.access import membership_get
 from billing.audit import audit_record, snapshot
 from billing.models import Budget
+from tokonomics.csv_cells import csv_cell
 from tokonomics.responses import after_change
 
 
@@ -71,8 +72,8 @@ def breakdown_csv(request: HttpRequest, slug: str, dimension: str) -> HttpRespon
     writer = csv.writer(response)
     writer.writerow([dimension, "requests", "tokens", "cost_usd"])
     for row in rows:
-        writer.writerow([row["label"], row["requests"], row["tokens"] if row["tokens"] is not None else "",
-                         row["cost_usd"]])
+        writer.writerow([csv_cell(str(row["label"])), row["requests"],
+                         row["tokens"] if row["tokens"] is not None else "", row["cost_usd"]])
     return response
 
 

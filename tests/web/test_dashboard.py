@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -74,3 +76,14 @@ def test_outsider_sees_nothing(client, charlie, acme) -> None:  # type: ignore[n
 def test_anonymous_is_sent_to_sign_in(client, acme) -> None:  # type: ignore[no-untyped-def]
     response = client.get(reverse("dashboard", args=["acme"]))
     assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_breakdown_csv_writes_client_values_as_text_never_formulas(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+    usage_record_batch(events=[_event(acme, 1, tenant="=HYPERLINK(\"http://evil.test\")"),
+                               _event(acme, 2, tenant="@SUM(A1)", tags={"+x": "-y"})])
+    client.force_login(alice)
+    tenants = client.get(reverse("breakdown_csv", args=["acme", "tenant"]), {"last": "1d"}).content.decode()
+    assert "'=HYPERLINK" in tenants and "'@SUM(A1)" in tenants
+    assert not any(row[0][:1] in "=+-@" for row in csv.reader(io.StringIO(tenants)))
+    tags = client.get(reverse("breakdown_csv", args=["acme", "tag"]), {"last": "1d"}).content.decode()
+    assert "'+x=-y" in tags
