@@ -26,6 +26,15 @@ SUM_FIELDS = ("requests", "input_tokens", "output_tokens", "cached_input_tokens"
               "reasoning_tokens", "cost_usd", "unknown_cost_requests", "latency_ms_total")
 
 
+# The longest `?last=`: ten years of days (or hours). Past it, and for dates Python cannot shift by a day,
+# the range is refused (RangeError, a 400) instead of overflowing datetime arithmetic.
+MAX_RANGE_DAYS = 3660
+
+
+class RangeError(ValueError):
+    """A date range the dashboards cannot show."""
+
+
 @dataclass(frozen=True)
 class Range:
     since: datetime
@@ -40,12 +49,16 @@ def range_parse(params: dict[str, str], now: datetime | None = None) -> Range:
     """`?since=2026-11-01&until=2026-11-23` (dates or datetimes, UTC) or `?last=7d`; default 30 days."""
     now = now or datetime.now(UTC)
     last = params.get("last", "")
-    if last.endswith(("d", "h")) and last[:-1].isdigit():
+    if last.endswith(("d", "h")) and last[:-1].isascii() and last[:-1].isdigit():
         amount = int(last[:-1])
+        if amount > (MAX_RANGE_DAYS if last.endswith("d") else MAX_RANGE_DAYS * 24):
+            raise RangeError(f"last={last}: the longest range is {MAX_RANGE_DAYS}d")
         delta = timedelta(days=amount) if last.endswith("d") else timedelta(hours=amount)
         return Range(now - delta, now)
     since = _parse(params.get("since")) or now - timedelta(days=30)
     until = _parse(params.get("until"), end_of_day=True) or now
+    if not all(datetime(2, 1, 1, tzinfo=UTC) < moment < datetime(9998, 1, 1, tzinfo=UTC) for moment in (since, until)):
+        raise RangeError("since and until must lie between the years 2 and 9998: that range cannot be shown")
     if until <= since:
         until = since + timedelta(days=1)
     return Range(since, until)
@@ -60,9 +73,14 @@ def _parse(value: str | None, *, end_of_day: bool = False) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    if end_of_day and len(value) == 10:
+    if end_of_day and len(value) == 10 and parsed.year < 9998:
         parsed += timedelta(days=1)
     return parsed
+
+
+def key_id(value: str) -> int:
+    """A `?key=` filter as a key id; anything but ASCII digits ("²" is a digit to str.isdigit) matches none."""
+    return int(value) if value.isascii() and value.isdigit() else -1
 
 
 def rollups(account: Account, period: Range, filters: dict[str, str], needs: tuple[str, ...] = (),
@@ -78,7 +96,7 @@ def rollups(account: Account, period: Range, filters: dict[str, str], needs: tup
     rows = rollup_rows(account_id=account.pk, dimensions=dimensions, first=first, end=end, hourly=hourly)
     for name, value in filters.items():
         if name == "key":
-            rows = rows.filter(key_id=int(value) if value.isdigit() else -1)
+            rows = rows.filter(key_id=key_id(value))
         elif name in FILTERABLE:
             rows = rows.filter(**{name: value})
     return rows
@@ -219,7 +237,7 @@ def recent_calls(account: Account, filters: dict[str, str], limit: int = 20) -> 
     calls = UsageRecord.objects.filter(account=account)
     for name, value in filters.items():
         if name == "key":
-            calls = calls.filter(key_id=int(value) if value.isdigit() else -1)
+            calls = calls.filter(key_id=key_id(value))
         elif name in FILTERABLE:
             calls = calls.filter(**{name: value})
     return calls.select_related("key").order_by("-created_at")[:limit]

@@ -15,6 +15,7 @@ from billing.access import Membership, membership_get
 from billing.audit import audit_record, snapshot
 from proxy.catalog import BUILTIN_PROVIDERS, WIRE_FORMATS
 from proxy.models import ApiKey, ProviderEndpoint
+from proxy.schemas import MAX_PER_MINUTE
 from proxy.services import api_key_create, api_key_revoke, provider_endpoint_create, provider_endpoint_update
 from tokonomics.responses import after_change
 from tokonomics.validation import form_errors_from
@@ -26,9 +27,9 @@ class KeyForm(forms.Form):
     allowed_models = forms.CharField(required=False, help_text='Comma-separated; globs allowed ("claude-*"). '
                                      "Empty: every model.")
     expires_at = forms.DateTimeField(required=False, help_text="Optional, e.g. 2027-01-01 00:00 (UTC).")
-    requests_per_minute = forms.IntegerField(required=False, min_value=1)
-    tokens_per_minute = forms.IntegerField(required=False, min_value=1)
-    max_concurrent = forms.IntegerField(required=False, min_value=1)
+    requests_per_minute = forms.IntegerField(required=False, min_value=1, max_value=MAX_PER_MINUTE)
+    tokens_per_minute = forms.IntegerField(required=False, min_value=1, max_value=MAX_PER_MINUTE)
+    max_concurrent = forms.IntegerField(required=False, min_value=1, max_value=MAX_PER_MINUTE)
 
     def clean_allowed_models(self) -> list[str]:
         return [m.strip() for m in self.cleaned_data["allowed_models"].split(",") if m.strip()]

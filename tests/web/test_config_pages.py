@@ -123,3 +123,25 @@ def test_cannot_touch_another_accounts_objects_through_own_account(client, charl
     assert client.post(reverse("budget_delete", args=["globex", budget.pk])).status_code == 404
     key.refresh_from_db()
     assert key.revoked_at is None and Budget.objects.filter(pk=budget.pk).exists()
+
+
+@pytest.mark.parametrize("field", ["requests_per_minute", "tokens_per_minute", "max_concurrent"])
+def test_key_limits_past_the_column_are_a_form_error(client, bob, acme, field) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(bob)
+    response = client.post(reverse("key_create", args=["acme"]),
+                           {"name": "ci", "environment": "production", field: str(2**31)})
+    assert response.status_code == 400 and "less than or equal to 2147483647" in response.content.decode()
+    assert not ApiKey.objects.filter(account=acme).exists()
+
+
+@pytest.mark.parametrize(("field", "value"), [("multiplier", "1e20"), ("floor_usd", "99999999999999"),
+                                              ("multiplier", "2.123")])
+def test_burn_rate_rule_numbers_past_the_column_are_a_form_error(client, alice, acme, field, value) -> None:  # type: ignore[no-untyped-def]
+    from alerts.models import AlertRule
+
+    client.force_login(alice)
+    data = {"scope": "account", "match": "*", "window_minutes": "15", "multiplier": "5", "floor_usd": "1",
+            field: value}
+    response = client.post(reverse("alert_rule_create", args=["acme"]), data)
+    assert response.status_code == 400
+    assert not AlertRule.objects.filter(account=acme).exists()

@@ -87,3 +87,30 @@ def test_breakdown_csv_writes_client_values_as_text_never_formulas(client, alice
     assert not any(row[0][:1] in "=+-@" for row in csv.reader(io.StringIO(tenants)))
     tags = client.get(reverse("breakdown_csv", args=["acme", "tag"]), {"last": "1d"}).content.decode()
     assert "'+x=-y" in tags
+
+
+@pytest.mark.parametrize("query", [{"last": "99999999d"}, {"last": "99999999999h"}, {"since": "9999-12-31"},
+                                   {"until": "0001-01-01"}, {"since": "0001-01-01T00:00:00+14:00"}])
+def test_out_of_range_dates_are_a_400_not_a_500(client, alice, acme, query) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(alice)
+    for name, args in (("dashboard", ["acme"]), ("breakdown_csv", ["acme", "tenant"])):
+        response = client.get(reverse(name, args=args), query)
+        assert response.status_code == 400, (name, query)
+        assert "range" in response.content.decode()
+
+
+def test_longest_last_is_accepted(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+    from billing.dashboard import MAX_RANGE_DAYS
+
+    client.force_login(alice)
+    assert client.get(reverse("dashboard", args=["acme"]), {"last": f"{MAX_RANGE_DAYS}d"}).status_code == 200
+    assert client.get(reverse("dashboard", args=["acme"]), {"last": f"{MAX_RANGE_DAYS + 1}d"}).status_code == 400
+
+
+@pytest.mark.parametrize("key", ["²", "99999999999999999999999", "-1", "abc"])
+def test_odd_key_filters_match_nothing(client, alice, acme, key) -> None:  # type: ignore[no-untyped-def]
+    usage_record_batch(events=[_event(acme, 1)])
+    client.force_login(alice)
+    response = client.get(reverse("dashboard", args=["acme"]), {"key": key})
+    assert response.status_code == 200
+    assert "0 calls ·" in response.content.decode()
