@@ -114,3 +114,23 @@ def test_odd_key_filters_match_nothing(client, alice, acme, key) -> None:  # typ
     response = client.get(reverse("dashboard", args=["acme"]), {"key": key})
     assert response.status_code == 200
     assert "0 calls ·" in response.content.decode()
+
+
+def test_mid_hour_range_gives_the_same_totals_in_dashboard_csv_and_api(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+    from tests.api.conftest import ApiClient, token_for
+
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
+    minutes = {"before": 10, "first-edge": 40, "whole-hour": 90, "last-edge": 130, "after": 170}
+    usage_record_batch(events=[_event(acme, n, feature=name, created_at=(start + timedelta(minutes=m)).timestamp())
+                               for n, (name, m) in enumerate(minutes.items())])
+    since, until = start + timedelta(minutes=30), start + timedelta(minutes=150)
+    query = {"since": since.isoformat(), "until": until.isoformat()}
+    client.force_login(alice)
+    rows = list(csv.DictReader(io.StringIO(
+        client.get(reverse("breakdown_csv", args=["acme", "feature"]), query).content.decode())))
+    dashboard = {row["feature"]: (int(row["requests"]), Decimal(row["cost_usd"])) for row in rows}
+    page = client.get(reverse("dashboard", args=["acme"]), query).content.decode()
+    api = ApiClient(token_for(acme)).get("usage/aggregates", group_by="feature", **query).json()
+    assert {g["group"]: (g["requests"], Decimal(g["cost_usd"])) for g in api["groups"]} == dashboard
+    assert set(dashboard) == {"first-edge", "whole-hour", "last-edge"}
+    assert api["total"]["requests"] == 3 and "3 calls ·" in page
