@@ -118,11 +118,15 @@ class BenchEnvironment:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
         return done.stdout
 
-    def prepare(self, *, simulator_url: str, enforcement: bool = True) -> None:
-        """Migrate the throw-away database and apply the benchmark account to it."""
+    def prepare(self, *, simulator_url: str, enforcement: bool = True, web_app: bool = False) -> None:
+        """Migrate the throw-away database and apply the benchmark account to it; for the application serving
+        the web app too, collect its static files (it refuses to start without them, as in production)."""
         self.redis.ping()
         self.delete_keys()
         self.manage("migrate", "--no-input", "-v", "0")
+        if web_app:
+            self.env["STATIC_ROOT"] = str(self.workdir / "static")
+            self.manage("collectstatic", "--no-input", "-v", "0")
         config = self.workdir / "bench.yaml"
         config.write_text(yaml.safe_dump(bench_config(simulator_url, enforcement=enforcement)))
         self.manage("applyconfig", str(config))
