@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -134,6 +135,7 @@ if TOKONOMICS_PROCESS == "all" and (DEBUG or env_bool("TOKONOMICS_DAPHNE", False
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -229,6 +231,21 @@ TOKONOMICS_UPSTREAM_CONNECT_TIMEOUT = env_float("TOKONOMICS_UPSTREAM_CONNECT_TIM
 TOKONOMICS_UPSTREAM_READ_TIMEOUT = env_float("TOKONOMICS_UPSTREAM_READ_TIMEOUT", 600.0)
 TOKONOMICS_REDIS_TIMEOUT = env_float("TOKONOMICS_REDIS_TIMEOUT", 0.25)
 TOKONOMICS_CONFIG_POLL_SECONDS = env_float("TOKONOMICS_CONFIG_POLL_SECONDS", 0.5)
+
+# Content-Security-Policy (django-csp): scripts and styles from this site only — no inline script, no eval;
+# the one inline <style> (the account's brand colour) carries the request's nonce. Images may also come
+# from https (a white-label logo) and data: URLs.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:", "https:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
