@@ -31,9 +31,11 @@ class RuleForm(forms.Form):
     scope = forms.ChoiceField(choices=AlertRule.Scope.choices)
     match = forms.CharField(max_length=200, initial="*", help_text="A value, or * for each one.")
     window_minutes = forms.IntegerField(min_value=1, max_value=1440, initial=15)
-    multiplier = forms.DecimalField(min_value=1, initial=5, help_text="Alert when spend runs this many times "
+    multiplier = forms.DecimalField(min_value=1, max_digits=6, decimal_places=2, initial=5,
+                                    help_text="Alert when spend runs this many times "
                                     "faster than its own trailing rate.")
-    floor_usd = forms.DecimalField(min_value=0, initial=1, help_text="Spend in the window below this never alerts.")
+    floor_usd = forms.DecimalField(min_value=0, max_digits=12, decimal_places=6, initial=1,
+                                   help_text="Spend in the window below this never alerts.")
 
 
 def _page(request: HttpRequest, membership: Membership, *, channel_form: ChannelForm | None = None,

@@ -11,11 +11,13 @@ from django.http import Http404, HttpRequest
 from billing.models import Account, Seat
 
 ROLE_RANK = {Seat.Role.VIEWER: 0, Seat.Role.MEMBER: 1, Seat.Role.ADMIN: 2, Seat.Role.OWNER: 3}
-# What each role adds (CONTRACT-level promise in the web app): viewers see; members create keys;
-# admins manage budgets, providers, alerts and seats; owners also plan, billing and branding.
+# What each role adds (CONTRACT-level promise in the web app): viewers see; members create keys and revoke
+# the ones they created; admins revoke any key and manage budgets, providers, alerts and seats; owners also
+# plan, billing and branding.
 RIGHTS = {
     "view": Seat.Role.VIEWER,
     "manage_keys": Seat.Role.MEMBER,
+    "revoke_any_key": Seat.Role.ADMIN,
     "manage_budgets": Seat.Role.ADMIN,
     "manage_providers": Seat.Role.ADMIN,
     "manage_alerts": Seat.Role.ADMIN,

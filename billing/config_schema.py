@@ -8,7 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from billing.retention import MAX_RETENTION_DAYS
+
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+PER_MINUTE_MAX = 2_147_483_647  # the rate limits' PositiveIntegerField ceiling
 
 
 class Strict(BaseModel):
@@ -42,9 +45,9 @@ class KeyIn(Strict):
     environment: str = Field(default="production", min_length=1, max_length=60)
     allowed_models: list[str] = []
     expires_at: datetime | None = None
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
-    max_concurrent: int | None = Field(default=None, ge=1)
+    requests_per_minute: int | None = Field(default=None, ge=1, le=PER_MINUTE_MAX)
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=PER_MINUTE_MAX)
+    max_concurrent: int | None = Field(default=None, ge=1, le=PER_MINUTE_MAX)
 
     @field_validator("expires_at")
     @classmethod
@@ -114,18 +117,18 @@ class AlertRuleIn(Strict):
     scope: Literal["account", "tenant", "feature", "key"]
     match: str = "*"
     window_minutes: int = Field(default=15, ge=1, le=1440)
-    multiplier: Decimal = Field(default=Decimal(5), gt=1)
-    floor_usd: Decimal = Field(default=Decimal(1), ge=0)
+    multiplier: Decimal = Field(default=Decimal(5), gt=1, max_digits=6, decimal_places=2)
+    floor_usd: Decimal = Field(default=Decimal(1), ge=0, max_digits=12, decimal_places=6)
     channels: list[str] | None = None
 
 
 class PriceIn(Strict):
     provider: str
     model: str = Field(min_length=1)
-    input_per_mtok: Decimal = Field(ge=0)
-    output_per_mtok: Decimal = Field(ge=0)
-    cached_input_per_mtok: Decimal | None = Field(default=None, ge=0)
-    cache_write_per_mtok: Decimal | None = Field(default=None, ge=0)
+    input_per_mtok: Decimal = Field(ge=0, max_digits=14, decimal_places=6)
+    output_per_mtok: Decimal = Field(ge=0, max_digits=14, decimal_places=6)
+    cached_input_per_mtok: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=6)
+    cache_write_per_mtok: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=6)
 
 
 class AccountIn(Strict):
@@ -133,7 +136,7 @@ class AccountIn(Strict):
     name: str = Field(min_length=1, max_length=120)
     plan: str
     timezone: str = "UTC"
-    retention_days: int | None = Field(default=None, ge=1)
+    retention_days: int | None = Field(default=None, ge=1, le=MAX_RETENTION_DAYS)
     on_redis_unavailable: Literal["default", "open", "closed"] = "default"
     allow_unmetered_routes: bool = False
     brand_name: str = ""

@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import F, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 
 from billing.models import Account, Budget, UsageRecord, UsageTagRollup
 from billing.periods import period_bounds
 from billing.pricing import catalogue_price_table
 from billing.rollups import RollupRows, rollup_rows
+from billing.selectors import UsageFilters, usage_sum_list
 from proxy.quota import NANOS_PER_USD, account_prefix, budget_counter_key, budget_value_of
 from tokonomics.redis_client import sync_redis
 
@@ -24,6 +25,15 @@ DAILY_AFTER_HOURS = 72
 CELL_DIMENSIONS = ("feature", "model", "provider", "key", "environment")  # all but the tenant: see cells()
 SUM_FIELDS = ("requests", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
               "reasoning_tokens", "cost_usd", "unknown_cost_requests", "latency_ms_total")
+
+
+# The longest `?last=`: ten years of days (or hours). Past it, and for dates Python cannot shift by a day,
+# the range is refused (RangeError, a 400) instead of overflowing datetime arithmetic.
+MAX_RANGE_DAYS = 3660
+
+
+class RangeError(ValueError):
+    """A date range the dashboards cannot show."""
 
 
 @dataclass(frozen=True)
@@ -40,12 +50,16 @@ def range_parse(params: dict[str, str], now: datetime | None = None) -> Range:
     """`?since=2026-11-01&until=2026-11-23` (dates or datetimes, UTC) or `?last=7d`; default 30 days."""
     now = now or datetime.now(UTC)
     last = params.get("last", "")
-    if last.endswith(("d", "h")) and last[:-1].isdigit():
+    if last.endswith(("d", "h")) and last[:-1].isascii() and last[:-1].isdigit():
         amount = int(last[:-1])
+        if amount > (MAX_RANGE_DAYS if last.endswith("d") else MAX_RANGE_DAYS * 24):
+            raise RangeError(f"last={last}: the longest range is {MAX_RANGE_DAYS}d")
         delta = timedelta(days=amount) if last.endswith("d") else timedelta(hours=amount)
         return Range(now - delta, now)
     since = _parse(params.get("since")) or now - timedelta(days=30)
     until = _parse(params.get("until"), end_of_day=True) or now
+    if not all(datetime(2, 1, 1, tzinfo=UTC) < moment < datetime(9998, 1, 1, tzinfo=UTC) for moment in (since, until)):
+        raise RangeError("since and until must lie between the years 2 and 9998: that range cannot be shown")
     if until <= since:
         until = since + timedelta(days=1)
     return Range(since, until)
@@ -60,9 +74,14 @@ def _parse(value: str | None, *, end_of_day: bool = False) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    if end_of_day and len(value) == 10:
+    if end_of_day and len(value) == 10 and parsed.year < 9998:
         parsed += timedelta(days=1)
     return parsed
+
+
+def key_id(value: str) -> int:
+    """A `?key=` filter as a key id; anything but ASCII digits ("²" is a digit to str.isdigit) matches none."""
+    return int(value) if value.isascii() and value.isdigit() else -1
 
 
 def rollups(account: Account, period: Range, filters: dict[str, str], needs: tuple[str, ...] = (),
@@ -78,18 +97,25 @@ def rollups(account: Account, period: Range, filters: dict[str, str], needs: tup
     rows = rollup_rows(account_id=account.pk, dimensions=dimensions, first=first, end=end, hourly=hourly)
     for name, value in filters.items():
         if name == "key":
-            rows = rows.filter(key_id=int(value) if value.isdigit() else -1)
+            rows = rows.filter(key_id=key_id(value))
         elif name in FILTERABLE:
             rows = rows.filter(**{name: value})
     return rows
 
 
+def usage_filters(filters: dict[str, str]) -> UsageFilters:
+    return UsageFilters(**{("key_id" if name == "key" else name): key_id(value) if name == "key" else value
+                           for name, value in filters.items() if name in FILTERABLE})
+
+
 def cells(account: Account, period: Range, filters: dict[str, str]) -> list[dict[str, Any]]:
     """The range's sums per combination of every dimension but the tenant (and the tenant, when the page is
     filtered on one): a few hundred rows, from which the totals, the savings and five breakdowns are added
-    up here instead of by a query each."""
-    rows = rollups(account, period, filters, needs=CELL_DIMENSIONS)
-    return rows.sums(*rows.rollup.dimensions, **{f: Sum(f) for f in SUM_FIELDS})
+    up here instead of by a query each. Exact to the second, by the aggregator the REST API uses."""
+    columns = tuple(dict.fromkeys(["key_id" if d == "key" else d for d in (*CELL_DIMENSIONS, *filters)
+                                   if d in FILTERABLE] + ["status_code"]))
+    return usage_sum_list(account=account, since=period.since, until=period.until, filters=usage_filters(filters),
+                          columns=columns)
 
 
 def totals(cells: list[dict[str, Any]]) -> dict[str, Any]:
@@ -141,9 +167,10 @@ def breakdown(account: Account, dimension: str, period: Range, filters: dict[str
                 group["tokens"] += c["input_tokens"] + c["output_tokens"]
             grouped = list(sums.values())
         else:
-            grouped = rollups(account, period, filters, needs=(dimension,)).sums(
-                column, requests_=Sum("requests"), cost=Sum("cost_usd"),
-                tokens=Sum(F("input_tokens") + F("output_tokens")))
+            grouped = [{column: r[column], "requests_": r["requests"], "cost": r["cost_usd"] or Decimal(0),
+                        "tokens": (r["input_tokens"] or 0) + (r["output_tokens"] or 0)}
+                       for r in usage_sum_list(account=account, since=period.since, until=period.until,
+                                               filters=usage_filters(filters), columns=(column,))]
         grouped.sort(key=lambda r: (-r["cost"], -r["requests_"]))
         names = dict(account.api_keys.values_list("id", "name")) if dimension == "key" else {}
         rows = []
@@ -219,7 +246,7 @@ def recent_calls(account: Account, filters: dict[str, str], limit: int = 20) -> 
     calls = UsageRecord.objects.filter(account=account)
     for name, value in filters.items():
         if name == "key":
-            calls = calls.filter(key_id=int(value) if value.isdigit() else -1)
+            calls = calls.filter(key_id=key_id(value))
         elif name in FILTERABLE:
             calls = calls.filter(**{name: value})
     return calls.select_related("key").order_by("-created_at")[:limit]

@@ -14,6 +14,9 @@ EXPORT_FIELDS = (
     "reasoning_tokens", "cost_usd", "latency_ms", "status_code", "denied_scope", "streamed", "usage_source",
     "created_at",
 )
+# Written as numbers in CSV (cost_usd is a decimal string, to keep its places): never client text.
+NUMERIC_FIELDS = frozenset({"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+                            "reasoning_tokens", "cost_usd", "latency_ms", "status_code"})
 
 
 def usage_export_rows(

@@ -14,6 +14,7 @@ from django.contrib.auth.forms import AuthenticationForm
 
 from billing.models import HEX_COLOUR_VALIDATOR, Account, Seat
 from billing.models_sso import SsoConfig
+from billing.retention import MAX_RETENTION_DAYS
 from billing.sso import password_login_blocked
 
 DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -41,7 +42,8 @@ class SeatRoleForm(forms.Form):
 class AccountSettingsForm(forms.Form):
     name = forms.CharField(max_length=120)
     timezone = forms.ChoiceField(choices=_timezone_choices, help_text="Budgets' calendar periods follow it.")
-    retention_days = forms.IntegerField(min_value=1, required=False, label="Usage retention (days)")
+    retention_days = forms.IntegerField(min_value=1, max_value=MAX_RETENTION_DAYS, required=False,
+                                        label="Usage retention (days)")
     on_redis_unavailable = forms.ChoiceField(choices=Account.RedisFallback.choices,
                                              label="When Redis is unavailable")
     allow_unmetered_routes = forms.BooleanField(
@@ -53,7 +55,8 @@ class AccountSettingsForm(forms.Form):
         super().__init__(*args, **kwargs)
         plan = account.plan
         self.fields["retention_days"].help_text = (
-            f"Empty: the {plan.name} plan's {plan.retention_days} days. Any number of days from 1 is accepted."
+            f"Empty: the {plan.name} plan's {plan.retention_days} days. "
+            f"Any number of days from 1 to {MAX_RETENTION_DAYS} is accepted."
         )
 
 

@@ -13,6 +13,8 @@ from django.db.models import Subquery
 from billing.models import Account, UsageRecord
 
 log = logging.getLogger(__name__)
+# A century: further back than any record, and short of what datetime arithmetic (now - retention) can hold.
+MAX_RETENTION_DAYS = 36_500
 
 
 def usage_retention_purge(*, now: datetime | None = None, batch_size: int = 5000) -> dict[str, int]:

@@ -125,30 +125,18 @@ def usage_aggregate_list(
     Days and hours are calendar days and hours in the account's time zone. Time groups come in order;
     other groups by cost, dearest first. A group of None holds the calls without that attribute.
 
-    Read from the rollups — the whole hours of the range, whole days from day rows where they line up
-    with the groups — and from the records only for the minutes before its first and after its last whole
-    hour, so a year of usage costs a few thousand rows. Like the dashboards, `unknown_cost_requests` counts
-    the calls below status 400 without a price (a refused or failed call owes nothing).
+    Summed by usage_sum_list, as the dashboards are. Like them, `unknown_cost_requests` counts the calls
+    below status 400 without a price (a refused or failed call owes nothing).
     """
     key_names = dict(account.api_keys.values_list("id", "name"))
     if filters.key_id is not None and filters.key_id not in key_names:
         return []  # a deleted key's calls lost their key (SET_NULL): none match it any more
+    time_group = group_by if group_by in ("day", "hour") else None
+    column = "key_id" if group_by == "key" else group_by
     sums: dict[object, dict[str, Any]] = {}
-    aligned = _zone_offsets(account.timezone)
-    first = _hour_ceiling(since) if since is not None else None
-    end = until.replace(minute=0, second=0, microsecond=0) if until is not None else None
-    if (group_by in ("day", "hour") and not aligned) or (first and end and first >= end):
-        # A zone off the whole hour splits rollup hours between its own hours; a range inside an hour has none.
-        _add(sums, _record_groups(account=account, group_by=group_by, since=since, until=until, filters=filters))
-    else:
-        # UTC day rows make the zone's days only where it keeps UTC's time all year.
-        hourly = group_by == "hour" or (group_by == "day" and aligned != {0})
-        _add(sums, _rollup_groups(account=account, group_by=group_by, first=first, end=end, hourly=hourly,
-                                  filters=filters))
-        if since is not None and first is not None and since < first:
-            _add(sums, _record_groups(account=account, group_by=group_by, since=since, until=first, filters=filters))
-        if until is not None and end is not None and end < until:
-            _add(sums, _record_groups(account=account, group_by=group_by, since=end, until=until, filters=filters))
+    _add(sums, [{**row, "group": row["group"] if time_group else row[column]} for row in usage_sum_list(
+        account=account, since=since, until=until, filters=filters, columns=() if time_group else (column,),
+        time_group=time_group)])
     if group_by == "key":  # the rollups keep "no key" as 0, and a deleted key's id
         merged: dict[object, dict[str, Any]] = {}
         _add(merged, [{**row, "group": group if group in key_names else None} for group, row in sums.items()])
@@ -172,6 +160,49 @@ def usage_aggregate_list(
 
 
 AGGREGATE_FIELDS = ("requests", "unknown_cost_requests", "cost_usd", *TOKEN_FIELDS)
+SUM_FIELDS = (*AGGREGATE_FIELDS, "latency_ms_total")
+_ZERO_SUMS = {name: Decimal(0) if name == "cost_usd" else 0 for name in SUM_FIELDS}
+
+
+def usage_sum_list(
+    *, account: Account, since: datetime | None, until: datetime | None, filters: UsageFilters,
+    columns: tuple[str, ...] = (), time_group: Literal["day", "hour"] | None = None,
+) -> list[dict[str, Any]]:
+    """Usage of `account` from `since` (inclusive) to `until` (exclusive), exactly, summed per combination of
+    `columns` (record columns: feature, tenant, model, provider, key_id — 0 for no key —, environment,
+    status_code) and, with `time_group`, per day or hour of the account's time zone (as "group"). Each row has
+    its columns and SUM_FIELDS. The one aggregator behind the REST API's aggregates and the dashboards.
+
+    Read from the rollups — the whole hours of the range, whole days from day rows where they line up
+    with the groups — and from the records only for the minutes before its first and after its last whole
+    hour, so a year of usage costs a few thousand rows.
+    """
+    names = (*columns, "group") if time_group else columns
+    sums: dict[tuple, dict[str, Any]] = {}
+    aligned = _zone_offsets(account.timezone)
+    first = _hour_ceiling(since) if since is not None else None
+    end = until.replace(minute=0, second=0, microsecond=0) if until is not None else None
+    scope = {"account": account, "filters": filters, "names": names, "time_group": time_group}
+    if (time_group and not aligned) or (first and end and first >= end):
+        # A zone off the whole hour splits rollup hours between its own hours; a range inside an hour has none.
+        _sum_into(sums, names, _record_groups(since=since, until=until, **scope))
+    else:
+        # UTC day rows make the zone's days only where it keeps UTC's time all year.
+        hourly = time_group == "hour" or (time_group == "day" and aligned != {0})
+        _sum_into(sums, names, _rollup_groups(first=first, end=end, hourly=hourly, **scope))
+        if since is not None and first is not None and since < first:
+            _sum_into(sums, names, _record_groups(since=since, until=first, **scope))
+        if until is not None and end is not None and end < until:
+            _sum_into(sums, names, _record_groups(since=end, until=until, **scope))
+    return list(sums.values())
+
+
+def _sum_into(sums: dict[tuple, dict[str, Any]], names: tuple[str, ...], rows: Iterable[dict[str, Any]]) -> None:
+    for row in rows:
+        group = tuple(row[name] for name in names)
+        total = sums.setdefault(group, {**{name: row[name] for name in names}, **_ZERO_SUMS})
+        for name in SUM_FIELDS:
+            total[name] += row[name] or 0  # a sum over no priced call is None
 
 
 def _add(sums: dict[object, dict[str, Any]], rows: Iterable[dict[str, Any]]) -> None:
@@ -198,37 +229,44 @@ def _group_expression(group_by: GroupBy, tz: zoneinfo.ZoneInfo, time_field: str)
 
 
 def _rollup_groups(
-    *, account: Account, group_by: GroupBy, first: datetime | None, end: datetime | None, hourly: bool,
-    filters: UsageFilters
+    *, account: Account, filters: UsageFilters, names: tuple[str, ...], time_group: str | None,
+    first: datetime | None, end: datetime | None, hourly: bool,
 ) -> list[dict[str, Any]]:
     exact = filters.exact()
-    grouped = "key_id" if group_by == "key" else group_by
-    dimensions = [*exact, "status_code"] + ([grouped] if group_by not in ("day", "hour") else [])
-    rows = rollup_rows(account_id=account.pk, dimensions=dimensions, first=first, end=end, hourly=hourly)
+    columns = [name for name in names if name != "group"]
+    rows = rollup_rows(account_id=account.pk, dimensions=[*exact, "status_code", *columns], first=first, end=end,
+                       hourly=hourly)
     rows = rows.filter(**exact)
     if filters.status is not None:
         rows = rows.filter(_status_condition(filters.status))
-    tz = zoneinfo.ZoneInfo(account.timezone)
-    rows = rows.annotate(group=_group_expression(group_by, tz, "at"))
-    return rows.sums("group", **{name: Sum(name) for name in AGGREGATE_FIELDS})
+    if time_group:
+        rows = rows.annotate(group=_group_expression(time_group, zoneinfo.ZoneInfo(account.timezone), "at"))
+    return rows.sums(*names, **{name: Sum(name) for name in SUM_FIELDS})
 
 
 def _record_groups(
-    *, account: Account, group_by: GroupBy, since: datetime | None, until: datetime | None, filters: UsageFilters
+    *, account: Account, filters: UsageFilters, names: tuple[str, ...], time_group: str | None,
+    since: datetime | None, until: datetime | None,
 ) -> list[dict[str, Any]]:
-    tz = zoneinfo.ZoneInfo(account.timezone)
-    return list(
-        _usage_records(account=account, since=since, until=until, filters=filters)
-        .annotate(group=_group_expression(group_by, tz, "created_at"))
-        .values("group")
+    records = _usage_records(account=account, since=since, until=until, filters=filters)
+    if time_group:
+        records = records.annotate(group=_group_expression(time_group, zoneinfo.ZoneInfo(account.timezone),
+                                                           "created_at"))
+    rows = list(
+        records.values(*names)
         .annotate(
             requests=Count("id"),
             unknown_cost_requests=Count("id", filter=Q(cost_usd__isnull=True, status_code__lt=400)),
             cost_usd=Sum("cost_usd"),
+            latency_ms_total=Sum("latency_ms"),
             **{name: Sum(name) for name in TOKEN_FIELDS},
         )
         .order_by()
     )
+    for row in rows:
+        if row.get("key_id", 0) is None:
+            row["key_id"] = 0  # as the rollups keep "no key"
+    return rows
 
 
 def _status_condition(status: str) -> Q:

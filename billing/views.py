@@ -17,6 +17,7 @@ from billing import dashboard
 from billing.access import membership_get
 from billing.audit import audit_record, snapshot
 from billing.models import Budget
+from tokonomics.csv_cells import csv_cell
 from tokonomics.responses import after_change
 
 
@@ -32,7 +33,10 @@ def dashboard_view(request: HttpRequest, slug: str) -> HttpResponse:
     token = dashboard.live_token(account)
     if request.htmx and request.GET.get("token") == token:
         return HttpResponse(status=204)  # nothing new since the client's copy: polling costs one GET
-    period = dashboard.range_parse(request.GET)
+    try:
+        period = dashboard.range_parse(request.GET)
+    except dashboard.RangeError as error:
+        return HttpResponse(str(error), status=400, content_type="text/plain")
     filters = _filters(request)
     params = {k: v for k, v in request.GET.items() if k != "token"}
     cells = dashboard.cells(account, period, filters)
@@ -63,7 +67,10 @@ def breakdown_csv(request: HttpRequest, slug: str, dimension: str) -> HttpRespon
     membership = membership_get(request, slug)
     if dimension not in dashboard.DIMENSIONS:
         return HttpResponse(f"unknown dimension {dimension!r}", status=404, content_type="text/plain")
-    period = dashboard.range_parse(request.GET)
+    try:
+        period = dashboard.range_parse(request.GET)
+    except dashboard.RangeError as error:
+        return HttpResponse(str(error), status=400, content_type="text/plain")
     rows = dashboard.breakdown(membership.account, dimension, period, _filters(request), limit=10_000)
     response = HttpResponse(content_type="text/csv")
     filename = f"{slug}-{dimension}-{period.since:%Y%m%d}-{period.until:%Y%m%d}.csv"
@@ -71,8 +78,8 @@ def breakdown_csv(request: HttpRequest, slug: str, dimension: str) -> HttpRespon
     writer = csv.writer(response)
     writer.writerow([dimension, "requests", "tokens", "cost_usd"])
     for row in rows:
-        writer.writerow([row["label"], row["requests"], row["tokens"] if row["tokens"] is not None else "",
-                         row["cost_usd"]])
+        writer.writerow([csv_cell(str(row["label"])), row["requests"],
+                         row["tokens"] if row["tokens"] is not None else "", row["cost_usd"]])
     return response
 
 

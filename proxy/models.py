@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import fnmatch
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -29,6 +30,10 @@ class ApiKey(models.Model):
     tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
     max_concurrent = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Who created it in the web app: a member may revoke only their own keys. None for keys from applyconfig,
+    # the admin or the REST API (account tokens, not people): only admins and owners revoke those.
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, editable=False,
+                                   on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "name"], name="apikey_unique_name")]

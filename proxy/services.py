@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
@@ -74,8 +75,10 @@ def api_key_create(
     requests_per_minute: int | None = None,
     tokens_per_minute: int | None = None,
     max_concurrent: int | None = None,
+    created_by: AbstractBaseUser | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key and its plaintext, which is not stored anywhere: show it once."""
+    """A new key and its plaintext, which is not stored anywhere: show it once. `created_by`: the person
+    creating it in the web app (a member may revoke only the keys they created)."""
     plaintext = generate_key()
     key = ApiKey(
         account=account,
@@ -88,6 +91,7 @@ def api_key_create(
         requests_per_minute=requests_per_minute,
         tokens_per_minute=tokens_per_minute,
         max_concurrent=max_concurrent,
+        created_by=created_by,
     )
     _api_key_check(key, expires_at_changed=True)
     key.save()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -15,6 +15,7 @@ from billing.access import Membership, membership_get
 from billing.audit import audit_record, snapshot
 from proxy.catalog import BUILTIN_PROVIDERS, WIRE_FORMATS
 from proxy.models import ApiKey, ProviderEndpoint
+from proxy.schemas import MAX_PER_MINUTE
 from proxy.services import api_key_create, api_key_revoke, provider_endpoint_create, provider_endpoint_update
 from tokonomics.responses import after_change
 from tokonomics.validation import form_errors_from
@@ -26,18 +27,27 @@ class KeyForm(forms.Form):
     allowed_models = forms.CharField(required=False, help_text='Comma-separated; globs allowed ("claude-*"). '
                                      "Empty: every model.")
     expires_at = forms.DateTimeField(required=False, help_text="Optional, e.g. 2027-01-01 00:00 (UTC).")
-    requests_per_minute = forms.IntegerField(required=False, min_value=1)
-    tokens_per_minute = forms.IntegerField(required=False, min_value=1)
-    max_concurrent = forms.IntegerField(required=False, min_value=1)
+    requests_per_minute = forms.IntegerField(required=False, min_value=1, max_value=MAX_PER_MINUTE)
+    tokens_per_minute = forms.IntegerField(required=False, min_value=1, max_value=MAX_PER_MINUTE)
+    max_concurrent = forms.IntegerField(required=False, min_value=1, max_value=MAX_PER_MINUTE)
 
     def clean_allowed_models(self) -> list[str]:
         return [m.strip() for m in self.cleaned_data["allowed_models"].split(",") if m.strip()]
 
 
+def _may_revoke(request: HttpRequest, membership: Membership, key: ApiKey) -> bool:
+    """Admins and owners revoke any key of the account; members only the keys they created."""
+    if membership.can("revoke_any_key"):
+        return True
+    return membership.can("manage_keys") and key.created_by_id is not None and key.created_by_id == request.user.pk
+
+
 def _keys_page(request: HttpRequest, membership: Membership, form: KeyForm, created: tuple | None = None,
                status: int = 200) -> HttpResponse:
+    keys = list(membership.account.api_keys.order_by("revoked_at", "name"))
     context = {"tab": "keys", "membership": membership, "account": membership.account, "form": form,
-               "keys": membership.account.api_keys.order_by("revoked_at", "name"), "created": created,
+               "keys": keys, "revocable": {k.pk for k in keys if _may_revoke(request, membership, k)},
+               "created": created,
                "can_manage": membership.can("manage_keys"), "site": request.build_absolute_uri("/").rstrip("/")}
     template = "proxy/keys.html#key-form" if request.htmx else "proxy/keys.html"
     response = render(request, template, context, status=status)
@@ -61,7 +71,8 @@ def key_create(request: HttpRequest, slug: str) -> HttpResponse:
     form = KeyForm(request.POST)
     if form.is_valid():
         try:
-            key, plaintext = api_key_create(account=membership.account, **form.cleaned_data)
+            key, plaintext = api_key_create(account=membership.account, created_by=request.user,
+                                            **form.cleaned_data)
         except ValidationError as error:
             form_errors_from(form, error)
         else:
@@ -78,6 +89,8 @@ def key_revoke(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_keys")
     key = get_object_or_404(ApiKey, pk=key_id, account=membership.account)
+    if not _may_revoke(request, membership, key):
+        raise PermissionDenied("Members may revoke only the keys they created; ask an account admin.")
     before = snapshot(key)
     api_key_revoke(keys=ApiKey.objects.filter(pk=key.pk))
     key.refresh_from_db()

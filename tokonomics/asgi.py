@@ -12,6 +12,10 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_application = get_asgi_application()
 
+from tokonomics.static_check import static_manifest_check  # noqa: E402
+
+static_manifest_check()  # fail the start, naming the command, rather than answer 500 on every page
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 

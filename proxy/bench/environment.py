@@ -23,8 +23,9 @@ from .scenarios import BENCH_KEY, UPSTREAM_KEY
 # counting down from the last, and holds it with a lock key, so two runs never share one.
 REDIS_DBS = (15, 14, 13, 12)
 LOCK_KEY = "tokonomics:benchmark:lock"
-# High enough never to deny during a run, low enough that every check still runs in the Lua script.
-RATE_LIMITS = {"requests_per_minute": 100_000_000, "tokens_per_minute": 100_000_000_000, "max_concurrent": 100_000}
+# High enough never to deny during a run, low enough that every check still runs in the Lua script (and
+# within the columns' 2**31 - 1, which applyconfig checks).
+RATE_LIMITS = {"requests_per_minute": 100_000_000, "tokens_per_minute": 2_000_000_000, "max_concurrent": 100_000}
 
 
 def redis_url_for_db(url: str, db: int) -> str:
@@ -118,11 +119,15 @@ class BenchEnvironment:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
         return done.stdout
 
-    def prepare(self, *, simulator_url: str, enforcement: bool = True) -> None:
-        """Migrate the throw-away database and apply the benchmark account to it."""
+    def prepare(self, *, simulator_url: str, enforcement: bool = True, web_app: bool = False) -> None:
+        """Migrate the throw-away database and apply the benchmark account to it; for the application serving
+        the web app too, collect its static files (it refuses to start without them, as in production)."""
         self.redis.ping()
         self.delete_keys()
         self.manage("migrate", "--no-input", "-v", "0")
+        if web_app:
+            self.env["STATIC_ROOT"] = str(self.workdir / "static")
+            self.manage("collectstatic", "--no-input", "-v", "0")
         config = self.workdir / "bench.yaml"
         config.write_text(yaml.safe_dump(bench_config(simulator_url, enforcement=enforcement)))
         self.manage("applyconfig", str(config))

@@ -137,7 +137,8 @@ class Bench:
                                          workdir=self.env.workdir, cpus=cores.load)
         report = Report.create(options=options, cores=cores)
         try:
-            self.env.prepare(simulator_url=self.simulator.url, enforcement=self.options.enforcement)
+            self.env.prepare(simulator_url=self.simulator.url, enforcement=self.options.enforcement,
+                             web_app=self.options.app == "all")
             direct = direct_target(self.simulator.url)
             self.say("Direct to the simulator:")
             report.cells += self.matrix(direct, None, cores)

@@ -139,3 +139,9 @@ def test_every_key_change_moves_the_configuration_version(
 def test_keys_are_never_deleted(acme_api: ApiClient, acme_key: ApiKey) -> None:
     assert acme_api.delete(f"keys/{acme_key.pk}").status_code == 405
     assert ApiKey.objects.filter(pk=acme_key.pk).exists()
+
+
+def test_a_viewer_token_cannot_revoke(acme_viewer_api: ApiClient, acme_key: ApiKey) -> None:
+    assert acme_viewer_api.post(f"keys/{acme_key.pk}/revoke").status_code == 403
+    acme_key.refresh_from_db()
+    assert acme_key.revoked_at is None

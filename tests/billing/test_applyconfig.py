@@ -189,6 +189,9 @@ BAD_CASES = [
     (["accounts", 0, "alert_channels", 0, "url"], None, "a webhook channel needs url"),
     (["accounts", 0, "alert_channels", 1, "to"], None, "an email channel needs to"),
     (["accounts", 0, "prices", 0, "provider"], "anthropic", "prices[0].provider: no provider 'anthropic'"),
+    (["accounts", 0, "prices", 0, "input_per_mtok"], 10**20, "prices[0].input_per_mtok"),
+    (["accounts", 0, "keys", 0, "requests_per_minute"], 2**31, "keys[0] (ci).requests_per_minute"),
+    (["accounts", 0, "retention_days"], 10**9, "accounts[0] (acme).retention_days"),
 ]
 
 

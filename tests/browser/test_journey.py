@@ -131,6 +131,9 @@ def test_first_session_ends_with_live_spend_on_the_dashboard(  # type: ignore[no
     base = stack.proxy  # one ASGI app serves the web app and /proxy/
     page_errors: list[str] = []
     page.on("pageerror", lambda error: page_errors.append(str(error)))
+    refused: list[str] = []  # what the Content-Security-Policy blocked, as Chromium logs it
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text
+            else None)
 
     _sign_in(page, base, OWNER, PASSWORD)
     _invite_and_accept(page, browser, base)
@@ -177,4 +180,5 @@ def test_first_session_ends_with_live_spend_on_the_dashboard(  # type: ignore[no
     print(f"dashboard screenshot: {shot} (spend live {live_after:.1f} s after the call; "
           f"journey {time.monotonic() - started:.1f} s)")
     assert not page_errors, page_errors
+    assert not refused, refused
     assert time.monotonic() - started < JOURNEY_SECONDS

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from billing import ledger
 from billing.models import UsageRecord
-from proxy.quota import events_stream_key
+from proxy.quota import BUDGET_KEY_FORMAT, events_stream_key
 from tokonomics.redis_client import sync_redis
 
 from ..conftest import KEY, OTHER_KEY
@@ -169,9 +169,10 @@ class Judge:
 
     def _bystander_keys(self) -> dict[str, list[str]]:
         # acme's per-tenant and per-feature counters now are the bystanders' alone, whatever their key format.
-        budgets = (f":b:{self.world.tenant_budget.pk}:", f":b:{self.world.feature_budget.pk}:")
+        budget = f":b{BUDGET_KEY_FORMAT}:"
+        budgets = (f"{budget}{self.world.tenant_budget.pk}:", f"{budget}{self.world.feature_budget.pk}:")
         acme = [key for key in account_keys(self.world.acme.pk) if any(b in key for b in budgets)]
-        globex = [key for key in account_keys(self.world.globex.pk) if ":b:" in key or ":plan:" in key]
+        globex = [key for key in account_keys(self.world.globex.pk) if budget in key or ":plan:" in key]
         return {"acme's bystander tenant and feature": acme, "globex": globex}
 
     def _bystanders(self) -> dict[str, dict[str, Any]]:

@@ -123,3 +123,66 @@ def test_cannot_touch_another_accounts_objects_through_own_account(client, charl
     assert client.post(reverse("budget_delete", args=["globex", budget.pk])).status_code == 404
     key.refresh_from_db()
     assert key.revoked_at is None and Budget.objects.filter(pk=budget.pk).exists()
+
+
+@pytest.mark.parametrize("field", ["requests_per_minute", "tokens_per_minute", "max_concurrent"])
+def test_key_limits_past_the_column_are_a_form_error(client, bob, acme, field) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(bob)
+    response = client.post(reverse("key_create", args=["acme"]),
+                           {"name": "ci", "environment": "production", field: str(2**31)})
+    assert response.status_code == 400 and "less than or equal to 2147483647" in response.content.decode()
+    assert not ApiKey.objects.filter(account=acme).exists()
+
+
+@pytest.mark.parametrize(("field", "value"), [("multiplier", "1e20"), ("floor_usd", "99999999999999"),
+                                              ("multiplier", "2.123")])
+def test_burn_rate_rule_numbers_past_the_column_are_a_form_error(client, alice, acme, field, value) -> None:  # type: ignore[no-untyped-def]
+    from alerts.models import AlertRule
+
+    client.force_login(alice)
+    data = {"scope": "account", "match": "*", "window_minutes": "15", "multiplier": "5", "floor_usd": "1",
+            field: value}
+    response = client.post(reverse("alert_rule_create", args=["acme"]), data)
+    assert response.status_code == 400
+    assert not AlertRule.objects.filter(account=acme).exists()
+
+
+def _key_made_by(client, user, name: str) -> ApiKey:  # type: ignore[no-untyped-def]
+    client.force_login(user)
+    client.post(reverse("key_create", args=["acme"]), {"name": name, "environment": "production"})
+    return ApiKey.objects.get(account__slug="acme", name=name)
+
+
+def test_member_revokes_own_keys_but_not_an_owners(client, alice, bob, acme) -> None:  # type: ignore[no-untyped-def]
+    owners = _key_made_by(client, alice, "owners-key")
+    bobs = _key_made_by(client, bob, "bobs-key")
+    page = client.get(reverse("key_list", args=["acme"])).content.decode()
+    assert reverse("key_revoke", args=["acme", bobs.pk]) in page
+    assert reverse("key_revoke", args=["acme", owners.pk]) not in page
+    assert client.post(reverse("key_revoke", args=["acme", owners.pk])).status_code == 403
+    owners.refresh_from_db()
+    assert owners.revoked_at is None
+    assert not AuditEntry.objects.filter(action="key.revoked", target="owners-key").exists()
+    assert client.post(reverse("key_revoke", args=["acme", bobs.pk])).status_code == 302
+    bobs.refresh_from_db()
+    assert bobs.revoked_at is not None
+
+
+def test_member_cannot_revoke_keys_of_unknown_origin(client, bob, acme) -> None:  # type: ignore[no-untyped-def]
+    from ..conftest import KEY, make_key
+
+    applied = make_key(acme, KEY, name="from-applyconfig")
+    client.force_login(bob)
+    assert client.post(reverse("key_revoke", args=["acme", applied.pk])).status_code == 403
+
+
+def test_owner_and_admin_revoke_any_key(client, alice, bob, carol, acme) -> None:  # type: ignore[no-untyped-def]
+    bobs = _key_made_by(client, bob, "bobs-key")
+    others = _key_made_by(client, bob, "bobs-other-key")
+    for user, key in ((alice, bobs), (carol, others)):
+        client.force_login(user)
+        page = client.get(reverse("key_list", args=["acme"])).content.decode()
+        assert reverse("key_revoke", args=["acme", key.pk]) in page
+        assert client.post(reverse("key_revoke", args=["acme", key.pk])).status_code == 302
+        key.refresh_from_db()
+        assert key.revoked_at is not None

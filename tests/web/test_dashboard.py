@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -74,3 +76,61 @@ def test_outsider_sees_nothing(client, charlie, acme) -> None:  # type: ignore[n
 def test_anonymous_is_sent_to_sign_in(client, acme) -> None:  # type: ignore[no-untyped-def]
     response = client.get(reverse("dashboard", args=["acme"]))
     assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_breakdown_csv_writes_client_values_as_text_never_formulas(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+    usage_record_batch(events=[_event(acme, 1, tenant="=HYPERLINK(\"http://evil.test\")"),
+                               _event(acme, 2, tenant="@SUM(A1)", tags={"+x": "-y"})])
+    client.force_login(alice)
+    tenants = client.get(reverse("breakdown_csv", args=["acme", "tenant"]), {"last": "1d"}).content.decode()
+    assert "'=HYPERLINK" in tenants and "'@SUM(A1)" in tenants
+    assert not any(row[0][:1] in "=+-@" for row in csv.reader(io.StringIO(tenants)))
+    tags = client.get(reverse("breakdown_csv", args=["acme", "tag"]), {"last": "1d"}).content.decode()
+    assert "'+x=-y" in tags
+
+
+@pytest.mark.parametrize("query", [{"last": "99999999d"}, {"last": "99999999999h"}, {"since": "9999-12-31"},
+                                   {"until": "0001-01-01"}, {"since": "0001-01-01T00:00:00+14:00"}])
+def test_out_of_range_dates_are_a_400_not_a_500(client, alice, acme, query) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(alice)
+    for name, args in (("dashboard", ["acme"]), ("breakdown_csv", ["acme", "tenant"])):
+        response = client.get(reverse(name, args=args), query)
+        assert response.status_code == 400, (name, query)
+        assert "range" in response.content.decode()
+
+
+def test_longest_last_is_accepted(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+    from billing.dashboard import MAX_RANGE_DAYS
+
+    client.force_login(alice)
+    assert client.get(reverse("dashboard", args=["acme"]), {"last": f"{MAX_RANGE_DAYS}d"}).status_code == 200
+    assert client.get(reverse("dashboard", args=["acme"]), {"last": f"{MAX_RANGE_DAYS + 1}d"}).status_code == 400
+
+
+@pytest.mark.parametrize("key", ["²", "99999999999999999999999", "-1", "abc"])
+def test_odd_key_filters_match_nothing(client, alice, acme, key) -> None:  # type: ignore[no-untyped-def]
+    usage_record_batch(events=[_event(acme, 1)])
+    client.force_login(alice)
+    response = client.get(reverse("dashboard", args=["acme"]), {"key": key})
+    assert response.status_code == 200
+    assert "0 calls ·" in response.content.decode()
+
+
+def test_mid_hour_range_gives_the_same_totals_in_dashboard_csv_and_api(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+    from tests.api.conftest import ApiClient, token_for
+
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
+    minutes = {"before": 10, "first-edge": 40, "whole-hour": 90, "last-edge": 130, "after": 170}
+    usage_record_batch(events=[_event(acme, n, feature=name, created_at=(start + timedelta(minutes=m)).timestamp())
+                               for n, (name, m) in enumerate(minutes.items())])
+    since, until = start + timedelta(minutes=30), start + timedelta(minutes=150)
+    query = {"since": since.isoformat(), "until": until.isoformat()}
+    client.force_login(alice)
+    rows = list(csv.DictReader(io.StringIO(
+        client.get(reverse("breakdown_csv", args=["acme", "feature"]), query).content.decode())))
+    dashboard = {row["feature"]: (int(row["requests"]), Decimal(row["cost_usd"])) for row in rows}
+    page = client.get(reverse("dashboard", args=["acme"]), query).content.decode()
+    api = ApiClient(token_for(acme)).get("usage/aggregates", group_by="feature", **query).json()
+    assert {g["group"]: (g["requests"], Decimal(g["cost_usd"])) for g in api["groups"]} == dashboard
+    assert set(dashboard) == {"first-edge", "whole-hour", "last-edge"}
+    assert api["total"]["requests"] == 3 and "3 calls ·" in page

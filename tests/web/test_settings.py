@@ -164,3 +164,10 @@ def test_sso_needs_a_secret_https_and_domains_of_its_own(client_as, alice, enter
     assert stolen.status_code == 200
     assert "acme.test already signs in through another account." in stolen.content.decode()
     assert not SsoConfig.objects.filter(account=globex).exists()
+
+
+def test_retention_past_a_century_is_a_form_error(client_as, alice, acme):
+    response = client_as(alice).post("/a/acme/settings/general", GENERAL | {"retention_days": "1000000000"})
+    assert response.status_code == 400 and "less than or equal to 36500" in response.content.decode()
+    acme.refresh_from_db()
+    assert acme.retention_days is None

@@ -8,8 +8,9 @@ import orjson
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from billing.exports import EXPORT_FIELDS, usage_export_rows
+from billing.exports import EXPORT_FIELDS, NUMERIC_FIELDS, usage_export_rows
 from billing.models import Account
+from tokonomics.csv_cells import csv_cell
 
 
 def _when(value: str | None, name: str) -> datetime | None:
@@ -43,7 +44,8 @@ class Command(BaseCommand):
             writer = csv.writer(out)
             writer.writerow(EXPORT_FIELDS)
             for row in rows:
-                writer.writerow(["" if row[f] is None else row[f] for f in EXPORT_FIELDS])
+                writer.writerow(["" if row[f] is None else row[f] if f in NUMERIC_FIELDS else csv_cell(row[f])
+                                 for f in EXPORT_FIELDS])
                 count += 1
         else:
             for row in rows:

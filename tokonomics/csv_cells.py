@@ -1,0 +1,19 @@
+"""CSV cells that a spreadsheet reads as data, never as a formula (OWASP "CSV injection").
+
+Every CSV the product writes passes its text cells through csv_cell: feature, tenant, model and tag values
+come from clients, and "=HYPERLINK(…)" in one would run when an operator opens the export.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """Text starting like a formula, prefixed with a single quote; anything else (numbers, negative ones
+    included, and None) unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
