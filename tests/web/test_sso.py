@@ -5,7 +5,6 @@ client plus httpx, following the redirects by hand."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -16,26 +15,10 @@ from django.contrib.auth import SESSION_KEY, get_user_model
 from django.test import Client
 
 from billing.models import AuditEntry, Seat
-from billing.models_sso import SsoConfig
 
 from .oidc_provider import OidcProvider
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def provider() -> Iterator[OidcProvider]:
-    with OidcProvider().running() as running:
-        yield running
-
-
-@pytest.fixture
-def sso_config(enterprise, provider: OidcProvider) -> SsoConfig:
-    config = SsoConfig(account=enterprise, issuer=provider.issuer, client_id=provider.client_id,
-                       allowed_domains=["acme.test"], default_role="member")
-    config.set_client_secret(provider.client_secret)
-    config.save()
-    return config
 
 
 def _start(client: Client, email: str, next_url: str = "") -> str:
