@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from django.test import Client
 
-from billing.models_sso import SsoConfig
+from billing.models_sso import SsoConfig, SsoDomain
 
 from ..conftest import _user_with_seat
 from .oidc_provider import OidcProvider
@@ -56,8 +56,8 @@ def provider() -> Iterator[OidcProvider]:
 @pytest.fixture
 def sso_config(enterprise, provider: OidcProvider) -> SsoConfig:  # type: ignore[no-untyped-def]
     """acme's SSO through `provider`, for its verified domain acme.test."""
-    config = SsoConfig(account=enterprise, issuer=provider.issuer, client_id=provider.client_id,
-                       allowed_domains=["acme.test"], default_role="member")
+    config = SsoConfig(account=enterprise, issuer=provider.issuer, client_id=provider.client_id, default_role="member")
     config.set_client_secret(provider.client_secret)
     config.save()
+    SsoDomain.objects.create(config=config, domain="acme.test", status="verified", verified_by="root@ops.test")
     return config
