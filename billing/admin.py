@@ -159,6 +159,9 @@ class SsoDomainAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False  # an account's owners drop claims in its settings, audited; a pending one blocks nobody
+
     @admin.display(description="Account", ordering="config__account__slug")
     def account(self, obj: SsoDomain) -> str:
         return str(obj.config.account)
