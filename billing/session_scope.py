@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.middleware import get_user
 from django.contrib.auth.signals import user_logged_in
 from django.core.exceptions import PermissionDenied
@@ -77,6 +78,11 @@ class SessionScopeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if SSO_ACCOUNTS_SESSION_KEY in request.session:
             request.user = SimpleLazyObject(lambda: _without_staff_rights(request))
+
+            async def auser() -> Any:  # async views ask through request.auser()
+                return await sync_to_async(_without_staff_rights)(request)
+
+            request.auser = auser
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

@@ -85,3 +85,31 @@ def test_a_password_session_of_a_superuser_reaches_the_admin(superuser):
     client = Client()
     client.post("/login/", {"username": "root@ops.test", "password": "operator password 1"})
     assert client.get("/admin/").status_code == 200
+
+
+def test_sync_and_async_views_alike_see_no_staff_rights_in_an_sso_session(superuser):
+    from asgiref.sync import async_to_sync
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth.middleware import AuthenticationMiddleware
+    from django.contrib.sessions.middleware import SessionMiddleware
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from billing.session_scope import SSO_ACCOUNTS_SESSION_KEY, SessionScopeMiddleware
+
+    request = RequestFactory().get("/")
+    SessionMiddleware(lambda r: HttpResponse()).process_request(request)
+    request.session.update({SESSION_KEY: str(superuser.pk), HASH_SESSION_KEY: superuser.get_session_auth_hash(),
+                            BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+                            SSO_ACCOUNTS_SESSION_KEY: [1]})
+    AuthenticationMiddleware(lambda r: HttpResponse()).process_request(request)
+    seen = {}
+
+    def view(request):  # type: ignore[no-untyped-def]
+        asynchronous = async_to_sync(request.auser)()
+        seen.update(sync=(request.user.is_staff, request.user.is_superuser, request.user.has_perm("billing.add_plan")),
+                    asynchronous=(asynchronous.is_staff, asynchronous.is_superuser), who=asynchronous.pk)
+        return HttpResponse()
+
+    SessionScopeMiddleware(view)(request)
+    assert seen == {"sync": (False, False, False), "asynchronous": (False, False), "who": superuser.pk}
