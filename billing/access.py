@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
 from billing.models import Account, Seat
+from billing.session_scope import AccountSignInRequired, session_may_open
 
 ROLE_RANK = {Seat.Role.VIEWER: 0, Seat.Role.MEMBER: 1, Seat.Role.ADMIN: 2, Seat.Role.OWNER: 3}
 # What each role adds (CONTRACT-level promise in the web app): viewers see; members create keys and revoke
@@ -46,11 +47,14 @@ class Membership:
 
 def membership_get(request: HttpRequest, slug: str) -> Membership:
     """The caller's seat in the account `slug`, or 404 — an outsider learns nothing, not even that
-    the account exists."""
+    the account exists. A seat this session was not opened for (another account's IdP signed the
+    person in) asks for a sign-in instead."""
     if not request.user.is_authenticated:
         raise Http404
     seat = Seat.objects.select_related("account__plan").filter(account__slug=slug, user=request.user).first()
     if seat is None:
         raise Http404
+    if not session_may_open(request, account_id=seat.account_id):
+        raise AccountSignInRequired(seat.account)
     request.tokonomics_account = seat.account  # type: ignore[attr-defined]  # for branding
     return Membership(seat.account, seat)

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from .deadletters import usage_dead_letter_replay
 from .models import Account, Budget, ManagementToken, Plan, PriceOverride, Seat, UsageDeadLetter, UsageRecord
+from .models_sso import SsoDomain
 from .repricing import usage_record_reprice
+from .sso_domains import sso_domain_approve
 
 
 def usd(amount: Decimal | None, places: int = 2) -> str:
@@ -157,3 +160,40 @@ class UsageDeadLetterAdmin(admin.ModelAdmin):
     def replay(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
         replayed, failed = usage_dead_letter_replay(dead_letters=queryset.select_related("account"), actor=request.user)
         self.message_user(request, f"Replayed {replayed} event(s); {failed} still failing (see their reason).")
+
+
+@admin.register(SsoDomain)
+class SsoDomainAdmin(admin.ModelAdmin):
+    """Email-domain claims of accounts' SSO. Approving one is the operator's proof that the account
+    controls the domain; a claim is otherwise verified by the confirmation link its admins can mail."""
+
+    list_display = ["domain", "account", "status", "verified_by", "verified_at", "confirmation_sent_to", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["domain", "config__account__slug", "config__account__name"]
+    list_select_related = ["config__account"]
+    fields = ["config", "domain", "status", "verified_by", "verified_at", "confirmation_sent_to", "created_at"]
+    actions = ["approve"]
+
+    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+        # Changed through the services only, so every change is audited and the one-account rule explained.
+        return self.fields
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False  # an account's owners drop claims in its settings, audited; a pending one blocks nobody
+
+    @admin.display(description="Account", ordering="config__account__slug")
+    def account(self, obj: SsoDomain) -> str:
+        return str(obj.config.account)
+
+    @admin.action(description="Approve selected domain claims (I checked the account controls them)")
+    def approve(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        for claim in queryset.select_related("config__account"):
+            try:
+                sso_domain_approve(claim=claim, actor=request.user)
+            except ValidationError as error:
+                self.message_user(request, " ".join(error.messages), level=messages.ERROR)
+            else:
+                self.message_user(request, f"{claim.domain} is verified for {claim.config.account}.")

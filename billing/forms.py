@@ -83,7 +83,8 @@ class SsoConfigForm(forms.Form):
         help_text="Write-only. Leave empty to keep the stored secret.",
     )
     allowed_domains = forms.CharField(label="Allowed email domains",
-                                      help_text="Comma-separated, e.g. acme.com, acme.fr")
+                                      help_text="Comma-separated, e.g. acme.com, acme.fr. A new domain signs "
+                                                "people in once it is verified (below).")
     default_role = forms.ChoiceField(choices=SsoConfig.DefaultRole.choices, label="Role of new people",
                                      help_text="The seat given to someone who signs in for the first time.")
     password_login_disabled = forms.BooleanField(
@@ -93,8 +94,9 @@ class SsoConfigForm(forms.Form):
 
     def __init__(self, *args: Any, config: SsoConfig | None, **kwargs: Any) -> None:
         if config is not None:
-            initial = {name: getattr(config, name) for name in self.base_fields if name != "client_secret"}
-            initial["allowed_domains"] = ", ".join(config.allowed_domains)
+            initial = {name: getattr(config, name) for name in self.base_fields
+                       if name not in {"client_secret", "allowed_domains"}}
+            initial["allowed_domains"] = ", ".join(config.domains.values_list("domain", flat=True))
             kwargs.setdefault("initial", initial)
         super().__init__(*args, **kwargs)
         if config is not None and config.secret_encrypted:

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.urls import reverse
 
-from billing.models_sso import SsoConfig
+from billing.models_sso import SsoConfig, SsoDomain
 
 # Asymmetric algorithms only: "none" and HS* (keyed with the client secret) are refused.
 ID_TOKEN_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"})
@@ -200,14 +200,19 @@ def id_token_validate(*, config: SsoConfig, metadata: ProviderMetadata, id_token
 
 
 def sso_config_for_email(*, email: str) -> SsoConfig | None:
-    """The active SSO configuration whose allowed domains include the email's domain."""
-    configs = SsoConfig.objects.select_related("account__plan").filter(enabled=True, account__plan__sso=True)
-    # Scanned in Python: few accounts use SSO, and JSON containment is not portable to SQLite.
-    return next((config for config in configs if config.allows_email(email)), None)
+    """The active SSO configuration that verified the email's domain (one at most: the database allows
+    one verified claim per domain). A domain that is only claimed offers no SSO."""
+    domain = email.rpartition("@")[2].lower()
+    claim = SsoDomain.objects.select_related("config__account__plan").filter(
+        domain=domain, status=SsoDomain.Status.VERIFIED, config__enabled=True, config__account__plan__sso=True
+    ).first()
+    return claim.config if claim else None
 
 
 def sso_available() -> bool:
-    return SsoConfig.objects.filter(enabled=True, account__plan__sso=True).exists()
+    return SsoDomain.objects.filter(
+        status=SsoDomain.Status.VERIFIED, config__enabled=True, config__account__plan__sso=True
+    ).exists()
 
 
 def password_login_blocked(*, user: AbstractBaseUser) -> SsoConfig | None:

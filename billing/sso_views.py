@@ -10,14 +10,16 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.views import LoginView
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
-from billing import sso
+from billing import sso, sso_domains
 from billing.forms import PasswordLoginForm, SsoStartForm
 from billing.models_sso import SsoConfig
+from billing.session_scope import session_sso_accounts, session_sso_scope_set
 from billing.team_services import sso_user_sign_in
 
 PENDING_SESSION_KEY = "sso_pending"
@@ -93,5 +95,26 @@ def sso_callback(request: HttpRequest) -> HttpResponse:
         user = sso_user_sign_in(config=config, claims=claims)
     except sso.SsoError as error:
         return _refused(request, str(error))
+    # The IdP vouches for its own account only: what the session opened before is kept only if it
+    # was the same person's.
+    before = session_sso_accounts(request) if request.user.pk == user.pk else frozenset()
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    session_sso_scope_set(request, account_id=config.account_id, before=before)
     return redirect(pending["next"])
+
+
+@require_http_methods(["GET", "POST"])
+def sso_domain_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The link mailed to a domain contact. GET only shows what is asked (mail scanners follow links);
+    the button's POST verifies the claim and spends the link."""
+    try:
+        claim = sso_domains.sso_domain_confirmation_get(token=token)
+        if request.method == "POST":
+            claim = sso_domains.sso_domain_confirm(token=token)
+            return render(request, "registration/sso_domain_confirm.html", {"claim": claim, "done": True})
+    except sso_domains.DomainConfirmationError as error:
+        return render(request, "registration/sso_domain_confirm.html", {"problem": str(error)}, status=400)
+    except ValidationError as error:
+        return render(request, "registration/sso_domain_confirm.html", {"problem": " ".join(error.messages)},
+                      status=409)
+    return render(request, "registration/sso_domain_confirm.html", {"claim": claim})

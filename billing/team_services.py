@@ -35,6 +35,7 @@ from billing.audit import audit_record, snapshot
 from billing.models import Account, AuditEntry, Plan, Seat
 from billing.models_sso import SsoConfig
 from billing.sso import SsoError, issuer_problem
+from billing.sso_domains import sso_domains_sync
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ INVITATION_SALT = "tokonomics.invitation"
 INVITED, ACCEPTED, WITHDRAWN = "seat.invited", "invitation.accepted", "invitation.withdrawn"
 SETTINGS_FIELDS = ("name", "timezone", "retention_days", "on_redis_unavailable", "allow_unmetered_routes")
 BRANDING_FIELDS = ("brand_name", "brand_logo_url", "brand_accent_color")
-SSO_FIELDS = ("enabled", "issuer", "client_id", "allowed_domains", "default_role", "password_login_disabled")
+SSO_FIELDS = ("enabled", "issuer", "client_id", "default_role", "password_login_disabled")
 
 
 class InvitationError(Exception):
@@ -314,14 +315,9 @@ def sso_config_update(
         raise ValidationError({"issuer": problem})
     if not client_secret and not config.secret_encrypted:
         raise ValidationError({"client_secret": "Enter the client secret the identity provider gave you."})
-    domains = sorted({d.lower() for d in allowed_domains})
-    taken = [d for other in SsoConfig.objects.exclude(account=account) for d in other.allowed_domains if d in domains]
-    if taken:
-        verb = "signs" if len(taken) == 1 else "sign"
-        raise ValidationError({"allowed_domains": f"{', '.join(taken)} already {verb} in through another account."})
     before = snapshot(config, list(SSO_FIELDS)) if config.pk else {}
     config.enabled, config.issuer, config.client_id = enabled, issuer, client_id
-    config.allowed_domains, config.default_role = domains, default_role
+    config.default_role = default_role
     config.password_login_disabled = password_login_disabled
     if client_secret:
         config.set_client_secret(client_secret)
@@ -333,6 +329,8 @@ def sso_config_update(
         config.save()
         audit_record(account=account, actor=actor, action="sso.updated" if before else "sso.configured",
                      target=config.issuer, before=before, after=after)
+        # Claims start pending: they sign nobody in until proven (billing.sso_domains).
+        sso_domains_sync(config=config, actor=actor, domains=allowed_domains)
     return config
 
 
@@ -347,8 +345,8 @@ def sso_user_sign_in(*, config: SsoConfig, claims: dict[str, Any]) -> AbstractBa
     if claims.get("email_verified") is False:
         raise SsoError(f"The identity provider has not verified {email}.")
     if not config.allows_email(email):
-        raise SsoError(f"{email} is not in a domain that signs in to {account.name} "
-                       f"({', '.join(config.allowed_domains)}).")
+        raise SsoError(f"{email} is not in a verified domain that signs in to {account.name} "
+                       f"({', '.join(config.verified_domains()) or 'none yet'}).")
     user = get_user_model().objects.filter(email__iexact=email).first()
     if user is not None:
         if not user.is_active:

@@ -12,5 +12,7 @@ urlpatterns = [
     path("settings/general", team_views.account_settings_update, name="account_settings_update"),
     path("settings/branding", team_views.branding_update, name="branding_update"),
     path("settings/sso", team_views.sso_config_update, name="sso_config_update"),
+    path("settings/sso/domains/<int:domain_id>/confirm", team_views.sso_domain_confirmation_send,
+         name="sso_domain_confirmation_send"),
     path("audit/", team_views.audit_log, name="audit_log"),
 ]

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing import team_services
+from billing import sso_domains, team_services
 from billing.access import Membership, membership_get
 from billing.forms import (
     AccountSettingsForm,
@@ -27,7 +27,7 @@ from billing.forms import (
     SsoConfigForm,
 )
 from billing.models import AuditEntry, Plan, Seat
-from billing.models_sso import SsoConfig
+from billing.models_sso import SsoConfig, SsoDomain
 from billing.sso import redirect_uri
 from billing.team_services import InvitationError, SentInvitation
 from tokonomics.responses import after_change
@@ -219,7 +219,9 @@ def _settings_page(request: HttpRequest, membership: Membership, *, partial: str
     context = {
         "tab": "settings", "membership": membership, "account": account, "plan": account.plan,
         "can_edit": can_edit, **page_forms,
-        "sso_config": config, "redirect_uri": redirect_uri(), "seat_count": account.seats.count(),
+        "sso_config": config, "redirect_uri": redirect_uri(),
+        "sso_domains": list(config.domains.all()) if config else [],
+        "confirmation_mailboxes": sso_domains.CONFIRMATION_MAILBOXES, "seat_count": account.seats.count(),
         "sso_plan": cheapest.filter(sso=True).first(), "white_label_plan": cheapest.filter(white_label=True).first(),
     }
     template = f"billing/settings.html#{partial}" if request.htmx and partial else "billing/settings.html"
@@ -299,6 +301,22 @@ def sso_config_update(request: HttpRequest, slug: str) -> HttpResponse:
             messages.success(request, "Single sign-on settings saved.")
             return after_change(request, reverse("account_settings", args=[slug]))
     return _settings_invalid(request, membership, "sso-form", "sso_form", form)
+
+
+@require_POST
+@login_required
+def sso_domain_confirmation_send(request: HttpRequest, slug: str, domain_id: int) -> HttpResponse:
+    membership = membership_get(request, slug)
+    membership.require("manage_account")
+    claim = get_object_or_404(SsoDomain, pk=domain_id, config__account=membership.account)
+    try:
+        address = sso_domains.sso_domain_confirmation_send(claim=claim, actor=request.user,
+                                                           mailbox=request.POST.get("mailbox", ""))
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"A confirmation link for {claim.domain} was sent to {address}.")
+    return redirect("account_settings", slug)
 
 
 # --- the audit log --------------------------------------------------------------------------------

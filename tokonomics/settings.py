@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -141,10 +142,31 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "billing.session_scope.SessionScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
+
+# Password sign-in throttling (django-axes): per username and per client address, each up to the limit
+# of failures within the cool-off; a success resets. The proxy process signs nobody in.
+TOKONOMICS_LOGIN_FAILURE_LIMIT = env_int("TOKONOMICS_LOGIN_FAILURE_LIMIT", 10)
+TOKONOMICS_LOGIN_COOLOFF_MINUTES = env_int("TOKONOMICS_LOGIN_COOLOFF_MINUTES", 15)
+# How many reverse proxies of ours append to X-Forwarded-For; 0 (default) believes only the socket.
+TOKONOMICS_TRUSTED_PROXY_COUNT = env_int("TOKONOMICS_TRUSTED_PROXY_COUNT", 0)
+if TOKONOMICS_PROCESS == "all":
+    INSTALLED_APPS.append("axes")
+    MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # last, as django-axes asks
+    AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = TOKONOMICS_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=TOKONOMICS_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_RESET_ON_SUCCESS = True
+AXES_USERNAME_CALLABLE = "billing.login_throttle.login_username"
+AXES_CLIENT_IP_CALLABLE = "billing.login_throttle.client_ip"
+AXES_LOCKOUT_CALLABLE = "billing.login_throttle.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept (admin → Axes); successful sign-ins need no table
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "tokonomics.urls"
 ASGI_APPLICATION = "tokonomics.asgi.application"

@@ -6,15 +6,19 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
 from billing.models import Seat
+from billing.session_scope import session_may_open
 
 
 @require_GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     seats = list(Seat.objects.filter(user=request.user).select_related("account__plan").order_by("account__name"))
-    if len(seats) == 1:
+    # An SSO session lists the accounts it did not open as sign-in prompts, never as links.
+    opened = [seat for seat in seats if session_may_open(request, account_id=seat.account_id)]
+    if len(seats) == 1 and opened:
         return redirect("dashboard", seats[0].account.slug)
-    return render(request, "billing/account_list.html", {"seats": seats})
+    locked = [seat for seat in seats if seat not in opened]
+    return render(request, "billing/account_list.html", {"seats": opened, "locked_seats": locked})
 
 
 @require_GET

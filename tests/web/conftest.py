@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.test import Client
 
+from billing.models_sso import SsoConfig, SsoDomain
+
 from ..conftest import _user_with_seat
+from .oidc_provider import OidcProvider
 
 
 @pytest.fixture
@@ -41,3 +44,20 @@ def enterprise(acme, plans):  # type: ignore[no-untyped-def]
     acme.plan = plans["enterprise"]
     acme.save(update_fields=["plan"])
     return acme
+
+
+@pytest.fixture
+def provider() -> Iterator[OidcProvider]:
+    """A local OpenID Connect provider (tests/web/oidc_provider.py)."""
+    with OidcProvider().running() as running:
+        yield running
+
+
+@pytest.fixture
+def sso_config(enterprise, provider: OidcProvider) -> SsoConfig:  # type: ignore[no-untyped-def]
+    """acme's SSO through `provider`, for its verified domain acme.test."""
+    config = SsoConfig(account=enterprise, issuer=provider.issuer, client_id=provider.client_id, default_role="member")
+    config.set_client_secret(provider.client_secret)
+    config.save()
+    SsoDomain.objects.create(config=config, domain="acme.test", status="verified", verified_by="root@ops.test")
+    return config
