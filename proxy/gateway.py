@@ -43,7 +43,7 @@ from .errors import ProxyError
 from .keys import hash_key, is_well_formed
 from .providers import WIRE_FORMATS
 from .providers.base import Operation, ProviderError, RequestInfo, WireFormat
-from .quota import CallPlan, Counter, Denial, Reservation, Unseeded, usd_to_nanos
+from .quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, CallPlan, Counter, Denial, Reservation, Unseeded, usd_to_nanos
 
 log = logging.getLogger(__name__)
 
@@ -273,15 +273,21 @@ def estimate(call: Call) -> tuple[int, int]:
     if output is None:
         output = 0 if info.operation is Operation.EMBEDDINGS else default_max_output_tokens(
             call.endpoint.pricing_provider or None, info.model
-        )
+        ) * info.choices
+    # n = 10^9 or max_tokens = 10^18 is the provider's to refuse; here it must only make a large estimate,
+    # not one past what Decimal's 28 digits can price (quota caps what reaches Redis).
+    output = min(output, MAX_CALL_TOKENS)
     tokens = info.estimated_input_tokens
     table = prices_of(call, info.model)
     if table is None:
         return 0, tokens + output
     # Anthropic writes a cache only where the request asks it to.
     cache_writes = call.wire.name != "anthropic" or b'"cache_control"' in info.body
-    cost = dearest_cost_usd(table, input_tokens=tokens, output_tokens=output, cache_writes=cache_writes,
-                            cache_writes_1h=cache_writes and b'"1h"' in info.body)
+    try:
+        cost = dearest_cost_usd(table, input_tokens=tokens, output_tokens=output, cache_writes=cache_writes,
+                                cache_writes_1h=cache_writes and b'"1h"' in info.body)
+    except ArithmeticError:  # an account price so high the product overflows: past any budget anyway
+        return MAX_CALL_NANOS, tokens + output
     return usd_to_nanos(cost), tokens + output
 
 
@@ -314,7 +320,7 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
     if isinstance(verdict, Denial):
         raise _denial_error(call, verdict)
     call.reservation = verdict
-    metrics.add(metrics.reserved_usd(metric_provider(call)), estimate_nanos / 1e9)
+    metrics.add(metrics.reserved_usd(metric_provider(call)), verdict.estimate_nanos / 1e9)
 
 
 async def _reserve(

@@ -220,6 +220,27 @@ def test_expired_keys_get_401_and_disallowed_models_403(priced: Stack) -> None:
     assert expired.status_code == 401 and expired.json()["error"]["type"] == "authentication_error"
 
 
+def test_an_absurd_estimate_is_denied_by_a_hard_budget(priced: Stack) -> None:
+    budget(priced, calls=10**6)
+    for body in ({**CHAT, "n": 10**9, "max_tokens": 10**12}, {**CHAT, "n": 10**9}, {**CHAT, "max_tokens": 10**19}):
+        denied = chat(priced, body)
+        assert denied.status_code == 429 and denied.json()["error"]["code"] == "account_budget"
+    assert chat(priced).status_code == 200
+
+
+def test_an_absurd_estimate_under_a_soft_budget_is_reserved_and_settled_like_any_other(priced: Stack) -> None:
+    soft = budget(priced, calls=10**9, hard=False)
+    costs = Decimal(0)
+    # Estimates of $100,000 and more, up to far past what Redis integers hold.
+    for body in ({**CHAT, "n": 10, "max_tokens": 10**7}, {**CHAT, "n": 10**9}, {**CHAT, "max_tokens": 10**19}):
+        answered = chat(priced, body)
+        assert answered.status_code == 200
+        costs += Decimal(answered.headers["x-tokonomics-cost-usd"])
+    assert counters(soft)[""] == {"s": costs * NANOS, "r": 0}
+    usage_ingest(max_seconds=1)
+    assert [r.enforced for r in UsageRecord.objects.all()] == [True] * 3  # Redis never refused a script
+
+
 # --- configuration changes on a live key -----------------------------------------------------
 
 def test_limit_changes_take_effect_on_the_next_call(priced: Stack) -> None:
