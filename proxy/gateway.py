@@ -297,6 +297,7 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
     plan = ctx.quota.plan_for(call.account, call.key, feature=call.feature, tenant=call.tenant, now=call.created_at)
     if not plan.caps_anything:
         return  # nothing caps this call: no round trip before it (its record still goes out after)
+    _refuse_unpriced(call=call, counters=plan.counters)
     estimate_nanos, estimated_tokens = estimate(call)
     if ctx.breaker.is_open:
         _admit_without_redis(call=call, counters=plan.counters)
@@ -321,6 +322,19 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
         raise _denial_error(call, verdict)
     call.reservation = verdict
     metrics.add(metrics.reserved_usd(metric_provider(call)), verdict.estimate_nanos / 1e9)
+
+
+def _refuse_unpriced(*, call: Call, counters: list[Counter]) -> None:
+    """A hard budget cannot cap a model without a price: it would reserve and settle nothing (CONTRACT §1)."""
+    assert call.account is not None
+    if (call.info is None or call.account.allow_unpriced_models or not any(c.hard for c in counters)
+            or prices_of(call, call.info.model) is not None):
+        return
+    call.usage, call.cost_usd = TokenUsage(), Decimal(0)  # recorded as a denial: nothing used, nothing owed
+    raise ProxyError(
+        403, "permission_error", f"Model {call.info.model!r} has no price, and a hard budget covers this call; an "
+        "account admin can add a price for it or allow unpriced models.", code="model_unpriced",
+    )
 
 
 async def _reserve(

@@ -39,7 +39,8 @@ for _, id in ipairs(expired) do
     local amount = tonumber(parts[1])
     for j = 3, #parts do
       -- A counter that already expired stays gone rather than coming back without a TTL.
-      if redis.call('EXISTS', parts[j]) == 1 then redis.call('HINCRBY', parts[j], 'r', -amount) end
+      -- amount ~= 0: -0 reaches Redis as "-0", which HINCRBY refuses (an unpriced model reserves 0).
+      if amount ~= 0 and redis.call('EXISTS', parts[j]) == 1 then redis.call('HINCRBY', parts[j], 'r', -amount) end
     end
     redis.call('HDEL', rsv, id)
   end

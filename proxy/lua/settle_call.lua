@@ -53,7 +53,8 @@ redis.call('ZREM', KEYS[5], rid)
 
 local settled = {}
 for i = FIRST_COUNTER, #KEYS do
-  if rec then redis.call('HINCRBY', KEYS[i], 'r', -amount) end
+  -- amount ~= 0: -0 reaches Redis as "-0", which HINCRBY refuses (an unpriced model reserves 0).
+  if rec and amount ~= 0 then redis.call('HINCRBY', KEYS[i], 'r', -amount) end
   if apply then
     settled[#settled + 1] = redis.call('HINCRBY', KEYS[i], 's', ARGV[2])
     local expiry = tonumber(ARGV[6 + i - FIRST_COUNTER])
