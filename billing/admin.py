@@ -52,7 +52,8 @@ class AccountAdmin(admin.ModelAdmin):
     inlines = [SeatInline, BudgetInline]
     fieldsets = [
         (None, {"fields": ["slug", "name", "plan", "timezone"]}),
-        ("Policy", {"fields": ["retention_days", "on_redis_unavailable", "allow_unmetered_routes"]}),
+        ("Policy", {"fields": ["retention_days", "on_redis_unavailable", "allow_unmetered_routes",
+                               "allow_unpriced_models"]}),
         ("White-label", {"fields": ["brand_name", "brand_logo_url", "brand_accent_color"]}),
     ]
 

@@ -15,10 +15,12 @@ from ninja import Query, Router, Status
 
 from tokonomics.api_common import ObjectId, caller_account, caller_token, decimal_string, responses
 
-from . import selectors, services
-from .models import Budget, UsageRecord
+from . import selectors, services, team_services
+from .models import Account, Budget, UsageRecord
+from .models_tokens import ManagementToken
 from .schemas import (
     AccountOut,
+    AccountPatch,
     BudgetIn,
     BudgetOut,
     BudgetPatch,
@@ -37,7 +39,19 @@ router = Router()
 def account_get(request: HttpRequest) -> dict[str, Any]:
     """The account the management token belongs to, its plan and the plan's limits."""
     token = caller_token(request)
-    account = token.account
+    return _account_out(token.account, token)
+
+
+@router.patch("/account", response=responses({200: AccountOut}), tags=["account"])
+def account_update(request: HttpRequest, payload: AccountPatch) -> dict[str, Any]:
+    """Change the account's proxy policy (admin tokens); the change is in the account's audit log."""
+    token = caller_token(request)
+    account = team_services.account_policy_update(account=token.account, actor=token,
+                                                  changes=payload.model_dump(exclude_unset=True))
+    return _account_out(account, token)
+
+
+def _account_out(account: Account, token: ManagementToken) -> dict[str, Any]:
     return {
         "slug": account.slug,
         "name": account.name,
@@ -45,6 +59,9 @@ def account_get(request: HttpRequest) -> dict[str, Any]:
         "retention_days": account.effective_retention_days,
         "plan": account.plan,
         "token": token,
+        "on_redis_unavailable": account.on_redis_unavailable,
+        "allow_unmetered_routes": account.allow_unmetered_routes,
+        "allow_unpriced_models": account.allow_unpriced_models,
     }
 
 

@@ -231,6 +231,7 @@ def _apply_account(spec: AccountIn, environ: Mapping[str, str], result: ApplyRes
             "retention_days": spec.retention_days,
             "on_redis_unavailable": spec.on_redis_unavailable,
             "allow_unmetered_routes": spec.allow_unmetered_routes,
+            "allow_unpriced_models": spec.allow_unpriced_models,
             "brand_name": spec.brand_name,
             "brand_logo_url": spec.brand_logo_url,
             "brand_accent_color": spec.brand_accent_color,

@@ -139,6 +139,7 @@ class AccountIn(Strict):
     retention_days: int | None = Field(default=None, ge=1, le=MAX_RETENTION_DAYS)
     on_redis_unavailable: Literal["default", "open", "closed"] = "default"
     allow_unmetered_routes: bool = False
+    allow_unpriced_models: bool = False
     brand_name: str = ""
     brand_logo_url: str = ""
     brand_accent_color: str = Field(default="", pattern=r"^(#[0-9a-fA-F]{6})?$")

@@ -49,6 +49,10 @@ class AccountSettingsForm(forms.Form):
     allow_unmetered_routes = forms.BooleanField(
         required=False, help_text="Let routes the proxy cannot meter (files, batches…) through."
     )
+    allow_unpriced_models = forms.BooleanField(
+        required=False, help_text="Let calls a hard budget covers use models without a price; they are recorded "
+                                  "with an unknown cost and count nothing against budgets."
+    )
 
     def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {name: getattr(account, name) for name in self.base_fields})

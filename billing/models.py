@@ -58,6 +58,11 @@ class Account(models.Model):
     allow_unmetered_routes = models.BooleanField(
         default=False, help_text="Let routes the proxy cannot meter (files, batches…) through."
     )
+    allow_unpriced_models = models.BooleanField(
+        default=False,
+        help_text="Let calls a hard budget covers use models without a price (catalogue or the account's own); "
+                  "they are recorded with an unknown cost and count nothing against budgets.",
+    )
     brand_name = models.CharField(max_length=60, blank=True)
     brand_logo_url = models.URLField(blank=True)
     brand_accent_color = models.CharField(max_length=7, blank=True, validators=[HEX_COLOUR_VALIDATOR])

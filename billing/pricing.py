@@ -376,8 +376,21 @@ def _bundled_providers() -> list[Provider]:
 
 @lru_cache(maxsize=4096)
 def _price_schedule(provider_id: str | None, base_url: str | None, model: str) -> _PriceSchedule | None:
-    model_info = _find_model_or_none(provider_id, base_url, model)
+    model_info = _catalogue_model(provider_id, base_url, model)
     return None if model_info is None else _schedule_from_model(model_info)
+
+
+def catalogue_model_id(*, provider_id: str | None, base_url: str | None, model: str) -> str | None:
+    """The catalogue's own id for the model a request names (aliases and dated versions resolved), or None
+    when the catalogue does not know it: one of a bounded set of names, whatever the request said."""
+    model_info = _catalogue_model(provider_id, base_url, model)
+    return None if model_info is None else model_info.id
+
+
+@lru_cache(maxsize=4096)
+def _catalogue_model(provider_id: str | None, base_url: str | None, model: str) -> ModelInfo | None:
+    # Shared by pricing and metric labels, so a model is looked up in the catalogue once.
+    return _find_model_or_none(provider_id, base_url, model)
 
 
 def _find_model_or_none(provider_id: str | None, base_url: str | None, model: str) -> ModelInfo | None:

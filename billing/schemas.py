@@ -186,3 +186,20 @@ class AccountOut(Schema):
     retention_days: int = Field(description="How long usage records are kept: the account's own, else the plan's.")
     plan: PlanOut
     token: TokenOut = Field(description="The management token making this request.")
+    on_redis_unavailable: Literal["default", "open", "closed"] = Field(
+        description="When Redis is unreachable: default denies calls a hard budget covers (503) and lets the rest "
+                    "through unenforced; open lets every call through; closed denies every call.")
+    allow_unmetered_routes: bool = Field(description="Routes the proxy cannot meter (files, batches…) go through.")
+    allow_unpriced_models: bool = Field(
+        description="Calls a hard budget covers may use models without a price (else 403 model_unpriced); they are "
+                    "recorded with an unknown cost.")
+
+
+class AccountPatch(InSchema):
+    """The account's proxy policy; only the fields sent change."""
+
+    on_redis_unavailable: Literal["default", "open", "closed"] | SkipJsonSchema[None] = None
+    allow_unmetered_routes: bool | SkipJsonSchema[None] = None
+    allow_unpriced_models: bool | SkipJsonSchema[None] = None
+
+    reject_null = not_null("on_redis_unavailable", "allow_unmetered_routes", "allow_unpriced_models")

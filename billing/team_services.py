@@ -42,7 +42,10 @@ logger = logging.getLogger(__name__)
 INVITATION_MAX_AGE = timedelta(days=7)
 INVITATION_SALT = "tokonomics.invitation"
 INVITED, ACCEPTED, WITHDRAWN = "seat.invited", "invitation.accepted", "invitation.withdrawn"
-SETTINGS_FIELDS = ("name", "timezone", "retention_days", "on_redis_unavailable", "allow_unmetered_routes")
+SETTINGS_FIELDS = ("name", "timezone", "retention_days", "on_redis_unavailable", "allow_unmetered_routes",
+                   "allow_unpriced_models")
+# What the REST API may change on its account: how the proxy treats calls.
+POLICY_FIELDS = frozenset({"on_redis_unavailable", "allow_unmetered_routes", "allow_unpriced_models"})
 BRANDING_FIELDS = ("brand_name", "brand_logo_url", "brand_accent_color")
 SSO_FIELDS = ("enabled", "issuer", "client_id", "default_role", "password_login_disabled")
 
@@ -270,7 +273,7 @@ def seat_remove(*, actor_seat: Seat, seat: Seat) -> None:
         seat.delete()
 
 
-def _fields_update(account: Account, actor: AbstractBaseUser, action: str, fields: dict[str, Any]) -> Account:
+def _fields_update(account: Account, actor: Any, action: str, fields: dict[str, Any]) -> Account:
     before = snapshot(account, list(fields))
     for name, value in fields.items():
         setattr(account, name, value)
@@ -284,13 +287,25 @@ def _fields_update(account: Account, actor: AbstractBaseUser, action: str, field
 
 def account_settings_update(
     *, account: Account, actor: AbstractBaseUser, name: str, timezone: str, retention_days: int | None,
-    on_redis_unavailable: str, allow_unmetered_routes: bool,
+    on_redis_unavailable: str, allow_unmetered_routes: bool, allow_unpriced_models: bool = False,
 ) -> Account:
     fields = {"name": name, "timezone": timezone, "retention_days": retention_days,
-              "on_redis_unavailable": on_redis_unavailable, "allow_unmetered_routes": allow_unmetered_routes}
+              "on_redis_unavailable": on_redis_unavailable, "allow_unmetered_routes": allow_unmetered_routes,
+              "allow_unpriced_models": allow_unpriced_models}
     if retention_days is not None and retention_days < 1:
         raise ValidationError({"retention_days": "Keep usage at least one day, or leave empty for the plan's."})
     return _fields_update(account, actor, "account.updated", fields)
+
+
+def account_policy_update(*, account: Account, actor: Any, changes: dict[str, Any]) -> Account:
+    """Change any of POLICY_FIELDS (the REST API's PATCH /account; `actor` is its management token), audited
+    as the settings page's changes are."""
+    unknown = set(changes) - POLICY_FIELDS
+    if unknown:
+        raise ValueError(f"not account policy fields: {sorted(unknown)}")
+    if not changes:
+        return account
+    return _fields_update(account, actor, "account.updated", changes)
 
 
 def account_branding_update(

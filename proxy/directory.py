@@ -78,6 +78,7 @@ class AccountEntry:
     prices: dict[tuple[str, str], PriceTable]  # the account's overrides, by (endpoint slug, model)
     key_names: dict[int, str] = field(default_factory=dict)
     has_hard_budgets: bool = False
+    allow_unpriced_models: bool = False
 
 
 def _timestamp(value: datetime | None) -> float | None:
@@ -146,6 +147,7 @@ def load_account(account_id: int) -> AccountEntry | None:
             prices=prices,
             key_names=dict(account.api_keys.values_list("id", "name")),
             has_hard_budgets=any(b.hard for b in budgets),
+            allow_unpriced_models=account.allow_unpriced_models,
         )
     finally:
         # Loads are rare (the cache holds them): close this thread's connection rather than pin it.

@@ -27,6 +27,7 @@ from yarl import URL
 
 from billing.pricing import (
     PriceTable,
+    catalogue_model_id,
     cost_or_none,
     dearest_cost_usd,
     default_max_output_tokens,
@@ -42,7 +43,7 @@ from .errors import ProxyError
 from .keys import hash_key, is_well_formed
 from .providers import WIRE_FORMATS
 from .providers.base import Operation, ProviderError, RequestInfo, WireFormat
-from .quota import CallPlan, Counter, Denial, Reservation, Unseeded, usd_to_nanos
+from .quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, CallPlan, Counter, Denial, Reservation, Unseeded, usd_to_nanos
 from .usage_bounds import usage_event_clean
 
 log = logging.getLogger(__name__)
@@ -273,15 +274,21 @@ def estimate(call: Call) -> tuple[int, int]:
     if output is None:
         output = 0 if info.operation is Operation.EMBEDDINGS else default_max_output_tokens(
             call.endpoint.pricing_provider or None, info.model
-        )
+        ) * info.choices
+    # n = 10^9 or max_tokens = 10^18 is the provider's to refuse; here it must only make a large estimate,
+    # not one past what Decimal's 28 digits can price (quota caps what reaches Redis).
+    output = min(output, MAX_CALL_TOKENS)
     tokens = info.estimated_input_tokens
     table = prices_of(call, info.model)
     if table is None:
         return 0, tokens + output
     # Anthropic writes a cache only where the request asks it to.
     cache_writes = call.wire.name != "anthropic" or b'"cache_control"' in info.body
-    cost = dearest_cost_usd(table, input_tokens=tokens, output_tokens=output, cache_writes=cache_writes,
-                            cache_writes_1h=cache_writes and b'"1h"' in info.body)
+    try:
+        cost = dearest_cost_usd(table, input_tokens=tokens, output_tokens=output, cache_writes=cache_writes,
+                                cache_writes_1h=cache_writes and b'"1h"' in info.body)
+    except ArithmeticError:  # an account price so high the product overflows: past any budget anyway
+        return MAX_CALL_NANOS, tokens + output
     return usd_to_nanos(cost), tokens + output
 
 
@@ -291,6 +298,7 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
     plan = ctx.quota.plan_for(call.account, call.key, feature=call.feature, tenant=call.tenant, now=call.created_at)
     if not plan.caps_anything:
         return  # nothing caps this call: no round trip before it (its record still goes out after)
+    _refuse_unpriced(call=call, counters=plan.counters)
     estimate_nanos, estimated_tokens = estimate(call)
     if ctx.breaker.is_open:
         _admit_without_redis(call=call, counters=plan.counters)
@@ -314,7 +322,20 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
     if isinstance(verdict, Denial):
         raise _denial_error(call, verdict)
     call.reservation = verdict
-    metrics.add(metrics.reserved_usd(call.provider), estimate_nanos / 1e9)
+    metrics.add(metrics.reserved_usd(metric_provider(call)), verdict.estimate_nanos / 1e9)
+
+
+def _refuse_unpriced(*, call: Call, counters: list[Counter]) -> None:
+    """A hard budget cannot cap a model without a price: it would reserve and settle nothing (CONTRACT §1)."""
+    assert call.account is not None
+    if (call.info is None or call.account.allow_unpriced_models or not any(c.hard for c in counters)
+            or prices_of(call, call.info.model) is not None):
+        return
+    call.usage, call.cost_usd = TokenUsage(), Decimal(0)  # recorded as a denial: nothing used, nothing owed
+    raise ProxyError(
+        403, "permission_error", f"Model {call.info.model!r} has no price, and a hard budget covers this call; an "
+        "account admin can add a price for it or allow unpriced models.", code="model_unpriced",
+    )
 
 
 async def _reserve(
@@ -369,7 +390,7 @@ def _admit_without_redis(*, call: Call, counters: list[Counter]) -> None:
             code="enforcement_unavailable",
         )
     call.enforced = False
-    metrics.unenforced_total.labels(call.provider).inc()
+    metrics.unenforced_total.labels(metric_provider(call)).inc()
     if counters:
         # Nothing is reserved, but the cost still reaches the counters once Redis answers.
         call.reservation = Reservation(call.rid, call.account.id, call.key.id, counters, 0, 0, held=False)
@@ -455,7 +476,7 @@ async def forward(
         if call.status:
             _cut_short(call)
             return
-        metrics.errors_total.labels(call.provider, "upstream_timeout").inc()
+        metrics.errors_total.labels(metric_provider(call), "upstream_timeout").inc()
         raise ProxyError(
             504, "timeout_error", "The provider did not answer in time.", code="upstream_timeout"
         ) from None
@@ -463,14 +484,14 @@ async def forward(
         if call.status:
             _cut_short(call)
             return
-        metrics.errors_total.labels(call.provider, "upstream_unreachable").inc()
+        metrics.errors_total.labels(metric_provider(call), "upstream_unreachable").inc()
         raise ProxyError(502, "api_error", f"The provider could not be reached ({type(exc).__name__}).",
                          code="upstream_unreachable") from None
 
 
 def _cut_short(call: Call) -> None:
     """The response had started when the upstream failed: what was seen is recorded as an estimate."""
-    metrics.errors_total.labels(call.provider, "upstream_cut_short").inc()
+    metrics.errors_total.labels(metric_provider(call), "upstream_cut_short").inc()
 
 
 async def relay_body(*, call: Call, upstream: aiohttp.ClientResponse, send: Send, started: float) -> None:
@@ -536,7 +557,7 @@ async def relay_stream(
         if not gone.done() or this_task is None:
             raise  # the server is shutting down, not the client leaving
         this_task.uncancel()
-        metrics.errors_total.labels(call.provider, "client_disconnected").inc()
+        metrics.errors_total.labels(metric_provider(call), "client_disconnected").inc()
     finally:
         finishing = True
         gone.remove_done_callback(on_client_gone)
@@ -555,11 +576,11 @@ def _account_usage(call: Call, usage: TokenUsage | None, served: str | None, *, 
     if usage is None:
         call.usage_source = "estimated"
         usage = TokenUsage(input_tokens=call.info.estimated_input_tokens, output_tokens=estimated_output)
-        metrics.estimated_usage_total.labels(call.provider).inc()
+        metrics.estimated_usage_total.labels(metric_provider(call)).inc()
     call.usage = usage
     call.cost_usd = price(call, usage, call.info.model)
     if call.cost_usd is None:
-        metrics.unknown_price_total.labels(call.provider).inc()
+        metrics.unknown_price_total.labels(metric_provider(call)).inc()
 
 
 def usage_event(call: Call) -> bytes:
@@ -596,8 +617,26 @@ def usage_event(call: Call) -> bytes:
     ))
 
 
+def metric_provider(call: Call) -> str:
+    """The provider label: a provider endpoint of the caller's account, never a slug as the URL spelt it
+    (a made-up one is refused with 403, and must not add series to /metrics either)."""
+    return call.endpoint.slug if call.endpoint is not None else metrics.UNKNOWN
+
+
+def metric_model(call: Call) -> str:
+    """The model label: a model the account prices itself, else the catalogue's name for it, else unknown;
+    "" when the call names none."""
+    model = call.info.model if call.info is not None else ""
+    if not model or call.account is None or call.endpoint is None:
+        return model and metrics.UNKNOWN
+    if (call.endpoint.slug, model) in call.account.prices:
+        return model
+    return catalogue_model_id(provider_id=call.endpoint.pricing_provider or None, base_url=call.endpoint.base_url,
+                              model=model) or metrics.UNKNOWN
+
+
 def _observe(call: Call) -> None:
-    series = metrics.call_series(call.provider, call.info.model if call.info else "", call.feature, call.environment,
+    series = metrics.call_series(metric_provider(call), metric_model(call), call.feature, call.environment,
                                  call.status, call.streamed)
     metrics.add(series.requests)
     usage = call.usage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from bisect import bisect_left
 from typing import Any
@@ -36,29 +37,56 @@ reserved_usd_total = Counter("tokonomics_reserved_usd", "Estimates reserved befo
 
 TOKEN_TYPES = ("input", "output", "cached_input", "cache_write", "reasoning")
 
+# Labels fed by clients. `provider` and `model` are mapped to configured endpoints and known models by the
+# gateway (else UNKNOWN); `feature` and `environment` are free-form headers, so they are cleaned and capped
+# here. Every label value is a series in every worker's /metrics for the life of the process, and a
+# Prometheus server stores each one: a client that could mint values could bloat every scrape and the
+# monitoring behind it (CONTRACT §1: what a client sends never adds series).
+UNKNOWN = "unknown"
+OTHER = "other"
+FEATURE_LIMIT = 100  # distinct features per process; past it, new ones share OTHER
+ENVIRONMENT_LIMIT = 20
+LABEL_MAX_CHARS = 100
+# Distinct (provider, model, feature, environment, status) sets per process: each cap above is bounded on
+# its own, but not their product. Past this many, new sets keep provider and status only.
+MAX_LABEL_SETS = 2_000
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # headers arrive latin-1 decoded: C0, DEL and C1
 
 
 class BoundedLabel:
-    """A label whose values come from callers (the model in a body, the feature and environment headers):
-    past `limit` distinct values, new ones share the value `_other`, so no caller can grow the series
-    set forever."""
+    """A label whose values come from a client header: control characters removed (a scrape is text, and
+    an operator reads it in a terminal), cut to LABEL_MAX_CHARS, and past `limit` distinct values new ones
+    share OTHER, so no caller can grow the series set forever. "" (no header) stays ""."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.seen: set[str] = set()
 
     def __call__(self, value: str) -> str:
-        if value in self.seen or not value:
+        if not value:
             return value
-        if len(self.seen) < self.limit:
+        value = _CONTROL.sub("", value)[:LABEL_MAX_CHARS]
+        if value in self.seen:
+            return value
+        if value and len(self.seen) < self.limit:
             self.seen.add(value)
             return value
-        return "_other"
+        return OTHER
 
 
-model_label = BoundedLabel(200)
-feature_label = BoundedLabel(200)
-environment_label = BoundedLabel(50)
+feature_label = BoundedLabel(FEATURE_LIMIT)
+environment_label = BoundedLabel(ENVIRONMENT_LIMIT)
+_label_sets: set[tuple[str, ...]] = set()
+
+
+def bounded_labels(provider: str, model: str, feature: str, environment: str, status: str) -> tuple[str, ...]:
+    labels = (provider, model, feature_label(feature), environment_label(environment), status)
+    if labels not in _label_sets:
+        if len(_label_sets) >= MAX_LABEL_SETS:
+            return (provider, OTHER, OTHER, OTHER, status)
+        _label_sets.add(labels)
+    return labels
 
 
 class _Batch:
@@ -113,7 +141,7 @@ class CallSeries:
     __slots__ = ("requests", "cost", "tokens", "overhead", "upstream", "_labels")
 
     def __init__(self, provider: str, model: str, feature: str, environment: str, status: str, streamed: str) -> None:
-        self._labels = (provider, model_label(model), feature_label(feature), environment_label(environment), status)
+        self._labels = bounded_labels(provider, model, feature, environment, status)
         self.requests = requests_total.labels(*self._labels)
         self.cost = cost_usd_total.labels(*self._labels)
         self.tokens: dict[str, Any] = {}

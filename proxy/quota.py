@@ -49,6 +49,14 @@ MAX_VALUE_TOKEN = 160
 # Cached call plans (one per account × key × feature × tenant seen); past this many the cache starts over.
 MAX_CACHED_PLANS = 50_000
 
+# What one call may reserve or settle, in nano-dollars ($1,000,000) and tokens. A request can ask for
+# absurd output (n = 10^9, max_tokens = 10^18) and an upstream can report absurd usage; Redis counters are
+# int64 and Lua numbers doubles (exact to 2^53, printed in exponent notation from 10^14 by tostring), so
+# amounts are capped well inside both. A capped estimate is still far over any real call's: a hard budget
+# denies it, a soft one counts it like any other.
+MAX_CALL_NANOS = 10**15
+MAX_CALL_TOKENS = 10**12
+
 DENIAL_CODES = {
     "account": "account_budget",
     "tenant": "tenant_budget",
@@ -310,6 +318,7 @@ class Quota:
     async def reserve(
         self, *, rid: str, plan: CallPlan, estimate_nanos: int, estimated_tokens: int
     ) -> Reservation | Denial:
+        estimate_nanos, estimated_tokens = min(estimate_nanos, MAX_CALL_NANOS), min(estimated_tokens, MAX_CALL_TOKENS)
         reply = await self.redis.evalsha(self._reserve, plan.reserve_keys,
                                          [rid, estimate_nanos, estimated_tokens, *plan.reserve_args])
         verdict = reply[0]
@@ -332,7 +341,8 @@ class Quota:
             f"{prefix}:settled:{reservation.rid}",
             *(c.key for c in reservation.counters),
         ]
-        argv: list[str | int | bytes] = [reservation.rid, actual_nanos, actual_tokens, event, mode]
+        argv: list[str | int | bytes] = [reservation.rid, min(actual_nanos, MAX_CALL_NANOS),
+                                         min(actual_tokens, MAX_CALL_TOKENS), event, mode]
         argv += [c.expire_at for c in reservation.counters]
         return await self.redis.evalsha(self._settle, keys, argv)
 

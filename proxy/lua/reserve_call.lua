@@ -127,9 +127,11 @@ if rpm > 0 then
   redis.call('ZADD', KEYS[4], now, rid)
   redis.call('PEXPIRE', KEYS[4], MINUTE + 1000)
 end
+-- Amounts are written as the caller spelt them: tostring() of a Lua number switches to exponent
+-- notation from 10^14, which neither HINCRBY nor the settle script's parsing accepts.
 if tpm > 0 then
-  redis.call('ZADD', KEYS[5], now, rid .. ':' .. tokens)
-  redis.call('INCRBY', KEYS[6], tokens)
+  redis.call('ZADD', KEYS[5], now, rid .. ':' .. ARGV[3])
+  redis.call('INCRBY', KEYS[6], ARGV[3])
   redis.call('PEXPIRE', KEYS[5], MINUTE + 1000)
   redis.call('PEXPIRE', KEYS[6], MINUTE + 1000)
 end
@@ -140,7 +142,7 @@ end
 local counters = {}
 for i = 1, n do
   local key = KEYS[FIRST_COUNTER + i]
-  redis.call('HINCRBY', key, 'r', estimate)
+  redis.call('HINCRBY', key, 'r', ARGV[2])
   local expiry = tonumber(ARGV[FIRST_BUDGET_ARG + (i - 1) * 5 + 3])
   if expiry > 0 then redis.call('EXPIREAT', key, expiry) end
   counters[#counters + 1] = key

@@ -21,7 +21,6 @@ Returns the settled total of each counter, in KEYS order, so the caller can chec
 ]]
 local FIRST_COUNTER = 8
 local rid = ARGV[1]
-local actual = tonumber(ARGV[2])
 local tokens = tonumber(ARGV[3])
 local mode = ARGV[5]
 local rec = redis.call('HGET', KEYS[1], rid)
@@ -45,7 +44,8 @@ if reserved_tokens and tonumber(reserved_tokens) ~= tokens then
   local score = redis.call('ZSCORE', KEYS[3], member)
   if score then
     redis.call('ZREM', KEYS[3], member)
-    redis.call('ZADD', KEYS[3], score, rid .. ':' .. tokens)
+    -- As the caller spelt it: tostring() of a Lua number switches to exponent notation from 10^14.
+    redis.call('ZADD', KEYS[3], score, rid .. ':' .. ARGV[3])
     redis.call('INCRBY', KEYS[4], tokens - tonumber(reserved_tokens))
   end
 end
@@ -55,7 +55,7 @@ local settled = {}
 for i = FIRST_COUNTER, #KEYS do
   if rec then redis.call('HINCRBY', KEYS[i], 'r', 0 - amount) end  -- 0 - x, not -x: Redis refuses "-0" (a zero estimate)
   if apply then
-    settled[#settled + 1] = redis.call('HINCRBY', KEYS[i], 's', actual)
+    settled[#settled + 1] = redis.call('HINCRBY', KEYS[i], 's', ARGV[2])
     local expiry = tonumber(ARGV[6 + i - FIRST_COUNTER])
     if expiry > 0 then redis.call('EXPIREAT', KEYS[i], expiry) end
   else

@@ -46,8 +46,10 @@ class RequestInfo:
 
     `model` is the model as requested ("" when absent). `max_output_tokens` is the most output
     the call may produce (`max_tokens` or its equivalents, times the number of choices asked
-    for), None when the request sets no limit, 0 for embeddings. `body` is what to send
-    upstream: the client's bytes, the very same object, unless the proxy had to change them.
+    for), None when the request sets no limit, 0 for embeddings. `choices` is how many outputs
+    the call generates (OpenAI's `n`, `best_of`), each up to the limit or the model's ceiling.
+    `body` is what to send upstream: the client's bytes, the very same object, unless the
+    proxy had to change them.
     `strip_usage_chunk` says the proxy asked upstream for a usage chunk the client did not ask
     for, so the stream reader must remove it.
     """
@@ -59,6 +61,7 @@ class RequestInfo:
     estimated_input_tokens: int
     body: bytes
     strip_usage_chunk: bool = False
+    choices: int = 1
 
 
 class ProviderError(Exception):

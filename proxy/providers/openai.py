@@ -122,20 +122,26 @@ def _with_stream_usage(body: bytes, payload: dict[str, Any]) -> bytes | None:
     return orjson.dumps(payload)
 
 
-def _max_output_tokens(operation: Operation, payload: dict[str, Any]) -> int | None:
+def _choices(operation: Operation, payload: dict[str, Any]) -> int:
+    """How many outputs the request has generated: chat's `n`; for legacy completions the larger of `n` and
+    `best_of`, whose candidates are generated (and billed) server-side. Responses and embeddings have none."""
+    if operation is Operation.CHAT:
+        return non_negative_int(payload.get("n")) or 1
+    if operation is Operation.COMPLETIONS:
+        return max(non_negative_int(payload.get("n")) or 1, non_negative_int(payload.get("best_of")) or 1)
+    return 1
+
+
+def _max_output_tokens(operation: Operation, payload: dict[str, Any], choices: int) -> int | None:
     if operation is Operation.EMBEDDINGS:
         return 0
     if operation is Operation.RESPONSES:
         return non_negative_int(payload.get("max_output_tokens"))
+    limit = None
     if operation is Operation.CHAT:
         limit = non_negative_int(payload.get("max_completion_tokens"))
-        if limit is None:
-            limit = non_negative_int(payload.get("max_tokens"))
-        choices = non_negative_int(payload.get("n")) or 1
-    else:
+    if limit is None:
         limit = non_negative_int(payload.get("max_tokens"))
-        # Legacy completions generate (and bill) best_of candidates server-side.
-        choices = max(non_negative_int(payload.get("n")) or 1, non_negative_int(payload.get("best_of")) or 1)
     return None if limit is None else limit * choices
 
 
@@ -352,11 +358,13 @@ class OpenAIWireFormat(WireFormat):
             injected = _with_stream_usage(body, payload)
             if injected is not None:
                 body, strip_usage_chunk = injected, True
+        choices = _choices(operation, payload)
         return RequestInfo(
             operation=operation,
             model=model_name(payload),
             stream=stream,
-            max_output_tokens=_max_output_tokens(operation, payload),
+            max_output_tokens=_max_output_tokens(operation, payload, choices),
+            choices=choices,
             estimated_input_tokens=_estimate_input_tokens(operation, payload),
             body=body,
             strip_usage_chunk=strip_usage_chunk,

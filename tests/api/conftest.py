@@ -148,6 +148,7 @@ def acme_objects(acme, acme_key, acme_endpoint, acme_budget, acme_channel, acme_
 # so an endpoint added without its isolation and read-only tests fails them.
 OPERATIONS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/v1/account", None),
+    ("PATCH", "/api/v1/account", {"allow_unpriced_models": True}),
     ("GET", "/api/v1/keys", None),
     ("POST", "/api/v1/keys", {"name": "new-key"}),
     ("GET", "/api/v1/keys/{key_id}", None),
@@ -188,5 +189,5 @@ def account_snapshot() -> list[list[dict[str, Any]]]:
     """Every row an API write could touch, to show that a refused request changed nothing."""
     return [
         list(model.objects.order_by("pk").values())
-        for model in (ApiKey, ProviderEndpoint, Budget, AlertChannel, AlertRule)
+        for model in (Account, ApiKey, ProviderEndpoint, Budget, AlertChannel, AlertRule)
     ]

@@ -1,8 +1,10 @@
-"""GET /account: the token's account, its plan and limits."""
+"""GET /account: the token's account, its plan and limits; PATCH /account: its proxy policy."""
 
 from __future__ import annotations
 
 import pytest
+
+from billing.models import Account, AuditEntry
 
 from .conftest import ApiClient
 
@@ -29,3 +31,23 @@ def test_an_accounts_own_retention_wins_over_the_plans(acme, acme_viewer_api: Ap
     account = acme_viewer_api.get("account").json()
     assert account["retention_days"] == 400 and account["plan"]["retention_days"] == 90
     assert account["token"]["role"] == "viewer"
+
+
+def test_an_admin_token_sets_the_proxy_policy_and_the_change_is_audited(acme, acme_api: ApiClient) -> None:  # type: ignore[no-untyped-def]
+    account = acme_api.get("account").json()
+    assert (account["allow_unpriced_models"], account["allow_unmetered_routes"], account["on_redis_unavailable"]) == (
+        False, False, "default")
+    response = acme_api.patch("account", {"allow_unpriced_models": True})
+    assert response.status_code == 200 and response.json()["allow_unpriced_models"] is True
+    assert response.json()["on_redis_unavailable"] == "default"  # left out, left alone
+    assert Account.objects.get(pk=acme.pk).allow_unpriced_models is True
+    entry = AuditEntry.objects.get(action="account.updated")
+    assert (entry.before, entry.after) == ({"allow_unpriced_models": False}, {"allow_unpriced_models": True})
+    assert entry.actor is None and entry.actor_label.startswith("alice-admin (mt_")
+
+
+@pytest.mark.parametrize("body", [{"allow_unpriced_models": None}, {"allow_unpriced_models": "maybe"},
+                                  {"on_redis_unavailable": "sometimes"}, {"slug": "other"}, {"name": "Renamed"}])
+def test_the_account_policy_rejects_what_it_does_not_know(acme, acme_api: ApiClient, body) -> None:  # type: ignore[no-untyped-def]
+    assert acme_api.patch("account", body).status_code == 422
+    assert not AuditEntry.objects.exists() and Account.objects.get(pk=acme.pk).name == "Acme Inc"

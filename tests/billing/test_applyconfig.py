@@ -116,6 +116,15 @@ def test_a_change_is_reported_and_applied(tmp_path, env) -> None:  # type: ignor
     assert Budget.objects.get(scope="account").limit_usd == 750
 
 
+def test_an_account_may_allow_unpriced_models(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+    apply(tmp_path, EXAMPLE)
+    assert Account.objects.get(slug="acme").allow_unpriced_models is False
+    data = example()
+    data["accounts"][0]["allow_unpriced_models"] = True
+    assert "acme: updated allow_unpriced_models account" in apply_data(tmp_path, data)
+    assert Account.objects.get(slug="acme").allow_unpriced_models is True
+
+
 def test_generated_key_is_printed_once(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
     data = example()
     data["accounts"][0]["keys"].append({"name": "generated"})

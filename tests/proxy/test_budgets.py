@@ -220,6 +220,97 @@ def test_expired_keys_get_401_and_disallowed_models_403(priced: Stack) -> None:
     assert expired.status_code == 401 and expired.json()["error"]["type"] == "authentication_error"
 
 
+def test_an_absurd_estimate_is_denied_by_a_hard_budget(priced: Stack) -> None:
+    budget(priced, calls=10**6)
+    for body in ({**CHAT, "n": 10**9, "max_tokens": 10**12}, {**CHAT, "n": 10**9}, {**CHAT, "max_tokens": 10**19}):
+        denied = chat(priced, body)
+        assert denied.status_code == 429 and denied.json()["error"]["code"] == "account_budget"
+    assert chat(priced).status_code == 200
+
+
+def test_an_absurd_estimate_under_a_soft_budget_is_reserved_and_settled_like_any_other(priced: Stack) -> None:
+    soft = budget(priced, calls=10**9, hard=False)
+    costs = Decimal(0)
+    # Estimates of $100,000 and more, up to far past what Redis integers hold.
+    for body in ({**CHAT, "n": 10, "max_tokens": 10**7}, {**CHAT, "n": 10**9}, {**CHAT, "max_tokens": 10**19}):
+        answered = chat(priced, body)
+        assert answered.status_code == 200
+        costs += Decimal(answered.headers["x-tokonomics-cost-usd"])
+    assert counters(soft)[""] == {"s": costs * NANOS, "r": 0}
+    usage_ingest(max_seconds=1)
+    assert [r.enforced for r in UsageRecord.objects.all()] == [True] * 3  # Redis never refused a script
+
+
+# --- models without a price (CONTRACT §1: 403 model_unpriced) ----------------------------------
+
+UNPRICED = {**CHAT, "model": "my-own-model-7b"}
+
+
+def _record(request_id: str) -> UsageRecord:
+    """The call's record, once its settle (just after the response) has queued it and the ledger wrote it."""
+    deadline = time.monotonic() + 5
+    while not (found := UsageRecord.objects.filter(request_id=request_id).first()) and time.monotonic() < deadline:
+        usage_ingest(max_seconds=0.5)
+    assert found is not None
+    return found
+
+
+def test_a_hard_budget_refuses_a_model_without_a_price(priced: Stack) -> None:
+    budget(priced, calls=100)
+    priced.clear_sim()
+    refused = chat(priced, UNPRICED)
+    assert refused.status_code == 403
+    assert refused.json()["error"] == {"message": refused.json()["error"]["message"], "type": "permission_error",
+                                       "param": None, "code": "model_unpriced"}
+    claude = anthropic.Anthropic(base_url=f"{priced.proxy}/proxy/anthropic", api_key=KEY, max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError) as denied:
+        claude.messages.create(**{**MESSAGES, "model": "house-model"})
+    error = denied.value.body["error"]  # type: ignore[index]
+    assert (error["type"], error["code"]) == ("permission_error", "model_unpriced")
+    assert priced.sim_requests() == []  # the upstream is never called
+    usage_ingest(max_seconds=1)
+    records = UsageRecord.objects.filter(status_code=403).order_by("created_at")
+    assert [(r.model, r.request_id, r.cost_usd, r.input_tokens, r.output_tokens) for r in records] == [
+        ("my-own-model-7b", refused.headers["x-tokonomics-request-id"], 0, 0, 0),
+        ("house-model", denied.value.response.headers["x-tokonomics-request-id"], 0, 0, 0)]
+    # A price of the account's own makes the model priced; the catalogue's models were all along.
+    PriceOverride.objects.create(account=priced.account, provider="openai", model="my-own-model-7b",
+                                 input_per_mtok=Decimal(0), output_per_mtok=Decimal(1000))
+    time.sleep(CONFIG_POLL)
+    assert chat(priced, UNPRICED).status_code == 200
+    assert chat(priced, {**CHAT, "model": "gpt-4o"}).status_code == 200
+
+
+def test_an_account_may_allow_unpriced_models_under_a_hard_budget(priced: Stack) -> None:
+    cap = budget(priced, calls=100)
+    priced.account.allow_unpriced_models = True
+    priced.account.save()
+    time.sleep(CONFIG_POLL)
+    admitted = chat(priced, UNPRICED)
+    assert admitted.status_code == 200 and admitted.headers["x-tokonomics-cost-usd"] == "unknown"
+    record = _record(admitted.headers["x-tokonomics-request-id"])
+    assert (record.cost_usd, record.status_code) == (None, 200) and record.output_tokens > 0
+    # Settled like any other call: a reservation of 0 once made the settle script fail (HINCRBY "-0").
+    assert counters(cap)[""] == {"s": 0, "r": 0}
+
+
+def test_an_unpriced_model_is_refused_only_where_a_hard_budget_covers_the_call(priced: Stack) -> None:
+    assert chat(priced, UNPRICED).status_code == 200  # no budget at all
+    budget(priced, calls=100, hard=False)
+    budget(priced, scope="tenant", match="capped", calls=100)
+    time.sleep(CONFIG_POLL)
+    assert chat(priced, UNPRICED).status_code == 200
+    assert chat(priced, UNPRICED, **{"X-Tenant-ID": "free"}).status_code == 200
+    refused = chat(priced, UNPRICED, **{"X-Tenant-ID": "capped"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_unpriced"
+    last = chat(priced)
+    assert last.status_code == 200
+    assert _record(refused.headers["x-tokonomics-request-id"]).cost_usd == 0
+    _record(last.headers["x-tokonomics-request-id"])
+    # Reserving and settling 0 under the soft budget never failed a script (which would trip the breaker).
+    assert [r.enforced for r in UsageRecord.objects.all()] == [True] * 5
+
+
 # --- configuration changes on a live key -----------------------------------------------------
 
 def test_limit_changes_take_effect_on_the_next_call(priced: Stack) -> None:

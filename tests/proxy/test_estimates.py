@@ -20,7 +20,7 @@ from proxy.directory import AccountEntry, EndpointEntry
 from proxy.gateway import Call, estimate, price
 from proxy.providers import WIRE_FORMATS
 from proxy.providers.base import Operation, RequestInfo
-from proxy.quota import usd_to_nanos
+from proxy.quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, usd_to_nanos
 
 NOW = datetime.now(UTC)
 
@@ -63,6 +63,44 @@ def test_output_is_the_requests_limit_else_the_models_ceiling(wire, operation, p
     usage = TokenUsage(input_tokens=info.estimated_input_tokens, output_tokens=output)
     assert nanos == usd_to_nanos(price(make_call(wire=wire, pricing_provider=provider, info=info), usage,
                                        payload["model"]))  # type: ignore[arg-type]
+
+
+CEILING = default_max_output_tokens("openai", "gpt-4o-mini")
+PROMPT = "hello"
+
+
+@pytest.mark.parametrize(("operation", "payload", "output"), [
+    # Each of n choices may run to the ceiling: the estimate is n ceilings, as it is n limits.
+    (Operation.CHAT, {"messages": MESSAGES, "n": 3}, 3 * CEILING),
+    (Operation.CHAT, {"messages": MESSAGES, "n": 3, "max_completion_tokens": 10}, 30),
+    (Operation.COMPLETIONS, {"prompt": PROMPT, "n": 2}, 2 * CEILING),
+    # best_of candidates are generated (and billed) server-side; n of them are returned.
+    (Operation.COMPLETIONS, {"prompt": PROMPT, "best_of": 5, "n": 2}, 5 * CEILING),
+    (Operation.COMPLETIONS, {"prompt": PROMPT, "best_of": 4, "max_tokens": 10}, 40),
+    (Operation.COMPLETIONS, {"prompt": PROMPT, "best_of": 1, "n": 3, "max_tokens": 10}, 30),
+    # Nonsense counts are the provider's to refuse; they never lower the estimate.
+    (Operation.CHAT, {"messages": MESSAGES, "n": 0}, CEILING),
+    (Operation.CHAT, {"messages": MESSAGES, "n": -4}, CEILING),
+    (Operation.CHAT, {"messages": MESSAGES, "n": "3"}, CEILING),
+])
+def test_every_choice_asked_for_is_reserved(operation, payload, output) -> None:  # type: ignore[no-untyped-def]
+    info = parsed("openai", operation, {"model": "gpt-4o-mini", **payload})
+    nanos, tokens = estimate(make_call(wire="openai", pricing_provider="openai", info=info))
+    assert tokens == info.estimated_input_tokens + output
+    usage = TokenUsage(input_tokens=info.estimated_input_tokens, output_tokens=output)
+    assert nanos == usd_to_nanos(price(make_call(wire="openai", pricing_provider="openai", info=info), usage,
+                                       "gpt-4o-mini"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("payload", [{"n": 10**9}, {"n": 10**9, "max_tokens": 10**12},
+                                     {"n": 2**64 - 1, "max_tokens": 2**64 - 1}])
+def test_an_absurd_choice_count_gives_a_huge_estimate_not_an_error(payload) -> None:  # type: ignore[no-untyped-def]
+    info = parsed("openai", Operation.CHAT, {"model": "gpt-5", "messages": MESSAGES, **payload})
+    nanos, tokens = estimate(make_call(wire="openai", pricing_provider="openai", info=info))
+    assert tokens == info.estimated_input_tokens + MAX_CALL_TOKENS
+    assert nanos == usd_to_nanos(price(make_call(wire="openai", pricing_provider="openai", info=info), TokenUsage(
+        input_tokens=info.estimated_input_tokens, output_tokens=MAX_CALL_TOKENS), "gpt-5"))  # type: ignore[arg-type]
+    assert nanos >= MAX_CALL_NANOS  # past what quota reserves: a hard budget under $1,000,000 denies it
 
 
 def test_the_default_ceiling_is_the_models_published_maximum() -> None:

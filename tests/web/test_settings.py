@@ -12,7 +12,7 @@ from tokonomics.crypto import decrypt_secret
 pytestmark = pytest.mark.django_db
 
 GENERAL = {"name": "Acme Corp", "timezone": "Europe/Paris", "retention_days": "400",
-           "on_redis_unavailable": "closed", "allow_unmetered_routes": "on"}
+           "on_redis_unavailable": "closed", "allow_unmetered_routes": "on", "allow_unpriced_models": "on"}
 SSO = {"enabled": "on", "issuer": "https://login.acme.test/realms/main", "client_id": "tokonomics",
        "client_secret": "first-secret-value", "allowed_domains": "acme.test, @Acme.FR", "default_role": "member"}
 
@@ -21,12 +21,13 @@ def test_owner_saves_settings_with_htmx_and_the_change_is_audited(client_as, ali
     response = client_as(alice).post("/a/acme/settings/general", GENERAL, **htmx)
     assert response.status_code == 204 and response["HX-Redirect"] == "/a/acme/settings/"
     acme = Account.objects.get(slug="acme")
-    assert (acme.name, acme.timezone, acme.retention_days, acme.on_redis_unavailable, acme.allow_unmetered_routes) == (
-        "Acme Corp", "Europe/Paris", 400, "closed", True)
+    assert (acme.name, acme.timezone, acme.retention_days, acme.on_redis_unavailable, acme.allow_unmetered_routes,
+            acme.allow_unpriced_models) == ("Acme Corp", "Europe/Paris", 400, "closed", True, True)
     entry = AuditEntry.objects.get(action="account.updated")
     assert entry.actor == alice
     assert entry.before == {"name": "Acme Inc", "timezone": "UTC", "retention_days": None,
-                            "on_redis_unavailable": "default", "allow_unmetered_routes": False}
+                            "on_redis_unavailable": "default", "allow_unmetered_routes": False,
+                            "allow_unpriced_models": False}
     assert entry.after["retention_days"] == 400
 
 

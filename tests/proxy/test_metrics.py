@@ -1,0 +1,88 @@
+"""/metrics labels stay bounded whatever clients send (CONTRACT §1, §5): provider and model come from the
+account's configuration and the price catalogue, else `unknown`; feature and environment are cleaned and
+capped per process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from billing.models import PriceOverride
+from proxy import metrics
+
+from ..conftest import make_account, make_key
+from .conftest import KEY, ProxyProcess
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+@pytest.fixture
+def worker(transactional_db, simulator, plans) -> Iterator[ProxyProcess]:  # type: ignore[no-untyped-def]
+    """A proxy worker of its own: its /metrics holds only what this test sent."""
+    account = make_account("acme", simulator, plans["pro"])
+    make_key(account, KEY)
+    PriceOverride.objects.create(account=account, provider="vllm-internal", model="house-llama",
+                                 input_per_mtok=Decimal(0), output_per_mtok=Decimal(1))
+    with ProxyProcess() as process:
+        yield process
+
+
+def _series_lines(worker: ProxyProcess) -> list[str]:
+    text = httpx.get(f"{worker.url}/metrics", timeout=10).text
+    return [line for line in text.splitlines() if line.startswith("tokonomics_")]
+
+
+def _flood(worker: ProxyProcess, client: httpx.Client, tag: str, count: int) -> None:
+    """Made-up provider slugs (401 and 403), models, features and environments, `count` of each."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    for i in range(count):
+        made_up = f"{tag}-{i}"
+        assert client.post(f"{worker.url}/proxy/{made_up}/chat/completions", json=CHAT,
+                           headers=auth).status_code == 403
+        assert client.post(f"{worker.url}/proxy/{made_up}/chat/completions", json=CHAT,
+                           headers={"Authorization": "Bearer mk_" + "x" * 40}).status_code == 401
+        assert client.post(f"{worker.url}/proxy/openai/chat/completions", json={**CHAT, "model": made_up},
+                           headers={**auth, "X-Feature-Name": made_up, "X-Environment": made_up}).status_code == 200
+
+
+def test_made_up_slugs_models_features_and_environments_add_no_series(worker: ProxyProcess) -> None:
+    with httpx.Client(timeout=10) as client:
+        auth = {"Authorization": f"Bearer {KEY}"}
+        for model, provider in (("gpt-4o-mini", "openai"), ("house-llama", "vllm-internal")):
+            response = client.post(f"{worker.url}/proxy/{provider}/chat/completions", json={**CHAT, "model": model},
+                                   headers=auth)
+            assert response.status_code == 200
+        # Past every per-process cap: from here on, nothing a client makes up adds a series.
+        _flood(worker, client, "first", metrics.FEATURE_LIMIT + 5)
+        before = _series_lines(worker)
+        _flood(worker, client, "second", 40)
+        after = _series_lines(worker)
+    assert len(after) == len(before), sorted(set(after) - set(before))[:5]
+    # Features and environments seen before the caps keep their labels; made-up slugs and models never had any.
+    assert not [line for line in after if 'provider="first-' in line or 'model="first-' in line
+                or '"second-' in line]
+    text = "\n".join(after)
+    assert 'provider="unknown"' in text and 'model="unknown"' in text
+    # Configured providers and known models keep their own labels.
+    assert 'model="gpt-4o-mini",provider="openai"' in text
+    assert 'model="house-llama",provider="vllm-internal"' in text
+    assert 'feature="other"' in text and 'environment="other"' in text
+
+
+@pytest.mark.parametrize(("raw", "label"), [
+    ("support-bot", "support-bot"),
+    ("line\nbreak\r\x00\x1b[31m", "linebreak[31m"),
+    ("next\x85line\x7f", "nextline"),
+    ("\x01\x02", "other"),  # nothing printable left: one shared value, not an empty one
+    ("é" * 300, "é" * metrics.LABEL_MAX_CHARS),
+])
+def test_a_client_label_is_cleaned_of_control_characters_and_cut(raw: str, label: str) -> None:
+    assert metrics.BoundedLabel(1000)(raw) == label
+
+
+def test_a_client_label_past_the_cap_is_other() -> None:
+    bounded = metrics.BoundedLabel(2)
+    assert [bounded(v) for v in ("a", "b", "c", "a", "", "d")] == ["a", "b", "other", "a", "", "other"]
