@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from alerts.payloads import alert_summary
+from tokonomics.outbound_http import outbound_client
 
 from .base import TIMEOUT_SECONDS, DeliveryResult, Notifier
 
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 class SlackNotifier(Notifier):
     def send(self, *, channel: AlertChannel, event: AlertEvent) -> DeliveryResult:
         try:
-            response = httpx.post(channel.url, json={"text": alert_summary(event.payload)}, timeout=TIMEOUT_SECONDS)
+            with outbound_client(timeout=TIMEOUT_SECONDS) as client:
+                response = client.post(channel.url, json={"text": alert_summary(event.payload)})
         except httpx.HTTPError as exc:
             return DeliveryResult(False, None, f"{type(exc).__name__}: {exc}"[:500])
         return DeliveryResult(200 <= response.status_code < 300, response.status_code,
