@@ -22,6 +22,7 @@ from billing.models import Account, Budget, Plan, PriceOverride, Seat
 from proxy.catalog import BUILTIN_PROVIDERS
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
+from proxy.services import credential_host_problem
 from proxy.urls_policy import url_problem
 
 
@@ -99,6 +100,8 @@ def _account_problems(account: AccountIn, plans: dict[str, Plan], environ: Mappi
 
     for i, provider in enumerate(account.providers):
         problems.extend(f"providers[{i}] ({provider.slug}).{p}" for p in _provider_problems(provider, environ))
+        if problem := _provider_credential_problem(account.slug, provider):
+            problems.append(f"providers[{i}] ({provider.slug}).api_key: {problem}")
     for i, seat in enumerate(account.seats):
         if seat.password_env and not environ.get(seat.password_env):
             problems.append(
@@ -169,6 +172,16 @@ def _provider_problems(provider: ProviderIn, environ: Mapping[str, str]) -> list
     if provider.api_key_env and not environ.get(provider.api_key_env):
         problems.append(f"api_key_env: environment variable {provider.api_key_env} is not set")
     return problems
+
+
+def _provider_credential_problem(account_slug: str, provider: ProviderIn) -> str | None:
+    existing = ProviderEndpoint.objects.filter(account__slug=account_slug, slug=provider.slug).first()
+    builtin = BUILTIN_PROVIDERS.get(provider.slug)
+    new_url = provider.base_url or (builtin.base_url if builtin else "")
+    if existing is None or not new_url:
+        return None
+    return credential_host_problem(old_url=existing.base_url, new_url=new_url, has_credential=existing.has_credential,
+                                   credential_given=bool(provider.api_key or provider.api_key_env))
 
 
 def _price_problems(price: Any) -> list[str]:
