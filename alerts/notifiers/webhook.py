@@ -43,7 +43,7 @@ class WebhookNotifier(Notifier):
             )
         try:
             with outbound_client(timeout=TIMEOUT_SECONDS) as client:
-                response = client.post(channel.url, content=body, headers=headers)
+                response = client.post(channel.destination_url(), content=body, headers=headers)
         except httpx.HTTPError as exc:
             return DeliveryResult(False, None, f"{type(exc).__name__}: {exc}"[:500])
         if 200 <= response.status_code < 300:
