@@ -28,6 +28,11 @@ class AlertChannelAdmin(admin.ModelAdmin):
     def has_secret(self, obj: AlertChannel) -> bool:
         return bool(obj.secret_encrypted)
 
+    def save_model(self, request, obj, form, change) -> None:  # type: ignore[no-untyped-def]
+        if "url" in form.changed_data:
+            obj.set_url(form.cleaned_data["url"])  # a Slack URL is stored encrypted, shown masked
+        super().save_model(request, obj, form, change)
+
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):

@@ -2,17 +2,26 @@ from __future__ import annotations
 
 import base64
 import os
+import uuid
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.db import models
 
 from billing.models import Account
-from tokonomics.crypto import decrypt_secret, encrypt_secret
+from tokonomics.crypto import decrypt_secret, encrypt_secret, secret_context
 
 
 def generate_webhook_secret() -> str:
     """Standard Webhooks secret: `whsec_` + base64 of random bytes (CONTRACT §6)."""
     return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+def masked_url(url: str) -> str:
+    """What is shown of a secret URL: its scheme and host, and the last four characters."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/…{url[-4:]}"
 
 
 class AlertChannel(models.Model):
@@ -24,9 +33,13 @@ class AlertChannel(models.Model):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="alert_channels")
     name = models.CharField(max_length=100, help_text="How budgets and rules refer to this channel.")
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    url = models.URLField(max_length=500, blank=True)
+    url = models.URLField(max_length=500, blank=True, help_text="Masked for Slack channels (see set_url).")
     emails = models.JSONField(default=list, blank=True)
     secret_encrypted = models.TextField(blank=True, editable=False)
+    # A Slack incoming-webhook URL carries its token in the path: it is a secret, kept encrypted.
+    url_encrypted = models.TextField(blank=True, editable=False)
+    # What the ciphertexts are bound to (tokonomics/crypto.py); set before the row has a pk.
+    secret_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -37,10 +50,26 @@ class AlertChannel(models.Model):
         return f"{self.name} ({self.kind})"
 
     def set_secret(self, plaintext: str) -> None:
-        self.secret_encrypted = encrypt_secret(plaintext) if plaintext else ""
+        context = secret_context(self, "secret_encrypted")
+        self.secret_encrypted = encrypt_secret(plaintext, context=context) if plaintext else ""
 
     def get_secret(self) -> str:
-        return decrypt_secret(self.secret_encrypted) if self.secret_encrypted else ""
+        context = secret_context(self, "secret_encrypted")
+        return decrypt_secret(self.secret_encrypted, context=context) if self.secret_encrypted else ""
+
+    def set_url(self, url: str) -> None:
+        """A Slack URL is stored encrypted and `url` keeps only its masked form; other kinds keep `url`."""
+        if self.kind == self.Kind.SLACK and url:
+            self.url_encrypted = encrypt_secret(url, context=secret_context(self, "url_encrypted"))
+            self.url = masked_url(url)
+        else:
+            self.url, self.url_encrypted = url, ""
+
+    def destination_url(self) -> str:
+        """Where deliveries go (the decrypted Slack URL)."""
+        if self.url_encrypted:
+            return decrypt_secret(self.url_encrypted, context=secret_context(self, "url_encrypted"))
+        return self.url
 
 
 class AlertRule(models.Model):

@@ -30,7 +30,7 @@ class AlertChannelOut(Schema):
     id: int
     name: str
     kind: str
-    url: str
+    url: str = Field(description="Where webhooks go. A Slack URL is write-only: shown masked (scheme://host/…last4).")
     emails: list[str]
     has_secret: bool = Field(description="Whether webhooks are signed. The secret itself is write-only.")
     created_at: datetime

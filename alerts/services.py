@@ -52,7 +52,7 @@ def _channel_problems(channel: AlertChannel, secret: str | None) -> dict[str, st
     else:
         if not channel.url:
             problems["url"] = f"a {channel.kind} channel needs a url"
-        elif problem := url_problem(channel.url):
+        elif problem := url_problem(channel.destination_url()):
             problems["url"] = problem
         if channel.emails:
             problems["emails"] = f"a {channel.kind} channel posts to its url; leave emails empty"
@@ -87,7 +87,8 @@ def alert_channel_create(
     generated = None
     if kind == AlertChannel.Kind.WEBHOOK and not secret:
         secret = generated = generate_webhook_secret()
-    channel = AlertChannel(account=account, name=name, kind=kind, url=url, emails=list(emails))
+    channel = AlertChannel(account=account, name=name, kind=kind, emails=list(emails))
+    channel.set_url(url)
     return _channel_save(channel, secret), generated
 
 
@@ -96,9 +97,11 @@ def alert_channel_update(*, channel: AlertChannel, changes: Mapping[str, Any]) -
     unknown = set(changes) - CHANNEL_FIELDS
     if unknown:
         raise ValueError(f"not alert channel fields: {sorted(unknown)}")
-    for name in ("name", "url", "emails"):
+    for name in ("name", "emails"):
         if name in changes:
             setattr(channel, name, changes[name])
+    if "url" in changes:
+        channel.set_url(changes["url"])
     return _channel_save(channel, changes.get("secret"))
 
 

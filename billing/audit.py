@@ -9,8 +9,9 @@ from django.db import models
 
 from billing.models import Account, AuditEntry
 
-# Never copied into the log, whatever the model.
-SECRET_FIELDS = frozenset({"key_hash", "credential_encrypted", "secret_encrypted", "password"})
+# Never copied into the log, whatever the model (secret_id only binds ciphertexts: noise in a log).
+SECRET_FIELDS = frozenset({"key_hash", "credential_encrypted", "secret_encrypted", "url_encrypted", "secret_id",
+                           "password"})
 
 
 def snapshot(obj: models.Model | None, fields: list[str] | None = None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from billing.models import Account, Budget, Plan, PriceOverride, Seat
 from proxy.catalog import BUILTIN_PROVIDERS
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
+from proxy.services import credential_host_problem
 from proxy.urls_policy import url_problem
 
 
@@ -99,6 +100,8 @@ def _account_problems(account: AccountIn, plans: dict[str, Plan], environ: Mappi
 
     for i, provider in enumerate(account.providers):
         problems.extend(f"providers[{i}] ({provider.slug}).{p}" for p in _provider_problems(provider, environ))
+        if problem := _provider_credential_problem(account.slug, provider):
+            problems.append(f"providers[{i}] ({provider.slug}).api_key: {problem}")
     for i, seat in enumerate(account.seats):
         if seat.password_env and not environ.get(seat.password_env):
             problems.append(
@@ -169,6 +172,16 @@ def _provider_problems(provider: ProviderIn, environ: Mapping[str, str]) -> list
     if provider.api_key_env and not environ.get(provider.api_key_env):
         problems.append(f"api_key_env: environment variable {provider.api_key_env} is not set")
     return problems
+
+
+def _provider_credential_problem(account_slug: str, provider: ProviderIn) -> str | None:
+    existing = ProviderEndpoint.objects.filter(account__slug=account_slug, slug=provider.slug).first()
+    builtin = BUILTIN_PROVIDERS.get(provider.slug)
+    new_url = provider.base_url or (builtin.base_url if builtin else "")
+    if existing is None or not new_url:
+        return None
+    return credential_host_problem(old_url=existing.base_url, new_url=new_url, has_credential=existing.has_credential,
+                                   credential_given=bool(provider.api_key or provider.api_key_env))
 
 
 def _price_problems(price: Any) -> list[str]:
@@ -296,11 +309,16 @@ def _apply_account(spec: AccountIn, environ: Mapping[str, str], result: ApplyRes
     channels: dict[str, AlertChannel] = {c.name: c for c in account.alert_channels.all()}
     for channel_in in spec.alert_channels:
         name = channel_in.resolved_name
+        slack = channel_in.kind == AlertChannel.Kind.SLACK
         channel, change = _upsert(
             AlertChannel,
             {"account": account, "name": name},
-            {"kind": channel_in.kind, "url": channel_in.url or "", "emails": channel_in.to or []},
+            {"kind": channel_in.kind, "emails": channel_in.to or []} | ({} if slack else {"url": channel_in.url or ""}),
         )
+        if slack and channel.destination_url() != channel_in.url:  # stored encrypted: compared decrypted
+            channel.set_url(channel_in.url or "")
+            channel.save(update_fields=["url", "url_encrypted"])
+            change = change or "updated url of"
         secret = channel_in.secret or (environ[channel_in.secret_env] if channel_in.secret_env else None)
         if channel.kind == AlertChannel.Kind.WEBHOOK:
             if secret is None and not channel.secret_encrypted:

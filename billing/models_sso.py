@@ -3,9 +3,11 @@ the model there."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
-from tokonomics.crypto import decrypt_secret, encrypt_secret
+from tokonomics.crypto import decrypt_secret, encrypt_secret, secret_context
 
 
 class SsoConfig(models.Model):
@@ -23,6 +25,8 @@ class SsoConfig(models.Model):
     client_id = models.CharField(max_length=200)
     # Named like every other encrypted secret, so billing.audit.snapshot leaves it out of the log.
     secret_encrypted = models.TextField(blank=True, editable=False, help_text="The client secret, encrypted.")
+    # What the secret's ciphertext is bound to (tokonomics/crypto.py); set before the row has a pk.
+    secret_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     default_role = models.CharField(max_length=10, choices=DefaultRole.choices, default=DefaultRole.VIEWER)
     password_login_disabled = models.BooleanField(
         default=False, help_text="People of these domains who hold a seat here must sign in through SSO."
@@ -33,10 +37,11 @@ class SsoConfig(models.Model):
         return f"SSO for {self.account_id} via {self.issuer}"
 
     def set_client_secret(self, plaintext: str) -> None:
-        self.secret_encrypted = encrypt_secret(plaintext)
+        self.secret_encrypted = encrypt_secret(plaintext, context=secret_context(self, "secret_encrypted"))
 
     def client_secret(self) -> str:
-        return decrypt_secret(self.secret_encrypted) if self.secret_encrypted else ""
+        context = secret_context(self, "secret_encrypted")
+        return decrypt_secret(self.secret_encrypted, context=context) if self.secret_encrypted else ""
 
     @property
     def active(self) -> bool:

@@ -24,6 +24,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.urls import reverse
 
 from billing.models_sso import SsoConfig, SsoDomain
+from proxy.urls_policy import url_problem
+from tokonomics.outbound_http import outbound_client
 
 # Asymmetric algorithms only: "none" and HS* (keyed with the client secret) are refused.
 ID_TOKEN_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"})
@@ -64,13 +66,14 @@ def issuer_problem(issuer: str) -> str | None:
     if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
         if parts.query or parts.fragment:
             return "An issuer URL has no query string or fragment."
-        return None
+        return url_problem(issuer)  # loopback too only while private URLs are allowed
     return "The issuer must be an https:// URL."
 
 
 def _get_json(url: str, what: str) -> dict[str, Any]:
     try:
-        response = httpx.get(url, timeout=HTTP_TIMEOUT, headers={"Accept": "application/json"})
+        with outbound_client(timeout=HTTP_TIMEOUT) as client:
+            response = client.get(url, headers={"Accept": "application/json"})
         response.raise_for_status()
         document = response.json()
     except (httpx.HTTPError, ValueError) as error:
@@ -136,8 +139,9 @@ def code_exchange(*, config: SsoConfig, metadata: ProviderMetadata, code: str, c
     else:
         form |= {"client_id": config.client_id, "client_secret": config.client_secret()}
     try:
-        response = httpx.post(metadata.token_endpoint, data=form, auth=auth, timeout=HTTP_TIMEOUT,
-                              headers={"Accept": "application/json"})
+        with outbound_client(timeout=HTTP_TIMEOUT) as client:
+            response = client.post(metadata.token_endpoint, data=form, auth=auth,
+                                   headers={"Accept": "application/json"})
         body = response.json()
     except (httpx.HTTPError, ValueError) as error:
         raise SsoError(f"Could not reach the identity provider's token endpoint ({error}).") from None

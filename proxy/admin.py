@@ -7,7 +7,7 @@ from django.template.response import TemplateResponse
 
 from .keys import generate_key, hash_key, visible_prefix
 from .models import ApiKey, ProviderEndpoint
-from .services import api_key_revoke
+from .services import api_key_revoke, credential_host_problem
 
 
 @admin.register(ApiKey)
@@ -70,6 +70,17 @@ class ProviderEndpointForm(forms.ModelForm):
     class Meta:
         model = ProviderEndpoint
         fields = ["account", "slug", "wire_format", "base_url", "pricing_provider"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        # Runs before the form copies its fields onto the instance: instance.base_url is still the stored one.
+        if self.instance.pk and (problem := credential_host_problem(
+            old_url=self.instance.base_url,
+            new_url=cleaned.get("base_url") or "", has_credential=self.instance.has_credential,
+            credential_given=bool(cleaned.get("credential") or cleaned.get("clear_credential")),
+        )):
+            self.add_error("credential", problem)
+        return cleaned
 
 
 @admin.register(ProviderEndpoint)

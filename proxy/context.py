@@ -21,6 +21,7 @@ from .directory import CONFIG_VERSION_KEY, Directory
 from .quota import Quota, events_stream_key
 from .redis_pipeline import PipelinedRedis
 from .spool import PendingEvents, Spool, spool_drain
+from .urls_policy import PolicyResolver, private_urls_allowed
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,11 @@ class ProxyContext:
             connect=settings.TOKONOMICS_UPSTREAM_CONNECT_TIMEOUT,
             sock_read=settings.TOKONOMICS_UPSTREAM_READ_TIMEOUT,
         )
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300)
+        # Private URLs allowed (the default) keeps aiohttp's own resolver: the check costs nothing then.
+        self.private_urls_allowed = private_urls_allowed()
+        resolver = None if self.private_urls_allowed else PolicyResolver()
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300,
+                                         resolver=resolver)
         self.http = aiohttp.ClientSession(
             connector=connector,
             timeout=timeout,

@@ -44,6 +44,7 @@ from .keys import hash_key, is_well_formed
 from .providers import WIRE_FORMATS
 from .providers.base import Operation, ProviderError, RequestInfo, WireFormat
 from .quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, CallPlan, Counter, Denial, Reservation, Unseeded, usd_to_nanos
+from .urls_policy import BlockedAddress, literal_host_problem
 from .usage_bounds import usage_event_clean
 
 log = logging.getLogger(__name__)
@@ -462,6 +463,8 @@ async def forward(
     payload = call.info.body if call.info is not None else body
     before_upstream = time.perf_counter()
     call.overhead_seconds = before_upstream - call.started
+    if not ctx.private_urls_allowed and (problem := literal_host_problem(url)):
+        raise _address_blocked(call, problem)
     try:
         async with ctx.http.request(
             scope["method"], URL(url, encoded=True), headers=upstream_headers(headers, call.endpoint),
@@ -484,9 +487,17 @@ async def forward(
         if call.status:
             _cut_short(call)
             return
+        if isinstance(getattr(exc, "os_error", None), BlockedAddress):
+            raise _address_blocked(call, str(exc.os_error)) from None
         metrics.errors_total.labels(metric_provider(call), "upstream_unreachable").inc()
         raise ProxyError(502, "api_error", f"The provider could not be reached ({type(exc).__name__}).",
                          code="upstream_unreachable") from None
+
+
+def _address_blocked(call: Call, problem: str) -> ProxyError:
+    metrics.errors_total.labels(metric_provider(call), "upstream_address_blocked").inc()
+    return ProxyError(502, "api_error", f"The provider's address is refused: {problem}",
+                      code="upstream_address_blocked")
 
 
 def _cut_short(call: Call) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import fnmatch
+import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -8,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from billing.models import SLUG_VALIDATOR, Account
-from tokonomics.crypto import decrypt_secret, encrypt_secret
+from tokonomics.crypto import decrypt_secret, encrypt_secret, secret_context
 
 from .catalog import WIRE_FORMATS
 
@@ -67,6 +68,8 @@ class ProviderEndpoint(models.Model):
         max_length=40, blank=True, help_text="genai-prices provider id; empty to infer from the URL and model."
     )
     credential_encrypted = models.TextField(blank=True, editable=False)
+    # What the credential's ciphertext is bound to (tokonomics/crypto.py); set before the row has a pk.
+    secret_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -78,10 +81,12 @@ class ProviderEndpoint(models.Model):
         return f"{self.account.slug}/{self.slug}"
 
     def set_credential(self, plaintext: str) -> None:
-        self.credential_encrypted = encrypt_secret(plaintext) if plaintext else ""
+        context = secret_context(self, "credential_encrypted")
+        self.credential_encrypted = encrypt_secret(plaintext, context=context) if plaintext else ""
 
     def get_credential(self) -> str:
-        return decrypt_secret(self.credential_encrypted) if self.credential_encrypted else ""
+        context = secret_context(self, "credential_encrypted")
+        return decrypt_secret(self.credential_encrypted, context=context) if self.credential_encrypted else ""
 
     @property
     def has_credential(self) -> bool:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -115,6 +116,25 @@ def api_key_update(*, key: ApiKey, changes: Mapping[str, Any]) -> ApiKey:
     return key
 
 
+def url_origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in: where a credential goes."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").rstrip("."), port
+
+
+def credential_host_problem(*, old_url: str, new_url: str, has_credential: bool, credential_given: bool) -> str | None:
+    """A stored credential was entered for one host: moving the endpoint elsewhere must not carry it there."""
+    if not has_credential or credential_given or url_origin(old_url) == url_origin(new_url):
+        return None
+    return ("the base URL moves to another scheme, host or port: enter the credential again (or remove it), "
+            "so a stored key is never sent to a host it was not entered for")
+
+
 def _endpoint_save(endpoint: ProviderEndpoint, credential: str | None) -> ProviderEndpoint:
     if endpoint.base_url and (problem := url_problem(endpoint.base_url)):
         raise ValidationError({"base_url": problem})
@@ -165,6 +185,11 @@ def provider_endpoint_update(*, endpoint: ProviderEndpoint, changes: Mapping[str
     unknown = set(changes) - ENDPOINT_FIELDS
     if unknown:
         raise ValueError(f"not provider endpoint fields: {sorted(unknown)}")
+    if "base_url" in changes and (problem := credential_host_problem(
+        old_url=endpoint.base_url, new_url=changes["base_url"] or "", has_credential=endpoint.has_credential,
+        credential_given="credential" in changes,
+    )):
+        raise ValidationError({"credential": problem})
     for name in ("wire_format", "base_url", "pricing_provider"):
         if name in changes:
             setattr(endpoint, name, changes[name])

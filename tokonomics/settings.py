@@ -89,12 +89,29 @@ def _encryption_key() -> bytes:
             )
         # Development only: stable across restarts so stored credentials stay readable.
         return hashlib.sha256(b"tokonomics-dev-encryption:" + SECRET_KEY.encode()).digest()
+    return encryption_key_parse(raw)
+
+
+def encryption_key_parse(raw: str) -> bytes:
+    """32 bytes from base64 in the standard or the URL-safe alphabet (Fernet.generate_key() and many secret
+    stores give the latter), padded or not."""
+    text = raw.strip()
+    if set(text) & set("+/") and set(text) & set("-_"):
+        raise ImproperlyConfigured("TOKONOMICS_ENCRYPTION_KEY mixes the standard (+/) and URL-safe (-_) base64 "
+                                   "alphabets: paste the key exactly as it was generated")
+    text = text.translate(str.maketrans("-_", "+/"))
     try:
-        key = base64.b64decode(raw, validate=True)
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise ImproperlyConfigured("TOKONOMICS_ENCRYPTION_KEY is not valid base64") from None
+        raise ImproperlyConfigured(
+            "TOKONOMICS_ENCRYPTION_KEY is not valid base64 (32 random bytes, standard or URL-safe alphabet; "
+            "`python manage.py generatekey` prints one)"
+        ) from None
     if len(key) != 32:
-        raise ImproperlyConfigured(f"TOKONOMICS_ENCRYPTION_KEY must decode to 32 bytes, not {len(key)}")
+        raise ImproperlyConfigured(
+            f"TOKONOMICS_ENCRYPTION_KEY must be base64 of 32 bytes, not {len(key)} "
+            "(`python manage.py generatekey` prints one)"
+        )
     return key
 
 

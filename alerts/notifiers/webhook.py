@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import httpx
 import orjson
 
+from tokonomics.outbound_http import outbound_client
+
 from .base import TIMEOUT_SECONDS, DeliveryResult, Notifier
 
 if TYPE_CHECKING:
@@ -40,7 +42,8 @@ class WebhookNotifier(Notifier):
                 secret=secret, webhook_id=event.webhook_id, timestamp=timestamp, body=body
             )
         try:
-            response = httpx.post(channel.url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+            with outbound_client(timeout=TIMEOUT_SECONDS) as client:
+                response = client.post(channel.destination_url(), content=body, headers=headers)
         except httpx.HTTPError as exc:
             return DeliveryResult(False, None, f"{type(exc).__name__}: {exc}"[:500])
         if 200 <= response.status_code < 300:

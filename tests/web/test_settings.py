@@ -7,7 +7,7 @@ import pytest
 from billing.models import Account, AuditEntry
 from billing.models_sso import SsoConfig, SsoDomain
 from billing.sso_domains import sso_domain_approve
-from tokonomics.crypto import decrypt_secret
+from tokonomics.crypto import decrypt_secret, secret_context
 
 pytestmark = pytest.mark.django_db
 
@@ -135,7 +135,8 @@ def test_sso_secret_is_encrypted_write_only_and_never_logged(client_as, alice, e
     assert list(config.domains.values_list("domain", "status")) == [("acme.fr", "pending"), ("acme.test", "pending")]
     assert config.default_role == "member"
     assert "first-secret-value" not in config.secret_encrypted
-    assert decrypt_secret(config.secret_encrypted) == "first-secret-value"
+    context = secret_context(config, "secret_encrypted")
+    assert decrypt_secret(config.secret_encrypted, context=context) == "first-secret-value"
     page = owner.get("/a/acme/settings/").content.decode()
     assert "first-secret-value" not in page and "/sso/callback/" in page
     # Left empty, the stored secret is kept; the log says that it changed, never what it is.
