@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from billing import ledger
 from billing.models import UsageRecord
+from proxy import metrics
 from proxy.quota import BUDGET_KEY_FORMAT, events_stream_key
 from tokonomics.redis_client import sync_redis
 
@@ -35,12 +36,14 @@ from .world import VICTIM_FEATURE, VICTIM_TENANT, Performed, World, account_keys
 # Label values a correct proxy may emit whatever the client sent (CONTRACT §1: configured providers,
 # known models, else `unknown`).
 ALLOWED_LABELS = {
-    "provider": {"", "unknown", "_other", *PROVIDERS, "deepseek", "gemini", "mistral", "groq", "together",
+    "provider": {"", "unknown", "other", *PROVIDERS, "deepseek", "gemini", "mistral", "groq", "together",
                  "perplexity", "fireworks", "openrouter"},
-    "model": {"", "unknown", "_other", "gpt-4o-mini", "claude-sonnet-4-5", "text-embedding-3-small"},
-    "feature": {"", "unknown", "_other"},
-    "environment": {"", "unknown", "_other", "production", "staging", "development", "test"},
+    "model": {"", "unknown", "other", "gpt-4o-mini", "claude-sonnet-4-5", "text-embedding-3-small"},
+    "feature": {"", "unknown", "other"},
+    "environment": {"", "unknown", "other", "production", "staging", "development", "test"},
 }
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+LABEL_CAPS = {"feature": metrics.FEATURE_LIMIT, "environment": metrics.ENVIRONMENT_LIMIT}
 LABELLED_HEADERS = {"feature": b"x-feature-name", "environment": b"x-environment"}
 # /metrics may grow by the series of a few statuses and operations, never by one per client value.
 MAX_NEW_METRIC_LINES = 400
@@ -122,6 +125,19 @@ def readings(raw: bytes) -> set[str]:
     """The strings a server or proxy may make of a header's bytes."""
     forms = {raw.decode("latin-1"), raw.decode("utf-8", "replace")}
     return forms | {form.strip() for form in forms}
+
+
+def _capped_label_problems(name: str, values: set[str]) -> list[str]:
+    """Feature and environment labels are the client's own values (CONTRACT §5 labels metrics by them), so
+    they are held to a shape and a count instead: no control characters, cut short, and at most the per-process cap of
+    distinct values plus the shared overflow value."""
+    problems = []
+    bad = sorted(v[:80] for v in values if CONTROL.search(v) or len(v) > metrics.LABEL_MAX_CHARS)
+    if bad:
+        problems.append(f"{name} labels of /metrics that are not cleaned and cut: {bad[:5]}")
+    if len(values - ALLOWED_LABELS[name]) > LABEL_CAPS[name] + 1:
+        problems.append(f"{len(values)} distinct {name} labels on /metrics, over the cap of {LABEL_CAPS[name]}")
+    return problems
 
 
 class Target(Protocol):
@@ -323,6 +339,9 @@ class Judge:
         now = label_values(self.target.metrics_text())
         problems = []
         for name, values in now.items():
+            if name in LABEL_CAPS:
+                problems += _capped_label_problems(name, values)
+                continue
             known = catalogue_models() if name == "model" else frozenset()
             leaked = {value for value in values - self.labels_before[name] - ALLOWED_LABELS[name] - known
                       if self._sent_by_client(name, value)}

@@ -4,6 +4,7 @@ when the amount is 0."""
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -11,7 +12,7 @@ from decimal import Decimal
 import httpx
 
 from billing.models import Budget
-from proxy.quota import account_prefix
+from proxy.quota import BUDGET_KEY_FORMAT, account_prefix
 from tokonomics.redis_client import sync_redis
 
 from .conftest import KEY, Stack
@@ -45,9 +46,9 @@ def test_an_expired_reservation_of_nothing_does_not_break_the_next_call(stack: S
     assert first.status_code == 200
     client = sync_redis()
     prefix = account_prefix(stack.account.pk)
-    counter = next(k.decode() for k in client.scan_iter(match=f"{prefix}:b:{budget.pk}:*"))
+    counter = next(k.decode() for k in client.scan_iter(match=f"{prefix}:b{BUDGET_KEY_FORMAT}:{budget.pk}:*"))
     # What a crashed process leaves of a call that reserved nothing, its deadline long past.
-    client.hset(f"{prefix}:rsv", "req_crashed", f"0|0|{counter}")
+    client.hset(f"{prefix}:rsv", "req_crashed", "0|0|" + json.dumps([counter]))
     client.zadd(f"{prefix}:rsvz", {"req_crashed": 0})
     second = httpx.post(f"{stack.proxy}/proxy/openai/chat/completions", json=CHAT,
                         headers={"Authorization": f"Bearer {KEY}"})
