@@ -40,8 +40,9 @@ from .context import ProxyContext
 from .directory import AccountEntry, EndpointEntry, KeyEntry
 from .errors import ProxyError
 from .keys import hash_key, is_well_formed
+from .paths import ProxyPath, proxy_path_parse
 from .providers import WIRE_FORMATS
-from .providers.base import Operation, ProviderError, RequestInfo, WireFormat
+from .providers.base import Operation, ProviderError, RequestInfo, WireFormat, route_path
 from .quota import CallPlan, Counter, Denial, Reservation, Unseeded, usd_to_nanos
 
 log = logging.getLogger(__name__)
@@ -126,29 +127,28 @@ def parse_tags(raw: str) -> dict[str, str]:
 
 async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: ProxyContext) -> None:
     started = time.perf_counter()
-    path: str = scope["path"]
-    provider, _, rest = path[len("/proxy/") :].partition("/")
+    target = proxy_path_parse(path=scope["path"], raw_path=scope.get("raw_path"))
     headers = dict(scope["headers"])
     call = Call(
         rid=new_request_id(),
         started=started,
         created_at=(now := time.time()),
         started_at=datetime.fromtimestamp(now, UTC),
-        provider=provider,
-        wire=wire_for_errors(provider, headers),
+        provider=target.provider,
+        wire=wire_for_errors(target.provider, headers),
         feature=headers.get(b"x-feature-name", b"").decode("latin-1")[:200],
         tenant=headers.get(b"x-tenant-id", b"").decode("latin-1")[:200],
         environment=headers.get(b"x-environment", b"").decode("latin-1")[:60],
         tags=parse_tags(headers[b"x-tokonomics-tags"].decode("latin-1")) if b"x-tokonomics-tags" in headers else {},
     )
     try:
-        await authenticate(call=call, headers=headers, ctx=ctx)
+        await authenticate(call=call, headers=headers, ctx=ctx, target=target)
         body = await read_body(receive=receive, headers=headers)
-        operation = describe(call=call, method=scope["method"], rest="/" + rest, body=body)
+        operation = describe(call=call, method=scope["method"], rest=target.rest, body=body)
         await admit(call=call, ctx=ctx)
         try:
             await forward(
-                call=call, ctx=ctx, scope=scope, rest="/" + rest, headers=headers, body=body,
+                call=call, ctx=ctx, scope=scope, rest=target.forwarded, headers=headers, body=body,
                 operation=operation, receive=receive, send=send,
             )
         finally:
@@ -160,7 +160,7 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: Proxy
         await emit_unreserved(call=call, ctx=ctx)
 
 
-async def authenticate(*, call: Call, headers: dict[bytes, bytes], ctx: ProxyContext) -> None:
+async def authenticate(*, call: Call, headers: dict[bytes, bytes], ctx: ProxyContext, target: ProxyPath) -> None:
     raw = headers.get(b"authorization", b"")
     token = raw[7:].strip().decode("latin-1") if raw[:7].lower() == b"bearer " else ""
     if not token.startswith("mk_"):
@@ -179,6 +179,9 @@ async def authenticate(*, call: Call, headers: dict[bytes, bytes], ctx: ProxyCon
         raise ProxyError(401, "authentication_error", "This Tokonomics key is unknown.", code="invalid_api_key")
     call.key, call.account = key, account
     call.environment = call.environment or key.environment or "production"
+    if target.problem:
+        # After the key (the refusal is recorded in its account), before anything reads the path.
+        raise ProxyError(400, "invalid_request_error", f"Invalid proxy path: {target.problem}.", code="invalid_path")
     endpoint = account.endpoints.get(call.provider)
     if endpoint is None:
         raise ProxyError(
@@ -219,7 +222,8 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> Operation | 
     assert call.account is not None and call.key is not None
     operation = call.wire.operation_for(method, rest)
     if operation is None:
-        if method == "GET" and "/models" in rest:
+        route = route_path(rest)
+        if method == "GET" and (route == "/models" or route.startswith("/models/")):
             call.operation = "models"
             return None  # a free listing: forwarded as is, recorded with no tokens
         if not call.account.allow_unmetered_routes:
@@ -433,10 +437,9 @@ async def forward(
     send: Send,
 ) -> None:
     assert call.endpoint is not None
-    raw_rest = scope.get("raw_path") or scope["path"].encode()
-    raw_rest = raw_rest.split(b"/", 3)[3] if raw_rest.count(b"/") >= 3 else b""
     query = scope.get("query_string", b"")
-    url = call.endpoint.base_url + "/" + raw_rest.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+    # `rest` is the canonical path the call was metered by (proxy/paths.py), never the raw one.
+    url = call.endpoint.base_url + rest + ("?" + query.decode("latin-1") if query else "")
     payload = call.info.body if call.info is not None else body
     before_upstream = time.perf_counter()
     call.overhead_seconds = before_upstream - call.started
