@@ -156,6 +156,7 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: Proxy
     except ProxyError as exc:
         call.status = exc.status
         call.denied_scope = exc.denied_scope
+        call.cost_usd = Decimal(0)  # refused, or never answered: nothing was generated, nothing is owed
         await send_error(call=call, send=send, error=exc)
         await emit_unreserved(call=call, ctx=ctx)
 
@@ -682,6 +683,7 @@ async def send_error(*, call: Call, send: Send, error: ProxyError) -> None:
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-tokonomics-request-id", call.rid.encode()),
+        (b"x-tokonomics-cost-usd", _cost_header(Decimal(0))),  # the proxy's own answers cost nothing
         *error.headers,
     ]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})

@@ -139,7 +139,7 @@ def test_the_two_exploit_paths_are_refused(stack: Stack) -> None:
     assert stack.sim_requests() == []
     # Authenticated first: each refusal is a usage record, status 400, nothing charged.
     records = _ingested()
-    assert [(r.status_code, r.input_tokens) for r in records] == [(400, 0)] * 2
+    assert [(r.status_code, r.cost_usd, r.input_tokens) for r in records] == [(400, Decimal(0), 0)] * 2
 
 
 def test_invalid_path_answers_in_the_callers_format(stack: Stack) -> None:
