@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import orjson
@@ -457,7 +457,6 @@ async def forward(
     except (TimeoutError, aiohttp.ServerTimeoutError):
         if call.status:
             _cut_short(call)
-            return
         metrics.errors_total.labels(call.provider, "upstream_timeout").inc()
         raise ProxyError(
             504, "timeout_error", "The provider did not answer in time.", code="upstream_timeout"
@@ -465,15 +464,30 @@ async def forward(
     except aiohttp.ClientError as exc:
         if call.status:
             _cut_short(call)
-            return
         metrics.errors_total.labels(call.provider, "upstream_unreachable").inc()
         raise ProxyError(502, "api_error", f"The provider could not be reached ({type(exc).__name__}).",
                          code="upstream_unreachable") from None
 
 
-def _cut_short(call: Call) -> None:
-    """The response had started when the upstream failed: what was seen is recorded as an estimate."""
+class UpstreamCut(Exception):
+    """The provider cut a response the client had started to receive.
+
+    Raised out of the application once the call is settled: there is no ASGI message that aborts a
+    response, and an exception after `http.response.start` is how a server is told to close the client's
+    connection without a terminator (uvicorn; Daphne with tokonomics/daphne_compat.py). Ending the body
+    cleanly would pass a truncated stream off as a complete one; returning leaves Daphne's client waiting.
+    """
+
+
+def _cut_short(call: Call) -> NoReturn:
+    """The upstream failed after it answered: what was seen is recorded as an estimate, and the client
+    learns of the cut the way it would have without the proxy."""
     metrics.errors_total.labels(call.provider, "upstream_cut_short").inc()
+    if call.streamed:
+        raise UpstreamCut(f"{call.provider} cut the stream of {call.rid}")
+    # Nothing was sent yet (a body is relayed once read whole): a 502, and the reservation released.
+    call.status = 0
+    raise ProxyError(502, "api_error", "The provider's response was cut short.", code="upstream_cut_short")
 
 
 async def relay_body(*, call: Call, upstream: aiohttp.ClientResponse, send: Send, started: float) -> None:
