@@ -63,8 +63,12 @@ CONSUMED_HEADERS = frozenset(
         b"x-tokonomics-tags", b"accept-encoding",
     }
 )
+# The provider's Date and Server are dropped, as nginx does: the ASGI server sends its own on every response
+# (uvicorn always does, and cannot be told not to from the app; Daphne via tokonomics/daphne_compat.py), so
+# keeping the provider's made two of each.
 RESPONSE_DROPPED = frozenset(
-    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"upgrade", b"trailer", b"te"}
+    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"upgrade", b"trailer", b"te",
+     b"date", b"server"}
 )
 NANOS = Decimal(1_000_000_000)
 

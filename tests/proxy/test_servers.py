@@ -50,3 +50,18 @@ def _cut_stream_ends_at_once(proxy_url: str) -> None:
         assert time.monotonic() < deadline, "no usage record"
         usage_ingest(max_seconds=0.2)
     assert saved.usage_source == "estimated" and saved.streamed and saved.output_tokens > 0
+
+
+def test_every_response_has_one_date_and_one_server_header(proxy_url: str) -> None:
+    auth = {"Authorization": f"Bearer {KEY}"}
+    url = f"{proxy_url}/proxy/openai/chat/completions"
+    responses = [
+        httpx.post(url, json={**CHAT, "stream": False}, headers=auth),
+        httpx.post(url, json=CHAT, headers=auth),
+        httpx.post(url, json={**CHAT, "stream": False}, headers={**auth, "X-Sim-Status": "500"}),
+        httpx.post(url, json={**CHAT, "stream": False}, headers={"Authorization": "Bearer mk_" + "q" * 40}),
+    ]
+    for response in responses:
+        names = [name.lower() for name, _ in response.headers.multi_items()]
+        assert names.count("date") == 1, (response.status_code, response.headers)
+        assert names.count("server") == 1, (response.status_code, response.headers)
