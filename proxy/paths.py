@@ -16,6 +16,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 PREFIX = "/proxy/"
 _ENCODED_SLASH = re.compile(rb"%2f", re.IGNORECASE)
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # billing.models.SLUG_VALIDATOR
 # Bytes no decoded path may hold: a second encoding layer (%), separators a server or a provider may
 # read where the proxy saw none (? # \), and control characters (NUL ends strings in some servers).
 _FORBIDDEN = frozenset(b"%?#\\\x7f") | frozenset(range(0x20))
@@ -35,9 +36,11 @@ def proxy_path_parse(*, path: str, raw_path: bytes | None) -> ProxyPath:
     """The canonical path of `/proxy/{provider}/{rest}`; never raises, whatever the bytes.
 
     `path` is the server's decoded path, used only to name the provider of a refused path (its error
-    format, its record) and when a server gives no raw path.
+    format, its record), when it is shaped like a slug, and when a server gives no raw path.
     """
     hint = path[len(PREFIX):].partition("/")[0] if path.startswith(PREFIX) else ""
+    if not _SLUG.fullmatch(hint):
+        hint = ""  # a refused path's provider is recorded only if it could be one (no NUL reaches the ledger)
     raw = raw_path if raw_path is not None else quote(path, safe=_SAFE).encode()
     start = raw.find(PREFIX.encode())
     if start < 0:

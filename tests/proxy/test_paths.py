@@ -121,6 +121,10 @@ def test_encoded_separators_get_invalid_path_and_never_reach_the_provider(stack:
         assert orjson.loads(body)["error"]["code"] == "invalid_path", target
         assert headers["x-tokonomics-request-id"]
     assert stack.sim_requests() == []
+    # Each refusal is recorded, and a malformed provider segment is never stored as one.
+    records = _ingested()
+    assert len(records) == len(INVALID)
+    assert {r.provider for r in records} <= {"openai", ""}
 
 
 def test_the_two_exploit_paths_are_refused(stack: Stack) -> None:
