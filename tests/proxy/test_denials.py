@@ -65,3 +65,14 @@ def test_unreachable_upstream_is_recorded_at_zero(stack: Stack) -> None:
     usage_ingest(max_seconds=1)
     saved = UsageRecord.objects.get(request_id=response.headers["x-tokonomics-request-id"])
     assert saved.cost_usd == Decimal(0)
+
+
+def test_a_json_answer_cut_mid_body_is_a_502_recorded_at_zero(stack: Stack) -> None:
+    response = httpx.post(f"{stack.proxy}/proxy/openai/chat/completions", json=CHAT,
+                          headers={"Authorization": f"Bearer {KEY}", "X-Sim-Drop-Body-After": "20"})
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_cut_short"
+    assert response.headers["x-tokonomics-cost-usd"] == ZERO
+    usage_ingest(max_seconds=1)
+    saved = UsageRecord.objects.get(request_id=response.headers["x-tokonomics-request-id"])
+    assert (saved.status_code, saved.cost_usd) == (502, Decimal(0))
