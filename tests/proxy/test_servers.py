@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -65,3 +66,15 @@ def test_every_response_has_one_date_and_one_server_header(proxy_url: str) -> No
         names = [name.lower() for name, _ in response.headers.multi_items()]
         assert names.count("date") == 1, (response.status_code, response.headers)
         assert names.count("server") == 1, (response.status_code, response.headers)
+
+
+@pytest.mark.parametrize("server_log", ["uvicorn.error", "daphne.server"])
+def test_servers_log_a_cut_stream_as_one_warning_not_a_crash(server_log: str) -> None:
+    import proxy.app  # noqa: F401  (installs the filter)
+    from proxy.gateway import UpstreamCut
+
+    cut = UpstreamCut("openai cut the stream of req_1")
+    record = logging.LogRecord(server_log, logging.ERROR, __file__, 1, "Exception in ASGI application\n", None,
+                               (UpstreamCut, cut, None))
+    assert logging.getLogger(server_log).filter(record)
+    assert (record.levelno, record.exc_info, record.getMessage()) == (logging.WARNING, None, str(cut))
