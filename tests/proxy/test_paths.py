@@ -5,6 +5,7 @@ refused with 400 invalid_path before anything reaches the provider."""
 from __future__ import annotations
 
 import http.client
+import time
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -179,3 +180,18 @@ def test_only_the_models_listing_is_free(stack: Stack) -> None:
     status, _, body = raw_request(stack.proxy, "GET", "/proxy/openai/files/models", auth)
     assert status == 403 and orjson.loads(body)["error"]["code"] == "unmetered_route"
     assert [r["path"] for r in stack.sim_requests()] == ["/v1/models", "/v1/models/gpt-4o-mini"]
+
+
+def test_a_route_in_another_case_is_still_metered(stack: Stack) -> None:
+    """A provider that matches paths case-insensitively would answer /Chat/Completions as a chat completion:
+    the proxy meters it as one too, even on an account that lets unmetered routes through."""
+    stack.account.allow_unmetered_routes = True
+    stack.account.save()
+    from proxy.services import config_version_bump
+
+    config_version_bump()
+    time.sleep(1.2)
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    for target in ("/proxy/openai/Chat/Completions", "/proxy/openai/V1/CHAT/COMPLETIONS/"):
+        raw_request(stack.proxy, "POST", target, auth, orjson.dumps(CHAT))
+    assert {r.operation for r in _ingested()} == {"chat"}
