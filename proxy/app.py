@@ -11,9 +11,25 @@ import orjson
 
 from .context import close_context, get_context
 from .exposition import CONTENT_TYPE, metrics_authorized, metrics_text
-from .gateway import Receive, Send, handle
+from .gateway import Receive, Send, UpstreamCut, handle
 
 log = logging.getLogger(__name__)
+
+
+class _UpstreamCutAsWarning(logging.Filter):
+    """A stream the provider cut is raised out of the app on purpose (gateway.UpstreamCut), so the server
+    closes the client's connection: the server logs it as one line, not as an application crash."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        cut = record.exc_info[1] if record.exc_info else None
+        if isinstance(cut, UpstreamCut):
+            record.msg, record.args, record.exc_info, record.exc_text = "%s", (str(cut),), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+for _server_log in ("uvicorn.error", "daphne.server"):  # where each server reports an application's exception
+    logging.getLogger(_server_log).addFilter(_UpstreamCutAsWarning())
 
 
 async def proxy_application(scope: dict[str, Any], receive: Receive, send: Send) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import orjson
@@ -41,11 +41,12 @@ from .context import ProxyContext
 from .directory import AccountEntry, EndpointEntry, KeyEntry
 from .errors import ProxyError
 from .keys import hash_key, is_well_formed
+from .paths import ProxyPath, proxy_path_parse
 from .providers import WIRE_FORMATS
-from .providers.base import Operation, ProviderError, RequestInfo, WireFormat
+from .providers.base import Operation, ProviderError, RequestInfo, WireFormat, route_path
 from .quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, CallPlan, Counter, Denial, Reservation, Unseeded, usd_to_nanos
 from .urls_policy import BlockedAddress, literal_host_problem
-from .usage_bounds import usage_event_clean
+from .usage_bounds import TEXT_LIMITS, tags_clean, text_clean, usage_event_clean
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,12 @@ CONSUMED_HEADERS = frozenset(
         b"x-tokonomics-tags", b"accept-encoding",
     }
 )
+# The provider's Date and Server are dropped, as nginx does: the ASGI server sends its own on every response
+# (uvicorn always does, and cannot be told not to from the app; Daphne via tokonomics/daphne_compat.py), so
+# keeping the provider's made two of each.
 RESPONSE_DROPPED = frozenset(
-    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"upgrade", b"trailer", b"te"}
+    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"upgrade", b"trailer", b"te",
+     b"date", b"server"}
 )
 NANOS = Decimal(1_000_000_000)
 
@@ -129,29 +134,31 @@ def parse_tags(raw: str) -> dict[str, str]:
 
 async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: ProxyContext) -> None:
     started = time.perf_counter()
-    path: str = scope["path"]
-    provider, _, rest = path[len("/proxy/") :].partition("/")
+    target = proxy_path_parse(path=scope["path"], raw_path=scope.get("raw_path"))
     headers = dict(scope["headers"])
     call = Call(
         rid=new_request_id(),
         started=started,
         created_at=(now := time.time()),
         started_at=datetime.fromtimestamp(now, UTC),
-        provider=provider,
-        wire=wire_for_errors(provider, headers),
-        feature=headers.get(b"x-feature-name", b"").decode("latin-1")[:200],
-        tenant=headers.get(b"x-tenant-id", b"").decode("latin-1")[:200],
-        environment=headers.get(b"x-environment", b"").decode("latin-1")[:60],
-        tags=parse_tags(headers[b"x-tokonomics-tags"].decode("latin-1")) if b"x-tokonomics-tags" in headers else {},
+        provider=target.provider,
+        wire=wire_for_errors(target.provider, headers),
+        # Cleaned exactly as the usage record will be, so live counters and counters rebuilt from records
+        # name the same tenant and feature.
+        feature=text_clean(headers.get(b"x-feature-name", b"").decode("latin-1"), TEXT_LIMITS["feature"]),
+        tenant=text_clean(headers.get(b"x-tenant-id", b"").decode("latin-1"), TEXT_LIMITS["tenant"]),
+        environment=text_clean(headers.get(b"x-environment", b"").decode("latin-1"), TEXT_LIMITS["environment"]),
+        tags=tags_clean(parse_tags(headers[b"x-tokonomics-tags"].decode("latin-1")))
+        if b"x-tokonomics-tags" in headers else {},
     )
     try:
-        await authenticate(call=call, headers=headers, ctx=ctx)
+        await authenticate(call=call, headers=headers, ctx=ctx, target=target)
         body = await read_body(receive=receive, headers=headers)
-        operation = describe(call=call, method=scope["method"], rest="/" + rest, body=body)
+        operation = describe(call=call, method=scope["method"], rest=target.rest, body=body)
         await admit(call=call, ctx=ctx)
         try:
             await forward(
-                call=call, ctx=ctx, scope=scope, rest="/" + rest, headers=headers, body=body,
+                call=call, ctx=ctx, scope=scope, rest=target.forwarded, headers=headers, body=body,
                 operation=operation, receive=receive, send=send,
             )
         finally:
@@ -159,11 +166,12 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: Proxy
     except ProxyError as exc:
         call.status = exc.status
         call.denied_scope = exc.denied_scope
+        call.cost_usd = Decimal(0)  # refused, or never answered: nothing was generated, nothing is owed
         await send_error(call=call, send=send, error=exc)
         await emit_unreserved(call=call, ctx=ctx)
 
 
-async def authenticate(*, call: Call, headers: dict[bytes, bytes], ctx: ProxyContext) -> None:
+async def authenticate(*, call: Call, headers: dict[bytes, bytes], ctx: ProxyContext, target: ProxyPath) -> None:
     raw = headers.get(b"authorization", b"")
     token = raw[7:].strip().decode("latin-1") if raw[:7].lower() == b"bearer " else ""
     if not token.startswith("mk_"):
@@ -182,6 +190,9 @@ async def authenticate(*, call: Call, headers: dict[bytes, bytes], ctx: ProxyCon
         raise ProxyError(401, "authentication_error", "This Tokonomics key is unknown.", code="invalid_api_key")
     call.key, call.account = key, account
     call.environment = call.environment or key.environment or "production"
+    if target.problem:
+        # After the key (the refusal is recorded in its account), before anything reads the path.
+        raise ProxyError(400, "invalid_request_error", f"Invalid proxy path: {target.problem}.", code="invalid_path")
     endpoint = account.endpoints.get(call.provider)
     if endpoint is None:
         raise ProxyError(
@@ -222,7 +233,8 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> Operation | 
     assert call.account is not None and call.key is not None
     operation = call.wire.operation_for(method, rest)
     if operation is None:
-        if method == "GET" and "/models" in rest:
+        route = route_path(rest)
+        if method == "GET" and (route == "/models" or route.startswith("/models/")):
             call.operation = "models"
             return None  # a free listing: forwarded as is, recorded with no tokens
         if not call.account.allow_unmetered_routes:
@@ -456,10 +468,9 @@ async def forward(
     send: Send,
 ) -> None:
     assert call.endpoint is not None
-    raw_rest = scope.get("raw_path") or scope["path"].encode()
-    raw_rest = raw_rest.split(b"/", 3)[3] if raw_rest.count(b"/") >= 3 else b""
     query = scope.get("query_string", b"")
-    url = call.endpoint.base_url + "/" + raw_rest.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+    # `rest` is the canonical path the call was metered by (proxy/paths.py), never the raw one.
+    url = call.endpoint.base_url + rest + ("?" + query.decode("latin-1") if query else "")
     payload = call.info.body if call.info is not None else body
     before_upstream = time.perf_counter()
     call.overhead_seconds = before_upstream - call.started
@@ -478,7 +489,6 @@ async def forward(
     except (TimeoutError, aiohttp.ServerTimeoutError):
         if call.status:
             _cut_short(call)
-            return
         metrics.errors_total.labels(metric_provider(call), "upstream_timeout").inc()
         raise ProxyError(
             504, "timeout_error", "The provider did not answer in time.", code="upstream_timeout"
@@ -486,7 +496,6 @@ async def forward(
     except aiohttp.ClientError as exc:
         if call.status:
             _cut_short(call)
-            return
         if isinstance(getattr(exc, "os_error", None), BlockedAddress):
             raise _address_blocked(call, str(exc.os_error)) from None
         metrics.errors_total.labels(metric_provider(call), "upstream_unreachable").inc()
@@ -500,9 +509,25 @@ def _address_blocked(call: Call, problem: str) -> ProxyError:
                       code="upstream_address_blocked")
 
 
-def _cut_short(call: Call) -> None:
-    """The response had started when the upstream failed: what was seen is recorded as an estimate."""
+class UpstreamCut(Exception):
+    """The provider cut a response the client had started to receive.
+
+    Raised out of the application once the call is settled: there is no ASGI message that aborts a
+    response, and an exception after `http.response.start` is how a server is told to close the client's
+    connection without a terminator (uvicorn; Daphne with tokonomics/daphne_compat.py). Ending the body
+    cleanly would pass a truncated stream off as a complete one; returning leaves Daphne's client waiting.
+    """
+
+
+def _cut_short(call: Call) -> NoReturn:
+    """The upstream failed after it answered: what was seen is recorded as an estimate, and the client
+    learns of the cut the way it would have without the proxy."""
     metrics.errors_total.labels(metric_provider(call), "upstream_cut_short").inc()
+    if call.streamed:
+        raise UpstreamCut(f"{call.provider} cut the stream of {call.rid}")
+    # Nothing was sent yet (a body is relayed once read whole): a 502, and the reservation released.
+    call.status = 0
+    raise ProxyError(502, "api_error", "The provider's response was cut short.", code="upstream_cut_short")
 
 
 async def relay_body(*, call: Call, upstream: aiohttp.ClientResponse, send: Send, started: float) -> None:
@@ -731,6 +756,7 @@ async def send_error(*, call: Call, send: Send, error: ProxyError) -> None:
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"x-tokonomics-request-id", call.rid.encode()),
+        (b"x-tokonomics-cost-usd", _cost_header(Decimal(0))),  # the proxy's own answers cost nothing
         *error.headers,
     ]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})

@@ -20,6 +20,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from proxy.app import lifespan, proxy_application  # noqa: E402
+from tokonomics.daphne_compat import daphne_compat_install  # noqa: E402
+
+daphne_compat_install()  # under Daphne only
 
 application = ProtocolTypeRouter(
     {

@@ -33,6 +33,9 @@ from proxy.app import (  # noqa: E402
     not_found_application,
     proxy_application,
 )
+from tokonomics.daphne_compat import daphne_compat_install  # noqa: E402
+
+daphne_compat_install()  # under Daphne only
 
 application = ProtocolTypeRouter(
     {

@@ -97,8 +97,9 @@ def decode_json_object(body: bytes) -> dict[str, Any] | None:
 
 
 def route_path(path: str) -> str:
-    """`path` without query string, trailing slash or a leading "/v1" (base URLs differ on it)."""
-    path = path.partition("?")[0].rstrip("/")
+    """`path` without query string, trailing slash or a leading "/v1" (base URLs differ on it), in lower case:
+    a provider that matches paths in any case must not get an unmetered chat completion."""
+    path = path.partition("?")[0].rstrip("/").lower()
     if path.startswith("/v1/"):
         path = path[3:]
     return path

@@ -16,6 +16,7 @@ Request headers for tests:
     X-Sim-Fixture: NAME             replay fixtures_dir/NAME byte for byte (.sse: one event per write)
     X-Sim-Hold: TOKEN               stream the first event, then wait for POST /_sim/release/TOKEN
     X-Sim-Drop-After: N             close the connection after N streamed events
+    X-Sim-Drop-Body-After: N        a JSON answer: its headers and first N body bytes, then the connection closes
     X-Sim-Latency-Ms / X-Sim-Chunk-Delay-Ms: N   this request's delays
     X-Sim-Words: N                  reply length (default 24 words, one output token each)
     X-Sim-Extra-Usage-Choice: 1     OpenAI stream with the usage on the finishing chunk, as some

@@ -108,9 +108,25 @@ def simulated(
             "x-request-id": state.new_id("req_")}
         call = Call(request=request, payload=payload if isinstance(payload, dict) else {}, controls=controls,
                     state=state, response_headers=request_id)
-        return await endpoints[wire](call)
+        response = await endpoints[wire](call)
+        if controls.drop_body_after is not None and type(response) is web.Response:
+            return await _cut_body(request, response, controls.drop_body_after)
+        return response
 
     return handle
+
+
+async def _cut_body(request: web.Request, whole: web.Response, size: int) -> web.StreamResponse:
+    """`whole`'s status, headers and full Content-Length, then only `size` bytes of its body: an upstream
+    that dies while a non-streamed answer is on the wire."""
+    body = bytes(whole.body or b"")
+    cut = web.StreamResponse(status=whole.status, headers=whole.headers)
+    cut.content_length = len(body)
+    await cut.prepare(request)
+    await cut.write(body[:size])
+    if request.transport is not None:
+        request.transport.close()
+    return cut
 
 
 def _parse_json(raw: bytes) -> Any:

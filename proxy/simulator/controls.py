@@ -14,6 +14,7 @@ STATUS = "X-Sim-Status"
 FIXTURE = "X-Sim-Fixture"
 HOLD = "X-Sim-Hold"
 DROP_AFTER = "X-Sim-Drop-After"
+DROP_BODY_AFTER = "X-Sim-Drop-Body-After"
 WORDS = "X-Sim-Words"
 CACHED_TOKENS = "X-Sim-Cached-Tokens"
 CACHE_WRITE_TOKENS = "X-Sim-Cache-Write-Tokens"
@@ -34,6 +35,7 @@ class Controls:
     fixture: str | None
     hold: str | None
     drop_after: int | None
+    drop_body_after: int | None
     words: int
     cached_tokens: int
     cache_write_tokens: int
@@ -57,6 +59,7 @@ def read_controls(
         fixture=get(FIXTURE) or None,
         hold=get(HOLD) or None,
         drop_after=_count(get(DROP_AFTER), DROP_AFTER),
+        drop_body_after=_count(get(DROP_BODY_AFTER), DROP_BODY_AFTER),
         words=words if words_asked is None else words_asked,
         cached_tokens=_count(get(CACHED_TOKENS), CACHED_TOKENS) or 0,
         cache_write_tokens=_count(get(CACHE_WRITE_TOKENS), CACHE_WRITE_TOKENS) or 0,

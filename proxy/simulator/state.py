@@ -20,6 +20,7 @@ RECORDED_REQUESTS = 100
 class RecordedRequest:
     method: str
     path: str
+    raw_path: str  # path and query as they arrived, percent-encoding and all
     query: str
     headers: Any  # the request's own immutable header mapping, turned into a dict only when asked for
     body: Any
@@ -28,6 +29,7 @@ class RecordedRequest:
         return {
             "method": self.method,
             "path": self.path,
+            "raw_path": self.raw_path,
             "query": self.query,
             "headers": {name.lower(): value for name, value in self.headers.items()},
             "body": self.body,
@@ -77,8 +79,8 @@ class SimulatorState:
     _salt: str = field(default_factory=lambda: secrets.token_hex(4))
 
     def record(self, request: web.Request, body: Any) -> None:
-        self.requests.append(RecordedRequest(request.method, request.path, request.query_string,
-                                             request.headers, body))
+        self.requests.append(RecordedRequest(request.method, request.path, request.raw_path,
+                                             request.query_string, request.headers, body))
 
     def new_id(self, prefix: str) -> str:
         """A unique id shaped like the provider's (`chatcmpl-…`, `msg_…`, `resp_…`)."""

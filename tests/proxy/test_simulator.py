@@ -394,6 +394,18 @@ def test_drop_after_cuts_the_stream_short(sim: SimulatorThread, anthropic_client
         list(stream)
 
 
+def test_drop_body_after_cuts_a_json_answer_short(sim: SimulatorThread) -> None:
+    received = b""
+    with pytest.raises(httpx.RemoteProtocolError), httpx.stream(
+        "POST", f"{sim.base_url}/v1/chat/completions", json=CHAT,
+        headers={"Authorization": "Bearer sk-test", "X-Sim-Drop-Body-After": "20"},
+    ) as response:
+        assert response.status_code == 200 and int(response.headers["content-length"]) > 20
+        for piece in response.iter_bytes():
+            received += piece
+    assert received == received[:20] and len(received) == 20
+
+
 def test_latency_and_chunk_delay(openai_client: openai.OpenAI) -> None:
     started = time.monotonic()
     openai_client.chat.completions.create(**CHAT, extra_headers={"X-Sim-Latency-Ms": "200"})
