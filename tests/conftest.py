@@ -3,11 +3,15 @@ globex, an outsider to acme). Real PostgreSQL and real Redis."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import importlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -173,6 +177,17 @@ def process_env(**env: str) -> dict[str, str]:
     }
 
 
+@functools.cache
+def collected_static_root() -> str:
+    """A STATIC_ROOT that `collectstatic` filled, once per test process: the web app refuses to start with
+    DEBUG off until the static files are collected (tokonomics/static_check.py), as production does."""
+    root = tempfile.mkdtemp(prefix="tokonomics-static-")
+    atexit.register(shutil.rmtree, root, True)
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=REPO, check=True,
+                   env={**os.environ, "STATIC_ROOT": root})
+    return root
+
+
 class ProxyProcess:
     """uvicorn serving an application in a process of its own, as production runs it, on this test's
     database and Redis (the rows a test committed are what it loads)."""
@@ -181,6 +196,8 @@ class ProxyProcess:
         self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        if app == "tokonomics.asgi:application":  # the web app too, which needs its static files
+            env = {"STATIC_ROOT": collected_static_root(), **env}
         self.env = process_env(**env)
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -24,10 +24,12 @@ def test_every_changelist_and_add_page_loads(operator) -> None:  # type: ignore[
         changelist = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
         assert operator.get(changelist).status_code == 200, changelist
         add = reverse(f"admin:{meta.app_label}_{meta.model_name}_add")
-        # Usage records are written by the proxy only, SSO domain claims by their services, sign-in
-        # attempts by django-axes: their add page is forbidden.
-        expected = 403 if meta.model_name in ("usagerecord", "alertevent", "alertdelivery", "managementtoken",
-                                              "ssodomain", "accessattempt", "accessfailurelog", "accesslog") else 200
+        # Usage records and their dead letters are written by the ledger only, SSO domain claims by their
+        # services, sign-in attempts by django-axes: their add page is forbidden.
+        expected = 403 if meta.model_name in (
+            "usagerecord", "usagedeadletter", "alertevent", "alertdelivery", "managementtoken", "ssodomain",
+            "accessattempt", "accessfailurelog", "accesslog",
+        ) else 200
         assert operator.get(add).status_code == expected, add
 
 
