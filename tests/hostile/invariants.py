@@ -247,6 +247,8 @@ class Judge:
                 problems.append(f"the provider received the caller's own headers: {request.leaked_headers}")
             if path_verdict(request.raw_path.partition("?")[0]) == "invalid":
                 problems.append(f"the provider received an invalid path: {request.raw_path!r}")
+        if reply.server_refused:
+            return problems  # the server refused the request (a NUL in a header) before the proxy saw its path
         verdict = path_verdict(f"/{case.provider}{case.rest}")  # the whole proxy path, provider slug and all
         code = error_of(reply).get("code")
         if verdict == "invalid" and (reply.status, code) != (400, "invalid_path"):
