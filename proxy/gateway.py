@@ -236,7 +236,8 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> Operation | 
         route = route_path(rest)
         if method == "GET" and (route == "/models" or route.startswith("/models/")):
             call.operation = "models"
-            return None  # a free listing: forwarded as is, recorded with no tokens
+            call.cost_usd = Decimal(0)  # a free listing: forwarded as is, recorded with no tokens and no cost
+            return None
         if not call.account.allow_unmetered_routes:
             raise ProxyError(
                 403, "permission_error",
@@ -540,9 +541,8 @@ async def relay_body(*, call: Call, upstream: aiohttp.ClientResponse, send: Send
     elif call.info is not None:
         # The provider refused the call: nothing was generated, nothing is owed.
         call.usage, call.cost_usd = TokenUsage(), Decimal(0)
-    extra = [(b"content-length", str(len(body)).encode())]
-    if call.info is not None:
-        extra.append((b"x-tokonomics-cost-usd", _cost_header(call.cost_usd)))
+    # Every non-streamed answer says its cost (CONTRACT §1): "unknown" only for an unmetered route or model.
+    extra = [(b"content-length", str(len(body)).encode()), (b"x-tokonomics-cost-usd", _cost_header(call.cost_usd))]
     overhead = call.overhead_seconds + (time.perf_counter() - finished)
     extra.append((b"x-tokonomics-overhead-ms", f"{overhead * 1000:.3f}".encode()))
     await send({"type": "http.response.start", "status": upstream.status,

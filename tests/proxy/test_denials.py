@@ -76,3 +76,13 @@ def test_a_json_answer_cut_mid_body_is_a_502_recorded_at_zero(stack: Stack) -> N
     usage_ingest(max_seconds=1)
     saved = UsageRecord.objects.get(request_id=response.headers["x-tokonomics-request-id"])
     assert (saved.status_code, saved.cost_usd) == (502, Decimal(0))
+
+
+def test_a_free_model_listing_says_and_records_zero_cost(stack: Stack) -> None:
+    auth = {"Authorization": f"Bearer {KEY}"}
+    listed = httpx.get(f"{stack.proxy}/proxy/openai/models", headers=auth)
+    assert listed.status_code == 200
+    assert listed.headers.get("x-tokonomics-cost-usd") == ZERO
+    usage_ingest(max_seconds=1)
+    saved = UsageRecord.objects.get(request_id=listed.headers["x-tokonomics-request-id"])
+    assert (saved.operation, saved.cost_usd) == ("models", Decimal(0))
