@@ -46,7 +46,7 @@ from .providers import WIRE_FORMATS
 from .providers.base import Operation, ProviderError, RequestInfo, WireFormat, route_path
 from .quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, CallPlan, Counter, Denial, Reservation, Unseeded, usd_to_nanos
 from .urls_policy import BlockedAddress, literal_host_problem
-from .usage_bounds import TEXT_LIMITS, tags_clean, text_clean, usage_event_clean
+from .usage_bounds import MAX_LATENCY_MS, MAX_TOKENS, TEXT_LIMITS, cost_clean, int_clamp, tags_clean, text_clean
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,11 @@ def parse_tags(raw: str) -> dict[str, str]:
     return tags
 
 
+def _attribution(headers: dict[bytes, bytes], name: bytes, field: str) -> str:
+    value = headers.get(name)
+    return text_clean(value.decode("latin-1"), TEXT_LIMITS[field]) if value else ""
+
+
 async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: ProxyContext) -> None:
     started = time.perf_counter()
     target = proxy_path_parse(path=scope["path"], raw_path=scope.get("raw_path"))
@@ -145,9 +150,9 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: Proxy
         wire=wire_for_errors(target.provider, headers),
         # Cleaned exactly as the usage record will be, so live counters and counters rebuilt from records
         # name the same tenant and feature.
-        feature=text_clean(headers.get(b"x-feature-name", b"").decode("latin-1"), TEXT_LIMITS["feature"]),
-        tenant=text_clean(headers.get(b"x-tenant-id", b"").decode("latin-1"), TEXT_LIMITS["tenant"]),
-        environment=text_clean(headers.get(b"x-environment", b"").decode("latin-1"), TEXT_LIMITS["environment"]),
+        feature=_attribution(headers, b"x-feature-name", "feature"),
+        tenant=_attribution(headers, b"x-tenant-id", "tenant"),
+        environment=_attribution(headers, b"x-environment", "environment"),
         tags=tags_clean(parse_tags(headers[b"x-tokonomics-tags"].decode("latin-1")))
         if b"x-tokonomics-tags" in headers else {},
     )
@@ -620,10 +625,12 @@ def _account_usage(call: Call, usage: TokenUsage | None, served: str | None, *, 
 
 
 def usage_event(call: Call) -> bytes:
+    """The call's usage record as it leaves for the ledger. Attribution was cleaned as the call was read
+    (`handle`); what else a client or an upstream decided (the slug, the model names, the counts, the cost)
+    is bounded here, so the record always fits its columns (proxy/usage_bounds.py)."""
     usage = call.usage or TokenUsage()
     assert call.account is not None
-    # Whatever the client or the upstream sent, the record must fit its columns (proxy/usage_bounds.py).
-    return orjson.dumps(usage_event_clean(event=
+    return orjson.dumps(
         {
             "request_id": call.rid,
             "account_id": call.account.id,
@@ -632,17 +639,17 @@ def usage_event(call: Call) -> bytes:
             "tenant": call.tenant,
             "environment": call.environment,
             "tags": call.tags,
-            "provider": call.provider,
-            "model": call.info.model if call.info else "",
-            "served_model": call.served_model,
+            "provider": call.endpoint.slug if call.endpoint else text_clean(call.provider, TEXT_LIMITS["provider"]),
+            "model": text_clean(call.info.model, TEXT_LIMITS["model"]) if call.info else "",
+            "served_model": text_clean(call.served_model, TEXT_LIMITS["served_model"]),
             "operation": call.operation,
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cached_input_tokens": usage.cached_input_tokens,
-            "cache_write_tokens": usage.cache_write_tokens,
-            "reasoning_tokens": usage.reasoning_tokens,
-            "cost_usd": None if call.cost_usd is None else str(call.cost_usd),
-            "latency_ms": int((time.perf_counter() - call.started) * 1000),
+            "input_tokens": int_clamp(usage.input_tokens, MAX_TOKENS),
+            "output_tokens": int_clamp(usage.output_tokens, MAX_TOKENS),
+            "cached_input_tokens": int_clamp(usage.cached_input_tokens, MAX_TOKENS),
+            "cache_write_tokens": int_clamp(usage.cache_write_tokens, MAX_TOKENS),
+            "reasoning_tokens": int_clamp(usage.reasoning_tokens, MAX_TOKENS),
+            "cost_usd": None if call.cost_usd is None else cost_clean(str(call.cost_usd)),
+            "latency_ms": int_clamp(int((time.perf_counter() - call.started) * 1000), MAX_LATENCY_MS),
             "status_code": call.status,
             "denied_scope": call.denied_scope,
             "streamed": call.streamed,
@@ -650,7 +657,7 @@ def usage_event(call: Call) -> bytes:
             "enforced": call.enforced,
             "created_at": call.created_at,
         }
-    ))
+    )
 
 
 def metric_provider(call: Call) -> str:

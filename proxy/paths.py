@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
 PREFIX = "/proxy/"
+_PREFIX_BYTES = PREFIX.encode()
 _ENCODED_SLASH = re.compile(rb"%2f", re.IGNORECASE)
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # billing.models.SLUG_VALIDATOR
 # Bytes no decoded path may hold: a second encoding layer (%), separators a server or a provider may
@@ -22,9 +23,11 @@ _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # billing.models.SLUG_VALIDATOR
 _FORBIDDEN = frozenset(b"%?#\\\x7f") | frozenset(range(0x20))
 # RFC 3986 pchar and "/": what the provider receives unencoded; everything else is percent-encoded.
 _SAFE = "/:@!$&'()*+,;="
+# Unreserved characters and _SAFE only: such a path decodes to itself, and quoting it changes nothing.
+_PLAIN = re.compile(rb"[A-Za-z0-9._~/:@!$&'()*+,;=-]*")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProxyPath:
     provider: str  # the endpoint slug, as the caller wrote it
     rest: str  # "/chat/completions": the decoded path after the slug, which the operation is read from
@@ -38,31 +41,41 @@ def proxy_path_parse(*, path: str, raw_path: bytes | None) -> ProxyPath:
     `path` is the server's decoded path, used only to name the provider of a refused path (its error
     format, its record), when it is shaped like a slug, and when a server gives no raw path.
     """
-    hint = path[len(PREFIX):].partition("/")[0] if path.startswith(PREFIX) else ""
-    if not _SLUG.fullmatch(hint):
-        hint = ""  # a refused path's provider is recorded only if it could be one (no NUL reaches the ledger)
     raw = raw_path if raw_path is not None else quote(path, safe=_SAFE).encode()
-    start = raw.find(PREFIX.encode())
+    start = raw.find(_PREFIX_BYTES)
     if start < 0:
-        return _refused(hint, "the path does not start with /proxy/")
+        return _refused(path, "the path does not start with /proxy/")
     raw = raw[start + len(PREFIX):]
+    if _PLAIN.fullmatch(raw):
+        # The usual path: nothing encoded, so the decoded path is the raw one and already canonical.
+        return _segments_checked(path, raw.decode("ascii"), canonical=True)
     if _ENCODED_SLASH.search(raw):
-        return _refused(hint, "an encoded '/' (%2F)")
+        return _refused(path, "an encoded '/' (%2F)")
     decoded = unquote_to_bytes(raw)
     if not _FORBIDDEN.isdisjoint(decoded):
-        return _refused(hint, "an encoded separator, a second encoding (%25) or a control character")
+        return _refused(path, "an encoded separator, a second encoding (%25) or a control character")
     try:
         text = decoded.decode("utf-8")
     except UnicodeDecodeError:
-        return _refused(hint, "bytes that are not UTF-8")
-    provider, *segments = text.split("/")
-    if provider in (".", "..") or any(s in (".", "..") for s in segments):
-        return _refused(hint, "a '.' or '..' segment")
-    if (segments and not provider) or "" in segments[:-1]:
-        return _refused(hint, "an empty segment ('//')")
-    rest = "/" + "/".join(segments)
-    return ProxyPath(provider=provider, rest=rest, forwarded=quote(rest, safe=_SAFE), problem="")
+        return _refused(path, "bytes that are not UTF-8")
+    return _segments_checked(path, text, canonical=False)
 
 
-def _refused(provider: str, problem: str) -> ProxyPath:
-    return ProxyPath(provider=provider, rest="", forwarded="", problem=problem)
+def _segments_checked(path: str, text: str, *, canonical: bool) -> ProxyPath:
+    # Searched on the joined text, not segment by segment: this runs for every call.
+    bounded = f"/{text}/"
+    if "/./" in bounded or "/../" in bounded:
+        return _refused(path, "a '.' or '..' segment")
+    if text.startswith("/") or "//" in text.rstrip("/") or text.endswith("//"):
+        return _refused(path, "an empty segment ('//')")
+    provider, _, tail = text.partition("/")
+    rest = "/" + tail
+    return ProxyPath(provider=provider, rest=rest, forwarded=rest if canonical else quote(rest, safe=_SAFE),
+                     problem="")
+
+
+def _refused(path: str, problem: str) -> ProxyPath:
+    hint = path[len(PREFIX):].partition("/")[0] if path.startswith(PREFIX) else ""
+    if not _SLUG.fullmatch(hint):
+        hint = ""  # a refused path's provider is recorded only if it could be one (no NUL reaches the ledger)
+    return ProxyPath(provider=hint, rest="", forwarded="", problem=problem)
