@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -192,6 +193,8 @@ class ProxyProcess:
     """uvicorn serving an application in a process of its own, as production runs it, on this test's
     database and Redis (the rows a test committed are what it loads)."""
 
+    quiet = False  # True: the server's stdout (runserver's banner) is not shown
+
     def __init__(self, app: str = "tokonomics.proxy_asgi:application", **env: str) -> None:
         self.app = app
         self.port = free_port()
@@ -201,12 +204,13 @@ class ProxyProcess:
         self.env = process_env(**env)
         self.process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> ProxyProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1", "--port", str(self.port),
-             "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"],
-            cwd=REPO, env=self.env,
-        )
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1", "--port", str(self.port),
+                "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"]
+
+    def __enter__(self) -> Self:
+        self.process = subprocess.Popen(self.command(), cwd=REPO, env=self.env,
+                                        stdout=subprocess.DEVNULL if self.quiet else None)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -216,7 +220,7 @@ class ProxyProcess:
                 pass
             if time.monotonic() > deadline or self.process.poll() is not None:
                 self.__exit__()
-                raise RuntimeError(f"{self.app} did not start")
+                raise RuntimeError(f"{' '.join(self.command()[1:4])} did not start")
             time.sleep(0.1)
 
     def __exit__(self, *exc: object) -> None:

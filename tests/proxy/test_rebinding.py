@@ -4,10 +4,6 @@ behind it is never reached."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-
 import httpx
 import pytest
 from django.test import override_settings
@@ -17,8 +13,9 @@ from billing.models import UsageRecord
 from proxy.models import ProviderEndpoint
 from proxy.services import provider_endpoint_create
 
-from ..conftest import KEY, REPO, ProxyProcess, ServerThread, make_account, make_key
+from ..conftest import KEY, ProxyProcess, ServerThread, make_account, make_key
 from ..rebinding_dns import REBINDING_HOST, RebindingResolver, rebinding_dns
+from .conftest import RunserverProcess
 
 __all__ = ["rebinding_dns"]
 
@@ -90,28 +87,7 @@ def test_private_upstreams_work_when_allowed(stack) -> None:  # type: ignore[no-
     assert response.status_code == 200
 
 
-class DaphneProcess(ProxyProcess):
-    """Django's runserver with Daphne, the development server the README names, in a process of its own."""
-
-    def __enter__(self) -> DaphneProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload", "--skip-checks"],
-            cwd=REPO, env={**self.env, "TOKONOMICS_DAPHNE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.__exit__()
-                raise RuntimeError("runserver did not start")
-            time.sleep(0.1)
-
-
-@pytest.mark.parametrize("server", [ProxyProcess, DaphneProcess], ids=["uvicorn", "daphne"])
+@pytest.mark.parametrize("server", [ProxyProcess, RunserverProcess], ids=["uvicorn", "daphne"])
 def test_the_setting_from_the_environment_refuses_private_upstreams(
     transactional_db, simulator, plans, server  # type: ignore[no-untyped-def]
 ) -> None:
