@@ -142,7 +142,10 @@ class ProxyContext:
     async def _flush_metrics(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            metrics.flush()
+            try:
+                metrics.flush()
+            except Exception:
+                log.exception("could not flush the metrics; trying again in a second")
 
     async def _flush_pending_events(self) -> None:
         while True:

@@ -21,7 +21,7 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from yarl import URL
 
@@ -256,6 +256,10 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> Operation | 
     except ProviderError as exc:
         raise ProxyError(exc.status, exc.error_type, exc.message, code=exc.code) from None
     call.operation = operation.value
+    if len(call.info.model) > TEXT_LIMITS["model"]:
+        # No model is named that long; refused before any lookup, whose cost (and caches) would grow with it.
+        raise ProxyError(400, "invalid_request_error", f"The model name is over {TEXT_LIMITS['model']} characters.",
+                         code="invalid_model")
     if not call.key.allows_model(call.info.model):
         raise ProxyError(
             403, "permission_error", f"This key may not use model {call.info.model!r}.", code="model_not_allowed"
@@ -324,6 +328,12 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
         return
     try:
         verdict = await _reserve(call, ctx, plan, estimate_nanos, estimated_tokens)
+    except ResponseError:
+        # Redis answered but refused this call's script: not an outage, so the breaker stays closed for
+        # every other account; this call is handled as if Redis were unavailable.
+        log.exception("the reserve script failed for call %s", call.rid)
+        _admit_without_redis(call=call, counters=plan.counters)
+        return
     except (TimeoutError, RedisError, OSError) as exc:
         ctx.breaker.trip()
         if isinstance(exc, TimeoutError | RedisTimeoutError):
@@ -507,6 +517,13 @@ async def forward(
         metrics.errors_total.labels(metric_provider(call), "upstream_unreachable").inc()
         raise ProxyError(502, "api_error", f"The provider could not be reached ({type(exc).__name__}).",
                          code="upstream_unreachable") from None
+    except ValueError as exc:
+        if call.status:
+            raise
+        # A server that lets control characters through in the query or a header (Daphne does); the
+        # upstream client refuses to send them.
+        raise ProxyError(400, "invalid_request_error", f"The request cannot be forwarded: {exc}.",
+                         code="invalid_request") from None
 
 
 def _address_blocked(call: Call, problem: str) -> ProxyError:
@@ -679,6 +696,13 @@ def metric_model(call: Call) -> str:
 
 
 def _observe(call: Call) -> None:
+    try:
+        _observe_series(call)
+    except (ValueError, OverflowError):
+        log.exception("could not count call %s in the metrics", call.rid)
+
+
+def _observe_series(call: Call) -> None:
     series = metrics.call_series(metric_provider(call), metric_model(call), call.feature, call.environment,
                                  call.status, call.streamed)
     metrics.add(series.requests)
@@ -711,13 +735,13 @@ async def settle(*, call: Call, ctx: ProxyContext) -> None:
             await _settle_or_defer(ctx, reservation, 0, 0, b"")
         return
     event = usage_event(call)
-    _observe(call)
     if reservation is None:
         await _emit(ctx, call, event)
-        return
-    usage = call.usage or TokenUsage()
-    actual_nanos = usd_to_nanos(call.cost_usd or Decimal(0))
-    await _settle_or_defer(ctx, reservation, actual_nanos, usage.input_tokens + usage.output_tokens, event)
+    else:
+        usage = call.usage or TokenUsage()
+        actual_nanos = usd_to_nanos(call.cost_usd or Decimal(0))
+        await _settle_or_defer(ctx, reservation, actual_nanos, usage.input_tokens + usage.output_tokens, event)
+    _observe(call)  # after the record has left: a metric must never cost one
 
 
 async def _settle_or_defer(ctx: ProxyContext, reservation: Reservation, nanos: int, tokens: int, event: bytes) -> None:
@@ -725,6 +749,8 @@ async def _settle_or_defer(ctx: ProxyContext, reservation: Reservation, nanos: i
         try:
             await ctx.quota.settle(reservation=reservation, actual_nanos=nanos, actual_tokens=tokens, event=event)
             return
+        except ResponseError:
+            log.exception("the settle script failed for %s; deferred", reservation.rid)  # not an outage
         except (TimeoutError, RedisError, OSError):
             ctx.breaker.trip()
     ctx.quota.defer(reservation=reservation, actual_nanos=nanos, actual_tokens=tokens)
@@ -740,8 +766,8 @@ async def emit_unreserved(*, call: Call, ctx: ProxyContext) -> None:
         # The upstream failed after admission: give the reservation back, record zero cost.
         await settle(call=call, ctx=ctx)
         return
-    _observe(call)
     await _emit(ctx, call, usage_event(call))
+    _observe(call)
 
 
 async def _emit(ctx: ProxyContext, call: Call, event: bytes) -> None:

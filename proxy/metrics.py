@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from bisect import bisect_left
@@ -51,7 +52,7 @@ LABEL_MAX_CHARS = 100
 # its own, but not their product. Past this many, new sets keep provider and status only.
 MAX_LABEL_SETS = 2_000
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # headers arrive latin-1 decoded: C0, DEL and C1
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 and DEL; not C1, the bytes of UTF-8 text read as latin-1
 
 
 class BoundedLabel:
@@ -125,7 +126,8 @@ def flush() -> None:
         counts, _batch.counts = _batch.counts, {}
         histograms, _batch.histograms = _batch.histograms, {}
     for child, amount in counts.items():
-        child.inc(amount)
+        if 0 <= amount < math.inf:  # a counter only goes up; one bad amount must not cost the batch
+            child.inc(amount)
     for child, sums in histograms.items():
         # What Histogram.observe does per observation (bucket counts are stored per bucket, not cumulated).
         child._sum.inc(sums[0])

@@ -318,7 +318,8 @@ class Quota:
     async def reserve(
         self, *, rid: str, plan: CallPlan, estimate_nanos: int, estimated_tokens: int
     ) -> Reservation | Denial:
-        estimate_nanos, estimated_tokens = min(estimate_nanos, MAX_CALL_NANOS), min(estimated_tokens, MAX_CALL_TOKENS)
+        estimate_nanos = max(0, min(estimate_nanos, MAX_CALL_NANOS))
+        estimated_tokens = max(0, min(estimated_tokens, MAX_CALL_TOKENS))
         reply = await self.redis.evalsha(self._reserve, plan.reserve_keys,
                                          [rid, estimate_nanos, estimated_tokens, *plan.reserve_args])
         verdict = reply[0]
@@ -341,8 +342,8 @@ class Quota:
             f"{prefix}:settled:{reservation.rid}",
             *(c.key for c in reservation.counters),
         ]
-        argv: list[str | int | bytes] = [reservation.rid, min(actual_nanos, MAX_CALL_NANOS),
-                                         min(actual_tokens, MAX_CALL_TOKENS), event, mode]
+        argv: list[str | int | bytes] = [reservation.rid, max(0, min(actual_nanos, MAX_CALL_NANOS)),
+                                         max(0, min(actual_tokens, MAX_CALL_TOKENS)), event, mode]
         argv += [c.expire_at for c in reservation.counters]
         return await self.redis.evalsha(self._settle, keys, argv)
 

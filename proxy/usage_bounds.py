@@ -37,8 +37,10 @@ MAX_LATENCY_MS = 2**31 - 1  # PositiveIntegerField
 MAX_STATUS_CODE = 999
 MAX_COST_USD = Decimal("999999999.999999999")  # DecimalField(max_digits=18, decimal_places=9)
 
-# C0 and C1 controls, DEL, and lone surrogates (which no encoder accepts).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# C0 controls, DEL, and lone surrogates (which no encoder accepts). Not C1 (\x80-\x9f): headers are read
+# as latin-1, where those are the continuation bytes of UTF-8 text, so removing them would make different
+# tenants one (丁 and 七 differ only in such a byte); PostgreSQL stores them: NUL is what it refuses.
+_CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def text_clean(value: Any, limit: int) -> str:

@@ -22,6 +22,8 @@ import orjson
 
 from billing.usage import TokenUsage
 
+from ..usage_bounds import MAX_TOKENS
+
 # Fixed input-token charge of a non-text part (image, audio, file): close to what a
 # mid-sized image costs with OpenAI and Anthropic alike.
 MEDIA_TOKENS = 1000
@@ -115,9 +117,11 @@ def count(mapping: object, key: str) -> int:
     if not isinstance(mapping, dict):
         return 0
     value = mapping.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # An upstream is any server an account points an endpoint at: a negative, NaN or astronomic count must
+    # not reach the budget scripts, the metrics or the record.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         return 0
-    return int(value)
+    return int(min(value, MAX_TOKENS))
 
 
 def non_negative_int(value: object) -> int | None:

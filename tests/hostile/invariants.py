@@ -42,7 +42,7 @@ ALLOWED_LABELS = {
     "feature": {"", "unknown", "other"},
     "environment": {"", "unknown", "other", "production", "staging", "development", "test"},
 }
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+CONTROL = re.compile("[\x00-\x1f\x7f]")
 LABEL_CAPS = {"feature": metrics.FEATURE_LIMIT, "environment": metrics.ENVIRONMENT_LIMIT}
 LABELLED_HEADERS = {"feature": b"x-feature-name", "environment": b"x-environment"}
 # /metrics may grow by the series of a few statuses and operations, never by one per client value.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterator
 
@@ -78,3 +79,20 @@ def test_servers_log_a_cut_stream_as_one_warning_not_a_crash(server_log: str) ->
                                (UpstreamCut, cut, None))
     assert logging.getLogger(server_log).filter(record)
     assert (record.levelno, record.exc_info, record.getMessage()) == (logging.WARNING, None, str(cut))
+
+
+def test_control_characters_a_server_lets_through_get_a_400_not_a_500(proxy_url: str) -> None:
+    # Daphne passes a DEL in the query and a control character in a header on to the application; the
+    # upstream client refuses to send them (uvicorn refuses such requests itself, with its own 400).
+    body = b'{"model":"gpt-4o-mini","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
+    host, _, port = proxy_url.removeprefix("http://").partition(":")
+    for target, extra in ((b"/proxy/openai/chat/completions?a=\x7f", b""),
+                          (b"/proxy/openai/chat/completions", b"X-Custom: a\x01b\r\n")):
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+                         + b"\r\nContent-Type: application/json\r\n" + extra
+                         + b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
