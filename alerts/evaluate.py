@@ -20,6 +20,7 @@ from billing.periods import period_bounds
 from proxy.quota import (
     NANOS_PER_USD,
     account_prefix,
+    alert_claim_base,
     budget_counter_key,
     budget_value_of,
     budget_value_token,
@@ -127,7 +128,7 @@ def budget_thresholds_check(*, account_id: int, touched: Touched, now: datetime 
             if spent * 100 < limit_nanos * threshold:
                 break
             event_type = AlertEvent.Type.EXHAUSTED if threshold >= 100 else AlertEvent.Type.THRESHOLD_CROSSED
-            dedupe = f"{counter.key}:t{threshold}:l{limit_nanos}"
+            dedupe = f"{alert_claim_base(counter.key)}:t{threshold}:l{limit_nanos}"
             data = {**_budget_event_data(account, counter, spent), "threshold_percent": threshold}
             channel_ids = [c.pk for c in budget.channels.all()] or None
             event = _fire_once(account, event_type, dedupe, data, channel_ids, counter.period_end)
@@ -146,7 +147,8 @@ def budget_resolved_check(*, budget_id: int, now: datetime | None = None) -> lis
         return []
     account = budget.account
     start, end = period_bounds(budget.period, account.timezone, now)
-    prefix = budget_counter_key(account.pk, budget.pk, start)
+    real_prefix = budget_counter_key(account.pk, budget.pk, start)
+    prefix = alert_claim_base(real_prefix)
     exhausted = AlertEvent.objects.filter(account=account, type=AlertEvent.Type.EXHAUSTED,
                                           dedupe_key__startswith=prefix)
     limit_nanos = int(budget.limit_usd * NANOS_PER_USD)
@@ -155,7 +157,7 @@ def budget_resolved_check(*, budget_id: int, now: datetime | None = None) -> lis
         # The dedupe key is f"{counter key}:t{threshold}:l{limit}"; a counter key holds its value encoded.
         key = event.dedupe_key.rsplit(":t", 1)[0]
         value = budget_value_of(key[len(prefix) + 1:]) if len(key) > len(prefix) else ""
-        counter = BudgetCounter(budget, value, key, start, end)
+        counter = BudgetCounter(budget, value, real_prefix + key[len(prefix):], start, end)
         spent = _spent([counter])[0]
         if spent < limit_nanos:
             data = {**_budget_event_data(account, counter, spent), "threshold_percent": 100}
@@ -197,8 +199,8 @@ def budget_forecasts_check(*, now: datetime | None = None) -> list[AlertEvent]:
             data = {**_budget_event_data(account, counter, spent), "hours_to_limit": hours,
                     "projected_spend_usd": _usd(int(spent / fraction))}
             channel_ids = [c.pk for c in budget.channels.all()] or None
-            event = _fire_once(account, AlertEvent.Type.FORECAST, f"{key}:forecast:l{limit_nanos}", data,
-                               channel_ids, end)
+            dedupe = f"{alert_claim_base(key)}:forecast:l{limit_nanos}"
+            event = _fire_once(account, AlertEvent.Type.FORECAST, dedupe, data, channel_ids, end)
             if event is not None:
                 fired.append(event)
     return fired

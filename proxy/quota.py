@@ -109,6 +109,12 @@ def budget_counter_key(account_id: int, budget_id: int, period_start: datetime, 
     return f"{account_prefix(account_id)}:b{BUDGET_KEY_FORMAT}:{budget_id}:{int(period_start.timestamp())}{suffix}"
 
 
+def alert_claim_base(counter_key: str) -> str:
+    """A counter's key as alert claims (dedupe keys) name it: in the first key format's words (`:b:`), so
+    a threshold that fired before the counters moved to another key format does not fire again after."""
+    return counter_key.replace(f":b{BUDGET_KEY_FORMAT}:", ":b:", 1)
+
+
 def budget_layout_fingerprint(timezone_name: str, budgets: Iterable[tuple[int, str, str, str]]) -> str:
     """Which counters an account's budgets (id, scope, match, period) keep, in its time zone, under
     BUDGET_KEY_FORMAT.
@@ -225,7 +231,7 @@ def applicable_budgets(
         if not value:
             continue  # a call without the header is in no tenant or feature budget
         slot = (budget.scope, budget.period)
-        if budget.match == value:
+        if budget.match == value and value != "*":  # a tenant called "*" is a value, not the wildcard
             chosen[slot] = (budget, "")
         elif budget.match == "*" and slot not in chosen:
             chosen[slot] = (budget, str(key.id) if budget.scope == "key" else value)
@@ -279,7 +285,9 @@ class Quota:
             )
         prefix = account_prefix(account.id)
         key_prefix = f"{prefix}:k:{key.id}"
-        fingerprint = self.fingerprint(account) if any(c.hard for c in counters) else ""
+        # Soft counters are seeded too: alerts and dashboards read them, and a new key format or a lost Redis
+        # would otherwise restart them at zero.
+        fingerprint = self.fingerprint(account) if counters else ""
         args: list[str | int] = [
             self.reservation_ttl_ms,
             account.monthly_request_limit,

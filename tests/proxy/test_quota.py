@@ -11,7 +11,7 @@ from django.conf import settings
 from redis.asyncio import Redis
 
 from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
-from proxy.quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, Quota, Reservation, account_prefix
+from proxy.quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, Quota, Reservation, account_prefix, seeded_marker_key
 from proxy.redis_pipeline import PipelinedRedis
 
 SOFT = BudgetEntry(id=1, scope="account", match="", period="month", limit_nanos=10**18, hard=False)
@@ -27,7 +27,9 @@ def run(check) -> None:  # type: ignore[no-untyped-def]
         redis = Redis.from_url(settings.REDIS_URL)
         pipeline = PipelinedRedis(settings.REDIS_URL, timeout=5)
         try:
-            await check(redis, Quota(pipeline, reservation_ttl_ms=60_000))
+            quota = Quota(pipeline, reservation_ttl_ms=60_000)
+            await redis.sadd(seeded_marker_key(ACCOUNT.id), quota.fingerprint(ACCOUNT))  # as a reseed leaves it
+            await check(redis, quota)
         finally:
             await redis.aclose()
             await pipeline.close()
