@@ -6,4 +6,4 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from billing import session_scope  # noqa: F401  (connects the user_logged_in receiver)
+        from billing import login_throttle, session_scope  # noqa: F401  (connect the user_logged_in receivers)

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.urls import reverse
 
+from billing.models import Seat
 from billing.models_sso import SsoConfig, SsoDomain
 from proxy.urls_policy import url_problem
 from tokonomics.outbound_http import outbound_client
@@ -219,11 +220,24 @@ def sso_available() -> bool:
     ).exists()
 
 
-def password_login_blocked(*, user: AbstractBaseUser) -> SsoConfig | None:
-    """The SSO configuration that forbids this person a password sign-in: one of an account they hold a
-    seat in, that disabled passwords, and whose domains include theirs (so SSO is open to them)."""
+def sso_required_configs(*, user: AbstractBaseUser) -> list[SsoConfig]:
+    """The SSO configurations that refuse this person's password: those of the accounts they hold a seat
+    in that disabled passwords and whose verified domains include theirs (so SSO is open to them)."""
+    email = getattr(user, "email", "") or ""
+    if not email or user.pk is None:
+        return []
     configs = SsoConfig.objects.select_related("account__plan").filter(
         account__seats__user=user, enabled=True, password_login_disabled=True, account__plan__sso=True
-    )
-    email = getattr(user, "email", "") or ""
-    return next((config for config in configs if email and config.allows_email(email)), None)
+    ).distinct()
+    return [config for config in configs if config.allows_email(email)]
+
+
+def password_login_blocked(*, user: AbstractBaseUser) -> SsoConfig | None:
+    """The SSO configuration that forbids this person a password sign-in, when every account they hold a
+    seat in requires SSO. With any other account, the password signs them in to those only
+    (billing.session_scope keeps the ones requiring SSO closed until their IdP signs the person in)."""
+    required = sso_required_configs(user=user)
+    if not required:
+        return None
+    seated = set(Seat.objects.filter(user=user).values_list("account_id", flat=True))
+    return required[0] if seated <= {config.account_id for config in required} else None

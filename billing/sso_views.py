@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from billing import sso, sso_domains
 from billing.forms import PasswordLoginForm, SsoStartForm
 from billing.models_sso import SsoConfig
-from billing.session_scope import session_sso_accounts, session_sso_scope_set
+from billing.session_scope import session_scope_get, session_sso_scope_set
 from billing.team_services import sso_user_sign_in
 
 PENDING_SESSION_KEY = "sso_pending"
@@ -97,7 +97,7 @@ def sso_callback(request: HttpRequest) -> HttpResponse:
         return _refused(request, str(error))
     # The IdP vouches for its own account only: what the session opened before is kept only if it
     # was the same person's.
-    before = session_sso_accounts(request) if request.user.pk == user.pk else frozenset()
+    before = session_scope_get(request) if request.user.pk == user.pk else None
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     session_sso_scope_set(request, account_id=config.account_id, before=before)
     return redirect(pending["next"])

@@ -36,6 +36,7 @@ from billing.models import Account, AuditEntry, Plan, Seat
 from billing.models_sso import SsoConfig
 from billing.sso import SsoError, issuer_problem
 from billing.sso_domains import sso_domains_sync
+from proxy.services import credential_host_problem
 
 logger = logging.getLogger(__name__)
 
@@ -330,6 +331,13 @@ def sso_config_update(
         raise ValidationError({"issuer": problem})
     if not client_secret and not config.secret_encrypted:
         raise ValidationError({"client_secret": "Enter the client secret the identity provider gave you."})
+    # The secret goes to the issuer's token endpoint: it was entered for one host, and never follows
+    # the issuer to another (else an owner, or the IdP signing in as one, could collect it).
+    if credential_host_problem(old_url=config.issuer, new_url=issuer, has_credential=bool(config.secret_encrypted),
+                               credential_given=bool(client_secret)):
+        raise ValidationError({"client_secret": "The issuer moves to another scheme, host or port: enter the client "
+                                                "secret again, so the stored one is never sent to a server it was "
+                                                "not entered for."})
     before = snapshot(config, list(SSO_FIELDS)) if config.pk else {}
     config.enabled, config.issuer, config.client_id = enabled, issuer, client_id
     config.default_role = default_role

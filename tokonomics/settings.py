@@ -166,7 +166,8 @@ MIDDLEWARE = [
 ]
 
 # Password sign-in throttling (django-axes): per username and per client address, each up to the limit
-# of failures within the cool-off; a success resets. The proxy process signs nobody in.
+# of failures within the cool-off; a success resets the person's own count (billing.login_throttle).
+# The proxy process signs nobody in.
 TOKONOMICS_LOGIN_FAILURE_LIMIT = env_int("TOKONOMICS_LOGIN_FAILURE_LIMIT", 10)
 TOKONOMICS_LOGIN_COOLOFF_MINUTES = env_int("TOKONOMICS_LOGIN_COOLOFF_MINUTES", 15)
 # How many reverse proxies of ours append to X-Forwarded-For; 0 (default) believes only the socket.
@@ -178,7 +179,7 @@ if TOKONOMICS_PROCESS == "all":
 AXES_FAILURE_LIMIT = TOKONOMICS_LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=TOKONOMICS_LOGIN_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
-AXES_RESET_ON_SUCCESS = True
+AXES_RESET_ON_SUCCESS = False  # it would also clear others' failures from the same address
 AXES_USERNAME_CALLABLE = "billing.login_throttle.login_username"
 AXES_CLIENT_IP_CALLABLE = "billing.login_throttle.client_ip"
 AXES_LOCKOUT_CALLABLE = "billing.login_throttle.lockout_response"

@@ -7,6 +7,7 @@ from django.views.decorators.http import require_GET
 
 from billing.models import Seat
 from billing.session_scope import session_may_open
+from billing.sso import sso_required_configs
 
 
 @require_GET
@@ -18,7 +19,9 @@ def home(request: HttpRequest) -> HttpResponse:
     if len(seats) == 1 and opened:
         return redirect("dashboard", seats[0].account.slug)
     locked = [seat for seat in seats if seat not in opened]
-    return render(request, "billing/account_list.html", {"seats": opened, "locked_seats": locked})
+    required = {config.account_id for config in sso_required_configs(user=request.user)} if locked else set()
+    return render(request, "billing/account_list.html",
+                  {"seats": opened, "locked_seats": locked, "sso_required": required})
 
 
 @require_GET

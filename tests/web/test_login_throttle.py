@@ -69,3 +69,24 @@ def test_the_admin_login_is_throttled_too(superuser):
         client.post("/admin/login/", {"username": "root@ops.test", "password": WRONG})
     response = client.post("/admin/login/", {"username": "root@ops.test", "password": "operator password 1"})
     assert response.status_code == 429
+
+
+def test_a_sign_in_never_clears_another_persons_failures(alice, bob):
+    """bob guesses alice's password from his address, then signs in as himself there: that success is
+    his, and must not wipe the guesses against alice (else guessing never reaches her limit)."""
+    for _ in range(2):
+        assert _sign_in("alice@acme.test", WRONG, ip="198.51.100.40").status_code == 200
+    assert _sign_in("bob@acme.test", RIGHT, ip="198.51.100.40").status_code == 302
+    assert _sign_in("alice@acme.test", WRONG, ip="198.51.100.40").status_code == 429  # her third
+    assert _sign_in("alice@acme.test", RIGHT, ip="192.0.2.50").status_code == 429
+
+def test_a_persons_own_success_resets_only_their_count(alice, bob):
+    for _ in range(2):
+        _sign_in("Alice@Acme.test", WRONG, ip="198.51.100.42")
+        _sign_in("bob@acme.test", WRONG, ip="198.51.100.43")
+    assert _sign_in("alice@acme.test", RIGHT, ip="198.51.100.44").status_code == 302  # resets alice
+    for _ in range(2):
+        _sign_in("alice@acme.test", WRONG, ip="198.51.100.45")
+    assert _sign_in("alice@acme.test", RIGHT, ip="198.51.100.46").status_code == 302
+    _sign_in("bob@acme.test", WRONG, ip="198.51.100.47")  # bob's third: his count was never reset
+    assert _sign_in("bob@acme.test", RIGHT, ip="198.51.100.48").status_code == 429

@@ -1,5 +1,6 @@
 """What a session may open: one opened through account X's identity provider opens X alone, and never
-the operator's admin; a password sign-in opens every account of the person."""
+the operator's admin; a password sign-in opens every account of the person but those requiring SSO
+of them, which their own IdP then opens in the same session."""
 
 from __future__ import annotations
 
@@ -113,3 +114,51 @@ def test_sync_and_async_views_alike_see_no_staff_rights_in_an_sso_session(superu
 
     SessionScopeMiddleware(view)(request)
     assert seen == {"sync": (False, False, False), "asynchronous": (False, False), "who": superuser.pk}
+
+
+# --- accounts that require single sign-on ---
+
+PASSWORD = {"username": "bob@acme.test", "password": "correct horse battery"}
+
+
+@pytest.fixture
+def acme_requires_sso(sso_config):  # type: ignore[no-untyped-def]
+    sso_config.password_login_disabled = True
+    sso_config.save()
+    return sso_config
+
+
+def test_a_password_opens_the_other_accounts_and_sso_then_opens_the_one_requiring_it(
+        acme_requires_sso, provider, bob_also_in_globex):
+    client = Client()
+    assert client.post("/login/", PASSWORD).status_code == 302
+    assert client.get("/a/globex/").status_code == 200
+    asked = client.get("/a/acme/")
+    assert asked.status_code == 403
+    page = asked.content.decode()
+    assert "Acme Inc requires single sign-on" in page and 'href="/sso/start/?next=/a/acme/"' in page
+    assert "Sign in with your password" not in page  # that would only open the same session again
+    home = client.get("/").content.decode()
+    assert 'href="/a/globex/"' in home and 'href="/a/acme/"' not in home and "/sso/start/?next=/a/acme/" in home
+    # Through acme's identity provider, the same session opens acme too, and keeps globex.
+    provider.person = {"sub": "idp-bob", "email": "bob@acme.test", "email_verified": True}
+    _sign_in(client, provider, "bob@acme.test")
+    assert client.get("/a/acme/").status_code == 200 and client.get("/a/globex/").status_code == 200
+    # A new password sign-in closes acme again.
+    assert client.post("/login/", PASSWORD).status_code == 302
+    assert client.get("/a/acme/").status_code == 403 and client.get("/a/globex/").status_code == 200
+
+
+def test_an_idp_session_then_a_password_keeps_the_sso_requirement(acme_requires_sso, provider, bob_also_in_globex):
+    client = _sso_client(provider, "bob@acme.test")
+    assert client.post("/login/", PASSWORD).status_code == 302
+    assert client.get("/a/globex/").status_code == 200 and client.get("/a/acme/").status_code == 403
+
+
+def test_the_operators_password_reaches_the_admin_but_not_an_account_requiring_sso(acme_requires_sso, acme):
+    root = get_user_model().objects.create_superuser("root@acme.test", "root@acme.test", "operator password 1")
+    Seat.objects.create(account=acme, user=root, role="owner")
+    client = Client()
+    client.post("/admin/login/", {"username": "root@acme.test", "password": "operator password 1"})
+    assert client.get("/admin/billing/account/").status_code == 200
+    assert client.get("/a/acme/").status_code == 403

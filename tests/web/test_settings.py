@@ -150,6 +150,39 @@ def test_sso_secret_is_encrypted_write_only_and_never_logged(client_as, alice, e
     assert "first-secret-value" not in str([(e.before, e.after) for e in entries])
 
 
+
+def test_the_stored_sso_secret_never_follows_the_issuer_to_another_host(client_as, alice, enterprise, htmx):
+    """The secret is sent to the issuer's token endpoint: pointing the issuer elsewhere needs it again."""
+    owner = client_as(alice)
+    assert owner.post("/a/acme/settings/sso", SSO).status_code == 302
+    for elsewhere in ("https://idp.globex.test/realms/main", "https://login.acme.test:8443/realms/main"):
+        moved = owner.post("/a/acme/settings/sso", SSO | {"issuer": elsewhere, "client_secret": ""}, **htmx)
+        assert moved.status_code == 200 and "enter the client secret again" in moved.content.decode()
+        config = SsoConfig.objects.get(account=enterprise)
+        assert config.issuer == SSO["issuer"] and config.client_secret() == "first-secret-value"
+    # The same host (another realm) keeps it; a secret entered with the move is the new host's.
+    same_host = SSO | {"issuer": "https://login.acme.test/realms/other", "client_secret": ""}
+    assert owner.post("/a/acme/settings/sso", same_host).status_code == 302
+    assert SsoConfig.objects.get(account=enterprise).client_secret() == "first-secret-value"
+    moved_with_secret = SSO | {"issuer": "https://idp.globex.test/realms/main", "client_secret": "globex-secret"}
+    assert owner.post("/a/acme/settings/sso", moved_with_secret).status_code == 302
+    config = SsoConfig.objects.get(account=enterprise)
+    assert (config.issuer, config.client_secret()) == ("https://idp.globex.test/realms/main", "globex-secret")
+
+
+def test_the_sso_service_refuses_to_carry_the_secret_to_another_host(alice, enterprise):
+    from django.core.exceptions import ValidationError
+
+    from billing.team_services import sso_config_update
+
+    fields = {"account": enterprise, "actor": alice, "enabled": True, "client_id": "tokonomics",
+              "allowed_domains": ["acme.test"], "default_role": "member", "password_login_disabled": False}
+    sso_config_update(**fields, issuer=SSO["issuer"], client_secret="first-secret-value")
+    with pytest.raises(ValidationError) as refused:
+        sso_config_update(**fields, issuer="https://idp.globex.test/realms/main", client_secret=None)
+    assert "client_secret" in refused.value.message_dict
+    assert SsoConfig.objects.get(account=enterprise).issuer == SSO["issuer"]
+
 def test_sso_needs_a_secret_https_and_domains_of_its_own(client_as, alice, enterprise, charlie, plans, htmx):
     owner = client_as(alice)
     no_secret = owner.post("/a/acme/settings/sso", SSO | {"client_secret": ""}, **htmx)
