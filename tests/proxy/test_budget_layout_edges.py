@@ -1,0 +1,51 @@
+"""Budget layout edges found in review: a value spelt like the wildcard, soft-only layouts after a key-format
+change, and alert claims that must survive the counters moving to another key format."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import pytest
+from django.conf import settings
+
+from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
+from proxy.quota import Quota, Unseeded, alert_claim_base, applicable_budgets, budget_counter_key
+from proxy.redis_pipeline import PipelinedRedis
+
+WILDCARD_TENANTS = BudgetEntry(id=7, scope="tenant", match="*", period="month", limit_nanos=10**9, hard=True)
+SOFT = BudgetEntry(id=8, scope="account", match="", period="month", limit_nanos=10**12, hard=False)
+KEY = KeyEntry(id=4, account_id=515151, name="main", environment="", allowed_patterns=(), expires_at=None,
+               revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
+
+
+def account(*budgets: BudgetEntry) -> AccountEntry:
+    return AccountEntry(id=515151, slug="edges", timezone="UTC", monthly_request_limit=0,
+                        on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={}, budgets=budgets,
+                        prices={})
+
+
+def test_a_tenant_called_star_has_its_own_counter_under_the_wildcard_budget() -> None:
+    [(budget, value)] = applicable_budgets(account(WILDCARD_TENANTS), KEY, feature="", tenant="*")
+    assert (budget, value) == (WILDCARD_TENANTS, "*")  # not "" — the counter every tenant would share
+
+
+def test_alert_claims_name_counters_as_the_first_key_format_did() -> None:
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    first_format = f"tk:{{a:3}}:b:9:{int(start.timestamp())}:globex"
+    assert alert_claim_base(budget_counter_key(3, 9, start, "globex")) == first_format
+
+
+@pytest.mark.django_db
+def test_a_soft_only_layout_is_seeded_before_its_counters_are_used() -> None:
+    async def main() -> None:
+        quota = Quota(PipelinedRedis(settings.REDIS_URL, timeout=5), reservation_ttl_ms=60_000)
+        try:
+            plan = quota.plan_for(account(SOFT), KEY, feature="", tenant="", now=time.time())
+            with pytest.raises(Unseeded):
+                await quota.reserve(rid="r1", plan=plan, estimate_nanos=10, estimated_tokens=1)
+        finally:
+            await quota.redis.close()
+
+    asyncio.run(main())
