@@ -154,6 +154,10 @@ def load_account(account_id: int) -> AccountEntry | None:
         connections.close_all()
 
 
+# Keys or accounts cached per process; past this many (a flood of made-up keys) the cache starts over.
+MAX_CACHED_ENTRIES = 100_000
+
+
 class Directory:
     """Single-flight, version-checked cache of keys and accounts."""
 
@@ -198,6 +202,8 @@ class Directory:
                 value = await sync_to_async(loader, thread_sensitive=False)(ident)
                 if epoch == self._epoch:
                     ttl = MAX_AGE_SECONDS if value is not None else NEGATIVE_TTL_SECONDS
+                    if len(cache) >= MAX_CACHED_ENTRIES:
+                        cache.clear()  # random unknown keys must not grow it without end; live ones reload
                     cache[ident] = (time.monotonic() + ttl, value)
                     break
         except BaseException as exc:

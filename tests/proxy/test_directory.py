@@ -48,3 +48,16 @@ def test_a_load_that_began_before_a_revocation_is_not_cached_as_fresh(acme, monk
 
     after = asyncio.run(scenario())
     assert after is not None and after.revoked
+
+
+def test_made_up_keys_cannot_grow_the_cache_without_end(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(directory, "MAX_CACHED_ENTRIES", 50)
+    monkeypatch.setattr(directory, "load_key", lambda key_hash: None)  # every key unknown
+
+    async def main() -> int:
+        cache = directory.Directory()
+        for n in range(500):
+            assert await cache.key(f"made-up-{n}") is None
+        return len(cache._keys)
+
+    assert asyncio.run(main()) <= 50
