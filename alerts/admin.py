@@ -14,7 +14,7 @@ class AlertChannelAdmin(admin.ModelAdmin):
     autocomplete_fields = ["account"]
     actions = ["send_test_alert"]
 
-    @admin.action(description="Send a test alert")
+    @admin.action(description="Send a test alert", permissions=["change"])
     def send_test_alert(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
         for channel in queryset:
             alert_test_send(channel=channel)
