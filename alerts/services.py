@@ -87,8 +87,8 @@ def alert_channel_create(
     generated = None
     if kind == AlertChannel.Kind.WEBHOOK and not secret:
         secret = generated = generate_webhook_secret()
-    channel = AlertChannel(account=account, name=name, kind=kind, emails=list(emails))
-    channel.set_url(url)
+    channel = AlertChannel(account=account, name=name, emails=list(emails))
+    channel.set_url(url, kind=kind)
     return _channel_save(channel, secret), generated
 
 
