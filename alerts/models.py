@@ -64,10 +64,15 @@ class AlertChannel(models.Model):
     def set_url(self, url: str, *, kind: str | None = None) -> None:
         """Set where deliveries go, and the kind when it changes: every path that changes either comes
         here, so a Slack URL is stored encrypted (`url` keeps its masked form) and no other kind keeps an
-        old Slack URL."""
+        old Slack URL. The masked form of the current Slack URL, as reads return it, means "unchanged"."""
         kind = kind or self.kind
-        if self.url_encrypted and url == self.url and kind != self.Kind.SLACK:
-            raise ValidationError({"url": "this is a masked Slack URL (its middle is hidden): give the full URL"})
+        masked_again = bool(self.url_encrypted) and url == self.url
+        if masked_again and kind == self.Kind.SLACK:
+            self.kind = kind
+            return
+        if masked_again or (kind == self.Kind.SLACK and MASK in url):
+            raise ValidationError({"url": "this is a masked Slack URL (its middle is hidden): give the full URL, "
+                                          "or leave url out to keep the current one"})
         self.kind = kind
         if kind == self.Kind.SLACK and url:
             self.url_encrypted = encrypt_secret(url, context=secret_context(self, "url_encrypted"))

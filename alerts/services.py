@@ -93,7 +93,8 @@ def alert_channel_create(
 
 
 def alert_channel_update(*, channel: AlertChannel, changes: Mapping[str, Any]) -> AlertChannel:
-    """Apply a partial update (any of CHANNEL_FIELDS). The kind cannot change: create another channel."""
+    """Apply a partial update (any of CHANNEL_FIELDS). The kind cannot change: create another channel.
+    A Slack channel's url sent back as read (masked) leaves it unchanged."""
     unknown = set(changes) - CHANNEL_FIELDS
     if unknown:
         raise ValueError(f"not alert channel fields: {sorted(unknown)}")
