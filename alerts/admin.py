@@ -1,20 +1,36 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
 from .events import alert_test_send
 from .models import AlertChannel, AlertDelivery, AlertEvent, AlertRule
 
 
+class AlertChannelForm(forms.ModelForm):
+    def clean(self) -> dict:  # type: ignore[type-arg]
+        data = super().clean()
+        if ("url" in self.changed_data or "kind" in self.changed_data) and "url" in data and "kind" in data:
+            try:  # a Slack URL is stored encrypted, shown masked; no other kind keeps one
+                self.instance.set_url(data["url"], kind=data["kind"])
+            except ValidationError as error:
+                self.add_error(None, error)
+            else:
+                data["url"] = self.instance.url  # what the form writes back: the masked form for Slack
+        return data
+
+
 @admin.register(AlertChannel)
 class AlertChannelAdmin(admin.ModelAdmin):
+    form = AlertChannelForm
     list_display = ["name", "account", "kind", "target", "has_secret", "created_at"]
     list_filter = ["kind", "account"]
     search_fields = ["name", "account__slug", "url"]
     autocomplete_fields = ["account"]
     actions = ["send_test_alert"]
 
-    @admin.action(description="Send a test alert")
+    @admin.action(description="Send a test alert", permissions=["change"])
     def send_test_alert(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
         for channel in queryset:
             alert_test_send(channel=channel)
@@ -28,10 +44,6 @@ class AlertChannelAdmin(admin.ModelAdmin):
     def has_secret(self, obj: AlertChannel) -> bool:
         return bool(obj.secret_encrypted)
 
-    def save_model(self, request, obj, form, change) -> None:  # type: ignore[no-untyped-def]
-        if "url" in form.changed_data:
-            obj.set_url(form.cleaned_data["url"])  # a Slack URL is stored encrypted, shown masked
-        super().save_model(request, obj, form, change)
 
 
 @admin.register(AlertRule)

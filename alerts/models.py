@@ -6,6 +6,7 @@ import uuid
 from decimal import Decimal
 from urllib.parse import urlsplit
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from billing.models import Account
@@ -17,11 +18,14 @@ def generate_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(os.urandom(24)).decode()
 
 
+MASK = "…"  # where masked_url hides the middle of a secret URL
+
+
 def masked_url(url: str) -> str:
     """What is shown of a secret URL: its scheme and host, and the last four characters."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/…{url[-4:]}"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/{MASK}{url[-4:]}"
 
 
 class AlertChannel(models.Model):
@@ -57,9 +61,20 @@ class AlertChannel(models.Model):
         context = secret_context(self, "secret_encrypted")
         return decrypt_secret(self.secret_encrypted, context=context) if self.secret_encrypted else ""
 
-    def set_url(self, url: str) -> None:
-        """A Slack URL is stored encrypted and `url` keeps only its masked form; other kinds keep `url`."""
-        if self.kind == self.Kind.SLACK and url:
+    def set_url(self, url: str, *, kind: str | None = None) -> None:
+        """Set where deliveries go, and the kind when it changes: every path that changes either comes
+        here, so a Slack URL is stored encrypted (`url` keeps its masked form) and no other kind keeps an
+        old Slack URL. The masked form of the current Slack URL, as reads return it, means "unchanged"."""
+        kind = kind or self.kind
+        masked_again = bool(self.url_encrypted) and url == self.url
+        if masked_again and kind == self.Kind.SLACK:
+            self.kind = kind
+            return
+        if masked_again or (kind == self.Kind.SLACK and MASK in url):
+            raise ValidationError({"url": "this is a masked Slack URL (its middle is hidden): give the full URL, "
+                                          "or leave url out to keep the current one"})
+        self.kind = kind
+        if kind == self.Kind.SLACK and url:
             self.url_encrypted = encrypt_secret(url, context=secret_context(self, "url_encrypted"))
             self.url = masked_url(url)
         else:
@@ -67,7 +82,7 @@ class AlertChannel(models.Model):
 
     def destination_url(self) -> str:
         """Where deliveries go (the decrypted Slack URL)."""
-        if self.url_encrypted:
+        if self.url_encrypted and self.kind == self.Kind.SLACK:
             return decrypt_secret(self.url_encrypted, context=secret_context(self, "url_encrypted"))
         return self.url
 

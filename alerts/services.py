@@ -87,13 +87,14 @@ def alert_channel_create(
     generated = None
     if kind == AlertChannel.Kind.WEBHOOK and not secret:
         secret = generated = generate_webhook_secret()
-    channel = AlertChannel(account=account, name=name, kind=kind, emails=list(emails))
-    channel.set_url(url)
+    channel = AlertChannel(account=account, name=name, emails=list(emails))
+    channel.set_url(url, kind=kind)
     return _channel_save(channel, secret), generated
 
 
 def alert_channel_update(*, channel: AlertChannel, changes: Mapping[str, Any]) -> AlertChannel:
-    """Apply a partial update (any of CHANNEL_FIELDS). The kind cannot change: create another channel."""
+    """Apply a partial update (any of CHANNEL_FIELDS). The kind cannot change: create another channel.
+    A Slack channel's url sent back as read (masked) leaves it unchanged."""
     unknown = set(changes) - CHANNEL_FIELDS
     if unknown:
         raise ValueError(f"not alert channel fields: {sorted(unknown)}")

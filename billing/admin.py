@@ -105,7 +105,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
     show_full_result_count = False  # an exact COUNT(*) over millions of rows is slower than the page
     actions = ["reprice"]
 
-    @admin.action(description="Re-price selected records with current prices and overrides")
+    @admin.action(description="Re-price selected records with current prices and overrides", permissions=["change"])
     def reprice(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
         seen, changed = usage_record_reprice(records=queryset)
         self.message_user(request, f"Re-priced {seen} record(s); {changed} cost(s) changed.")
@@ -136,7 +136,7 @@ class ManagementTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False
 
-    @admin.action(description="Revoke selected tokens")
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} token(s).")
@@ -157,7 +157,7 @@ class UsageDeadLetterAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False
 
-    @admin.action(description="Replay selected dead letters into the usage records")
+    @admin.action(description="Replay selected dead letters into the usage records", permissions=["change"])
     def replay(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
         replayed, failed = usage_dead_letter_replay(dead_letters=queryset.select_related("account"), actor=request.user)
         self.message_user(request, f"Replayed {replayed} event(s); {failed} still failing (see their reason).")
@@ -189,7 +189,8 @@ class SsoDomainAdmin(admin.ModelAdmin):
     def account(self, obj: SsoDomain) -> str:
         return str(obj.config.account)
 
-    @admin.action(description="Approve selected domain claims (I checked the account controls them)")
+    @admin.action(description="Approve selected domain claims (I checked the account controls them)",
+                  permissions=["change"])
     def approve(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
         for claim in queryset.select_related("config__account"):
             try:

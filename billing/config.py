@@ -309,16 +309,19 @@ def _apply_account(spec: AccountIn, environ: Mapping[str, str], result: ApplyRes
     channels: dict[str, AlertChannel] = {c.name: c for c in account.alert_channels.all()}
     for channel_in in spec.alert_channels:
         name = channel_in.resolved_name
-        slack = channel_in.kind == AlertChannel.Kind.SLACK
-        channel, change = _upsert(
-            AlertChannel,
-            {"account": account, "name": name},
-            {"kind": channel_in.kind, "emails": channel_in.to or []} | ({} if slack else {"url": channel_in.url or ""}),
-        )
-        if slack and channel.destination_url() != channel_in.url:  # stored encrypted: compared decrypted
-            channel.set_url(channel_in.url or "")
-            channel.save(update_fields=["url", "url_encrypted"])
-            change = change or "updated url of"
+        url, emails = channel_in.url or "", channel_in.to or []
+        channel = channels.get(name) or AlertChannel(account=account, name=name)
+        # Kind and url change together through set_url (a Slack URL is stored encrypted): compared decrypted.
+        changed = [field for field, same in (("kind", channel.kind == channel_in.kind),
+                                             ("url", channel.destination_url() == url),
+                                             ("emails", channel.emails == emails)) if not same]
+        change = "created" if channel.pk is None else f"updated {', '.join(changed)}" if changed else None
+        if change:
+            if "kind" in changed or "url" in changed:
+                channel.set_url(url, kind=channel_in.kind)
+            channel.emails = emails
+            channel.full_clean(validate_unique=False, validate_constraints=False)
+            channel.save()
         secret = channel_in.secret or (environ[channel_in.secret_env] if channel_in.secret_env else None)
         if channel.kind == AlertChannel.Kind.WEBHOOK:
             if secret is None and not channel.secret_encrypted:

@@ -18,13 +18,14 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core import signing
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
+from django.core.mail import BadHeaderError, get_connection, send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from billing.audit import audit_record
+from billing.models import Account, AuditEntry
 from billing.models_sso import SsoConfig, SsoDomain
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,10 @@ logger = logging.getLogger(__name__)
 CONFIRMATION_MAILBOXES = ("admin", "administrator", "hostmaster", "postmaster", "webmaster")
 CONFIRMATION_MAX_AGE = timedelta(days=3)
 CONFIRMATION_SALT = "tokonomics.sso_domain"
+CONFIRMATION_COOL_DOWN = timedelta(minutes=10)  # per claim
+CONFIRMATION_DAILY_CAP = 20  # per account, over the last 24 hours
+SENT = "sso.domain_confirmation_sent"
+MAIL_TIMEOUT_SECONDS = 15
 
 
 class DomainConfirmationError(Exception):
@@ -68,28 +73,52 @@ def _signer() -> signing.TimestampSigner:
     return signing.TimestampSigner(salt=CONFIRMATION_SALT)
 
 
+def _mail_limit_problem(*, claim: SsoDomain, account: Account) -> str | None:
+    """Owners must not be able to flood a domain's contacts: the audit log counts what was sent."""
+    sent = AuditEntry.objects.filter(account=account, action=SENT)
+    now = timezone.now()
+    if sent.filter(target=claim.domain, created_at__gt=now - CONFIRMATION_COOL_DOWN).exists():
+        minutes = int(CONFIRMATION_COOL_DOWN.total_seconds() // 60)
+        return (f"A confirmation link for {claim.domain} was sent less than {minutes} minutes ago: "
+                f"wait for it (or wait {minutes} minutes before asking for another).")
+    count = sent.filter(created_at__gt=now - timedelta(days=1)).count()
+    if count >= CONFIRMATION_DAILY_CAP:
+        return (f"This account sent {count} confirmation mails in the last 24 hours, the most allowed: "
+                "try again tomorrow, or ask the operator to approve the domain.")
+    return None
+
+
 def sso_domain_confirmation_send(*, claim: SsoDomain, actor: AbstractBaseUser, mailbox: str) -> str:
     """Mail a confirmation link for a pending claim to `mailbox`@domain. A new link replaces the previous
-    one. Returns the address written to; raises ValidationError if the mail could not be sent."""
+    one once it is sent. At most one mail per claim per CONFIRMATION_COOL_DOWN, CONFIRMATION_DAILY_CAP per
+    account a day. Returns the address written to; raises ValidationError if the mail was not sent."""
     if mailbox not in CONFIRMATION_MAILBOXES:
         raise ValidationError(f"Choose one of: {', '.join(CONFIRMATION_MAILBOXES)}.")
     if claim.status != SsoDomain.Status.PENDING:
         raise ValidationError(f"{claim.domain} is already verified.")
     address = f"{mailbox}@{claim.domain}"
     account = claim.config.account
-    with transaction.atomic():
-        claim.confirmation_nonce, claim.confirmation_sent_to = secrets.token_urlsafe(24), address
-        claim.save(update_fields=["confirmation_nonce", "confirmation_sent_to"])
-        audit_record(account=account, actor=actor, action="sso.domain_confirmation_sent", target=claim.domain,
-                     after={"domain": claim.domain, "to": address})
-    token = _signer().sign_object({"d": claim.pk, "n": claim.confirmation_nonce})
-    context = {"account": account, "domain": claim.domain, "actor": getattr(actor, "email", ""),
-               "url": settings.SITE_URL + reverse("sso_domain_confirm", args=[token]),
-               "days": CONFIRMATION_MAX_AGE.days}
     try:
-        send_mail(f"Confirm that {account.name} may sign in people of {claim.domain}",
-                  render_to_string("billing/sso_domain_email.txt", context), None, [address])
-    except (OSError, smtplib.SMTPException) as error:
+        with transaction.atomic():
+            # The config row serialises sends of one account, so the limits hold under concurrent requests.
+            SsoConfig.objects.select_for_update().filter(pk=claim.config_id).first()
+            if problem := _mail_limit_problem(claim=claim, account=account):
+                raise ValidationError(problem)
+            claim.confirmation_nonce, claim.confirmation_sent_to = secrets.token_urlsafe(24), address
+            claim.save(update_fields=["confirmation_nonce", "confirmation_sent_to"])
+            audit_record(account=account, actor=actor, action=SENT, target=claim.domain,
+                         after={"domain": claim.domain, "to": address})
+            token = _signer().sign_object({"d": claim.pk, "n": claim.confirmation_nonce})
+            context = {"account": account, "domain": claim.domain, "actor": getattr(actor, "email", ""),
+                       "url": settings.SITE_URL + reverse("sso_domain_confirm", args=[token]),
+                       "days": CONFIRMATION_MAX_AGE.days}
+            # An account name is the owners' text: one line in a header, whatever it holds.
+            subject = " ".join(f"Confirm that {account.name} may sign in people of {claim.domain}".split())
+            # Sent inside the transaction: a mail that fails rolls the new nonce back, the live link stays.
+            send_mail(subject, render_to_string("billing/sso_domain_email.txt", context), None, [address],
+                      connection=get_connection(timeout=MAIL_TIMEOUT_SECONDS))  # the row lock waits on it
+    except (OSError, smtplib.SMTPException, BadHeaderError) as error:
+        claim.refresh_from_db()
         logger.warning("domain confirmation to %s not sent: %s", address, error)
         raise ValidationError(f"The mail to {address} could not be sent ({error}).") from None
     return address

@@ -53,7 +53,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
         count = api_key_revoke(keys=queryset)
         self.message_user(request, f"Revoked {count} key(s).")

@@ -16,9 +16,10 @@ def claims_from_allowed_domains(apps, schema_editor):
 
 
 def allowed_domains_from_claims(apps, schema_editor):
+    # Only proven domains go back: in the old list every domain signs people in, a pending claim must not.
     SsoConfig = apps.get_model("billing", "SsoConfig")
     for config in SsoConfig.objects.all():
-        config.allowed_domains = sorted(config.domains.values_list("domain", flat=True))
+        config.allowed_domains = sorted(config.domains.filter(status="verified").values_list("domain", flat=True))
         config.save(update_fields=["allowed_domains"])
 
 

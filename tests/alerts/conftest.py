@@ -137,15 +137,16 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 status, problems = receiver._judge(self.headers, body)
                 time.sleep(receiver.delay_seconds)
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
+                # Recorded before answering: a sender that got the answer finds its delivery here.
                 with receiver._changed:
                     receiver.deliveries.append(Delivery(
                         self.headers.get("webhook-id", ""), self.headers.get("webhook-timestamp", ""), body, status,
                         time.monotonic(), problems,
                     ))
                     receiver._changed.notify_all()
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

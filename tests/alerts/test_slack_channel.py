@@ -52,3 +52,34 @@ def test_names_from_api_clients_cannot_become_links_or_mentions(acme, slack_rece
     assert "&lt;" in text or "@" in text
     if "&" in tenant:
         assert "&amp; co" in text
+
+
+SLACK_URL = f"https://hooks.slack.com/services/T000/B000/{TOKEN}"
+
+
+def test_a_channel_changed_from_slack_to_webhook_in_the_admin_forgets_the_slack_url(client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
+    from django.urls import reverse
+
+    channel, _ = alert_channel_create(account=acme, name="chat", kind="slack", url=SLACK_URL)
+    client.force_login(superuser)
+    change = reverse("admin:alerts_alertchannel_change", args=[channel.pk])
+    form = {"account": acme.pk, "name": "chat", "kind": "webhook", "url": channel.url, "emails": "[]"}
+    kept_masked = client.post(change, form)
+    assert kept_masked.status_code == 200 and "masked" in kept_masked.content.decode()  # refused: give the URL
+    assert AlertChannel.objects.get(pk=channel.pk).kind == "slack"
+    assert client.post(change, form | {"url": "https://hooks.example.com/new"}).status_code == 302
+    channel.refresh_from_db()
+    assert channel.kind == "webhook" and not channel.url_encrypted
+    assert channel.destination_url() == "https://hooks.example.com/new"
+
+
+def test_a_webhook_changed_to_slack_in_the_admin_encrypts_its_url(client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
+    from django.urls import reverse
+
+    channel, _ = alert_channel_create(account=acme, name="chat", kind="webhook", url=SLACK_URL)
+    client.force_login(superuser)
+    change = reverse("admin:alerts_alertchannel_change", args=[channel.pk])
+    form = {"account": acme.pk, "name": "chat", "kind": "slack", "url": SLACK_URL, "emails": "[]"}
+    assert client.post(change, form).status_code == 302  # only the kind changed
+    channel.refresh_from_db()
+    assert TOKEN not in channel.url and channel.destination_url() == SLACK_URL

@@ -137,3 +137,20 @@ def test_the_plans_rule_limit_is_enforced_with_a_reason(globex_api: ApiClient) -
     assert "Starter plan allows 3 alert rules" in detail
     assert "Delete a rule" in detail and "Pro" in detail
     assert AlertRule.objects.count() == 3
+
+
+SLACK_URL = "https://hooks.slack.com/services/T000/B000/XOXBSECRETTOKEN0123456789"
+
+
+def test_sending_back_the_masked_slack_url_keeps_the_real_one(acme_api: ApiClient) -> None:
+    created = acme_api.post("alert-channels", {"name": "chat", "kind": "slack", "url": SLACK_URL}).json()
+    got = acme_api.get(f"alert-channels/{created['id']}").json()
+    assert got["url"] != SLACK_URL and got["url"].endswith("6789")
+    # A client that round-trips what it read: the masked URL means "unchanged".
+    patched = acme_api.patch(f"alert-channels/{created['id']}", {"name": "ops-chat", "url": got["url"]})
+    assert patched.status_code == 200 and patched.json()["url"] == got["url"]
+    assert AlertChannel.objects.get(pk=created["id"]).destination_url() == SLACK_URL
+    # Any other masked-looking URL is refused, not stored as a destination.
+    other = acme_api.patch(f"alert-channels/{created['id']}", {"url": "https://hooks.slack.com/…9999"})
+    assert other.status_code == 422 and "masked" in str(other.json()["detail"])
+    assert AlertChannel.objects.get(pk=created["id"]).destination_url() == SLACK_URL

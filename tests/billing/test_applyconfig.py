@@ -9,7 +9,7 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
-from alerts.models import AlertChannel
+from alerts.models import AlertChannel, masked_url
 from billing.models import Account, Budget, PriceOverride, Seat
 from proxy.keys import hash_key
 from proxy.models import ApiKey, ProviderEndpoint
@@ -280,3 +280,23 @@ def test_plan_limits_on_seats_and_alert_rules(tmp_path, env) -> None:  # type: i
     error = rejected(tmp_path, data)
     assert "seats: the Starter plan has 1 seat(s), this account would have 2" in error
     assert "alert_rules: the Starter plan allows 3 alert rules, this account would have 4" in error
+
+
+SLACK_URL = "https://hooks.slack.com/services/T000/B000/XOXBSECRETTOKEN0123456789"
+
+
+@pytest.mark.parametrize(("first", "then"), [
+    ({"kind": "slack", "url": SLACK_URL}, {"kind": "webhook", "url": "https://hooks.example.com/new"}),
+    ({"kind": "webhook", "url": SLACK_URL}, {"kind": "slack", "url": SLACK_URL}),
+])
+def test_changing_a_channels_kind_stores_its_url_for_the_new_kind(tmp_path, env, first, then) -> None:  # type: ignore[no-untyped-def]
+    data = example()
+    data["accounts"][0]["alert_channels"] = [{"name": "chat", **first}]
+    apply_data(tmp_path, data)
+    data["accounts"][0]["alert_channels"] = [{"name": "chat", **then}]
+    assert "alert channel chat" in apply_data(tmp_path, data)
+    channel = AlertChannel.objects.get(name="chat")
+    assert channel.kind == then["kind"] and channel.destination_url() == then["url"]
+    assert bool(channel.url_encrypted) == (then["kind"] == "slack")
+    assert channel.url == (masked_url(then["url"]) if then["kind"] == "slack" else then["url"])
+    assert apply_data(tmp_path, data).strip() == "No changes."

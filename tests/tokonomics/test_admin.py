@@ -73,3 +73,31 @@ def test_revoke_action_revokes(operator, acme) -> None:  # type: ignore[no-untyp
     operator.post(reverse("admin:proxy_apikey_changelist"), {"action": "revoke", "_selected_action": [key.pk]})
     key.refresh_from_db()
     assert key.revoked_at is not None
+
+
+def test_every_admin_action_that_changes_state_requires_a_permission() -> None:
+    # Django offers an action without `permissions` to anyone who may view the changelist.
+    for model, model_admin in admin.site._registry.items():
+        if type(model_admin).__module__.split(".")[0] not in ("alerts", "billing", "proxy", "tokonomics"):
+            continue  # third-party admins (django-axes) are theirs
+        for action in model_admin.actions or ():
+            func = getattr(model_admin, action) if isinstance(action, str) else action
+            assert getattr(func, "allowed_permissions", None), f"{model.__name__} action {action} has no permissions"
+
+
+def test_view_only_staff_cannot_approve_a_domain_claim(client, acme) -> None:  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    from billing.models_sso import SsoConfig, SsoDomain
+
+    config = SsoConfig.objects.create(account=acme, issuer="https://login.acme.test", client_id="x")
+    claim = SsoDomain.objects.create(config=config, domain="acme.test")
+    viewer = get_user_model().objects.create_user("viewer@ops.test", "viewer@ops.test", "viewer pw 1", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_ssodomain"))
+    client.force_login(viewer)
+    changelist = reverse("admin:billing_ssodomain_changelist")
+    assert client.get(changelist).status_code == 200
+    client.post(changelist, {"action": "approve", admin.helpers.ACTION_CHECKBOX_NAME: [claim.pk]})
+    claim.refresh_from_db()
+    assert claim.status == SsoDomain.Status.PENDING

@@ -8,8 +8,10 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.core.mail import BadHeaderError
 from django.db import IntegrityError, transaction
 from django.test import Client
+from django.utils import timezone
 
 from billing import sso_domains
 from billing.models import Account, AuditEntry
@@ -38,6 +40,11 @@ def globex_sso(globex, plans, provider) -> SsoConfig:  # type: ignore[no-untyped
 
 def _link(message: mail.EmailMessage) -> str:
     return re.search(r"http://\S+", message.body).group(0).removeprefix("http://127.0.0.1:8000")
+
+
+def _after_the_cool_down() -> None:
+    AuditEntry.objects.filter(action="sso.domain_confirmation_sent").update(
+        created_at=timezone.now() - sso_domains.CONFIRMATION_COOL_DOWN)
 
 
 def test_an_unverified_domain_offers_no_sso_and_signs_nobody_in(claim, sso_config):
@@ -95,6 +102,7 @@ def test_the_confirmation_link_verifies_once(client_as, alice, claim):
 def test_a_newer_link_replaces_the_older_and_links_expire(client_as, alice, claim, monkeypatch):
     owner = client_as(alice)
     owner.post(f"/a/acme/settings/sso/domains/{claim.pk}/confirm", {"mailbox": "admin"})
+    _after_the_cool_down()
     owner.post(f"/a/acme/settings/sso/domains/{claim.pk}/confirm", {"mailbox": "hostmaster"})
     first, second = (_link(m) for m in mail.outbox)
     replaced = Client().post(first)
@@ -151,3 +159,46 @@ def test_claims_dropped_from_the_settings_go_and_are_audited(client_as, alice, c
     actions = set(AuditEntry.objects.values_list("action", "target"))
     assert {("sso.domain_removed", "acme.fr"), ("sso.domain_claimed", "acme.de")} <= actions
     assert Account.objects.filter(slug="acme").exists()
+
+
+def test_a_newline_in_the_account_name_does_not_break_the_mail(client_as, alice, claim):
+    Account.objects.filter(slug="acme").update(name="Acme\r\nBcc: victim@example.test")
+    response = client_as(alice).post(f"/a/acme/settings/sso/domains/{claim.pk}/confirm", {"mailbox": "admin"})
+    assert response.status_code == 302
+    [message] = mail.outbox
+    assert "\n" not in message.subject and "\r" not in message.subject and message.to == ["admin@acme.fr"]
+
+
+def test_a_mail_that_cannot_be_built_keeps_the_live_link(client_as, alice, claim, monkeypatch):
+    owner = client_as(alice)
+    owner.post(f"/a/acme/settings/sso/domains/{claim.pk}/confirm", {"mailbox": "admin"})
+    [live] = (_link(m) for m in mail.outbox)
+    _after_the_cool_down()
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise BadHeaderError("Header values can't contain newlines")
+
+    monkeypatch.setattr(sso_domains, "send_mail", refuse)
+    response = owner.post(f"/a/acme/settings/sso/domains/{claim.pk}/confirm", {"mailbox": "postmaster"})
+    assert response.status_code == 302
+    shown = owner.get(response.url).content.decode()
+    assert "could not be sent" in shown and "admin@acme.fr" not in [m.to[0] for m in mail.outbox[1:]]
+    assert Client().post(live).status_code == 200  # the link mailed before still works
+    claim.refresh_from_db()
+    assert claim.status == "verified"
+
+
+def test_confirmation_mails_are_rate_limited(client_as, alice, sso_config, monkeypatch):
+    owner = client_as(alice)
+    claim = SsoDomain.objects.create(config=sso_config, domain="acme.fr")
+    url = f"/a/acme/settings/sso/domains/{claim.pk}/confirm"
+    owner.post(url, {"mailbox": "admin"})
+    again = owner.post(url, {"mailbox": "postmaster"}, follow=True).content.decode()
+    assert len(mail.outbox) == 1 and "wait" in again and "10 minutes" in again
+    monkeypatch.setattr(sso_domains, "CONFIRMATION_DAILY_CAP", 3)
+    others = [SsoDomain.objects.create(config=sso_config, domain=f"acme{n}.fr") for n in range(3)]
+    for other in others[:2]:
+        owner.post(f"/a/acme/settings/sso/domains/{other.pk}/confirm", {"mailbox": "admin"})
+    capped = owner.post(f"/a/acme/settings/sso/domains/{others[2].pk}/confirm", {"mailbox": "admin"},
+                        follow=True).content.decode()
+    assert len(mail.outbox) == 3 and "3 confirmation mails" in capped
