@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class BillingConfig(AppConfig):
@@ -6,4 +7,6 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from billing import login_throttle, session_scope  # noqa: F401  (connect the user_logged_in receivers)
+        if settings.TOKONOMICS_PROCESS == "all":
+            # Sign-ins happen in the web app only: a proxy worker loads none of it (nor SSO's HTTP client).
+            from billing import login_throttle, session_scope  # noqa: F401  (connect the user_logged_in receivers)
