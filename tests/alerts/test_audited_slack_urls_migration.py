@@ -4,31 +4,25 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from alerts.models import masked_url
+
+from ..migration_steps import loader, migrate_to, migrate_to_latest, migration_ending
 
 SLACK_URL = "https://hooks.slack.com/services/T000/B000/XOXBSECRETTOKEN0123456789"
 OTHER_SLACK_URL = "https://hooks.slack.com/services/T000/B000/XOXBOTHERTOKEN9876543210"
 WEBHOOK_URL = "https://hooks.example.com/services/visible"
 
 
-def _migrate(targets):  # type: ignore[no-untyped-def]
-    executor = MigrationExecutor(connection)
-    executor.migrate(targets)
-    executor.loader.build_graph()
-    return executor.loader.project_state(targets).apps
-
 
 @pytest.mark.django_db(transaction=True)
 def test_slack_urls_in_old_audit_entries_are_masked(plans):
-    loader = MigrationExecutor(connection).loader
-    target = next(key for key in loader.disk_migrations
-                  if key[0] == "alerts" and key[1].endswith("_i13_fixsecrets_mask_audited_slack_urls"))
+    steps = loader()
+    target = migration_ending("alerts", "_i13_fixsecrets_mask_audited_slack_urls")
     # Everything else at its latest (the rows below need today's billing tables), alerts just before.
-    before = [dep for dep in loader.get_migration(*target).dependencies if dep[0] == "alerts"]
-    before += [leaf for leaf in loader.graph.leaf_nodes() if leaf[0] != "alerts"]
-    old = _migrate(before)
+    before = [dep for dep in steps.get_migration(*target).dependencies if dep[0] == "alerts"]
+    before += [leaf for leaf in steps.graph.leaf_nodes() if leaf[0] != "alerts"]
+    old = migrate_to(before)
     account = old.get_model("billing", "Account").objects.create(
         slug="acme", name="Acme Inc", plan_id=plans["pro"].pk, timezone="UTC")
     entries = old.get_model("billing", "AuditEntry").objects
@@ -40,7 +34,7 @@ def test_slack_urls_in_old_audit_entries_are_masked(plans):
                              after={"kind": "webhook", "url": WEBHOOK_URL})
     other = entries.create(account=account, actor_label="a", action="key.created", target="ci", after={"x": 1})
     try:
-        new = _migrate([target])
+        new = migrate_to([target])
         entries = new.get_model("billing", "AuditEntry").objects
         created, updated, webhook, unrelated = (entries.get(pk=e.pk) for e in (created, updated, webhook, other))
         assert created.target == f"slack:{masked_url(SLACK_URL)}"
@@ -52,6 +46,6 @@ def test_slack_urls_in_old_audit_entries_are_masked(plans):
         with connection.cursor() as cursor:
             cursor.execute("SELECT target, before, after FROM billing_auditentry")
             assert "XOXB" not in repr(cursor.fetchall())
-        _migrate(before)  # reversible (as a no-op)
+        migrate_to(before)  # reversible (as a no-op)
     finally:
-        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+        migrate_to_latest()
