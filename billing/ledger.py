@@ -114,7 +114,7 @@ def usage_record_batch(*, events: Iterable[dict]) -> int:
             raise UnstorableEvent(f"account {event['account_id']} does not exist", "account")
     wanted_keys = {e["key_id"] for e in events if e.get("key_id")}
     known_keys = set(ApiKey.objects.filter(pk__in=wanted_keys).values_list("pk", flat=True))
-    records = {e["request_id"]: _record(e, known_keys) for e in events if e["account_id"] in accounts}
+    records = {e["request_id"]: _record(e, known_keys) for e in events}
     with transaction.atomic():
         _serialize_writers()
         stored = set(UsageRecord.objects.filter(request_id__in=records).values_list("request_id", flat=True))

@@ -24,6 +24,7 @@ from billing.periods import period_bounds
 
 from .directory import AccountEntry, BudgetEntry, KeyEntry
 from .redis_pipeline import LuaScript, PipelinedRedis
+from .usage_bounds import MAX_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ MAX_CACHED_PLANS = 50_000
 # amounts are capped well inside both. A capped estimate is still far over any real call's: a hard budget
 # denies it, a soft one counts it like any other.
 MAX_CALL_NANOS = 10**15
-MAX_CALL_TOKENS = 10**12
+MAX_CALL_TOKENS = MAX_TOKENS  # the same bound the usage record keeps
 
 DENIAL_CODES = {
     "account": "account_budget",
