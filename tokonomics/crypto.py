@@ -38,9 +38,13 @@ def secret_context(instance: Any, field: str) -> str:
 
 
 def encrypt_secret(plaintext: str, *, context: str) -> str:
+    return _seal(plaintext, _aad(context), _PREFIX)
+
+
+def _seal(plaintext: str, aad: bytes, prefix: str) -> str:
     nonce = os.urandom(12)
-    sealed = AESGCM(settings.TOKONOMICS_ENCRYPTION_KEY).encrypt(nonce, plaintext.encode(), _aad(context))
-    return _PREFIX + base64.b64encode(nonce + sealed).decode()
+    sealed = AESGCM(settings.TOKONOMICS_ENCRYPTION_KEY).encrypt(nonce, plaintext.encode(), aad)
+    return prefix + base64.b64encode(nonce + sealed).decode()
 
 
 def decrypt_secret(token: str, *, context: str) -> str:
@@ -77,10 +81,7 @@ def secret_unbind(token: str, *, context: str) -> str:
     """The reverse of secret_rebind, for a migration rolled back: a `v1:` ciphertext of the same secret."""
     if not token.startswith(_PREFIX):
         return token
-    nonce = os.urandom(12)
-    plain = decrypt_secret(token, context=context).encode()
-    return _LEGACY_PREFIX + base64.b64encode(nonce + AESGCM(settings.TOKONOMICS_ENCRYPTION_KEY).encrypt(
-        nonce, plain, _LEGACY_AAD)).decode()
+    return _seal(decrypt_secret(token, context=context), _LEGACY_AAD, _LEGACY_PREFIX)
 
 
 def rows_rebind(model: Any, fields: list[str], *, reverse: bool = False) -> None:
@@ -95,5 +96,5 @@ def rows_rebind(model: Any, fields: list[str], *, reverse: bool = False) -> None
             token = getattr(row, field)
             if token:
                 convert = secret_unbind if reverse else secret_rebind
-                setattr(row, field, convert(token, context=f"{model._meta.label_lower}.{field}:{row.secret_id}"))
+                setattr(row, field, convert(token, context=secret_context(row, field)))
         row.save(update_fields=[*fields, "secret_id"])
