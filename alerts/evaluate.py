@@ -17,21 +17,26 @@ from alerts.models import AlertEvent, AlertRule
 from alerts.payloads import budget_data
 from billing.models import Account, Budget, UsageRecord
 from billing.periods import period_bounds
-from proxy.quota import (
-    NANOS_PER_USD,
+from proxy.budgets import (
+    BudgetLayout,
+    BudgetPeriod,
+    Named,
     account_prefix,
-    alert_claim_base,
-    budget_counter_key,
-    budget_value_of,
+    alert_claim,
     budget_value_token,
-    plan_counter_key,
+    nanos_to_usd,
+    per_value,
+    usd_to_nanos,
 )
+from proxy.quota import ValueSpend, budget_values_list, plan_counter_key
 from tokonomics.redis_client import sync_redis
 
 log = logging.getLogger(__name__)
 
 FORECAST_MIN_ELAPSED = 0.1  # a forecast from the first minutes of a period is noise
 PLAN_NOTICE_THRESHOLDS = (80, 100)
+# The most counters of one '*' budget a forecast run looks at: those closest to their cap first.
+MAX_FORECAST_VALUES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,30 +58,32 @@ class BudgetCounter:
 
 
 def _usd(nanos: int) -> Decimal:
-    return (Decimal(nanos) / NANOS_PER_USD).quantize(Decimal("0.000001"))
+    return nanos_to_usd(nanos).quantize(Decimal("0.000001"))
 
 
-def _counters(account: Account, budgets: Iterable[Budget], touched: Touched, now: datetime) -> list[BudgetCounter]:
-    budgets = list(budgets)
-    named = {(b.scope, b.period, b.match) for b in budgets if b.match not in ("", "*")}
+def budget_counter_list(
+    *, account: Account, budgets: Iterable[Budget], touched: Touched, now: datetime
+) -> list[BudgetCounter]:
+    """The counters a threshold check reads: every budget's one counter, and the counters of '*' budgets the
+    values an ingested batch touched land in."""
+    layout = BudgetLayout(budgets)
+    key_names = dict(account.api_keys.filter(pk__in=touched.key_ids).values_list("pk", "name"))
+    names = {
+        "tenant": [Named(v, v) for v in touched.tenants],
+        "feature": [Named(v, v) for v in touched.features],
+        "key": [Named(name, str(pk)) for pk, name in key_names.items()],
+    }
     out = []
-    for budget in budgets:
+    for budget in layout.budgets:
         start, end = period_bounds(budget.period, account.timezone, now)
-        if budget.match != "*":
-            values = [""]
-        elif budget.scope == "key":
-            names = dict(account.api_keys.filter(pk__in=touched.key_ids).values_list("pk", "name"))
-            values = [str(pk) for pk, name in names.items() if ("key", budget.period, name) not in named]
-        else:
-            pool = touched.tenants if budget.scope == "tenant" else touched.features
-            values = [v for v in pool if v and (budget.scope, budget.period, v) not in named]
-        for value in values:
-            key = budget_counter_key(account.pk, budget.pk, start, value)
-            out.append(BudgetCounter(budget, value, key, start, end))
+        period = BudgetPeriod.of(account.pk, budget.pk, start)
+        values = layout.values_for(budget, names[budget.scope]) if per_value(budget) else [""]
+        out += [BudgetCounter(budget, value, period.counter_key(value), start, end) for value in values]
     return out
 
 
-def _spent(counters: list[BudgetCounter]) -> list[int]:
+def budget_counter_spent(*, counters: list[BudgetCounter]) -> list[int]:
+    """The settled nano-dollars of each counter, in one round trip."""
     pipe = sync_redis().pipeline(transaction=False)
     for counter in counters:
         pipe.hget(counter.key, "s")
@@ -117,18 +124,18 @@ def budget_thresholds_check(*, account_id: int, touched: Touched, now: datetime 
     if account is None:
         return []
     budgets = Budget.objects.filter(account=account).exclude(alert_at=[]).prefetch_related("channels")
-    counters = _counters(account, budgets, touched, now)
+    counters = budget_counter_list(account=account, budgets=budgets, touched=touched, now=now)
     fired = []
-    for counter, spent in zip(counters, _spent(counters), strict=True):
+    for counter, spent in zip(counters, budget_counter_spent(counters=counters), strict=True):
         budget = counter.budget
-        limit_nanos = int(budget.limit_usd * NANOS_PER_USD)
+        limit_nanos = usd_to_nanos(budget.limit_usd)
         if limit_nanos <= 0:
             continue
         for threshold in sorted(budget.alert_at):
             if spent * 100 < limit_nanos * threshold:
                 break
             event_type = AlertEvent.Type.EXHAUSTED if threshold >= 100 else AlertEvent.Type.THRESHOLD_CROSSED
-            dedupe = f"{alert_claim_base(counter.key)}:t{threshold}:l{limit_nanos}"
+            dedupe = alert_claim(counter.key, f"t{threshold}", f"l{limit_nanos}")
             data = {**_budget_event_data(account, counter, spent), "threshold_percent": threshold}
             channel_ids = [c.pk for c in budget.channels.all()] or None
             event = _fire_once(account, event_type, dedupe, data, channel_ids, counter.period_end)
@@ -147,23 +154,20 @@ def budget_resolved_check(*, budget_id: int, now: datetime | None = None) -> lis
         return []
     account = budget.account
     start, end = period_bounds(budget.period, account.timezone, now)
-    real_prefix = budget_counter_key(account.pk, budget.pk, start)
-    prefix = alert_claim_base(real_prefix)
+    period = BudgetPeriod.of(account.pk, budget.pk, start)
     exhausted = AlertEvent.objects.filter(account=account, type=AlertEvent.Type.EXHAUSTED,
-                                          dedupe_key__startswith=prefix)
-    limit_nanos = int(budget.limit_usd * NANOS_PER_USD)
+                                          dedupe_key__startswith=period.claim_base + ":")
+    limit_nanos = usd_to_nanos(budget.limit_usd)
     fired = []
     for event in exhausted:
-        # The dedupe key is f"{counter key}:t{threshold}:l{limit}"; a counter key holds its value encoded.
-        key = event.dedupe_key.rsplit(":t", 1)[0]
-        value = budget_value_of(key[len(prefix) + 1:]) if len(key) > len(prefix) else ""
-        counter = BudgetCounter(budget, value, real_prefix + key[len(prefix):], start, end)
-        spent = _spent([counter])[0]
+        key = period.claimed_key(event.dedupe_key, per_value=per_value(budget))
+        counter = BudgetCounter(budget, period.value_of(key), key, start, end)
+        [spent] = budget_counter_spent(counters=[counter])
         if spent < limit_nanos:
             data = {**_budget_event_data(account, counter, spent), "threshold_percent": 100}
             channel_ids = [c.pk for c in budget.channels.all()] or None
-            resolved = _fire_once(account, AlertEvent.Type.RESOLVED, f"{key}:resolved:l{limit_nanos}", data,
-                                  channel_ids, end)
+            resolved = _fire_once(account, AlertEvent.Type.RESOLVED, alert_claim(key, "resolved", f"l{limit_nanos}"),
+                                  data, channel_ids, end)
             if resolved is not None:
                 fired.append(resolved)
     return fired
@@ -183,23 +187,27 @@ def budget_forecasts_check(*, now: datetime | None = None) -> list[AlertEvent]:
         # an hour off across a DST change.
         elapsed = now.timestamp() - start.timestamp()
         fraction = elapsed / (end.timestamp() - start.timestamp())
-        limit_nanos = int(budget.limit_usd * NANOS_PER_USD)
+        limit_nanos = usd_to_nanos(budget.limit_usd)
         if fraction < FORECAST_MIN_ELAPSED or limit_nanos <= 0:
             continue
-        base = budget_counter_key(account.pk, budget.pk, start)
-        keys = [base] if budget.match != "*" else [k.decode() for k in client.scan_iter(match=f"{base}:*", count=500)]
-        for key in keys:
-            spent = int(client.hget(key, "s") or 0)
+        period = BudgetPeriod.of(account.pk, budget.pk, start)
+        if per_value(budget):
+            # Only a counter past limit × fraction (and not yet at the limit) can project past its cap.
+            spenders = budget_values_list(client, period=period, limit=MAX_FORECAST_VALUES,
+                                          min_nanos=int(limit_nanos * fraction), max_nanos=limit_nanos)
+        else:
+            spenders = [ValueSpend("", period.base, int(client.hget(period.base, "s") or 0), 0)]
+        for spender in spenders:
+            spent = spender.settled
             if spent <= 0 or spent >= limit_nanos or spent / fraction <= limit_nanos:
                 continue
             rate_per_hour = spent / (elapsed / 3600)
             hours = Decimal((limit_nanos - spent) / rate_per_hour).quantize(Decimal("0.1"))
-            value = budget_value_of(key[len(base) + 1:]) if key != base else ""
-            counter = BudgetCounter(budget, value, key, start, end)
+            counter = BudgetCounter(budget, spender.value, spender.key, start, end)
             data = {**_budget_event_data(account, counter, spent), "hours_to_limit": hours,
                     "projected_spend_usd": _usd(int(spent / fraction))}
             channel_ids = [c.pk for c in budget.channels.all()] or None
-            dedupe = f"{alert_claim_base(key)}:forecast:l{limit_nanos}"
+            dedupe = alert_claim(counter.key, "forecast", f"l{limit_nanos}")
             event = _fire_once(account, AlertEvent.Type.FORECAST, dedupe, data, channel_ids, end)
             if event is not None:
                 fired.append(event)

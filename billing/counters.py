@@ -11,26 +11,34 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from django.db.models import Q, QuerySet, Sum
 
 from billing.models import Account, Budget, UsageRecord
 from billing.periods import period_bounds
 from billing.rollups import hour_start, rollup_rows
-from proxy.models import ApiKey
-from proxy.quota import (
+from proxy.budgets import (
     COUNTER_GRACE_SECONDS,
-    NANOS_PER_USD,
-    budget_counter_key,
+    BudgetLayout,
+    BudgetPeriod,
+    Named,
     budget_layout_fingerprint,
-    counters_seed,
+    budget_value_token,
+    per_value,
+    usd_to_nanos,
 )
+from proxy.models import ApiKey
+from proxy.quota import CounterSeed, counters_seed
 from tokonomics.redis_client import sync_redis
 
 # Calls refused before the proxy reserved anything (bad body, disallowed model, too large) never
 # counted toward the plan's requests. Upstream answers with these statuses did, but cannot be told
 # apart in the records: leaving them out errs on the side of letting calls through.
 REFUSED_BEFORE_ADMISSION = (400, 401, 403, 413)
+# The record column a scope's spend is grouped by; which group lands in which counter is
+# proxy.budgets' rule.
+GROUP_COLUMNS = {"account": "", "tenant": "tenant", "feature": "feature", "key": "key_id"}
 
 
 def _expiry(end: datetime | None) -> int:
@@ -42,31 +50,67 @@ def _hour_ceil(at: datetime) -> datetime:
     return floor if floor == at else floor + timedelta(hours=1)
 
 
-def budget_spend_by_counter(*, account_id: int, now: datetime | None = None) -> dict[str, tuple[int, int]]:
-    """{counter key: (settled nano-dollars, expiry unix s or 0)} for the current period of every budget."""
+def budget_counter_seeds(*, account_id: int, now: datetime | None = None) -> list[CounterSeed]:
+    """Every counter of the current period of every budget, with its settled spend per the records."""
     now = now or datetime.now(UTC)
     budgets = list(Budget.objects.filter(account_id=account_id).select_related("account__plan"))
-    counters: dict[str, tuple[int, int]] = {}
-    exact = {(b.scope, b.period, b.match) for b in budgets if b.match not in ("", "*")}
+    layout = BudgetLayout(budgets)
+    key_names = dict(ApiKey.objects.filter(account_id=account_id).values_list("pk", "name"))
+    spend: dict[tuple[str, datetime, datetime | None], dict[object, int]] = {}
+    seeds = []
     for budget in budgets:
         start, end = period_bounds(budget.period, budget.account.timezone, now)
-        retained_from = now - timedelta(days=budget.account.effective_retention_days)
-        spend: Counter[str] = Counter()
-        # Whole hours from the rollups; the partial hours at either edge from raw records. A first partial
-        # hour whose records retention may have deleted is read from its rollup hour whole instead: it may
-        # then count up to an hour before the period too, never less than was spent.
-        first = _hour_ceil(start)
-        if first != start and start < retained_from:
-            first = hour_start(start.astimezone(UTC))
-        elif first != start:
-            spend.update(_spend_by_value(_records(account_id, start, first), budget, exact))
-        last = hour_start(end.astimezone(UTC)) if end is not None else None
-        if last is not None and last != end:
-            spend.update(_spend_by_value(_records(account_id, last, end), budget, exact))
-        spend.update(_rollup_spend_by_value(account_id, budget, exact, first, last))
-        for value, nanos in spend.items():
-            counters[budget_counter_key(account_id, budget.id, start, value)] = (nanos, _expiry(end))
-    return counters
+        column = GROUP_COLUMNS[budget.scope]
+        if (column, start, end) not in spend:
+            retained_from = now - timedelta(days=budget.account.effective_retention_days)
+            spend[(column, start, end)] = _spend_by_group(account_id, column, start, end, retained_from)
+        by_value: Counter[str] = Counter()
+        for group, nanos in spend[(column, start, end)].items():
+            value = layout.counter_value(budget, _named(column, group, key_names))
+            if value is not None:
+                by_value[value] += nanos
+        period, indexed = BudgetPeriod.of(account_id, budget.id, start), per_value(budget)
+        seeds += [CounterSeed(period.counter_key(value), nanos, _expiry(end), period.values_key if indexed else "",
+                              budget_value_token(value) if indexed else "")
+                  for value, nanos in by_value.items()]
+    return seeds
+
+
+def budget_spend_by_counter(*, account_id: int, now: datetime | None = None) -> dict[str, tuple[int, int]]:
+    """{counter key: (settled nano-dollars, expiry unix s or 0)} for the current period of every budget."""
+    return {seed.key: (seed.nanos, seed.expire_at) for seed in budget_counter_seeds(account_id=account_id, now=now)}
+
+
+def _named(column: str, group: object, key_names: dict[int, str]) -> Named:
+    """What a group of records names in its scope (a key by its name, its counter by its id)."""
+    if column == "key_id":
+        name = key_names.get(group, "") if isinstance(group, int) else ""  # no key, or a deleted one: none
+        return Named(name, str(group))
+    return Named(str(group or ""), str(group or ""))
+
+
+def _spend_by_group(
+    account_id: int, column: str, start: datetime, end: datetime | None, retained_from: datetime
+) -> dict[object, int]:
+    """{value of `column` ('' for none: the whole account): nano-dollars} over [start, end): whole hours
+    from the rollups, the partial hours at either edge from raw records. A first partial hour whose records
+    retention may have deleted is read from its rollup hour whole instead: it may then count up to an hour
+    before the period too, never less than was spent."""
+    totals: Counter[object] = Counter()
+    first = _hour_ceil(start)
+    if first != start and start < retained_from:
+        first = hour_start(start.astimezone(UTC))
+    elif first != start:
+        totals.update(_record_sums(_records(account_id, start, first), column))
+    last = hour_start(end.astimezone(UTC)) if end is not None else None
+    if last is not None and last != end:
+        totals.update(_record_sums(_records(account_id, last, end), column))
+    rows = rollup_rows(account_id=account_id, dimensions=(column,) if column else (), first=first, end=last)
+    if column:
+        totals.update({row[column]: _nanos(row["total"]) for row in rows.sums(column, total=Sum("cost_usd"))})
+    else:
+        totals[""] += _nanos(rows.sums(total=Sum("cost_usd"))[0]["total"])
+    return dict(totals)
 
 
 def _records(account_id: int, start: datetime, end: datetime | None) -> QuerySet[UsageRecord]:
@@ -74,50 +118,16 @@ def _records(account_id: int, start: datetime, end: datetime | None) -> QuerySet
     return records.filter(created_at__lt=end) if end is not None else records
 
 
-def _key_ids(account_id: int, names: Iterable[str]) -> list[int]:
-    return list(ApiKey.objects.filter(account_id=account_id, name__in=list(names)).values_list("pk", flat=True))
-
-
-def _rollup_spend_by_value(
-    account_id: int, budget: Budget, exact: set[tuple[str, str, str]], first: datetime, end: datetime | None
-) -> dict[str, int]:
-    """{counter value: nano-dollars} of one budget over the whole hours [first, end), from rollups (the same
-    values as _spend_by_value: a key by its id, a value some budget names left to that budget)."""
-    field = {"account": "", "key": "key_id"}.get(budget.scope, budget.scope)
-    rows = rollup_rows(account_id=account_id, dimensions=(field,) if field else (), first=first, end=end)
-    if budget.scope == "account" or budget.match != "*":
-        if budget.scope == "key":
-            rows = rows.filter(key_id__in=_key_ids(account_id, [budget.match]))
-        elif budget.scope != "account":
-            rows = rows.filter(**{field: budget.match})
-        return {"": _nanos(rows.sums(total=Sum("cost_usd"))[0]["total"])}
-    named = {m for (s, p, m) in exact if s == budget.scope and p == budget.period}
-    if budget.scope == "key":
-        rows = rows.filter(~Q(key_id=0), ~Q(key_id__in=_key_ids(account_id, named)))
-    else:
-        rows = rows.filter(~Q(**{field: ""}), ~Q(**{f"{field}__in": named}))
-    return {str(row[field]): _nanos(row["total"]) for row in rows.sums(field, total=Sum("cost_usd"))}
-
-
-def _spend_by_value(records: QuerySet[UsageRecord], budget: Budget, exact: set[tuple[str, str, str]]) -> dict[str, int]:
-    """{counter value: settled nano-dollars} of one budget, in one query."""
-    if budget.scope == "account":
+def _record_sums(records: QuerySet[UsageRecord], column: str) -> dict[object, int]:
+    """{value of `column`: nano-dollars} of some records, in one query."""
+    if not column:
         return {"": _nanos(records.aggregate(total=Sum("cost_usd"))["total"])}
-    if budget.match != "*":
-        field = "key__name" if budget.scope == "key" else budget.scope
-        return {"": _nanos(records.filter(**{field: budget.match}).aggregate(total=Sum("cost_usd"))["total"])}
-    # A value some budget of the same scope and period names is counted there, not under '*'.
-    named = {m for (s, p, m) in exact if s == budget.scope and p == budget.period}
-    if budget.scope == "key":
-        rows = records.exclude(key_id=None).exclude(key__name__in=named).values_list("key_id")
-    else:
-        rows = records.exclude(**{budget.scope: ""}).exclude(**{f"{budget.scope}__in": named})
-        rows = rows.values_list(budget.scope)
-    return {str(value): _nanos(total) for value, total in rows.annotate(total=Sum("cost_usd")).order_by()}
+    rows = records.values_list(column).annotate(total=Sum("cost_usd")).order_by()
+    return {value: _nanos(total) for value, total in rows}
 
 
-def _nanos(total: object) -> int:
-    return int(total * NANOS_PER_USD) if total is not None else 0  # type: ignore[operator]
+def _nanos(total: Decimal | None) -> int:
+    return usd_to_nanos(total) if total is not None else 0  # a sum over no rows
 
 
 def plan_requests_recorded(*, account: Account, now: datetime) -> tuple[datetime, int, int]:
@@ -140,7 +150,7 @@ def plan_requests_recorded(*, account: Account, now: datetime) -> tuple[datetime
 
 
 def budget_layout_of(budgets: Iterable[Budget], timezone_name: str) -> str:
-    return budget_layout_fingerprint(timezone_name, ((b.id, b.scope, b.match, b.period) for b in budgets))
+    return budget_layout_fingerprint(timezone_name, budgets)
 
 
 def budget_counters_rebuild(
@@ -154,7 +164,7 @@ def budget_counters_rebuild(
     account = Account.objects.select_related("plan").filter(pk=account_id).first()
     if account is None:
         return {}
-    counters = budget_spend_by_counter(account_id=account_id, now=now)
+    counters = budget_counter_seeds(account_id=account_id, now=now)
     layouts = {budget_layout_of(account.budgets.all(), account.timezone), fingerprint} - {""}
     plan = plan_requests_recorded(account=account, now=now) if account.plan.monthly_request_limit else None
     return counters_seed(sync_redis(), account_id=account_id, counters=counters, fingerprints=sorted(layouts),

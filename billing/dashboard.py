@@ -15,7 +15,8 @@ from billing.periods import period_bounds
 from billing.pricing import catalogue_price_table
 from billing.rollups import RollupRows, rollup_rows
 from billing.selectors import UsageFilters, usage_sum_list
-from proxy.quota import NANOS_PER_USD, account_prefix, budget_counter_key, budget_value_of
+from proxy.budgets import BudgetPeriod, ingested_key, nanos_to_usd, per_value
+from proxy.quota import ValueSpend, budget_values_list
 from tokonomics.redis_client import sync_redis
 
 DIMENSIONS = ("feature", "tenant", "model", "provider", "key", "environment", "tag")
@@ -208,33 +209,29 @@ def spend_series(account: Account, period: Range, filters: dict[str, str]) -> li
     return series
 
 
-def budget_status(account: Account, now: datetime | None = None) -> list[dict]:
+def budget_status(account: Account, now: datetime | None = None, *, top: int = 5) -> list[dict]:
     """Spend this period against every budget (live Redis counters), with the end-of-period projection.
-    A '*' budget shows its five biggest spenders."""
+    A '*' budget shows its `top` biggest spenders."""
     now = now or datetime.now(UTC)
     client = sync_redis()
     out = []
     for budget in Budget.objects.filter(account=account):
         start, end = period_bounds(budget.period, account.timezone, now)
-        base = budget_counter_key(account.pk, budget.pk, start)
-        keys = [base]
-        if budget.match == "*":  # one counter per tenant / feature / key seen this period
-            keys = [k.decode() for k in client.scan_iter(match=f"{base}:*", count=500)]
-        pipe = client.pipeline(transaction=False)  # one round trip for all of a '*' budget's counters
-        for key in keys:
-            pipe.hmget(key, "s", "r")
-        spent = [(budget_value_of(k[len(base) + 1:]) if k != base else "", int(settled or 0), int(reserved or 0))
-                 for k, (settled, reserved) in zip(keys, pipe.execute(), strict=True)]
-        spent.sort(key=lambda item: -item[1])
+        period = BudgetPeriod.of(account.pk, budget.pk, start)
+        if per_value(budget):  # one counter per tenant / feature / key seen this period
+            spenders = budget_values_list(client, period=period, limit=top)
+        else:
+            settled, reserved = client.hmget(period.base, "s", "r")
+            spenders = [ValueSpend("", period.base, int(settled or 0), int(reserved or 0))]
         elapsed = now.timestamp() - start.timestamp()  # timestamps: right across DST changes too
         fraction = 1.0 if end is None else min(1.0, max(elapsed / (end.timestamp() - start.timestamp()), 1e-6))
-        for value, settled, reserved in spent[:5] or [("", 0, 0)]:
-            spent_usd = Decimal(settled) / NANOS_PER_USD
+        for spender in spenders or [ValueSpend("", period.base, 0, 0)]:
+            spent_usd = nanos_to_usd(spender.settled)
             projected = spent_usd / Decimal(fraction) if end is not None else spent_usd
             limit = budget.limit_usd or Decimal("0.000001")
             out.append({
-                "budget": budget, "value": value, "spent_usd": spent_usd.quantize(Decimal("0.000001")),
-                "reserved_usd": (Decimal(reserved) / NANOS_PER_USD).quantize(Decimal("0.000001")),
+                "budget": budget, "value": spender.value, "spent_usd": spent_usd.quantize(Decimal("0.000001")),
+                "reserved_usd": nanos_to_usd(spender.reserved).quantize(Decimal("0.000001")),
                 "percent": min(int(100 * spent_usd / limit), 999),
                 "projected_usd": projected.quantize(Decimal("0.000001")),
                 "projected_percent": min(int(100 * projected / limit), 100), "period_end": end,
@@ -254,4 +251,4 @@ def recent_calls(account: Account, filters: dict[str, str], limit: int = 20) -> 
 
 def live_token(account: Account) -> str:
     """Moves whenever new usage of the account is stored: the dashboard's 'anything new?' check."""
-    return (sync_redis().get(f"{account_prefix(account.pk)}:ingested") or b"0").decode()
+    return (sync_redis().get(ingested_key(account.pk)) or b"0").decode()

@@ -27,8 +27,9 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 
 from billing.models import Account, UsageRecord
 from billing.rollups import usage_rollup_add
+from proxy.budgets import ingested_key
 from proxy.models import ApiKey
-from proxy.quota import account_prefix, events_stream_key
+from proxy.quota import events_stream_key
 from proxy.usage_bounds import usage_event_clean
 from tokonomics.redis_client import sync_redis
 
@@ -131,7 +132,7 @@ def _announce(account_ids: set[int]) -> None:
         return
     pipe = sync_redis().pipeline(transaction=False)
     for account_id in account_ids:
-        pipe.incr(f"{account_prefix(account_id)}:ingested")
+        pipe.incr(ingested_key(account_id))
     try:
         pipe.execute()
     except redis.RedisError:

@@ -29,9 +29,9 @@ from billing.counters import budget_counters_rebuild
 from billing.models import Account, Budget, Plan, Seat, UsageRecord, UsageTagRollup
 from billing.rollups import ROLLUPS, SUMS, TAG_CELL, cell_columns
 from billing.services import management_token_create
+from proxy.budgets import ingested_key
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
-from proxy.quota import account_prefix
 from tokonomics.redis_client import sync_redis
 
 ACCOUNT_NAME = "Scale benchmark (seeded usage)"  # marks an account this module may add records to
@@ -343,7 +343,7 @@ def usage_seed(*, account: Account, total: int, days: int = 90, batch_size: int 
         done, elapsed = last + 1, time.monotonic() - started
         progress(f"{already + done:>12,} / {total:,} records  {done / elapsed:,.0f}/s  "
                  f"eta {duration((missing - done) * elapsed / done)}")
-    sync_redis().incr(f"{account_prefix(account.pk)}:ingested")  # open dashboards: new usage
+    sync_redis().incr(ingested_key(account.pk))  # open dashboards: new usage
     return missing
 
 

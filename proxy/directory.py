@@ -17,6 +17,8 @@ from django.db import close_old_connections, connections
 
 from billing.pricing import PriceTable
 
+from .budgets import BudgetEntry
+
 log = logging.getLogger(__name__)
 
 MAX_AGE_SECONDS = 30.0
@@ -53,16 +55,6 @@ class EndpointEntry:
     base_url: str
     pricing_provider: str
     credential: str
-
-
-@dataclass(slots=True, frozen=True)
-class BudgetEntry:
-    id: int
-    scope: str
-    match: str
-    period: str
-    limit_nanos: int
-    hard: bool
 
 
 @dataclass(slots=True)
@@ -122,10 +114,7 @@ def load_account(account_id: int) -> AccountEntry | None:
             e.slug: EndpointEntry(e.slug, e.wire_format, e.base_url.rstrip("/"), e.pricing_provider, e.get_credential())
             for e in account.provider_endpoints.all()
         }
-        budgets = tuple(
-            BudgetEntry(b.id, b.scope, b.match, b.period, int(b.limit_usd * 1_000_000_000), b.hard)
-            for b in account.budgets.all()
-        )
+        budgets = tuple(BudgetEntry.of(b) for b in account.budgets.all())
         prices = {
             (p.provider, p.model): PriceTable.from_override(
                 input_per_mtok=p.input_per_mtok,

@@ -36,6 +36,7 @@ from billing.pricing import (
 from billing.usage import TokenUsage
 
 from . import metrics
+from .budgets import usd_to_nanos
 from .catalog import BUILTIN_PROVIDERS
 from .context import ProxyContext
 from .directory import AccountEntry, EndpointEntry, KeyEntry
@@ -44,7 +45,7 @@ from .keys import hash_key, is_well_formed
 from .paths import ProxyPath, proxy_path_parse
 from .providers import WIRE_FORMATS
 from .providers.base import Operation, ProviderError, RequestInfo, WireFormat, route_path
-from .quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, CallPlan, Counter, Denial, Reservation, Unseeded, usd_to_nanos
+from .quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, CallPlan, Counter, Denial, Reservation, Unseeded
 from .urls_policy import BlockedAddress, literal_host_problem
 from .usage_bounds import MAX_LATENCY_MS, MAX_TOKENS, TEXT_LIMITS, cost_clean, int_clamp, tags_clean, text_clean
 

@@ -7,31 +7,35 @@ counters rebuilt from records equal the live ones exactly.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
-from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import redis
 from redis.exceptions import RedisError, ResponseError
 
 from billing.periods import period_bounds
 
-from .directory import AccountEntry, BudgetEntry, KeyEntry
+from .budgets import (
+    COUNTER_GRACE_SECONDS,
+    BudgetEntry,
+    BudgetLayout,
+    BudgetPeriod,
+    account_prefix,
+    budget_layout_fingerprint,
+    budget_value_token,
+    per_value,
+)
+from .directory import AccountEntry, KeyEntry
 from .redis_pipeline import LuaScript, PipelinedRedis
 from .usage_bounds import MAX_TOKENS
 
 log = logging.getLogger(__name__)
 
-NANOS_PER_USD = 1_000_000_000
 LUA_DIR = Path(__file__).parent / "lua"
-# Counters outlive their period by a day so alerts and dashboards can still read them.
-COUNTER_GRACE_SECONDS = 86400
 # Settles that could not reach Redis, kept to be replayed when it answers again; past this many the
 # oldest are dropped (their reservations expire by themselves, and a rebuild recounts the spend).
 MAX_DEFERRED_SETTLES = 100_000
@@ -39,13 +43,6 @@ MAX_DEFERRED_SETTLES = 100_000
 # deferred settle starts them again.
 REPLAY_ATTEMPTS = 120
 REPLAY_PAUSE_SECONDS = 0.5
-
-# The format of budget counter keys. It is part of every budget layout fingerprint, so counters kept under
-# another format (2: tenant / feature values encoded) are re-seeded from the records, never read as empty.
-BUDGET_KEY_FORMAT = 2
-# A value whose encoding is longer than this is kept under a hash of it: keys stay short, and an alert's
-# dedupe key (counter key and a suffix) fits its 300-character column.
-MAX_VALUE_TOKEN = 160
 
 # Cached call plans (one per account × key × feature × tenant seen); past this many the cache starts over.
 MAX_CACHED_PLANS = 50_000
@@ -66,15 +63,6 @@ DENIAL_CODES = {
 }
 
 
-def usd_to_nanos(amount: Decimal) -> int:
-    return int(amount.scaleb(9).to_integral_value())
-
-
-def account_prefix(account_id: int) -> str:
-    # The hash tag keeps every key of an account in one cluster slot, so one script can touch them all.
-    return f"tk:{{a:{account_id}}}"
-
-
 def events_stream_key(account_id: int) -> str:
     return f"{account_prefix(account_id)}:events"
 
@@ -88,45 +76,6 @@ def plan_counter_key(account_id: int, month_start: datetime) -> str:
     return f"{account_prefix(account_id)}:plan:{int(month_start.timestamp())}"
 
 
-def budget_value_token(value: str) -> str:
-    """A tenant, feature or key value as its counter key holds it: strictly percent-encoded (only letters,
-    digits and `-._~` stay, so `team-a` reads as itself in Redis and the dashboard can show it), or, when
-    that is longer than MAX_VALUE_TOKEN, `#` and a hash of the value. No byte a client sends can be a key
-    separator, a hash tag or a Lua delimiter, and `#` never starts an encoded value."""
-    raw = value.encode("utf-8", "surrogatepass")
-    token = quote_from_bytes(raw, safe="")
-    if len(token) <= MAX_VALUE_TOKEN:
-        return token
-    return "#" + hashlib.blake2b(raw, digest_size=16).hexdigest()
-
-
-def budget_value_of(token: str) -> str:
-    """The value a counter key's last part stands for (a hashed one is shown as its token)."""
-    return token if token.startswith("#") else unquote_to_bytes(token).decode("utf-8", "replace")
-
-
-def budget_counter_key(account_id: int, budget_id: int, period_start: datetime, value: str = "") -> str:
-    suffix = f":{budget_value_token(value)}" if value else ""
-    return f"{account_prefix(account_id)}:b{BUDGET_KEY_FORMAT}:{budget_id}:{int(period_start.timestamp())}{suffix}"
-
-
-def alert_claim_base(counter_key: str) -> str:
-    """A counter's key as alert claims (dedupe keys) name it: in the first key format's words (`:b:`), so
-    a threshold that fired before the counters moved to another key format does not fire again after."""
-    return counter_key.replace(f":b{BUDGET_KEY_FORMAT}:", ":b:", 1)
-
-
-def budget_layout_fingerprint(timezone_name: str, budgets: Iterable[tuple[int, str, str, str]]) -> str:
-    """Which counters an account's budgets (id, scope, match, period) keep, in its time zone, under
-    BUDGET_KEY_FORMAT.
-
-    Limits and hard/soft are left out: changing them keeps every counter. Anything else may start
-    counters that must first be seeded with the period's recorded spend.
-    """
-    layout = repr((BUDGET_KEY_FORMAT, timezone_name, sorted(budgets)))
-    return hashlib.blake2b(layout.encode(), digest_size=8).hexdigest()
-
-
 @dataclass(slots=True, frozen=True)
 class Counter:
     key: str
@@ -135,6 +84,19 @@ class Counter:
     limit_nanos: int
     hard: bool
     reset_at: int = 0  # unix seconds the period ends; 0 = never (total budgets)
+    values_key: str = ""  # a '*' budget's: the value index its settles list `token` in
+    token: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class CounterSeed:
+    """A counter's settled spend as the usage records add it up, for counters_seed."""
+
+    key: str
+    nanos: int
+    expire_at: int  # unix seconds; 0 = never (total budgets)
+    values_key: str = ""  # a '*' budget's: its period's value index, which gets `token`
+    token: str = ""
 
 
 @dataclass(slots=True)
@@ -215,30 +177,6 @@ class _PeriodCache:
         return hit
 
 
-def applicable_budgets(
-    account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str
-) -> list[tuple[BudgetEntry, str]]:
-    """Every budget covering this call, with the value its counter is kept for ('' = one counter).
-
-    A budget naming a value wins over a '*' budget of the same scope and period for that value.
-    """
-    values = {"tenant": tenant, "feature": feature, "key": key.name}
-    chosen: dict[tuple[str, str], tuple[BudgetEntry, str]] = {}
-    for budget in account.budgets:
-        if budget.scope == "account":
-            chosen[("account", budget.period + str(budget.id))] = (budget, "")
-            continue
-        value = values[budget.scope]
-        if not value:
-            continue  # a call without the header is in no tenant or feature budget
-        slot = (budget.scope, budget.period)
-        if budget.match == value and value != "*":  # a tenant called "*" is a value, not the wildcard
-            chosen[slot] = (budget, "")
-        elif budget.match == "*" and slot not in chosen:
-            chosen[slot] = (budget, str(key.id) if budget.scope == "key" else value)
-    return list(chosen.values())
-
-
 class Quota:
     def __init__(self, redis: PipelinedRedis, *, reservation_ttl_ms: int) -> None:
         self.redis = redis
@@ -247,6 +185,7 @@ class Quota:
         self._settle = LuaScript.of((LUA_DIR / "settle_call.lua").read_text())
         self._periods = _PeriodCache()
         self._fingerprints: dict[int, tuple[tuple[BudgetEntry, ...], str, str]] = {}
+        self._layouts: dict[int, tuple[tuple[BudgetEntry, ...], BudgetLayout[BudgetEntry]]] = {}
         self._plans: dict[tuple[int, int, str, str], CallPlan] = {}
         self._settle_heads: dict[tuple[int, int], tuple[str, ...]] = {}
         self.deferred: deque[tuple[Reservation, int, int]] = deque(maxlen=MAX_DEFERRED_SETTLES)
@@ -271,17 +210,23 @@ class Quota:
         month = self._periods.get("month", account.timezone, now)
         valid_from, valid_until = month.start_ts, month.end_ts
         counters = []
-        for budget, value in applicable_budgets(account, key, feature=feature, tenant=tenant):
+        covered = self.layout(account).counters_for_call(key_id=key.id, key_name=key.name, feature=feature,
+                                                         tenant=tenant)
+        for budget, value in covered:
             period = self._periods.get(budget.period, account.timezone, now)
             valid_from, valid_until = max(valid_from, period.start_ts), min(valid_until, period.end_ts)
+            counter_period = BudgetPeriod.of(account.id, budget.id, period.start)
+            indexed = per_value(budget)
             counters.append(
                 Counter(
-                    budget_counter_key(account.id, budget.id, period.start, value),
+                    counter_period.counter_key(value),
                     period.expire_at,
                     DENIAL_CODES[budget.scope],
                     budget.limit_nanos,
                     budget.hard,
                     period.reset_at,
+                    counter_period.values_key if indexed else "",
+                    budget_value_token(value) if indexed else "",
                 )
             )
         prefix = account_prefix(account.id)
@@ -315,12 +260,19 @@ class Quota:
         ]
         return CallPlan(account, key, counters, keys, args, valid_from, valid_until)
 
+    def layout(self, account: AccountEntry) -> BudgetLayout[BudgetEntry]:
+        cached = self._layouts.get(account.id)
+        if cached is not None and cached[0] is account.budgets:
+            return cached[1]
+        layout = BudgetLayout(account.budgets)
+        self._layouts[account.id] = (account.budgets, layout)
+        return layout
+
     def fingerprint(self, account: AccountEntry) -> str:
         cached = self._fingerprints.get(account.id)
         if cached is not None and cached[0] is account.budgets and cached[1] == account.timezone:
             return cached[2]
-        layout = ((b.id, b.scope, b.match, b.period) for b in account.budgets)
-        value = budget_layout_fingerprint(account.timezone, layout)
+        value = budget_layout_fingerprint(account.timezone, account.budgets)
         self._fingerprints[account.id] = (account.budgets, account.timezone, value)
         return value
 
@@ -346,14 +298,17 @@ class Quota:
         if not reservation.held and not mode:
             mode = "once"
         prefix = account_prefix(reservation.account_id)
+        counters = reservation.counters
         keys = [
             *self._settle_keys(reservation.account_id, reservation.key_id),
             f"{prefix}:settled:{reservation.rid}",
-            *(c.key for c in reservation.counters),
+            *(c.key for c in counters),
+            *(c.values_key for c in counters if c.values_key),
         ]
         argv: list[str | int | bytes] = [reservation.rid, max(0, min(actual_nanos, MAX_CALL_NANOS)),
-                                         max(0, min(actual_tokens, MAX_CALL_TOKENS)), event, mode]
-        argv += [c.expire_at for c in reservation.counters]
+                                         max(0, min(actual_tokens, MAX_CALL_TOKENS)), event, mode, len(counters)]
+        for c in counters:
+            argv += [c.expire_at, c.token if c.values_key else ""]
         return await self.redis.evalsha(self._settle, keys, argv)
 
     def _settle_keys(self, account_id: int, key_id: int) -> tuple[str, ...]:
@@ -409,18 +364,52 @@ def counters_seed(
     client: redis.Redis,
     *,
     account_id: int,
-    counters: dict[str, tuple[int, int]],
+    counters: Iterable[CounterSeed],
     fingerprints: Iterable[str],
     plan: tuple[datetime, int, int] | None = None,
 ) -> dict[str, int]:
-    """Raise counters ({key: (settled nano-dollars, expiry)}) to at least the given values, and the
-    plan counter ((month start, requests, expiry)) likewise, then mark the budget layouts `fingerprints`
+    """Raise counters to at least the given settled spend (listing a '*' budget's values in its index), and
+    the plan counter ((month start, requests, expiry)) likewise, then mark the budget layouts `fingerprints`
     seeded; atomic. Returns {key: settled value afterwards}."""
+    counters = list(counters)
     script = client.register_script((LUA_DIR / "seed_counters.lua").read_text())
     month_start, requests, plan_expiry = plan if plan is not None else (datetime.fromtimestamp(0, UTC), 0, 0)
-    keys = [seeded_marker_key(account_id), plan_counter_key(account_id, month_start), *counters]
-    argv: list[str | int] = [",".join(fingerprints), "" if plan is None else requests, plan_expiry]
-    for nanos, expire_at in counters.values():
-        argv += [nanos, expire_at]
+    keys = [seeded_marker_key(account_id), plan_counter_key(account_id, month_start),
+            *(c.key for c in counters), *(c.values_key for c in counters if c.values_key)]
+    argv: list[str | int] = [",".join(fingerprints), "" if plan is None else requests, plan_expiry, len(counters)]
+    for c in counters:
+        argv += [c.nanos, c.expire_at, c.token if c.values_key else ""]
     settled = script(keys=keys, args=argv)
-    return dict(zip(counters, (int(v) for v in settled), strict=True))
+    return dict(zip((c.key for c in counters), (int(v) for v in settled), strict=True))
+
+
+@dataclass(slots=True, frozen=True)
+class ValueSpend:
+    value: str  # as the client sent it (a hashed one as its token); a key's id for a key budget
+    key: str  # its counter
+    settled: int  # nano-dollars
+    reserved: int
+
+
+def budget_values_list(
+    client: redis.Redis, *, period: BudgetPeriod, limit: int, min_nanos: int | None = None,
+    max_nanos: int | None = None,
+) -> list[ValueSpend]:
+    """A '*' budget's counters in one period, biggest spenders first: at most `limit` of them, from its value
+    index (never a scan: a period may hold millions of values), only those whose settled spend lies in
+    [min_nanos, max_nanos] when given."""
+    if limit <= 0:
+        return []
+    low = "-inf" if min_nanos is None else min_nanos
+    high = "+inf" if max_nanos is None else max_nanos
+    keys = [period.token_key(t.decode()) for t in client.zrevrangebyscore(period.values_key, high, low, start=0,
+                                                                           num=limit)]
+    pipe = client.pipeline(transaction=False)  # one round trip for all of them
+    for key in keys:
+        pipe.hmget(key, "s", "r")
+    found = [ValueSpend(period.value_of(key), key, int(settled or 0), int(reserved or 0))
+             for key, (settled, reserved) in zip(keys, pipe.execute(), strict=True)]
+    # The index's scores are doubles, exact below 2^53 nano-dollars ($9M); the counters themselves decide.
+    found = [f for f in found if (min_nanos is None or f.settled >= min_nanos)
+             and (max_nanos is None or f.settled <= max_nanos)]
+    return sorted(found, key=lambda f: -f.settled)

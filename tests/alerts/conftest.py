@@ -24,8 +24,9 @@ from django.conf import settings
 from django.db import connection
 
 from alerts.models import AlertChannel, generate_webhook_secret
+from proxy.budgets import usd_to_nanos
 from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
-from proxy.quota import Quota, Reservation, usd_to_nanos
+from proxy.quota import Quota, Reservation
 from proxy.redis_pipeline import PipelinedRedis
 
 from ..conftest import KEY, Stack

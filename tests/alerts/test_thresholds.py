@@ -16,7 +16,8 @@ from alerts.models import AlertDelivery, AlertEvent
 from billing.ledger import usage_ingest
 from billing.models import Budget, PriceOverride, UsageRecord
 from billing.periods import period_bounds
-from proxy.quota import budget_counter_key, plan_counter_key
+from proxy.budgets import budget_counter_key
+from proxy.quota import plan_counter_key
 from tokonomics.redis_client import sync_redis
 
 from .conftest import KEY, Spender, WebhookReceiver, run_together, webhook_channel

@@ -1,36 +1,60 @@
 """Readers of '*' budget counters (dashboard, forecasts) show the tenant or feature a counter key holds
-encoded as the client sent it."""
+encoded as the client sent it, found through the value index the settle script keeps."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 
 from alerts.evaluate import budget_forecasts_check
 from billing.dashboard import budget_status
 from billing.models import Budget
-from billing.periods import period_bounds
-from proxy.quota import budget_counter_key
-from tokonomics.redis_client import sync_redis
+from proxy.budgets import BudgetEntry
+from proxy.directory import AccountEntry, KeyEntry
+from proxy.quota import Quota, Reservation
+from proxy.redis_pipeline import PipelinedRedis
 
 TENANTS = ["team:a|b{x}", "%7C", "#1", "ümlaut\nnew line", "x" * 500]
+
+
+def settle(account, budget: Budget, spend: dict[str, int], now: datetime) -> None:  # type: ignore[no-untyped-def]
+    """Settle `spend` (tenant: nano-dollars) with the proxy's own Quota and settle script."""
+    entry = AccountEntry(id=account.pk, slug=account.slug, timezone=account.timezone, monthly_request_limit=0,
+                         on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
+                         budgets=(BudgetEntry.of(budget),), prices={})
+    key = KeyEntry(id=1, account_id=account.pk, name="main", environment="", allowed_patterns=(), expires_at=None,
+                   revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
+
+    async def main() -> None:
+        quota = Quota(PipelinedRedis(settings.REDIS_URL, timeout=5), reservation_ttl_ms=60_000)
+        try:
+            for n, (tenant, nanos) in enumerate(spend.items()):
+                counters = quota.counters_for(entry, key, feature="", tenant=tenant, now=now.timestamp())
+                held = Reservation(f"r{n}", account.pk, key.id, counters, 0, 0, held=False)
+                await quota.settle(reservation=held, actual_nanos=nanos, actual_tokens=0, event=b"")
+        finally:
+            await quota.redis.close()
+
+    asyncio.run(main())
 
 
 @pytest.mark.django_db
 def test_dashboard_and_forecasts_name_each_tenant_as_sent(acme) -> None:  # type: ignore[no-untyped-def]
     budget = Budget.objects.create(account=acme, scope="tenant", match="*", period="day", limit_usd=Decimal(10),
                                    alert_at=[100])
-    now = datetime(2026, 3, 4, 12, tzinfo=UTC)
-    start, _ = period_bounds("day", acme.timezone, now)
-    for n, tenant in enumerate(TENANTS):
-        sync_redis().hset(budget_counter_key(acme.pk, budget.pk, start, tenant), "s", (n + 6) * 10**9)
+    now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) + timedelta(days=1)  # still live
+    settle(acme, budget, {tenant: (n + 6) * 10**9 for n, tenant in enumerate(TENANTS)}, now)
 
     shown = {row["value"]: row["spent_usd"] for row in budget_status(acme, now=now)}
     assert {value: shown[value] for value in TENANTS[:4]} == {t: Decimal(n + 6) for n, t in enumerate(TENANTS[:4])}
     [hashed] = set(shown) - set(TENANTS)  # too long to keep in a key: shown as its hash
     assert hashed.startswith("#") and shown[hashed] == Decimal(10)
+    # The biggest spenders first, as many as asked for.
+    assert [row["spent_usd"] for row in budget_status(acme, now=now, top=2)] == [Decimal(10), Decimal(9)]
 
     warned = {event.payload["data"]["value"] for event in budget_forecasts_check(now=now)}
     assert warned == set(TENANTS[:4])  # the hashed one has spent 10 of 10: past forecasting

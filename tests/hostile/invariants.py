@@ -25,7 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from billing import ledger
 from billing.models import UsageRecord
 from proxy import metrics
-from proxy.quota import BUDGET_KEY_FORMAT, events_stream_key
+from proxy.budgets import BUDGET_KEY_FORMAT
+from proxy.quota import events_stream_key
 from tokonomics.redis_client import sync_redis
 
 from ..conftest import KEY, OTHER_KEY

@@ -10,7 +10,7 @@ import httpx
 import orjson
 from hypothesis import example, given, settings
 
-from proxy.quota import account_prefix
+from proxy.budgets import account_prefix
 from tokonomics.redis_client import sync_redis
 
 from .conftest import BOUNDED, InProcess

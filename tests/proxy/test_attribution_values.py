@@ -13,16 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis import Redis
 
+from proxy.budgets import MAX_VALUE_TOKEN, BudgetLayout, budget_value_of, budget_value_token
 from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
-from proxy.quota import (
-    MAX_VALUE_TOKEN,
-    Quota,
-    Reservation,
-    applicable_budgets,
-    budget_value_of,
-    budget_value_token,
-    seeded_marker_key,
-)
+from proxy.quota import Quota, Reservation, seeded_marker_key
 from proxy.redis_pipeline import PipelinedRedis
 
 VICTIM, ATTACKER = 902, 901
@@ -120,7 +113,8 @@ async def _exercise(calls: list) -> None:
                 tenant = f"{tenant}|{target_keys[target]}"
             runner = quota if fate == "settle" else crashing
             call_plan = runner.plan_for(attacker, attacker_key, feature=feature, tenant=tenant, now=now)
-            applicable = applicable_budgets(attacker, attacker_key, feature=feature, tenant=tenant)
+            applicable = BudgetLayout(attacker.budgets).counters_for_call(
+                key_id=attacker_key.id, key_name=attacker_key.name, feature=feature, tenant=tenant)
             for counter, (budget, value) in zip(call_plan.counters, applicable, strict=True):
                 assert counter.key.startswith(f"tk:{{a:{ATTACKER}}}:")
                 assert len(counter.key) <= 256

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import pytest
 from django.conf import settings
 
+from proxy.budgets import BudgetLayout, alert_claim_base, budget_counter_key
 from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
-from proxy.quota import Quota, Unseeded, alert_claim_base, applicable_budgets, budget_counter_key
+from proxy.quota import Quota, Unseeded
 from proxy.redis_pipeline import PipelinedRedis
 
 WILDCARD_TENANTS = BudgetEntry(id=7, scope="tenant", match="*", period="month", limit_nanos=10**9, hard=True)
@@ -27,7 +28,8 @@ def account(*budgets: BudgetEntry) -> AccountEntry:
 
 
 def test_a_tenant_called_star_has_its_own_counter_under_the_wildcard_budget() -> None:
-    [(budget, value)] = applicable_budgets(account(WILDCARD_TENANTS), KEY, feature="", tenant="*")
+    layout = BudgetLayout(account(WILDCARD_TENANTS).budgets)
+    [(budget, value)] = layout.counters_for_call(key_id=KEY.id, key_name=KEY.name, feature="", tenant="*")
     assert (budget, value) == (WILDCARD_TENANTS, "*")  # not "" — the counter every tenant would share
 
 

@@ -10,8 +10,9 @@ import pytest
 from django.conf import settings
 from redis.asyncio import Redis
 
+from proxy.budgets import account_prefix
 from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
-from proxy.quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, Quota, Reservation, account_prefix, seeded_marker_key
+from proxy.quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, Quota, Reservation, seeded_marker_key
 from proxy.redis_pipeline import PipelinedRedis
 
 SOFT = BudgetEntry(id=1, scope="account", match="", period="month", limit_nanos=10**18, hard=False)

@@ -12,7 +12,7 @@ from decimal import Decimal
 import httpx
 
 from billing.models import Budget
-from proxy.quota import BUDGET_KEY_FORMAT, account_prefix
+from proxy.budgets import BUDGET_KEY_FORMAT, account_prefix
 from tokonomics.redis_client import sync_redis
 
 from .conftest import KEY, Stack
