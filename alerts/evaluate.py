@@ -67,7 +67,8 @@ def budget_counter_list(
     """The counters a threshold check reads: every budget's one counter, and the counters of '*' budgets the
     values an ingested batch touched land in."""
     layout = BudgetLayout(budgets)
-    key_names = dict(account.api_keys.filter(pk__in=touched.key_ids).values_list("pk", "name"))
+    keys = touched.key_ids if any(per_value(b) and b.scope == "key" for b in layout.budgets) else ()
+    key_names = dict(account.api_keys.filter(pk__in=keys).values_list("pk", "name")) if keys else {}
     names = {
         "tenant": [Named(v, v) for v in touched.tenants],
         "feature": [Named(v, v) for v in touched.features],
@@ -160,7 +161,7 @@ def budget_resolved_check(*, budget_id: int, now: datetime | None = None) -> lis
     limit_nanos = usd_to_nanos(budget.limit_usd)
     fired = []
     for event in exhausted:
-        key = period.claimed_key(event.dedupe_key, per_value=per_value(budget))
+        key = period.claimed_key(event.dedupe_key, parts=2)  # a threshold's claim: t{threshold}, l{limit}
         counter = BudgetCounter(budget, period.value_of(key), key, start, end)
         [spent] = budget_counter_spent(counters=[counter])
         if spent < limit_nanos:

@@ -21,7 +21,6 @@ from typing import Generic, Protocol, TypeVar
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 WILDCARD = "*"
-SCOPES = ("account", "tenant", "feature", "key")
 
 # The format of budget counter keys. It is part of every budget layout fingerprint, so counters kept under
 # another format (2: tenant / feature values encoded) are re-seeded from the records, never read as empty.
@@ -113,14 +112,16 @@ class BudgetPeriod:
     def claim_base(self) -> str:
         return alert_claim_base(self.base)
 
-    def claimed_key(self, claim: str, *, per_value: bool) -> str:
-        """The counter key an alert_claim of a counter of this period names."""
+    def claimed_key(self, claim: str, *, parts: int) -> str:
+        """The counter key named by alert_claim(counter key, *parts) of a counter of this period, `parts`
+        being how many parts the claim ends with (the claim's shape decides, not the budget's match today)."""
         if not claim.startswith(self.claim_base + ":"):
             raise ValueError(f"{claim!r} is not a claim of {self.base!r}")
-        if not per_value:
-            return self.base
-        # A token never holds ':' (percent-encoded, or '#' and hex), so the claim's next part is all of it.
-        return self.token_key(claim[len(self.claim_base) + 1:].split(":", 1)[0])
+        # A token never holds ':' (percent-encoded, or '#' and hex), so what precedes the parts is all of it.
+        named = claim[len(self.claim_base) + 1:].split(":")[:-parts]
+        if len(named) > 1:
+            raise ValueError(f"{claim!r} does not end with {parts} parts")
+        return self.token_key(named[0]) if named else self.base
 
 
 def budget_counter_key(account_id: int, budget_id: int, period_start: datetime, value: str = "") -> str:

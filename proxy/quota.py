@@ -1,4 +1,4 @@
-"""The only place that builds Redis keys and calls the budget scripts.
+"""The only place that calls the budget scripts, with the counters proxy.budgets names for a call.
 
 Money in Redis is integer nano-dollars: the same precision as a usage record's cost, so
 counters rebuilt from records equal the live ones exactly.
@@ -85,7 +85,7 @@ class Counter:
     hard: bool
     reset_at: int = 0  # unix seconds the period ends; 0 = never (total budgets)
     values_key: str = ""  # a '*' budget's: the value index its settles list `token` in
-    token: str = ""
+    token: str = ""  # "" unless values_key
 
 
 @dataclass(slots=True, frozen=True)
@@ -308,7 +308,7 @@ class Quota:
         argv: list[str | int | bytes] = [reservation.rid, max(0, min(actual_nanos, MAX_CALL_NANOS)),
                                          max(0, min(actual_tokens, MAX_CALL_TOKENS)), event, mode, len(counters)]
         for c in counters:
-            argv += [c.expire_at, c.token if c.values_key else ""]
+            argv += [c.expire_at, c.token]
         return await self.redis.evalsha(self._settle, keys, argv)
 
     def _settle_keys(self, account_id: int, key_id: int) -> tuple[str, ...]:

@@ -13,10 +13,12 @@ from django.conf import settings
 from alerts.evaluate import budget_forecasts_check
 from billing.dashboard import budget_status
 from billing.models import Budget
-from proxy.budgets import BudgetEntry
+from billing.periods import period_bounds
+from proxy.budgets import BudgetEntry, BudgetPeriod
 from proxy.directory import AccountEntry, KeyEntry
 from proxy.quota import Quota, Reservation
 from proxy.redis_pipeline import PipelinedRedis
+from tokonomics.redis_client import sync_redis
 
 TENANTS = ["team:a|b{x}", "%7C", "#1", "ümlaut\nnew line", "x" * 500]
 
@@ -58,3 +60,21 @@ def test_dashboard_and_forecasts_name_each_tenant_as_sent(acme) -> None:  # type
 
     warned = {event.payload["data"]["value"] for event in budget_forecasts_check(now=now)}
     assert warned == set(TENANTS[:4])  # the hashed one has spent 10 of 10: past forecasting
+
+
+@pytest.mark.django_db
+def test_the_dashboard_reads_the_biggest_spenders_from_an_index_that_expires_with_its_counters(acme) -> None:  # type: ignore[no-untyped-def]
+    budget = Budget.objects.create(account=acme, scope="tenant", match="*", period="hour", limit_usd=Decimal(1000))
+    now = datetime.now(UTC)
+    spend = {f"tenant-{n:03}": (n * 7919 % 300 + 1) * 10**6 for n in range(300)}
+    settle(acme, budget, spend, now)
+
+    rows = budget_status(acme, now=now)
+    biggest = sorted(spend.items(), key=lambda item: -item[1])[:5]
+    assert [(row["value"], row["spent_usd"]) for row in rows] == [(t, Decimal(n) / 10**9) for t, n in biggest]
+
+    client = sync_redis()
+    period = BudgetPeriod.of(acme.pk, budget.pk, period_bounds("hour", acme.timezone, now)[0])
+    assert client.zcard(period.values_key) == len(spend)
+    counter_expiry = {client.expiretime(period.counter_key(t)) for t in spend}
+    assert counter_expiry == {client.expiretime(period.values_key)} and counter_expiry != {-1}

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from django.conf import settings
 
-from proxy.budgets import BudgetLayout, alert_claim_base, budget_counter_key
+from proxy.budgets import BudgetLayout, BudgetPeriod, alert_claim, alert_claim_base, budget_counter_key
 from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
 from proxy.quota import Quota, Unseeded
 from proxy.redis_pipeline import PipelinedRedis
@@ -51,3 +51,12 @@ def test_a_soft_only_layout_is_seeded_before_its_counters_are_used() -> None:
             await quota.redis.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("value", ["", "t100", "team:a|b", "l5", "x" * 500])
+def test_an_alert_claim_names_the_counter_it_was_made_for(value: str) -> None:
+    period = BudgetPeriod.of(3, 9, datetime(2026, 12, 1, tzinfo=UTC))
+    counter = period.counter_key(value)
+    # Also when the budget's match changed since: the claim's shape says whether it named a value.
+    assert period.claimed_key(alert_claim(counter, "t100", "l5"), parts=2) == counter
+    assert period.value_of(counter) == (value if len(value) < 100 else counter.rpartition(":")[2])
