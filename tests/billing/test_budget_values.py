@@ -4,6 +4,7 @@ encoded as the client sent it, found through the value index the settle script k
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -11,12 +12,14 @@ import pytest
 from django.conf import settings
 
 from alerts.evaluate import budget_forecasts_check
+from billing.counters import budget_counters_rebuild
 from billing.dashboard import budget_status
+from billing.ledger import usage_record_batch
 from billing.models import Budget
 from billing.periods import period_bounds
-from proxy.budgets import BudgetEntry, BudgetPeriod
+from proxy.budgets import BudgetEntry, BudgetPeriod, budget_counter_key
 from proxy.directory import AccountEntry, KeyEntry
-from proxy.quota import Quota, Reservation
+from proxy.quota import Quota, Reservation, Unseeded, seeded_marker_key
 from proxy.redis_pipeline import PipelinedRedis
 from tokonomics.redis_client import sync_redis
 
@@ -78,3 +81,45 @@ def test_the_dashboard_reads_the_biggest_spenders_from_an_index_that_expires_wit
     assert client.zcard(period.values_key) == len(spend)
     counter_expiry = {client.expiretime(period.counter_key(t)) for t in spend}
     assert counter_expiry == {client.expiretime(period.values_key)} and counter_expiry != {-1}
+
+
+def _fingerprint_before_the_index(timezone_name: str, budgets: list[Budget]) -> str:
+    """budget_layout_fingerprint as the release before the value indexes computed it."""
+    layout = repr((2, timezone_name, sorted((b.id, b.scope, b.match, b.period) for b in budgets)))
+    return hashlib.blake2b(layout.encode(), digest_size=8).hexdigest()
+
+
+@pytest.mark.django_db
+def test_counters_kept_before_the_value_index_are_listed_after_the_reseed_it_triggers(acme) -> None:  # type: ignore[no-untyped-def]
+    budget = Budget.objects.create(account=acme, scope="tenant", match="*", period="month", limit_usd=Decimal(100))
+    now = datetime.now(UTC)
+    usage_record_batch(events=[{
+        "request_id": "req_before_index", "account_id": acme.pk, "key_id": None, "tenant": "globex", "feature": "",
+        "provider": "openai", "model": "gpt-4o-mini", "status_code": 200, "cost_usd": "2",
+        "created_at": now.timestamp() - 1,
+    }])
+    # What the previous release left: the counter (with a call not ingested yet), its layout marked seeded.
+    client = sync_redis()
+    start, _ = period_bounds("month", acme.timezone, now)
+    client.hset(budget_counter_key(acme.pk, budget.pk, start, "globex"), "s", 3 * 10**9)
+    client.sadd(seeded_marker_key(acme.pk), _fingerprint_before_the_index(acme.timezone, [budget]))
+    assert [row["value"] for row in budget_status(acme, now=now)] == [""]  # in no index yet
+
+    quota = Quota(PipelinedRedis(settings.REDIS_URL, timeout=5), reservation_ttl_ms=60_000)
+    entry = AccountEntry(id=acme.pk, slug=acme.slug, timezone=acme.timezone, monthly_request_limit=0,
+                         on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
+                         budgets=(BudgetEntry.of(budget),), prices={}, has_hard_budgets=True)
+    key = KeyEntry(id=1, account_id=acme.pk, name="main", environment="", allowed_patterns=(), expires_at=None,
+                   revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
+
+    async def reserve() -> object:
+        try:
+            plan = quota.plan_for(entry, key, feature="", tenant="initech", now=now.timestamp())
+            return await quota.reserve(rid="r-index", plan=plan, estimate_nanos=1, estimated_tokens=1)
+        finally:
+            await quota.redis.close()
+
+    with pytest.raises(Unseeded):  # the layout is re-seeded before its counters are used again
+        asyncio.run(reserve())
+    budget_counters_rebuild(account_id=acme.pk, now=now)
+    assert [(row["value"], row["spent_usd"]) for row in budget_status(acme, now=now)] == [("globex", Decimal(3))]
