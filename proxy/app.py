@@ -11,7 +11,8 @@ import orjson
 
 from .context import close_context, get_context
 from .exposition import CONTENT_TYPE, metrics_authorized, metrics_text
-from .gateway import Receive, Send, UpstreamCut, handle
+from .gateway import Receive, Send, handle
+from .relay import UpstreamCut
 
 log = logging.getLogger(__name__)
 

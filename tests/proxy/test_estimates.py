@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from billing.pricing import _bundled_providers, catalogue_price_table, default_max_output_tokens
 from billing.usage import TokenUsage
+from proxy.admission import estimate, price
 from proxy.directory import AccountEntry, EndpointEntry
-from proxy.gateway import Call, estimate, price
+from proxy.gateway import Call
 from proxy.providers import WIRE_FORMATS
 from proxy.providers.base import Operation, RequestInfo
 from proxy.quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, usd_to_nanos
