@@ -31,7 +31,7 @@ def make_call(*, wire: str, pricing_provider: str, info: RequestInfo) -> Call:
                 provider=pricing_provider or "custom", wire=WIRE_FORMATS[wire], info=info)
     call.endpoint = EndpointEntry(slug=call.provider, wire_format=wire, base_url="", pricing_provider=pricing_provider,
                                   credential="")
-    call.account = AccountEntry(id=1, slug="a", timezone="UTC", monthly_request_limit=0, on_redis_unavailable="default",
+    call.account = AccountEntry(id=1, timezone="UTC", monthly_request_limit=0, on_redis_unavailable="default",
                                 allow_unmetered_routes=False, endpoints={}, budgets=(), prices={})
     return call
 
