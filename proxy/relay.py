@@ -37,7 +37,10 @@ class UpstreamCut(Exception):
 
 def cut_short(call: Call) -> NoReturn:
     """The upstream failed after it answered: what was seen is recorded as an estimate, and the client
-    learns of the cut the way it would have without the proxy."""
+    learns of the cut the way it would have without the proxy.
+
+    A stream's relay has already passed on and read everything the provider sent before the cut
+    (`relay_stream`); here the client's stream is cut in turn."""
     metrics.errors_total.labels(call.provider_label, "upstream_cut_short").inc()
     if call.streamed:
         raise UpstreamCut(f"{call.provider} cut the stream of {call.rid}")
@@ -101,6 +104,15 @@ async def relay_stream(
             raise  # the server is shutting down, not the client leaving
         this_task.uncancel()
         metrics.errors_total.labels(call.provider_label, "client_disconnected").inc()
+    except (TimeoutError, aiohttp.ClientError):
+        # The provider cut the stream (`cut_short` cuts the client's next). What it sent is read, and what
+        # the reader held back (an unfinished event) reaches the client, as it would have without the proxy.
+        if reader is not None:
+            finishing = True
+            tail = reader.close()
+            if tail:
+                await send({"type": "http.response.body", "body": tail, "more_body": True})
+        raise
     finally:
         finishing = True
         gone.remove_done_callback(on_client_gone)
