@@ -1,13 +1,16 @@
-"""One proxied call's life: authenticate → admit (reserve) → forward → relay → settle → emit.
+"""One proxied call's life, as its steps: authenticate → read_body → describe → admit → forward →
+settle (or, for a call refused or never answered, send_error → emit_unreserved).
 
 Everything here runs on the event loop: no ORM, no blocking I/O. Keys and accounts come from
 the in-process directory, budgets from Redis scripts, and the usage record leaves as an event.
+The steps lean on: headers.py (what the headers say, what goes upstream and back), admission.py
+(estimate, price, and the refusals a verdict becomes), quota.py (Redis, and what to do while it is
+down), relay.py (the answer on its way to the client), call_record.py (the usage event and metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -16,16 +19,15 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
-import orjson
 from django.conf import settings
 from yarl import URL
 
-from billing.pricing import catalogue_model_id
 from billing.usage import TokenUsage
 
 from . import headers as call_headers
 from . import metrics
 from .admission import denial_error, estimate, unenforced_admit, unpriced_refuse
+from .call_record import call_observe, usage_event
 from .context import ProxyContext
 from .directory import AccountEntry, EndpointEntry, KeyEntry
 from .errors import ProxyError
@@ -37,9 +39,7 @@ from .providers.base import ProviderError, RequestInfo, WireFormat, route_path
 from .quota import Denial, Reservation, usd_to_nanos
 from .relay import Receive, Send, cut_short, relay_body, relay_stream
 from .urls_policy import BlockedAddress, literal_host_problem
-from .usage_bounds import MAX_LATENCY_MS, MAX_TOKENS, TEXT_LIMITS, cost_clean, int_clamp, text_clean
-
-log = logging.getLogger(__name__)
+from .usage_bounds import TEXT_LIMITS
 
 __all__ = ["Call", "Receive", "Send", "handle"]
 
@@ -288,80 +288,6 @@ def _address_blocked(call: Call, problem: str) -> ProxyError:
                       code="upstream_address_blocked")
 
 
-def usage_event(call: Call) -> bytes:
-    """The call's usage record as it leaves for the ledger. Attribution was cleaned as the call was read
-    (`handle`); what else a client or an upstream decided (the slug, the model names, the counts, the cost)
-    is bounded here, so the record always fits its columns (proxy/usage_bounds.py)."""
-    usage = call.usage or TokenUsage()
-    assert call.account is not None
-    return orjson.dumps(
-        {
-            "request_id": call.rid,
-            "account_id": call.account.id,
-            "key_id": call.key.id if call.key else None,
-            "feature": call.feature,
-            "tenant": call.tenant,
-            "environment": call.environment,
-            "tags": call.tags,
-            "provider": call.endpoint.slug if call.endpoint else text_clean(call.provider, TEXT_LIMITS["provider"]),
-            "model": text_clean(call.info.model, TEXT_LIMITS["model"]) if call.info else "",
-            "served_model": text_clean(call.served_model, TEXT_LIMITS["served_model"]),
-            "operation": call.operation,
-            "input_tokens": int_clamp(usage.input_tokens, MAX_TOKENS),
-            "output_tokens": int_clamp(usage.output_tokens, MAX_TOKENS),
-            "cached_input_tokens": int_clamp(usage.cached_input_tokens, MAX_TOKENS),
-            "cache_write_tokens": int_clamp(usage.cache_write_tokens, MAX_TOKENS),
-            "reasoning_tokens": int_clamp(usage.reasoning_tokens, MAX_TOKENS),
-            "cost_usd": None if call.cost_usd is None else cost_clean(str(call.cost_usd)),
-            "latency_ms": int_clamp(int((time.perf_counter() - call.started) * 1000), MAX_LATENCY_MS),
-            "status_code": call.status,
-            "denied_scope": call.denied_scope,
-            "streamed": call.streamed,
-            "usage_source": call.usage_source,
-            "enforced": call.enforced,
-            "created_at": call.created_at,
-        }
-    )
-
-
-def metric_model(call: Call) -> str:
-    """The model label: a model the account prices itself, else the catalogue's name for it, else unknown;
-    "" when the call names none."""
-    model = call.info.model if call.info is not None else ""
-    if not model or call.account is None or call.endpoint is None:
-        return model and metrics.UNKNOWN
-    if (call.endpoint.slug, model) in call.account.prices:
-        return model
-    return catalogue_model_id(provider_id=call.endpoint.pricing_provider or None, base_url=call.endpoint.base_url,
-                              model=model) or metrics.UNKNOWN
-
-
-def _observe(call: Call) -> None:
-    try:
-        _observe_series(call)
-    except (ValueError, OverflowError):
-        log.exception("could not count call %s in the metrics", call.rid)
-
-
-def _observe_series(call: Call) -> None:
-    series = metrics.call_series(call.provider_label, metric_model(call), call.feature, call.environment,
-                                 call.status, call.streamed)
-    metrics.add(series.requests)
-    usage = call.usage
-    if usage is not None:
-        for kind, amount in (
-            ("input", usage.input_tokens), ("output", usage.output_tokens), ("cached_input", usage.cached_input_tokens),
-            ("cache_write", usage.cache_write_tokens), ("reasoning", usage.reasoning_tokens),
-        ):
-            if amount:
-                metrics.add(series.token_series(kind), amount)
-    if call.cost_usd:
-        metrics.add(series.cost, float(call.cost_usd))
-    metrics.observe(series.overhead, call.overhead_seconds)
-    if call.upstream_seconds:
-        metrics.observe(series.upstream, call.upstream_seconds)
-
-
 async def settle(*, call: Call, ctx: ProxyContext) -> None:
     """Replace the reservation with the actual cost and queue the usage event, in one round trip.
 
@@ -383,7 +309,7 @@ async def settle(*, call: Call, ctx: ProxyContext) -> None:
         usage = call.usage or TokenUsage()
         await ctx.quota.settle_or_defer(reservation=reservation, actual_nanos=usd_to_nanos(call.cost_usd or Decimal(0)),
                                         actual_tokens=usage.input_tokens + usage.output_tokens, event=event)
-    _observe(call)  # after the record has left: a metric must never cost one
+    call_observe(call)  # after the record has left: a metric must never cost one
 
 
 async def emit_unreserved(*, call: Call, ctx: ProxyContext) -> None:
@@ -395,7 +321,7 @@ async def emit_unreserved(*, call: Call, ctx: ProxyContext) -> None:
         await settle(call=call, ctx=ctx)
         return
     await ctx.quota.record(account_id=call.account.id, event=usage_event(call))
-    _observe(call)
+    call_observe(call)
 
 
 async def send_error(*, call: Call, send: Send, error: ProxyError) -> None:
