@@ -11,13 +11,14 @@ import orjson
 
 from .context import close_context, get_context
 from .exposition import CONTENT_TYPE, metrics_authorized, metrics_text
-from .gateway import Receive, Send, UpstreamCut, handle
+from .gateway import Receive, Send, handle
+from .relay import UpstreamCut
 
 log = logging.getLogger(__name__)
 
 
 class _UpstreamCutAsWarning(logging.Filter):
-    """A stream the provider cut is raised out of the app on purpose (gateway.UpstreamCut), so the server
+    """A stream the provider cut is raised out of the app on purpose (relay.UpstreamCut), so the server
     closes the client's connection: the server logs it as one line, not as an application crash."""
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections, connections
 from redis.exceptions import RedisError
 
 from . import metrics
 from .directory import CONFIG_VERSION_KEY, Directory
-from .quota import Quota, events_stream_key
+from .quota import CountersSeed, Quota
 from .redis_pipeline import PipelinedRedis
 from .spool import PendingEvents, Spool, spool_drain
 from .urls_policy import PolicyResolver, private_urls_allowed
@@ -28,33 +30,35 @@ log = logging.getLogger(__name__)
 SPOOL_DRAIN_SECONDS = 30.0
 
 
-class CircuitBreaker:
-    """After a few Redis failures in a row, skip Redis for a short while instead of making every
-    call wait for a timeout; one call probes again once the pause is over. A single slow
-    connection (a burst opening new ones on a busy machine) does not open it."""
+# Rebuilds an account's budget counters from its usage records, given (account_id=, fingerprint=); a
+# database job, run off the event loop. billing owns it and proxy must not import billing: the composition
+# roots (tokonomics/asgi.py, tokonomics/proxy_asgi.py) hand it over with `context_configure`.
+CountersRebuild = Callable[..., None]
+_counters_rebuild: CountersRebuild | None = None
 
-    def __init__(self, pause_seconds: float = 1.0, failures_to_open: int = 3) -> None:
-        self.pause_seconds = pause_seconds
-        self.failures_to_open = failures_to_open
-        self.failures = 0
-        self.open_until = 0.0
 
-    @property
-    def is_open(self) -> bool:
-        return time.monotonic() < self.open_until
+def context_configure(*, counters_rebuild: CountersRebuild) -> None:
+    """What the proxy contexts of this process use from the layers above the proxy."""
+    global _counters_rebuild
+    _counters_rebuild = counters_rebuild
 
-    def trip(self) -> None:
-        self.failures += 1
-        if self.failures >= self.failures_to_open:
-            self.open_until = time.monotonic() + self.pause_seconds
 
-    def reset(self) -> None:
-        self.failures = 0
-        self.open_until = 0.0
+def _counters_seed_off_loop(rebuild: CountersRebuild) -> CountersSeed:
+    async def seed(account_id: int, fingerprint: str) -> None:
+        def run() -> None:
+            close_old_connections()
+            try:
+                rebuild(account_id=account_id, fingerprint=fingerprint)
+            finally:
+                connections.close_all()  # rare: do not pin a connection to an executor thread
+
+        await sync_to_async(run, thread_sensitive=False)()
+
+    return seed
 
 
 class ProxyContext:
-    def __init__(self) -> None:
+    def __init__(self, *, counters_rebuild: CountersRebuild | None = None) -> None:
         timeout = aiohttp.ClientTimeout(
             total=None,
             connect=settings.TOKONOMICS_UPSTREAM_CONNECT_TIMEOUT,
@@ -73,11 +77,14 @@ class ProxyContext:
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         self.redis = PipelinedRedis(settings.REDIS_URL, timeout=settings.TOKONOMICS_REDIS_TIMEOUT)
-        self.quota = Quota(self.redis, reservation_ttl_ms=int((settings.TOKONOMICS_UPSTREAM_READ_TIMEOUT + 60) * 1000))
-        self.directory = Directory()
-        self.breaker = CircuitBreaker()
         # Usage events that could not reach Redis wait here, and in a spool file a killed process leaves behind.
         self.pending_events = PendingEvents(Spool(Path(settings.TOKONOMICS_SPOOL_DIR)))
+        self.quota = Quota(
+            self.redis, reservation_ttl_ms=int((settings.TOKONOMICS_UPSTREAM_READ_TIMEOUT + 60) * 1000),
+            pending_events=self.pending_events,
+            counters_seed=_counters_seed_off_loop(counters_rebuild) if counters_rebuild is not None else None,
+        )
+        self.directory = Directory()
         self._background: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -99,7 +106,7 @@ class ProxyContext:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         metrics.flush()
-        await self._flush_once()
+        await self.quota.pending_flush()
         if self.pending_events:
             await self._write_pending_to_database()
         self.pending_events.spool.close(keep=bool(self.pending_events))
@@ -150,18 +157,9 @@ class ProxyContext:
     async def _flush_pending_events(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            await self._flush_once()
+            await self.quota.pending_flush()
             if len(self.pending_events) > 10_000:
                 await self._write_pending_to_database()
-
-    async def _flush_once(self) -> None:
-        while self.pending_events:
-            account_id, event = self.pending_events[0]
-            try:
-                await self.redis.execute("XADD", events_stream_key(account_id), "*", "e", event)
-            except (RedisError, OSError):
-                return
-            self.pending_events.popleft()
 
     async def _write_pending_to_database(self) -> None:
         from asgiref.sync import sync_to_async
@@ -196,7 +194,7 @@ async def get_context() -> ProxyContext:
     if _context is None:
         async with _context_lock:
             if _context is None:
-                context = ProxyContext()
+                context = ProxyContext(counters_rebuild=_counters_rebuild)
                 context.start()
                 _context = context
     return _context

@@ -8,7 +8,7 @@ import asyncio
 import fnmatch
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -60,7 +60,6 @@ class EndpointEntry:
 @dataclass(slots=True)
 class AccountEntry:
     id: int
-    slug: str
     timezone: str
     monthly_request_limit: int
     on_redis_unavailable: str
@@ -68,8 +67,6 @@ class AccountEntry:
     endpoints: dict[str, EndpointEntry]
     budgets: tuple[BudgetEntry, ...]
     prices: dict[tuple[str, str], PriceTable]  # the account's overrides, by (endpoint slug, model)
-    key_names: dict[int, str] = field(default_factory=dict)
-    has_hard_budgets: bool = False
     allow_unpriced_models: bool = False
 
 
@@ -126,7 +123,6 @@ def load_account(account_id: int) -> AccountEntry | None:
         }
         return AccountEntry(
             id=account.pk,
-            slug=account.slug,
             timezone=account.timezone,
             monthly_request_limit=account.plan.monthly_request_limit or 0,
             on_redis_unavailable=account.on_redis_unavailable,
@@ -134,8 +130,6 @@ def load_account(account_id: int) -> AccountEntry | None:
             endpoints=endpoints,
             budgets=budgets,
             prices=prices,
-            key_names=dict(account.api_keys.values_list("id", "name")),
-            has_hard_budgets=any(b.hard for b in budgets),
             allow_unpriced_models=account.allow_unpriced_models,
         )
     finally:

@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
+from django.db import DatabaseError
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from billing.periods import period_bounds
 
+from .breaker import CircuitBreaker
 from .budgets import (
     COUNTER_GRACE_SECONDS,
     BudgetEntry,
@@ -43,6 +46,12 @@ MAX_DEFERRED_SETTLES = 100_000
 # deferred settle starts them again.
 REPLAY_ATTEMPTS = 120
 REPLAY_PAUSE_SECONDS = 0.5
+# What a Redis that is down, slow or unreachable raises; a ResponseError (a RedisError too) is Redis
+# answering, and is told apart where it matters.
+REDIS_DOWN = (TimeoutError, RedisError, OSError)
+# How many times a reserve that finds its counters unseeded seeds them and tries again: a layout that
+# changes while seeding needs one more round.
+SEED_ROUNDS = 3
 
 # Cached call plans (one per account × key × feature × tenant seen); past this many the cache starts over.
 MAX_CACHED_PLANS = 50_000
@@ -177,8 +186,22 @@ class _PeriodCache:
         return hit
 
 
+# Seeds an account's counters for a budget layout (account id, fingerprint) from its usage records.
+CountersSeed = Callable[[int, str], Awaitable[None]]
+
+
 class Quota:
-    def __init__(self, redis: PipelinedRedis, *, reservation_ttl_ms: int) -> None:
+    """Budgets and rate limits in Redis, and what happens while Redis is down: the breaker, the settles
+    to replay and the usage events kept for later all live here, so no caller handles a Redis error."""
+
+    def __init__(
+        self,
+        redis: PipelinedRedis,
+        *,
+        reservation_ttl_ms: int,
+        pending_events: deque[tuple[int, bytes]] | None = None,
+        counters_seed: CountersSeed | None = None,
+    ) -> None:
         self.redis = redis
         self.reservation_ttl_ms = reservation_ttl_ms
         self._reserve = LuaScript.of((LUA_DIR / "reserve_call.lua").read_text())
@@ -188,8 +211,13 @@ class Quota:
         self._layouts: dict[int, tuple[tuple[BudgetEntry, ...], BudgetLayout[BudgetEntry]]] = {}
         self._plans: dict[tuple[int, int, str, str], CallPlan] = {}
         self._settle_heads: dict[tuple[int, int], tuple[str, ...]] = {}
+        self.breaker = CircuitBreaker()
         self.deferred: deque[tuple[Reservation, int, int]] = deque(maxlen=MAX_DEFERRED_SETTLES)
+        # Usage events that could not reach Redis (the proxy context mirrors them in a spool file).
+        self.pending_events: deque[tuple[int, bytes]] = pending_events if pending_events is not None else deque()
         self._replaying: asyncio.Task[None] | None = None
+        self._counters_seed = counters_seed
+        self._seeding: dict[int, asyncio.Future[None]] = {}  # one seed at a time per account, shared
 
     def plan_for(self, account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str, now: float) -> CallPlan:
         slot = (account.id, key.id, feature, tenant)
@@ -324,9 +352,80 @@ class Quota:
             )
         return keys
 
-    async def release(self, *, reservation: Reservation) -> None:
-        """Give a reservation back unused (the call never got an answer); its usage event goes on its own."""
-        await self.settle(reservation=reservation, actual_nanos=0, actual_tokens=0, event=b"")
+    async def admit(
+        self, *, rid: str, plan: CallPlan, estimate_nanos: int, estimated_tokens: int
+    ) -> Reservation | Denial | None:
+        """`reserve`, seeding the account's counters first if Redis lacks them; None when Redis gives no
+        verdict (the breaker is open, Redis is down or refuses the script, the counters cannot be
+        seeded), for the caller to apply the account's policy for an unavailable Redis."""
+        if self.breaker.is_open:
+            return None
+        try:
+            verdict = await self._reserve_seeded(rid=rid, plan=plan, estimate_nanos=estimate_nanos,
+                                                 estimated_tokens=estimated_tokens)
+        except ResponseError:
+            # Redis answered but refused this call's script: not an outage, so the breaker stays closed for
+            # every other account.
+            log.exception("the reserve script failed for call %s", rid)
+            return None
+        except REDIS_DOWN as exc:
+            self.breaker.trip()
+            if isinstance(exc, TimeoutError | RedisTimeoutError):
+                # The script may still run once Redis catches up: give back whatever it reserves then.
+                stale = Reservation(rid, plan.account.id, plan.key.id, plan.counters, estimate_nanos, estimated_tokens)
+                self.defer(reservation=stale, actual_nanos=0, actual_tokens=0)
+            return None
+        if verdict is None:
+            return None
+        self.breaker.reset()
+        self.replay_deferred_soon()
+        return verdict
+
+    async def _reserve_seeded(
+        self, *, rid: str, plan: CallPlan, estimate_nanos: int, estimated_tokens: int
+    ) -> Reservation | Denial | None:
+        for _ in range(SEED_ROUNDS):
+            try:
+                return await self.reserve(rid=rid, plan=plan, estimate_nanos=estimate_nanos,
+                                          estimated_tokens=estimated_tokens)
+            except Unseeded as unseeded:
+                if self._counters_seed is None:
+                    log.error("account %s needs its budget counters seeded, and this proxy context cannot seed "
+                              "them (no counters_seed)", unseeded.account_id)
+                    return None
+                try:
+                    await self._seed(unseeded.account_id, unseeded.fingerprint)
+                except (*REDIS_DOWN, DatabaseError):
+                    log.exception("could not seed the budget counters of account %s", unseeded.account_id)
+                    return None
+        return None
+
+    async def _seed(self, account_id: int, fingerprint: str) -> None:
+        """Seed once for every call that finds the account's counters unseeded meanwhile."""
+        assert self._counters_seed is not None
+        flight = self._seeding.get(account_id)
+        if flight is None:
+            flight = self._seeding[account_id] = asyncio.ensure_future(self._counters_seed(account_id, fingerprint))
+            flight.add_done_callback(lambda _: self._seeding.pop(account_id, None))
+        await asyncio.shield(flight)
+
+    async def settle_or_defer(
+        self, *, reservation: Reservation, actual_nanos: int, actual_tokens: int, event: bytes
+    ) -> None:
+        """`settle`, or, when Redis cannot take it, keep the settle to replay and the usage event to send
+        once Redis answers again: an outage loses neither."""
+        if not self.breaker.is_open:
+            try:
+                await self.settle(reservation=reservation, actual_nanos=actual_nanos, actual_tokens=actual_tokens,
+                                  event=event)
+                return
+            except ResponseError:
+                log.exception("the settle script failed for %s; deferred", reservation.rid)  # not an outage
+            except REDIS_DOWN:
+                self.breaker.trip()
+        self.defer(reservation=reservation, actual_nanos=actual_nanos, actual_tokens=actual_tokens)
+        if event:
+            self.pending_events.append((reservation.account_id, event))
 
     def defer(self, *, reservation: Reservation, actual_nanos: int, actual_tokens: int) -> None:
         """Keep a settle that could not reach Redis, to replay in the background once it answers again."""
@@ -349,16 +448,32 @@ class Quota:
                 )
             except ResponseError:
                 log.exception("dropping a deferred settle Redis refuses: %s", reservation.rid)
-            except (TimeoutError, RedisError, OSError):
+            except REDIS_DOWN:
                 failures += 1
                 await asyncio.sleep(REPLAY_PAUSE_SECONDS)
                 continue
             self.deferred.popleft()
 
-    async def record_only(self, *, account_id: int, event: bytes) -> None:
-        """Queue the usage event of a call that reserved nothing (a denial, a bad request)."""
-        await self.redis.execute("XADD", events_stream_key(account_id), "*", "e", event)
+    async def record(self, *, account_id: int, event: bytes) -> None:
+        """Queue the usage event of a call that reserved nothing (a denial, a bad request); kept for later
+        while Redis is down."""
+        if not self.breaker.is_open:
+            try:
+                await self.redis.execute("XADD", events_stream_key(account_id), "*", "e", event)
+                return
+            except REDIS_DOWN:
+                self.breaker.trip()
+        self.pending_events.append((account_id, event))
 
+    async def pending_flush(self) -> None:
+        """Send the usage events kept while Redis was down, oldest first, until one fails."""
+        while self.pending_events:
+            account_id, event = self.pending_events[0]
+            try:
+                await self.redis.execute("XADD", events_stream_key(account_id), "*", "e", event)
+            except (RedisError, OSError):
+                return
+            self.pending_events.popleft()
 
 def counters_seed(
     client: redis.Redis,

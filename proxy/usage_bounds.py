@@ -99,7 +99,7 @@ def usage_event_clean(*, event: dict[str, Any]) -> dict[str, Any]:
     fields it does not know are left as they are (the ledger reads only the record's fields).
 
     The ledger's pass over every event it reads (an older proxy's too); the proxy bounds the same fields with
-    the same helpers where it makes the event (proxy.gateway.usage_event), field by field, which is cheaper
+    the same helpers where it makes the event (proxy.call_record.usage_event), field by field, which is cheaper
     on the hot path than a second pass over the whole dict."""
     clean = dict(event)
     for name, limit in TEXT_LIMITS.items():

@@ -49,8 +49,8 @@ def _keys_page(request: HttpRequest, membership: Membership, form: KeyForm, crea
                "keys": keys, "revocable": {k.pk for k in keys if _may_revoke(request, membership, k)},
                "created": created,
                "can_manage": membership.can("manage_keys"), "site": request.build_absolute_uri("/").rstrip("/")}
-    template = "proxy/keys.html#key-form" if request.htmx else "proxy/keys.html"
-    response = render(request, template, context, status=status)
+    # A whole page, never a partial: the form posts without HTMX, and a new key's plaintext is shown above it.
+    response = render(request, "proxy/keys.html", context, status=status)
     if created:
         response["Cache-Control"] = "no-store"  # the page holds a plaintext key
     return response
@@ -80,7 +80,7 @@ def key_create(request: HttpRequest, slug: str) -> HttpResponse:
                          after=snapshot(key))
             # Rendered, never redirected: the plaintext lives in this one response only.
             return _keys_page(request, membership, KeyForm(), created=(key, plaintext))
-    return _keys_page(request, membership, form, status=200 if request.htmx else 400)
+    return _keys_page(request, membership, form, status=400)
 
 
 @require_POST

@@ -53,10 +53,10 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
         BudgetEntry(3, "feature", "search", "day", 10**18, False), BudgetEntry(4, "key", "*", "hour", 10**18, True),
     ) if on else ()
     account = AccountEntry(
-        id=ACCOUNT_ID, slug="inprocess", timezone="UTC", monthly_request_limit=10**9 if on else 0,
+        id=ACCOUNT_ID, timezone="UTC", monthly_request_limit=10**9 if on else 0,
         on_redis_unavailable="default", allow_unmetered_routes=False,
         endpoints={"openai": EndpointEntry("openai", "openai", upstream + "/v1", "openai", "sk-simulated")},
-        budgets=budgets, prices={}, has_hard_budgets=on,
+        budgets=budgets, prices={},
     )
     limits = (10**8, 10**11, 10**5) if on else (0, 0, 0)
     key = KeyEntry(id=KEY_ID, account_id=ACCOUNT_ID, name="main", environment="", allowed_patterns=(),

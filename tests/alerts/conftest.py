@@ -261,7 +261,7 @@ class Spender:
             for b in self.account.budgets.all()
         )
         entry = AccountEntry(
-            id=self.account.pk, slug=self.account.slug, timezone=self.account.timezone, monthly_request_limit=0,
+            id=self.account.pk, timezone=self.account.timezone, monthly_request_limit=0,
             on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={}, budgets=budgets, prices={},
         )
         key = KeyEntry(

@@ -28,7 +28,7 @@ TENANTS = ["team:a|b{x}", "%7C", "#1", "ümlaut\nnew line", "x" * 500]
 
 def settle(account, budget: Budget, spend: dict[str, int], now: datetime) -> None:  # type: ignore[no-untyped-def]
     """Settle `spend` (tenant: nano-dollars) with the proxy's own Quota and settle script."""
-    entry = AccountEntry(id=account.pk, slug=account.slug, timezone=account.timezone, monthly_request_limit=0,
+    entry = AccountEntry(id=account.pk, timezone=account.timezone, monthly_request_limit=0,
                          on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
                          budgets=(BudgetEntry.of(budget),), prices={})
     key = KeyEntry(id=1, account_id=account.pk, name="main", environment="", allowed_patterns=(), expires_at=None,
@@ -106,9 +106,9 @@ def test_counters_kept_before_the_value_index_are_listed_after_the_reseed_it_tri
     assert [row["value"] for row in budget_status(acme, now=now)] == [""]  # in no index yet
 
     quota = Quota(PipelinedRedis(settings.REDIS_URL, timeout=5), reservation_ttl_ms=60_000)
-    entry = AccountEntry(id=acme.pk, slug=acme.slug, timezone=acme.timezone, monthly_request_limit=0,
+    entry = AccountEntry(id=acme.pk, timezone=acme.timezone, monthly_request_limit=0,
                          on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
-                         budgets=(BudgetEntry.of(budget),), prices={}, has_hard_budgets=True)
+                         budgets=(BudgetEntry.of(budget),), prices={})
     key = KeyEntry(id=1, account_id=acme.pk, name="main", environment="", allowed_patterns=(), expires_at=None,
                    revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
 

@@ -159,10 +159,9 @@ def test_counters_of_the_previous_key_format_are_reseeded_not_read_as_empty(acme
     client.hset(f"tk:{{a:{acme.pk}}}:b:{budget.pk}:{int(start.timestamp())}:team:a|b", "s", 10**9)
     client.sadd(seeded_marker_key(acme.pk), _previous_release_fingerprint(acme.timezone, [budget]))
 
-    entry = AccountEntry(id=acme.pk, slug=acme.slug, timezone=acme.timezone, monthly_request_limit=0,
+    entry = AccountEntry(id=acme.pk, timezone=acme.timezone, monthly_request_limit=0,
                          on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
-                         budgets=(BudgetEntry(budget.pk, "tenant", "*", "month", 10**9, True),), prices={},
-                         has_hard_budgets=True)
+                         budgets=(BudgetEntry(budget.pk, "tenant", "*", "month", 10**9, True),), prices={})
     key_entry = KeyEntry(id=key.pk, account_id=acme.pk, name=key.name, environment="", allowed_patterns=(),
                          expires_at=None, revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
 

@@ -102,7 +102,7 @@ def test_periods_contain_now_and_tile_time(instant: datetime, zone: str, period:
 
 # --- counter keys roll over with the period ---------------------------------------------------
 
-ACCOUNT = AccountEntry(id=9, slug="x", timezone="Australia/Sydney", monthly_request_limit=0,
+ACCOUNT = AccountEntry(id=9, timezone="Australia/Sydney", monthly_request_limit=0,
                        on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
                        budgets=(BudgetEntry(5, "account", "", "month", 10, True),
                                 BudgetEntry(6, "tenant", "*", "total", 10, True)), prices={})

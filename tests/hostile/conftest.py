@@ -56,7 +56,7 @@ class InProcess:
         if ctx is None:
             return ""
         trouble = [f"{what} {count}" for what, count in (
-            ("failed Redis round trips:", ctx.breaker.failures), ("deferred settles:", len(ctx.quota.deferred)),
+            ("failed Redis round trips:", ctx.quota.breaker.failures), ("deferred settles:", len(ctx.quota.deferred)),
             ("usage events waiting for Redis:", len(ctx.pending_events))) if count]
         return ", ".join(trouble)
 

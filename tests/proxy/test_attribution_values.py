@@ -32,9 +32,9 @@ def account_entry(account_id: int) -> AccountEntry:
         BudgetEntry(base + 5, "feature", "*", "total", NO_CAP, False),
         BudgetEntry(base + 6, "key", "*", "total", NO_CAP, True),
     )
-    return AccountEntry(id=account_id, slug=f"a{account_id}", timezone="Asia/Kolkata", monthly_request_limit=NO_CAP,
+    return AccountEntry(id=account_id, timezone="Asia/Kolkata", monthly_request_limit=NO_CAP,
                         on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={}, budgets=budgets,
-                        prices={}, has_hard_budgets=True)
+                        prices={})
 
 
 def key_entry(account_id: int) -> KeyEntry:

@@ -22,7 +22,7 @@ KEY = KeyEntry(id=4, account_id=515151, name="main", environment="", allowed_pat
 
 
 def account(*budgets: BudgetEntry) -> AccountEntry:
-    return AccountEntry(id=515151, slug="edges", timezone="UTC", monthly_request_limit=0,
+    return AccountEntry(id=515151, timezone="UTC", monthly_request_limit=0,
                         on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={}, budgets=budgets,
                         prices={})
 

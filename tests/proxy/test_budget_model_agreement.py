@@ -201,10 +201,9 @@ def test_enforcement_rebuild_alerts_and_dashboard_agree(plans, layout, plan, zon
                                          limit_usd=Decimal(micros) / 10**6, hard=hard)
                    for scope, match, period, micros, hard in layout]
         budget_counters_rebuild(account_id=account.pk, now=now)  # a new account's first call seeds its layout
-        entry = AccountEntry(id=account.pk, slug=account.slug, timezone=zone, monthly_request_limit=0,
+        entry = AccountEntry(id=account.pk, timezone=zone, monthly_request_limit=0,
                              on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
-                             budgets=tuple(BudgetEntry.of(b) for b in budgets), prices={},
-                             has_hard_budgets=any(b.hard for b in budgets))
+                             budgets=tuple(BudgetEntry.of(b) for b in budgets), prices={})
 
         admitted, events = _enforce(entry, keys, plan, now)
         usage_record_batch(events=events)

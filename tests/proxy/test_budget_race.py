@@ -103,9 +103,9 @@ ACCOUNT_ID, KEY_ID = 424242, 7
 
 
 def account_entry(*budgets: BudgetEntry) -> AccountEntry:
-    return AccountEntry(id=ACCOUNT_ID, slug="race", timezone="UTC", monthly_request_limit=0,
+    return AccountEntry(id=ACCOUNT_ID, timezone="UTC", monthly_request_limit=0,
                         on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
-                        budgets=budgets, prices={}, has_hard_budgets=any(b.hard for b in budgets))
+                        budgets=budgets, prices={})
 
 
 KEY_ENTRY = KeyEntry(id=KEY_ID, account_id=ACCOUNT_ID, name="main", environment="", allowed_patterns=(),

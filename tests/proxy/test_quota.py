@@ -16,7 +16,7 @@ from proxy.quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, Quota, Reservation, see
 from proxy.redis_pipeline import PipelinedRedis
 
 SOFT = BudgetEntry(id=1, scope="account", match="", period="month", limit_nanos=10**18, hard=False)
-ACCOUNT = AccountEntry(id=626262, slug="edges", timezone="UTC", monthly_request_limit=0,
+ACCOUNT = AccountEntry(id=626262, timezone="UTC", monthly_request_limit=0,
                        on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={}, budgets=(SOFT,),
                        prices={})
 KEY = KeyEntry(id=4, account_id=ACCOUNT.id, name="main", environment="", allowed_patterns=(), expires_at=None,

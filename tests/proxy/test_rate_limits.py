@@ -22,7 +22,7 @@ from proxy.redis_pipeline import PipelinedRedis
 from .conftest import KEY, Stack
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
-ACCOUNT = AccountEntry(id=515151, slug="rates", timezone="UTC", monthly_request_limit=0,
+ACCOUNT = AccountEntry(id=515151, timezone="UTC", monthly_request_limit=0,
                        on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={}, budgets=(),
                        prices={})
 KEY_ENTRY = KeyEntry(id=3, account_id=ACCOUNT.id, name="main", environment="", allowed_patterns=(), expires_at=None,

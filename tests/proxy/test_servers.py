@@ -72,7 +72,7 @@ def test_every_response_has_one_date_and_one_server_header(proxy_url: str) -> No
 @pytest.mark.parametrize("server_log", ["uvicorn.error", "daphne.server"])
 def test_servers_log_a_cut_stream_as_one_warning_not_a_crash(server_log: str) -> None:
     import proxy.app  # noqa: F401  (installs the filter)
-    from proxy.gateway import UpstreamCut
+    from proxy.relay import UpstreamCut
 
     cut = UpstreamCut("openai cut the stream of req_1")
     record = logging.LogRecord(server_log, logging.ERROR, __file__, 1, "Exception in ASGI application\n", None,

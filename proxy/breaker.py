@@ -1,0 +1,30 @@
+"""The Redis circuit breaker of one proxy process."""
+
+from __future__ import annotations
+
+import time
+
+
+class CircuitBreaker:
+    """After a few Redis failures in a row, skip Redis for a short while instead of making every
+    call wait for a timeout; one call probes again once the pause is over. A single slow
+    connection (a burst opening new ones on a busy machine) does not open it."""
+
+    def __init__(self, pause_seconds: float = 1.0, failures_to_open: int = 3) -> None:
+        self.pause_seconds = pause_seconds
+        self.failures_to_open = failures_to_open
+        self.failures = 0
+        self.open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+    def trip(self) -> None:
+        self.failures += 1
+        if self.failures >= self.failures_to_open:
+            self.open_until = time.monotonic() + self.pause_seconds
+
+    def reset(self) -> None:
+        self.failures = 0
+        self.open_until = 0.0

@@ -1,0 +1,96 @@
+"""What a finished call leaves behind: its usage record, as the event the ledger stores, and its
+metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import orjson
+
+from billing.pricing import catalogue_model_id
+from billing.usage import TokenUsage
+
+from . import metrics
+from .usage_bounds import MAX_LATENCY_MS, MAX_TOKENS, TEXT_LIMITS, cost_clean, int_clamp, text_clean
+
+if TYPE_CHECKING:
+    from .gateway import Call
+
+log = logging.getLogger(__name__)
+
+
+def usage_event(call: Call) -> bytes:
+    """The call's usage record as it leaves for the ledger. Attribution was cleaned as the call was read
+    (`handle`); what else a client or an upstream decided (the slug, the model names, the counts, the cost)
+    is bounded here, so the record always fits its columns (proxy/usage_bounds.py)."""
+    usage = call.usage or TokenUsage()
+    assert call.account is not None
+    return orjson.dumps(
+        {
+            "request_id": call.rid,
+            "account_id": call.account.id,
+            "key_id": call.key.id if call.key else None,
+            "feature": call.feature,
+            "tenant": call.tenant,
+            "environment": call.environment,
+            "tags": call.tags,
+            "provider": call.endpoint.slug if call.endpoint else text_clean(call.provider, TEXT_LIMITS["provider"]),
+            "model": text_clean(call.info.model, TEXT_LIMITS["model"]) if call.info else "",
+            "served_model": text_clean(call.served_model, TEXT_LIMITS["served_model"]),
+            "operation": call.operation,
+            "input_tokens": int_clamp(usage.input_tokens, MAX_TOKENS),
+            "output_tokens": int_clamp(usage.output_tokens, MAX_TOKENS),
+            "cached_input_tokens": int_clamp(usage.cached_input_tokens, MAX_TOKENS),
+            "cache_write_tokens": int_clamp(usage.cache_write_tokens, MAX_TOKENS),
+            "reasoning_tokens": int_clamp(usage.reasoning_tokens, MAX_TOKENS),
+            "cost_usd": None if call.cost_usd is None else cost_clean(str(call.cost_usd)),
+            "latency_ms": int_clamp(int((time.perf_counter() - call.started) * 1000), MAX_LATENCY_MS),
+            "status_code": call.status,
+            "denied_scope": call.denied_scope,
+            "streamed": call.streamed,
+            "usage_source": call.usage_source,
+            "enforced": call.enforced,
+            "created_at": call.created_at,
+        }
+    )
+
+
+def metric_model(call: Call) -> str:
+    """The model label: a model the account prices itself, else the catalogue's name for it, else unknown;
+    "" when the call names none."""
+    model = call.info.model if call.info is not None else ""
+    if not model or call.account is None or call.endpoint is None:
+        return model and metrics.UNKNOWN
+    if (call.endpoint.slug, model) in call.account.prices:
+        return model
+    return catalogue_model_id(provider_id=call.endpoint.pricing_provider or None, base_url=call.endpoint.base_url,
+                              model=model) or metrics.UNKNOWN
+
+
+def call_observe(call: Call) -> None:
+    """Count the call in the metrics; after its record has left, since a metric must never cost one."""
+    try:
+        _observe_series(call)
+    except (ValueError, OverflowError):
+        log.exception("could not count call %s in the metrics", call.rid)
+
+
+def _observe_series(call: Call) -> None:
+    series = metrics.call_series(call.provider_label, metric_model(call), call.feature, call.environment,
+                                 call.status, call.streamed)
+    metrics.add(series.requests)
+    usage = call.usage
+    if usage is not None:
+        for kind, amount in (
+            ("input", usage.input_tokens), ("output", usage.output_tokens), ("cached_input", usage.cached_input_tokens),
+            ("cache_write", usage.cache_write_tokens), ("reasoning", usage.reasoning_tokens),
+        ):
+            if amount:
+                metrics.add(series.token_series(kind), amount)
+    if call.cost_usd:
+        metrics.add(series.cost, float(call.cost_usd))
+    metrics.observe(series.overhead, call.overhead_seconds)
+    if call.upstream_seconds:
+        metrics.observe(series.upstream, call.upstream_seconds)
