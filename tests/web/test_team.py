@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -121,6 +122,15 @@ def test_inviting_someone_who_has_a_seat_explains(client_as, alice, bob, htmx):
     assert response.status_code == 200  # HTMX re-renders the form partial with its errors
     assert "bob@acme.test already holds a seat" in response.content.decode()
     assert "<html" not in response.content.decode()
+
+
+def test_invitation_mail_to_a_silent_server_gives_up_after_email_timeout(client_as, alice, silent_smtp):
+    started = time.monotonic()
+    response = _invite(client_as(alice), "erin@acme.test")
+    assert time.monotonic() - started < 5  # EMAIL_TIMEOUT (0.5 s), not the 15 s default nor for ever
+    assert response.status_code == 200
+    assert "The email could not be sent: send them this link yourself" in response.content.decode()
+    assert _link_path(response) and Invitation.objects.get().status == Invitation.Status.PENDING
 
 
 def test_invalid_invitation_form_without_htmx_is_a_400_page(client_as, alice):
