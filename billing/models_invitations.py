@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -58,6 +56,3 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} @ {self.account_id} ({self.role}, {self.status})"
-
-    def is_open_at(self, now: datetime) -> bool:
-        return self.status == self.Status.PENDING and self.expires_at > now

@@ -80,11 +80,15 @@ def _pending(account: Account) -> QuerySet[Invitation]:
     return Invitation.objects.filter(account=account, status=Invitation.Status.PENDING)
 
 
-def invitation_list_pending(*, account: Account) -> list[Invitation]:
-    """Unexpired invitations nobody accepted or withdrew, to people who hold no seat yet."""
+def _holding_seats(account: Account) -> QuerySet[Invitation]:
+    # An invitee who took a seat another way (SSO, a second account's link) holds it through the seat.
     seated = Seat.objects.filter(account=OuterRef("account"), user__email__iexact=OuterRef("email"))
-    return list(_pending(account).filter(expires_at__gt=timezone.now()).exclude(Exists(seated))
-                .select_related("account"))
+    return _pending(account).filter(expires_at__gt=timezone.now()).exclude(Exists(seated))
+
+
+def invitation_list_pending(*, account: Account) -> list[Invitation]:
+    """Unexpired invitations nobody accepted or withdrew, to people who hold no seat yet, oldest first."""
+    return list(_holding_seats(account).select_related("account"))
 
 
 def _invitation_by_token(token: str) -> Invitation | None:
@@ -133,7 +137,7 @@ def seat_limit_check(*, account: Account, count_pending: bool) -> None:
     if plan.max_seats is None:
         return
     taken = account.seats.count()
-    pending = len(invitation_list_pending(account=account)) if count_pending else 0
+    pending = _holding_seats(account).count() if count_pending else 0
     if taken + pending < plan.max_seats:
         return
     held = f" ({taken} taken, {pending} held by pending invitations)" if pending else ""

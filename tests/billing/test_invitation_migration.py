@@ -9,6 +9,8 @@ from django.core import signing
 from django.test import Client
 from django.utils import timezone
 
+from billing.models import Invitation, Seat
+
 from ..migration_steps import loader, migrate_to, migrate_to_latest, migration_ending
 
 PASSWORD = "a long unusual passphrase 9"
@@ -83,8 +85,6 @@ def test_a_link_mailed_before_the_migration_still_works_once(plans):
     try:
         migrate_to([target])
         migrate_to_latest()
-        from billing.models import Invitation, Seat
-
         path = f"/invitations/{token}/"
         assert "Join Acme Inc" in Client().get(path).content.decode()
         joined = Client().post(path, {"step": "signup", "password1": PASSWORD, "password2": PASSWORD})
