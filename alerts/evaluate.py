@@ -281,15 +281,12 @@ def plan_request_limits_check(*, now: datetime | None = None) -> list[AlertEvent
 
 def _email_owners(account: Account, event: AlertEvent) -> None:
     from django.conf import settings
-    from django.core.mail import get_connection, send_mail
+    from django.core.mail import send_mail
 
-    from alerts.notifiers.base import TIMEOUT_SECONDS
     from alerts.payloads import alert_summary
 
     owners = list(account.seats.filter(role="owner").values_list("user__email", flat=True))
     if owners:
         summary = alert_summary(event.payload)
-        # With Django's default EMAIL_TIMEOUT (none), a silent mail server would hang the beat task.
-        connection = get_connection(fail_silently=True, timeout=settings.EMAIL_TIMEOUT or TIMEOUT_SECONDS)
         send_mail(f"[Tokonomics] {summary}", f"{summary}\n\nUpgrade the plan or reduce traffic to keep calls flowing.",
-                  settings.DEFAULT_FROM_EMAIL, owners, fail_silently=True, connection=connection)
+                  settings.DEFAULT_FROM_EMAIL, owners, fail_silently=True)

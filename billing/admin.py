@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from .deadletters import usage_dead_letter_replay
 from .models import Account, Budget, ManagementToken, Plan, PriceOverride, Seat, UsageDeadLetter, UsageRecord
+from .models_invitations import Invitation
 from .models_sso import SsoDomain
 from .repricing import usage_record_reprice
 from .sso_domains import sso_domain_approve
@@ -140,6 +141,27 @@ class ManagementTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} token(s).")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations to seats, to look at: accounts' admins invite and withdraw on their team page, audited."""
+
+    list_display = ["email", "account", "role", "status", "inviter_label", "created_at", "expires_at"]
+    list_filter = ["status", "role"]
+    search_fields = ["email", "account__slug", "account__name"]
+    list_select_related = ["account"]
+    fields = ["account", "email", "role", "status", "inviter", "inviter_label", "created_at", "expires_at",
+              "accepted_at", "accepted_by", "revoked_at", "revoked_by"]
+
+    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return self.fields
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False  # the link's token exists only when a service creates the row
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False  # withdrawing is the audited way to close one
 
 
 @admin.register(UsageDeadLetter)

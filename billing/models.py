@@ -443,4 +443,5 @@ class AuditEntry(models.Model):
     def __str__(self) -> str:
         return f"{self.actor_label} {self.action} {self.target}"
 from .models_deadletters import UsageDeadLetter  # noqa: E402,F401
+from .models_invitations import Invitation  # noqa: E402,F401
 from .models_sso import SsoConfig, SsoDomain  # noqa: E402,F401

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core import signing
 from django.core.exceptions import ValidationError
-from django.core.mail import BadHeaderError, get_connection, send_mail
+from django.core.mail import BadHeaderError, send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -36,7 +36,6 @@ CONFIRMATION_SALT = "tokonomics.sso_domain"
 CONFIRMATION_COOL_DOWN = timedelta(minutes=10)  # per claim
 CONFIRMATION_DAILY_CAP = 20  # per account, over the last 24 hours
 SENT = "sso.domain_confirmation_sent"
-MAIL_TIMEOUT_SECONDS = 15
 
 
 class DomainConfirmationError(Exception):
@@ -115,8 +114,8 @@ def sso_domain_confirmation_send(*, claim: SsoDomain, actor: AbstractBaseUser, m
             # An account name is the owners' text: one line in a header, whatever it holds.
             subject = " ".join(f"Confirm that {account.name} may sign in people of {claim.domain}".split())
             # Sent inside the transaction: a mail that fails rolls the new nonce back, the live link stays.
-            send_mail(subject, render_to_string("billing/sso_domain_email.txt", context), None, [address],
-                      connection=get_connection(timeout=MAIL_TIMEOUT_SECONDS))  # the row lock waits on it
+            # The row lock waits on it, for at most EMAIL_TIMEOUT.
+            send_mail(subject, render_to_string("billing/sso_domain_email.txt", context), None, [address])
     except (OSError, smtplib.SMTPException, BadHeaderError) as error:
         claim.refresh_from_db()
         logger.warning("domain confirmation to %s not sent: %s", address, error)

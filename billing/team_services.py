@@ -1,9 +1,9 @@
 """Seats, invitations, account settings and SSO configuration: the write side of the team and settings
 pages. Each service records its change in the audit log in the same transaction as the change.
 
-Invitations are signed links (TimestampSigner, 7 days) naming the audit entry that recorded them. The
-log is their state: an `invitation.accepted` or `invitation.withdrawn` entry closes one, so a link
-works once and a withdrawn one not at all.
+Invitations are rows (billing.models_invitations): a link carries a random token, the row its SHA-256
+hash, and the row's status says whether the link still works, so a link works once and a withdrawn one
+not at all. The audit log only records that someone invited, withdrew or accepted.
 
 Seat limit: a pending invitation holds a seat. Inviting counts seats plus pending invitations, so
 nobody is invited into an account they cannot join; accepting counts seats only (the invitation's
@@ -12,7 +12,9 @@ place was already held), which still refuses it if the plan shrank in the meanti
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 import smtplib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,14 +27,15 @@ from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from billing.access import ROLE_RANK
 from billing.audit import audit_record, snapshot
-from billing.models import Account, AuditEntry, Plan, Seat
+from billing.models import Account, Plan, Seat
+from billing.models_invitations import Invitation
 from billing.models_sso import SsoConfig
 from billing.sso import SsoError, issuer_problem
 from billing.sso_domains import sso_domains_sync
@@ -41,7 +44,9 @@ from proxy.services import credential_host_problem
 logger = logging.getLogger(__name__)
 
 INVITATION_MAX_AGE = timedelta(days=7)
-INVITATION_SALT = "tokonomics.invitation"
+# Links signed before invitations were rows (their rows carry legacy_entry_id); none is valid a week
+# after the release that migrated them, and this salt can go then.
+LEGACY_INVITATION_SALT = "tokonomics.invitation"
 INVITED, ACCEPTED, WITHDRAWN = "seat.invited", "invitation.accepted", "invitation.withdrawn"
 SETTINGS_FIELDS = ("name", "timezone", "retention_days", "on_redis_unavailable", "allow_unmetered_routes",
                    "allow_unpriced_models")
@@ -51,22 +56,11 @@ BRANDING_FIELDS = ("brand_name", "brand_logo_url", "brand_accent_color")
 SSO_FIELDS = ("enabled", "issuer", "client_id", "default_role", "password_login_disabled")
 
 
+EXPIRED = "This invitation has expired (invitations last 7 days). Ask for a new one."
+
+
 class InvitationError(Exception):
     """An invitation link that cannot be used; the message says why and what to do."""
-
-
-@dataclass(frozen=True, slots=True)
-class Invitation:
-    id: int
-    account: Account
-    email: str
-    role: str
-    invited_by: str
-    created_at: datetime
-
-    @property
-    def expires_at(self) -> datetime:
-        return self.created_at + INVITATION_MAX_AGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,49 +70,54 @@ class SentInvitation:
     emailed: bool
 
 
-def _invitation(entry: AuditEntry) -> Invitation:
-    return Invitation(entry.pk, entry.account, entry.after["email"], entry.after["role"], entry.actor_label,
-                      entry.created_at)
+def invitation_token_hash(token: str) -> str:
+    """What a row stores of its link's token: 256 random bits need no slow KDF."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _signer() -> signing.TimestampSigner:
-    return signing.TimestampSigner(salt=INVITATION_SALT)
+def _pending(account: Account) -> QuerySet[Invitation]:
+    """Open invitations of the account, whether or not they have expired."""
+    return Invitation.objects.filter(account=account, status=Invitation.Status.PENDING)
 
 
-def _closed_invitation_ids(account: Account) -> set[int]:
-    closed = AuditEntry.objects.filter(account=account, action__in=[ACCEPTED, WITHDRAWN],
-                                       created_at__gte=timezone.now() - INVITATION_MAX_AGE)
-    return {int(i) for i in closed.values_list("after__invitation", flat=True) if i is not None}
+def _holding_seats(account: Account) -> QuerySet[Invitation]:
+    # An invitee who took a seat another way (SSO, a second account's link) holds it through the seat.
+    seated = Seat.objects.filter(account=OuterRef("account"), user__email__iexact=OuterRef("email"))
+    return _pending(account).filter(expires_at__gt=timezone.now()).exclude(Exists(seated))
 
 
 def invitation_list_pending(*, account: Account) -> list[Invitation]:
-    """Unexpired invitations nobody accepted or withdrew, to people who hold no seat yet."""
-    closed = _closed_invitation_ids(account)
-    seated = {email.lower() for email in account.seats.values_list("user__email", flat=True)}
-    entries = AuditEntry.objects.filter(
-        account=account, action=INVITED, created_at__gte=timezone.now() - INVITATION_MAX_AGE
-    ).select_related("account").order_by("created_at")
-    return [_invitation(e) for e in entries if e.pk not in closed and e.after["email"] not in seated]
+    """Unexpired invitations nobody accepted or withdrew, to people who hold no seat yet, oldest first."""
+    return list(_holding_seats(account).select_related("account"))
+
+
+def _invitation_by_token(token: str) -> Invitation | None:
+    rows = Invitation.objects.select_related("account__plan")
+    if token.count(":") == 2:  # a signed link from before invitations were rows
+        try:
+            payload = signing.TimestampSigner(salt=LEGACY_INVITATION_SALT).unsign_object(
+                token, max_age=INVITATION_MAX_AGE)
+        except signing.SignatureExpired:
+            raise InvitationError(EXPIRED) from None
+        except signing.BadSignature:
+            return None
+        return rows.filter(legacy_entry_id=payload.get("i")).first()
+    # Found by its hash: how long the index takes tells nothing about a token that would match.
+    return rows.filter(token_hash=invitation_token_hash(token), legacy_entry_id__isnull=True).first()
 
 
 def invitation_get(*, token: str) -> Invitation:
     """The invitation a link names, if it can still be accepted."""
-    try:
-        payload = _signer().unsign_object(token, max_age=INVITATION_MAX_AGE)
-    except signing.SignatureExpired:
-        raise InvitationError("This invitation has expired (invitations last 7 days). Ask for a new one.") from None
-    except signing.BadSignature:
-        raise InvitationError("This invitation link is not valid. Check that you copied all of it.") from None
-    entry = AuditEntry.objects.select_related("account__plan").filter(pk=payload.get("i"), action=INVITED).first()
-    if entry is None:
-        raise InvitationError("This invitation no longer exists. Ask for a new one.")
-    closing = AuditEntry.objects.filter(account=entry.account, action__in=[ACCEPTED, WITHDRAWN],
-                                        after__invitation=entry.pk).first()
-    if closing is not None and closing.action == ACCEPTED:
+    invitation = _invitation_by_token(token)
+    if invitation is None:
+        raise InvitationError("This invitation link is not valid. Check that you copied all of it.")
+    if invitation.status == Invitation.Status.ACCEPTED:
         raise InvitationError("This invitation has already been used. Sign in to reach the account.")
-    if closing is not None:
+    if invitation.status == Invitation.Status.REVOKED:
         raise InvitationError("This invitation was withdrawn. Ask an account admin for a new one.")
-    return _invitation(entry)
+    if invitation.expires_at <= timezone.now():
+        raise InvitationError(EXPIRED)
+    return invitation
 
 
 def _next_plan_for_seats(plan: Plan) -> Plan | None:
@@ -138,7 +137,7 @@ def seat_limit_check(*, account: Account, count_pending: bool) -> None:
     if plan.max_seats is None:
         return
     taken = account.seats.count()
-    pending = len(invitation_list_pending(account=account)) if count_pending else 0
+    pending = _holding_seats(account).count() if count_pending else 0
     if taken + pending < plan.max_seats:
         return
     held = f" ({taken} taken, {pending} held by pending invitations)" if pending else ""
@@ -181,6 +180,9 @@ def _brand_name(account: Account) -> str:
 def _invitation_email_send(invitation: Invitation, url: str) -> bool:
     context = {"invitation": invitation, "url": url, "brand_name": _brand_name(invitation.account)}
     try:
+        # Sent in the inviter's request, after the commit: EMAIL_TIMEOUT bounds how long a silent mail
+        # server can hold it. (Not a Celery task: the plaintext link would have to travel through the
+        # broker, and the inviter could no longer be told whether the mail went out.)
         send_mail(f"You are invited to {invitation.account.name} on {context['brand_name']}",
                   render_to_string("billing/invitation_email.txt", context), None, [invitation.email])
     except (OSError, smtplib.SMTPException) as error:
@@ -190,44 +192,62 @@ def _invitation_email_send(invitation: Invitation, url: str) -> bool:
     return True
 
 
+def _revoke(invitation: Invitation, actor: AbstractBaseUser, now: datetime) -> None:
+    invitation.status, invitation.revoked_at = Invitation.Status.REVOKED, now
+    invitation.revoked_by = actor if actor.is_authenticated else None
+    invitation.save(update_fields=["status", "revoked_at", "revoked_by"])
+
+
 def seat_invite(*, actor_seat: Seat, email: str, role: str) -> SentInvitation:
     """Invite `email` into the actor's account. A new invitation replaces a pending one to the same address."""
-    account, email = actor_seat.account, email.strip().lower()
+    account, email, actor = actor_seat.account, email.strip().lower(), actor_seat.user
     if role not in Seat.Role.values:
         raise ValidationError({"role": f"{role!r} is not a role."})
     _ensure_may_assign(actor_seat, role)
     if account.seats.filter(user__email__iexact=email).exists():
         raise ValidationError({"email": f"{email} already holds a seat in {account.name}."})
+    token = secrets.token_urlsafe(32)
     with transaction.atomic():
         _lock_account(account)
-        for earlier in invitation_list_pending(account=account):
-            if earlier.email == email:
-                audit_record(account=account, actor=actor_seat.user, action=WITHDRAWN, target=email,
-                             before={"role": earlier.role}, after={"invitation": earlier.id, "replaced": True})
+        now = timezone.now()
+        for earlier in _pending(account).filter(email=email):
+            if earlier.expires_at > now:  # an expired one was already closed, as far as anyone could see
+                audit_record(account=account, actor=actor, action=WITHDRAWN, target=email,
+                             before={"role": earlier.role}, after={"invitation": earlier.pk, "replaced": True})
+            _revoke(earlier, actor, now)
         seat_limit_check(account=account, count_pending=True)
-        entry = audit_record(account=account, actor=actor_seat.user, action=INVITED, target=email,
-                             after={"email": email, "role": role})
-    invitation = _invitation(entry)
-    url = settings.SITE_URL + reverse("invitation_accept", args=[_signer().sign_object({"i": entry.pk})])
+        invitation = Invitation.objects.create(
+            account=account, email=email, role=role, token_hash=invitation_token_hash(token), inviter=actor,
+            inviter_label=getattr(actor, "email", "") or str(actor), created_at=now,
+            expires_at=now + INVITATION_MAX_AGE)
+        audit_record(account=account, actor=actor, action=INVITED, target=email,
+                     after={"email": email, "role": role, "invitation": invitation.pk})
+    url = settings.SITE_URL + reverse("invitation_accept", args=[token])
     return SentInvitation(invitation, url, emailed=_invitation_email_send(invitation, url))
 
 
 def invitation_withdraw(*, actor_seat: Seat, invitation_id: int) -> Invitation:
-    invitation = next((i for i in invitation_list_pending(account=actor_seat.account) if i.id == invitation_id), None)
-    if invitation is None:
-        raise ValidationError("That invitation is no longer pending.")
-    _ensure_may_assign(actor_seat, invitation.role)
-    audit_record(account=actor_seat.account, actor=actor_seat.user, action=WITHDRAWN, target=invitation.email,
-                 before={"role": invitation.role}, after={"invitation": invitation.id})
+    account = actor_seat.account
+    with transaction.atomic():
+        invitation = (_pending(account).filter(pk=invitation_id, expires_at__gt=timezone.now())
+                      .select_for_update().first())
+        if invitation is None:
+            raise ValidationError("That invitation is no longer pending.")
+        _ensure_may_assign(actor_seat, invitation.role)
+        _revoke(invitation, actor_seat.user, timezone.now())
+        audit_record(account=account, actor=actor_seat.user, action=WITHDRAWN, target=invitation.email,
+                     before={"role": invitation.role}, after={"invitation": invitation.pk})
     return invitation
 
 
 def invitation_accept(*, token: str, user: AbstractBaseUser | None, new_password: str | None = None) -> Seat:
     """Give the invited person their seat. With no user, one is created for the invitation's email
     with `new_password` (validated by the caller's form)."""
-    invitation = invitation_get(token=token)
-    account = invitation.account
+    account = invitation_get(token=token).account
     with transaction.atomic():
+        _lock_account(account)
+        # Read again under the lock: of two concurrent acceptances of one link, the second finds it used.
+        invitation = invitation_get(token=token)
         if user is None:
             if get_user_model().objects.filter(email__iexact=invitation.email).exists():
                 raise InvitationError(f"{invitation.email} already has a user: sign in to accept.")
@@ -236,13 +256,15 @@ def invitation_accept(*, token: str, user: AbstractBaseUser | None, new_password
         elif (getattr(user, "email", "") or "").lower() != invitation.email:
             raise InvitationError(f"This invitation is for {invitation.email}, and you are signed in as "
                                   f"{getattr(user, 'email', '') or user}. Sign out, then open the link again.")
-        _lock_account(account)
         seat = account.seats.filter(user=user).first()
         if seat is None:
             seat_limit_check(account=account, count_pending=False)
             seat = Seat.objects.create(account=account, user=user, role=invitation.role)
+        invitation.status, invitation.accepted_at, invitation.accepted_by = (
+            Invitation.Status.ACCEPTED, timezone.now(), user)
+        invitation.save(update_fields=["status", "accepted_at", "accepted_by"])
         audit_record(account=account, actor=user, action=ACCEPTED, target=invitation.email,
-                     after={"invitation": invitation.id, "role": seat.role})
+                     after={"invitation": invitation.pk, "role": seat.role})
     return seat
 
 

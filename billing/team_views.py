@@ -27,6 +27,7 @@ from billing.forms import (
     SsoConfigForm,
 )
 from billing.models import AuditEntry, Plan, Seat
+from billing.models_invitations import Invitation
 from billing.models_sso import SsoConfig, SsoDomain
 from billing.sso import redirect_uri
 from billing.team_services import InvitationError, SentInvitation
@@ -193,7 +194,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "billing/invitation_accept.html", context, status=status)
 
 
-def _joined(request: HttpRequest, invitation: team_services.Invitation) -> HttpResponse:
+def _joined(request: HttpRequest, invitation: Invitation) -> HttpResponse:
     messages.success(request, f"Welcome to {invitation.account.name}.")
     return redirect("dashboard", invitation.account.slug)
 

@@ -287,3 +287,16 @@ def stack(transactional_db, simulator, plans) -> Iterator[Stack]:  # type: ignor
     key = make_key(account, KEY)
     with ServerThread() as server:
         yield Stack(proxy=server.url, sim=simulator, account=account, key=key)
+
+
+@pytest.fixture
+def silent_smtp(settings) -> Iterator[float]:  # type: ignore[no-untyped-def]
+    """Real SMTP, to a server that accepts connections (the backlog) and never says hello. Yields the
+    EMAIL_TIMEOUT set: mail code that ignores the one setting hangs well past it."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", silent.getsockname()[1]
+        settings.EMAIL_TIMEOUT = 0.5
+        yield settings.EMAIL_TIMEOUT

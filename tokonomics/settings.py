@@ -316,8 +316,11 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-# A stuck SMTP server must not hold a request (or a row lock) for ever.
+# Seconds. Every mail (alerts, invitations, domain confirmations) goes through the SMTP backend, which reads
+# this: a stuck SMTP server must not hold a request, a row lock or a worker for ever.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 15)
+if EMAIL_TIMEOUT <= 0:
+    raise ImproperlyConfigured(f"EMAIL_TIMEOUT={EMAIL_TIMEOUT} must be a positive number of seconds")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Tokonomics <alerts@localhost>")
 
 LOGGING = {

@@ -6,12 +6,12 @@ import smtplib
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from alerts.payloads import alert_summary
 
-from .base import TIMEOUT_SECONDS, DeliveryResult, Notifier
+from .base import DeliveryResult, Notifier
 
 if TYPE_CHECKING:
     from alerts.models import AlertChannel, AlertEvent
@@ -28,9 +28,6 @@ class EmailNotifier(Notifier):
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=list(channel.emails),
             headers={"X-Tokonomics-Alert-Id": event.webhook_id},
-            # EMAIL_TIMEOUT defaults to none at all: a mail server that stops answering would hold the
-            # worker (and every alert behind this one) forever.
-            connection=get_connection(timeout=settings.EMAIL_TIMEOUT or TIMEOUT_SECONDS),
         )
         message.attach_alternative(render_to_string("alerts/email.html", context), "text/html")
         try:

@@ -4,6 +4,7 @@ they re-arm in the next period; a raised limit resolves an exhausted budget; for
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -180,6 +181,20 @@ def test_forecast_fires_once_when_the_projection_exceeds_the_limit(  # type: ign
     [delivered] = receiver.wait_for(1)
     assert delivered.payload["type"] == "budget.forecast"
     assert len(receiver.deliveries) == 1
+
+
+@pytest.mark.django_db
+def test_plan_request_limit_mail_to_a_silent_server_gives_up_after_email_timeout(  # type: ignore[no-untyped-def]
+    acme, alice, plans, silent_smtp
+) -> None:
+    acme.plan = plans["starter"]
+    acme.save()
+    now = datetime.now(UTC)
+    sync_redis().set(plan_counter_key(acme.pk, period_bounds("month", "UTC", now)[0]), 850_000)
+    started = time.monotonic()
+    [notice] = plan_request_limits_check(now=now)
+    assert time.monotonic() - started < 5  # EMAIL_TIMEOUT (0.5 s): the beat task is not held
+    assert notice.payload["data"]["threshold_percent"] == 80
 
 
 @pytest.mark.django_db

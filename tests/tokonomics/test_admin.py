@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from django.contrib import admin
 from django.urls import reverse
+from django.utils import timezone
 
+from billing.models import Invitation
 from proxy.keys import hash_key
 from proxy.models import ApiKey
 
@@ -24,11 +26,11 @@ def test_every_changelist_and_add_page_loads(operator) -> None:  # type: ignore[
         changelist = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
         assert operator.get(changelist).status_code == 200, changelist
         add = reverse(f"admin:{meta.app_label}_{meta.model_name}_add")
-        # Usage records and their dead letters are written by the ledger only, SSO domain claims by their
-        # services, sign-in attempts by django-axes: their add page is forbidden.
+        # Usage records and their dead letters are written by the ledger only, SSO domain claims and invitations
+        # by their services, sign-in attempts by django-axes: their add page is forbidden.
         expected = 403 if meta.model_name in (
             "usagerecord", "usagedeadletter", "alertevent", "alertdelivery", "managementtoken", "ssodomain",
-            "accessattempt", "accessfailurelog", "accesslog",
+            "invitation", "accessattempt", "accessfailurelog", "accesslog",
         ) else 200
         assert operator.get(add).status_code == expected, add
 
@@ -101,3 +103,15 @@ def test_view_only_staff_cannot_approve_a_domain_claim(client, acme) -> None:  #
     client.post(changelist, {"action": "approve", admin.helpers.ACTION_CHECKBOX_NAME: [claim.pk]})
     claim.refresh_from_db()
     assert claim.status == SsoDomain.Status.PENDING
+
+
+def test_an_invitation_is_shown_read_only_and_without_its_token_hash(operator, acme) -> None:  # type: ignore[no-untyped-def]
+    invitation = Invitation.objects.create(account=acme, email="erin@acme.test", role="member", token_hash="f" * 64,
+                                           inviter_label="alice@acme.test", expires_at=timezone.now())
+    listing = operator.get(reverse("admin:billing_invitation_changelist"))
+    assert "erin@acme.test" in listing.content.decode()
+    page = operator.get(reverse("admin:billing_invitation_change", args=[invitation.pk])).content.decode()
+    assert "erin@acme.test" in page and "f" * 64 not in page and 'name="email"' not in page
+    operator.post(reverse("admin:billing_invitation_change", args=[invitation.pk]), {"email": "x@evil.test"})
+    invitation.refresh_from_db()
+    assert invitation.email == "erin@acme.test"

@@ -4,6 +4,7 @@ contact, or the operator's approval in the admin), one verified account per doma
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -167,6 +168,14 @@ def test_a_newline_in_the_account_name_does_not_break_the_mail(client_as, alice,
     assert response.status_code == 302
     [message] = mail.outbox
     assert "\n" not in message.subject and "\r" not in message.subject and message.to == ["admin@acme.fr"]
+
+
+def test_a_silent_mail_server_holds_the_confirmation_only_for_email_timeout(client_as, alice, claim, silent_smtp):
+    owner = client_as(alice)
+    started = time.monotonic()
+    response = owner.post(f"/a/acme/settings/sso/domains/{claim.pk}/confirm", {"mailbox": "admin"})
+    assert time.monotonic() - started < 5  # EMAIL_TIMEOUT (0.5 s): the claim's row lock waits no longer
+    assert "could not be sent" in owner.get(response.url).content.decode()
 
 
 def test_a_mail_that_cannot_be_built_keeps_the_live_link(client_as, alice, claim, monkeypatch):
