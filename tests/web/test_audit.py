@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from billing.audit import audit_record
 from billing.models import AuditEntry, Seat
+from tokonomics.audit import audit_record
 
 pytestmark = pytest.mark.django_db
 
