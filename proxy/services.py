@@ -130,7 +130,7 @@ def api_key_replace(*, account: Account, actor: Actor, key: ApiKey, plaintext: s
     before = snapshot(key)
     key.key_hash, key.prefix = hash_key(plaintext), visible_prefix(plaintext)
     with transaction.atomic():
-        key.save(update_fields=["key_hash", "prefix", "updated_at"])
+        key.save(update_fields=["key_hash", "prefix"])
         audit_record(account=account, actor=actor, action="key.replaced", target=key.name, before=before,
                      after=snapshot(key))
     return key
