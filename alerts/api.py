@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from ninja import Router, Status
 
-from tokonomics.api_common import ObjectId, caller_account, responses
+from tokonomics.api_common import ObjectId, caller_account, caller_actor, responses
 
 from . import selectors, services
 from .models import AlertChannel, AlertRule
@@ -37,7 +37,8 @@ def alert_channel_create(
     request: HttpRequest, response: HttpResponse, payload: AlertChannelIn
 ) -> Status[AlertChannelCreatedOut]:
     """Add a channel. A webhook created without a secret gets one, returned in this response only."""
-    channel, generated_secret = services.alert_channel_create(account=caller_account(request), **payload.model_dump())
+    channel, generated_secret = services.alert_channel_create(account=caller_account(request),
+                                                              actor=caller_actor(request), **payload.model_dump())
     response["Cache-Control"] = "no-store"
     created = AlertChannelCreatedOut.model_validate(channel, context={"generated_secret": generated_secret})
     return Status(201, created)
@@ -45,14 +46,17 @@ def alert_channel_create(
 
 @router.patch("/alert-channels/{channel_id}", response=responses({200: AlertChannelOut}), tags=["alerts"])
 def alert_channel_update(request: HttpRequest, channel_id: ObjectId, payload: AlertChannelPatch) -> AlertChannel:
-    channel = selectors.alert_channel_get(account=caller_account(request), channel_id=channel_id)
-    return services.alert_channel_update(channel=channel, changes=payload.model_dump(exclude_unset=True))
+    account = caller_account(request)
+    channel = selectors.alert_channel_get(account=account, channel_id=channel_id)
+    return services.alert_channel_update(account=account, actor=caller_actor(request), channel=channel,
+                                         changes=payload.model_dump(exclude_unset=True))
 
 
 @router.delete("/alert-channels/{channel_id}", response=responses({204: None}), tags=["alerts"])
 def alert_channel_delete(request: HttpRequest, channel_id: ObjectId) -> Status[None]:
-    channel = selectors.alert_channel_get(account=caller_account(request), channel_id=channel_id)
-    services.alert_channel_delete(channel=channel)
+    account = caller_account(request)
+    channel = selectors.alert_channel_get(account=account, channel_id=channel_id)
+    services.alert_channel_delete(account=account, actor=caller_actor(request), channel=channel)
     return Status(204, None)
 
 
@@ -69,16 +73,22 @@ def alert_rule_get(request: HttpRequest, rule_id: ObjectId) -> AlertRule:
 @router.post("/alert-rules", response=responses({201: AlertRuleOut}), tags=["alerts"])
 def alert_rule_create(request: HttpRequest, payload: AlertRuleIn) -> Status[AlertRule]:
     """Add a burn-rate rule. The plan's max_alert_rules caps how many an account has (403 beyond it)."""
-    return Status(201, services.alert_rule_create(account=caller_account(request), **payload.model_dump()))
+    rule = services.alert_rule_create(account=caller_account(request), actor=caller_actor(request),
+                                      **payload.model_dump())
+    return Status(201, rule)
 
 
 @router.patch("/alert-rules/{rule_id}", response=responses({200: AlertRuleOut}), tags=["alerts"])
 def alert_rule_update(request: HttpRequest, rule_id: ObjectId, payload: AlertRulePatch) -> AlertRule:
-    rule = selectors.alert_rule_get(account=caller_account(request), rule_id=rule_id)
-    return services.alert_rule_update(rule=rule, changes=payload.model_dump(exclude_unset=True))
+    account = caller_account(request)
+    rule = selectors.alert_rule_get(account=account, rule_id=rule_id)
+    return services.alert_rule_update(account=account, actor=caller_actor(request), rule=rule,
+                                      changes=payload.model_dump(exclude_unset=True))
 
 
 @router.delete("/alert-rules/{rule_id}", response=responses({204: None}), tags=["alerts"])
 def alert_rule_delete(request: HttpRequest, rule_id: ObjectId) -> Status[None]:
-    services.alert_rule_delete(rule=selectors.alert_rule_get(account=caller_account(request), rule_id=rule_id))
+    account = caller_account(request)
+    rule = selectors.alert_rule_get(account=account, rule_id=rule_id)
+    services.alert_rule_delete(account=account, actor=caller_actor(request), rule=rule)
     return Status(204, None)

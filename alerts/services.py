@@ -17,9 +17,11 @@ from alerts.models import AlertChannel, AlertRule, generate_webhook_secret
 from alerts.selectors import alert_channels_by_id
 from billing.models import Account, Plan
 from proxy.urls_policy import url_problem
+from tokonomics.audit import Actor, audit_record, snapshot
 from tokonomics.validation import ensure_unique
 
-CHANNEL_FIELDS = frozenset({"name", "url", "emails", "secret"})
+# `kind` changes only from a config file (the REST API's PATCH has no kind: create another channel instead).
+CHANNEL_FIELDS = frozenset({"name", "kind", "url", "emails", "secret"})
 RULE_FIELDS = frozenset({"scope", "match", "window_minutes", "multiplier", "floor_usd", "channel_ids"})
 MIN_SECRET_BYTES = 16
 
@@ -80,8 +82,21 @@ def _channel_save(channel: AlertChannel, secret: str | None) -> AlertChannel:
     return channel
 
 
+def _owned(obj: AlertChannel | AlertRule, account: Account) -> None:
+    # The audit entry goes to `account`: it must be the object's own.
+    if obj.account_id != account.pk:
+        raise ValueError(f"{obj!r} is not in account {account.slug!r}")
+
+
 def alert_channel_create(
-    *, account: Account, name: str, kind: str, url: str = "", emails: Sequence[str] = (), secret: str | None = None
+    *,
+    account: Account,
+    actor: Actor,
+    name: str,
+    kind: str,
+    url: str = "",
+    emails: Sequence[str] = (),
+    secret: str | None = None,
 ) -> tuple[AlertChannel, str | None]:
     """A new channel, and the webhook secret generated for it when none was given (show it once), else None."""
     generated = None
@@ -89,25 +104,45 @@ def alert_channel_create(
         secret = generated = generate_webhook_secret()
     channel = AlertChannel(account=account, name=name, emails=list(emails))
     channel.set_url(url, kind=kind)
-    return _channel_save(channel, secret), generated
+    with transaction.atomic():
+        _channel_save(channel, secret)
+        audit_record(account=account, actor=actor, action="alert_channel.created", target=channel.name,
+                     after=snapshot(channel))
+    return channel, generated
 
 
-def alert_channel_update(*, channel: AlertChannel, changes: Mapping[str, Any]) -> AlertChannel:
-    """Apply a partial update (any of CHANNEL_FIELDS). The kind cannot change: create another channel.
-    A Slack channel's url sent back as read (masked) leaves it unchanged."""
+def alert_channel_update(
+    *, account: Account, actor: Actor, channel: AlertChannel, changes: Mapping[str, Any]
+) -> AlertChannel:
+    """Apply a partial update (any of CHANNEL_FIELDS). A Slack channel's url sent back as read (masked) leaves it
+    unchanged. A new webhook secret is logged as `secret_changed`, without its value."""
+    _owned(channel, account)
     unknown = set(changes) - CHANNEL_FIELDS
     if unknown:
         raise ValueError(f"not alert channel fields: {sorted(unknown)}")
+    before, old_name = snapshot(channel), channel.name
+    secret_changed = changes.get("secret") is not None and changes["secret"] != channel.get_secret()
     for name in ("name", "emails"):
         if name in changes:
             setattr(channel, name, changes[name])
-    if "url" in changes:
-        channel.set_url(changes["url"])
-    return _channel_save(channel, changes.get("secret"))
+    if "url" in changes or "kind" in changes:
+        channel.set_url(changes.get("url", channel.url), kind=changes.get("kind"))
+    with transaction.atomic():
+        _channel_save(channel, changes.get("secret"))
+        after = snapshot(channel)
+        if secret_changed:
+            before, after = {**before, "secret_changed": False}, {**after, "secret_changed": True}
+        audit_record(account=account, actor=actor, action="alert_channel.updated", target=old_name, before=before,
+                     after=after)
+    return channel
 
 
-def alert_channel_delete(*, channel: AlertChannel) -> None:
-    channel.delete()
+def alert_channel_delete(*, account: Account, actor: Actor, channel: AlertChannel) -> None:
+    _owned(channel, account)
+    with transaction.atomic():
+        audit_record(account=account, actor=actor, action="alert_channel.deleted", target=channel.name,
+                     before=snapshot(channel))
+        channel.delete()
 
 
 def _rule_limit_message(plan: Plan, count: int) -> str:
@@ -117,6 +152,15 @@ def _rule_limit_message(plan: Plan, count: int) -> str:
         f"Your {plan.name} plan allows {plan.max_alert_rules} alert rules and this account has {count}. "
         f"Delete a rule you no longer need, or move the account to a plan with more ({names})."
     )
+
+
+def _rule_target(rule: AlertRule) -> str:
+    """The rule's identity (one per kind, scope and match): not its thresholds, which change."""
+    return f"{rule.kind} {rule.scope} {rule.match}"
+
+
+def _rule_snapshot(rule: AlertRule) -> dict[str, Any]:
+    return {**snapshot(rule), "channels": sorted(rule.channels.values_list("name", flat=True))}
 
 
 def _rule_save(rule: AlertRule, channel_ids: Sequence[int] | None) -> AlertRule:
@@ -137,6 +181,7 @@ def _rule_save(rule: AlertRule, channel_ids: Sequence[int] | None) -> AlertRule:
 def alert_rule_create(
     *,
     account: Account,
+    actor: Actor,
     scope: str,
     kind: str = AlertRule.Kind.BURN_RATE,
     match: str = "*",
@@ -162,20 +207,32 @@ def alert_rule_create(
             multiplier=multiplier,
             floor_usd=floor_usd,
         )
-        return _rule_save(rule, channel_ids)
+        _rule_save(rule, channel_ids)
+        audit_record(account=account, actor=actor, action="alert_rule.created", target=_rule_target(rule),
+                     after=_rule_snapshot(rule))
+        return rule
 
 
-def alert_rule_update(*, rule: AlertRule, changes: Mapping[str, Any]) -> AlertRule:
+def alert_rule_update(*, account: Account, actor: Actor, rule: AlertRule, changes: Mapping[str, Any]) -> AlertRule:
     """Apply a partial update (any of RULE_FIELDS); the result is validated whole."""
+    _owned(rule, account)
     unknown = set(changes) - RULE_FIELDS
     if unknown:
         raise ValueError(f"not alert rule fields: {sorted(unknown)}")
+    before, target = _rule_snapshot(rule), _rule_target(rule)
     for name, value in changes.items():
         if name != "channel_ids":
             setattr(rule, name, value)
     with transaction.atomic():
-        return _rule_save(rule, changes.get("channel_ids"))
+        _rule_save(rule, changes.get("channel_ids"))
+        audit_record(account=account, actor=actor, action="alert_rule.updated", target=target, before=before,
+                     after=_rule_snapshot(rule))
+    return rule
 
 
-def alert_rule_delete(*, rule: AlertRule) -> None:
-    rule.delete()
+def alert_rule_delete(*, account: Account, actor: Actor, rule: AlertRule) -> None:
+    _owned(rule, account)
+    with transaction.atomic():
+        audit_record(account=account, actor=actor, action="alert_rule.deleted", target=_rule_target(rule),
+                     before=_rule_snapshot(rule))
+        rule.delete()

@@ -14,7 +14,7 @@ from alerts.events import alert_test_send
 from alerts.models import AlertChannel, AlertDelivery, AlertEvent, AlertRule
 from alerts.services import alert_channel_create, alert_rule_create
 from billing.access import Membership, membership_get
-from billing.audit import audit_record, snapshot
+from tokonomics.audit import Actor
 from tokonomics.validation import form_errors_from
 
 
@@ -71,14 +71,13 @@ def channel_create(request: HttpRequest, slug: str) -> HttpResponse:
         data = form.cleaned_data
         emails = [e.strip() for e in data["emails"].split(",") if e.strip()]
         try:
-            channel, generated = alert_channel_create(account=membership.account, name=data["name"],
+            channel, generated = alert_channel_create(account=membership.account, actor=Actor.of_user(request.user),
+                                                      name=data["name"],
                                                       kind=data["kind"], url=data["url"], emails=emails,
                                                       secret=data["secret"] or None)
         except ValidationError as error:
             form_errors_from(form, error)
         else:
-            audit_record(account=membership.account, actor=request.user, action="alert_channel.created",
-                         target=channel.name, after=snapshot(channel))
             messages.success(request, f"Channel {channel.name} added.")
             return _page(request, membership, new_secret=generated)
     return _page(request, membership, channel_form=form, status=400)
@@ -103,14 +102,13 @@ def rule_create(request: HttpRequest, slug: str) -> HttpResponse:
     form = RuleForm(request.POST)
     if form.is_valid():
         try:
-            rule = alert_rule_create(account=membership.account, **form.cleaned_data)
+            alert_rule_create(account=membership.account, actor=Actor.of_user(request.user),
+                              **form.cleaned_data)
         except ValidationError as error:
             form_errors_from(form, error)
         except PermissionDenied as denied:
             form.add_error(None, str(denied))
         else:
-            audit_record(account=membership.account, actor=request.user, action="alert_rule.created",
-                         target=str(rule), after=snapshot(rule))
             messages.success(request, "Burn-rate rule added.")
             return redirect("alert_settings", slug)
     return _page(request, membership, rule_form=form, status=400)

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
-from tokonomics.api_common import ObjectId, caller_account, caller_token, decimal_string, responses
+from tokonomics.api_common import ObjectId, caller_account, caller_actor, caller_token, decimal_string, responses
 
 from . import selectors, services, team_services
 from .models import Account, Budget, UsageRecord
@@ -46,7 +46,7 @@ def account_get(request: HttpRequest) -> dict[str, Any]:
 def account_update(request: HttpRequest, payload: AccountPatch) -> dict[str, Any]:
     """Change the account's proxy policy (admin tokens); the change is in the account's audit log."""
     token = caller_token(request)
-    account = team_services.account_policy_update(account=token.account, actor=token,
+    account = team_services.account_policy_update(account=token.account, actor=caller_actor(request),
                                                   changes=payload.model_dump(exclude_unset=True))
     return _account_out(account, token)
 
@@ -78,18 +78,24 @@ def budget_get(request: HttpRequest, budget_id: ObjectId) -> Budget:
 @router.post("/budgets", response=responses({201: BudgetOut}), tags=["budgets"])
 def budget_create(request: HttpRequest, payload: BudgetIn) -> Status[Budget]:
     """Add a budget. A tenant or feature budget names one value, or '*' for a cap on each value."""
-    return Status(201, services.budget_create(account=caller_account(request), **payload.model_dump()))
+    budget = services.budget_create(account=caller_account(request), actor=caller_actor(request),
+                                    **payload.model_dump())
+    return Status(201, budget)
 
 
 @router.patch("/budgets/{budget_id}", response=responses({200: BudgetOut}), tags=["budgets"])
 def budget_update(request: HttpRequest, budget_id: ObjectId, payload: BudgetPatch) -> Budget:
-    budget = selectors.budget_get(account=caller_account(request), budget_id=budget_id)
-    return services.budget_update(budget=budget, changes=payload.model_dump(exclude_unset=True))
+    account = caller_account(request)
+    budget = selectors.budget_get(account=account, budget_id=budget_id)
+    return services.budget_update(account=account, actor=caller_actor(request), budget=budget,
+                                  changes=payload.model_dump(exclude_unset=True))
 
 
 @router.delete("/budgets/{budget_id}", response=responses({204: None}), tags=["budgets"])
 def budget_delete(request: HttpRequest, budget_id: ObjectId) -> Status[None]:
-    services.budget_delete(budget=selectors.budget_get(account=caller_account(request), budget_id=budget_id))
+    account = caller_account(request)
+    budget = selectors.budget_get(account=account, budget_id=budget_id)
+    services.budget_delete(account=account, actor=caller_actor(request), budget=budget)
     return Status(204, None)
 
 

@@ -12,10 +12,10 @@ import redis
 from django.db import transaction
 from django.utils import timezone
 
-from billing.audit import audit_record
 from billing.models import Account, UsageDeadLetter
 from proxy.ledger_metrics import DEAD_LETTERS_KEY
 from proxy.usage_bounds import text_clean
+from tokonomics.audit import audit_record
 from tokonomics.redis_client import sync_redis
 
 if TYPE_CHECKING:

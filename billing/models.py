@@ -8,6 +8,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
+from tokonomics.audit import ActorKind
+
 SLUG_VALIDATOR = RegexValidator(
     r"^[a-z0-9][a-z0-9-]{0,62}$", "Use lower-case letters, digits and dashes (max 63 characters)."
 )
@@ -428,8 +430,11 @@ class AuditEntry(models.Model):
     """Who changed what in an account, with the values before and after (secrets never included)."""
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="audit_entries")
+    actor_kind = models.CharField(max_length=10, choices=ActorKind.choices, default=ActorKind.USER)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    actor_label = models.CharField(max_length=200, help_text="Who, kept even if the user is deleted.")
+    actor_token = models.ForeignKey("billing.ManagementToken", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="audit_entries")
+    actor_label = models.CharField(max_length=200, help_text="Who, kept even if the user or token is deleted.")
     action = models.CharField(max_length=60)
     target = models.CharField(max_length=200)
     before = models.JSONField(default=dict, blank=True)

@@ -23,7 +23,7 @@ class SsoConfig(models.Model):
     enabled = models.BooleanField(default=True)
     issuer = models.URLField(max_length=300, help_text="The provider's issuer URL, as in its discovery document.")
     client_id = models.CharField(max_length=200)
-    # Named like every other encrypted secret, so billing.audit.snapshot leaves it out of the log.
+    # Named like every other encrypted secret, so tokonomics.audit.snapshot leaves it out of the log.
     secret_encrypted = models.TextField(blank=True, editable=False, help_text="The client secret, encrypted.")
     # What the secret's ciphertext is bound to (tokonomics/crypto.py); set before the row has a pk.
     secret_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)

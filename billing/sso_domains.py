@@ -24,9 +24,9 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.audit import audit_record
 from billing.models import Account, AuditEntry
 from billing.models_sso import SsoConfig, SsoDomain
+from tokonomics.audit import audit_record
 
 logger = logging.getLogger(__name__)
 

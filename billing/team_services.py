@@ -33,13 +33,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.access import ROLE_RANK
-from billing.audit import audit_record, snapshot
 from billing.models import Account, Plan, Seat
 from billing.models_invitations import Invitation
 from billing.models_sso import SsoConfig
+from billing.services import account_update
 from billing.sso import SsoError, issuer_problem
 from billing.sso_domains import sso_domains_sync
 from proxy.services import credential_host_problem
+from tokonomics.audit import audit_record, snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -297,15 +298,7 @@ def seat_remove(*, actor_seat: Seat, seat: Seat) -> None:
 
 
 def _fields_update(account: Account, actor: Any, action: str, fields: dict[str, Any]) -> Account:
-    before = snapshot(account, list(fields))
-    for name, value in fields.items():
-        setattr(account, name, value)
-    account.full_clean(validate_unique=False, validate_constraints=False)
-    with transaction.atomic():
-        account.save(update_fields=list(fields))
-        audit_record(account=account, actor=actor, action=action, target=account.slug, before=before,
-                     after=snapshot(account, list(fields)))
-    return account
+    return account_update(account=account, actor=actor, changes=fields, action=action)
 
 
 def account_settings_update(

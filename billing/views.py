@@ -8,17 +8,19 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from billing import dashboard
+from billing import dashboard, services
 from billing.access import membership_get
-from billing.audit import audit_record, snapshot
 from billing.models import Budget
+from tokonomics.audit import Actor
 from tokonomics.csv_cells import csv_cell
 from tokonomics.responses import after_change
+from tokonomics.validation import form_errors_from
 
 
 def _filters(request: HttpRequest) -> dict[str, str]:
@@ -133,16 +135,23 @@ def budget_save(request: HttpRequest, slug: str, budget_id: int | None = None) -
     membership = membership_get(request, slug)
     membership.require("manage_budgets")
     budget = get_object_or_404(Budget, pk=budget_id, account=membership.account) if budget_id else None
-    before = snapshot(budget)
-    form = BudgetForm(request.POST, instance=budget, account=membership.account)
-    if not form.is_valid():
-        return _budget_page(request, membership, form, status=200 if request.htmx else 400)
-    saved = form.save()
-    action = "budget.updated" if budget else "budget.created"
-    audit_record(account=membership.account, actor=request.user, action=action, target=str(saved), before=before,
-                 after=snapshot(saved))
-    messages.success(request, f"Budget saved: {saved}.")
-    return after_change(request, reverse("budget_list", args=[slug]))
+    # The form validates a copy: the service needs the budget as stored, to log what it was.
+    form = BudgetForm(request.POST, instance=Budget.objects.get(pk=budget.pk) if budget else None,
+                      account=membership.account)
+    if form.is_valid():
+        fields = {name: form.cleaned_data[name] for name in BudgetForm.Meta.fields}
+        actor = Actor.of_user(request.user)
+        try:
+            if budget is None:
+                saved = services.budget_create(account=membership.account, actor=actor, **fields)
+            else:
+                saved = services.budget_update(account=membership.account, actor=actor, budget=budget, changes=fields)
+        except ValidationError as error:
+            form_errors_from(form, error)
+        else:
+            messages.success(request, f"Budget saved: {saved}.")
+            return after_change(request, reverse("budget_list", args=[slug]))
+    return _budget_page(request, membership, form, status=200 if request.htmx else 400)
 
 
 @require_POST
@@ -151,8 +160,6 @@ def budget_delete(request: HttpRequest, slug: str, budget_id: int) -> HttpRespon
     membership = membership_get(request, slug)
     membership.require("manage_budgets")
     budget = get_object_or_404(Budget, pk=budget_id, account=membership.account)
-    audit_record(account=membership.account, actor=request.user, action="budget.deleted", target=str(budget),
-                 before=snapshot(budget))
-    budget.delete()
+    services.budget_delete(account=membership.account, actor=Actor.of_user(request.user), budget=budget)
     messages.success(request, "Budget deleted.")
     return redirect("budget_list", slug)

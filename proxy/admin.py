@@ -5,6 +5,8 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from tokonomics.audit import Actor
+
 from .keys import generate_key, hash_key, visible_prefix
 from .models import ApiKey, ProviderEndpoint
 from .services import api_key_revoke, credential_host_problem
@@ -55,8 +57,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
-        count = api_key_revoke(keys=queryset)
-        self.message_user(request, f"Revoked {count} key(s).")
+        # One service call per key: each revocation is audited in its own account, with the operator as actor.
+        keys = list(queryset.filter(revoked_at__isnull=True).select_related("account"))
+        for key in keys:
+            api_key_revoke(account=key.account, actor=Actor.of_user(request.user), key=key)
+        self.message_user(request, f"Revoked {len(keys)} key(s).")
 
 
 class ProviderEndpointForm(forms.ModelForm):

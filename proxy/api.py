@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from ninja import Router, Status
 
-from tokonomics.api_common import ObjectId, caller_account, responses
+from tokonomics.api_common import ObjectId, caller_account, caller_actor, responses
 
 from . import selectors, services
 from .models import ApiKey, ProviderEndpoint
@@ -27,15 +27,18 @@ def key_get(request: HttpRequest, key_id: ObjectId) -> ApiKey:
 @router.post("/keys", response=responses({201: KeyCreatedOut}), tags=["keys"])
 def key_create(request: HttpRequest, response: HttpResponse, payload: KeyIn) -> Status[KeyCreatedOut]:
     """Create a key. The plaintext is in this response only; afterwards only its prefix is shown."""
-    key, plaintext = services.api_key_create(account=caller_account(request), **payload.model_dump())
+    key, plaintext = services.api_key_create(account=caller_account(request), actor=caller_actor(request),
+                                             **payload.model_dump())
     response["Cache-Control"] = "no-store"
     return Status(201, KeyCreatedOut.model_validate(key, context={"plaintext": plaintext}))
 
 
 @router.patch("/keys/{key_id}", response=responses({200: KeyOut}), tags=["keys"])
 def key_update(request: HttpRequest, key_id: ObjectId, payload: KeyPatch) -> ApiKey:
-    key = selectors.api_key_get(account=caller_account(request), key_id=key_id)
-    return services.api_key_update(key=key, changes=payload.model_dump(exclude_unset=True))
+    account = caller_account(request)
+    key = selectors.api_key_get(account=account, key_id=key_id)
+    return services.api_key_update(account=account, actor=caller_actor(request), key=key,
+                                   changes=payload.model_dump(exclude_unset=True))
 
 
 @router.post("/keys/{key_id}/revoke", response=responses({200: KeyOut}), tags=["keys"])
@@ -43,9 +46,7 @@ def key_revoke(request: HttpRequest, key_id: ObjectId) -> ApiKey:
     """Revoke a key: the proxy refuses it within a second. Keys are never deleted, so usage keeps its key."""
     account = caller_account(request)
     key = selectors.api_key_get(account=account, key_id=key_id)
-    services.api_key_revoke(keys=selectors.api_key_list(account=account).filter(pk=key.pk))
-    key.refresh_from_db()
-    return key
+    return services.api_key_revoke(account=account, actor=caller_actor(request), key=key)
 
 
 @router.get("/providers", response=responses({200: list[ProviderOut]}), tags=["providers"])
@@ -61,17 +62,22 @@ def provider_get(request: HttpRequest, endpoint_id: ObjectId) -> ProviderEndpoin
 @router.post("/providers", response=responses({201: ProviderOut}), tags=["providers"])
 def provider_create(request: HttpRequest, payload: ProviderIn) -> Status[ProviderEndpoint]:
     """Add a provider endpoint. A built-in slug needs no base_url or wire_format; the credential is write-only."""
-    return Status(201, services.provider_endpoint_create(account=caller_account(request), **payload.model_dump()))
+    endpoint = services.provider_endpoint_create(account=caller_account(request), actor=caller_actor(request),
+                                                 **payload.model_dump())
+    return Status(201, endpoint)
 
 
 @router.patch("/providers/{endpoint_id}", response=responses({200: ProviderOut}), tags=["providers"])
 def provider_update(request: HttpRequest, endpoint_id: ObjectId, payload: ProviderPatch) -> ProviderEndpoint:
-    endpoint = selectors.provider_endpoint_get(account=caller_account(request), endpoint_id=endpoint_id)
-    return services.provider_endpoint_update(endpoint=endpoint, changes=payload.model_dump(exclude_unset=True))
+    account = caller_account(request)
+    endpoint = selectors.provider_endpoint_get(account=account, endpoint_id=endpoint_id)
+    return services.provider_endpoint_update(account=account, actor=caller_actor(request), endpoint=endpoint,
+                                             changes=payload.model_dump(exclude_unset=True))
 
 
 @router.delete("/providers/{endpoint_id}", response=responses({204: None}), tags=["providers"])
 def provider_delete(request: HttpRequest, endpoint_id: ObjectId) -> Status[None]:
-    endpoint = selectors.provider_endpoint_get(account=caller_account(request), endpoint_id=endpoint_id)
-    services.provider_endpoint_delete(endpoint=endpoint)
+    account = caller_account(request)
+    endpoint = selectors.provider_endpoint_get(account=account, endpoint_id=endpoint_id)
+    services.provider_endpoint_delete(account=account, actor=caller_actor(request), endpoint=endpoint)
     return Status(204, None)

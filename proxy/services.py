@@ -8,14 +8,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from billing.models import Account, Budget
+from tokonomics.audit import Actor, audit_record, snapshot
 from tokonomics.redis_client import sync_redis
 from tokonomics.validation import ensure_unique
 
@@ -41,12 +40,6 @@ def config_version_bump() -> None:
     transaction.on_commit(bump)
 
 
-def api_key_revoke(*, keys: QuerySet[ApiKey]) -> int:
-    count = keys.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-    config_version_bump()
-    return count
-
-
 KEY_FIELDS = frozenset(
     {"name", "environment", "allowed_models", "expires_at", "requests_per_minute", "tokens_per_minute",
      "max_concurrent"}
@@ -66,9 +59,16 @@ def _api_key_check(key: ApiKey, *, expires_at_changed: bool) -> None:
     )
 
 
+def _owned(obj: ApiKey | ProviderEndpoint, account: Account) -> None:
+    # The audit entry goes to `account`: it must be the object's own.
+    if obj.account_id != account.pk:
+        raise ValueError(f"{obj!r} is not in account {account.slug!r}")
+
+
 def api_key_create(
     *,
     account: Account,
+    actor: Actor,
     name: str,
     environment: str = "production",
     allowed_models: Sequence[str] = (),
@@ -76,11 +76,12 @@ def api_key_create(
     requests_per_minute: int | None = None,
     tokens_per_minute: int | None = None,
     max_concurrent: int | None = None,
-    created_by: AbstractBaseUser | None = None,
+    plaintext: str | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key and its plaintext, which is not stored anywhere: show it once. `created_by`: the person
-    creating it in the web app (a member may revoke only the keys they created)."""
-    plaintext = generate_key()
+    """A new key and its plaintext, which is not stored anywhere: show it once. A person creating it is
+    recorded as its creator (a member may revoke only the keys they created). `plaintext`: a key chosen by the
+    caller (applyconfig's `key:`), else one is generated."""
+    plaintext = plaintext or generate_key()
     key = ApiKey(
         account=account,
         name=name,
@@ -92,18 +93,22 @@ def api_key_create(
         requests_per_minute=requests_per_minute,
         tokens_per_minute=tokens_per_minute,
         max_concurrent=max_concurrent,
-        created_by=created_by,
+        created_by=actor.user,
     )
     _api_key_check(key, expires_at_changed=True)
-    key.save()
+    with transaction.atomic():
+        key.save()
+        audit_record(account=account, actor=actor, action="key.created", target=key.name, after=snapshot(key))
     return key, plaintext
 
 
-def api_key_update(*, key: ApiKey, changes: Mapping[str, Any]) -> ApiKey:
+def api_key_update(*, account: Account, actor: Actor, key: ApiKey, changes: Mapping[str, Any]) -> ApiKey:
     """Apply a partial update (any of KEY_FIELDS). Key budgets that name the key follow a rename."""
+    _owned(key, account)
     unknown = set(changes) - KEY_FIELDS
     if unknown:
         raise ValueError(f"not key fields: {sorted(unknown)}")
+    before = snapshot(key)
     old_name = key.name
     for name, value in changes.items():
         setattr(key, name, value)
@@ -113,6 +118,37 @@ def api_key_update(*, key: ApiKey, changes: Mapping[str, Any]) -> ApiKey:
         if key.name != old_name:
             Budget.objects.filter(account=key.account, scope=Budget.Scope.KEY, match=old_name).update(match=key.name)
             config_version_bump()  # .update() sends no signal
+        audit_record(account=account, actor=actor, action="key.updated", target=old_name, before=before,
+                     after=snapshot(key))
+    return key
+
+
+def api_key_replace(*, account: Account, actor: Actor, key: ApiKey, plaintext: str) -> ApiKey:
+    """Give the key a new secret chosen by the caller (applyconfig's `key:`); the old one stops working.
+    The log shows the new visible prefix only."""
+    _owned(key, account)
+    before = snapshot(key)
+    key.key_hash, key.prefix = hash_key(plaintext), visible_prefix(plaintext)
+    with transaction.atomic():
+        key.save(update_fields=["key_hash", "prefix"])
+        audit_record(account=account, actor=actor, action="key.replaced", target=key.name, before=before,
+                     after=snapshot(key))
+    return key
+
+
+def api_key_revoke(*, account: Account, actor: Actor, key: ApiKey) -> ApiKey:
+    """Revoke a key: proxies refuse it within a second. Revoking a revoked key changes (and logs) nothing."""
+    _owned(key, account)
+    with transaction.atomic():
+        # The filter makes a concurrent second revocation a no-op instead of moving revoked_at.
+        if ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+            before = snapshot(key)
+            key.refresh_from_db()
+            audit_record(account=account, actor=actor, action="key.revoked", target=key.name, before=before,
+                         after=snapshot(key))
+            config_version_bump()
+        else:
+            key.refresh_from_db()
     return key
 
 
@@ -155,6 +191,7 @@ def _endpoint_save(endpoint: ProviderEndpoint, credential: str | None) -> Provid
 def provider_endpoint_create(
     *,
     account: Account,
+    actor: Actor,
     slug: str,
     wire_format: str | None = None,
     base_url: str | None = None,
@@ -177,11 +214,24 @@ def provider_endpoint_create(
         base_url=base_url or builtin.base_url,  # type: ignore[union-attr]
         pricing_provider=pricing_provider if pricing_provider is not None else (builtin.pricing_id if builtin else ""),
     )
-    return _endpoint_save(endpoint, credential)
+    with transaction.atomic():
+        _endpoint_save(endpoint, credential)
+        audit_record(account=account, actor=actor, action="provider.created", target=slug,
+                     after=_endpoint_snapshot(endpoint))
+    return endpoint
 
 
-def provider_endpoint_update(*, endpoint: ProviderEndpoint, changes: Mapping[str, Any]) -> ProviderEndpoint:
-    """Apply a partial update (any of ENDPOINT_FIELDS). A credential of "" removes the stored one."""
+def _endpoint_snapshot(endpoint: ProviderEndpoint) -> dict[str, Any]:
+    # Whether a credential is stored, never the credential: a rotation shows as an entry with no field change.
+    return {**snapshot(endpoint), "has_credential": endpoint.has_credential}
+
+
+def provider_endpoint_update(
+    *, account: Account, actor: Actor, endpoint: ProviderEndpoint, changes: Mapping[str, Any]
+) -> ProviderEndpoint:
+    """Apply a partial update (any of ENDPOINT_FIELDS). A credential of "" removes the stored one. A new
+    credential is logged as `credential_changed`, without its value."""
+    _owned(endpoint, account)
     unknown = set(changes) - ENDPOINT_FIELDS
     if unknown:
         raise ValueError(f"not provider endpoint fields: {sorted(unknown)}")
@@ -190,11 +240,24 @@ def provider_endpoint_update(*, endpoint: ProviderEndpoint, changes: Mapping[str
         credential_given="credential" in changes,
     )):
         raise ValidationError({"credential": problem})
+    before = _endpoint_snapshot(endpoint)
+    credential_changed = "credential" in changes and changes["credential"] != endpoint.get_credential()
     for name in ("wire_format", "base_url", "pricing_provider"):
         if name in changes:
             setattr(endpoint, name, changes[name])
-    return _endpoint_save(endpoint, changes.get("credential"))
+    with transaction.atomic():
+        _endpoint_save(endpoint, changes.get("credential"))
+        after = _endpoint_snapshot(endpoint)
+        if credential_changed:
+            before, after = {**before, "credential_changed": False}, {**after, "credential_changed": True}
+        audit_record(account=account, actor=actor, action="provider.updated", target=endpoint.slug, before=before,
+                     after=after)
+    return endpoint
 
 
-def provider_endpoint_delete(*, endpoint: ProviderEndpoint) -> None:
-    endpoint.delete()
+def provider_endpoint_delete(*, account: Account, actor: Actor, endpoint: ProviderEndpoint) -> None:
+    _owned(endpoint, account)
+    with transaction.atomic():
+        audit_record(account=account, actor=actor, action="provider.deleted", target=endpoint.slug,
+                     before=_endpoint_snapshot(endpoint))
+        endpoint.delete()

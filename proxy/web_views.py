@@ -12,11 +12,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from billing.access import Membership, membership_get
-from billing.audit import audit_record, snapshot
 from proxy.catalog import BUILTIN_PROVIDERS, WIRE_FORMATS
 from proxy.models import ApiKey, ProviderEndpoint
 from proxy.schemas import MAX_PER_MINUTE
 from proxy.services import api_key_create, api_key_revoke, provider_endpoint_create, provider_endpoint_update
+from tokonomics.audit import Actor
 from tokonomics.responses import after_change
 from tokonomics.validation import form_errors_from
 
@@ -71,13 +71,11 @@ def key_create(request: HttpRequest, slug: str) -> HttpResponse:
     form = KeyForm(request.POST)
     if form.is_valid():
         try:
-            key, plaintext = api_key_create(account=membership.account, created_by=request.user,
+            key, plaintext = api_key_create(account=membership.account, actor=Actor.of_user(request.user),
                                             **form.cleaned_data)
         except ValidationError as error:
             form_errors_from(form, error)
         else:
-            audit_record(account=membership.account, actor=request.user, action="key.created", target=key.name,
-                         after=snapshot(key))
             # Rendered, never redirected: the plaintext lives in this one response only.
             return _keys_page(request, membership, KeyForm(), created=(key, plaintext))
     return _keys_page(request, membership, form, status=400)
@@ -91,11 +89,7 @@ def key_revoke(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=key_id, account=membership.account)
     if not _may_revoke(request, membership, key):
         raise PermissionDenied("Members may revoke only the keys they created; ask an account admin.")
-    before = snapshot(key)
-    api_key_revoke(keys=ApiKey.objects.filter(pk=key.pk))
-    key.refresh_from_db()
-    audit_record(account=membership.account, actor=request.user, action="key.revoked", target=key.name,
-                 before=before, after=snapshot(key))
+    api_key_revoke(account=membership.account, actor=Actor.of_user(request.user), key=key)
     messages.success(request, f"Key {key.name} revoked; proxies stop accepting it within a second.")
     return redirect("key_list", slug)
 
@@ -139,24 +133,22 @@ def provider_save(request: HttpRequest, slug: str) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         existing = ProviderEndpoint.objects.filter(account=membership.account, slug=data["slug"]).first()
-        before = snapshot(existing)
+        actor = Actor.of_user(request.user)
         try:
             if existing is None:
                 endpoint = provider_endpoint_create(
-                    account=membership.account, slug=data["slug"], wire_format=data["wire_format"] or None,
+                    account=membership.account, actor=actor, slug=data["slug"], wire_format=data["wire_format"] or None,
                     base_url=data["base_url"] or None, pricing_provider=data["pricing_provider"] or None,
                     credential=data["credential"] or None)
             else:
                 changes = {k: data[k] for k in ("wire_format", "base_url", "pricing_provider") if data[k]}
                 if data["credential"]:
                     changes["credential"] = data["credential"]
-                endpoint = provider_endpoint_update(endpoint=existing, changes=changes)
+                endpoint = provider_endpoint_update(account=membership.account, actor=actor, endpoint=existing,
+                                                    changes=changes)
         except ValidationError as error:
             form_errors_from(form, error)
         else:
-            audit_record(account=membership.account, actor=request.user,
-                         action="provider.updated" if existing else "provider.created", target=endpoint.slug,
-                         before=before, after=snapshot(endpoint))
             messages.success(request, f"Provider endpoint {endpoint.slug} saved.")
             return after_change(request, reverse("provider_list", args=[slug]))
     return _endpoints_page(request, membership, form, status=200 if request.htmx else 400)

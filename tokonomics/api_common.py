@@ -13,6 +13,7 @@ from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraint
 
 from billing.models import Account
 from billing.models_tokens import ManagementToken
+from tokonomics.audit import Actor
 
 # PostgreSQL text cannot hold NUL; a pattern also makes pydantic reject lone surrogates, which UTF-8 cannot encode.
 PLAIN_TEXT = r"^[^\x00]*$"
@@ -96,3 +97,9 @@ def caller_account(request: HttpRequest) -> Account:
     """The account of the management token that authenticated this request: every query is scoped to it."""
     return caller_token(request).account
 
+
+
+def caller_actor(request: HttpRequest) -> Actor:
+    """The management token, as the audit log names who made a change through the API."""
+    token = caller_token(request)
+    return Actor.of_token(token_id=token.pk, name=token.name, prefix=token.prefix)

@@ -136,6 +136,7 @@ INSTALLED_APPS = [
     "billing",
     "proxy",
     "alerts",
+    "tokonomics.config",  # applyconfig and seeddemo
 ]
 
 # A proxy worker (tokonomics.proxy_asgi) loads only the apps whose models the proxy reads: the web

@@ -6,6 +6,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 
+# An account or provider slug: also the {provider} of a proxy path (proxy/paths.py repeats it as a compiled regex).
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
 
 def ensure_unique(others: models.QuerySet, *, instance: models.Model, field: str, message: str) -> None:
     """Raise a `unique` ValidationError on `field` when `others` (minus `instance` itself) is not empty.

@@ -8,8 +8,11 @@ import pytest
 from alerts.models import AlertEvent
 from alerts.notifiers import NOTIFIERS
 from alerts.services import alert_channel_create
+from tokonomics.audit import Actor
 
 from ..rebinding_dns import REBINDING_HOST, RebindingResolver, rebinding_dns
+
+OPERATOR = Actor.of_system("test")
 
 __all__ = ["rebinding_dns"]
 
@@ -27,7 +30,7 @@ def test_rebinding_name_gets_no_delivery(acme, settings, rebinding_dns: Rebindin
     settings.TOKONOMICS_ALLOW_PRIVATE_URLS = False
     receiver = request.getfixturevalue(receiver_fixture)
     url = receiver.url.replace("127.0.0.1", f"{kind}.{REBINDING_HOST}")
-    channel, _ = alert_channel_create(account=acme, name="hooks", kind=kind, url=url)
+    channel, _ = alert_channel_create(account=acme, actor=OPERATOR, name="hooks", kind=kind, url=url)
     assert rebinding_dns.answers[f"{kind}.{REBINDING_HOST}"] == ["93.184.215.14"]
 
     result = NOTIFIERS[kind].send(channel=channel, event=_event(acme))
@@ -38,6 +41,6 @@ def test_rebinding_name_gets_no_delivery(acme, settings, rebinding_dns: Rebindin
 
 
 def test_private_receivers_get_deliveries_when_allowed(acme, receiver) -> None:  # type: ignore[no-untyped-def]
-    channel, _ = alert_channel_create(account=acme, name="hooks", kind="webhook", url=receiver.url)
+    channel, _ = alert_channel_create(account=acme, actor=OPERATOR, name="hooks", kind="webhook", url=receiver.url)
     NOTIFIERS["webhook"].send(channel=channel, event=_event(acme))
     assert len(receiver.deliveries) == 1

@@ -11,6 +11,9 @@ from django.db import connection
 from alerts.models import AlertChannel, AlertEvent
 from alerts.notifiers import NOTIFIERS
 from alerts.services import alert_channel_create, alert_channel_update
+from tokonomics.audit import Actor
+
+OPERATOR = Actor.of_system("test")
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +29,7 @@ def _event(account, tenant: str = "initech") -> AlertEvent:  # type: ignore[no-u
 
 def test_slack_url_is_encrypted_at_rest_and_still_delivered_to(acme, slack_receiver) -> None:  # type: ignore[no-untyped-def]
     url = f"{slack_receiver.url}/services/T000/B000/{TOKEN}"
-    channel, _ = alert_channel_create(account=acme, name="chat", kind="slack", url=url)
+    channel, _ = alert_channel_create(account=acme, actor=OPERATOR, name="chat", kind="slack", url=url)
     with connection.cursor() as cursor:
         cursor.execute("SELECT * FROM alerts_alertchannel")
         assert TOKEN not in repr(cursor.fetchall())
@@ -38,13 +41,13 @@ def test_slack_url_is_encrypted_at_rest_and_still_delivered_to(acme, slack_recei
     assert NOTIFIERS["slack"].send(channel=channel, event=_event(acme)).succeeded
     assert len(slack_receiver.deliveries) == 1
 
-    renamed = alert_channel_update(channel=channel, changes={"name": "ops-chat"})
+    renamed = alert_channel_update(account=acme, actor=OPERATOR, channel=channel, changes={"name": "ops-chat"})
     assert AlertChannel.objects.get(pk=renamed.pk).destination_url() == url
 
 
 @pytest.mark.parametrize("tenant", ["<!channel>", "<https://evil.example|click here>", "<@U123> & co", "@here"])
 def test_names_from_api_clients_cannot_become_links_or_mentions(acme, slack_receiver, tenant: str) -> None:  # type: ignore[no-untyped-def]
-    channel, _ = alert_channel_create(account=acme, name="chat", kind="slack", url=slack_receiver.url)
+    channel, _ = alert_channel_create(account=acme, actor=OPERATOR, name="chat", kind="slack", url=slack_receiver.url)
     assert NOTIFIERS["slack"].send(channel=channel, event=_event(acme, tenant)).succeeded
     [delivery] = slack_receiver.deliveries
     text = json.loads(delivery.body)["text"]
@@ -60,7 +63,7 @@ SLACK_URL = f"https://hooks.slack.com/services/T000/B000/{TOKEN}"
 def test_a_channel_changed_from_slack_to_webhook_in_the_admin_forgets_the_slack_url(client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
     from django.urls import reverse
 
-    channel, _ = alert_channel_create(account=acme, name="chat", kind="slack", url=SLACK_URL)
+    channel, _ = alert_channel_create(account=acme, actor=OPERATOR, name="chat", kind="slack", url=SLACK_URL)
     client.force_login(superuser)
     change = reverse("admin:alerts_alertchannel_change", args=[channel.pk])
     form = {"account": acme.pk, "name": "chat", "kind": "webhook", "url": channel.url, "emails": "[]"}
@@ -76,7 +79,7 @@ def test_a_channel_changed_from_slack_to_webhook_in_the_admin_forgets_the_slack_
 def test_a_webhook_changed_to_slack_in_the_admin_encrypts_its_url(client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
     from django.urls import reverse
 
-    channel, _ = alert_channel_create(account=acme, name="chat", kind="webhook", url=SLACK_URL)
+    channel, _ = alert_channel_create(account=acme, actor=OPERATOR, name="chat", kind="webhook", url=SLACK_URL)
     client.force_login(superuser)
     change = reverse("admin:alerts_alertchannel_change", args=[channel.pk])
     form = {"account": acme.pk, "name": "chat", "kind": "slack", "url": SLACK_URL, "emails": "[]"}

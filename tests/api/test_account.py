@@ -44,6 +44,7 @@ def test_an_admin_token_sets_the_proxy_policy_and_the_change_is_audited(acme, ac
     entry = AuditEntry.objects.get(action="account.updated")
     assert (entry.before, entry.after) == ({"allow_unpriced_models": False}, {"allow_unpriced_models": True})
     assert entry.actor is None and entry.actor_label.startswith("alice-admin (mt_")
+    assert entry.actor_kind == "token" and entry.actor_token.name == "alice-admin"
 
 
 @pytest.mark.parametrize("body", [{"allow_unpriced_models": None}, {"allow_unpriced_models": "maybe"},

@@ -410,11 +410,11 @@ def test_price_override_wins(stack) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_revoked_key_stops_working_within_two_seconds(stack) -> None:  # type: ignore[no-untyped-def]
-    from proxy.models import ApiKey
     from proxy.services import api_key_revoke
+    from tokonomics.audit import Actor
 
     url = f"{stack.proxy}/proxy/openai/chat/completions"
     assert httpx.post(url, json=CHAT, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
-    api_key_revoke(keys=ApiKey.objects.filter(pk=stack.key.pk))
+    api_key_revoke(account=stack.key.account, actor=Actor.of_system("test"), key=stack.key)
     time.sleep(1.5)
     assert httpx.post(url, json=CHAT, headers={"Authorization": f"Bearer {KEY}"}).status_code == 401

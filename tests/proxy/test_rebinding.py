@@ -12,10 +12,13 @@ from billing.ledger import usage_ingest
 from billing.models import UsageRecord
 from proxy.models import ProviderEndpoint
 from proxy.services import provider_endpoint_create
+from tokonomics.audit import Actor
 
 from ..conftest import KEY, ProxyProcess, ServerThread, make_account, make_key
 from ..rebinding_dns import REBINDING_HOST, RebindingResolver, rebinding_dns
 from .conftest import RunserverProcess
+
+OPERATOR = Actor.of_system("test")
 
 __all__ = ["rebinding_dns"]
 
@@ -37,9 +40,9 @@ def test_rebinding_name_is_refused_at_connect_time(
     account = make_account("acme", simulator, plans["pro"])
     make_key(account, KEY)
     port = simulator.rsplit(":", 1)[1]
-    provider_endpoint_create(account=account, slug="rebound", wire_format="openai",
+    provider_endpoint_create(account=account, actor=OPERATOR, slug="rebound", wire_format="openai",
                              base_url=f"http://{REBINDING_HOST}:{port}/v1", credential="sk-upstream-secret")
-    provider_endpoint_create(account=account, slug="rebound-claude", wire_format="anthropic",
+    provider_endpoint_create(account=account, actor=OPERATOR, slug="rebound-claude", wire_format="anthropic",
                              base_url=f"http://claude.{REBINDING_HOST}:{port}", credential="sk-upstream-secret")
     assert rebinding_dns.answers[REBINDING_HOST] == ["93.184.215.14"]  # saved: the name was public then
 

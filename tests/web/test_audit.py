@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from billing.audit import audit_record
 from billing.models import AuditEntry, Seat
+from tokonomics.audit import Actor, audit_record
 
 pytestmark = pytest.mark.django_db
 
@@ -65,3 +65,13 @@ def test_role_matrix_for_the_audit_log(client_as, acme, alice, role, status):
 def test_outsider_gets_404(client_as, alice, charlie):
     assert client_as(charlie).get("/a/acme/audit/").status_code == 404
     assert not AuditEntry.objects.exists()
+
+
+def test_an_entry_says_which_kind_of_actor_made_it(client_as, alice, acme):
+    audit_record(account=acme, actor=Actor.of_config("/etc/tokonomics/prod.yaml"), action="budget.created",
+                 target="account / month")
+    audit_record(account=acme, actor=alice, action="key.created", target="ci")
+    page = client_as(alice).get("/a/acme/audit/").content.decode()
+    assert "config:prod.yaml <span class=\"muted\">(Config file (applyconfig))</span>" in page
+    assert "/etc/tokonomics" not in page
+    assert "alice@acme.test</td>" in page  # a person needs no kind

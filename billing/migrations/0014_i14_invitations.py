@@ -43,7 +43,7 @@ def invitations_from_audit_log(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0012_i13_net_bound_secrets'),
+        ('billing', '0013_i14_audit_actor'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -9,7 +9,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.config import ConfigError, config_apply, config_parse
+from tokonomics.audit import Actor
+from tokonomics.config.apply import config_apply
+from tokonomics.config.parse import ConfigError, config_parse
 
 DEMO_FILE = Path(settings.BASE_DIR) / "tokonomics" / "demo.yaml"
 
@@ -22,7 +24,7 @@ class Command(BaseCommand):
             raise CommandError("set TOKONOMICS_DEMO_PASSWORD to the password the demo owner should have")
         try:
             config = config_parse(data=yaml.safe_load(DEMO_FILE.read_text()), environ=os.environ)
-            result = config_apply(config=config, environ=os.environ)
+            result = config_apply(config=config, environ=os.environ, actor=Actor.of_config(str(DEMO_FILE)))
         except ConfigError as exc:
             raise CommandError("\n".join(exc.problems)) from None
         # The demo owner also operates this instance, so the Django admin opens for them too.

@@ -10,7 +10,7 @@ import yaml
 from django.core.management import CommandError, call_command
 
 from alerts.models import AlertChannel, masked_url
-from billing.models import Account, Budget, PriceOverride, Seat
+from billing.models import Account, AuditEntry, Budget, PriceOverride, Seat
 from proxy.keys import hash_key
 from proxy.models import ApiKey, ProviderEndpoint
 
@@ -135,6 +135,20 @@ def test_generated_key_is_printed_once(tmp_path, env) -> None:  # type: ignore[n
     second = apply_data(tmp_path, data)
     assert second.strip() == "No changes."
     assert ApiKey.objects.get(name="generated").key_hash == hash_key(plaintext)
+
+
+def test_a_new_key_in_the_file_replaces_the_old_one_and_only_its_prefix_is_logged(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+    apply(tmp_path, EXAMPLE)
+    data = example()
+    new_key = "mk_test_new_9876543210fedcba9876543210"
+    data["accounts"][0]["keys"][0]["key"] = new_key
+    output = apply_data(tmp_path, data)
+    assert "acme: updated key key ci" in output and new_key not in output
+    assert ApiKey.objects.get(name="ci").key_hash == hash_key(new_key)
+    entry = AuditEntry.objects.get(action="key.replaced")
+    assert entry.before == {"prefix": FIXED_KEY[:11]} and entry.after == {"prefix": new_key[:11]}
+    assert entry.actor_kind == "config" and entry.actor_label == "config:config.yaml"
+    assert apply_data(tmp_path, data).strip() == "No changes."
 
 
 def test_rotated_credential_is_an_update_and_never_printed(tmp_path, env, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,9 @@ from typing import Any
 import yaml
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.config import ConfigError, config_apply, config_parse
+from tokonomics.audit import Actor
+from tokonomics.config.apply import config_apply
+from tokonomics.config.parse import ConfigError, config_parse
 
 
 class Command(BaseCommand):
@@ -29,7 +31,7 @@ class Command(BaseCommand):
             if check:
                 self.stdout.write(f"{file} is valid.")
                 return
-            result = config_apply(config=config, environ=os.environ)
+            result = config_apply(config=config, environ=os.environ, actor=Actor.of_config(file))
         except ConfigError as exc:
             lines = "\n".join(f"  - {p}" for p in exc.problems)
             raise CommandError(f"{file} was not applied; nothing changed:\n{lines}") from None

@@ -1,0 +1,27 @@
+"""seeddemo applies tokonomics/demo.yaml through applyconfig's code: once, then never again."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from billing.models import Account, AuditEntry
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_demo_account_is_created_once_and_audited_as_the_demo_file(plans, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TOKONOMICS_DEMO_PASSWORD", "a demo password long enough")
+    first = io.StringIO()
+    call_command("seeddemo", stdout=first)
+    assert "demo account ready (" in first.getvalue()
+    demo = Account.objects.get(slug="demo")
+    assert AuditEntry.objects.filter(account=demo, action="account.created").exists()
+    assert set(AuditEntry.objects.values_list("actor_kind", "actor_label")) == {("config", "config:demo.yaml")}
+    entries = AuditEntry.objects.count()
+    second = io.StringIO()
+    call_command("seeddemo", stdout=second)
+    assert second.getvalue().strip() == "demo account ready"
+    assert AuditEntry.objects.count() == entries
