@@ -16,11 +16,13 @@ from hypothesis import strategies as st
 
 from billing.pricing import _bundled_providers, catalogue_price_table, default_max_output_tokens
 from billing.usage import TokenUsage
-from proxy.directory import AccountEntry, EndpointEntry
+from proxy.directory import EndpointEntry
 from proxy.gateway import Call, estimate, price
 from proxy.providers import WIRE_FORMATS
 from proxy.providers.base import Operation, RequestInfo
 from proxy.quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, usd_to_nanos
+
+from ..support import account_entry
 
 NOW = datetime.now(UTC)
 
@@ -30,8 +32,7 @@ def make_call(*, wire: str, pricing_provider: str, info: RequestInfo) -> Call:
                 provider=pricing_provider or "custom", wire=WIRE_FORMATS[wire], info=info)
     call.endpoint = EndpointEntry(slug=call.provider, wire_format=wire, base_url="", pricing_provider=pricing_provider,
                                   credential="")
-    call.account = AccountEntry(id=1, slug="a", timezone="UTC", monthly_request_limit=0, on_redis_unavailable="default",
-                                allow_unmetered_routes=False, endpoints={}, budgets=(), prices={})
+    call.account = account_entry(1, slug="a")
     return call
 
 
