@@ -362,15 +362,15 @@ def usage_event(account_id: int, n: int, *, prefix: str = "req_test", **fields: 
     }
 
 
-def account_entry(id: int, *, slug: str = "acme", timezone: str = "UTC", **fields: Any) -> AccountEntry:  # noqa: A002
+def account_entry(account_id: int, *, slug: str = "acme", timezone: str = "UTC", **fields: Any) -> AccountEntry:
     """A directory entry of an account with no endpoints, budgets, prices or plan cap unless `fields` give them."""
     defaults: dict[str, Any] = {"monthly_request_limit": 0, "on_redis_unavailable": "default",
                                 "allow_unmetered_routes": False, "endpoints": {}, "budgets": (), "prices": {}}
-    return AccountEntry(id=id, slug=slug, timezone=timezone, **{**defaults, **fields})
+    return AccountEntry(id=account_id, slug=slug, timezone=timezone, **{**defaults, **fields})
 
 
-def key_entry(id: int, *, account_id: int, name: str = "main", **fields: Any) -> KeyEntry:  # noqa: A002
+def key_entry(key_id: int, *, account_id: int, name: str = "main", **fields: Any) -> KeyEntry:
     """A directory entry of a live key with no model patterns, expiry or rate limits unless `fields` give them."""
     defaults: dict[str, Any] = {"environment": "", "allowed_patterns": (), "expires_at": None, "revoked": False,
                                 "requests_per_minute": 0, "tokens_per_minute": 0, "max_concurrent": 0}
-    return KeyEntry(id=id, account_id=account_id, name=name, **{**defaults, **fields})
+    return KeyEntry(id=key_id, account_id=account_id, name=name, **{**defaults, **fields})
