@@ -19,6 +19,43 @@
   document.addEventListener("DOMContentLoaded", function () { size(document); });
   document.addEventListener("htmx:load", function (event) { size(event.detail.elt); });
 
+  // A live region (polled and swapped whole, like #dashboard-live) must not take keyboard focus away: the
+  // element focused inside it before a swap is found again in the new content (by id, else by href, else by
+  // position among the focusable elements) and focused, without scrolling.
+  var FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
+  var kept = null;
+
+  function focusKey(region, element) {
+    var position = Array.prototype.indexOf.call(region.querySelectorAll(FOCUSABLE), element);
+    return { region: region.id, id: element.id, href: element.getAttribute("href"), position: position };
+  }
+
+  function focusTarget(region, key) {
+    if (key.id) return document.getElementById(key.id);
+    var focusable = Array.prototype.slice.call(region.querySelectorAll(FOCUSABLE));
+    if (key.href !== null) {
+      var same = focusable.filter(function (element) { return element.getAttribute("href") === key.href; });
+      if (same.length) return same[0];
+    }
+    return focusable[Math.min(key.position, focusable.length - 1)] || null;
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var region = event.detail.target;
+    var focused = document.activeElement;
+    kept = region && region.id && focused && focused !== region && region.contains(focused)
+      ? focusKey(region, focused) : null;
+  });
+
+  document.addEventListener("htmx:load", function (event) {
+    if (!kept) return;
+    var region = event.detail.elt.id === kept.region ? event.detail.elt : document.getElementById(kept.region);
+    if (!region || !region.contains(event.detail.elt) && region !== event.detail.elt) return;
+    var target = focusTarget(region, kept);
+    kept = null;
+    if (target) target.focus({ preventScroll: true });
+  });
+
   document.addEventListener("click", function (event) {
     var copy = event.target.closest("[data-copy]");
     if (copy) {

@@ -25,13 +25,11 @@ from django.db import connection
 
 from alerts.models import AlertChannel, generate_webhook_secret
 from proxy.budgets import usd_to_nanos
-from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
+from proxy.directory import BudgetEntry
 from proxy.quota import Quota, Reservation
 from proxy.redis_pipeline import PipelinedRedis
 
-from ..conftest import KEY, Stack
-
-__all__ = ["KEY", "Stack"]
+from ..support import account_entry, key_entry
 
 REPLAY_TOLERANCE_SECONDS = 300
 BUDGET_TYPES = {"budget.threshold_crossed", "budget.exhausted", "budget.resolved", "budget.forecast"}
@@ -260,15 +258,9 @@ class Spender:
             BudgetEntry(b.pk, b.scope, b.match, b.period, usd_to_nanos(b.limit_usd), b.hard)
             for b in self.account.budgets.all()
         )
-        entry = AccountEntry(
-            id=self.account.pk, timezone=self.account.timezone, monthly_request_limit=0,
-            on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={}, budgets=budgets, prices={},
-        )
-        key = KeyEntry(
-            id=self.key.pk if self.key else 0, account_id=self.account.pk, name=self.key.name if self.key else "",
-            environment="production", allowed_patterns=(), expires_at=None, revoked=False, requests_per_minute=0,
-            tokens_per_minute=0, max_concurrent=0,
-        )
+        entry = account_entry(self.account.pk, timezone=self.account.timezone, budgets=budgets)
+        key = key_entry(self.key.pk if self.key else 0, account_id=self.account.pk,
+                        name=self.key.name if self.key else "", environment="production")
         self.calls += 1
         rid = f"req_spend_{os.getpid()}_{id(self)}_{self.calls}"
 

@@ -22,7 +22,8 @@ from django.conf import settings
 from alerts.models import AlertDelivery, AlertEvent
 from billing.models import Budget, UsageRecord
 
-from .conftest import KEY, Stack, WebhookReceiver, webhook_channel
+from ..support import KEY, Stack
+from .conftest import WebhookReceiver, webhook_channel
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 25.0  # with the 15 s wait for the webhook and the stop, the test stays under 60 s

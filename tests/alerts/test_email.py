@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from alerts.evaluate import Touched, budget_thresholds_check
 from alerts.models import AlertChannel, AlertDelivery
 from billing.models import Budget
 
+from ..support import free_port
 from .conftest import Spender
 
 
@@ -31,16 +31,10 @@ class Inbox:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def smtp_inbox(settings) -> Iterator[Inbox]:  # type: ignore[no-untyped-def]
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", controller.port
@@ -86,7 +80,7 @@ def test_unreachable_smtp_server_is_a_failed_attempt_retried_later(  # type: ign
     acme, settings, django_capture_on_commit_callbacks
 ) -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", _free_port(), 2
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
     AlertChannel.objects.create(account=acme, name="ops", kind=AlertChannel.Kind.EMAIL, emails=["ops@acme.test"])
     Budget.objects.create(account=acme, scope="account", period="day", limit_usd=Decimal("1"), alert_at=[100])
     Spender(acme)("1", now=datetime.now(UTC))

@@ -21,7 +21,8 @@ from proxy.budgets import budget_counter_key
 from proxy.quota import plan_counter_key
 from tokonomics.redis_client import sync_redis
 
-from .conftest import KEY, Spender, WebhookReceiver, run_together, webhook_channel
+from ..support import KEY
+from .conftest import Spender, WebhookReceiver, run_together, webhook_channel
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
 

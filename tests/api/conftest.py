@@ -2,54 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from alerts.models import AlertChannel, AlertRule
 from billing.models import Account, Budget, UsageRecord
 from billing.rollups import usage_rollup_add
-from billing.services import management_token_create
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
 
-
-@dataclass
-class ApiClient:
-    """Django's test client speaking JSON to /api/v1/ with one management token."""
-
-    token: str | None
-
-    def request(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
-        client = Client()
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        url = path if path.startswith("/") else f"/api/v1/{path}"
-        if method == "GET":
-            return client.get(url, query, headers=headers)
-        data = "" if body is None else json.dumps(body)
-        return client.generic(method, url, data, content_type="application/json", headers=headers)
-
-    def get(self, path: str, **query: Any) -> Any:
-        return self.request("GET", path, **query)
-
-    def post(self, path: str, body: Any = None) -> Any:
-        return self.request("POST", path, body)
-
-    def patch(self, path: str, body: Any) -> Any:
-        return self.request("PATCH", path, body)
-
-    def delete(self, path: str) -> Any:
-        return self.request("DELETE", path)
-
-
-def token_for(account: Account, *, read_only: bool = False, name: str = "tests") -> str:
-    return management_token_create(account=account, name=name, read_only=read_only)[1]
+from ..support import ApiClient, token_for
 
 
 # Tokens belong to accounts, not people; the names say whose account each one speaks for. (No seats are

@@ -6,7 +6,7 @@ import pytest
 
 from billing.models import Account, AuditEntry
 
-from .conftest import ApiClient
+from ..support import ApiClient
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 
 from alerts.models import AlertChannel
 
-from .conftest import ApiClient
+from ..support import ApiClient
 
 pytestmark = pytest.mark.django_db
 

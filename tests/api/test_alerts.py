@@ -8,7 +8,7 @@ import pytest
 
 from alerts.models import AlertChannel, AlertRule
 
-from .conftest import ApiClient
+from ..support import ApiClient
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,8 @@ from django.utils import timezone
 from billing.models_tokens import ManagementToken
 from billing.tokens import hash_token, is_well_formed
 
-from .conftest import OPERATIONS, WRITES, AcmeObjects, ApiClient, account_snapshot, operation_id, token_for
+from ..support import ApiClient, token_for
+from .conftest import OPERATIONS, WRITES, AcmeObjects, account_snapshot, operation_id
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from alerts.models import AlertChannel
 from billing.models import Budget
 from proxy.models import ApiKey
 
-from .conftest import ApiClient
+from ..support import ApiClient
 
 pytestmark = pytest.mark.django_db
 

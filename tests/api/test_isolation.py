@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import OBJECT_OPERATIONS, AcmeObjects, ApiClient, account_snapshot, operation_id, usage_record
+from ..support import ApiClient
+from .conftest import OBJECT_OPERATIONS, AcmeObjects, account_snapshot, operation_id, usage_record
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from proxy.keys import hash_key, is_well_formed
 from proxy.models import ApiKey
 from tokonomics.redis_client import sync_redis
 
-from .conftest import ApiClient
+from ..support import ApiClient
 
 pytestmark = pytest.mark.django_db
 

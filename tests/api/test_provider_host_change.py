@@ -7,7 +7,7 @@ import pytest
 
 from proxy.models import ProviderEndpoint
 
-from .conftest import ApiClient
+from ..support import ApiClient
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from django.test import override_settings
 
 from proxy.models import ProviderEndpoint
 
-from .conftest import ApiClient
+from ..support import ApiClient
 
 pytestmark = pytest.mark.django_db
 

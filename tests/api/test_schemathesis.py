@@ -25,7 +25,7 @@ from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
 from tokonomics.api import api
 
-from ..conftest import ServerThread
+from ..support import ServerThread
 from .conftest import usage_record
 
 EXAMPLES_PER_OPERATION = 12

@@ -9,7 +9,8 @@ import pytest
 
 from billing.exports import EXPORT_FIELDS
 
-from .conftest import ApiClient, usage_record
+from ..support import ApiClient
+from .conftest import usage_record
 
 pytestmark = pytest.mark.django_db
 

@@ -17,12 +17,12 @@ from billing.ledger import usage_ingest, usage_record_batch
 from billing.models import Budget, PriceOverride, UsageRecord
 from billing.periods import period_bounds
 from billing.tasks import budget_counters_rebuild_task
-from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
+from proxy.directory import BudgetEntry
 from proxy.quota import Denial, Quota, Unseeded, seeded_marker_key
 from proxy.redis_pipeline import PipelinedRedis
 from tokonomics.redis_client import sync_redis
 
-from ..conftest import KEY, OTHER_KEY, Stack, make_key
+from ..support import KEY, OTHER_KEY, Stack, account_entry, key_entry, make_key
 
 TRAFFIC = [  # (key, tenant, feature, extra headers)
     (KEY, "globex", "search", {}),
@@ -159,16 +159,14 @@ def test_counters_of_the_previous_key_format_are_reseeded_not_read_as_empty(acme
     client.hset(f"tk:{{a:{acme.pk}}}:b:{budget.pk}:{int(start.timestamp())}:team:a|b", "s", 10**9)
     client.sadd(seeded_marker_key(acme.pk), _previous_release_fingerprint(acme.timezone, [budget]))
 
-    entry = AccountEntry(id=acme.pk, timezone=acme.timezone, monthly_request_limit=0,
-                         on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
-                         budgets=(BudgetEntry(budget.pk, "tenant", "*", "month", 10**9, True),), prices={})
-    key_entry = KeyEntry(id=key.pk, account_id=acme.pk, name=key.name, environment="", allowed_patterns=(),
-                         expires_at=None, revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
+    entry = account_entry(acme.pk, timezone=acme.timezone,
+                          budgets=(BudgetEntry(budget.pk, "tenant", "*", "month", 10**9, True),))
+    key_seen = key_entry(key.pk, account_id=acme.pk, name=key.name)
 
     async def reserve() -> object:
         quota = Quota(PipelinedRedis(django_settings.REDIS_URL, timeout=10), reservation_ttl_ms=60_000)
         try:
-            plan = quota.plan_for(entry, key_entry, feature="", tenant="team:a|b", now=time.time())
+            plan = quota.plan_for(entry, key_seen, feature="", tenant="team:a|b", now=time.time())
             return await quota.reserve(rid="r-upgrade", plan=plan, estimate_nanos=1, estimated_tokens=1)
         finally:
             await quota.redis.close()

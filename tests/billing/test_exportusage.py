@@ -1,25 +1,60 @@
-"""`manage.py exportusage --format csv`: the records, with client-supplied text never read as a formula."""
+"""`manage.py exportusage` (billing/exports.py, CONTRACT §5): the records alone on stdout, in JSON lines or CSV,
+filtered by time, with client-supplied text never read as a formula."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
 
-from billing.ledger import usage_record_batch
+from billing.ledger import usage_ingest, usage_record_batch
 
-pytestmark = pytest.mark.django_db
+from ..support import Stack, chat, usage_event
 
 
+def _calls(stack: Stack, n: int = 3) -> list[str]:
+    return [chat(stack, **{"X-Feature-Name": f"f{i % 2}"}).headers["x-tokonomics-request-id"] for i in range(n)]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_exportusage_writes_only_records_to_stdout(stack: Stack, fmt: str) -> None:
+    ids = _calls(stack)
+    usage_ingest(max_seconds=1)
+    out, err = io.StringIO(), io.StringIO()
+    call_command("exportusage", "--account", "acme", "--format", fmt, stdout=out, stderr=err)
+    if fmt == "jsonl":
+        rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    else:
+        rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["request_id"] for r in rows] == ids
+    assert rows[0]["account"] == "acme" and rows[0]["key"] == "main" and rows[0]["model"] == "gpt-4o-mini"
+    assert set(rows[0]) >= {"served_model", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+                            "cost_usd", "latency_ms", "usage_source", "denied_scope", "streamed", "tags"}
+    assert "exported 3" in err.getvalue()
+
+
+def test_exportusage_time_filters(stack: Stack) -> None:
+    _calls(stack, 2)
+    usage_ingest(max_seconds=1)
+    out = io.StringIO()
+    call_command("exportusage", "--account", "acme", "--since", "2999-01-01T00:00:00Z", stdout=out,
+                 stderr=io.StringIO())
+    assert out.getvalue() == ""
+    out = io.StringIO()
+    call_command("exportusage", "--account", "acme", "--until", "2999-01-01", stdout=out, stderr=io.StringIO())
+    assert len(out.getvalue().splitlines()) == 2
+
+
+@pytest.mark.django_db
 def test_csv_cells_from_clients_are_text_and_numbers_stay_numbers(acme) -> None:  # type: ignore[no-untyped-def]
-    usage_record_batch(events=[{
-        "request_id": "req_export_1", "account_id": acme.pk, "key_id": None, "provider": "openai",
-        "model": "=cmd|' /C calc'!A0", "feature": "+feature", "tenant": "-tenant", "environment": "@env",
-        "tags": {}, "input_tokens": 1000, "output_tokens": 500, "cost_usd": "0.000435000", "status_code": 200,
-        "latency_ms": 120, "created_at": (datetime.now(UTC) - timedelta(minutes=5)).timestamp()}])
+    usage_record_batch(events=[usage_event(
+        acme.pk, 1, prefix="req_export", model="=cmd|' /C calc'!A0", feature="+feature", tenant="-tenant",
+        environment="@env", tags={}, input_tokens=1000, output_tokens=500, cost_usd="0.000435000", latency_ms=120,
+        created_at=(datetime.now(UTC) - timedelta(minutes=5)).timestamp())])
     out = io.StringIO()
     call_command("exportusage", "--account", "acme", "--format", "csv", stdout=out, stderr=io.StringIO())
     [row] = list(csv.DictReader(io.StringIO(out.getvalue())))

@@ -17,24 +17,16 @@ from proxy.exposition import metrics_text
 from proxy.quota import events_stream_key
 from tokonomics.redis_client import sync_redis
 
-from ..conftest import KEY
+from ..support import KEY, usage_event
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
 
 
-def _event(account_id: int, n: int) -> dict:
-    return {
-        "request_id": f"req_test_{n}", "account_id": account_id, "key_id": None, "provider": "openai",
-        "model": "gpt-4o-mini", "input_tokens": 10, "output_tokens": 5, "cost_usd": "0.000004500",
-        "status_code": 200, "created_at": 1_760_000_000.0 + n,
-    }
-
-
 @pytest.mark.django_db
 def test_batch_is_idempotent_by_request_id(acme) -> None:  # type: ignore[no-untyped-def]
-    events = [_event(acme.pk, n) for n in range(5)]
+    events = [usage_event(acme.pk, n) for n in range(5)]
     usage_record_batch(events=events)
-    usage_record_batch(events=events + [_event(acme.pk, 5)])
+    usage_record_batch(events=events + [usage_event(acme.pk, 5)])
     assert UsageRecord.objects.count() == 6
 
 
@@ -42,7 +34,7 @@ def test_batch_is_idempotent_by_request_id(acme) -> None:  # type: ignore[no-unt
 def test_events_are_acked_and_deleted_after_writing(acme) -> None:  # type: ignore[no-untyped-def]
     client = sync_redis()
     for n in range(3):
-        client.xadd(events_stream_key(acme.pk), {"e": orjson.dumps(_event(acme.pk, n))})
+        client.xadd(events_stream_key(acme.pk), {"e": orjson.dumps(usage_event(acme.pk, n))})
     assert usage_ingest(max_seconds=1) == 3
     assert client.xlen(events_stream_key(acme.pk)) == 0
     assert UsageRecord.objects.count() == 3
@@ -85,12 +77,12 @@ def test_an_unstorable_event_is_set_aside_and_every_other_event_is_stored(acme, 
     client = sync_redis()
     acme_stream, globex_stream = events_stream_key(acme.pk), events_stream_key(globex.pk)
     # What an older proxy, or anyone writing to Redis, may have queued.
-    hostile = {**_event(acme.pk, 2), "model": "gpt\x00" * 100, "tags": {"k\x00" * 50: "v\x00"}, "provider": "p" * 80}
-    wrong_time = {**_event(acme.pk, 3), "created_at": "yesterday"}
-    for raw in (_raw(_event(acme.pk, 1)), b"{not json\x00", _raw(hostile), _raw(wrong_time),
-                _raw(_event(globex.pk, 4)), _raw(_event(acme.pk, 5))):
+    hostile = usage_event(acme.pk, 2, model="gpt\x00" * 100, tags={"k\x00" * 50: "v\x00"}, provider="p" * 80)
+    wrong_time = {**usage_event(acme.pk, 3), "created_at": "yesterday"}
+    for raw in (_raw(usage_event(acme.pk, 1)), b"{not json\x00", _raw(hostile), _raw(wrong_time),
+                _raw(usage_event(globex.pk, 4)), _raw(usage_event(acme.pk, 5))):
         client.xadd(acme_stream, {"e": raw})
-    client.xadd(globex_stream, {"e": _raw(_event(globex.pk, 6))})
+    client.xadd(globex_stream, {"e": _raw(usage_event(globex.pk, 6))})
 
     usage_ingest(max_seconds=1)
     stored = dict(UsageRecord.objects.values_list("request_id", "account_id"))
@@ -110,13 +102,13 @@ def test_an_unstorable_event_is_set_aside_and_every_other_event_is_stored(acme, 
     assert 'tokonomics_ledger_dead_letters_total{reason="account"} 1.0' in text
 
     # The next run goes on for everyone.
-    client.xadd(acme_stream, {"e": _raw(_event(acme.pk, 7))})
+    client.xadd(acme_stream, {"e": _raw(usage_event(acme.pk, 7))})
     usage_ingest(max_seconds=1)
     assert UsageRecord.objects.filter(request_id="req_test_7").exists()
 
     # Repaired in the admin, then replayed; what is still broken stays set aside with its reason.
     repaired = letters["req_test_3"]
-    repaired.raw = _raw(_event(acme.pk, 3)).decode()
+    repaired.raw = _raw(usage_event(acme.pk, 3)).decode()
     repaired.save()
     with pytest.raises(CommandError, match="2 dead letter"):
         call_command("replaydeadletters", "--all")
@@ -134,10 +126,10 @@ def test_the_in_memory_fallback_stores_what_it_can_and_sets_the_rest_aside(trans
     async def fallback() -> int:
         ctx = ProxyContext()
         try:
-            ctx.pending_events.append((acme.pk, _raw({**_event(acme.pk, 1), "model": "a\x00b", "tags": {"t": "\x00"}})))
+            ctx.pending_events.append((acme.pk, _raw(usage_event(acme.pk, 1, model="a\x00b", tags={"t": "\x00"}))))
             ctx.pending_events.append((acme.pk, b"garbage"))
-            ctx.pending_events.append((acme.pk, _raw(_event(acme.pk + 1000, 2))))  # an account that is gone
-            ctx.pending_events.append((acme.pk, _raw(_event(acme.pk, 3))))
+            ctx.pending_events.append((acme.pk, _raw(usage_event(acme.pk + 1000, 2))))  # an account that is gone
+            ctx.pending_events.append((acme.pk, _raw(usage_event(acme.pk, 3))))
             await ctx._write_pending_to_database()
             return len(ctx.pending_events)
         finally:
@@ -153,13 +145,13 @@ def test_the_in_memory_fallback_stores_what_it_can_and_sets_the_rest_aside(trans
 @pytest.mark.django_db
 def test_dead_letters_are_listed_repaired_and_replayed_in_the_admin(client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
     client.force_login(superuser)
-    sync_redis().xadd(events_stream_key(acme.pk), {"e": _raw({**_event(acme.pk, 1), "created_at": "soon"})})
+    sync_redis().xadd(events_stream_key(acme.pk), {"e": _raw({**usage_event(acme.pk, 1), "created_at": "soon"})})
     usage_ingest(max_seconds=1)
     letter = UsageDeadLetter.objects.get()
     listing = client.get("/admin/billing/usagedeadletter/")
     assert listing.status_code == 200 and "req_test_1" in listing.content.decode()
     change = client.post(f"/admin/billing/usagedeadletter/{letter.pk}/change/",
-                         {"raw": _raw(_event(acme.pk, 1)).decode()})
+                         {"raw": _raw(usage_event(acme.pk, 1)).decode()})
     assert change.status_code == 302
     replay = client.post("/admin/billing/usagedeadletter/", {"action": "replay", "_selected_action": [letter.pk]})
     assert replay.status_code == 302

@@ -10,9 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from billing.periods import TOTAL_START, period_bounds
-from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
+from proxy.directory import BudgetEntry
 from proxy.quota import Quota
 from proxy.redis_pipeline import PipelinedRedis
+
+from ..support import account_entry, key_entry
 
 NEW_YORK = ZoneInfo("America/New_York")
 SYDNEY = ZoneInfo("Australia/Sydney")
@@ -102,12 +104,9 @@ def test_periods_contain_now_and_tile_time(instant: datetime, zone: str, period:
 
 # --- counter keys roll over with the period ---------------------------------------------------
 
-ACCOUNT = AccountEntry(id=9, timezone="Australia/Sydney", monthly_request_limit=0,
-                       on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
-                       budgets=(BudgetEntry(5, "account", "", "month", 10, True),
-                                BudgetEntry(6, "tenant", "*", "total", 10, True)), prices={})
-KEY = KeyEntry(id=1, account_id=9, name="main", environment="", allowed_patterns=(), expires_at=None,
-               revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
+ACCOUNT = account_entry(9, timezone="Australia/Sydney", budgets=(
+    BudgetEntry(5, "account", "", "month", 10, True), BudgetEntry(6, "tenant", "*", "total", 10, True)))
+KEY = key_entry(1, account_id=9)
 
 
 def test_counter_keys_roll_over_at_the_local_month_boundary_and_expire_after_it() -> None:

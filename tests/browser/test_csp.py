@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from ..conftest import Stack, _user_with_seat
+from ..support import Stack, user_with_seat
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
@@ -36,7 +36,7 @@ def owner_with_usage(stack: Stack):  # type: ignore[no-untyped-def]
         "model": "gpt-4o-mini", "feature": "support-bot", "tenant": "globex", "environment": "production",
         "tags": {}, "input_tokens": 1000, "output_tokens": 500, "cost_usd": "0.25", "status_code": 200,
         "latency_ms": 120, "created_at": (datetime.now(UTC) - timedelta(minutes=5)).timestamp()}])
-    return _user_with_seat(OWNER, stack.account, "owner")
+    return user_with_seat(OWNER, stack.account, "owner")
 
 
 def test_main_pages_break_no_rule_of_the_policy(  # type: ignore[no-untyped-def]

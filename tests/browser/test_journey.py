@@ -16,7 +16,7 @@ import openai
 import pytest
 from django.db import connection
 
-from ..conftest import Stack, _user_with_seat
+from ..support import Stack, user_with_seat
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
@@ -31,7 +31,7 @@ JOURNEY_SECONDS = 40  # the journey alone (~11 s here); with set-up and teardown
 @pytest.fixture
 def owner(stack: Stack):  # type: ignore[no-untyped-def]
     # Made here, before the browser starts: with Playwright running, this thread may not touch the ORM.
-    return _user_with_seat(OWNER, stack.account, "owner")
+    return user_with_seat(OWNER, stack.account, "owner")
 
 
 class Ingester(threading.Thread):

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 
-from ..conftest import KEY, ProxyProcess
+from ..support import KEY, ProxyProcess
 from .drive import AsgiDriver, Reply, raw_request
 from .invariants import Judge
 from .strategies import Case

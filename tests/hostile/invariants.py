@@ -29,7 +29,7 @@ from proxy.budgets import BUDGET_KEY_FORMAT
 from proxy.quota import events_stream_key
 from tokonomics.redis_client import sync_redis
 
-from ..conftest import KEY, OTHER_KEY
+from ..support import KEY, OTHER_KEY
 from .drive import Reply
 from .strategies import PROVIDERS, Case
 from .world import VICTIM_FEATURE, VICTIM_TENANT, Performed, World, account_keys

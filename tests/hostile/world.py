@@ -15,7 +15,7 @@ from billing.models import Account, Budget, PriceOverride
 from proxy.simulator import SimulatorThread
 from tokonomics.redis_client import sync_redis
 
-from ..conftest import KEY, OTHER_KEY, make_account, make_key
+from ..support import KEY, OTHER_KEY, make_account, make_key
 
 # The simulator's routes, and the operation the proxy must meter a call to each as (None: not metered).
 SIMULATED_OPERATIONS = {

@@ -18,11 +18,13 @@ from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
 from proxy.quota import Quota, Reservation, seeded_marker_key
 from proxy.redis_pipeline import PipelinedRedis
 
+from ..support import account_entry, key_entry
+
 VICTIM, ATTACKER = 902, 901
 NO_CAP = 10**18
 
 
-def account_entry(account_id: int) -> AccountEntry:
+def probe_account(account_id: int) -> AccountEntry:
     base = account_id * 10
     budgets = (
         BudgetEntry(base + 1, "account", "", "month", NO_CAP, True),
@@ -32,14 +34,12 @@ def account_entry(account_id: int) -> AccountEntry:
         BudgetEntry(base + 5, "feature", "*", "total", NO_CAP, False),
         BudgetEntry(base + 6, "key", "*", "total", NO_CAP, True),
     )
-    return AccountEntry(id=account_id, timezone="Asia/Kolkata", monthly_request_limit=NO_CAP,
-                        on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={}, budgets=budgets,
-                        prices={})
+    return account_entry(account_id, timezone="Asia/Kolkata", monthly_request_limit=NO_CAP,
+                         budgets=budgets)
 
 
-def key_entry(account_id: int) -> KeyEntry:
-    return KeyEntry(id=account_id + 5000, account_id=account_id, name="main", environment="", allowed_patterns=(),
-                    expires_at=None, revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
+def probe_key(account_id: int) -> KeyEntry:
+    return key_entry(account_id + 5000, account_id=account_id)
 
 
 SEPARATORS = "|,:{}[]*?\\%#~\n\r\t\x00 \"'"
@@ -82,8 +82,8 @@ async def _exercise(calls: list) -> None:
     redis = PipelinedRedis(django_settings.REDIS_URL, timeout=10)
     quota = Quota(redis, reservation_ttl_ms=60_000)
     crashing = Quota(redis, reservation_ttl_ms=0)  # its reservations expire at once, as if the process died
-    victim, attacker = account_entry(VICTIM), account_entry(ATTACKER)
-    victim_key, attacker_key = key_entry(VICTIM), key_entry(ATTACKER)
+    victim, attacker = probe_account(VICTIM), probe_account(ATTACKER)
+    victim_key, attacker_key = probe_key(VICTIM), probe_key(ATTACKER)
     try:
         for account in (victim, attacker):
             client.sadd(seeded_marker_key(account.id), quota.fingerprint(account))
@@ -169,7 +169,7 @@ def test_a_reservation_record_of_the_previous_format_is_dropped_without_touching
         client = Redis.from_url(django_settings.REDIS_URL)
         redis = PipelinedRedis(django_settings.REDIS_URL, timeout=10)
         quota = Quota(redis, reservation_ttl_ms=60_000)
-        attacker, key = account_entry(ATTACKER), key_entry(ATTACKER)
+        attacker, key = probe_account(ATTACKER), probe_key(ATTACKER)
         try:
             client.sadd(seeded_marker_key(ATTACKER), quota.fingerprint(attacker))
             own, other = f"tk:{{a:{ATTACKER}}}:b:{ATTACKER * 10 + 1}:0", f"tk:{{a:{VICTIM}}}:b2:{VICTIM * 10 + 1}:0"

@@ -11,20 +11,19 @@ import pytest
 from django.conf import settings
 
 from proxy.budgets import BudgetLayout, BudgetPeriod, alert_claim, alert_claim_base, budget_counter_key
-from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
+from proxy.directory import AccountEntry, BudgetEntry
 from proxy.quota import Quota, Unseeded
 from proxy.redis_pipeline import PipelinedRedis
 
+from ..support import account_entry, key_entry
+
 WILDCARD_TENANTS = BudgetEntry(id=7, scope="tenant", match="*", period="month", limit_nanos=10**9, hard=True)
 SOFT = BudgetEntry(id=8, scope="account", match="", period="month", limit_nanos=10**12, hard=False)
-KEY = KeyEntry(id=4, account_id=515151, name="main", environment="", allowed_patterns=(), expires_at=None,
-               revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
+KEY = key_entry(4, account_id=515151)
 
 
 def account(*budgets: BudgetEntry) -> AccountEntry:
-    return AccountEntry(id=515151, timezone="UTC", monthly_request_limit=0,
-                        on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={}, budgets=budgets,
-                        prices={})
+    return account_entry(515151, budgets=budgets)
 
 
 def test_a_tenant_called_star_has_its_own_counter_under_the_wildcard_budget() -> None:

@@ -15,12 +15,12 @@ from django.conf import settings
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from billing.models import Budget, PriceOverride
-from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
+from proxy.directory import AccountEntry, BudgetEntry
 from proxy.quota import Denial, Quota, Reservation, seeded_marker_key
 from proxy.redis_pipeline import PipelinedRedis
 from tokonomics.redis_client import sync_redis
 
-from .conftest import KEY, ProxyProcess, Stack
+from ..support import KEY, ProxyProcess, Stack, account_entry, key_entry
 
 # Input is free and output costs $1000 per million tokens, so a call answering max_tokens=10 costs
 # exactly $0.01 and its estimate (10 output tokens) is exact.
@@ -102,14 +102,11 @@ def test_two_proxy_processes_sharing_redis_admit_exactly_what_fits(
 ACCOUNT_ID, KEY_ID = 424242, 7
 
 
-def account_entry(*budgets: BudgetEntry) -> AccountEntry:
-    return AccountEntry(id=ACCOUNT_ID, timezone="UTC", monthly_request_limit=0,
-                        on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
-                        budgets=budgets, prices={})
+def race_account(*budgets: BudgetEntry) -> AccountEntry:
+    return account_entry(ACCOUNT_ID, budgets=budgets)
 
 
-KEY_ENTRY = KeyEntry(id=KEY_ID, account_id=ACCOUNT_ID, name="main", environment="", allowed_patterns=(),
-                     expires_at=None, revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
+KEY_ENTRY = key_entry(KEY_ID, account_id=ACCOUNT_ID)
 
 
 def redis_client() -> Redis:
@@ -127,7 +124,7 @@ async def reserve_many(quota: Quota, account: AccountEntry, count: int, estimate
 
 def test_concurrent_reservations_never_overshoot_the_cap() -> None:
     # A soft budget is reserved too, but only the hard one denies.
-    account = account_entry(BudgetEntry(1, "account", "", "day", 1_000_000, True),
+    account = race_account(BudgetEntry(1, "account", "", "day", 1_000_000, True),
                             BudgetEntry(2, "account", "", "month", 10, False))
 
     async def run() -> None:
@@ -147,7 +144,7 @@ def test_concurrent_reservations_never_overshoot_the_cap() -> None:
 
 
 def test_ten_thousand_concurrent_settles_add_up_exactly() -> None:
-    account = account_entry(BudgetEntry(1, "account", "", "month", 10**15, True))
+    account = race_account(BudgetEntry(1, "account", "", "month", 10**15, True))
     count, estimate, actual = 10_000, 5_000, 1_234_567
 
     async def run() -> None:

@@ -23,13 +23,11 @@ from billing.models import Budget, PriceOverride, UsageRecord
 from billing.periods import period_bounds
 from tokonomics.redis_client import sync_redis
 
-from .conftest import KEY, Stack
+from ..support import CHAT, KEY, Stack, chat, proxy_config_seen
 
 CALL = Decimal("0.01")
 NANOS = 10**9
-CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
 MESSAGES = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
-CONFIG_POLL = 0.8  # the proxy looks for configuration changes every 0.5 s
 
 
 @pytest.fixture
@@ -44,11 +42,6 @@ def budget(stack: Stack, *, scope: str = "account", match: str = "", period: str
            hard: bool = True) -> Budget:
     return Budget.objects.create(account=stack.account, scope=scope, match=match, period=period,
                                  limit_usd=CALL * Decimal(str(calls)), hard=hard)
-
-
-def chat(stack: Stack, body: dict | None = None, **headers: str) -> httpx.Response:
-    return httpx.post(f"{stack.proxy}/proxy/openai/chat/completions", json=body or CHAT,
-                      headers={"Authorization": f"Bearer {KEY}", **headers}, timeout=10)
 
 
 def counters(budget: Budget) -> dict[str, dict[str, int]]:
@@ -209,13 +202,13 @@ def test_expired_keys_get_401_and_disallowed_models_403(priced: Stack) -> None:
     key = priced.key
     key.allowed_models = ["gpt-4o*"]
     key.save()
-    time.sleep(CONFIG_POLL)
+    proxy_config_seen()
     assert chat(priced).status_code == 200
     refused = chat(priced, {**CHAT, "model": "gpt-3.5-turbo"})
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed"
     key.expires_at = datetime.now(UTC) - timedelta(seconds=1)
     key.save()
-    time.sleep(CONFIG_POLL)
+    proxy_config_seen()
     expired = chat(priced)
     assert expired.status_code == 401 and expired.json()["error"]["type"] == "authentication_error"
 
@@ -276,7 +269,7 @@ def test_a_hard_budget_refuses_a_model_without_a_price(priced: Stack) -> None:
     # A price of the account's own makes the model priced; the catalogue's models were all along.
     PriceOverride.objects.create(account=priced.account, provider="openai", model="my-own-model-7b",
                                  input_per_mtok=Decimal(0), output_per_mtok=Decimal(1000))
-    time.sleep(CONFIG_POLL)
+    proxy_config_seen()
     assert chat(priced, UNPRICED).status_code == 200
     assert chat(priced, {**CHAT, "model": "gpt-4o"}).status_code == 200
 
@@ -285,7 +278,7 @@ def test_an_account_may_allow_unpriced_models_under_a_hard_budget(priced: Stack)
     cap = budget(priced, calls=100)
     priced.account.allow_unpriced_models = True
     priced.account.save()
-    time.sleep(CONFIG_POLL)
+    proxy_config_seen()
     admitted = chat(priced, UNPRICED)
     assert admitted.status_code == 200 and admitted.headers["x-tokonomics-cost-usd"] == "unknown"
     record = _record(admitted.headers["x-tokonomics-request-id"])
@@ -298,7 +291,7 @@ def test_an_unpriced_model_is_refused_only_where_a_hard_budget_covers_the_call(p
     assert chat(priced, UNPRICED).status_code == 200  # no budget at all
     budget(priced, calls=100, hard=False)
     budget(priced, scope="tenant", match="capped", calls=100)
-    time.sleep(CONFIG_POLL)
+    proxy_config_seen()
     assert chat(priced, UNPRICED).status_code == 200
     assert chat(priced, UNPRICED, **{"X-Tenant-ID": "free"}).status_code == 200
     refused = chat(priced, UNPRICED, **{"X-Tenant-ID": "capped"})
@@ -318,11 +311,11 @@ def test_limit_changes_take_effect_on_the_next_call(priced: Stack) -> None:
     assert [chat(priced).status_code for _ in range(3)] == [200, 200, 429]
     cap.limit_usd = CALL * 4
     cap.save()
-    time.sleep(CONFIG_POLL)
+    proxy_config_seen()
     assert [chat(priced).status_code for _ in range(3)] == [200, 200, 429]
     cap.limit_usd = CALL * 3
     cap.save()
-    time.sleep(CONFIG_POLL)
+    proxy_config_seen()
     assert chat(priced).status_code == 429
     assert spent(cap) == 4 * CALL * NANOS
 
@@ -334,7 +327,7 @@ def test_a_changed_period_starts_from_the_periods_recorded_spend(priced: Stack) 
     cap.period = "day"
     cap.limit_usd = CALL * 5
     cap.save()
-    time.sleep(CONFIG_POLL)
+    proxy_config_seen()
     # Today already holds 3 calls: two more fit, and no false 429 before that.
     assert [chat(priced).status_code for _ in range(3)] == [200, 200, 429]
 
@@ -344,7 +337,7 @@ def test_a_budget_added_mid_period_counts_what_was_already_spent(priced: Stack) 
     assert [chat(priced, **{"X-Feature-Name": "search"}).status_code for _ in range(3)] == [200] * 3
     usage_ingest(max_seconds=1)
     added = budget(priced, scope="feature", match="search", period="month", calls=4)
-    time.sleep(CONFIG_POLL)
+    proxy_config_seen()
     assert [chat(priced, **{"X-Feature-Name": "search"}).status_code for _ in range(2)] == [200, 429]
     assert spent(added) == 4 * CALL * NANOS
 

@@ -3,7 +3,6 @@ refused call is recorded with zero cost, not an unknown one."""
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 import httpx
@@ -11,7 +10,7 @@ import httpx
 from billing.ledger import usage_ingest
 from billing.models import Budget, UsageRecord
 
-from ..conftest import KEY, OTHER_KEY, Stack, make_key
+from ..support import KEY, OTHER_KEY, Stack, make_key, proxy_config_seen
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 ZERO = "0.000000000"
@@ -21,7 +20,7 @@ def test_every_refusal_carries_a_zero_cost_and_is_recorded_at_zero(stack: Stack,
     make_key(stack.account, OTHER_KEY, name="mini-only", allowed_models=["gpt-4o-mini"])
     Budget.objects.create(account=stack.account, scope="feature", match="capped", period="month",
                           limit_usd=Decimal("0.000000001"), hard=True)
-    time.sleep(1.2)  # the proxy picks up the new key and budget
+    proxy_config_seen()  # the proxy picks up the new key and budget
     stack.clear_sim()
     auth = {"Authorization": f"Bearer {KEY}"}
     url = f"{stack.proxy}/proxy/openai/chat/completions"
@@ -57,7 +56,7 @@ def test_unreachable_upstream_is_recorded_at_zero(stack: Stack) -> None:
 
     ProviderEndpoint.objects.filter(slug="vllm-internal").update(base_url="http://127.0.0.1:9/v1")
     config_version_bump()
-    time.sleep(1.2)
+    proxy_config_seen()
     response = httpx.post(f"{stack.proxy}/proxy/vllm-internal/chat/completions", json=CHAT,
                           headers={"Authorization": f"Bearer {KEY}"})
     assert response.status_code == 502

@@ -12,7 +12,7 @@ from proxy import directory
 from proxy.directory import Directory
 from proxy.keys import hash_key
 
-from ..conftest import make_key
+from ..support import make_key
 
 PLAINTEXT = "mk_test_directory_race_0123456789abcdef"
 

@@ -18,11 +18,13 @@ from billing.pricing import _bundled_providers, catalogue_price_table, default_m
 from billing.usage import TokenUsage
 from proxy.admission import estimate, price
 from proxy.budgets import usd_to_nanos
-from proxy.directory import AccountEntry, EndpointEntry
+from proxy.directory import EndpointEntry
 from proxy.gateway import Call
 from proxy.providers import WIRE_FORMATS
 from proxy.providers.base import Operation, RequestInfo
 from proxy.quota import MAX_CALL_NANOS, MAX_CALL_TOKENS
+
+from ..support import account_entry
 
 NOW = datetime.now(UTC)
 
@@ -32,8 +34,7 @@ def make_call(*, wire: str, pricing_provider: str, info: RequestInfo) -> Call:
                 provider=pricing_provider or "custom", wire=WIRE_FORMATS[wire], info=info)
     call.endpoint = EndpointEntry(slug=call.provider, wire_format=wire, base_url="", pricing_provider=pricing_provider,
                                   credential="")
-    call.account = AccountEntry(id=1, timezone="UTC", monthly_request_limit=0, on_redis_unavailable="default",
-                                allow_unmetered_routes=False, endpoints={}, budgets=(), prices={})
+    call.account = account_entry(1)
     return call
 
 

@@ -1,4 +1,5 @@
-"""/metrics labels stay bounded whatever clients send (CONTRACT §1, §5): provider and model come from the
+"""/metrics (Prometheus text, CONTRACT §5) counts requests, tokens, cost and overhead, and its labels stay
+bounded whatever clients send (CONTRACT §1, §5): provider and model come from the
 account's configuration and the price catalogue, else `unknown`; feature and environment are cleaned and
 capped per process."""
 
@@ -13,8 +14,7 @@ import pytest
 from billing.models import PriceOverride
 from proxy import metrics
 
-from ..conftest import make_account, make_key
-from .conftest import KEY, ProxyProcess
+from ..support import KEY, ProxyProcess, Stack, chat, make_account, make_key
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 
@@ -86,3 +86,18 @@ def test_a_client_label_is_cleaned_of_control_characters_and_cut(raw: str, label
 def test_a_client_label_past_the_cap_is_other() -> None:
     bounded = metrics.BoundedLabel(2)
     assert [bounded(v) for v in ("a", "b", "c", "a", "", "d")] == ["a", "b", "other", "a", "", "other"]
+
+
+def test_metrics_count_requests_tokens_cost_and_overhead(stack: Stack, settings) -> None:  # type: ignore[no-untyped-def]
+    for i in range(3):
+        chat(stack, **{"X-Feature-Name": f"f{i % 2}"})
+    text = httpx.get(f"{stack.proxy}/metrics").text
+    assert 'tokonomics_requests_total{environment="production",feature="f0",model="gpt-4o-mini",' in text
+    assert 'tokonomics_tokens_total{' in text and 'type="input"' in text and 'type="output"' in text
+    assert "tokonomics_cost_usd_total{" in text
+    assert "tokonomics_proxy_overhead_seconds_bucket{" in text
+    assert "tenant" not in text.split("tokonomics_requests_total")[1].split("\n")[0]
+
+    settings.TOKONOMICS_METRICS_TOKEN = "s3cret"
+    assert httpx.get(f"{stack.proxy}/metrics").status_code == 401
+    assert httpx.get(f"{stack.proxy}/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200

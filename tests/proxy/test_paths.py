@@ -5,7 +5,6 @@ refused with 400 invalid_path before anything reaches the provider."""
 from __future__ import annotations
 
 import http.client
-import time
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -16,7 +15,7 @@ from billing.ledger import usage_ingest
 from billing.models import Budget, UsageRecord
 from proxy.paths import proxy_path_parse
 
-from .conftest import KEY, Stack
+from ..support import KEY, Stack, proxy_config_seen
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 
@@ -190,7 +189,7 @@ def test_a_route_in_another_case_is_still_metered(stack: Stack) -> None:
     from proxy.services import config_version_bump
 
     config_version_bump()
-    time.sleep(1.2)
+    proxy_config_seen()
     auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
     for target in ("/proxy/openai/Chat/Completions", "/proxy/openai/V1/CHAT/COMPLETIONS/"):
         raw_request(stack.proxy, "POST", target, auth, orjson.dumps(CHAT))

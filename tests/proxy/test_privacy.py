@@ -13,7 +13,7 @@ from billing.ledger import usage_ingest
 from billing.models import UsageRecord
 from tokonomics.redis_client import sync_redis
 
-from .conftest import KEY
+from ..support import KEY
 
 CANARY = "CANARY-7f3a9c-never-store-me"
 

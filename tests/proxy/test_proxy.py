@@ -16,7 +16,7 @@ import pytest
 from billing.ledger import usage_ingest
 from billing.models import UsageRecord
 
-from .conftest import KEY, Stack
+from ..support import KEY, Stack, proxy_config_seen
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sse"
 
@@ -243,9 +243,7 @@ def test_credential_swap_and_header_stripping(stack) -> None:  # type: ignore[no
 def test_environment_defaults_to_the_keys(stack) -> None:  # type: ignore[no-untyped-def]
     stack.key.environment = "ci"
     stack.key.save()
-    from proxy.context import get_context  # noqa: F401  (the version bump reaches the live proxy)
-
-    time.sleep(1.2)
+    proxy_config_seen()
     response = httpx.post(f"{stack.proxy}/proxy/openai/chat/completions", json=CHAT,
                           headers={"Authorization": f"Bearer {KEY}"})
     assert record(response.headers["x-tokonomics-request-id"]).environment == "ci"
@@ -321,7 +319,7 @@ def test_unreachable_upstream_is_502_and_recorded(stack) -> None:  # type: ignor
     from proxy.services import config_version_bump
 
     config_version_bump()
-    time.sleep(1.2)
+    proxy_config_seen()
     client = openai.OpenAI(base_url=f"{stack.proxy}/proxy/vllm-internal", api_key=KEY, max_retries=0)
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(**CHAT)
@@ -401,7 +399,7 @@ def test_price_override_wins(stack) -> None:  # type: ignore[no-untyped-def]
 
     PriceOverride.objects.create(account=stack.account, provider="openai", model="gpt-4o-mini",
                                  input_per_mtok=Decimal("1000"), output_per_mtok=Decimal("2000"))
-    time.sleep(1.2)
+    proxy_config_seen()
     response = httpx.post(f"{stack.proxy}/proxy/openai/chat/completions", json=CHAT,
                           headers={"Authorization": f"Bearer {KEY}"})
     saved = record(response.headers["x-tokonomics-request-id"])
@@ -416,5 +414,5 @@ def test_revoked_key_stops_working_within_two_seconds(stack) -> None:  # type: i
     url = f"{stack.proxy}/proxy/openai/chat/completions"
     assert httpx.post(url, json=CHAT, headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
     api_key_revoke(account=stack.key.account, actor=Actor.of_system("test"), key=stack.key)
-    time.sleep(1.5)
+    proxy_config_seen(timeout=2)
     assert httpx.post(url, json=CHAT, headers={"Authorization": f"Bearer {KEY}"}).status_code == 401

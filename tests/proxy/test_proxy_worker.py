@@ -18,8 +18,7 @@ import pytest
 from billing.ledger import usage_ingest
 from billing.models import UsageRecord
 
-from ..conftest import REPO, process_env
-from .conftest import KEY, ProxyProcess, Stack
+from ..support import KEY, REPO, ProxyProcess, Stack, process_env
 
 # Loaded by the web app and never needed by the proxy: any of them in a proxy worker is memory lost per worker.
 WEB_ONLY_MODULES = (

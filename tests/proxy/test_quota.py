@@ -11,16 +11,15 @@ from django.conf import settings
 from redis.asyncio import Redis
 
 from proxy.budgets import account_prefix
-from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
+from proxy.directory import BudgetEntry
 from proxy.quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, Quota, Reservation, seeded_marker_key
 from proxy.redis_pipeline import PipelinedRedis
 
+from ..support import account_entry, key_entry
+
 SOFT = BudgetEntry(id=1, scope="account", match="", period="month", limit_nanos=10**18, hard=False)
-ACCOUNT = AccountEntry(id=626262, timezone="UTC", monthly_request_limit=0,
-                       on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={}, budgets=(SOFT,),
-                       prices={})
-KEY = KeyEntry(id=4, account_id=ACCOUNT.id, name="main", environment="", allowed_patterns=(), expires_at=None,
-               revoked=False, requests_per_minute=0, tokens_per_minute=10**15, max_concurrent=0)
+ACCOUNT = account_entry(626262, budgets=(SOFT,))
+KEY = key_entry(4, account_id=ACCOUNT.id, tokens_per_minute=10**15)
 
 
 def run(check) -> None:  # type: ignore[no-untyped-def]

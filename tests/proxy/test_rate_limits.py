@@ -15,24 +15,15 @@ import pytest
 from django.conf import settings
 from redis.asyncio import Redis
 
-from proxy.directory import AccountEntry, KeyEntry
+from proxy.directory import KeyEntry
 from proxy.quota import Denial, Quota, Reservation
 from proxy.redis_pipeline import PipelinedRedis
 
-from .conftest import KEY, Stack
+from ..support import CHAT, KEY, Stack, account_entry, chat, key_entry
 
-CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
-ACCOUNT = AccountEntry(id=515151, timezone="UTC", monthly_request_limit=0,
-                       on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={}, budgets=(),
-                       prices={})
-KEY_ENTRY = KeyEntry(id=3, account_id=ACCOUNT.id, name="main", environment="", allowed_patterns=(), expires_at=None,
-                     revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
+ACCOUNT = account_entry(515151)
+KEY_ENTRY = key_entry(3, account_id=ACCOUNT.id)
 PREFIX = f"tk:{{a:{ACCOUNT.id}}}:k:{KEY_ENTRY.id}"
-
-
-def chat(stack: Stack, **headers: str) -> httpx.Response:
-    return httpx.post(f"{stack.proxy}/proxy/openai/chat/completions", json=CHAT,
-                      headers={"Authorization": f"Bearer {KEY}", **headers}, timeout=10)
 
 
 def test_requests_per_minute_over_the_live_proxy(stack: Stack) -> None:

@@ -14,9 +14,8 @@ from proxy.models import ProviderEndpoint
 from proxy.services import provider_endpoint_create
 from tokonomics.audit import Actor
 
-from ..conftest import KEY, ProxyProcess, ServerThread, make_account, make_key
 from ..rebinding_dns import REBINDING_HOST, RebindingResolver, rebinding_dns
-from .conftest import RunserverProcess
+from ..support import KEY, ProxyProcess, RunserverProcess, ServerThread, make_account, make_key
 
 OPERATOR = Actor.of_system("test")
 

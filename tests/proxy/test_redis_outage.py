@@ -9,7 +9,7 @@ These tests run a private redis-server (never the machine's shared one) and a pr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
@@ -20,11 +20,10 @@ from billing.models import Budget, PriceOverride, UsageRecord
 from proxy import metrics
 from tokonomics.redis_client import sync_redis
 
-from ..conftest import KEY, ServerThread, Stack, make_account, make_key
-from ..private_redis import PrivateRedis
+from .. import support
+from ..support import CHAT, KEY, PrivateRedis, ServerThread, Stack, make_account, make_key, wait_until
 
 CALL = Decimal("0.01")
-CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
 MESSAGES = {"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 # A call must be answered well within this while Redis is away (its timeout is 0.25 s).
 NEVER_HANGS_SECONDS = 1.5
@@ -49,8 +48,7 @@ def outage(settings, transactional_db, simulator, plans, private_redis) -> Itera
 
 def chat(stack: Stack, **headers: str) -> httpx.Response:
     started = time.monotonic()
-    response = httpx.post(f"{stack.proxy}/proxy/openai/chat/completions", json=CHAT,
-                          headers={"Authorization": f"Bearer {KEY}", **headers}, timeout=10)
+    response = support.chat(stack, **headers)
     assert time.monotonic() - started < NEVER_HANGS_SECONDS
     return response
 
@@ -58,13 +56,6 @@ def chat(stack: Stack, **headers: str) -> httpx.Response:
 def messages(stack: Stack, **headers: str) -> httpx.Response:
     return httpx.post(f"{stack.proxy}/proxy/anthropic/v1/messages", json=MESSAGES,
                       headers={"x-api-key": KEY, "anthropic-version": "2023-06-01", **headers}, timeout=10)
-
-
-def eventually(check: Callable[[], bool], seconds: float = 6) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "did not happen in time"
-        time.sleep(0.1)
 
 
 def budget(stack: Stack, calls: float, **fields: str) -> Budget:
@@ -108,10 +99,10 @@ def test_default_policy_503s_what_a_hard_budget_covers_and_lets_the_rest_through
     assert unenforced_count() == before + 1
 
     private_redis.start()
-    eventually(lambda: chat(outage, **{"X-Tenant-ID": "globex"}).status_code == 200)
+    wait_until(lambda: chat(outage, **{"X-Tenant-ID": "globex"}).status_code == 200, 6, interval=0.1)
     # The events kept in the proxy while Redis was away reach the database once it is back.
-    eventually(lambda: {covered.headers["x-tokonomics-request-id"], free.headers["x-tokonomics-request-id"]}
-               <= settled_records().keys())
+    wait_until(lambda: {covered.headers["x-tokonomics-request-id"], free.headers["x-tokonomics-request-id"]}
+               <= settled_records().keys(), 6, interval=0.1)
     records = settled_records()
     assert records[covered.headers["x-tokonomics-request-id"]].status_code == 503
     assert records[free.headers["x-tokonomics-request-id"]].enforced is False
@@ -136,18 +127,18 @@ def test_closed_denies_every_call_and_open_lets_hard_budget_calls_through(
     # Without Redis the proxy cannot see the configuration version, so it reloads its cache every poll
     # (update(): saving would try to bump that version in the paused Redis).
     type(account).objects.filter(pk=account.pk).update(on_redis_unavailable="open")
-    eventually(lambda: status() == 200)
+    wait_until(lambda: status() == 200, 6, interval=0.1)
     assert {status() for _ in range(3)} == {200}
 
     private_redis.resume()
-    eventually(lambda: status() == 200)
-    eventually(lambda: counter(cap).get("r") == 0)
-    eventually(lambda: len(settled_records()) == len(answered))
+    wait_until(lambda: status() == 200, 6, interval=0.1)
+    wait_until(lambda: counter(cap).get("r") == 0, 6, interval=0.1)
+    wait_until(lambda: len(settled_records()) == len(answered), 6, interval=0.1)
     records = settled_records()
     assert sum(not r.enforced for r in records.values() if r.status_code == 200) >= 4
     # What went through unenforced still reached the budget's counter once Redis answered.
     admitted = sum(r.status_code == 200 for r in answered)
-    eventually(lambda: counter(cap)["s"] == admitted * CALL * 10**9)
+    wait_until(lambda: counter(cap)["s"] == admitted * CALL * 10**9, 6, interval=0.1)
 
 
 def test_settles_that_could_not_reach_redis_are_replayed_when_it_answers(
@@ -168,9 +159,9 @@ def test_settles_that_could_not_reach_redis_are_replayed_when_it_answers(
     private_redis.resume()
     # No false 429 and no reservation stuck until its TTL: the settle is replayed.
     answered: list[int] = []
-    eventually(lambda: answered.append(chat(outage).status_code) or answered[-1] == 200)
+    wait_until(lambda: answered.append(chat(outage).status_code) or answered[-1] == 200, 6, interval=0.1)
     assert set(answered) <= {200, 503}
-    eventually(lambda: counter(cap).get("r") == 0)
+    wait_until(lambda: counter(cap).get("r") == 0, 6, interval=0.1)
     assert counter(cap)["s"] == (5 + 10) * 10**6
 
 
@@ -180,12 +171,12 @@ def test_a_redis_that_comes_back_empty_is_reseeded_before_hard_budgets_admit(
     cap = budget(outage, 3)
     soft = budget(outage, 1, hard=False, period="day")
     assert [chat(outage).status_code for _ in range(4)] == [200, 200, 200, 429]
-    eventually(lambda: len(settled_records()) == 4)
+    wait_until(lambda: len(settled_records()) == 4, 6, interval=0.1)
     private_redis.kill()
     assert chat(outage).status_code == 503
     private_redis.start()  # empty: no counters, no seeded marker
 
     # Enforcement resumes by itself, from the records: the cap is still reached.
-    eventually(lambda: chat(outage).status_code == 429)
+    wait_until(lambda: chat(outage).status_code == 429, 6, interval=0.1)
     assert counter(cap) == {"s": 3 * CALL * 10**9}
     assert counter(soft) == {"s": 3 * CALL * 10**9}

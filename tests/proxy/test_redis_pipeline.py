@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from proxy.redis_pipeline import LuaScript, PipelinedRedis
 
-from ..private_redis import PrivateRedis, free_port
+from ..support import PrivateRedis, free_port
 
 Check = Callable[[], Awaitable[None]]
 BUSY = LuaScript.of("local x = 0 for i = 1, tonumber(ARGV[1]) do x = x + i end return ARGV[2]")

@@ -10,17 +10,13 @@ import pytest
 
 from proxy.context import ProxyContext
 
-from ..private_redis import PrivateRedis
+from ..support import PrivateRedis
 
 
 @pytest.fixture
 def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis(["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"])
-    server.start()
-    try:
+    with PrivateRedis.running(["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"]) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def policy_seen(settings, url: str) -> str:  # type: ignore[no-untyped-def]

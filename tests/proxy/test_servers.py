@@ -13,7 +13,7 @@ import pytest
 from billing.ledger import usage_ingest
 from billing.models import UsageRecord
 
-from .conftest import KEY, RunserverProcess, Stack
+from ..support import KEY, RunserverProcess, Stack
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64, "stream": True}
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import queue
-import socket
 import struct
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import pytest
 
 from proxy.simulator import SimulatorThread
 from proxy.simulator.content import REPLY
+
+from ..support import free_port
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}
@@ -511,14 +512,8 @@ def test_only_the_last_hundred_requests_are_kept(sim: SimulatorThread) -> None:
 
 # --- running it -------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_runs_as_a_module_without_django() -> None:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "proxy.simulator", "--port", str(port), "--latency-ms", "1"],
                                cwd=REPOSITORY, stderr=subprocess.PIPE, text=True)
     try:

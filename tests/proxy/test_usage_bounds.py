@@ -10,8 +10,7 @@ from billing.ledger import usage_ingest
 from billing.models import UsageRecord
 from proxy.usage_bounds import TEXT_LIMITS, usage_event_clean
 
-from ..conftest import KEY, OTHER_KEY, make_account, make_key
-from .conftest import Stack
+from ..support import KEY, OTHER_KEY, Stack, make_account, make_key
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 

@@ -4,8 +4,6 @@ spooled to a local file, and another process drains the file of a dead one (prox
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,18 +17,9 @@ from proxy.redis_pipeline import PipelinedRedis
 from proxy.spool import PendingEvents, Spool, spool_drain
 from tokonomics.redis_client import sync_redis
 
-from ..conftest import KEY, make_account, make_key
-from ..private_redis import PrivateRedis
-from .conftest import ProxyProcess
+from ..support import KEY, PrivateRedis, ProxyProcess, make_account, make_key, wait_until
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
-
-
-def eventually(check: Callable[[], bool], seconds: float = 15) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "did not happen in time"
-        time.sleep(0.1)
 
 
 def spooled_lines(directory: Path) -> int:
@@ -53,7 +42,7 @@ def test_usage_held_during_a_redis_outage_survives_kill_9(  # type: ignore[no-un
             assert response.status_code == 200  # no budget covers it: through, unenforced
             ids.append(response.headers["x-tokonomics-request-id"])
         # Each record is spooled as it is queued, just after its response has left.
-        eventually(lambda: spooled_lines(spool_dir) == 5, seconds=5)
+        wait_until(lambda: spooled_lines(spool_dir) == 5, 5, interval=0.1)
         assert first.process is not None
         first.process.kill()  # SIGKILL: no shutdown, no flush
         first.process.wait(timeout=10)
@@ -64,7 +53,7 @@ def test_usage_held_during_a_redis_outage_survives_kill_9(  # type: ignore[no-un
             usage_ingest(max_seconds=0.5)
             return UsageRecord.objects.count() >= len(ids)
 
-        eventually(all_stored)
+        wait_until(all_stored, 15, interval=0.1)
         usage_ingest(max_seconds=0.5)
     assert sorted(UsageRecord.objects.values_list("request_id", flat=True)) == sorted(ids)  # each exactly once
     assert all(not r.enforced for r in UsageRecord.objects.all())

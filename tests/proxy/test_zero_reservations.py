@@ -15,7 +15,7 @@ from billing.models import Budget
 from proxy.budgets import BUDGET_KEY_FORMAT, account_prefix
 from tokonomics.redis_client import sync_redis
 
-from .conftest import KEY, Stack
+from ..support import KEY, Stack
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 

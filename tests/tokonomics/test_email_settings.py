@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from ..conftest import REPO, process_env
+from ..support import REPO, process_env
 
 
 def _setup(**env: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ import sys
 import pytest
 from django.test import Client, override_settings
 
-from ..conftest import REPO, process_env
+from ..support import REPO, process_env
 
 
 @pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from tokonomics.static_check import static_manifest_check
 
-from ..conftest import REPO, process_env
+from ..support import REPO, process_env
 
 MANIFEST_STORAGE = {"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
                     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}

@@ -9,18 +9,18 @@ from django.test import Client
 
 from billing.models_sso import SsoConfig, SsoDomain
 
-from ..conftest import _user_with_seat
+from ..support import user_with_seat
 from .oidc_provider import OidcProvider
 
 
 @pytest.fixture
 def carol(acme):  # type: ignore[no-untyped-def]
-    return _user_with_seat("carol@acme.test", acme, "admin")
+    return user_with_seat("carol@acme.test", acme, "admin")
 
 
 @pytest.fixture
 def dave(acme):  # type: ignore[no-untyped-def]
-    return _user_with_seat("dave@acme.test", acme, "viewer")
+    return user_with_seat("dave@acme.test", acme, "viewer")
 
 
 @pytest.fixture

@@ -52,9 +52,9 @@ def test_only_this_accounts_entries_are_listed(client_as, alice, charlie, globex
 
 @pytest.mark.parametrize(("role", "status"), [("viewer", 403), ("member", 403), ("admin", 200), ("owner", 200)])
 def test_role_matrix_for_the_audit_log(client_as, acme, alice, role, status):
-    from ..conftest import _user_with_seat
+    from ..support import user_with_seat
 
-    user = alice if role == "owner" else _user_with_seat(f"{role}@acme.test", acme, role)
+    user = alice if role == "owner" else user_with_seat(f"{role}@acme.test", acme, role)
     page = client_as(user).get("/a/acme/audit/")
     assert page.status_code == status
     # The tab is offered to those who may open it.

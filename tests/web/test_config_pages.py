@@ -169,7 +169,7 @@ def test_member_revokes_own_keys_but_not_an_owners(client, alice, bob, acme) -> 
 
 
 def test_member_cannot_revoke_keys_of_unknown_origin(client, bob, acme) -> None:  # type: ignore[no-untyped-def]
-    from ..conftest import KEY, make_key
+    from ..support import KEY, make_key
 
     applied = make_key(acme, KEY, name="from-applyconfig")
     client.force_login(bob)

@@ -13,17 +13,17 @@ from django.urls import reverse
 from billing.ledger import usage_record_batch
 from billing.models import Budget
 
+from ..support import ApiClient, token_for, usage_event
+
 pytestmark = pytest.mark.django_db
 
 
 def _event(account, n: int, **fields) -> dict:  # type: ignore[no-untyped-def]
-    event = {"request_id": f"req_dash_{n}", "account_id": account.pk, "key_id": None, "provider": "openai",
-             "model": "gpt-4o-mini", "feature": "support-bot", "tenant": "globex", "environment": "production",
-             "tags": {"intent": "summarize"}, "input_tokens": 1000, "output_tokens": 500, "cached_input_tokens": 200,
-             "cost_usd": "0.000435000", "status_code": 200, "latency_ms": 120,
-             "created_at": (datetime.now(UTC) - timedelta(minutes=5)).timestamp()}
-    event.update(fields)
-    return event
+    """A call of the support bot five minutes ago (recent enough for every dashboard window)."""
+    return usage_event(account.pk, n, prefix="req_dash", **{
+        "feature": "support-bot", "tenant": "globex", "environment": "production", "tags": {"intent": "summarize"},
+        "input_tokens": 1000, "output_tokens": 500, "cached_input_tokens": 200, "cost_usd": "0.000435000",
+        "latency_ms": 120, "created_at": (datetime.now(UTC) - timedelta(minutes=5)).timestamp(), **fields})
 
 
 def test_dashboard_shows_spend_breakdowns_and_recent_calls(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
@@ -117,8 +117,6 @@ def test_odd_key_filters_match_nothing(client, alice, acme, key) -> None:  # typ
 
 
 def test_mid_hour_range_gives_the_same_totals_in_dashboard_csv_and_api(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
-    from tests.api.conftest import ApiClient, token_for
-
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
     minutes = {"before": 10, "first-edge": 40, "whole-hour": 90, "last-edge": 130, "after": 170}
     usage_record_batch(events=[_event(acme, n, feature=name, created_at=(start + timedelta(minutes=m)).timestamp())

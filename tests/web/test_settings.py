@@ -60,9 +60,9 @@ def test_empty_retention_falls_back_to_the_plan(client_as, alice, acme):
     ("viewer", False, False), ("member", False, False), ("admin", True, False), ("owner", True, True),
 ])
 def test_role_matrix_for_settings(client_as, acme, alice, enterprise, role, may_view, may_edit):
-    from ..conftest import _user_with_seat
+    from ..support import user_with_seat
 
-    client = client_as(alice if role == "owner" else _user_with_seat(f"{role}@acme.test", acme, role))
+    client = client_as(alice if role == "owner" else user_with_seat(f"{role}@acme.test", acme, role))
     page = client.get("/a/acme/settings/")
     assert page.status_code == (200 if may_view else 403)
     if may_view and not may_edit:

@@ -206,11 +206,11 @@ def test_password_sign_in_is_refused_when_the_account_disabled_it(sso_config, al
 
 
 def test_password_sign_in_still_works_where_sso_cannot_serve(sso_config, acme, alice):
-    from ..conftest import _user_with_seat
+    from ..support import user_with_seat
 
     sso_config.password_login_disabled = True
     sso_config.save()
-    _user_with_seat("contractor@freelance.test", acme, "member")  # not in acme's SSO domains
+    user_with_seat("contractor@freelance.test", acme, "member")  # not in acme's SSO domains
     client = Client()
     response = client.post("/login/", {"username": "contractor@freelance.test", "password": "correct horse battery"})
     assert response.status_code == 302 and _signed_in_as(client) == "contractor@freelance.test"

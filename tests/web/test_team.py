@@ -270,10 +270,10 @@ ROLE_MATRIX = [
 
 @pytest.mark.parametrize(("role", "may_view", "may_manage"), ROLE_MATRIX)
 def test_role_matrix_for_team_actions(client_as, acme, alice, role, may_view, may_manage):
-    from ..conftest import _user_with_seat
+    from ..support import user_with_seat
 
-    actor = alice if role == "owner" else _user_with_seat(f"{role}@acme.test", acme, role)
-    target = _user_with_seat("target@acme.test", acme, "viewer")
+    actor = alice if role == "owner" else user_with_seat(f"{role}@acme.test", acme, role)
+    target = user_with_seat("target@acme.test", acme, "viewer")
     target_seat = Seat.objects.get(user=target)
     client = client_as(actor)
     assert client.get("/a/acme/team/").status_code == (200 if may_view else 403)
