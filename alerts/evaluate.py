@@ -16,7 +16,7 @@ from alerts.events import alert_event_create
 from alerts.models import AlertEvent, AlertRule
 from alerts.payloads import budget_data
 from billing.models import Account, Budget, UsageRecord
-from billing.periods import period_bounds
+from proxy.periods import period_bounds
 from proxy.quota import (
     NANOS_PER_USD,
     account_prefix,

@@ -16,7 +16,7 @@ from django.db.models import Q
 from alerts.models import AlertChannel, AlertRule, generate_webhook_secret
 from alerts.selectors import alert_channels_by_id
 from billing.models import Account, Plan
-from proxy.urls_policy import url_problem
+from tokonomics.outbound_urls import url_problem
 from tokonomics.validation import ensure_unique
 
 CHANNEL_FIELDS = frozenset({"name", "url", "emails", "secret"})

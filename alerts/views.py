@@ -13,8 +13,8 @@ from django.views.decorators.http import require_GET, require_POST
 from alerts.events import alert_test_send
 from alerts.models import AlertChannel, AlertDelivery, AlertEvent, AlertRule
 from alerts.services import alert_channel_create, alert_rule_create
-from billing.access import Membership, membership_get
-from billing.audit import audit_record, snapshot
+from billing.accounts.access import Membership, membership_get
+from billing.accounts.audit import audit_record, snapshot
 from tokonomics.validation import form_errors_from
 
 

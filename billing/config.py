@@ -23,7 +23,7 @@ from proxy.catalog import BUILTIN_PROVIDERS
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
 from proxy.services import credential_host_problem
-from proxy.urls_policy import url_problem
+from tokonomics.outbound_urls import url_problem
 
 
 class ConfigError(Exception):
@@ -185,7 +185,7 @@ def _provider_credential_problem(account_slug: str, provider: ProviderIn) -> str
 
 
 def _price_problems(price: Any) -> list[str]:
-    from billing.pricing import validate_override
+    from proxy.pricing import validate_override
 
     return validate_override(
         provider=price.provider,

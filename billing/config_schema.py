@@ -9,9 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from billing.retention import MAX_RETENTION_DAYS
+from billing.usage.retention import MAX_RETENTION_DAYS
+from tokonomics.validation import SLUG_PATTERN
 
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 PER_MINUTE_MAX = 2_147_483_647  # the rate limits' PositiveIntegerField ceiling
 
 

@@ -13,15 +13,19 @@ import time
 from pathlib import Path
 
 import aiohttp
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from redis.exceptions import RedisError
+
+from tokonomics.outbound_urls import PolicyResolver, private_urls_allowed
 
 from . import metrics
 from .directory import CONFIG_VERSION_KEY, Directory
+from .hooks import hooks_get
 from .quota import Quota, events_stream_key
 from .redis_pipeline import PipelinedRedis
 from .spool import PendingEvents, Spool, spool_drain
-from .urls_policy import PolicyResolver, private_urls_allowed
 
 log = logging.getLogger(__name__)
 
@@ -164,17 +168,12 @@ class ProxyContext:
             self.pending_events.popleft()
 
     async def _write_pending_to_database(self) -> None:
-        from asgiref.sync import sync_to_async
-
-        from billing.ledger import usage_record_batch_from_events
-
         events = [event for _, event in self.pending_events]
+        usage_events_write = hooks_get().usage_events_write
 
         def write() -> None:
-            from django.db import connections
-
             try:
-                usage_record_batch_from_events(events=events)
+                usage_events_write(events=events)
             finally:
                 connections.close_all()  # this executor thread may never run Django code again
 

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from yarl import URL
 
-from billing.pricing import (
+from proxy.pricing import (
     PriceTable,
     catalogue_model_id,
     cost_or_none,
@@ -33,19 +33,20 @@ from billing.pricing import (
     default_max_output_tokens,
     price_table,
 )
-from billing.usage import TokenUsage
+from proxy.usage import TokenUsage
+from tokonomics.outbound_urls import BlockedAddress, literal_host_problem
 
 from . import metrics
 from .catalog import BUILTIN_PROVIDERS
 from .context import ProxyContext
 from .directory import AccountEntry, EndpointEntry, KeyEntry
 from .errors import ProxyError
+from .hooks import hooks_get
 from .keys import hash_key, is_well_formed
 from .paths import ProxyPath, proxy_path_parse
 from .providers import WIRE_FORMATS
 from .providers.base import Operation, ProviderError, RequestInfo, WireFormat, route_path
 from .quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, CallPlan, Counter, Denial, Reservation, Unseeded, usd_to_nanos
-from .urls_policy import BlockedAddress, literal_host_problem
 from .usage_bounds import MAX_LATENCY_MS, MAX_TOKENS, TEXT_LIMITS, cost_clean, int_clamp, tags_clean, text_clean
 
 log = logging.getLogger(__name__)
@@ -392,12 +393,12 @@ _reseeding: dict[tuple[int, int], asyncio.Future[None]] = {}
 async def reseed(*, account_id: int, fingerprint: str, ctx: ProxyContext) -> None:
     """Rebuild an account's counters from its usage records (first sight, a changed budget layout, or
     Redis came back empty)."""
-    from billing.counters import budget_counters_rebuild
+    counters_rebuild = hooks_get().counters_rebuild
 
     def rebuild() -> None:
         close_old_connections()
         try:
-            budget_counters_rebuild(account_id=account_id, fingerprint=fingerprint)
+            counters_rebuild(account_id=account_id, fingerprint=fingerprint)
         finally:
             connections.close_all()  # rare: do not pin a connection to an executor thread
 

@@ -20,7 +20,7 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes
 import redis
 from redis.exceptions import RedisError, ResponseError
 
-from billing.periods import period_bounds
+from proxy.periods import period_bounds
 
 from .directory import AccountEntry, BudgetEntry, KeyEntry
 from .redis_pipeline import LuaScript, PipelinedRedis

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 from pydantic.json_schema import SkipJsonSchema
 
-from billing.config_schema import SLUG_PATTERN
 from tokonomics.api_common import InSchema, Timestamp, not_null, plain_text
+from tokonomics.validation import SLUG_PATTERN
 
 from .models import ApiKey, ProviderEndpoint
 

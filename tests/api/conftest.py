@@ -13,9 +13,9 @@ from django.test import Client
 from django.utils import timezone
 
 from alerts.models import AlertChannel, AlertRule
+from billing.accounts.management_tokens import management_token_create
 from billing.models import Account, Budget, UsageRecord
-from billing.rollups import usage_rollup_add
-from billing.services import management_token_create
+from billing.usage.rollups import usage_rollup_add
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
 

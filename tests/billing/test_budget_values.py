@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from alerts.evaluate import budget_forecasts_check
-from billing.dashboard import budget_status
+from billing.dashboard.selectors import budget_status
 from billing.models import Budget
-from billing.periods import period_bounds
+from proxy.periods import period_bounds
 from proxy.quota import budget_counter_key
 from tokonomics.redis_client import sync_redis
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
-from billing.ledger import usage_record_batch
+from billing.usage.records import usage_record_batch
 
 pytestmark = pytest.mark.django_db
 

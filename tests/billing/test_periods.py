@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.periods import TOTAL_START, period_bounds
 from proxy.directory import AccountEntry, BudgetEntry, KeyEntry
+from proxy.periods import TOTAL_START, period_bounds
 from proxy.quota import Quota
 from proxy.redis_pipeline import PipelinedRedis
 

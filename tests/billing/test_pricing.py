@@ -1,4 +1,4 @@
-"""billing.pricing prices calls exactly as genai-prices does, from the bundled catalogue, without raising."""
+"""proxy.pricing prices calls exactly as genai-prices does, from the bundled catalogue, without raising."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from genai_prices.data_snapshot import DataSnapshot, set_custom_snapshot
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from billing import pricing
-from billing.pricing import (
+from proxy import pricing
+from proxy.pricing import (
     NANO_USD,
     UNKNOWN_MODEL_MAX_OUTPUT_TOKENS,
     LongContextTier,
@@ -26,7 +26,7 @@ from billing.pricing import (
     price_usage,
     validate_override,
 )
-from billing.usage import TokenUsage
+from proxy.usage import TokenUsage
 
 CATALOGUE_MODELS = [(provider.id, model.id) for provider in bundled_providers for model in provider.models]
 LONG_CONTEXT_MODELS = [

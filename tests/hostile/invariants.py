@@ -22,8 +22,8 @@ from urllib.parse import unquote
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from billing import ledger
 from billing.models import UsageRecord
+from billing.usage import ledger
 from proxy import metrics
 from proxy.quota import BUDGET_KEY_FORMAT, events_stream_key
 from tokonomics.redis_client import sync_redis

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.pricing import _bundled_providers, catalogue_price_table, default_max_output_tokens
-from billing.usage import TokenUsage
 from proxy.directory import AccountEntry, EndpointEntry
 from proxy.gateway import Call, estimate, price
+from proxy.pricing import _bundled_providers, catalogue_price_table, default_max_output_tokens
 from proxy.providers import WIRE_FORMATS
 from proxy.providers.base import Operation, RequestInfo
 from proxy.quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, usd_to_nanos
+from proxy.usage import TokenUsage
 
 NOW = datetime.now(UTC)
 

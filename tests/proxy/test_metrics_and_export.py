@@ -10,7 +10,7 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from billing.ledger import usage_ingest
+from billing.usage.ledger import usage_ingest
 
 from .conftest import KEY
 

@@ -9,7 +9,7 @@ import socket
 import pytest
 from django.test import override_settings
 
-from proxy.urls_policy import BlockedAddress, addresses_checked, host_ip, ip_problem, url_problem
+from tokonomics.outbound_urls import BlockedAddress, addresses_checked, host_ip, ip_problem, url_problem
 
 from ..rebinding_dns import REBINDING_HOST, RebindingResolver, rebinding_dns
 

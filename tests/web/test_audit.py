@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from billing.audit import audit_record
+from billing.accounts.audit import audit_record
 from billing.models import AuditEntry, Seat
 
 pytestmark = pytest.mark.django_db
