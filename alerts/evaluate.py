@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
+from django.core.mail import get_connection, send_mail
 from django.db.models import Sum
 
 from alerts.events import alert_event_create
 from alerts.models import AlertEvent, AlertRule
-from alerts.payloads import budget_data
+from alerts.notifiers.base import TIMEOUT_SECONDS
+from alerts.payloads import alert_summary, budget_data
 from billing.models import Account, Budget, UsageRecord
 from proxy.periods import period_bounds
 from proxy.quota import (
@@ -271,12 +274,6 @@ def plan_request_limits_check(*, now: datetime | None = None) -> list[AlertEvent
 
 
 def _email_owners(account: Account, event: AlertEvent) -> None:
-    from django.conf import settings
-    from django.core.mail import get_connection, send_mail
-
-    from alerts.notifiers.base import TIMEOUT_SECONDS
-    from alerts.payloads import alert_summary
-
     owners = list(account.seats.filter(role="owner").values_list("user__email", flat=True))
     if owners:
         summary = alert_summary(event.payload)

@@ -1,5 +1,8 @@
-"""What alerts watches in billing: spend just recorded may cross a budget threshold, and a budget whose
-limit changes may have come back under its spend (`budget.resolved`)."""
+"""What alerts watches: spend just recorded may cross a budget threshold, a budget whose limit changes
+may have come back under its spend (`budget.resolved`), and a new alert event is to be delivered.
+
+Connected in the web app and Celery only (alerts/apps.py): a proxy worker records no usage and fires no
+alert, and must not load Celery or the notifiers."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 
 from alerts.evaluate import Touched, budget_thresholds_check
+from alerts.events import alert_event_created
+from alerts.tasks import alert_event_dispatch_task, budget_resolved_check_task
 from billing.models import Budget
 from billing.usage.ledger import usage_recorded
 
@@ -27,9 +32,6 @@ def _limit_changed(sender: Any, instance: Any, created: bool, **kwargs: Any) -> 
     previous = getattr(instance, "_previous_limit_usd", None)
     if created or previous is None or previous == instance.limit_usd:
         return
-    # Imported when a limit changes, not at startup: a proxy worker loads this app but never Celery.
-    from alerts.tasks import budget_resolved_check_task
-
     budget_id = instance.pk
     transaction.on_commit(lambda: budget_resolved_check_task.delay(budget_id))
 
@@ -53,7 +55,12 @@ def _thresholds_check(sender: Any, *, events: list[dict], **kwargs: Any) -> None
             log.exception("budget threshold check failed for account %s", account_id)
 
 
+def _dispatch_queue(sender: Any, *, event_id: int, **kwargs: Any) -> None:
+    alert_event_dispatch_task.delay(event_id)
+
+
 def connect() -> None:
     pre_save.connect(_remember_limit, sender=Budget, dispatch_uid="alerts-budget-limit-before")
     post_save.connect(_limit_changed, sender=Budget, dispatch_uid="alerts-budget-limit-after")
     usage_recorded.connect(_thresholds_check, dispatch_uid="alerts-budget-thresholds")
+    alert_event_created.connect(_dispatch_queue, dispatch_uid="alerts-event-dispatch")

@@ -13,6 +13,7 @@ from django.db.models import QuerySet, Sum
 from billing.models import Account, Budget, UsageRecord, UsageTagRollup
 from billing.usage.rollups import RollupRows, rollup_rows
 from billing.usage.selectors import UsageFilters, usage_sum_list
+from proxy.models import ProviderEndpoint
 from proxy.periods import period_bounds
 from proxy.pricing import catalogue_price_table
 from proxy.quota import NANOS_PER_USD, account_prefix, budget_counter_key, budget_value_of
@@ -129,8 +130,6 @@ def totals(cells: list[dict[str, Any]]) -> dict[str, Any]:
 
 def cached_savings(account: Account, cells: list[dict[str, Any]]) -> Decimal:
     """What cached input tokens saved against paying the full input price for them."""
-    from proxy.models import ProviderEndpoint
-
     pricing = dict(ProviderEndpoint.objects.filter(account=account).values_list("slug", "pricing_provider"))
     cached: dict[tuple[str, str], int] = {}
     for c in cells:

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from billing.accounts.audit import audit_record
 from billing.models import Account, AuditEntry
-from billing.models.sso import SsoConfig, SsoDomain
+from billing.models import SsoConfig, SsoDomain
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from billing.accounts.forms import PasswordLoginForm, SsoStartForm
 from billing.accounts.services import sso_user_sign_in
-from billing.models.sso import SsoConfig
+from billing.models import SsoConfig
 from billing.sso import domains as sso_domains
 from billing.sso import services as sso
 from billing.sso.session_scope import session_scope_get, session_sso_scope_set

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from billing.accounts.management_tokens import hash_token, is_well_formed
-from billing.models.tokens import ManagementToken
+from billing.models import ManagementToken
 
 from .conftest import OPERATIONS, WRITES, AcmeObjects, ApiClient, account_snapshot, operation_id, token_for
 

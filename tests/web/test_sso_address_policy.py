@@ -34,7 +34,7 @@ def test_key_set_and_token_endpoints_on_private_addresses_are_refused(private_ur
     metadata = ProviderMetadata(issuer="https://idp.example", authorization_endpoint="https://idp.example/a",
                                 token_endpoint=f"http://[::ffff:127.0.0.1]:{listener.port}/token",
                                 jwks_uri="https://idp.example/jwks", token_endpoint_auth_methods=("none",))
-    from billing.models.sso import SsoConfig
+    from billing.models import SsoConfig
     from billing.sso.services import code_exchange
 
     config = SsoConfig(client_id="web")
