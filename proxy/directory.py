@@ -16,6 +16,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
 
 from proxy.hooks import hooks_get
+from proxy.models import ApiKey
 from proxy.pricing import PriceTable
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,6 @@ def _timestamp(value: datetime | None) -> float | None:
 
 
 def load_key(key_hash: str) -> KeyEntry | None:
-    from proxy.models import ApiKey
-
     close_old_connections()
     try:
         key = ApiKey.objects.filter(key_hash=key_hash).first()

@@ -12,8 +12,7 @@ from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.forms import AuthenticationForm
 
-from billing.models import HEX_COLOUR_VALIDATOR, Account, Seat
-from billing.models import SsoConfig
+from billing.models import HEX_COLOUR_VALIDATOR, Account, Seat, SsoConfig
 from billing.sso.services import password_login_blocked
 from billing.usage.retention import MAX_RETENTION_DAYS
 

@@ -32,8 +32,7 @@ from django.utils import timezone
 
 from billing.accounts.access import ROLE_RANK
 from billing.accounts.audit import audit_record, snapshot
-from billing.models import Account, AuditEntry, Plan, Seat
-from billing.models import SsoConfig
+from billing.models import Account, AuditEntry, Plan, Seat, SsoConfig
 from billing.sso.domains import sso_domains_sync
 from billing.sso.services import SsoError, issuer_problem
 from proxy.services import credential_host_problem

@@ -27,8 +27,7 @@ from billing.accounts.forms import (
     SsoConfigForm,
 )
 from billing.accounts.services import InvitationError, SentInvitation
-from billing.models import AuditEntry, Plan, Seat
-from billing.models import SsoConfig, SsoDomain
+from billing.models import AuditEntry, Plan, Seat, SsoConfig, SsoDomain
 from billing.sso import domains as sso_domains
 from billing.sso.services import redirect_uri
 from tokonomics.responses import after_change

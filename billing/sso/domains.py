@@ -25,8 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.accounts.audit import audit_record
-from billing.models import Account, AuditEntry
-from billing.models import SsoConfig, SsoDomain
+from billing.models import Account, AuditEntry, SsoConfig, SsoDomain
 
 logger = logging.getLogger(__name__)
 

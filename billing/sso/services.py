@@ -23,8 +23,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.urls import reverse
 
-from billing.models import Seat
-from billing.models import SsoConfig, SsoDomain
+from billing.models import Seat, SsoConfig, SsoDomain
 from tokonomics.outbound_http import outbound_client
 from tokonomics.outbound_urls import url_problem
 

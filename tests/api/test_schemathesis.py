@@ -19,8 +19,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from alerts.models import AlertChannel, AlertRule
 from billing.accounts.management_tokens import management_token_create
-from billing.models import Account, Budget, Plan
-from billing.models import ManagementToken
+from billing.models import Account, Budget, ManagementToken, Plan
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
 from tokonomics.api import api

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing.models import Account, AuditEntry
-from billing.models import SsoConfig, SsoDomain
+from billing.models import Account, AuditEntry, SsoConfig, SsoDomain
 from billing.sso.domains import sso_domain_approve
 from tokonomics.crypto import decrypt_secret, secret_context
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import django
 
+from tools.bench.environment import free_port
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokonomics.settings")
 
 ACCOUNT_ID, KEY_ID = 777, 5
@@ -42,6 +44,7 @@ def parse_args() -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
+    # Imported once main() has pointed the settings at --redis-url and set Django up.
     from proxy import gateway
     from proxy.context import ProxyContext
     from proxy.directory import AccountEntry, BudgetEntry, EndpointEntry, KeyEntry
@@ -122,8 +125,6 @@ def main() -> None:
     os.environ["REDIS_URL"] = args.redis_url
     django.setup()
     import uvloop
-
-    from tools.bench.environment import free_port
 
     port = free_port()
     simulator = subprocess.Popen([sys.executable, "-m", "proxy.simulator", "--host", "127.0.0.1", "--port", str(port)],

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -14,21 +13,7 @@ import orjson
 from . import wrk
 from .processes import pinned
 from .scenarios import Mode, Target
-from .stats import LatencySummary
-
-
-@dataclass(slots=True, frozen=True)
-class LoadResult:
-    tool: str
-    requests: int
-    elapsed_s: float
-    errors: int  # failed connections, timeouts and non-2xx answers
-    latency: LatencySummary
-    first_event: LatencySummary | None = None
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.elapsed_s if self.elapsed_s else 0.0
+from .stats import LatencySummary, LoadResult
 
 
 def wrk_available() -> bool:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .load import LoadResult
 from .processes import Cores
+from .stats import LoadResult
 
 if TYPE_CHECKING:
     from .runner import Options

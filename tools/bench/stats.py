@@ -1,4 +1,5 @@
-"""Latency histograms small enough for a 30-minute run: microseconds, three significant digits."""
+"""Latency histograms small enough for a 30-minute run (microseconds, three significant digits), and the
+result of one load, whichever tool drove it."""
 
 from __future__ import annotations
 
@@ -59,3 +60,17 @@ class LatencySummary:
     @classmethod
     def from_dict(cls, data: dict[str, float]) -> LatencySummary:
         return cls(**{name: float(data.get(name, 0.0)) for name in cls.__slots__})
+
+
+@dataclass(slots=True, frozen=True)
+class LoadResult:
+    tool: str
+    requests: int
+    elapsed_s: float
+    errors: int  # failed connections, timeouts and non-2xx answers
+    latency: LatencySummary
+    first_event: LatencySummary | None = None
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.elapsed_s if self.elapsed_s else 0.0

@@ -5,15 +5,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import orjson
 
 from .scenarios import Mode, Target
-from .stats import LatencySummary
-
-if TYPE_CHECKING:
-    from .load import LoadResult
+from .stats import LatencySummary, LoadResult
 
 SCRIPT = Path(__file__).with_name("post.lua")
 _UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0, "m": 60_000_000.0}
@@ -46,8 +42,6 @@ def _micros(value: str, unit: str) -> float:
 
 def parse(output: str) -> LoadResult:
     """wrk's --latency report; the exact figures of post.lua's JSON line when it is there."""
-    from .load import LoadResult
-
     distribution = {int(p): _micros(v, u) for p, v, u in _DISTRIBUTION.findall(output)}
     total = _TOTAL.search(output)
     if total is None or 50 not in distribution:
