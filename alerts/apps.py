@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class AlertsConfig(AppConfig):
@@ -6,6 +7,8 @@ class AlertsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import signals
+        if settings.TOKONOMICS_PROCESS == "all":
+            # Alerts fire in the web app and Celery only; a proxy worker loads none of it (nor Celery).
+            from . import signals
 
-        signals.connect()
+            signals.connect()

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
+from django.core.mail import send_mail
 from django.db.models import Sum
 
 from alerts.events import alert_event_create
 from alerts.models import AlertEvent, AlertRule
-from alerts.payloads import budget_data
+from alerts.payloads import alert_summary, budget_data
 from billing.models import Account, Budget, UsageRecord
-from billing.periods import period_bounds
 from proxy.budgets import (
     BudgetLayout,
     BudgetPeriod,
@@ -28,6 +29,7 @@ from proxy.budgets import (
     per_value,
     usd_to_nanos,
 )
+from proxy.periods import period_bounds
 from proxy.quota import ValueSpend, budget_values_list, plan_counter_key
 from tokonomics.redis_client import sync_redis
 
@@ -280,11 +282,6 @@ def plan_request_limits_check(*, now: datetime | None = None) -> list[AlertEvent
 
 
 def _email_owners(account: Account, event: AlertEvent) -> None:
-    from django.conf import settings
-    from django.core.mail import send_mail
-
-    from alerts.payloads import alert_summary
-
     owners = list(account.seats.filter(role="owner").values_list("user__email", flat=True))
     if owners:
         summary = alert_summary(event.payload)

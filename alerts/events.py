@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F
+from django.dispatch import Signal
 from django.utils import timezone
 
 from alerts.models import AlertChannel, AlertDelivery, AlertEvent
@@ -24,6 +25,10 @@ RETRY_WINDOW = timedelta(hours=24)
 MAX_BACKOFF_SECONDS = 3600
 SEND_LEASE = timedelta(minutes=5)  # well past any notifier's timeout
 DISPATCH_GRACE = timedelta(minutes=1)  # an event's own dispatch task normally runs within a second
+
+# Sent after the commit that stored an alert event, with its `event_id`: its delivery is queued
+# (alerts/signals.py), so this module never imports the Celery tasks that import it.
+alert_event_created = Signal()
 
 
 def _new_webhook_id() -> str:
@@ -61,9 +66,7 @@ def alert_event_create(
 
 
 def _dispatch_later(event_id: int) -> None:
-    from alerts.tasks import alert_event_dispatch_task
-
-    alert_event_dispatch_task.delay(event_id)
+    alert_event_created.send(sender=AlertEvent, event_id=event_id)
 
 
 def alert_event_dispatch(*, event_id: int) -> int:

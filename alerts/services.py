@@ -16,8 +16,8 @@ from django.db.models import Q
 from alerts.models import AlertChannel, AlertRule, generate_webhook_secret
 from alerts.selectors import alert_channels_by_id
 from billing.models import Account, Plan
-from proxy.urls_policy import url_problem
 from tokonomics.audit import Actor, audit_record, snapshot
+from tokonomics.outbound_urls import url_problem
 from tokonomics.validation import ensure_unique
 
 # `kind` changes only from a config file (the REST API's PATCH has no kind: create another channel instead).

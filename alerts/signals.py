@@ -1,11 +1,24 @@
-"""A budget whose limit changes may have come back under its spend: check for `budget.resolved`."""
+"""What alerts watches: spend just recorded may cross a budget threshold, a budget whose limit changes
+may have come back under its spend (`budget.resolved`), and a new alert event is to be delivered.
+
+Connected in the web app and Celery only (alerts/apps.py): a proxy worker records no usage and fires no
+alert, and must not load Celery or the notifiers."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import transaction
 from django.db.models.signals import post_save, pre_save
+
+from alerts.evaluate import Touched, budget_thresholds_check
+from alerts.events import alert_event_created
+from alerts.tasks import alert_event_dispatch_task, budget_resolved_check_task
+from billing.models import Budget
+from billing.usage.ledger import usage_recorded
+
+log = logging.getLogger(__name__)
 
 
 def _remember_limit(sender: Any, instance: Any, **kwargs: Any) -> None:
@@ -19,14 +32,35 @@ def _limit_changed(sender: Any, instance: Any, created: bool, **kwargs: Any) -> 
     previous = getattr(instance, "_previous_limit_usd", None)
     if created or previous is None or previous == instance.limit_usd:
         return
-    from alerts.tasks import budget_resolved_check_task
-
     budget_id = instance.pk
     transaction.on_commit(lambda: budget_resolved_check_task.delay(budget_id))
 
 
-def connect() -> None:
-    from billing.models import Budget
+def _thresholds_check(sender: Any, *, events: list[dict], **kwargs: Any) -> None:
+    """Budget thresholds are checked right after the spend that crossed them is recorded."""
+    by_account: dict[int, list[dict]] = {}
+    for event in events:
+        if event.get("cost_usd") not in (None, "0", "0E-9"):
+            by_account.setdefault(event["account_id"], []).append(event)
+    for account_id, batch in by_account.items():
+        touched = Touched(
+            tenants=frozenset(e.get("tenant", "") for e in batch),
+            features=frozenset(e.get("feature", "") for e in batch),
+            key_ids=frozenset(e["key_id"] for e in batch if e.get("key_id")),
+        )
+        try:
+            budget_thresholds_check(account_id=account_id, touched=touched)
+        except Exception:
+            # Alerts must never hold up the ledger; the next batch checks the same counters again.
+            log.exception("budget threshold check failed for account %s", account_id)
 
+
+def _dispatch_queue(sender: Any, *, event_id: int, **kwargs: Any) -> None:
+    alert_event_dispatch_task.delay(event_id)
+
+
+def connect() -> None:
     pre_save.connect(_remember_limit, sender=Budget, dispatch_uid="alerts-budget-limit-before")
     post_save.connect(_limit_changed, sender=Budget, dispatch_uid="alerts-budget-limit-after")
+    usage_recorded.connect(_thresholds_check, dispatch_uid="alerts-budget-thresholds")
+    alert_event_created.connect(_dispatch_queue, dispatch_uid="alerts-event-dispatch")

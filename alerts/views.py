@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from alerts.events import alert_test_send
 from alerts.models import AlertChannel, AlertDelivery, AlertEvent, AlertRule
 from alerts.services import alert_channel_create, alert_rule_create
-from billing.access import Membership, membership_get
+from billing.accounts.access import Membership, membership_get
 from tokonomics.audit import Actor
 from tokonomics.validation import form_errors_from
 

@@ -6,12 +6,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from .deadletters import usage_dead_letter_replay
-from .models import Account, Budget, ManagementToken, Plan, PriceOverride, Seat, UsageDeadLetter, UsageRecord
-from .models_invitations import Invitation
-from .models_sso import SsoDomain
-from .repricing import usage_record_reprice
-from .sso_domains import sso_domain_approve
+from billing.models import Invitation
+from billing.sso.domains import sso_domain_approve
+from billing.usage.deadletters import usage_dead_letter_replay
+from billing.usage.repricing import usage_record_reprice
+
+from .models import Account, Budget, ManagementToken, Plan, PriceOverride, Seat, SsoDomain, UsageDeadLetter, UsageRecord
 
 
 def usd(amount: Decimal | None, places: int = 2) -> str:

@@ -13,11 +13,14 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
+from billing.accounts import services as team_services
+from billing.budgets import selectors as budget_selectors
+from billing.budgets import services
+from billing.usage import selectors
+from billing.usage.selectors import TOKEN_FIELDS, UsageFilters
 from tokonomics.api_common import ObjectId, caller_account, caller_actor, caller_token, decimal_string, responses
 
-from . import selectors, services, team_services
-from .models import Account, Budget, UsageRecord
-from .models_tokens import ManagementToken
+from .models import Account, Budget, ManagementToken, UsageRecord
 from .schemas import (
     AccountOut,
     AccountPatch,
@@ -30,7 +33,6 @@ from .schemas import (
     UsageRecordPageOut,
     UsageRecordQuery,
 )
-from .selectors import TOKEN_FIELDS, UsageFilters
 
 router = Router()
 
@@ -67,12 +69,12 @@ def _account_out(account: Account, token: ManagementToken) -> dict[str, Any]:
 
 @router.get("/budgets", response=responses({200: list[BudgetOut]}), tags=["budgets"])
 def budget_list(request: HttpRequest) -> list[Budget]:
-    return list(selectors.budget_list(account=caller_account(request)))
+    return list(budget_selectors.budget_list(account=caller_account(request)))
 
 
 @router.get("/budgets/{budget_id}", response=responses({200: BudgetOut}), tags=["budgets"])
 def budget_get(request: HttpRequest, budget_id: ObjectId) -> Budget:
-    return selectors.budget_get(account=caller_account(request), budget_id=budget_id)
+    return budget_selectors.budget_get(account=caller_account(request), budget_id=budget_id)
 
 
 @router.post("/budgets", response=responses({201: BudgetOut}), tags=["budgets"])
@@ -86,7 +88,7 @@ def budget_create(request: HttpRequest, payload: BudgetIn) -> Status[Budget]:
 @router.patch("/budgets/{budget_id}", response=responses({200: BudgetOut}), tags=["budgets"])
 def budget_update(request: HttpRequest, budget_id: ObjectId, payload: BudgetPatch) -> Budget:
     account = caller_account(request)
-    budget = selectors.budget_get(account=account, budget_id=budget_id)
+    budget = budget_selectors.budget_get(account=account, budget_id=budget_id)
     return services.budget_update(account=account, actor=caller_actor(request), budget=budget,
                                   changes=payload.model_dump(exclude_unset=True))
 
@@ -94,7 +96,7 @@ def budget_update(request: HttpRequest, budget_id: ObjectId, payload: BudgetPatc
 @router.delete("/budgets/{budget_id}", response=responses({204: None}), tags=["budgets"])
 def budget_delete(request: HttpRequest, budget_id: ObjectId) -> Status[None]:
     account = caller_account(request)
-    budget = selectors.budget_get(account=account, budget_id=budget_id)
+    budget = budget_selectors.budget_get(account=account, budget_id=budget_id)
     services.budget_delete(account=account, actor=caller_actor(request), budget=budget)
     return Status(204, None)
 

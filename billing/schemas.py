@@ -10,7 +10,7 @@ from ninja import Field, Schema
 from pydantic.json_schema import SkipJsonSchema
 
 from billing.models import Budget, Plan, UsageRecord
-from billing.selectors import GroupBy
+from billing.usage.selectors import GroupBy
 from tokonomics.api_common import InSchema, ObjectId, Timestamp, field_decimal_string, not_null, plain_text
 
 Scope = Literal["account", "tenant", "feature", "key"]

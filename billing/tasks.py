@@ -5,7 +5,9 @@ import contextlib
 from django.conf import settings
 from redis.exceptions import LockError
 
-from billing.ledger import usage_ingest
+from billing.budgets.counters import budget_counters_rebuild, budget_counters_rebuild_all
+from billing.usage.ledger import usage_ingest
+from billing.usage.retention import usage_retention_purge
 from tokonomics.celery import app
 from tokonomics.redis_client import sync_redis
 
@@ -25,8 +27,6 @@ def usage_ingest_task() -> int:
 
 @app.task(ignore_result=True)
 def usage_retention_purge_task() -> int:
-    from billing.retention import usage_retention_purge
-
     # Daily; the lock keeps two beat schedulers (or a manual run) from deleting side by side.
     lock = sync_redis().lock("tk:lock:usage_retention", timeout=3600, blocking=False)
     if not lock.acquire(blocking=False):
@@ -41,8 +41,6 @@ def usage_retention_purge_task() -> int:
 @app.task(ignore_result=True)
 def budget_counters_rebuild_task(account_id: int | None = None) -> int:
     """Rebuild budget counters from the usage records: one account's, or every account's (None)."""
-    from billing.counters import budget_counters_rebuild, budget_counters_rebuild_all
-
     if account_id is None:
         return budget_counters_rebuild_all()
     budget_counters_rebuild(account_id=account_id)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from billing.pricing import PriceTable, cost_or_none, dearest_cost_usd, default_max_output_tokens, price_table
-from billing.usage import TokenUsage
+from proxy.pricing import PriceTable, cost_or_none, dearest_cost_usd, default_max_output_tokens, price_table
+from proxy.usage import TokenUsage
 
 from . import metrics
 from .budgets import usd_to_nanos

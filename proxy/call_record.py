@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from billing.pricing import catalogue_model_id
-from billing.usage import TokenUsage
+from proxy.pricing import catalogue_model_id
+from proxy.usage import TokenUsage
 
 from . import metrics
 from .usage_bounds import MAX_LATENCY_MS, MAX_TOKENS, TEXT_LIMITS, cost_clean, int_clamp, text_clean

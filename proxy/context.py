@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -18,29 +17,18 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from redis.exceptions import RedisError
 
+from tokonomics.outbound_urls import PolicyResolver, private_urls_allowed
+
 from . import metrics
 from .directory import CONFIG_VERSION_KEY, Directory
+from .hooks import CountersRebuild, hooks_get
 from .quota import CountersSeed, Quota
 from .redis_pipeline import PipelinedRedis
 from .spool import PendingEvents, Spool, spool_drain
-from .urls_policy import PolicyResolver, private_urls_allowed
 
 log = logging.getLogger(__name__)
 
 SPOOL_DRAIN_SECONDS = 30.0
-
-
-# Rebuilds an account's budget counters from its usage records, given (account_id=, fingerprint=); a
-# database job, run off the event loop. billing owns it and proxy must not import billing: the composition
-# roots (tokonomics/asgi.py, tokonomics/proxy_asgi.py) hand it over with `context_configure`.
-CountersRebuild = Callable[..., None]
-_counters_rebuild: CountersRebuild | None = None
-
-
-def context_configure(*, counters_rebuild: CountersRebuild) -> None:
-    """What the proxy contexts of this process use from the layers above the proxy."""
-    global _counters_rebuild
-    _counters_rebuild = counters_rebuild
 
 
 def _counters_seed_off_loop(rebuild: CountersRebuild) -> CountersSeed:
@@ -59,6 +47,7 @@ def _counters_seed_off_loop(rebuild: CountersRebuild) -> CountersSeed:
 
 class ProxyContext:
     def __init__(self, *, counters_rebuild: CountersRebuild | None = None) -> None:
+        """`counters_rebuild` defaults to the one billing installs (proxy/hooks.py)."""
         timeout = aiohttp.ClientTimeout(
             total=None,
             connect=settings.TOKONOMICS_UPSTREAM_CONNECT_TIMEOUT,
@@ -82,7 +71,7 @@ class ProxyContext:
         self.quota = Quota(
             self.redis, reservation_ttl_ms=int((settings.TOKONOMICS_UPSTREAM_READ_TIMEOUT + 60) * 1000),
             pending_events=self.pending_events,
-            counters_seed=_counters_seed_off_loop(counters_rebuild) if counters_rebuild is not None else None,
+            counters_seed=_counters_seed_off_loop(counters_rebuild or hooks_get().counters_rebuild),
         )
         self.directory = Directory()
         self._background: list[asyncio.Task[None]] = []
@@ -162,17 +151,12 @@ class ProxyContext:
                 await self._write_pending_to_database()
 
     async def _write_pending_to_database(self) -> None:
-        from asgiref.sync import sync_to_async
-
-        from billing.ledger import usage_record_batch_from_events
-
         events = [event for _, event in self.pending_events]
+        usage_events_write = hooks_get().usage_events_write
 
         def write() -> None:
-            from django.db import connections
-
             try:
-                usage_record_batch_from_events(events=events)
+                usage_events_write(events=events)
             finally:
                 connections.close_all()  # this executor thread may never run Django code again
 
@@ -194,7 +178,7 @@ async def get_context() -> ProxyContext:
     if _context is None:
         async with _context_lock:
             if _context is None:
-                context = ProxyContext(counters_rebuild=_counters_rebuild)
+                context = ProxyContext()
                 context.start()
                 _context = context
     return _context

@@ -15,7 +15,9 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connections
 
-from billing.pricing import PriceTable
+from proxy.hooks import hooks_get
+from proxy.models import ApiKey
+from proxy.pricing import PriceTable
 
 from .budgets import BudgetEntry
 
@@ -75,8 +77,6 @@ def _timestamp(value: datetime | None) -> float | None:
 
 
 def load_key(key_hash: str) -> KeyEntry | None:
-    from proxy.models import ApiKey
-
     close_old_connections()
     try:
         key = ApiKey.objects.filter(key_hash=key_hash).first()
@@ -93,44 +93,6 @@ def load_key(key_hash: str) -> KeyEntry | None:
             requests_per_minute=key.requests_per_minute or 0,
             tokens_per_minute=key.tokens_per_minute or 0,
             max_concurrent=key.max_concurrent or 0,
-        )
-    finally:
-        # Loads are rare (the cache holds them): close this thread's connection rather than pin it.
-        connections.close_all()
-
-
-def load_account(account_id: int) -> AccountEntry | None:
-    from billing.models import Account
-
-    close_old_connections()
-    try:
-        account = Account.objects.select_related("plan").filter(pk=account_id).first()
-        if account is None:
-            return None
-        endpoints = {
-            e.slug: EndpointEntry(e.slug, e.wire_format, e.base_url.rstrip("/"), e.pricing_provider, e.get_credential())
-            for e in account.provider_endpoints.all()
-        }
-        budgets = tuple(BudgetEntry.of(b) for b in account.budgets.all())
-        prices = {
-            (p.provider, p.model): PriceTable.from_override(
-                input_per_mtok=p.input_per_mtok,
-                output_per_mtok=p.output_per_mtok,
-                cached_input_per_mtok=p.cached_input_per_mtok,
-                cache_write_per_mtok=p.cache_write_per_mtok,
-            )
-            for p in account.price_overrides.all()
-        }
-        return AccountEntry(
-            id=account.pk,
-            timezone=account.timezone,
-            monthly_request_limit=account.plan.monthly_request_limit or 0,
-            on_redis_unavailable=account.on_redis_unavailable,
-            allow_unmetered_routes=account.allow_unmetered_routes,
-            endpoints=endpoints,
-            budgets=budgets,
-            prices=prices,
-            allow_unpriced_models=account.allow_unpriced_models,
         )
     finally:
         # Loads are rare (the cache holds them): close this thread's connection rather than pin it.
@@ -165,7 +127,7 @@ class Directory:
         return await self._get(self._keys, "key", key_hash, load_key)
 
     async def account(self, account_id: int) -> AccountEntry | None:
-        return await self._get(self._accounts, "account", account_id, load_account)
+        return await self._get(self._accounts, "account", account_id, hooks_get().account_load)
 
     async def _get(self, cache: dict[Any, tuple[float, Any]], kind: str, ident: Any, loader: Any) -> Any:
         now = time.monotonic()

@@ -22,7 +22,7 @@ import aiohttp
 from django.conf import settings
 from yarl import URL
 
-from billing.usage import TokenUsage
+from tokonomics.outbound_urls import BlockedAddress, literal_host_problem
 
 from . import headers as call_headers
 from . import metrics
@@ -39,7 +39,7 @@ from .providers import WIRE_FORMATS
 from .providers.base import ProviderError, RequestInfo, WireFormat, route_path
 from .quota import Denial, Reservation
 from .relay import Receive, Send, cut_short, relay_body, relay_stream
-from .urls_policy import BlockedAddress, literal_host_problem
+from .usage import TokenUsage
 from .usage_bounds import TEXT_LIMITS
 
 __all__ = ["Call", "Receive", "Send", "handle"]

@@ -8,8 +8,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from billing.models import SLUG_VALIDATOR, Account
 from tokonomics.crypto import decrypt_secret, encrypt_secret, secret_context
+from tokonomics.validation import SLUG_VALIDATOR
 
 from .catalog import WIRE_FORMATS
 
@@ -17,7 +17,7 @@ from .catalog import WIRE_FORMATS
 class ApiKey(models.Model):
     """A Tokonomics key. Only its SHA-256 hash and a short visible prefix are stored."""
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")
+    account = models.ForeignKey("billing.Account", on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, help_text="The first characters, to recognise the key.")
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
@@ -60,7 +60,7 @@ class ApiKey(models.Model):
 class ProviderEndpoint(models.Model):
     """Where calls to /proxy/{slug}/… go, and the account's credential for it (encrypted)."""
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="provider_endpoints")
+    account = models.ForeignKey("billing.Account", on_delete=models.CASCADE, related_name="provider_endpoints")
     slug = models.CharField(max_length=63, validators=[SLUG_VALIDATOR])
     wire_format = models.CharField(max_length=10, choices=[(w, w) for w in WIRE_FORMATS])
     base_url = models.URLField(max_length=500)

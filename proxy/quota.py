@@ -19,7 +19,7 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from billing.periods import period_bounds
+from proxy.periods import period_bounds
 
 from .breaker import CircuitBreaker
 from .budgets import (

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import aiohttp
 
-from billing.usage import TokenUsage
+from proxy.usage import TokenUsage
 
 from . import metrics
 from .admission import price

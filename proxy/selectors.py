@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db.models import QuerySet
 from django.http import Http404
 
-from billing.models import Account
-
 from .models import ApiKey, ProviderEndpoint
+
+if TYPE_CHECKING:
+    from billing.models import Account
 
 
 def api_key_list(*, account: Account) -> QuerySet[ApiKey]:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from billing.models import Account, Budget
 from tokonomics.audit import Actor, audit_record, snapshot
+from tokonomics.outbound_urls import url_problem
 from tokonomics.redis_client import sync_redis
 from tokonomics.validation import ensure_unique
 
@@ -22,9 +23,15 @@ from .catalog import BUILTIN_PROVIDERS
 from .directory import CONFIG_VERSION_KEY
 from .keys import generate_key, hash_key, visible_prefix
 from .models import ApiKey, ProviderEndpoint
-from .urls_policy import url_problem
+
+if TYPE_CHECKING:
+    from billing.models import Account
 
 log = logging.getLogger(__name__)
+
+# Sent inside a key's rename transaction with `key` and `old_name`: what names the key (billing's key
+# budgets) follows the rename there, and the proxy never has to know about it.
+api_key_renamed = Signal()
 
 
 def config_version_bump() -> None:
@@ -116,8 +123,9 @@ def api_key_update(*, account: Account, actor: Actor, key: ApiKey, changes: Mapp
     with transaction.atomic():
         key.save()
         if key.name != old_name:
-            Budget.objects.filter(account=key.account, scope=Budget.Scope.KEY, match=old_name).update(match=key.name)
-            config_version_bump()  # .update() sends no signal
+            # Budgets live above the proxy: billing follows the rename in this same transaction.
+            api_key_renamed.send(sender=ApiKey, key=key, old_name=old_name)
+            config_version_bump()  # the budgets' .update() sends no model signal
         audit_record(account=account, actor=actor, action="key.updated", target=old_name, before=before,
                      after=snapshot(key))
     return key

@@ -1,11 +1,14 @@
-"""Any change to what the proxy caches moves the configuration version."""
+"""Any change to what the proxy caches moves the configuration version. The proxy's own models are
+connected here; billing connects the models it owns (billing/signals.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.db import models
+from django.db.models.signals import post_delete, post_save
 
+from .models import ApiKey, ProviderEndpoint
 from .services import config_version_bump
 
 
@@ -13,12 +16,12 @@ def _bump(sender: Any, **kwargs: Any) -> None:
     config_version_bump()
 
 
+def config_version_follow(model: type[models.Model]) -> None:
+    """Move the configuration version whenever a row of `model` is saved or deleted."""
+    post_save.connect(_bump, sender=model, dispatch_uid=f"cfgver-save-{model.__name__}")
+    post_delete.connect(_bump, sender=model, dispatch_uid=f"cfgver-delete-{model.__name__}")
+
+
 def connect() -> None:
-    from billing.models import Account, Budget, Plan, PriceOverride
-
-    from .models import ApiKey, ProviderEndpoint
-
-    for model in (Account, Plan, ApiKey, ProviderEndpoint, Budget, PriceOverride):
-        post_save.connect(_bump, sender=model, dispatch_uid=f"cfgver-save-{model.__name__}")
-        post_delete.connect(_bump, sender=model, dispatch_uid=f"cfgver-delete-{model.__name__}")
-    m2m_changed.connect(_bump, sender=Budget.channels.through, dispatch_uid="cfgver-budget-channels")
+    for model in (ApiKey, ProviderEndpoint):
+        config_version_follow(model)

@@ -346,7 +346,7 @@ class ApiClient:
 
 
 def token_for(account, *, read_only: bool = False, name: str = "tests") -> str:  # type: ignore[no-untyped-def]
-    from billing.services import management_token_create
+    from billing.accounts.management_tokens import management_token_create
 
     return management_token_create(account=account, name=name, read_only=read_only)[1]
 

@@ -21,10 +21,9 @@ from ninja.errors import ValidationError as RequestValidationError
 from ninja.security import HttpBearer
 
 from alerts.api import router as alerts_router
+from billing.accounts.management_tokens import management_token_get_active, management_token_touch
 from billing.api import router as billing_router
-from billing.models_tokens import ManagementToken
-from billing.selectors import management_token_get_active
-from billing.services import management_token_touch
+from billing.models import ManagementToken
 from proxy.api import router as proxy_router
 
 log = logging.getLogger(__name__)

@@ -19,13 +19,10 @@ static_manifest_check()  # fail the start, naming the command, rather than answe
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from billing.counters import budget_counters_rebuild  # noqa: E402
 from proxy.app import lifespan, proxy_application  # noqa: E402
-from proxy.context import context_configure  # noqa: E402
 from tokonomics.daphne_compat import daphne_compat_install  # noqa: E402
 
 daphne_compat_install()  # under Daphne only
-context_configure(counters_rebuild=budget_counters_rebuild)
 
 application = ProtocolTypeRouter(
     {

@@ -1,5 +1,5 @@
 """httpx clients for calls Tokonomics makes on an account's behalf (webhooks, Slack, OpenID Connect),
-with the address policy of proxy/urls_policy.py enforced when each connection is made.
+with the address policy of tokonomics/outbound_urls.py enforced when each connection is made.
 
 When private URLs are off, the network backend resolves the name itself, checks every answer and
 connects to a checked address; TLS still verifies and sends SNI for the name, and the Host header
@@ -15,7 +15,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from proxy.urls_policy import BlockedAddress, addresses_checked, private_urls_allowed
+from tokonomics.outbound_urls import BlockedAddress, addresses_checked, private_urls_allowed
 
 
 class PolicyNetworkBackend(httpcore.SyncBackend):

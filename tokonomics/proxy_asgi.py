@@ -26,7 +26,6 @@ if settings.TOKONOMICS_PROCESS != "proxy":
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from billing.counters import budget_counters_rebuild  # noqa: E402
 from proxy.app import (  # noqa: E402
     health_application,
     lifespan,
@@ -34,11 +33,9 @@ from proxy.app import (  # noqa: E402
     not_found_application,
     proxy_application,
 )
-from proxy.context import context_configure  # noqa: E402
 from tokonomics.daphne_compat import daphne_compat_install  # noqa: E402
 
 daphne_compat_install()  # under Daphne only
-context_configure(counters_rebuild=budget_counters_rebuild)
 
 application = ProtocolTypeRouter(
     {

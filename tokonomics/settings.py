@@ -137,6 +137,7 @@ INSTALLED_APPS = [
     "proxy",
     "alerts",
     "tokonomics.config",  # applyconfig and seeddemo
+    "tools",  # the seeding and benchmark commands (tools/management/commands)
 ]
 
 # A proxy worker (tokonomics.proxy_asgi) loads only the apps whose models the proxy reads: the web
@@ -160,14 +161,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "billing.session_scope.SessionScopeMiddleware",
+    "billing.sso.session_scope.SessionScopeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
 # Password sign-in throttling (django-axes): per username and per client address, each up to the limit
-# of failures within the cool-off; a success resets the person's own count (billing.login_throttle).
+# of failures within the cool-off; a success resets the person's own count (billing.sso.login_throttle).
 # The proxy process signs nobody in.
 TOKONOMICS_LOGIN_FAILURE_LIMIT = env_int("TOKONOMICS_LOGIN_FAILURE_LIMIT", 10)
 TOKONOMICS_LOGIN_COOLOFF_MINUTES = env_int("TOKONOMICS_LOGIN_COOLOFF_MINUTES", 15)
@@ -181,9 +182,9 @@ AXES_FAILURE_LIMIT = TOKONOMICS_LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=TOKONOMICS_LOGIN_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
 AXES_RESET_ON_SUCCESS = False  # it would also clear others' failures from the same address
-AXES_USERNAME_CALLABLE = "billing.login_throttle.login_username"
-AXES_CLIENT_IP_CALLABLE = "billing.login_throttle.client_ip"
-AXES_LOCKOUT_CALLABLE = "billing.login_throttle.lockout_response"
+AXES_USERNAME_CALLABLE = "billing.sso.login_throttle.login_username"
+AXES_CLIENT_IP_CALLABLE = "billing.sso.login_throttle.client_ip"
+AXES_LOCKOUT_CALLABLE = "billing.sso.login_throttle.lockout_response"
 AXES_DISABLE_ACCESS_LOG = True  # failures are kept (admin → Axes); successful sign-ins need no table
 AXES_VERBOSE = False
 
@@ -200,7 +201,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "billing.context_processors.branding",
+                "billing.accounts.context_processors.branding",
             ],
         },
     },

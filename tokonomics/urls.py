@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from billing.sso_views import PasswordLoginView
-from billing.team_views import invitation_accept
+from billing.accounts.views import invitation_accept
+from billing.sso.views import PasswordLoginView
 from proxy.views import metrics
 from tokonomics import views
 from tokonomics.api import api
@@ -14,12 +14,13 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("login/", PasswordLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("a/<slug:slug>/", include("billing.urls")),
-    path("a/<slug:slug>/", include("proxy.urls")),
+    path("a/<slug:slug>/", include("billing.dashboard.urls")),
+    path("a/<slug:slug>/", include("billing.budgets.urls")),
+    path("a/<slug:slug>/", include("billing.keys.urls")),
     path("a/<slug:slug>/", include("alerts.urls")),
-    path("a/<slug:slug>/", include("billing.team_urls")),
+    path("a/<slug:slug>/", include("billing.accounts.urls")),
     path("invitations/<str:token>/", invitation_accept, name="invitation_accept"),
-    path("sso/", include("billing.sso_urls")),
+    path("sso/", include("billing.sso.urls")),
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 
 # An account or provider slug: also the {provider} of a proxy path (proxy/paths.py repeats it as a compiled regex).
@@ -34,3 +35,8 @@ def form_errors_from(form: forms.Form, error: ValidationError) -> None:
         return
     for field, problems in error.message_dict.items():
         form.add_error(field if field in form.fields else None, problems)
+
+
+# An account's or endpoint's slug: it appears in URLs and Redis keys (proxy/paths.py matches the same).
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+SLUG_VALIDATOR = RegexValidator(SLUG_PATTERN, "Use lower-case letters, digits and dashes (max 63 characters).")

@@ -6,8 +6,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
 from billing.models import Seat
-from billing.session_scope import session_may_open
-from billing.sso import sso_required_configs
+from billing.sso.services import sso_required_configs
+from billing.sso.session_scope import session_may_open
 
 
 @require_GET

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django import template
 
-from billing.access import Membership
+from billing.accounts.access import Membership
 
 register = template.Library()
 

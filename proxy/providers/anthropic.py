@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 
-from billing.usage import TokenUsage
 from proxy.providers.base import (
     MEDIA_TOKENS,
     InputEstimate,
@@ -34,6 +33,7 @@ from proxy.providers.base import (
     route_path,
     sse_json_object,
 )
+from proxy.usage import TokenUsage
 
 MESSAGE_TOKENS = 4
 # The system prompt Anthropic adds when a request has tools (documented for tool_choice

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from billing.usage import TokenUsage
+from proxy.usage import TokenUsage
 
 from ..usage_bounds import MAX_TOKENS
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 
-from billing.usage import TokenUsage
 from proxy.providers.base import (
     MEDIA_TOKENS,
     InputEstimate,
@@ -37,6 +36,7 @@ from proxy.providers.base import (
     route_path,
     sse_json_object,
 )
+from proxy.usage import TokenUsage
 
 # OpenAI's own accounting for chat: every message costs ~4 tokens of framing, and the reply
 # is primed with 3 more.

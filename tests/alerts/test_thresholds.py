@@ -14,10 +14,10 @@ import pytest
 
 from alerts.evaluate import Touched, budget_forecasts_check, budget_thresholds_check, plan_request_limits_check
 from alerts.models import AlertDelivery, AlertEvent
-from billing.ledger import usage_ingest
 from billing.models import Budget, PriceOverride, UsageRecord
-from billing.periods import period_bounds
+from billing.usage.ledger import usage_ingest
 from proxy.budgets import budget_counter_key
+from proxy.periods import period_bounds
 from proxy.quota import plan_counter_key
 from tokonomics.redis_client import sync_redis
 

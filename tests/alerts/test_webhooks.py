@@ -15,7 +15,7 @@ from alerts.events import alert_event_dispatch, alert_retries_run, alert_test_se
 from alerts.models import AlertChannel, AlertDelivery, AlertEvent
 from alerts.notifiers.webhook import webhook_signature
 from billing.models import Budget
-from billing.periods import period_bounds
+from proxy.periods import period_bounds
 
 from .conftest import Spender, WebhookReceiver, payload_problems, run_together, webhook_channel
 

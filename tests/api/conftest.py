@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from alerts.models import AlertChannel, AlertRule
 from billing.models import Account, Budget, UsageRecord
-from billing.rollups import usage_rollup_add
+from billing.usage.rollups import usage_rollup_add
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
 

@@ -11,8 +11,8 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from billing.models_tokens import ManagementToken
-from billing.tokens import hash_token, is_well_formed
+from billing.accounts.management_tokens import hash_token, is_well_formed
+from billing.models import ManagementToken
 
 from ..support import ApiClient, token_for
 from .conftest import OPERATIONS, WRITES, AcmeObjects, account_snapshot, operation_id

@@ -18,9 +18,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from alerts.models import AlertChannel, AlertRule
-from billing.models import Account, Budget, Plan
-from billing.models_tokens import ManagementToken
-from billing.services import management_token_create
+from billing.accounts.management_tokens import management_token_create
+from billing.models import Account, Budget, ManagementToken, Plan
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
 from tokonomics.api import api

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.exports import EXPORT_FIELDS
+from billing.usage.exports import EXPORT_FIELDS
 
 from ..support import ApiClient
 from .conftest import usage_record

@@ -12,13 +12,13 @@ import pytest
 from django.conf import settings
 
 from alerts.evaluate import budget_forecasts_check
-from billing.counters import budget_counters_rebuild
-from billing.dashboard import budget_status
-from billing.ledger import usage_record_batch
+from billing.budgets.counters import budget_counters_rebuild
+from billing.dashboard.selectors import budget_status
 from billing.models import Budget
-from billing.periods import period_bounds
+from billing.usage.ledger import usage_record_batch
 from proxy.budgets import BudgetEntry, BudgetPeriod, budget_counter_key
 from proxy.directory import AccountEntry, KeyEntry
+from proxy.periods import period_bounds
 from proxy.quota import Quota, Reservation, Unseeded, seeded_marker_key
 from proxy.redis_pipeline import PipelinedRedis
 from tokonomics.redis_client import sync_redis

@@ -9,11 +9,11 @@ from decimal import Decimal
 
 import pytest
 
-from billing.counters import budget_counters_rebuild
-from billing.ledger import usage_record_batch
+from billing.budgets.counters import budget_counters_rebuild
 from billing.models import Budget, UsageRecord
-from billing.periods import period_bounds
-from billing.retention import usage_retention_purge
+from billing.usage.records import usage_record_batch
+from billing.usage.retention import usage_retention_purge
+from proxy.periods import period_bounds
 from proxy.quota import plan_counter_key
 from tokonomics.redis_client import sync_redis
 

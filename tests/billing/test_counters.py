@@ -12,12 +12,12 @@ import httpx
 import pytest
 from django.conf import settings as django_settings
 
-from billing.counters import budget_counters_rebuild, budget_layout_of, budget_spend_by_counter
-from billing.ledger import usage_ingest, usage_record_batch
+from billing.budgets.counters import budget_counters_rebuild, budget_layout_of, budget_spend_by_counter
 from billing.models import Budget, PriceOverride, UsageRecord
-from billing.periods import period_bounds
 from billing.tasks import budget_counters_rebuild_task
+from billing.usage.ledger import usage_ingest, usage_record_batch
 from proxy.directory import BudgetEntry
+from proxy.periods import period_bounds
 from proxy.quota import Denial, Quota, Unseeded, seeded_marker_key
 from proxy.redis_pipeline import PipelinedRedis
 from tokonomics.redis_client import sync_redis

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
-from billing.ledger import usage_ingest, usage_record_batch
+from billing.usage.ledger import usage_ingest
+from billing.usage.records import usage_record_batch
 
 from ..support import Stack, chat, usage_event
 

@@ -10,9 +10,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
 
-from billing.deadletters import usage_dead_letter_replay
-from billing.ledger import usage_ingest, usage_record_batch
 from billing.models import AuditEntry, UsageDeadLetter, UsageRecord
+from billing.usage.deadletters import usage_dead_letter_replay
+from billing.usage.ledger import usage_ingest, usage_record_batch
 from proxy.exposition import metrics_text
 from proxy.quota import events_stream_key
 from tokonomics.redis_client import sync_redis

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from billing.models import PriceOverride, UsageRecord
-from billing.repricing import usage_record_reprice
+from billing.usage.repricing import usage_record_reprice
 from proxy.models import ProviderEndpoint
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +48,7 @@ def test_reprice_is_idempotent(acme) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_reprice_moves_the_rollups_with_the_records(acme) -> None:  # type: ignore[no-untyped-def]
-    from billing.rollups import usage_rollup_add
+    from billing.usage.rollups import usage_rollup_add
 
     from .test_rollups import assert_rollups_match_records
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from billing.ledger import usage_record_batch
 from billing.models import UsageRecord, UsageRollup, UsageTagRollup
-from billing.retention import usage_retention_purge
+from billing.usage.records import usage_record_batch
+from billing.usage.retention import usage_retention_purge
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 AGES_IN_DAYS = 120  # record n is (n % 120) days and one hour old

@@ -12,9 +12,9 @@ from django.db import connection
 from django.db.models import Count, Model, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour
 
-from billing.ledger import usage_record_batch
 from billing.models import UsageRecord, UsageRollup, UsageTagRollup
-from billing.rollups import ROLLUPS, SUMS, cell_columns
+from billing.usage.records import usage_record_batch
+from billing.usage.rollups import ROLLUPS, SUMS, cell_columns
 from proxy.models import ApiKey
 
 from ..support import make_key

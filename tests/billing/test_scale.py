@@ -13,9 +13,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.models import Count, Sum
 
-from billing import scale
 from billing.models import Account, UsageDayRollup, UsageRecord, UsageTagRollup
-from billing.rollups import ROLLUPS
+from billing.usage.rollups import ROLLUPS
+from tools import scale
 
 from .test_rollups import assert_rollups_match_records
 

@@ -27,8 +27,8 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 @pytest.fixture
 def owner_with_usage(stack: Stack):  # type: ignore[no-untyped-def]
-    from billing.ledger import usage_record_batch
     from billing.models import Budget
+    from billing.usage.ledger import usage_record_batch
 
     Budget.objects.create(account=stack.account, scope="account", period="month", limit_usd=Decimal("1"), hard=True)
     usage_record_batch(events=[{

@@ -44,7 +44,7 @@ class Ingester(threading.Thread):
         self.written = 0
 
     def run(self) -> None:
-        from billing.ledger import usage_ingest
+        from billing.usage.ledger import usage_ingest
 
         try:
             while not self.stop.wait(0.5):

@@ -19,7 +19,7 @@ OWNER, PASSWORD = "alice@acme.test", "correct horse battery"
 
 def _record_calls(account_id: int, first: int, count: int) -> None:
     """Store calls from a thread of its own: with Playwright running, the test thread may not touch the ORM."""
-    from billing.ledger import usage_record_batch
+    from billing.usage.records import usage_record_batch
 
     def write() -> None:
         try:

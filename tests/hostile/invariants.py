@@ -22,8 +22,8 @@ from urllib.parse import unquote
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from billing import ledger
 from billing.models import UsageRecord
+from billing.usage import ledger
 from proxy import metrics
 from proxy.budgets import BUDGET_KEY_FORMAT
 from proxy.quota import events_stream_key

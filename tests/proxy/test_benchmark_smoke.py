@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from proxy.bench import wrk
-from proxy.bench.environment import BenchEnvironment, databases_apart_from
-from proxy.bench.processes import Cores
-from proxy.bench.runner import Bench, Options
-from proxy.bench.scenarios import JSON, Target, direct_target
-from proxy.bench.stats import Histogram
+from tools.bench import wrk
+from tools.bench.environment import BenchEnvironment, databases_apart_from
+from tools.bench.processes import Cores
+from tools.bench.runner import Bench, Options
+from tools.bench.scenarios import JSON, Target, direct_target
+from tools.bench.stats import Histogram
 
 ROOT = Path(__file__).resolve().parents[2]
 

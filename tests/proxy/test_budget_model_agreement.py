@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from alerts.evaluate import Touched, budget_counter_list, budget_counter_spent
-from billing.counters import budget_counters_rebuild, budget_spend_by_counter
-from billing.dashboard import budget_status
-from billing.ledger import usage_record_batch
+from billing.budgets.counters import budget_counters_rebuild, budget_spend_by_counter
+from billing.dashboard.selectors import budget_status
 from billing.models import Account, Budget
-from billing.periods import period_bounds
+from billing.usage.records import usage_record_batch
 from proxy.budgets import BudgetEntry, BudgetPeriod, budget_value_of, budget_value_token, nanos_to_usd, usd_to_nanos
 from proxy.directory import AccountEntry, KeyEntry
+from proxy.periods import period_bounds
 from proxy.quota import Denial, Quota, Reservation, budget_values_list
 from proxy.redis_pipeline import PipelinedRedis
 from proxy.usage_bounds import TEXT_LIMITS, text_clean

@@ -18,9 +18,9 @@ import httpx
 import openai
 import pytest
 
-from billing.ledger import usage_ingest
 from billing.models import Budget, PriceOverride, UsageRecord
-from billing.periods import period_bounds
+from billing.usage.ledger import usage_ingest
+from proxy.periods import period_bounds
 from tokonomics.redis_client import sync_redis
 
 from ..support import CHAT, KEY, Stack, chat, proxy_config_seen

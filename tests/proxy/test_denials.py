@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import httpx
 
-from billing.ledger import usage_ingest
 from billing.models import Budget, UsageRecord
+from billing.usage.ledger import usage_ingest
 
 from ..support import KEY, OTHER_KEY, Stack, make_key, proxy_config_seen
 

@@ -14,15 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.pricing import _bundled_providers, catalogue_price_table, default_max_output_tokens
-from billing.usage import TokenUsage
 from proxy.admission import estimate, price
 from proxy.budgets import usd_to_nanos
 from proxy.directory import EndpointEntry
 from proxy.gateway import Call
+from proxy.pricing import _bundled_providers, catalogue_price_table, default_max_output_tokens
 from proxy.providers import WIRE_FORMATS
 from proxy.providers.base import Operation, RequestInfo
 from proxy.quota import MAX_CALL_NANOS, MAX_CALL_TOKENS
+from proxy.usage import TokenUsage
 
 from ..support import account_entry
 

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
-from billing.ledger import usage_ingest
 from billing.models import Budget, UsageRecord
+from billing.usage.ledger import usage_ingest
 from proxy.paths import proxy_path_parse
 
 from ..support import KEY, Stack, proxy_config_seen

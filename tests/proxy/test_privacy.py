@@ -9,8 +9,8 @@ import anthropic
 import openai
 from django.db import connection
 
-from billing.ledger import usage_ingest
 from billing.models import UsageRecord
+from billing.usage.ledger import usage_ingest
 from tokonomics.redis_client import sync_redis
 
 from ..support import KEY

@@ -15,8 +15,8 @@ import httpx
 import openai
 import pytest
 
-from billing.ledger import usage_ingest
 from billing.models import UsageRecord
+from billing.usage.ledger import usage_ingest
 
 from ..support import KEY, REPO, ProxyProcess, Stack, process_env
 

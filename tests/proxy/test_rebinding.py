@@ -8,8 +8,8 @@ import httpx
 import pytest
 from django.test import override_settings
 
-from billing.ledger import usage_ingest
 from billing.models import UsageRecord
+from billing.usage.ledger import usage_ingest
 from proxy.models import ProviderEndpoint
 from proxy.services import provider_endpoint_create
 from tokonomics.audit import Actor

@@ -15,8 +15,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from billing.ledger import usage_ingest
 from billing.models import Budget, PriceOverride, UsageRecord
+from billing.usage.ledger import usage_ingest
 from proxy import metrics
 from tokonomics.redis_client import sync_redis
 

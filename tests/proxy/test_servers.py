@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from billing.ledger import usage_ingest
 from billing.models import UsageRecord
+from billing.usage.ledger import usage_ingest
 
 from ..support import KEY, RunserverProcess, Stack
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from billing.ledger import usage_ingest
 from billing.models import UsageRecord
+from billing.usage.ledger import usage_ingest
 from proxy.usage_bounds import TEXT_LIMITS, usage_event_clean
 
 from ..support import KEY, OTHER_KEY, Stack, make_account, make_key

@@ -10,8 +10,8 @@ import httpx
 import orjson
 from django.conf import settings
 
-from billing.ledger import usage_ingest
 from billing.models import UsageRecord
+from billing.usage.ledger import usage_ingest
 from proxy.quota import events_stream_key
 from proxy.redis_pipeline import PipelinedRedis
 from proxy.spool import PendingEvents, Spool, spool_drain

@@ -91,7 +91,7 @@ def test_view_only_staff_cannot_approve_a_domain_claim(client, acme) -> None:  #
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
 
-    from billing.models_sso import SsoConfig, SsoDomain
+    from billing.models import SsoConfig, SsoDomain
 
     config = SsoConfig.objects.create(account=acme, issuer="https://login.acme.test", client_id="x")
     claim = SsoDomain.objects.create(config=config, domain="acme.test")

@@ -19,8 +19,9 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from billing.accounts.management_tokens import management_token_create
+from billing.budgets.services import budget_create
 from billing.models import Account, AuditEntry, Budget
-from billing.services import budget_create, management_token_create
 from proxy.models import ApiKey, ProviderEndpoint
 from proxy.services import api_key_create, provider_endpoint_create
 from tokonomics.audit import Actor

@@ -3,7 +3,7 @@ from django.db import connection
 from django.test import override_settings
 
 from alerts.models import AlertChannel
-from billing.models_sso import SsoConfig
+from billing.models import SsoConfig
 from proxy.models import ProviderEndpoint
 from tokonomics.crypto import DecryptionError, decrypt_secret, encrypt_secret, secret_context
 

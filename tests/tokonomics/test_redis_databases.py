@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from proxy.bench.environment import REDIS_DBS as BENCHMARK_DBS
+from tools.bench.environment import REDIS_DBS as BENCHMARK_DBS
 
 from ..support import REPO, TEST_REDIS_DBS, worker_redis_db
 

@@ -14,7 +14,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from alerts.models import AlertChannel
-from billing.models_sso import SsoConfig
+from billing.models import SsoConfig
 from proxy.models import ProviderEndpoint
 
 BEFORE = [("proxy", "0001_initial"), ("alerts", "0003_alert_events"),

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from django.test import Client
 
-from billing.models_sso import SsoConfig, SsoDomain
+from billing.models import SsoConfig, SsoDomain
 
 from ..support import user_with_seat
 from .oidc_provider import OidcProvider

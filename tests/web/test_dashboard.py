@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from billing.ledger import usage_record_batch
 from billing.models import Budget
+from billing.usage.records import usage_record_batch
 
 from ..support import ApiClient, token_for, usage_event
 
@@ -100,7 +100,7 @@ def test_out_of_range_dates_are_a_400_not_a_500(client, alice, acme, query) -> N
 
 
 def test_longest_last_is_accepted(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
-    from billing.dashboard import MAX_RANGE_DAYS
+    from billing.dashboard.selectors import MAX_RANGE_DAYS
 
     client.force_login(alice)
     assert client.get(reverse("dashboard", args=["acme"]), {"last": f"{MAX_RANGE_DAYS}d"}).status_code == 200

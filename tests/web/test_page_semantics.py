@@ -13,9 +13,8 @@ from django.test import Client
 from django.urls import reverse
 
 from alerts.models import AlertChannel, AlertRule
-from billing.ledger import usage_record_batch
-from billing.models import Budget
-from billing.models_sso import SsoConfig, SsoDomain
+from billing.models import Budget, SsoConfig, SsoDomain
+from billing.usage.records import usage_record_batch
 
 from ..support import KEY, make_key, usage_event
 

@@ -96,7 +96,7 @@ def test_sync_and_async_views_alike_see_no_staff_rights_in_an_sso_session(superu
     from django.http import HttpResponse
     from django.test import RequestFactory
 
-    from billing.session_scope import SSO_ACCOUNTS_SESSION_KEY, SessionScopeMiddleware
+    from billing.sso.session_scope import SSO_ACCOUNTS_SESSION_KEY, SessionScopeMiddleware
 
     request = RequestFactory().get("/")
     SessionMiddleware(lambda r: HttpResponse()).process_request(request)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from billing.models import Account, AuditEntry
-from billing.models_sso import SsoConfig, SsoDomain
-from billing.sso_domains import sso_domain_approve
+from billing.models import Account, AuditEntry, SsoConfig, SsoDomain
+from billing.sso.domains import sso_domain_approve
 from tokonomics.crypto import decrypt_secret, secret_context
 
 pytestmark = pytest.mark.django_db
@@ -173,7 +172,7 @@ def test_the_stored_sso_secret_never_follows_the_issuer_to_another_host(client_a
 def test_the_sso_service_refuses_to_carry_the_secret_to_another_host(alice, enterprise):
     from django.core.exceptions import ValidationError
 
-    from billing.team_services import sso_config_update
+    from billing.accounts.services import sso_config_update
 
     fields = {"account": enterprise, "actor": alice, "enabled": True, "client_id": "tokonomics",
               "allowed_domains": ["acme.test"], "default_role": "member", "password_login_disabled": False}

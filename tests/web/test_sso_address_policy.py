@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing.sso import ProviderMetadata, SsoError, _get_json, issuer_problem, provider_metadata_get
+from billing.sso.services import ProviderMetadata, SsoError, _get_json, issuer_problem, provider_metadata_get
 
 from ..rebinding_dns import REBINDING_HOST, Listener, RebindingResolver, listener, rebinding_dns
 
@@ -34,8 +34,8 @@ def test_key_set_and_token_endpoints_on_private_addresses_are_refused(private_ur
     metadata = ProviderMetadata(issuer="https://idp.example", authorization_endpoint="https://idp.example/a",
                                 token_endpoint=f"http://[::ffff:127.0.0.1]:{listener.port}/token",
                                 jwks_uri="https://idp.example/jwks", token_endpoint_auth_methods=("none",))
-    from billing.models_sso import SsoConfig
-    from billing.sso import code_exchange
+    from billing.models import SsoConfig
+    from billing.sso.services import code_exchange
 
     config = SsoConfig(client_id="web")
     with pytest.raises(SsoError, match="private"):

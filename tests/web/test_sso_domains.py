@@ -14,11 +14,10 @@ from django.db import IntegrityError, transaction
 from django.test import Client
 from django.utils import timezone
 
-from billing import sso_domains
-from billing.models import Account, AuditEntry
-from billing.models_sso import SsoConfig, SsoDomain
-from billing.sso import SsoError
-from billing.team_services import sso_user_sign_in
+from billing.accounts.services import sso_user_sign_in
+from billing.models import Account, AuditEntry, SsoConfig, SsoDomain
+from billing.sso import domains as sso_domains
+from billing.sso.services import SsoError
 
 pytestmark = pytest.mark.django_db
 
@@ -150,7 +149,7 @@ def test_the_operator_approves_a_claim_in_the_admin(superuser, claim):
 
 
 def test_claims_dropped_from_the_settings_go_and_are_audited(client_as, alice, claim):
-    from billing.team_services import sso_config_update
+    from billing.accounts.services import sso_config_update
 
     config = claim.config
     sso_config_update(account=config.account, actor=alice, enabled=True, issuer=config.issuer,

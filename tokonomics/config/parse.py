@@ -12,13 +12,13 @@ from pydantic import ValidationError as SchemaError
 
 from alerts.models import AlertChannel, AlertRule
 from billing.models import Plan, Seat
-from billing.pricing import validate_override
 from proxy.catalog import BUILTIN_PROVIDERS
 from proxy.keys import hash_key
 from proxy.models import ApiKey, ProviderEndpoint
+from proxy.pricing import validate_override
 from proxy.services import credential_host_problem
-from proxy.urls_policy import url_problem
 from tokonomics.config.schema import AccountIn, ConfigIn, PriceIn, ProviderIn
+from tokonomics.outbound_urls import url_problem
 
 
 class ConfigError(Exception):

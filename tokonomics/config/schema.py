@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from billing.retention import MAX_RETENTION_DAYS
+from billing.usage.retention import MAX_RETENTION_DAYS
 from tokonomics.validation import SLUG_PATTERN
 
 PER_MINUTE_MAX = 2_147_483_647  # the rate limits' PositiveIntegerField ceiling

@@ -5,8 +5,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from billing.accounts.management_tokens import management_token_create
 from billing.models import Account
-from billing.services import management_token_create
 
 
 class Command(BaseCommand):

@@ -8,8 +8,8 @@ import orjson
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from billing.exports import EXPORT_FIELDS, NUMERIC_FIELDS, usage_export_rows
 from billing.models import Account
+from billing.usage.exports import EXPORT_FIELDS, NUMERIC_FIELDS, usage_export_rows
 from tokonomics.csv_cells import csv_cell
 
 

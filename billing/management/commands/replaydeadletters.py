@@ -4,8 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.deadletters import usage_dead_letter_replay
 from billing.models import UsageDeadLetter
+from billing.usage.deadletters import usage_dead_letter_replay
 
 
 class Command(BaseCommand):

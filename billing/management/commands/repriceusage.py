@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing.management.commands.exportusage import _when
 from billing.models import Account, UsageRecord
-from billing.repricing import usage_record_reprice
+from billing.usage.repricing import usage_record_reprice
 
 
 class Command(BaseCommand):

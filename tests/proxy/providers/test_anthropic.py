@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.usage import TokenUsage
 from proxy.providers import WIRE_FORMATS, Operation, ProviderError, RequestInfo
 from proxy.providers.anthropic import AnthropicWireFormat, messages_usage
+from proxy.usage import TokenUsage
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "sse"
 ANTHROPIC = WIRE_FORMATS["anthropic"]

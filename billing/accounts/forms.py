@@ -1,0 +1,156 @@
+"""Forms of the team, settings, invitation and sign-in pages. They parse and explain input; the rules
+that involve other rows (seat limits, last owner, domain ownership) live in billing.accounts.services."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.forms import AuthenticationForm
+
+from billing.models import HEX_COLOUR_VALIDATOR, Account, Seat, SsoConfig
+from billing.sso.services import password_login_blocked
+from billing.usage.retention import MAX_RETENTION_DAYS
+
+DOMAIN_PATTERN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+ROLE_HELP = ("Viewers see; members also create keys; admins also manage budgets, providers, alerts and seats; "
+             "owners also plan, billing and branding.")
+
+
+def _timezone_choices() -> list[tuple[str, str]]:
+    return [(name, name) for name in sorted(zoneinfo.available_timezones())]
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=Seat.Role.choices, initial=Seat.Role.MEMBER, help_text=ROLE_HELP)
+
+    def __init__(self, *args: Any, roles: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = [(value, label) for value, label in Seat.Role.choices if value in roles]
+
+
+class SeatRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Seat.Role.choices)
+
+
+class AccountSettingsForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    timezone = forms.ChoiceField(choices=_timezone_choices, help_text="Budgets' calendar periods follow it.")
+    retention_days = forms.IntegerField(min_value=1, max_value=MAX_RETENTION_DAYS, required=False,
+                                        label="Usage retention (days)")
+    on_redis_unavailable = forms.ChoiceField(choices=Account.RedisFallback.choices,
+                                             label="When Redis is unavailable")
+    allow_unmetered_routes = forms.BooleanField(
+        required=False, help_text="Let routes the proxy cannot meter (files, batches…) through."
+    )
+    allow_unpriced_models = forms.BooleanField(
+        required=False, help_text="Let calls a hard budget covers use models without a price; they are recorded "
+                                  "with an unknown cost and count nothing against budgets."
+    )
+
+    def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {name: getattr(account, name) for name in self.base_fields})
+        super().__init__(*args, **kwargs)
+        plan = account.plan
+        self.fields["retention_days"].help_text = (
+            f"Empty: the {plan.name} plan's {plan.retention_days} days. "
+            f"Any number of days from 1 to {MAX_RETENTION_DAYS} is accepted."
+        )
+
+
+class BrandingForm(forms.Form):
+    brand_name = forms.CharField(max_length=60, required=False, label="Product name",
+                                 help_text="Shown instead of Tokonomics.")
+    brand_logo_url = forms.URLField(required=False, label="Logo URL", help_text="An image about 24 pixels high.")
+    brand_accent_color = forms.CharField(
+        max_length=7, required=False, label="Accent colour", validators=[HEX_COLOUR_VALIDATOR],
+        widget=forms.TextInput(attrs={"placeholder": "#4f46e5", "pattern": "#[0-9a-fA-F]{6}"}),
+    )
+
+    def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {name: getattr(account, name) for name in self.base_fields})
+        super().__init__(*args, **kwargs)
+
+
+class SsoConfigForm(forms.Form):
+    enabled = forms.BooleanField(required=False, initial=True, label="Single sign-on enabled")
+    issuer = forms.URLField(max_length=300, help_text="e.g. https://login.acme.com/realms/main")
+    client_id = forms.CharField(max_length=200, label="Client ID")
+    client_secret = forms.CharField(
+        required=False, widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave empty to keep the stored secret.",
+    )
+    allowed_domains = forms.CharField(label="Allowed email domains",
+                                      help_text="Comma-separated, e.g. acme.com, acme.fr. A new domain signs "
+                                                "people in once it is verified (below).")
+    default_role = forms.ChoiceField(choices=SsoConfig.DefaultRole.choices, label="Role of new people",
+                                     help_text="The seat given to someone who signs in for the first time.")
+    password_login_disabled = forms.BooleanField(
+        required=False, label="Disable password sign-in",
+        help_text="People of these domains who hold a seat here must then sign in through SSO.",
+    )
+
+    def __init__(self, *args: Any, config: SsoConfig | None, **kwargs: Any) -> None:
+        if config is not None:
+            initial = {name: getattr(config, name) for name in self.base_fields
+                       if name not in {"client_secret", "allowed_domains"}}
+            initial["allowed_domains"] = ", ".join(config.domains.values_list("domain", flat=True))
+            kwargs.setdefault("initial", initial)
+        super().__init__(*args, **kwargs)
+        if config is not None and config.secret_encrypted:
+            self.fields["client_secret"].widget.attrs["placeholder"] = "•••••••• (stored)"
+
+    def clean_allowed_domains(self) -> list[str]:
+        raw = re.split(r"[\s,;]+", self.cleaned_data["allowed_domains"].lower())
+        domains = sorted({d.strip().lstrip("@") for d in raw if d.strip()})
+        bad = [d for d in domains if not DOMAIN_PATTERN.match(d)]
+        if bad:
+            raise forms.ValidationError(f"Not a domain: {', '.join(bad)}. Use e.g. acme.com")
+        if not domains:
+            raise forms.ValidationError("Name at least one email domain.")
+        return domains
+
+
+class PasswordLoginForm(AuthenticationForm):
+    """The password sign-in, refused to people whose account requires SSO."""
+
+    def confirm_login_allowed(self, user: AbstractBaseUser) -> None:
+        super().confirm_login_allowed(user)
+        config = password_login_blocked(user=user)
+        if config is not None:
+            raise forms.ValidationError(
+                f"{config.account.name} requires single sign-on: use “Sign in with your company account”.",
+                code="sso_required",
+            )
+
+
+class InvitationSignUpForm(forms.Form):
+    password1 = forms.CharField(label="Choose a password", strip=False,
+                                widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    password2 = forms.CharField(label="Repeat it", strip=False,
+                                widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+
+    def __init__(self, *args: Any, email: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        first, second = cleaned.get("password1"), cleaned.get("password2")
+        if first and second and first != second:
+            self.add_error("password2", "The two passwords differ.")
+        elif first:
+            try:
+                password_validation.validate_password(first, get_user_model()(username=self.email, email=self.email))
+            except forms.ValidationError as error:
+                self.add_error("password1", error)
+        return cleaned
+
+
+class SsoStartForm(forms.Form):
+    email = forms.EmailField(label="Work email", widget=forms.EmailInput(attrs={"autocomplete": "email"}))

@@ -1,0 +1,18 @@
+from django.urls import path
+
+from billing.accounts import views
+
+urlpatterns = [
+    path("team/", views.team, name="team"),
+    path("team/invite", views.seat_invite, name="seat_invite"),
+    path("team/invitations/<int:invitation_id>/withdraw", views.invitation_withdraw, name="invitation_withdraw"),
+    path("team/seats/<int:seat_id>", views.seat_update, name="seat_update"),
+    path("team/seats/<int:seat_id>/remove", views.seat_remove, name="seat_remove"),
+    path("settings/", views.account_settings, name="account_settings"),
+    path("settings/general", views.account_settings_update, name="account_settings_update"),
+    path("settings/branding", views.branding_update, name="branding_update"),
+    path("settings/sso", views.sso_config_update, name="sso_config_update"),
+    path("settings/sso/domains/<int:domain_id>/confirm", views.sso_domain_confirmation_send,
+         name="sso_domain_confirmation_send"),
+    path("audit/", views.audit_log, name="audit_log"),
+]

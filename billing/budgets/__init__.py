@@ -1,0 +1,1 @@
+"""Budgets: their pages and services, and their Redis counters rebuilt from usage records."""

@@ -1,0 +1,100 @@
+"""Budget pages. Every view starts from billing.accounts.access.membership_get."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from billing.accounts.access import membership_get
+from billing.budgets import services
+from billing.dashboard import selectors as dashboard
+from billing.models import Budget
+from tokonomics.audit import Actor
+from tokonomics.responses import after_change
+from tokonomics.validation import form_errors_from
+
+
+class BudgetForm(forms.ModelForm):
+    alert_at = forms.CharField(required=False, initial="50, 75, 90, 100",
+                               help_text="Percentages, comma-separated. Empty: no threshold alerts.")
+
+    class Meta:
+        model = Budget
+        fields = ["scope", "match", "period", "limit_usd", "hard", "alert_at"]
+        labels = {"limit_usd": "Limit (USD)"}
+
+    def __init__(self, *args, account, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.instance.account = account
+        if not self.instance.pk:
+            self.initial.setdefault("scope", Budget.Scope.ACCOUNT)
+            self.initial.setdefault("period", Budget.Period.MONTH)
+        if self.instance.pk:
+            self.initial["alert_at"] = ", ".join(str(t) for t in self.instance.alert_at)
+
+    def clean_alert_at(self) -> list[int]:
+        raw = self.cleaned_data["alert_at"] or ""
+        try:
+            values = sorted({int(part) for part in raw.replace(";", ",").split(",") if part.strip()})
+        except ValueError:
+            raise forms.ValidationError("Use whole percentages separated by commas, e.g. 50, 75, 90, 100.") from None
+        if any(not 0 < v <= 1000 for v in values):
+            raise forms.ValidationError("Each threshold is a percentage from 1 to 1000.")
+        return values
+
+
+@require_GET
+@login_required
+def budget_list(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = membership_get(request, slug)
+    return _budget_page(request, membership, BudgetForm(account=membership.account))
+
+
+def _budget_page(request: HttpRequest, membership, form: BudgetForm, status: int = 200) -> HttpResponse:  # type: ignore[no-untyped-def]
+    context = {"tab": "budgets", "membership": membership, "account": membership.account, "form": form,
+               "budgets": membership.account.budgets.order_by("scope", "match", "period"),
+               "status": {(s["budget"].pk, s["value"]): s for s in dashboard.budget_status(membership.account)}}
+    template = "billing/budgets.html#budget-form" if request.htmx else "billing/budgets.html"
+    return render(request, template, context, status=status)
+
+
+@require_POST
+@login_required
+def budget_save(request: HttpRequest, slug: str, budget_id: int | None = None) -> HttpResponse:
+    membership = membership_get(request, slug)
+    membership.require("manage_budgets")
+    budget = get_object_or_404(Budget, pk=budget_id, account=membership.account) if budget_id else None
+    # The form validates a copy: the service needs the budget as stored, to log what it was.
+    form = BudgetForm(request.POST, instance=Budget.objects.get(pk=budget.pk) if budget else None,
+                      account=membership.account)
+    if form.is_valid():
+        fields = {name: form.cleaned_data[name] for name in BudgetForm.Meta.fields}
+        actor = Actor.of_user(request.user)
+        try:
+            if budget is None:
+                saved = services.budget_create(account=membership.account, actor=actor, **fields)
+            else:
+                saved = services.budget_update(account=membership.account, actor=actor, budget=budget, changes=fields)
+        except ValidationError as error:
+            form_errors_from(form, error)
+        else:
+            messages.success(request, f"Budget saved: {saved}.")
+            return after_change(request, reverse("budget_list", args=[slug]))
+    return _budget_page(request, membership, form, status=200 if request.htmx else 400)
+
+
+@require_POST
+@login_required
+def budget_delete(request: HttpRequest, slug: str, budget_id: int) -> HttpResponse:
+    membership = membership_get(request, slug)
+    membership.require("manage_budgets")
+    budget = get_object_or_404(Budget, pk=budget_id, account=membership.account)
+    services.budget_delete(account=membership.account, actor=Actor.of_user(request.user), budget=budget)
+    messages.success(request, "Budget deleted.")
+    return redirect("budget_list", slug)

@@ -1,0 +1,1 @@
+"""The web pages of the proxy's keys and provider endpoints (the objects themselves live in proxy/)."""

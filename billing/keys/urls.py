@@ -1,0 +1,11 @@
+from django.urls import path
+
+from billing.keys import views
+
+urlpatterns = [
+    path("keys/", views.key_list, name="key_list"),
+    path("keys/new", views.key_create, name="key_create"),
+    path("keys/<int:key_id>/revoke", views.key_revoke, name="key_revoke"),
+    path("providers/", views.provider_list, name="provider_list"),
+    path("providers/save", views.provider_save, name="provider_save"),
+]

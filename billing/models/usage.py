@@ -1,0 +1,260 @@
+"""Usage records (one per proxied call) and the rollups every view reads."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from .accounts import Account
+
+
+class UsageRecord(models.Model):
+    """One proxied call (CONTRACT §4). Never the prompt, never the response."""
+
+    class Source(models.TextChoices):
+        REPORTED = "reported"
+        ESTIMATED = "estimated"
+
+    request_id = models.CharField(max_length=40, unique=True)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_records")
+    key = models.ForeignKey(
+        "proxy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records"
+    )
+    feature = models.CharField(max_length=200, blank=True)
+    tenant = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=60, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    provider = models.CharField(max_length=63)
+    model = models.CharField(max_length=200, blank=True)
+    served_model = models.CharField(max_length=200, blank=True)
+    operation = models.CharField(max_length=20, blank=True)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cached_input_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(
+        max_digits=18, decimal_places=9, null=True, blank=True, help_text="Empty when the model's price is unknown."
+    )
+    latency_ms = models.PositiveIntegerField(default=0)
+    status_code = models.PositiveSmallIntegerField()
+    denied_scope = models.CharField(max_length=40, blank=True)
+    streamed = models.BooleanField(default=False)
+    usage_source = models.CharField(max_length=10, choices=Source.choices, default=Source.REPORTED)
+    enforced = models.BooleanField(
+        default=True, help_text="False when Redis was unreachable and the call went through."
+    )
+    created_at = models.DateTimeField(db_index=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "created_at"], name="usage_account_time"),
+            models.Index(fields=["account", "feature", "created_at"], name="usage_account_feature_time"),
+            models.Index(fields=["account", "tenant", "created_at"], name="usage_account_tenant_time"),
+            models.Index(fields=["account", "model", "created_at"], name="usage_account_model_time"),
+            models.Index(fields=["created_at"], name="usage_time"),
+        ]
+
+    def __str__(self) -> str:
+        return self.request_id
+
+
+class RollupSums(models.Model):
+    """What every rollup adds up for the calls of its cell (an hour or a UTC day × some dimensions)."""
+
+    requests = models.PositiveBigIntegerField(default=0)
+    streamed_requests = models.PositiveBigIntegerField(default=0)
+    estimated_requests = models.PositiveBigIntegerField(default=0)
+    unknown_cost_requests = models.PositiveBigIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cached_input_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=9, default=0)
+    latency_ms_total = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+KEY_ID_HELP = "0 when the call had no key (kept after a key is deleted)."
+
+
+class AllDimensions(RollupSums):
+    """The cell of a rollup of every dimension (UsageRollup and its day rows)."""
+
+    feature = models.CharField(max_length=200, blank=True)
+    tenant = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=60, blank=True)
+    provider = models.CharField(max_length=63)
+    model = models.CharField(max_length=200, blank=True)
+    key_id = models.BigIntegerField(default=0, help_text=KEY_ID_HELP)
+    status_code = models.PositiveSmallIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class SummaryDimensions(RollupSums):
+    """The cell of a rollup of every dimension but the tenant (UsageSummaryRollup and its day rows)."""
+
+    feature = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=60, blank=True)
+    provider = models.CharField(max_length=63)
+    model = models.CharField(max_length=200, blank=True)
+    key_id = models.BigIntegerField(default=0, help_text=KEY_ID_HELP)
+    status_code = models.PositiveSmallIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class TenantDimensions(RollupSums):
+    """The cell of a rollup of the tenant alone (UsageTenantRollup and its day rows)."""
+
+    tenant = models.CharField(max_length=200, blank=True)
+    status_code = models.PositiveSmallIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class UsageRollup(AllDimensions):
+    """Usage summed per hour and dimension, maintained as records are ingested. Dashboards read
+    these instead of scanning raw records, and they outlive the records' retention.
+
+    Every record is also added to a day row (UsageDayRollup) and to the same two spans of two narrower
+    rollups: every dimension but the tenant (UsageSummaryRollup) and the tenant alone (UsageTenantRollup).
+    A few hundred tenants multiply the cells here twentyfold; a view reads the narrowest rollup that keeps
+    its dimensions, and the whole days of a range from day rows (billing.usage.rollups.rollup_rows)."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_rollups")
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "hour", "feature", "tenant", "environment", "provider", "model", "key_id",
+                        "status_code"],
+                name="usagerollup_unique_cell",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "hour"], name="usagerollup_account_hour"),
+                   models.Index(fields=["account", "tenant", "hour"], name="usagerollup_tenant_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.hour:%Y-%m-%d %H}h {self.provider}/{self.model}: {self.requests} calls"
+
+
+class UsageDayRollup(AllDimensions):
+    """UsageRollup's cells per UTC day."""
+
+    # No index of its own: the unique cell's index leads with the account.
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_day_rollups", db_index=False)
+    day = models.DateTimeField(help_text="Midnight UTC.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "day", "feature", "tenant", "environment", "provider", "model", "key_id",
+                        "status_code"],
+                name="usagedayrollup_unique_cell",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "tenant", "day"], name="usagedayrollup_tenant_day")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day:%Y-%m-%d} {self.provider}/{self.model}: {self.requests} calls"
+
+
+class UsageSummaryRollup(SummaryDimensions):
+    """Usage per hour × every dimension but the tenant: about a hundred cells an hour where the tenants
+    make thousands, for totals, charts and the other breakdowns."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_summary_rollups",
+                                db_index=False)
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "hour", "feature", "environment", "provider", "model", "key_id", "status_code"],
+                name="usagesummaryrollup_unique_cell",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.hour:%Y-%m-%d %H}h {self.feature}: {self.requests} calls"
+
+
+class UsageSummaryDayRollup(SummaryDimensions):
+    """UsageSummaryRollup's cells per UTC day."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_summary_day_rollups",
+                                db_index=False)
+    day = models.DateTimeField(help_text="Midnight UTC.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "day", "feature", "environment", "provider", "model", "key_id", "status_code"],
+                name="usagesummarydayrollup_unique_cell",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day:%Y-%m-%d} {self.feature}: {self.requests} calls"
+
+
+class UsageTenantRollup(TenantDimensions):
+    """Usage per hour × tenant × status, for the tenant breakdown."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_tenant_rollups",
+                                db_index=False)
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "hour", "tenant", "status_code"],
+                                    name="usagetenantrollup_unique_cell"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.hour:%Y-%m-%d %H}h {self.tenant}: {self.requests} calls"
+
+
+class UsageTenantDayRollup(TenantDimensions):
+    """UsageTenantRollup's cells per UTC day."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_tenant_day_rollups",
+                                db_index=False)
+    day = models.DateTimeField(help_text="Midnight UTC.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "day", "tenant", "status_code"],
+                                    name="usagetenantdayrollup_unique_cell"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day:%Y-%m-%d} {self.tenant}: {self.requests} calls"
+
+
+class UsageTagRollup(models.Model):
+    """Spend per hour and tag (`X-Tokonomics-Tags: intent=summarize`), for the tag breakdown."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_tag_rollups")
+    hour = models.DateTimeField()
+    tag = models.CharField(max_length=60)
+    value = models.CharField(max_length=200)
+    requests = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=20, decimal_places=9, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "hour", "tag", "value"], name="usagetagrollup_unique_cell"),
+        ]
+        indexes = [models.Index(fields=["account", "hour"], name="usagetagrollup_account_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.hour:%Y-%m-%d %H}h {self.tag}={self.value}: {self.requests} calls"
