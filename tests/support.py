@@ -43,7 +43,7 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
 # --- Redis databases ------------------------------------------------------------------------------
 
 # bin/test gives a run one database of 1 to 11 on the shared server; 0 is bin/run's and 12 to 15 are the
-# benchmark's (proxy/bench/environment.py REDIS_DBS). Redis has 16 (0 to 15) unless configured otherwise.
+# benchmark's (tools/bench/environment.py REDIS_DBS). Redis has 16 (0 to 15) unless configured otherwise.
 TEST_REDIS_DBS = range(1, 12)
 
 
