@@ -27,7 +27,7 @@ from tokonomics.outbound_urls import BlockedAddress, literal_host_problem
 from . import headers as call_headers
 from . import metrics
 from .admission import denial_error, estimate, unenforced_admit, unpriced_refuse
-from .budgets import usd_to_nanos
+from .budgets import nanos_to_usd, usd_to_nanos
 from .call_record import call_observe, usage_event
 from .context import ProxyContext
 from .directory import AccountEntry, EndpointEntry, KeyEntry
@@ -226,7 +226,7 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
         raise denial_error(verdict)
     else:
         call.reservation = verdict
-        metrics.add(metrics.reserved_usd(call.provider_label), verdict.estimate_nanos / 1e9)
+        metrics.add(metrics.reserved_usd(call.provider_label), float(nanos_to_usd(verdict.estimate_nanos)))
 
 
 async def forward(

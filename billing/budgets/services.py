@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from billing.models import Account, Budget
+from proxy.budgets import WILDCARD
 from tokonomics.audit import Actor, audit_record, snapshot
 from tokonomics.validation import ensure_unique
 
@@ -38,7 +39,7 @@ def _budget_snapshot(budget: Budget) -> dict[str, Any]:
 def _budget_save(budget: Budget, channel_ids: Sequence[int] | None) -> Budget:
     budget.alert_at = sorted(set(budget.alert_at))
     budget.full_clean(validate_unique=False, validate_constraints=False)
-    if budget.scope == Budget.Scope.KEY and budget.match != "*" and not budget.account.api_keys.filter(
+    if budget.scope == Budget.Scope.KEY and budget.match != WILDCARD and not budget.account.api_keys.filter(
         name=budget.match
     ).exists():
         raise ValidationError({"match": f"no key named {budget.match!r} in this account (or use '*')"})

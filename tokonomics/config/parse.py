@@ -12,6 +12,7 @@ from pydantic import ValidationError as SchemaError
 
 from alerts.models import AlertChannel, AlertRule
 from billing.models import Plan, Seat
+from proxy.budgets import WILDCARD
 from proxy.catalog import BUILTIN_PROVIDERS
 from proxy.keys import hash_key
 from proxy.models import ApiKey, ProviderEndpoint
@@ -108,7 +109,7 @@ def _account_problems(account: AccountIn, plans: dict[str, Plan], environ: Mappi
         ApiKey.objects.filter(account__slug=account.slug).values_list("name", flat=True)
     )
     for i, budget in enumerate(account.budgets):
-        if budget.scope == "key" and budget.match != "*" and budget.match not in key_names:
+        if budget.scope == "key" and budget.match != WILDCARD and budget.match not in key_names:
             problems.append(f"budgets[{i}].match: no key named {budget.match!r} in this account")
         for name in set(budget.channels or []) - channel_names:
             problems.append(f"budgets[{i}].channels: no alert channel named {name!r}")
