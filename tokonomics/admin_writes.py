@@ -22,6 +22,7 @@ from tokonomics.audit import Actor
 from tokonomics.validation import form_errors_from
 
 REFUSAL_ATTRIBUTE = "_tokonomics_service_refusal"
+_ABSENT = object()
 
 
 class ServiceRefusal(Exception):
@@ -31,6 +32,18 @@ class ServiceRefusal(Exception):
     def __init__(self, error: ValidationError | PermissionDenied) -> None:
         super().__init__(str(error))
         self.error = error if isinstance(error, ValidationError) else ValidationError(str(error))
+
+
+def _form_values(form: forms.ModelForm) -> dict[str, Any]:
+    """The cleaned data, with an emptied list field (allowed models, thresholds, emails) as the empty list the
+    services take, not the None a blank JSON field cleans to."""
+    data = dict(form.cleaned_data)
+    model_meta = form._meta.model._meta
+    for name, field in form.fields.items():
+        if isinstance(field, forms.JSONField) and data.get(name, _ABSENT) is None and (
+                model_meta.get_field(name).default is list):
+            data[name] = []
+    return data
 
 
 def admin_actor(request: HttpRequest) -> Actor:
@@ -87,15 +100,18 @@ class ServiceWritesAdmin(admin.ModelAdmin):
             return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: models.Model, form: forms.ModelForm, change: bool) -> None:
+        data = _form_values(form)
         try:
             if change:
                 # `obj` already carries the form's values; the service needs the row as stored, for `before`.
                 stored = type(obj)._default_manager.get(pk=obj.pk)
-                changes = {name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data}
+                # A form may flag a field that kept its value (a JSON list typed again): only real changes go on.
+                changes = {name: data[name] for name in form.changed_data
+                           if name in data and getattr(stored, name, _ABSENT) != data[name]}
                 if changes:
                     self.service_update(request, stored, changes)
             else:
-                obj.pk = self.service_create(request, form.cleaned_data).pk
+                obj.pk = self.service_create(request, data).pk
         except (ValidationError, PermissionDenied) as error:
             raise ServiceRefusal(error) from error
         # The admin's own log, redirect and messages use `obj`: make it the row the service wrote.
