@@ -41,7 +41,7 @@ def _channel_ids(channels: QuerySet | None) -> list[int]:
 
 
 @admin.register(AlertChannel)
-class AlertChannelAdmin(ServiceWritesAdmin):
+class AlertChannelAdmin(ServiceWritesAdmin[AlertChannel]):
     form = AlertChannelForm
     list_display = ["name", "account", "kind", "target", "has_secret", "created_at"]
     list_filter = ["kind", "account"]
@@ -96,7 +96,7 @@ class AlertChannelAdmin(ServiceWritesAdmin):
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(ServiceWritesAdmin):
+class AlertRuleAdmin(ServiceWritesAdmin[AlertRule]):
     list_display = ["account", "kind", "scope", "match", "window_minutes", "multiplier", "floor_usd"]
     list_filter = ["kind", "scope", "account"]
     autocomplete_fields = ["account"]

@@ -50,34 +50,31 @@ class PlanAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyInline(admin.TabularInline):
-    """A listing inside the account's page: each row is changed on its own page, through the audited services
-    (a formset would write the rows directly)."""
+    """A listing inside the account's page (every field read-only): each row is changed on its own page,
+    through the audited services (a formset would write the rows directly)."""
 
     extra = 0
     show_change_link = True
 
-    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return self.fields
-
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
         return False
 
 
 class SeatInline(ReadOnlyInline):
     model = Seat
-    fields = ["user", "role", "created_at"]
+    fields = readonly_fields = ("user", "role", "created_at")
 
 
 class BudgetInline(ReadOnlyInline):
     model = Budget
-    fields = ["scope", "match", "period", "limit_usd", "hard", "alert_at"]
+    fields = readonly_fields = ("scope", "match", "period", "limit_usd", "hard", "alert_at")
 
 
 @admin.register(Account)
-class AccountAdmin(ServiceWritesAdmin):
+class AccountAdmin(ServiceWritesAdmin[Account]):
     """Created and changed through account_create / account_update, so the account's log shows the operator's
     change. The slug names the account in URLs and config files: set once."""
 
@@ -120,7 +117,7 @@ class AccountAdmin(ServiceWritesAdmin):
 
 
 @admin.register(Seat)
-class SeatAdmin(ServiceWritesAdmin):
+class SeatAdmin(ServiceWritesAdmin[Seat]):
     """Seats as a config file sets them (seat_set: no invitation, no role ranking) and removed like the team
     page removes them, never the last owner."""
 
@@ -145,7 +142,7 @@ def _channel_ids(channels: QuerySet | None) -> list[int]:
 
 
 @admin.register(Budget)
-class BudgetAdmin(ServiceWritesAdmin):
+class BudgetAdmin(ServiceWritesAdmin[Budget]):
     list_display = ["account", "scope", "match", "period", "limit", "hard", "alert_at"]
     list_filter = ["scope", "period", "hard", "account"]
     search_fields = ["account__slug", "match"]
@@ -171,7 +168,7 @@ class BudgetAdmin(ServiceWritesAdmin):
 
 
 @admin.register(PriceOverride)
-class PriceOverrideAdmin(ServiceWritesAdmin):
+class PriceOverrideAdmin(ServiceWritesAdmin[PriceOverride]):
     list_display = ["account", "provider", "model", "input_per_mtok", "output_per_mtok", "updated_at"]
     list_filter = ["account", "provider"]
     search_fields = ["model", "account__slug"]

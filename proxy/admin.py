@@ -22,7 +22,7 @@ from .services import (
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ServiceWritesAdmin):
+class ApiKeyAdmin(ServiceWritesAdmin[ApiKey]):
     """Keys are created, changed and revoked through the services, audited; never deleted (revoking ends one,
     and keeps what its usage records point at)."""
 
@@ -115,7 +115,7 @@ class ProviderEndpointForm(forms.ModelForm):
 
 
 @admin.register(ProviderEndpoint)
-class ProviderEndpointAdmin(ServiceWritesAdmin):
+class ProviderEndpointAdmin(ServiceWritesAdmin[ProviderEndpoint]):
     form = ProviderEndpointForm
     list_display = ["slug", "account", "wire_format", "base_url", "has_credential", "updated_at"]
     list_filter = ["wire_format", "account"]

@@ -9,7 +9,7 @@ as the web app shows it, instead of a server error.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -23,6 +23,7 @@ from tokonomics.validation import form_errors_from
 
 REFUSAL_ATTRIBUTE = "_tokonomics_service_refusal"
 _ABSENT = object()
+_M = TypeVar("_M", bound=models.Model)
 
 
 class ServiceRefusal(Exception):
@@ -50,40 +51,41 @@ def admin_actor(request: HttpRequest) -> Actor:
     return Actor.of_user(request.user)  # type: ignore[arg-type]
 
 
-class ServiceWritesAdmin(admin.ModelAdmin):
+class ServiceWritesAdmin(admin.ModelAdmin, Generic[_M]):
     """Subclasses implement the three service hooks; `create_only_fields` (the account, and what names the
     object in its account) are read-only on a change page, since no service moves an object."""
 
     create_only_fields: Sequence[str] = ("account",)
 
-    def service_create(self, request: HttpRequest, data: dict[str, Any]) -> models.Model:
+    def service_create(self, request: HttpRequest, data: dict[str, Any]) -> _M:
         """Create through the service from the form's cleaned data; return the new row."""
         raise NotImplementedError
 
-    def service_update(self, request: HttpRequest, stored: models.Model, changes: dict[str, Any]) -> None:
+    def service_update(self, request: HttpRequest, stored: _M, changes: dict[str, Any]) -> None:
         """Change `stored` (the row as in the database) through the service; `changes` holds only the form's
         changed fields, never empty."""
         raise NotImplementedError
 
-    def service_delete(self, request: HttpRequest, obj: models.Model) -> None:
+    def service_delete(self, request: HttpRequest, obj: _M) -> None:
         raise NotImplementedError
 
-    def get_readonly_fields(self, request: HttpRequest, obj: models.Model | None = None) -> Sequence[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: _M | None = None) -> list[str]:
         readonly = list(super().get_readonly_fields(request, obj))
         if obj is not None:
             readonly += [name for name in self.create_only_fields if name not in readonly]
         return readonly
 
-    def get_form(self, request: HttpRequest, obj: models.Model | None = None, change: bool = False,
+    def get_form(self, request: HttpRequest, obj: _M | None = None, change: bool = False,
                  **kwargs: Any) -> type[forms.ModelForm]:
         form: type[forms.ModelForm] = super().get_form(request, obj, change, **kwargs)
-        refusal: ValidationError | None = getattr(request, REFUSAL_ATTRIBUTE, None)
-        if refusal is None:
+        found: ValidationError | None = getattr(request, REFUSAL_ATTRIBUTE, None)
+        if found is None:
             return form
+        refusal = found
 
         class RefusedForm(form):  # type: ignore[valid-type,misc]
             def clean(self) -> dict[str, Any]:
-                data = super().clean()
+                data: dict[str, Any] = super().clean()
                 form_errors_from(self, refusal)
                 return data
 
@@ -99,7 +101,7 @@ class ServiceWritesAdmin(admin.ModelAdmin):
             setattr(request, REFUSAL_ATTRIBUTE, refusal.error)
             return super().changeform_view(request, object_id, form_url, extra_context)
 
-    def save_model(self, request: HttpRequest, obj: models.Model, form: forms.ModelForm, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: _M, form: forms.ModelForm, change: bool) -> None:
         data = _form_values(form)
         try:
             if change:
@@ -123,7 +125,7 @@ class ServiceWritesAdmin(admin.ModelAdmin):
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 
-    def delete_model(self, request: HttpRequest, obj: models.Model) -> None:
+    def delete_model(self, request: HttpRequest, obj: _M) -> None:
         try:
             self.service_delete(request, obj)
         except (ValidationError, PermissionDenied) as error:
@@ -138,7 +140,7 @@ class ServiceWritesAdmin(admin.ModelAdmin):
             meta = self.opts
             return HttpResponseRedirect(reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[object_id]))
 
-    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+    def delete_queryset(self, request: HttpRequest, queryset: models.QuerySet[_M]) -> None:
         # One service call per row, so each deletion is audited in its own account.
         for obj in queryset:
             try:
