@@ -1,15 +1,31 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.utils import timezone
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from billing.accounts.management_tokens import management_token_revoke
+from billing.accounts.services import (
+    ACCOUNT_FIELDS,
+    BRANDING_FIELDS,
+    PRICE_FIELDS,
+    account_create,
+    account_update,
+    price_override_delete,
+    price_override_set,
+    seat_delete,
+    seat_set,
+)
+from billing.budgets.services import budget_create, budget_delete, budget_update
 from billing.models import Invitation
 from billing.sso.domains import sso_domain_approve
 from billing.usage.deadletters import usage_dead_letter_replay
 from billing.usage.repricing import usage_record_reprice
+from tokonomics.admin_writes import ServiceWritesAdmin, admin_actor
 
 from .models import Account, Budget, ManagementToken, Plan, PriceOverride, Seat, SsoDomain, UsageDeadLetter, UsageRecord
 
@@ -33,20 +49,35 @@ class PlanAdmin(admin.ModelAdmin):
         return usd(obj.price_usd_month)
 
 
-class SeatInline(admin.TabularInline):
+class ReadOnlyInline(admin.TabularInline):
+    """A listing inside the account's page (every field read-only): each row is changed on its own page,
+    through the audited services (a formset would write the rows directly)."""
+
+    extra = 0
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
+        return False
+
+
+class SeatInline(ReadOnlyInline):
     model = Seat
-    extra = 0
-    autocomplete_fields = ["user"]
+    fields = readonly_fields = ("user", "role", "created_at")
 
 
-class BudgetInline(admin.TabularInline):
+class BudgetInline(ReadOnlyInline):
     model = Budget
-    extra = 0
-    fields = ["scope", "match", "period", "limit_usd", "hard", "alert_at"]
+    fields = readonly_fields = ("scope", "match", "period", "limit_usd", "hard", "alert_at")
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(ServiceWritesAdmin[Account]):
+    """Created and changed through account_create / account_update, so the account's log shows the operator's
+    change. The slug names the account in URLs and config files: set once."""
+
     list_display = ["slug", "name", "plan", "timezone", "retention", "created_at"]
     list_filter = ["plan", "on_redis_unavailable"]
     search_fields = ["slug", "name"]
@@ -57,6 +88,27 @@ class AccountAdmin(admin.ModelAdmin):
                                "allow_unpriced_models"]}),
         ("White-label", {"fields": ["brand_name", "brand_logo_url", "brand_accent_color"]}),
     ]
+    create_only_fields = ("slug",)
+
+    def service_create(self, request: HttpRequest, data: dict[str, Any]) -> Account:
+        fields = {name: data[name] for name in ACCOUNT_FIELDS - {"name", "plan"} if name in data}
+        return account_create(actor=admin_actor(request), slug=data["slug"], name=data["name"], plan=data["plan"],
+                              **fields)
+
+    def service_update(self, request: HttpRequest, stored: Account, changes: dict[str, Any]) -> None:
+        # Two entries when both change, as the settings page and its branding page log them.
+        branding = {name: value for name, value in changes.items() if name in BRANDING_FIELDS}
+        settings = {name: value for name, value in changes.items() if name not in BRANDING_FIELDS}
+        if settings:
+            account_update(account=stored, actor=admin_actor(request), changes=settings)
+        if branding:
+            account_update(account=stored, actor=admin_actor(request), changes=branding,
+                           action="account.branding_changed")
+
+    def service_delete(self, request: HttpRequest, obj: Account) -> None:
+        # No service: the account's audit log is deleted with it, so no entry there could record this; Django's
+        # admin log keeps who did it.
+        obj.delete()
 
     @admin.display(description="Retention")
     def retention(self, obj: Account) -> str:
@@ -65,20 +117,50 @@ class AccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(Seat)
-class SeatAdmin(admin.ModelAdmin):
+class SeatAdmin(ServiceWritesAdmin[Seat]):
+    """Seats as a config file sets them (seat_set: no invitation, no role ranking) and removed like the team
+    page removes them, never the last owner."""
+
     list_display = ["user", "account", "role", "created_at"]
     list_filter = ["role", "account"]
     search_fields = ["user__email", "user__username", "account__slug"]
     autocomplete_fields = ["user", "account"]
+    create_only_fields = ("account", "user")
+
+    def service_create(self, request: HttpRequest, data: dict[str, Any]) -> Seat:
+        return seat_set(account=data["account"], actor=admin_actor(request), user=data["user"], role=data["role"])[0]
+
+    def service_update(self, request: HttpRequest, stored: Seat, changes: dict[str, Any]) -> None:
+        seat_set(account=stored.account, actor=admin_actor(request), user=stored.user, role=changes["role"])
+
+    def service_delete(self, request: HttpRequest, obj: Seat) -> None:
+        seat_delete(account=obj.account, actor=admin_actor(request), seat=obj)
+
+
+def _channel_ids(channels: QuerySet | None) -> list[int]:
+    return [channel.pk for channel in channels or ()]
 
 
 @admin.register(Budget)
-class BudgetAdmin(admin.ModelAdmin):
+class BudgetAdmin(ServiceWritesAdmin[Budget]):
     list_display = ["account", "scope", "match", "period", "limit", "hard", "alert_at"]
     list_filter = ["scope", "period", "hard", "account"]
     search_fields = ["account__slug", "match"]
     autocomplete_fields = ["account"]
     filter_horizontal = ["channels"]
+
+    def service_create(self, request: HttpRequest, data: dict[str, Any]) -> Budget:
+        return budget_create(account=data["account"], actor=admin_actor(request), scope=data["scope"],
+                             period=data["period"], limit_usd=data["limit_usd"], match=data["match"],
+                             hard=data["hard"], alert_at=data["alert_at"], channel_ids=_channel_ids(data["channels"]))
+
+    def service_update(self, request: HttpRequest, stored: Budget, changes: dict[str, Any]) -> None:
+        if "channels" in changes:
+            changes["channel_ids"] = _channel_ids(changes.pop("channels"))
+        budget_update(account=stored.account, actor=admin_actor(request), budget=stored, changes=changes)
+
+    def service_delete(self, request: HttpRequest, obj: Budget) -> None:
+        budget_delete(account=obj.account, actor=admin_actor(request), budget=obj)
 
     @admin.display(description="Limit", ordering="limit_usd")
     def limit(self, obj: Budget) -> str:
@@ -86,11 +168,23 @@ class BudgetAdmin(admin.ModelAdmin):
 
 
 @admin.register(PriceOverride)
-class PriceOverrideAdmin(admin.ModelAdmin):
+class PriceOverrideAdmin(ServiceWritesAdmin[PriceOverride]):
     list_display = ["account", "provider", "model", "input_per_mtok", "output_per_mtok", "updated_at"]
     list_filter = ["account", "provider"]
     search_fields = ["model", "account__slug"]
     autocomplete_fields = ["account"]
+    create_only_fields = ("account", "provider", "model")
+
+    def service_create(self, request: HttpRequest, data: dict[str, Any]) -> PriceOverride:
+        return price_override_set(account=data["account"], actor=admin_actor(request), provider=data["provider"],
+                                  model=data["model"], prices={name: data[name] for name in PRICE_FIELDS})[0]
+
+    def service_update(self, request: HttpRequest, stored: PriceOverride, changes: dict[str, Any]) -> None:
+        price_override_set(account=stored.account, actor=admin_actor(request), provider=stored.provider,
+                           model=stored.model, prices=changes)
+
+    def service_delete(self, request: HttpRequest, obj: PriceOverride) -> None:
+        price_override_delete(account=obj.account, actor=admin_actor(request), price=obj)
 
 
 @admin.register(UsageRecord)
@@ -125,22 +219,28 @@ class UsageRecordAdmin(admin.ModelAdmin):
 @admin.register(ManagementToken)
 class ManagementTokenAdmin(admin.ModelAdmin):
     """Tokens are created with `createmanagementtoken` (the plaintext is printed once); here they
-    are listed and revoked."""
+    are listed and revoked, audited. Nothing else about one changes here: no service does it."""
 
     list_display = ["name", "prefix", "account", "role", "last_used_at", "expires_at", "revoked_at"]
     list_filter = ["role", "account", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix", "account__slug"]
-    readonly_fields = ["account", "name", "prefix", "role", "created_at", "last_used_at"]
     fields = ["account", "name", "prefix", "role", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    readonly_fields = fields
     actions = ["revoke"]
 
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False  # revoking is the audited way to end one
+
     @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"Revoked {count} token(s).")
+        # One service call per token: each revocation is audited in its own account, with the operator as actor.
+        tokens = list(queryset.filter(revoked_at__isnull=True).select_related("account"))
+        for token in tokens:
+            management_token_revoke(account=token.account, actor=admin_actor(request), token=token)
+        self.message_user(request, f"Revoked {len(tokens)} token(s).")
 
 
 @admin.register(Invitation)

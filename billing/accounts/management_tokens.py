@@ -11,10 +11,12 @@ import re
 import secrets
 from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import Account, ManagementToken
+from tokonomics.audit import Actor, audit_record, snapshot
 from tokonomics.validation import validated_save
 
 TOKEN_PREFIX = "mt_"  # noqa: S105 -- the visible prefix of every token, not a secret
@@ -79,4 +81,22 @@ def management_token_get_active(*, plaintext: str) -> ManagementToken | None:
     )
     if token is None or not token.is_active_at(timezone.now()):
         return None
+    return token
+
+
+def management_token_revoke(*, account: Account, actor: Actor, token: ManagementToken) -> ManagementToken:
+    """Revoke a token: the API refuses it from the next request. Revoking a revoked token changes (and logs)
+    nothing."""
+    if token.account_id != account.pk:
+        raise ValueError(f"{token!r} is not in account {account.slug!r}")
+    with transaction.atomic():
+        # The filter makes a concurrent second revocation a no-op instead of moving revoked_at.
+        live = ManagementToken.objects.filter(pk=token.pk, revoked_at__isnull=True)
+        revoked = live.update(revoked_at=timezone.now())
+        before = snapshot(token, ["revoked_at"])
+        token.refresh_from_db()
+        if revoked:
+            # Named fields only: the row's token_hash must never reach the log.
+            audit_record(account=account, actor=actor, action="management_token.revoked",
+                         target=f"{token.name} ({token.prefix}…)", before=before, after=snapshot(token, ["revoked_at"]))
     return token

@@ -497,3 +497,26 @@ def price_override_set(
             audit_record(account=account, actor=actor, action="price.updated", target=target, before=before,
                          after=snapshot(price))
     return price, changed
+
+
+def seat_delete(*, account: Account, actor: Actor, seat: Seat) -> None:
+    """Remove a seat for an operator (no role ranking, as with seat_set), never the account's last owner; logged
+    as the team page's removal is."""
+    if seat.account_id != account.pk:
+        raise ValueError(f"{seat!r} is not in account {account.slug!r}")
+    with transaction.atomic():
+        _lock_account(account)
+        _ensure_another_owner(seat)
+        audit_record(account=account, actor=actor, action="seat.removed", target=seat.user.email,
+                     before={"email": seat.user.email, "role": seat.role})
+        seat.delete()
+
+
+def price_override_delete(*, account: Account, actor: Actor, price: PriceOverride) -> None:
+    """Drop the account's own price: the catalogue's applies again to calls from now on."""
+    if price.account_id != account.pk:
+        raise ValueError(f"{price!r} is not in account {account.slug!r}")
+    with transaction.atomic():
+        audit_record(account=account, actor=actor, action="price.deleted", target=f"{price.provider}/{price.model}",
+                     before=snapshot(price))
+        price.delete()
