@@ -1,16 +1,21 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from .events import alert_test_send
 from .models import AlertChannel, AlertDelivery, AlertEvent, AlertRule
 
 
 class AlertChannelForm(forms.ModelForm):
-    def clean(self) -> dict:  # type: ignore[type-arg]
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if ("url" in self.changed_data or "kind" in self.changed_data) and "url" in data and "kind" in data:
             try:  # a Slack URL is stored encrypted, shown masked; no other kind keeps one
                 self.instance.set_url(data["url"], kind=data["kind"])
@@ -31,7 +36,7 @@ class AlertChannelAdmin(admin.ModelAdmin):
     actions = ["send_test_alert"]
 
     @admin.action(description="Send a test alert", permissions=["change"])
-    def send_test_alert(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+    def send_test_alert(self, request: HttpRequest, queryset: QuerySet[AlertChannel]) -> None:
         for channel in queryset:
             alert_test_send(channel=channel)
         self.message_user(request, f"Sent a test alert to {queryset.count()} channel(s); see Alert deliveries.")
@@ -58,8 +63,10 @@ class AlertDeliveryInline(admin.TabularInline):
     model = AlertDelivery
     extra = 0
     can_delete = False
-    fields = ["channel", "attempt", "succeeded", "status_code", "error", "duration_ms", "next_attempt_at", "created_at"]
-    readonly_fields = fields
+    readonly_fields = [
+        "channel", "attempt", "succeeded", "status_code", "error", "duration_ms", "next_attempt_at", "created_at"
+    ]
+    fields = tuple(readonly_fields)
 
 
 @admin.register(AlertEvent)
@@ -70,7 +77,7 @@ class AlertEventAdmin(admin.ModelAdmin):
     readonly_fields = ["account", "type", "dedupe_key", "webhook_id", "payload", "created_at"]
     inlines = [AlertDeliveryInline]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 
@@ -80,5 +87,5 @@ class AlertDeliveryAdmin(admin.ModelAdmin):
     list_filter = ["succeeded", "channel__kind"]
     readonly_fields = [f.name for f in AlertDelivery._meta.fields]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

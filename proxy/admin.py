@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from tokonomics.audit import Actor
+from tokonomics.web_request import SignedInRequest
 
 from .keys import generate_key, hash_key, visible_prefix
 from .models import ApiKey, ProviderEndpoint
@@ -56,7 +60,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return response
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
-    def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+    def revoke(self, request: SignedInRequest, queryset: QuerySet[ApiKey]) -> None:
         # One service call per key: each revocation is audited in its own account, with the operator as actor.
         keys = list(queryset.filter(revoked_at__isnull=True).select_related("account"))
         for key in keys:
@@ -76,8 +80,9 @@ class ProviderEndpointForm(forms.ModelForm):
         model = ProviderEndpoint
         fields = ["account", "slug", "wire_format", "base_url", "pricing_provider"]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         # Runs before the form copies its fields onto the instance: instance.base_url is still the stored one.
         if self.instance.pk and (problem := credential_host_problem(
             old_url=self.instance.base_url,
