@@ -81,7 +81,7 @@ class AlertChannelAdmin(ServiceWritesAdmin[AlertChannel]):
         return response
 
     @admin.action(description="Send a test alert", permissions=["change"])
-    def send_test_alert(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+    def send_test_alert(self, request: HttpRequest, queryset: QuerySet[AlertChannel]) -> None:
         for channel in queryset:
             alert_test_send(channel=channel)
         self.message_user(request, f"Sent a test alert to {queryset.count()} channel(s); see Alert deliveries.")
@@ -123,8 +123,10 @@ class AlertDeliveryInline(admin.TabularInline):
     model = AlertDelivery
     extra = 0
     can_delete = False
-    fields = ["channel", "attempt", "succeeded", "status_code", "error", "duration_ms", "next_attempt_at", "created_at"]
-    readonly_fields = fields
+    readonly_fields = [
+        "channel", "attempt", "succeeded", "status_code", "error", "duration_ms", "next_attempt_at", "created_at"
+    ]
+    fields = tuple(readonly_fields)
 
 
 @admin.register(AlertEvent)
@@ -135,7 +137,7 @@ class AlertEventAdmin(admin.ModelAdmin):
     readonly_fields = ["account", "type", "dedupe_key", "webhook_id", "payload", "created_at"]
     inlines = [AlertDeliveryInline]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
 
@@ -145,5 +147,5 @@ class AlertDeliveryAdmin(admin.ModelAdmin):
     list_filter = ["succeeded", "channel__kind"]
     readonly_fields = [f.name for f in AlertDelivery._meta.fields]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

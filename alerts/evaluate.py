@@ -268,6 +268,7 @@ def plan_request_limits_check(*, now: datetime | None = None) -> list[AlertEvent
         start, end = period_bounds("month", account.timezone, now)
         used = int(client.get(plan_counter_key(account.pk, start)) or 0)
         limit = account.plan.monthly_request_limit
+        assert limit is not None  # the query skips plans without one
         for threshold in PLAN_NOTICE_THRESHOLDS:
             if used * 100 < limit * threshold:
                 break

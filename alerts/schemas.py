@@ -12,13 +12,13 @@ from pydantic.json_schema import SkipJsonSchema
 from alerts.models import AlertChannel, AlertRule
 from tokonomics.api_common import InSchema, ObjectId, field_decimal_string, not_null, plain_text
 
-ChannelName = plain_text(min_length=1, max_length=100)
-ChannelUrl = plain_text(max_length=500)
-EmailAddress = plain_text(min_length=3, max_length=254)
+ChannelName = Annotated[str, plain_text(min_length=1, max_length=100)]
+ChannelUrl = Annotated[str, plain_text(max_length=500)]
+EmailAddress = Annotated[str, plain_text(min_length=3, max_length=254)]
 Emails = Annotated[list[EmailAddress], Field(max_length=50)]
-Secret = plain_text(max_length=200)
+Secret = Annotated[str, plain_text(max_length=200)]
 Scope = Literal["account", "tenant", "feature", "key"]
-Match = plain_text(min_length=1, max_length=200)
+Match = Annotated[str, plain_text(min_length=1, max_length=200)]
 WindowMinutes = Annotated[int, Field(ge=1, le=1440)]
 Multiplier = Annotated[Decimal, Field(gt=1, max_digits=6, decimal_places=2)]
 FloorUsd = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=6)]
@@ -50,7 +50,8 @@ class AlertChannelCreatedOut(AlertChannelOut):
 
     @staticmethod
     def resolve_secret(obj: AlertChannel, context: dict[str, Any]) -> str | None:
-        return context["generated_secret"]
+        secret: str | None = context["generated_secret"]
+        return secret
 
 
 class AlertChannelIn(InSchema):

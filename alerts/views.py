@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -16,6 +16,7 @@ from alerts.services import alert_channel_create, alert_rule_create
 from billing.accounts.access import Membership, membership_get
 from tokonomics.audit import Actor
 from tokonomics.validation import form_errors_from
+from tokonomics.web_request import SignedInRequest
 
 
 class ChannelForm(forms.Form):
@@ -38,7 +39,7 @@ class RuleForm(forms.Form):
                                    help_text="Spend in the window below this never alerts.")
 
 
-def _page(request: HttpRequest, membership: Membership, *, channel_form: ChannelForm | None = None,
+def _page(request: SignedInRequest, membership: Membership, *, channel_form: ChannelForm | None = None,
           rule_form: RuleForm | None = None, new_secret: str | None = None, status: int = 200) -> HttpResponse:
     account = membership.account
     events = AlertEvent.objects.filter(account=account).prefetch_related("deliveries__channel")[:25]
@@ -57,13 +58,13 @@ def _page(request: HttpRequest, membership: Membership, *, channel_form: Channel
 
 @require_GET
 @login_required
-def alert_settings(request: HttpRequest, slug: str) -> HttpResponse:
+def alert_settings(request: SignedInRequest, slug: str) -> HttpResponse:
     return _page(request, membership_get(request, slug))
 
 
 @require_POST
 @login_required
-def channel_create(request: HttpRequest, slug: str) -> HttpResponse:
+def channel_create(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_alerts")
     form = ChannelForm(request.POST)
@@ -85,7 +86,7 @@ def channel_create(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def channel_test(request: HttpRequest, slug: str, channel_id: int) -> HttpResponse:
+def channel_test(request: SignedInRequest, slug: str, channel_id: int) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_alerts")
     channel = get_object_or_404(AlertChannel, pk=channel_id, account=membership.account)
@@ -96,7 +97,7 @@ def channel_test(request: HttpRequest, slug: str, channel_id: int) -> HttpRespon
 
 @require_POST
 @login_required
-def rule_create(request: HttpRequest, slug: str) -> HttpResponse:
+def rule_create(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_alerts")
     form = RuleForm(request.POST)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -26,6 +26,7 @@ from billing.sso.domains import sso_domain_approve
 from billing.usage.deadletters import usage_dead_letter_replay
 from billing.usage.repricing import usage_record_reprice
 from tokonomics.admin_writes import ServiceWritesAdmin, admin_actor
+from tokonomics.web_request import SignedInRequest
 
 from .models import Account, Budget, ManagementToken, Plan, PriceOverride, Seat, SsoDomain, UsageDeadLetter, UsageRecord
 
@@ -201,14 +202,14 @@ class UsageRecordAdmin(admin.ModelAdmin):
     actions = ["reprice"]
 
     @admin.action(description="Re-price selected records with current prices and overrides", permissions=["change"])
-    def reprice(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+    def reprice(self, request: HttpRequest, queryset: QuerySet[UsageRecord]) -> None:
         seen, changed = usage_record_reprice(records=queryset)
         self.message_user(request, f"Re-priced {seen} record(s); {changed} cost(s) changed.")
 
-    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def get_readonly_fields(self, request: HttpRequest, obj: UsageRecord | None = None) -> list[str]:
         return [f.name for f in UsageRecord._meta.fields]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     @admin.display(description="Cost", ordering="cost_usd")
@@ -224,18 +225,18 @@ class ManagementTokenAdmin(admin.ModelAdmin):
     list_display = ["name", "prefix", "account", "role", "last_used_at", "expires_at", "revoked_at"]
     list_filter = ["role", "account", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix", "account__slug"]
-    fields = ["account", "name", "prefix", "role", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    fields = ("account", "name", "prefix", "role", "created_at", "last_used_at", "expires_at", "revoked_at")
     readonly_fields = fields
     actions = ["revoke"]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
         return False  # revoking is the audited way to end one
 
     @admin.action(description="Revoke selected tokens", permissions=["change"])
-    def revoke(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ManagementToken]) -> None:
         # One service call per token: each revocation is audited in its own account, with the operator as actor.
         tokens = list(queryset.filter(revoked_at__isnull=True).select_related("account"))
         for token in tokens:
@@ -251,16 +252,18 @@ class InvitationAdmin(admin.ModelAdmin):
     list_filter = ["status", "role"]
     search_fields = ["email", "account__slug", "account__name"]
     list_select_related = ["account"]
-    fields = ["account", "email", "role", "status", "inviter", "inviter_label", "created_at", "expires_at",
-              "accepted_at", "accepted_by", "revoked_at", "revoked_by"]
+    fields: ClassVar[tuple[str, ...]] = (
+        "account", "email", "role", "status", "inviter", "inviter_label", "created_at", "expires_at",
+        "accepted_at", "accepted_by", "revoked_at", "revoked_by",
+    )
 
-    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def get_readonly_fields(self, request: HttpRequest, obj: Invitation | None = None) -> tuple[str, ...]:
         return self.fields
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # the link's token exists only when a service creates the row
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj: Invitation | None = None) -> bool:
         return False  # withdrawing is the audited way to close one
 
 
@@ -276,11 +279,11 @@ class UsageDeadLetterAdmin(admin.ModelAdmin):
     list_select_related = ["account"]
     actions = ["replay"]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     @admin.action(description="Replay selected dead letters into the usage records", permissions=["change"])
-    def replay(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+    def replay(self, request: SignedInRequest, queryset: QuerySet[UsageDeadLetter]) -> None:
         replayed, failed = usage_dead_letter_replay(dead_letters=queryset.select_related("account"), actor=request.user)
         self.message_user(request, f"Replayed {replayed} event(s); {failed} still failing (see their reason).")
 
@@ -294,17 +297,19 @@ class SsoDomainAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["domain", "config__account__slug", "config__account__name"]
     list_select_related = ["config__account"]
-    fields = ["config", "domain", "status", "verified_by", "verified_at", "confirmation_sent_to", "created_at"]
+    fields: ClassVar[tuple[str, ...]] = (
+        "config", "domain", "status", "verified_by", "verified_at", "confirmation_sent_to", "created_at"
+    )
     actions = ["approve"]
 
-    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def get_readonly_fields(self, request: HttpRequest, obj: SsoDomain | None = None) -> tuple[str, ...]:
         # Changed through the services only, so every change is audited and the one-account rule explained.
         return self.fields
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj: SsoDomain | None = None) -> bool:
         return False  # an account's owners drop claims in its settings, audited; a pending one blocks nobody
 
     @admin.display(description="Account", ordering="config__account__slug")
@@ -313,7 +318,7 @@ class SsoDomainAdmin(admin.ModelAdmin):
 
     @admin.action(description="Approve selected domain claims (I checked the account controls them)",
                   permissions=["change"])
-    def approve(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+    def approve(self, request: SignedInRequest, queryset: QuerySet[SsoDomain]) -> None:
         for claim in queryset.select_related("config__account"):
             try:
                 sso_domain_approve(claim=claim, actor=request.user)

@@ -15,14 +15,14 @@ from tokonomics.api_common import InSchema, ObjectId, Timestamp, field_decimal_s
 
 Scope = Literal["account", "tenant", "feature", "key"]
 Period = Literal["hour", "day", "week", "month", "quarter", "total"]
-Match = plain_text(max_length=200)
+Match = Annotated[str, plain_text(max_length=200)]
 LimitUsd = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=6)]
 Threshold = Annotated[int, Field(ge=1, le=1000)]
 Thresholds = Annotated[list[Threshold], Field(max_length=20)]
 ChannelIds = Annotated[list[ObjectId], Field(max_length=50)]
-Filter = plain_text(max_length=200)
-Cursor = plain_text(max_length=200)
-Status = plain_text(max_length=3, pattern=r"^[1-5]([0-9]{2}|xx)$")
+Filter = Annotated[str, plain_text(max_length=200)]
+Cursor = Annotated[str, plain_text(max_length=200)]
+Status = Annotated[str, plain_text(max_length=3, pattern=r"^[1-5]([0-9]{2}|xx)$")]
 DecimalString = Annotated[str, Field(examples=["12.500000"], description="A decimal number, as a string.")]
 
 

@@ -4,10 +4,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from tokonomics.admin_writes import ServiceWritesAdmin, admin_actor
+from tokonomics.web_request import SignedInRequest
 
 from .models import ApiKey, ProviderEndpoint
 from .services import (
@@ -76,7 +78,7 @@ class ApiKeyAdmin(ServiceWritesAdmin[ApiKey]):
         return response
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
-    def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+    def revoke(self, request: SignedInRequest, queryset: QuerySet[ApiKey]) -> None:
         # One service call per key: each revocation is audited in its own account, with the operator as actor.
         keys = list(queryset.filter(revoked_at__isnull=True).select_related("account"))
         for key in keys:
@@ -102,8 +104,9 @@ class ProviderEndpointForm(forms.ModelForm):
             if name in self.fields:
                 self.fields[name].required = False
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         # Runs before the form copies its fields onto the instance: instance.base_url is still the stored one.
         if self.instance.pk and (problem := credential_host_problem(
             old_url=self.instance.base_url,

@@ -74,7 +74,7 @@ class ProxyContext:
             counters_seed=_counters_seed_off_loop(counters_rebuild or hooks_get().counters_rebuild),
         )
         self.directory = Directory()
-        self._background: list[asyncio.Task[None]] = []
+        self._background: list[asyncio.Task[object]] = []
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()

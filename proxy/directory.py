@@ -124,10 +124,12 @@ class Directory:
             self.clear()
 
     async def key(self, key_hash: str) -> KeyEntry | None:
-        return await self._get(self._keys, "key", key_hash, load_key)
+        entry: KeyEntry | None = await self._get(self._keys, "key", key_hash, load_key)
+        return entry
 
     async def account(self, account_id: int) -> AccountEntry | None:
-        return await self._get(self._accounts, "account", account_id, hooks_get().account_load)
+        entry: AccountEntry | None = await self._get(self._accounts, "account", account_id, hooks_get().account_load)
+        return entry
 
     async def _get(self, cache: dict[Any, tuple[float, Any]], kind: str, ident: Any, loader: Any) -> Any:
         now = time.monotonic()

@@ -30,5 +30,5 @@ def metrics_text() -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several workers: add up what each process wrote to the shared directory.
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client leaves it untyped
     return generate_latest(registry) + dead_letters_text()

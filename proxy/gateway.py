@@ -269,8 +269,8 @@ async def forward(
     except aiohttp.ClientError as exc:
         if call.status:
             cut_short(call)
-        if isinstance(getattr(exc, "os_error", None), BlockedAddress):
-            raise _address_blocked(call, str(exc.os_error)) from None
+        if isinstance(os_error := getattr(exc, "os_error", None), BlockedAddress):
+            raise _address_blocked(call, str(os_error)) from None
         metrics.errors_total.labels(call.provider_label, "upstream_unreachable").inc()
         raise ProxyError(502, "api_error", f"The provider could not be reached ({type(exc).__name__}).",
                          code="upstream_unreachable") from None

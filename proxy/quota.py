@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import redis
 from django.db import DatabaseError
@@ -33,7 +34,7 @@ from .budgets import (
     per_value,
 )
 from .directory import AccountEntry, KeyEntry
-from .redis_pipeline import LuaScript, PipelinedRedis
+from .redis_pipeline import Arg, LuaScript, PipelinedRedis
 from .usage_bounds import MAX_TOKENS
 
 log = logging.getLogger(__name__)
@@ -333,11 +334,12 @@ class Quota:
             *(c.key for c in counters),
             *(c.values_key for c in counters if c.values_key),
         ]
-        argv: list[str | int | bytes] = [reservation.rid, max(0, min(actual_nanos, MAX_CALL_NANOS)),
-                                         max(0, min(actual_tokens, MAX_CALL_TOKENS)), event, mode, len(counters)]
+        argv: list[Arg] = [reservation.rid, max(0, min(actual_nanos, MAX_CALL_NANOS)),
+                           max(0, min(actual_tokens, MAX_CALL_TOKENS)), event, mode, len(counters)]
         for c in counters:
             argv += [c.expire_at, c.token]
-        return await self.redis.evalsha(self._settle, keys, argv)
+        settled: list[int] = await self.redis.evalsha(self._settle, keys, argv)
+        return settled
 
     def _settle_keys(self, account_id: int, key_id: int) -> tuple[str, ...]:
         keys = self._settle_heads.get((account_id, key_id))
@@ -517,8 +519,9 @@ def budget_values_list(
         return []
     low = "-inf" if min_nanos is None else min_nanos
     high = "+inf" if max_nanos is None else max_nanos
-    keys = [period.token_key(t.decode()) for t in client.zrevrangebyscore(period.values_key, high, low, start=0,
-                                                                           num=limit)]
+    # Members as bytes: the client does not decode responses.
+    members = cast(list[bytes], client.zrevrangebyscore(period.values_key, high, low, start=0, num=limit))
+    keys = [period.token_key(t.decode()) for t in members]
     pipe = client.pipeline(transaction=False)  # one round trip for all of them
     for key in keys:
         pipe.hmget(key, "s", "r")

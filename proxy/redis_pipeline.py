@@ -19,7 +19,7 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
@@ -55,7 +55,8 @@ class _Connection(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
+        # A stream transport, with write(); uvloop's are not asyncio's classes, so isinstance cannot say so.
+        self.transport = cast(asyncio.Transport, transport)
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
         if self.lost:
@@ -130,7 +131,7 @@ class PipelinedRedis:
     def __init__(self, url: str, *, timeout: float) -> None:
         self.url = url
         self.timeout = timeout
-        self._options = parse_url(url)
+        self._options: dict[str, Any] = {**parse_url(url)}  # read for keys its TypedDict does not name
         self._connection: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
 
@@ -138,7 +139,8 @@ class PipelinedRedis:
         connection = self._connection
         if connection is None or connection.lost:
             connection = await self._connect()
-        return await connection.send(hiredis.pack_command(args))
+        # hiredis's stub declares a one-element tuple; a command is any number of arguments.
+        return await connection.send(hiredis.pack_command(args))  # type: ignore[arg-type]
 
     async def evalsha(self, script: LuaScript, keys: list[str], args: list[Arg]) -> Any:
         try:
@@ -194,10 +196,10 @@ class PipelinedRedis:
         if password:
             username = self._options.get("username")
             auth = ("AUTH", username, password) if username else ("AUTH", password)
-            replies.append(connection.send(hiredis.pack_command(auth)))
+            replies.append(connection.send(hiredis.pack_command(auth)))  # type: ignore[arg-type]
         db = int(self._options.get("db", 0) or 0)
         if db:
-            replies.append(connection.send(hiredis.pack_command(("SELECT", db))))
+            replies.append(connection.send(hiredis.pack_command(("SELECT", db))))  # type: ignore[arg-type]
         try:
             await asyncio.gather(*replies)
         except ResponseError as exc:

@@ -15,15 +15,15 @@ from .models import ApiKey, ProviderEndpoint
 
 MAX_PER_MINUTE = 2_147_483_647  # PositiveIntegerField's ceiling
 
-KeyName = plain_text(min_length=1, max_length=100)
-Environment = plain_text(min_length=1, max_length=60)
-ModelPattern = plain_text(min_length=1, max_length=200)
+KeyName = Annotated[str, plain_text(min_length=1, max_length=100)]
+Environment = Annotated[str, plain_text(min_length=1, max_length=60)]
+ModelPattern = Annotated[str, plain_text(min_length=1, max_length=200)]
 AllowedModels = Annotated[list[ModelPattern], Field(max_length=100)]
 PerMinute = Annotated[int, Field(ge=1, le=MAX_PER_MINUTE)]
-Slug = plain_text(min_length=1, max_length=63, pattern=SLUG_PATTERN)
-BaseUrl = plain_text(min_length=1, max_length=500)
-PricingProvider = plain_text(max_length=40)
-Credential = plain_text(max_length=4096)
+Slug = Annotated[str, plain_text(min_length=1, max_length=63, pattern=SLUG_PATTERN)]
+BaseUrl = Annotated[str, plain_text(min_length=1, max_length=500)]
+PricingProvider = Annotated[str, plain_text(max_length=40)]
+Credential = Annotated[str, plain_text(max_length=4096)]
 WireFormat = Literal["openai", "anthropic"]
 
 
@@ -53,7 +53,8 @@ class KeyCreatedOut(KeyOut):
 
     @staticmethod
     def resolve_key(obj: ApiKey, context: dict[str, Any]) -> str:
-        return context["plaintext"]
+        plaintext: str = context["plaintext"]
+        return plaintext
 
 
 class KeyIn(InSchema):

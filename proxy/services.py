@@ -218,8 +218,8 @@ def provider_endpoint_create(
     endpoint = ProviderEndpoint(
         account=account,
         slug=slug,
-        wire_format=wire_format or builtin.wire_format,  # type: ignore[union-attr]
-        base_url=base_url or builtin.base_url,  # type: ignore[union-attr]
+        wire_format=wire_format or (builtin.wire_format if builtin else ""),  # a custom provider has both (above)
+        base_url=base_url or (builtin.base_url if builtin else ""),
         pricing_provider=pricing_provider if pricing_provider is not None else (builtin.pricing_id if builtin else ""),
     )
     with transaction.atomic():

@@ -62,7 +62,8 @@ def int_clamp(value: Any, high: int) -> int:
             value = int(value)
         except (TypeError, ValueError, OverflowError):
             return 0
-    return min(max(value, 0), high)
+    number: int = value
+    return min(max(number, 0), high)
 
 
 def tags_clean(tags: Any) -> dict[str, str]:

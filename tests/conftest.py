@@ -44,14 +44,14 @@ def clean_redis() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def spool_dir(tmp_path, settings):  # type: ignore[no-untyped-def]
+def spool_dir(tmp_path, settings):
     """Usage spools of this test's proxies (in process or not): never another test's, never var/."""
     settings.TOKONOMICS_SPOOL_DIR = str(tmp_path / "spool")
     return tmp_path / "spool"
 
 
 @pytest.fixture
-def plans(db):  # type: ignore[no-untyped-def]
+def plans(db):
     from billing.models import Plan
 
     # A transactional test flushes every table, the migration's seeded plans included: seed them again.
@@ -62,36 +62,36 @@ def plans(db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def acme(plans):  # type: ignore[no-untyped-def]
+def acme(plans):
     from billing.models import Account
 
     return Account.objects.create(slug="acme", name="Acme Inc", plan=plans["pro"], timezone="UTC")
 
 
 @pytest.fixture
-def globex(plans):  # type: ignore[no-untyped-def]
+def globex(plans):
     from billing.models import Account
 
     return Account.objects.create(slug="globex", name="Globex", plan=plans["starter"], timezone="Europe/Paris")
 
 
 @pytest.fixture
-def alice(acme):  # type: ignore[no-untyped-def]
+def alice(acme):
     return user_with_seat("alice@acme.test", acme, "owner")
 
 
 @pytest.fixture
-def bob(acme):  # type: ignore[no-untyped-def]
+def bob(acme):
     return user_with_seat("bob@acme.test", acme, "member")
 
 
 @pytest.fixture
-def charlie(globex):  # type: ignore[no-untyped-def]
+def charlie(globex):
     return user_with_seat("charlie@globex.test", globex, "owner")
 
 
 @pytest.fixture
-def superuser(db):  # type: ignore[no-untyped-def]
+def superuser(db):
     from django.contrib.auth import get_user_model
 
     return get_user_model().objects.create_superuser("root@ops.test", "root@ops.test", "operator password 1")
@@ -108,7 +108,7 @@ def simulator() -> Iterator[str]:
 
 
 @pytest.fixture
-def stack(transactional_db, simulator, plans) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+def stack(transactional_db, simulator, plans) -> Iterator[Stack]:
     account = make_account("acme", simulator, plans["pro"])
     key = make_key(account, KEY)
     with ServerThread() as server:
@@ -116,7 +116,7 @@ def stack(transactional_db, simulator, plans) -> Iterator[Stack]:  # type: ignor
 
 
 @pytest.fixture
-def silent_smtp(settings) -> Iterator[float]:  # type: ignore[no-untyped-def]
+def silent_smtp(settings) -> Iterator[float]:
     """Real SMTP, to a server that accepts connections (the backlog) and never says hello. Yields the
     EMAIL_TIMEOUT set: mail code that ignores the one setting hangs well past it."""
     with socket.socket() as silent:

@@ -259,7 +259,7 @@ class PrivateRedis:
 
 # --- accounts, keys and calls -----------------------------------------------------------------
 
-def user_with_seat(email: str, account, role: str):  # type: ignore[no-untyped-def]
+def user_with_seat(email: str, account, role: str):
     from django.contrib.auth import get_user_model
 
     from billing.models import Seat
@@ -269,7 +269,7 @@ def user_with_seat(email: str, account, role: str):  # type: ignore[no-untyped-d
     return user
 
 
-def make_account(slug: str, sim: str, plan):  # type: ignore[no-untyped-def]
+def make_account(slug: str, sim: str, plan):
     from billing.models import Account
     from proxy.models import ProviderEndpoint
 
@@ -286,7 +286,7 @@ def make_account(slug: str, sim: str, plan):  # type: ignore[no-untyped-def]
     return account
 
 
-def make_key(account, plaintext: str, **fields):  # type: ignore[no-untyped-def]
+def make_key(account, plaintext: str, **fields):
     from proxy.models import ApiKey
 
     return ApiKey.objects.create(
@@ -345,7 +345,7 @@ class ApiClient:
         return self.request("DELETE", path)
 
 
-def token_for(account, *, read_only: bool = False, name: str = "tests") -> str:  # type: ignore[no-untyped-def]
+def token_for(account, *, read_only: bool = False, name: str = "tests") -> str:
     from billing.accounts.management_tokens import management_token_create
 
     return management_token_create(account=account, name=name, read_only=read_only)[1]

@@ -103,7 +103,7 @@ def _field_path(loc: tuple[str | int, ...] | list[str | int]) -> str:
 
 @api.exception_handler(RequestValidationError)
 def on_request_validation_error(request: HttpRequest, exc: RequestValidationError) -> HttpResponse:
-    errors = [
+    errors: list[dict[str, Any]] = [
         {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")).removeprefix("Value error, ")}
         for error in exc.errors
     ]
@@ -115,7 +115,7 @@ def on_request_validation_error(request: HttpRequest, exc: RequestValidationErro
 def on_model_validation_error(request: HttpRequest, exc: ModelValidationError) -> HttpResponse:
     """Raised by services. A clash with an existing object (code `unique`) is a 409, anything else a 422."""
     by_field = exc.error_dict if hasattr(exc, "error_dict") else {"__all__": exc.error_list}
-    errors = [
+    errors: list[dict[str, Any]] = [
         {"loc": [] if name == "__all__" else [name], "msg": " ".join(error.messages), "code": error.code}
         for name, field_errors in by_field.items()
         for error in field_errors

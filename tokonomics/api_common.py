@@ -21,11 +21,9 @@ PLAIN_TEXT = r"^[^\x00]*$"
 MAX_BIGINT = 2**63 - 1
 
 
-def plain_text(*, max_length: int, min_length: int = 0, pattern: str = PLAIN_TEXT) -> Any:
-    """A stripped string the database can store, of bounded length."""
-    return Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length, pattern=pattern)
-    ]
+def plain_text(*, max_length: int, min_length: int = 0, pattern: str = PLAIN_TEXT) -> StringConstraints:
+    """A stripped string the database can store, of bounded length: `Annotated[str, plain_text(...)]`."""
+    return StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length, pattern=pattern)
 
 
 def _within_datetime_range(value: datetime) -> datetime:
@@ -46,7 +44,9 @@ def decimal_string(value: Decimal) -> str:
 
 def field_decimal_string(obj: models.Model, field: str) -> str:
     """A DecimalField's value with the field's places, the same before and after a round trip to the database."""
-    places = obj._meta.get_field(field).decimal_places  # type: ignore[union-attr]
+    decimal_field = obj._meta.get_field(field)
+    assert isinstance(decimal_field, models.DecimalField)
+    places = decimal_field.decimal_places
     return decimal_string(Decimal(getattr(obj, field)).quantize(Decimal(1).scaleb(-places)))
 
 

@@ -27,9 +27,11 @@ daphne_compat_install()  # under Daphne only
 application = ProtocolTypeRouter(
     {
         "http": URLRouter(
+            # Channels routes ASGI apps with Django's re_path; django-stubs and types-channels know re_path
+            # for views only.
             [
-                re_path(r"^proxy/", proxy_application),
-                re_path(r"", django_application),
+                re_path(r"^proxy/", proxy_application),  # type: ignore[arg-type, list-item]
+                re_path(r"", django_application),  # type: ignore[arg-type, list-item]
             ]
         ),
         "lifespan": lifespan,

@@ -24,7 +24,7 @@ BOOKKEEPING_FIELDS = frozenset({"id", "created_at", "updated_at", "created_by", 
 LABEL_LENGTH = 200
 
 if TYPE_CHECKING:  # billing.models imports this module while the user model is still loading
-    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 
 class ActorKind(models.TextChoices):
@@ -40,11 +40,11 @@ class Actor:
 
     kind: ActorKind
     label: str
-    user: AbstractBaseUser | None = None
+    user: User | None = None
     token_id: int | None = None
 
     @classmethod
-    def of_user(cls, user: AbstractBaseUser) -> Actor:
+    def of_user(cls, user: User) -> Actor:
         return cls(ActorKind.USER, getattr(user, "email", "") or str(user), user=user)
 
     @classmethod
@@ -62,7 +62,7 @@ class Actor:
         return cls(ActorKind.SYSTEM, name)
 
 
-def actor_of(who: Actor | AbstractBaseUser | str) -> Actor:
+def actor_of(who: Actor | User | str) -> Actor:
     """Callers that only ever act for a person, or a named command, may pass that instead of an Actor."""
     if isinstance(who, Actor):
         return who
@@ -86,7 +86,7 @@ def snapshot(obj: models.Model | None, fields: list[str] | None = None) -> dict[
             value = _decimal_text(obj, name, value)
         elif isinstance(value, models.Model):
             value = str(value)
-        elif hasattr(value, "isoformat"):
+        elif value is not None and hasattr(value, "isoformat"):
             value = value.isoformat()
         out[name] = value
     return out
@@ -112,7 +112,7 @@ class AuditedAccount(Protocol):
 def audit_record(
     *,
     account: AuditedAccount,
-    actor: Actor | AbstractBaseUser | str,
+    actor: Actor | User | str,
     action: str,
     target: str,
     before: dict | None = None,

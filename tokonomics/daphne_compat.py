@@ -39,7 +39,8 @@ def daphne_compat_install() -> None:
         if message.get("type") == "http.response.start":
             headers = list(message.get("headers", ()))
             if not any(bytes(name).lower() == b"date" for name, _ in headers):
-                message = {**message, "headers": [*headers, (b"date", datetimeToString())]}
+                date = datetimeToString()  # type: ignore[no-untyped-call]  # Twisted leaves it untyped
+                message = {**message, "headers": [*headers, (b"date", date)]}
         handle_reply(self, message)
 
     request_class.handle_exception = close_if_started

@@ -63,15 +63,15 @@ def host_ip(host: str) -> IPAddress | None:
     parts = host.removesuffix(".").split(".")
     if not 1 <= len(parts) <= 4 or not all(parts):
         return None
-    numbers = [_ipv4_number(part) for part in parts]
-    if any(n is None for n in numbers):
+    numbers = [n for part in parts if (n := _ipv4_number(part)) is not None]
+    if len(numbers) != len(parts):
         return None
     *leading, last = numbers
-    if any(n > 255 for n in leading) or last >= 256 ** (5 - len(parts)):  # type: ignore[operator]
+    if any(n > 255 for n in leading) or last >= 256 ** (5 - len(parts)):
         return None
     value = last
     for i, n in enumerate(leading):
-        value += n << (8 * (3 - i))  # type: ignore[operator]
+        value += n << (8 * (3 - i))
     return ipaddress.IPv4Address(value)
 
 
@@ -117,7 +117,7 @@ def addresses_checked(host: str, port: int, family: int = 0) -> list[tuple[int, 
         return [(socket.AF_INET6 if literal.version == 6 else socket.AF_INET, str(literal))]
     answers = []
     for info_family, _, _, _, sockaddr in socket.getaddrinfo(host, port, family, socket.SOCK_STREAM):
-        ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if len(sockaddr) == 4 and sockaddr[3]:
             ip = ipaddress.IPv6Address(f"{ip}%{sockaddr[3]}")
         if problem := ip_problem(ip):

@@ -40,11 +40,13 @@ daphne_compat_install()  # under Daphne only
 application = ProtocolTypeRouter(
     {
         "http": URLRouter(
+            # Channels routes ASGI apps with Django's re_path; django-stubs and types-channels know re_path
+            # for views only.
             [
-                re_path(r"^proxy/", proxy_application),
-                re_path(r"^healthz$", health_application),
-                re_path(r"^metrics$", metrics_application),
-                re_path(r"", not_found_application),
+                re_path(r"^proxy/", proxy_application),  # type: ignore[arg-type, list-item]
+                re_path(r"^healthz$", health_application),  # type: ignore[arg-type, list-item]
+                re_path(r"^metrics$", metrics_application),  # type: ignore[arg-type, list-item]
+                re_path(r"", not_found_application),  # type: ignore[arg-type, list-item]
             ]
         ),
         "lifespan": lifespan,

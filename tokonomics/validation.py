@@ -28,7 +28,7 @@ def validated_save(instance: models.Model, *, exclude: list[str] | None = None) 
     instance.save()
 
 
-def form_errors_from(form: forms.Form, error: ValidationError) -> None:
+def form_errors_from(form: forms.BaseForm, error: ValidationError) -> None:
     """Show a service's ValidationError on the form: on its field when the form has one, else on top."""
     if not hasattr(error, "error_dict"):
         form.add_error(None, error.messages)

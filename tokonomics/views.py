@@ -8,11 +8,12 @@ from django.views.decorators.http import require_GET
 from billing.models import Seat
 from billing.sso.services import sso_required_configs
 from billing.sso.session_scope import session_may_open
+from tokonomics.web_request import SignedInRequest
 
 
 @require_GET
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: SignedInRequest) -> HttpResponse:
     seats = list(Seat.objects.filter(user=request.user).select_related("account__plan").order_by("account__name"))
     # An SSO session lists the accounts it did not open as sign-in prompts, never as links.
     opened = [seat for seat in seats if session_may_open(request, account_id=seat.account_id)]

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -37,7 +37,9 @@ from tokonomics.redis_client import sync_redis
 ACCOUNT_NAME = "Scale benchmark (seeded usage)"  # marks an account this module may add records to
 SEAT_EMAIL = "benchmark@{slug}.invalid"
 REQUEST_ID_PREFIX = "seed-"
-USAGE_TABLES = (UsageRecord, *(m for r in ROLLUPS for m in (r.hourly, r.daily)), UsageTagRollup)
+USAGE_TABLES: tuple[type[models.Model], ...] = (
+    UsageRecord, *(m for r in ROLLUPS for m in (r.hourly, r.daily)), UsageTagRollup
+)
 
 
 class Model(NamedTuple):
@@ -515,11 +517,11 @@ def results_table(results: list[PageResult]) -> str:
     return "\n".join(lines)
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        n /= 1024
     return str(n)
 
 

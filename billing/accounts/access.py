@@ -11,7 +11,7 @@ from django.http import Http404, HttpRequest
 from billing.models import Account, Seat
 from billing.sso.session_scope import AccountSignInRequired, session_may_open
 
-ROLE_RANK = {Seat.Role.VIEWER: 0, Seat.Role.MEMBER: 1, Seat.Role.ADMIN: 2, Seat.Role.OWNER: 3}
+ROLE_RANK: dict[str, int] = {Seat.Role.VIEWER: 0, Seat.Role.MEMBER: 1, Seat.Role.ADMIN: 2, Seat.Role.OWNER: 3}
 # What each role adds (CONTRACT-level promise in the web app): viewers see; members create keys and revoke
 # the ones they created; admins revoke any key and manage budgets, providers, alerts and seats; owners also
 # plan, billing and branding.

@@ -9,8 +9,8 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.models import User
 
 from billing.models import HEX_COLOUR_VALIDATOR, Account, Seat, SsoConfig
 from billing.sso.services import password_login_blocked
@@ -31,7 +31,9 @@ class InviteForm(forms.Form):
 
     def __init__(self, *args: Any, roles: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["role"].choices = [(value, label) for value, label in Seat.Role.choices if value in roles]
+        role = self.fields["role"]
+        assert isinstance(role, forms.ChoiceField)
+        role.choices = [(value, label) for value, label in Seat.Role.choices if value in roles]
 
 
 class SeatRoleForm(forms.Form):
@@ -119,7 +121,7 @@ class SsoConfigForm(forms.Form):
 class PasswordLoginForm(AuthenticationForm):
     """The password sign-in, refused to people whose account requires SSO."""
 
-    def confirm_login_allowed(self, user: AbstractBaseUser) -> None:
+    def confirm_login_allowed(self, user: User) -> None:
         super().confirm_login_allowed(user)
         config = password_login_blocked(user=user)
         if config is not None:
@@ -140,7 +142,8 @@ class InvitationSignUpForm(forms.Form):
         self.email = email
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         first, second = cleaned.get("password1"), cleaned.get("password2")
         if first and second and first != second:
             self.add_error("password2", "The two passwords differ.")

@@ -24,7 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
@@ -193,7 +193,7 @@ def _invitation_email_send(invitation: Invitation, url: str) -> bool:
     return True
 
 
-def _revoke(invitation: Invitation, actor: AbstractBaseUser, now: datetime) -> None:
+def _revoke(invitation: Invitation, actor: User, now: datetime) -> None:
     invitation.status, invitation.revoked_at = Invitation.Status.REVOKED, now
     invitation.revoked_by = actor if actor.is_authenticated else None
     invitation.save(update_fields=["status", "revoked_at", "revoked_by"])
@@ -241,7 +241,7 @@ def invitation_withdraw(*, actor_seat: Seat, invitation_id: int) -> Invitation:
     return invitation
 
 
-def invitation_accept(*, token: str, user: AbstractBaseUser | None, new_password: str | None = None) -> Seat:
+def invitation_accept(*, token: str, user: User | None, new_password: str | None = None) -> Seat:
     """Give the invited person their seat. With no user, one is created for the invitation's email
     with `new_password` (validated by the caller's form)."""
     account = invitation_get(token=token).account
@@ -302,7 +302,7 @@ def _fields_update(account: Account, actor: Any, action: str, fields: dict[str, 
 
 
 def account_settings_update(
-    *, account: Account, actor: AbstractBaseUser, name: str, timezone: str, retention_days: int | None,
+    *, account: Account, actor: User, name: str, timezone: str, retention_days: int | None,
     on_redis_unavailable: str, allow_unmetered_routes: bool, allow_unpriced_models: bool = False,
 ) -> Account:
     fields = {"name": name, "timezone": timezone, "retention_days": retention_days,
@@ -325,7 +325,7 @@ def account_policy_update(*, account: Account, actor: Any, changes: dict[str, An
 
 
 def account_branding_update(
-    *, account: Account, actor: AbstractBaseUser, brand_name: str, brand_logo_url: str, brand_accent_color: str
+    *, account: Account, actor: User, brand_name: str, brand_logo_url: str, brand_accent_color: str
 ) -> Account:
     if not account.plan.white_label:
         raise PermissionDenied(f"White-label is not part of the {account.plan.name} plan.")
@@ -334,7 +334,7 @@ def account_branding_update(
 
 
 def sso_config_update(
-    *, account: Account, actor: AbstractBaseUser, enabled: bool, issuer: str, client_id: str,
+    *, account: Account, actor: User, enabled: bool, issuer: str, client_id: str,
     client_secret: str | None, allowed_domains: list[str], default_role: str, password_login_disabled: bool,
 ) -> SsoConfig:
     """Create or change the account's SSO configuration. `client_secret` None keeps the stored one."""
@@ -372,7 +372,7 @@ def sso_config_update(
     return config
 
 
-def sso_user_sign_in(*, config: SsoConfig, claims: dict[str, Any]) -> AbstractBaseUser:
+def sso_user_sign_in(*, config: SsoConfig, claims: dict[str, Any]) -> User:
     """The user the validated ID token names: found, or created just in time with a seat of the
     configuration's default role. An existing user must already hold a seat in this account, so an
     identity provider can never sign someone into an account of theirs it does not serve."""

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -32,6 +32,7 @@ from billing.sso import domains as sso_domains
 from billing.sso.services import redirect_uri
 from tokonomics.responses import after_change
 from tokonomics.validation import form_errors_from
+from tokonomics.web_request import HtmxRequest, SignedInRequest
 
 AUDIT_PAGE_SIZE = 50
 # Admins may look at the settings (RIGHTS has no narrower read right for them); only owners change them.
@@ -41,7 +42,7 @@ SETTINGS_READ_RIGHT = "view_audit"
 # --- the team page -------------------------------------------------------------------------------
 
 
-def _team_page(request: HttpRequest, membership: Membership, *, invite_form: InviteForm | None = None,
+def _team_page(request: SignedInRequest, membership: Membership, *, invite_form: InviteForm | None = None,
                sent: SentInvitation | None = None, notice: str = "", problem: str = "",
                status: int = 200) -> HttpResponse:
     account = membership.account
@@ -64,7 +65,7 @@ def _team_page(request: HttpRequest, membership: Membership, *, invite_form: Inv
     return response
 
 
-def _after_team_change(request: HttpRequest, membership: Membership, *, notice: str = "",
+def _after_team_change(request: SignedInRequest, membership: Membership, *, notice: str = "",
                        problem: str = "") -> HttpResponse:
     if request.htmx:
         return _team_page(request, membership, notice=notice, problem=problem)
@@ -77,13 +78,13 @@ def _after_team_change(request: HttpRequest, membership: Membership, *, notice: 
 
 @require_GET
 @login_required
-def team(request: HttpRequest, slug: str) -> HttpResponse:
+def team(request: SignedInRequest, slug: str) -> HttpResponse:
     return _team_page(request, membership_get(request, slug))
 
 
 @require_POST
 @login_required
-def seat_invite(request: HttpRequest, slug: str) -> HttpResponse:
+def seat_invite(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_seats")
     form = InviteForm(request.POST, roles=team_services.assignable_roles(actor_seat=membership.seat))
@@ -100,7 +101,7 @@ def seat_invite(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def invitation_withdraw(request: HttpRequest, slug: str, invitation_id: int) -> HttpResponse:
+def invitation_withdraw(request: SignedInRequest, slug: str, invitation_id: int) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_seats")
     try:
@@ -116,7 +117,7 @@ def _seat_get(membership: Membership, seat_id: int) -> Seat:
 
 @require_POST
 @login_required
-def seat_update(request: HttpRequest, slug: str, seat_id: int) -> HttpResponse:
+def seat_update(request: SignedInRequest, slug: str, seat_id: int) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_seats")
     seat = _seat_get(membership, seat_id)
@@ -133,7 +134,7 @@ def seat_update(request: HttpRequest, slug: str, seat_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def seat_remove(request: HttpRequest, slug: str, seat_id: int) -> HttpResponse:
+def seat_remove(request: SignedInRequest, slug: str, seat_id: int) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_seats")
     seat = _seat_get(membership, seat_id)
@@ -151,13 +152,13 @@ def seat_remove(request: HttpRequest, slug: str, seat_id: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+def invitation_accept(request: HtmxRequest, token: str) -> HttpResponse:
     try:
         invitation = team_services.invitation_get(token=token)
     except InvitationError as error:
         return render(request, "billing/invitation_invalid.html", {"problem": str(error)}, status=400)
     # The invitee sees the inviting account's brand, without its navigation (they hold no seat yet).
-    request.tokonomics_account = invitation.account  # type: ignore[attr-defined]
+    request.tokonomics_account = invitation.account  # type: ignore[attr-defined]  # for branding
     has_user = get_user_model().objects.filter(email__iexact=invitation.email).exists()
     signin_form = PasswordLoginForm(request, initial={"username": invitation.email})
     signup_form = InvitationSignUpForm(email=invitation.email)
@@ -193,7 +194,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "billing/invitation_accept.html", context, status=status)
 
 
-def _joined(request: HttpRequest, invitation: Invitation) -> HttpResponse:
+def _joined(request: HtmxRequest, invitation: Invitation) -> HttpResponse:
     messages.success(request, f"Welcome to {invitation.account.name}.")
     return redirect("dashboard", invitation.account.slug)
 
@@ -201,7 +202,7 @@ def _joined(request: HttpRequest, invitation: Invitation) -> HttpResponse:
 # --- account settings ------------------------------------------------------------------------------
 
 
-def _settings_page(request: HttpRequest, membership: Membership, *, partial: str = "", status: int = 200,
+def _settings_page(request: SignedInRequest, membership: Membership, *, partial: str = "", status: int = 200,
                    **forms: Any) -> HttpResponse:
     account = membership.account
     config = SsoConfig.objects.filter(account=account).first()
@@ -230,13 +231,13 @@ def _settings_page(request: HttpRequest, membership: Membership, *, partial: str
 
 @require_GET
 @login_required
-def account_settings(request: HttpRequest, slug: str) -> HttpResponse:
+def account_settings(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require(SETTINGS_READ_RIGHT)
     return _settings_page(request, membership)
 
 
-def _settings_invalid(request: HttpRequest, membership: Membership, partial: str, form_name: str,
+def _settings_invalid(request: SignedInRequest, membership: Membership, partial: str, form_name: str,
                       form: Any) -> HttpResponse:
     return _settings_page(request, membership, partial=partial, status=200 if request.htmx else 400,
                           **{form_name: form})
@@ -244,7 +245,7 @@ def _settings_invalid(request: HttpRequest, membership: Membership, partial: str
 
 @require_POST
 @login_required
-def account_settings_update(request: HttpRequest, slug: str) -> HttpResponse:
+def account_settings_update(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_account")
     form = AccountSettingsForm(request.POST, account=membership.account)
@@ -262,7 +263,7 @@ def account_settings_update(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def branding_update(request: HttpRequest, slug: str) -> HttpResponse:
+def branding_update(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_account")
     if not membership.account.plan.white_label:
@@ -282,7 +283,7 @@ def branding_update(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def sso_config_update(request: HttpRequest, slug: str) -> HttpResponse:
+def sso_config_update(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_account")
     account = membership.account
@@ -305,7 +306,7 @@ def sso_config_update(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def sso_domain_confirmation_send(request: HttpRequest, slug: str, domain_id: int) -> HttpResponse:
+def sso_domain_confirmation_send(request: SignedInRequest, slug: str, domain_id: int) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_account")
     claim = get_object_or_404(SsoDomain, pk=domain_id, config__account=membership.account)
@@ -339,7 +340,7 @@ def _changes(entry: AuditEntry) -> list[tuple[str, str, str]]:
 
 @require_GET
 @login_required
-def audit_log(request: HttpRequest, slug: str) -> HttpResponse:
+def audit_log(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("view_audit")
     entries = AuditEntry.objects.filter(account=membership.account).order_by("-created_at", "-pk")

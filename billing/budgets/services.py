@@ -19,7 +19,8 @@ def _channels_by_id(*, account: Account, channel_ids: Sequence[int]) -> list[Any
     """The account's alert channels with these ids; a ValidationError on `channel_ids` names any that are not."""
     # Reached through the relation, not imported: alerts sits above billing in the import graph.
     channel_model = Budget._meta.get_field("channels").related_model
-    channels = list(channel_model.objects.filter(account=account, pk__in=channel_ids))
+    channels = list(channel_model._default_manager.filter(
+account=account, pk__in=channel_ids))
     missing = sorted(set(channel_ids) - {channel.pk for channel in channels})
     if missing:
         ids = ", ".join(map(str, missing))

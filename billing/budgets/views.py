@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from billing.accounts.access import membership_get
+from billing.accounts.access import Membership, membership_get
 from billing.budgets import services
 from billing.dashboard import selectors as dashboard
-from billing.models import Budget
+from billing.models import Account, Budget
 from tokonomics.audit import Actor
 from tokonomics.responses import after_change
 from tokonomics.validation import form_errors_from
+from tokonomics.web_request import SignedInRequest
 
 
 class BudgetForm(forms.ModelForm):
@@ -29,7 +32,7 @@ class BudgetForm(forms.ModelForm):
         fields = ["scope", "match", "period", "limit_usd", "hard", "alert_at"]
         labels = {"limit_usd": "Limit (USD)"}
 
-    def __init__(self, *args, account, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.instance.account = account
         if not self.instance.pk:
@@ -51,12 +54,12 @@ class BudgetForm(forms.ModelForm):
 
 @require_GET
 @login_required
-def budget_list(request: HttpRequest, slug: str) -> HttpResponse:
+def budget_list(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     return _budget_page(request, membership, BudgetForm(account=membership.account))
 
 
-def _budget_page(request: HttpRequest, membership, form: BudgetForm, status: int = 200) -> HttpResponse:  # type: ignore[no-untyped-def]
+def _budget_page(request: SignedInRequest, membership: Membership, form: BudgetForm, status: int = 200) -> HttpResponse:
     context = {"tab": "budgets", "membership": membership, "account": membership.account, "form": form,
                "budgets": membership.account.budgets.order_by("scope", "match", "period"),
                "status": {(s["budget"].pk, s["value"]): s for s in dashboard.budget_status(membership.account)}}
@@ -66,7 +69,7 @@ def _budget_page(request: HttpRequest, membership, form: BudgetForm, status: int
 
 @require_POST
 @login_required
-def budget_save(request: HttpRequest, slug: str, budget_id: int | None = None) -> HttpResponse:
+def budget_save(request: SignedInRequest, slug: str, budget_id: int | None = None) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_budgets")
     budget = get_object_or_404(Budget, pk=budget_id, account=membership.account) if budget_id else None
@@ -91,7 +94,7 @@ def budget_save(request: HttpRequest, slug: str, budget_id: int | None = None) -
 
 @require_POST
 @login_required
-def budget_delete(request: HttpRequest, slug: str, budget_id: int) -> HttpResponse:
+def budget_delete(request: SignedInRequest, slug: str, budget_id: int) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_budgets")
     budget = get_object_or_404(Budget, pk=budget_id, account=membership.account)

@@ -106,8 +106,9 @@ def rollups(account: Account, period: Range, filters: dict[str, str], needs: tup
 
 
 def usage_filters(filters: dict[str, str]) -> UsageFilters:
-    return UsageFilters(**{("key_id" if name == "key" else name): key_id(value) if name == "key" else value
-                           for name, value in filters.items() if name in FILTERABLE})
+    fields: dict[str, Any] = {("key_id" if name == "key" else name): key_id(value) if name == "key" else value
+                              for name, value in filters.items() if name in FILTERABLE}
+    return UsageFilters(**fields)
 
 
 def cells(account: Account, period: Range, filters: dict[str, str]) -> list[dict[str, Any]]:
@@ -198,7 +199,8 @@ def spend_series(account: Account, period: Range, filters: dict[str, str]) -> li
     start = period.since.replace(minute=0, second=0, microsecond=0)
     if daily:
         start = start.replace(hour=0)
-    series, cursor = [], start
+    series: list[dict[str, Any]] = []
+    cursor = start
     while cursor < period.until and len(series) < 400:
         series.append({"at": cursor, "cost_usd": buckets.get(cursor, Decimal(0))})
         cursor += step
@@ -250,4 +252,5 @@ def recent_calls(account: Account, filters: dict[str, str], limit: int = 20) -> 
 
 def live_token(account: Account) -> str:
     """Moves whenever new usage of the account is stored: the dashboard's 'anything new?' check."""
-    return (sync_redis().get(ingested_key(account.pk)) or b"0").decode()
+    token = sync_redis().get(ingested_key(account.pk)) or b"0"
+    return token.decode() if isinstance(token, bytes) else token

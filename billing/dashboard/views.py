@@ -6,22 +6,23 @@ import csv
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from billing.accounts.access import membership_get
 from billing.dashboard import selectors as dashboard
 from tokonomics.csv_cells import csv_cell
+from tokonomics.web_request import SignedInRequest
 
 
-def _filters(request: HttpRequest) -> dict[str, str]:
+def _filters(request: SignedInRequest) -> dict[str, str]:
     return {name: request.GET[name] for name in dashboard.FILTERABLE if request.GET.get(name)}
 
 
 @require_GET
 @login_required
-def dashboard_view(request: HttpRequest, slug: str) -> HttpResponse:
+def dashboard_view(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     account = membership.account
     token = dashboard.live_token(account)
@@ -57,7 +58,7 @@ def dashboard_view(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 @login_required
-def breakdown_csv(request: HttpRequest, slug: str, dimension: str) -> HttpResponse:
+def breakdown_csv(request: SignedInRequest, slug: str, dimension: str) -> HttpResponse:
     membership = membership_get(request, slug)
     if dimension not in dashboard.DIMENSIONS:
         return HttpResponse(f"unknown dimension {dimension!r}", status=404, content_type="text/plain")

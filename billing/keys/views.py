@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -19,6 +19,7 @@ from proxy.services import api_key_create, api_key_revoke, provider_endpoint_cre
 from tokonomics.audit import Actor
 from tokonomics.responses import after_change
 from tokonomics.validation import form_errors_from
+from tokonomics.web_request import SignedInRequest
 
 
 class KeyForm(forms.Form):
@@ -35,14 +36,14 @@ class KeyForm(forms.Form):
         return [m.strip() for m in self.cleaned_data["allowed_models"].split(",") if m.strip()]
 
 
-def _may_revoke(request: HttpRequest, membership: Membership, key: ApiKey) -> bool:
+def _may_revoke(request: SignedInRequest, membership: Membership, key: ApiKey) -> bool:
     """Admins and owners revoke any key of the account; members only the keys they created."""
     if membership.can("revoke_any_key"):
         return True
     return membership.can("manage_keys") and key.created_by_id is not None and key.created_by_id == request.user.pk
 
 
-def _keys_page(request: HttpRequest, membership: Membership, form: KeyForm, created: tuple | None = None,
+def _keys_page(request: SignedInRequest, membership: Membership, form: KeyForm, created: tuple | None = None,
                status: int = 200) -> HttpResponse:
     keys = list(membership.account.api_keys.order_by("revoked_at", "name"))
     context = {"tab": "keys", "membership": membership, "account": membership.account, "form": form,
@@ -58,14 +59,14 @@ def _keys_page(request: HttpRequest, membership: Membership, form: KeyForm, crea
 
 @require_GET
 @login_required
-def key_list(request: HttpRequest, slug: str) -> HttpResponse:
+def key_list(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     return _keys_page(request, membership, KeyForm())
 
 
 @require_POST
 @login_required
-def key_create(request: HttpRequest, slug: str) -> HttpResponse:
+def key_create(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_keys")
     form = KeyForm(request.POST)
@@ -83,7 +84,7 @@ def key_create(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def key_revoke(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
+def key_revoke(request: SignedInRequest, slug: str, key_id: int) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_keys")
     key = get_object_or_404(ApiKey, pk=key_id, account=membership.account)
@@ -107,7 +108,7 @@ class EndpointForm(forms.Form):
 
 
 def _endpoints_page(
-    request: HttpRequest, membership: Membership, form: EndpointForm, status: int = 200
+    request: SignedInRequest, membership: Membership, form: EndpointForm, status: int = 200
 ) -> HttpResponse:
     context = {"tab": "providers", "membership": membership, "account": membership.account, "form": form,
                "endpoints": membership.account.provider_endpoints.order_by("slug"),
@@ -118,14 +119,14 @@ def _endpoints_page(
 
 @require_GET
 @login_required
-def provider_list(request: HttpRequest, slug: str) -> HttpResponse:
+def provider_list(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     return _endpoints_page(request, membership, EndpointForm())
 
 
 @require_POST
 @login_required
-def provider_save(request: HttpRequest, slug: str) -> HttpResponse:
+def provider_save(request: SignedInRequest, slug: str) -> HttpResponse:
     """Create an endpoint, or update the one with this slug (the form is keyed by slug)."""
     membership = membership_get(request, slug)
     membership.require("manage_providers")

@@ -7,7 +7,7 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
-def classify(apps, schema_editor):  # type: ignore[no-untyped-def]
+def classify(apps, schema_editor):
     AuditEntry = apps.get_model("billing", "AuditEntry")
     unlinked = AuditEntry.objects.filter(actor__isnull=True)
     unlinked.filter(actor_label__regex=r"\(mt_[^)]*\)$").update(actor_kind="token")

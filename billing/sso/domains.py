@@ -15,7 +15,7 @@ import smtplib
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.mail import BadHeaderError, send_mail
@@ -46,7 +46,7 @@ def _taken_elsewhere(*, config: SsoConfig, domains: list[str]) -> list[str]:
                   .exclude(config=config).values_list("domain", flat=True))
 
 
-def sso_domains_sync(*, config: SsoConfig, actor: AbstractBaseUser, domains: list[str]) -> None:
+def sso_domains_sync(*, config: SsoConfig, actor: User, domains: list[str]) -> None:
     """Make the config's claims exactly `domains`: new ones start pending, dropped ones go. A domain
     another account verified is refused. Call inside the transaction that saves `config`."""
     domains = sorted({d.strip().lower() for d in domains if d.strip()})
@@ -86,7 +86,7 @@ def _mail_limit_problem(*, claim: SsoDomain, account: Account) -> str | None:
     return None
 
 
-def sso_domain_confirmation_send(*, claim: SsoDomain, actor: AbstractBaseUser, mailbox: str) -> str:
+def sso_domain_confirmation_send(*, claim: SsoDomain, actor: User, mailbox: str) -> str:
     """Mail a confirmation link for a pending claim to `mailbox`@domain. A new link replaces the previous
     one once it is sent. At most one mail per claim per CONFIRMATION_COOL_DOWN, CONFIRMATION_DAILY_CAP per
     account a day. Returns the address written to; raises ValidationError if the mail was not sent."""
@@ -137,7 +137,7 @@ def sso_domain_confirmation_get(*, token: str) -> SsoDomain:
     return claim
 
 
-def _verify(claim: SsoDomain, *, actor: AbstractBaseUser | None, by: str, method: str) -> SsoDomain:
+def _verify(claim: SsoDomain, *, actor: User | None, by: str, method: str) -> SsoDomain:
     claim.status, claim.verified_by, claim.verified_at = SsoDomain.Status.VERIFIED, by, timezone.now()
     claim.confirmation_nonce = ""
     try:
@@ -162,7 +162,7 @@ def sso_domain_confirm(*, token: str) -> SsoDomain:
         return _verify(claim, actor=None, by=claim.confirmation_sent_to, method="email")
 
 
-def sso_domain_approve(*, claim: SsoDomain, actor: AbstractBaseUser) -> SsoDomain:
+def sso_domain_approve(*, claim: SsoDomain, actor: User) -> SsoDomain:
     """The operator's approval (Django admin): they checked the account controls the domain."""
     if claim.status == SsoDomain.Status.VERIFIED:
         return claim

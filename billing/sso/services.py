@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 import jwt
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.urls import reverse
 
 from billing.models import Seat, SsoConfig, SsoDomain
@@ -140,7 +140,8 @@ def code_exchange(*, config: SsoConfig, metadata: ProviderMetadata, code: str, c
         form |= {"client_id": config.client_id, "client_secret": config.client_secret()}
     try:
         with outbound_client(timeout=HTTP_TIMEOUT) as client:
-            response = client.post(metadata.token_endpoint, data=form, auth=auth,
+            response = client.post(metadata.token_endpoint, data=form,
+                                   auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
                                    headers={"Accept": "application/json"})
         body = response.json()
     except (httpx.HTTPError, ValueError) as error:
@@ -219,7 +220,7 @@ def sso_available() -> bool:
     ).exists()
 
 
-def sso_required_configs(*, user: AbstractBaseUser) -> list[SsoConfig]:
+def sso_required_configs(*, user: User) -> list[SsoConfig]:
     """The SSO configurations that refuse this person's password: those of the accounts they hold a seat
     in that disabled passwords and whose verified domains include theirs (so SSO is open to them)."""
     email = getattr(user, "email", "") or ""
@@ -231,7 +232,7 @@ def sso_required_configs(*, user: AbstractBaseUser) -> list[SsoConfig]:
     return [config for config in configs if config.allows_email(email)]
 
 
-def password_login_blocked(*, user: AbstractBaseUser) -> SsoConfig | None:
+def password_login_blocked(*, user: User) -> SsoConfig | None:
     """The SSO configuration that forbids this person a password sign-in, when every account they hold a
     seat in requires SSO. With any other account, the password signs them in to those only
     (billing.sso.session_scope keeps the ones requiring SSO closed until their IdP signs the person in)."""

@@ -98,7 +98,8 @@ def _without_staff_rights(request: HttpRequest) -> Any:
     # In memory only, for this request: the admin's has_permission and every has_perm (the backend's
     # caches emptied) answer no. Nothing saves request.user, and the row keeps its flags.
     user.is_staff = user.is_superuser = False
-    user._perm_cache = user._user_perm_cache = user._group_perm_cache = set()
+    # ModelBackend's private caches, which django-stubs does not declare.
+    user._perm_cache = user._user_perm_cache = user._group_perm_cache = set()  # type: ignore[union-attr]
     return user
 
 
@@ -111,7 +112,8 @@ class SessionScopeMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if SSO_ACCOUNTS_SESSION_KEY in request.session:
-            request.user = SimpleLazyObject(lambda: _without_staff_rights(request))
+            # Lazy as AuthenticationMiddleware's own; django-stubs types request.user as the bare user.
+            request.user = SimpleLazyObject(lambda: _without_staff_rights(request))  # type: ignore[assignment]
 
             async def auser() -> Any:  # async views ask through request.auser()
                 return await sync_to_async(_without_staff_rights)(request)
@@ -123,6 +125,7 @@ class SessionScopeMiddleware:
         if not isinstance(exception, AccountSignInRequired):
             return None
         account = exception.account
+        assert request.user.is_authenticated  # membership_get raises it only for a signed-in user
         config = getattr(account, "sso_config", None)
         required = any(c.account_id == account.pk for c in sso_required_configs(user=request.user))
         context = {"target": account, "next": request.get_full_path(),

@@ -96,7 +96,7 @@ def usage_dead_letter_replay(*, dead_letters: Iterable[UsageDeadLetter], actor: 
         letter.replayed_at = timezone.now()
         letter.save(update_fields=["replayed_at"])
         replayed += 1
-        if letter.account_id is not None:
+        if letter.account is not None:
             audit_record(account=letter.account, actor=actor, action="usage_dead_letter.replay",
                          target=letter.request_id or f"dead letter {letter.pk}", before=before,
                          after={"reason": letter.reason, "replayed_at": letter.replayed_at.isoformat()})

@@ -16,6 +16,8 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterable
+from typing import Any
 
 import redis
 from django.db import InterfaceError, OperationalError, connection
@@ -102,7 +104,7 @@ def _ensure_groups(client: redis.Redis, streams: list[bytes]) -> None:
         _groups_made.add(stream)
 
 
-def _write(client: redis.Redis, batches: list, stream_accounts: dict[bytes, int]) -> int:
+def _write(client: redis.Redis, batches: Iterable[Any], stream_accounts: dict[bytes, int]) -> int:
     """Write [(stream, [(id, fields)…])…] to the database, then ack and delete those events."""
     ledger_entries, done = [], []
     for stream, entries in batches:

@@ -205,7 +205,7 @@ def rollup_rows(*, account_id: int, dimensions: Iterable[str], first: datetime |
     (whole hours; None: no bound): whole UTC days from its day rows, unless `hourly`, and the hours before
     and after them from its hour rows — the same sums as the hour rows alone."""
     rollup = rollup_for(dimensions)
-    hours = rollup.hourly.objects.filter(account_id=account_id).annotate(at=models.F("hour"))
+    hours = rollup.hourly._default_manager.filter(account_id=account_id).annotate(at=models.F("hour"))
 
     def hour_range(low: datetime | None, high: datetime | None) -> models.Q:
         return models.Q(**({"hour__gte": low} if low else {}), **({"hour__lt": high} if high else {}))
@@ -214,8 +214,8 @@ def rollup_rows(*, account_id: int, dimensions: Iterable[str], first: datetime |
     end_day = day_start(end) if end else None
     if hourly or (first_day and end_day and first_day >= end_day):
         return RollupRows(rollup, (hours.filter(hour_range(first, end)),))
-    days = rollup.daily.objects.filter(account_id=account_id, **({"day__gte": first_day} if first_day else {}),
-                                       **({"day__lt": end_day} if end_day else {}))
+    days = rollup.daily._default_manager.filter(account_id=account_id, **({"day__gte": first_day} if first_day else {}),
+                                                **({"day__lt": end_day} if end_day else {}))
     parts = [days.annotate(at=models.F("day"))]
     edges = [hour_range(low, high) for low, high in ((first, first_day), (end_day, end)) if low and high and low < high]
     if edges:

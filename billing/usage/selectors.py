@@ -153,7 +153,7 @@ def usage_sum_list(
     aligned = _zone_offsets(account.timezone)
     first = _hour_ceiling(since) if since is not None else None
     end = until.replace(minute=0, second=0, microsecond=0) if until is not None else None
-    scope = {"account": account, "filters": filters, "names": names, "time_group": time_group}
+    scope: dict[str, Any] = {"account": account, "filters": filters, "names": names, "time_group": time_group}
     if (time_group and not aligned) or (first and end and first >= end):
         # A zone off the whole hour splits rollup hours between its own hours; a range inside an hour has none.
         _sum_into(sums, names, _record_groups(since=since, until=until, **scope))
@@ -200,7 +200,7 @@ def _group_expression(group_by: GroupBy, tz: zoneinfo.ZoneInfo, time_field: str)
 
 
 def _rollup_groups(
-    *, account: Account, filters: UsageFilters, names: tuple[str, ...], time_group: str | None,
+    *, account: Account, filters: UsageFilters, names: tuple[str, ...], time_group: Literal["day", "hour"] | None,
     first: datetime | None, end: datetime | None, hourly: bool,
 ) -> list[dict[str, Any]]:
     exact = filters.exact()
@@ -216,7 +216,7 @@ def _rollup_groups(
 
 
 def _record_groups(
-    *, account: Account, filters: UsageFilters, names: tuple[str, ...], time_group: str | None,
+    *, account: Account, filters: UsageFilters, names: tuple[str, ...], time_group: Literal["day", "hour"] | None,
     since: datetime | None, until: datetime | None,
 ) -> list[dict[str, Any]]:
     records = _usage_records(account=account, since=since, until=until, filters=filters)
@@ -258,8 +258,9 @@ def _zone_offsets(name: str) -> set[int] | None:
     """The zone's distinct UTC offsets in seconds (sampled twice a month, 2000-2040), or None when one is
     not a whole hour: then its hours and days cannot be put together from UTC hours."""
     zone = zoneinfo.ZoneInfo(name)
-    offsets = {int(datetime(year, month, day, tzinfo=UTC).astimezone(zone).utcoffset().total_seconds())  # type: ignore[union-attr]
-               for year in range(2000, 2041) for month in range(1, 13) for day in (1, 16)}
+    offsets = {int(offset.total_seconds())
+               for year in range(2000, 2041) for month in range(1, 13) for day in (1, 16)
+               if (offset := datetime(year, month, day, tzinfo=UTC).astimezone(zone).utcoffset()) is not None}
     return offsets if all(offset % 3600 == 0 for offset in offsets) else None
 
 
@@ -268,6 +269,6 @@ def _group_label(group_by: GroupBy, value: object, key_names: dict[int, str]) ->
         return None
     if isinstance(value, datetime):
         return value.date().isoformat() if group_by == "day" else value.isoformat()
-    if group_by == "key":
-        return key_names.get(value, str(value))  # type: ignore[call-overload]
+    if group_by == "key" and isinstance(value, int):
+        return key_names.get(value, str(value))
     return str(value)

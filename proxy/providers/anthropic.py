@@ -62,7 +62,9 @@ def messages_usage(usage: dict[str, Any]) -> TokenUsage:
 
 def _add_document(estimate: InputEstimate, block: dict[str, Any]) -> None:
     source = block.get("source")
-    kind = source.get("type") if isinstance(source, dict) else None
+    if not isinstance(source, dict):
+        source = {}
+    kind = source.get("type")
     if kind == "text":
         estimate.add_text(source.get("data"))
     elif kind == "content":
@@ -137,7 +139,9 @@ class MessagesStreamReader(StreamReader):
 
     def _read_usage_event(self, event: bytes) -> bool:
         payload = sse_json_object(event)
-        kind = payload.get("type") if payload else None
+        if not payload:
+            return False
+        kind = payload.get("type")
         if kind == "message_start":
             self._read_message_start(payload.get("message"))
         elif kind == "message_delta":

@@ -119,7 +119,7 @@ def simulated(
 async def _cut_body(request: web.Request, whole: web.Response, size: int) -> web.StreamResponse:
     """`whole`'s status, headers and full Content-Length, then only `size` bytes of its body: an upstream
     that dies while a non-streamed answer is on the wire."""
-    body = bytes(whole.body or b"")
+    body = bytes(whole.body) if isinstance(whole.body, (bytes, bytearray)) else b""
     cut = web.StreamResponse(status=whole.status, headers=whole.headers)
     cut.content_length = len(body)
     await cut.prepare(request)

@@ -19,13 +19,13 @@ __all__ = ["rebinding_dns"]
 pytestmark = pytest.mark.django_db
 
 
-def _event(account) -> AlertEvent:  # type: ignore[no-untyped-def]
+def _event(account) -> AlertEvent:
     return AlertEvent(account=account, type="test", dedupe_key="t", webhook_id="msg_test",
                       payload={"type": "test", "timestamp": "2026-01-01T00:00:00+00:00", "data": {}})
 
 
 @pytest.mark.parametrize(("kind", "receiver_fixture"), [("webhook", "receiver"), ("slack", "slack_receiver")])
-def test_rebinding_name_gets_no_delivery(acme, settings, rebinding_dns: RebindingResolver, request,  # type: ignore[no-untyped-def]
+def test_rebinding_name_gets_no_delivery(acme, settings, rebinding_dns: RebindingResolver, request,
                                          kind: str, receiver_fixture: str) -> None:
     settings.TOKONOMICS_ALLOW_PRIVATE_URLS = False
     receiver = request.getfixturevalue(receiver_fixture)
@@ -40,7 +40,7 @@ def test_rebinding_name_gets_no_delivery(acme, settings, rebinding_dns: Rebindin
     assert receiver.deliveries == []
 
 
-def test_private_receivers_get_deliveries_when_allowed(acme, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_private_receivers_get_deliveries_when_allowed(acme, receiver) -> None:
     channel, _ = alert_channel_create(account=acme, actor=OPERATOR, name="hooks", kind="webhook", url=receiver.url)
     NOTIFIERS["webhook"].send(channel=channel, event=_event(acme))
     assert len(receiver.deliveries) == 1

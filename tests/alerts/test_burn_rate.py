@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def _records(account, feature: str, *, count: int, cost: str, since: timedelta, until: timedelta) -> None:  # type: ignore[no-untyped-def]
+def _records(account, feature: str, *, count: int, cost: str, since: timedelta, until: timedelta) -> None:
     """`count` calls of `feature`, each costing `cost`, spread evenly from NOW - since to NOW - until."""
     step = (since - until) / count
     UsageRecord.objects.bulk_create([
@@ -30,7 +30,7 @@ def _records(account, feature: str, *, count: int, cost: str, since: timedelta, 
 
 
 @pytest.fixture
-def traffic(acme):  # type: ignore[no-untyped-def]
+def traffic(acme):
     day, window = timedelta(hours=24, minutes=15), timedelta(minutes=15)
     # agent-loop: quiet all day ($0.96 = $0.01 a window), then $12 in the last 15 minutes.
     _records(acme, "agent-loop", count=96, cost="0.01", since=day, until=window)
@@ -43,7 +43,7 @@ def traffic(acme):  # type: ignore[no-untyped-def]
     return acme
 
 
-def test_runaway_feature_pages_once_and_normal_traffic_does_not(  # type: ignore[no-untyped-def]
+def test_runaway_feature_pages_once_and_normal_traffic_does_not(
     traffic, receiver, django_capture_on_commit_callbacks
 ) -> None:
     webhook_channel(traffic, receiver)
@@ -64,14 +64,14 @@ def test_runaway_feature_pages_once_and_normal_traffic_does_not(  # type: ignore
     assert len(receiver.deliveries) == 1
 
 
-def test_rule_naming_one_feature_watches_only_it(traffic) -> None:  # type: ignore[no-untyped-def]
+def test_rule_naming_one_feature_watches_only_it(traffic) -> None:
     AlertRule.objects.create(account=traffic, scope="feature", match="search", floor_usd=Decimal("1"))
     assert burn_rate_check(now=NOW) == []
     AlertRule.objects.create(account=traffic, scope="feature", match="agent-loop", floor_usd=Decimal("1"))
     assert [e.payload["data"]["value"] for e in burn_rate_check(now=NOW)] == ["agent-loop"]
 
 
-def test_steady_spend_never_pages_even_when_high(acme) -> None:  # type: ignore[no-untyped-def]
+def test_steady_spend_never_pages_even_when_high(acme) -> None:
     # $50 every window all day and now: expensive, but normal for this account.
     _records(acme, "batch", count=96 * 5, cost="10", since=timedelta(hours=24, minutes=15),
              until=timedelta(minutes=15))

@@ -108,7 +108,7 @@ def worker(stack: Stack, tmp_path: Path) -> Iterator[Worker]:
         running.stop()
 
 
-def test_proxied_call_crossing_a_threshold_alerts_through_the_worker(  # type: ignore[no-untyped-def]
+def test_proxied_call_crossing_a_threshold_alerts_through_the_worker(
     stack: Stack, receiver: WebhookReceiver, worker: Worker
 ) -> None:
     Budget.objects.create(account=stack.account, scope="account", period="month", limit_usd=Decimal("0.000001"),

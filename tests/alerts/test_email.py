@@ -27,12 +27,12 @@ class Inbox:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append((list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
+        self.messages.append((list(envelope.rcpt_tos), message))
         return "250 Message accepted for delivery"
 
 
 @pytest.fixture
-def smtp_inbox(settings) -> Iterator[Inbox]:  # type: ignore[no-untyped-def]
+def smtp_inbox(settings) -> Iterator[Inbox]:
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
     controller.start()
@@ -47,7 +47,7 @@ def smtp_inbox(settings) -> Iterator[Inbox]:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.django_db
-def test_alert_email_has_plain_and_html_parts_and_the_summary_as_subject(  # type: ignore[no-untyped-def]
+def test_alert_email_has_plain_and_html_parts_and_the_summary_as_subject(
     acme, smtp_inbox: Inbox, django_capture_on_commit_callbacks
 ) -> None:
     AlertChannel.objects.create(account=acme, name="ops", kind=AlertChannel.Kind.EMAIL,
@@ -76,7 +76,7 @@ def test_alert_email_has_plain_and_html_parts_and_the_summary_as_subject(  # typ
 
 
 @pytest.mark.django_db
-def test_unreachable_smtp_server_is_a_failed_attempt_retried_later(  # type: ignore[no-untyped-def]
+def test_unreachable_smtp_server_is_a_failed_attempt_retried_later(
     acme, settings, django_capture_on_commit_callbacks
 ) -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -92,7 +92,7 @@ def test_unreachable_smtp_server_is_a_failed_attempt_retried_later(  # type: ign
 
 
 @pytest.mark.django_db
-def test_mail_server_that_never_answers_times_out_instead_of_holding_the_worker(  # type: ignore[no-untyped-def]
+def test_mail_server_that_never_answers_times_out_instead_of_holding_the_worker(
     acme, silent_smtp, django_capture_on_commit_callbacks
 ) -> None:
     AlertChannel.objects.create(account=acme, name="ops", kind=AlertChannel.Kind.EMAIL, emails=["ops@acme.test"])

@@ -20,14 +20,14 @@ pytestmark = pytest.mark.django_db
 TOKEN = "XOXBSECRETTOKEN0123456789"
 
 
-def _event(account, tenant: str = "initech") -> AlertEvent:  # type: ignore[no-untyped-def]
+def _event(account, tenant: str = "initech") -> AlertEvent:
     return AlertEvent(account=account, type="budget.exhausted", dedupe_key="t", webhook_id="msg_test", payload={
         "type": "budget.exhausted", "timestamp": "2026-01-01T00:00:00+00:00",
         "data": {"account": "acme", "value": tenant, "spent_usd": "5", "budget": {
             "scope": "tenant", "match": "*", "period": "month", "limit_usd": "5", "hard": True}}})
 
 
-def test_slack_url_is_encrypted_at_rest_and_still_delivered_to(acme, slack_receiver) -> None:  # type: ignore[no-untyped-def]
+def test_slack_url_is_encrypted_at_rest_and_still_delivered_to(acme, slack_receiver) -> None:
     url = f"{slack_receiver.url}/services/T000/B000/{TOKEN}"
     channel, _ = alert_channel_create(account=acme, actor=OPERATOR, name="chat", kind="slack", url=url)
     with connection.cursor() as cursor:
@@ -46,7 +46,7 @@ def test_slack_url_is_encrypted_at_rest_and_still_delivered_to(acme, slack_recei
 
 
 @pytest.mark.parametrize("tenant", ["<!channel>", "<https://evil.example|click here>", "<@U123> & co", "@here"])
-def test_names_from_api_clients_cannot_become_links_or_mentions(acme, slack_receiver, tenant: str) -> None:  # type: ignore[no-untyped-def]
+def test_names_from_api_clients_cannot_become_links_or_mentions(acme, slack_receiver, tenant: str) -> None:
     channel, _ = alert_channel_create(account=acme, actor=OPERATOR, name="chat", kind="slack", url=slack_receiver.url)
     assert NOTIFIERS["slack"].send(channel=channel, event=_event(acme, tenant)).succeeded
     [delivery] = slack_receiver.deliveries
@@ -60,7 +60,7 @@ def test_names_from_api_clients_cannot_become_links_or_mentions(acme, slack_rece
 SLACK_URL = f"https://hooks.slack.com/services/T000/B000/{TOKEN}"
 
 
-def test_a_channel_changed_from_slack_to_webhook_in_the_admin_forgets_the_slack_url(client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
+def test_a_channel_changed_from_slack_to_webhook_in_the_admin_forgets_the_slack_url(client, superuser, acme) -> None:
     from django.urls import reverse
 
     channel, _ = alert_channel_create(account=acme, actor=OPERATOR, name="chat", kind="slack", url=SLACK_URL)
@@ -76,7 +76,7 @@ def test_a_channel_changed_from_slack_to_webhook_in_the_admin_forgets_the_slack_
     assert channel.destination_url() == "https://hooks.example.com/new"
 
 
-def test_a_webhook_changed_to_slack_in_the_admin_encrypts_its_url(client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
+def test_a_webhook_changed_to_slack_in_the_admin_encrypts_its_url(client, superuser, acme) -> None:
     from django.urls import reverse
 
     channel, _ = alert_channel_create(account=acme, actor=OPERATOR, name="chat", kind="webhook", url=SLACK_URL)

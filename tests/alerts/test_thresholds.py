@@ -32,7 +32,7 @@ def _types(**filters: Any) -> list[tuple[str, int | None]]:
                   for e in AlertEvent.objects.filter(**filters))
 
 
-def test_threshold_crossed_by_50_concurrent_calls_fires_once(stack, receiver: WebhookReceiver) -> None:  # type: ignore[no-untyped-def]
+def test_threshold_crossed_by_50_concurrent_calls_fires_once(stack, receiver: WebhookReceiver) -> None:
     account = stack.account
     # 20 output tokens at $1000/MTok: exactly $0.02 a call, so 50 calls spend $1.00 of a $0.80 budget.
     PriceOverride.objects.create(account=account, provider="openai", model="gpt-4o-mini", input_per_mtok=0,
@@ -71,7 +71,7 @@ def test_threshold_crossed_by_50_concurrent_calls_fires_once(stack, receiver: We
 
 
 @pytest.mark.django_db
-def test_thresholds_fire_once_and_re_arm_in_the_next_period(acme, receiver, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_thresholds_fire_once_and_re_arm_in_the_next_period(acme, receiver, django_capture_on_commit_callbacks) -> None:
     webhook_channel(acme, receiver)
     Budget.objects.create(account=acme, scope="account", period="day", limit_usd=Decimal("10"), alert_at=[50, 100])
     spend = Spender(acme)
@@ -102,7 +102,7 @@ def test_thresholds_fire_once_and_re_arm_in_the_next_period(acme, receiver, djan
 
 
 @pytest.mark.django_db
-def test_star_budget_alerts_each_tenant_once(acme, receiver, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_star_budget_alerts_each_tenant_once(acme, receiver, django_capture_on_commit_callbacks) -> None:
     Budget.objects.create(account=acme, scope="tenant", match="*", period="month", limit_usd=Decimal("1"),
                           alert_at=[100])
     Budget.objects.create(account=acme, scope="tenant", match="globex", period="month", limit_usd=Decimal("100"),
@@ -120,7 +120,7 @@ def test_star_budget_alerts_each_tenant_once(acme, receiver, django_capture_on_c
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("tenant", ["", "team-a"], ids=["account", "tenant-named-team-a"])
-def test_raised_limit_resolves_an_exhausted_budget(acme, receiver, django_capture_on_commit_callbacks, tenant) -> None:  # type: ignore[no-untyped-def]
+def test_raised_limit_resolves_an_exhausted_budget(acme, receiver, django_capture_on_commit_callbacks, tenant) -> None:
     webhook_channel(acme, receiver)
     scope, match = ("tenant", "*") if tenant else ("account", "")
     budget = Budget.objects.create(account=acme, scope=scope, match=match, period="day", limit_usd=Decimal("10"),
@@ -153,7 +153,7 @@ def test_raised_limit_resolves_an_exhausted_budget(acme, receiver, django_captur
 
 
 @pytest.mark.django_db
-def test_forecast_fires_once_when_the_projection_exceeds_the_limit(  # type: ignore[no-untyped-def]
+def test_forecast_fires_once_when_the_projection_exceeds_the_limit(
     acme, receiver, django_capture_on_commit_callbacks
 ) -> None:
     webhook_channel(acme, receiver)
@@ -185,7 +185,7 @@ def test_forecast_fires_once_when_the_projection_exceeds_the_limit(  # type: ign
 
 
 @pytest.mark.django_db
-def test_plan_request_limit_mail_to_a_silent_server_gives_up_after_email_timeout(  # type: ignore[no-untyped-def]
+def test_plan_request_limit_mail_to_a_silent_server_gives_up_after_email_timeout(
     acme, alice, plans, silent_smtp
 ) -> None:
     acme.plan = plans["starter"]
@@ -199,7 +199,7 @@ def test_plan_request_limit_mail_to_a_silent_server_gives_up_after_email_timeout
 
 
 @pytest.mark.django_db
-def test_plan_request_limit_notice_fires_once_per_threshold_and_emails_owners(  # type: ignore[no-untyped-def]
+def test_plan_request_limit_notice_fires_once_per_threshold_and_emails_owners(
     acme, alice, plans, mailoutbox
 ) -> None:
     acme.plan = plans["starter"]  # 1,000,000 requests a month

@@ -22,7 +22,7 @@ from .conftest import Spender, WebhookReceiver, payload_problems, run_together, 
 pytestmark = pytest.mark.django_db
 
 
-def _cross_half_of_a_10_usd_budget(account, capture) -> tuple[Budget, datetime]:  # type: ignore[no-untyped-def]
+def _cross_half_of_a_10_usd_budget(account, capture) -> tuple[Budget, datetime]:
     budget = Budget.objects.create(account=account, scope="account", period="month", limit_usd=Decimal("10"),
                                    hard=True, alert_at=[50])
     now = datetime.now(UTC)
@@ -32,7 +32,7 @@ def _cross_half_of_a_10_usd_budget(account, capture) -> tuple[Budget, datetime]:
     return budget, now
 
 
-def test_signed_webhook_carries_the_contract_body(acme, receiver, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_signed_webhook_carries_the_contract_body(acme, receiver, django_capture_on_commit_callbacks) -> None:
     channel = webhook_channel(acme, receiver)
     budget, now = _cross_half_of_a_10_usd_budget(acme, django_capture_on_commit_callbacks)
 
@@ -57,7 +57,7 @@ def test_signed_webhook_carries_the_contract_body(acme, receiver, django_capture
         channel, 1, True, 200, None)
 
 
-def test_receiver_rejects_tampered_and_replayed_deliveries(acme, receiver, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_receiver_rejects_tampered_and_replayed_deliveries(acme, receiver, django_capture_on_commit_callbacks) -> None:
     # The receiver's checks are what the other tests lean on: show that they do reject.
     webhook_channel(acme, receiver)
     _cross_half_of_a_10_usd_budget(acme, django_capture_on_commit_callbacks)
@@ -83,7 +83,7 @@ def _signature_of(receiver: WebhookReceiver, webhook_id: str, timestamp: int, bo
     return webhook_signature(secret=receiver.secret, webhook_id=webhook_id, timestamp=timestamp, body=body)
 
 
-def test_failed_delivery_is_retried_with_the_same_id_until_it_succeeds_once(  # type: ignore[no-untyped-def]
+def test_failed_delivery_is_retried_with_the_same_id_until_it_succeeds_once(
     acme, receiver, django_capture_on_commit_callbacks
 ) -> None:
     channel = webhook_channel(acme, receiver)
@@ -112,7 +112,7 @@ def test_failed_delivery_is_retried_with_the_same_id_until_it_succeeds_once(  # 
     assert gaps[0].total_seconds() >= 0.2 and gaps[1].total_seconds() >= 0.4  # exponential backoff
 
 
-def test_unreachable_receiver_is_retried_later(acme, receiver, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_receiver_is_retried_later(acme, receiver, django_capture_on_commit_callbacks) -> None:
     channel = webhook_channel(acme, receiver)
     channel.url = "http://127.0.0.1:1/hook"  # nothing listens there
     channel.save()
@@ -122,7 +122,7 @@ def test_unreachable_receiver_is_retried_later(acme, receiver, django_capture_on
     assert row.next_attempt_at is not None
 
 
-def test_budget_naming_channels_alerts_only_those(acme, receiver, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_budget_naming_channels_alerts_only_those(acme, receiver, django_capture_on_commit_callbacks) -> None:
     with WebhookReceiver(secret=receiver.secret) as other:
         webhook_channel(acme, receiver, name="everything")
         chosen = webhook_channel(acme, other, name="finance")
@@ -137,7 +137,7 @@ def test_budget_naming_channels_alerts_only_those(acme, receiver, django_capture
         assert receiver.deliveries == []
 
 
-def test_slack_compatible_channel_gets_a_text_message(acme, slack_receiver, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_slack_compatible_channel_gets_a_text_message(acme, slack_receiver, django_capture_on_commit_callbacks) -> None:
     AlertChannel.objects.create(account=acme, name="ops-chat", kind=AlertChannel.Kind.SLACK, url=slack_receiver.url)
     _cross_half_of_a_10_usd_budget(acme, django_capture_on_commit_callbacks)
     [message] = slack_receiver.wait_for(1)
@@ -145,7 +145,7 @@ def test_slack_compatible_channel_gets_a_text_message(acme, slack_receiver, djan
     assert AlertDelivery.objects.get().succeeded
 
 
-def test_every_payload_type_is_well_formed(acme) -> None:  # type: ignore[no-untyped-def]
+def test_every_payload_type_is_well_formed(acme) -> None:
     from alerts.payloads import alert_payload
 
     # Tiny amounts must not turn into exponent notation ("1E-7"), which many JSON decimal parsers refuse.
@@ -156,7 +156,7 @@ def test_every_payload_type_is_well_formed(acme) -> None:  # type: ignore[no-unt
     assert payload["data"]["floor_usd"] == "0"
 
 
-def _event_without_dispatch(account, capture) -> AlertEvent:  # type: ignore[no-untyped-def]
+def _event_without_dispatch(account, capture) -> AlertEvent:
     Budget.objects.create(account=account, scope="account", period="month", limit_usd=Decimal("10"), alert_at=[50])
     Spender(account)("6", now=datetime.now(UTC))
     with capture(execute=False):  # the dispatch message is lost: a worker died, the broker was down
@@ -164,7 +164,7 @@ def _event_without_dispatch(account, capture) -> AlertEvent:  # type: ignore[no-
     return event
 
 
-def test_event_whose_dispatch_was_lost_is_delivered_by_the_retry_sweep(  # type: ignore[no-untyped-def]
+def test_event_whose_dispatch_was_lost_is_delivered_by_the_retry_sweep(
     acme, receiver, django_capture_on_commit_callbacks
 ) -> None:
     webhook_channel(acme, receiver)
@@ -181,7 +181,7 @@ def test_event_whose_dispatch_was_lost_is_delivered_by_the_retry_sweep(  # type:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_dispatches_of_one_event_deliver_it_once(plans, receiver, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_dispatches_of_one_event_deliver_it_once(plans, receiver, monkeypatch) -> None:
     from billing.models import Account
 
     account = Account.objects.create(slug="acme", name="Acme", plan=plans["pro"])

@@ -22,25 +22,25 @@ from ..support import ApiClient, token_for
 # Tokens belong to accounts, not people; the names say whose account each one speaks for. (No seats are
 # created: hashing their passwords would only slow every test down.)
 @pytest.fixture
-def acme_api(acme) -> ApiClient:  # type: ignore[no-untyped-def]
+def acme_api(acme) -> ApiClient:
     """An admin token of acme, alice's account."""
     return ApiClient(token_for(acme, name="alice-admin"))
 
 
 @pytest.fixture
-def acme_viewer_api(acme) -> ApiClient:  # type: ignore[no-untyped-def]
+def acme_viewer_api(acme) -> ApiClient:
     """A read-only token of acme."""
     return ApiClient(token_for(acme, read_only=True, name="bob-viewer"))
 
 
 @pytest.fixture
-def globex_api(globex) -> ApiClient:  # type: ignore[no-untyped-def]
+def globex_api(globex) -> ApiClient:
     """An admin token of globex, charlie's account: an outsider to acme."""
     return ApiClient(token_for(globex, name="charlie-admin"))
 
 
 @pytest.fixture
-def acme_key(acme) -> ApiKey:  # type: ignore[no-untyped-def]
+def acme_key(acme) -> ApiKey:
     plaintext = generate_key()
     return ApiKey.objects.create(
         account=acme, name="ci", key_hash=hash_key(plaintext), prefix=visible_prefix(plaintext)
@@ -48,7 +48,7 @@ def acme_key(acme) -> ApiKey:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def acme_endpoint(acme) -> ProviderEndpoint:  # type: ignore[no-untyped-def]
+def acme_endpoint(acme) -> ProviderEndpoint:
     endpoint = ProviderEndpoint(account=acme, slug="openai", wire_format="openai", base_url="https://api.openai.com/v1",
                                 pricing_provider="openai")
     endpoint.set_credential("sk-upstream-secret-acme")
@@ -57,13 +57,13 @@ def acme_endpoint(acme) -> ProviderEndpoint:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def acme_budget(acme) -> Budget:  # type: ignore[no-untyped-def]
+def acme_budget(acme) -> Budget:
     return Budget.objects.create(account=acme, scope="account", period="month", limit_usd=Decimal("500"),
                                  alert_at=[50, 100])
 
 
 @pytest.fixture
-def acme_channel(acme) -> AlertChannel:  # type: ignore[no-untyped-def]
+def acme_channel(acme) -> AlertChannel:
     channel = AlertChannel(account=acme, name="ops-hook", kind="webhook", url="https://hooks.example.com/acme")
     channel.set_secret("whsec_" + "c2VjcmV0LXNpZ25pbmcta2V5LWFjbWU=")
     channel.save()
@@ -71,7 +71,7 @@ def acme_channel(acme) -> AlertChannel:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def acme_rule(acme) -> AlertRule:  # type: ignore[no-untyped-def]
+def acme_rule(acme) -> AlertRule:
     return AlertRule.objects.create(account=acme, scope="feature", match="*")
 
 
@@ -106,7 +106,7 @@ class AcmeObjects:
 
 
 @pytest.fixture
-def acme_objects(acme, acme_key, acme_endpoint, acme_budget, acme_channel, acme_rule) -> AcmeObjects:  # type: ignore[no-untyped-def]
+def acme_objects(acme, acme_key, acme_endpoint, acme_budget, acme_channel, acme_rule) -> AcmeObjects:
     record = usage_record(acme, "req_acme_1", key=acme_key, feature="support-bot", tenant="initech")
     return AcmeObjects(acme_key, acme_endpoint, acme_budget, acme_channel, acme_rule, record)
 

@@ -25,7 +25,7 @@ def test_account_shows_the_plan_and_its_limits(acme_api: ApiClient) -> None:
     assert "token_hash" not in response.content.decode()
 
 
-def test_an_accounts_own_retention_wins_over_the_plans(acme, acme_viewer_api: ApiClient) -> None:  # type: ignore[no-untyped-def]
+def test_an_accounts_own_retention_wins_over_the_plans(acme, acme_viewer_api: ApiClient) -> None:
     acme.retention_days = 400
     acme.save()
     account = acme_viewer_api.get("account").json()
@@ -33,7 +33,7 @@ def test_an_accounts_own_retention_wins_over_the_plans(acme, acme_viewer_api: Ap
     assert account["token"]["role"] == "viewer"
 
 
-def test_an_admin_token_sets_the_proxy_policy_and_the_change_is_audited(acme, acme_api: ApiClient) -> None:  # type: ignore[no-untyped-def]
+def test_an_admin_token_sets_the_proxy_policy_and_the_change_is_audited(acme, acme_api: ApiClient) -> None:
     account = acme_api.get("account").json()
     assert (account["allow_unpriced_models"], account["allow_unmetered_routes"], account["on_redis_unavailable"]) == (
         False, False, "default")
@@ -49,6 +49,6 @@ def test_an_admin_token_sets_the_proxy_policy_and_the_change_is_audited(acme, ac
 
 @pytest.mark.parametrize("body", [{"allow_unpriced_models": None}, {"allow_unpriced_models": "maybe"},
                                   {"on_redis_unavailable": "sometimes"}, {"slug": "other"}, {"name": "Renamed"}])
-def test_the_account_policy_rejects_what_it_does_not_know(acme, acme_api: ApiClient, body) -> None:  # type: ignore[no-untyped-def]
+def test_the_account_policy_rejects_what_it_does_not_know(acme, acme_api: ApiClient, body) -> None:
     assert acme_api.patch("account", body).status_code == 422
     assert not AuditEntry.objects.exists() and Account.objects.get(pk=acme.pk).name == "Acme Inc"

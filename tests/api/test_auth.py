@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=operation_id)
-def test_every_operation_needs_a_token(operation, acme_objects: AcmeObjects) -> None:  # type: ignore[no-untyped-def]
+def test_every_operation_needs_a_token(operation, acme_objects: AcmeObjects) -> None:
     method, path, body = operation
     response = ApiClient(None).request(method, path.format(**acme_objects.ids), body)
     assert response.status_code == 401
@@ -40,13 +40,13 @@ def test_every_operation_needs_a_token(operation, acme_objects: AcmeObjects) -> 
         "mt_" + "x" * 43,  # scheme missing
     ],
 )
-def test_unknown_or_malformed_tokens_get_401(header: str, acme) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_or_malformed_tokens_get_401(header: str, acme) -> None:
     response = Client().get("/api/v1/account", headers={"Authorization": header})
     assert response.status_code == 401
     assert "detail" in response.json()
 
 
-def test_revoked_and_expired_tokens_get_401(acme) -> None:  # type: ignore[no-untyped-def]
+def test_revoked_and_expired_tokens_get_401(acme) -> None:
     revoked, expired, live = token_for(acme, name="revoked"), token_for(acme, name="expired"), token_for(acme)
     ManagementToken.objects.filter(token_hash=hash_token(revoked)).update(revoked_at=timezone.now())
     ManagementToken.objects.filter(token_hash=hash_token(expired)).update(
@@ -57,7 +57,7 @@ def test_revoked_and_expired_tokens_get_401(acme) -> None:  # type: ignore[no-un
     assert ApiClient(live).get("account").status_code == 200
 
 
-def test_tokens_are_stored_hashed_with_a_visible_prefix(acme) -> None:  # type: ignore[no-untyped-def]
+def test_tokens_are_stored_hashed_with_a_visible_prefix(acme) -> None:
     plaintext = token_for(acme)
     assert is_well_formed(plaintext) and len(plaintext) >= 35
     token = ManagementToken.objects.get()
@@ -85,7 +85,7 @@ def test_last_used_at_is_written_at_most_once_a_minute(acme_api: ApiClient) -> N
 
 @pytest.mark.parametrize("operation", WRITES, ids=operation_id)
 def test_read_only_tokens_get_403_on_every_write(
-    operation, acme_objects: AcmeObjects, acme_viewer_api: ApiClient  # type: ignore[no-untyped-def]
+    operation, acme_objects: AcmeObjects, acme_viewer_api: ApiClient
 ) -> None:
     method, path, body = operation
     before = account_snapshot()
@@ -96,12 +96,12 @@ def test_read_only_tokens_get_403_on_every_write(
 
 
 @pytest.mark.parametrize("operation", [op for op in OPERATIONS if op[0] == "GET"], ids=operation_id)
-def test_read_only_tokens_may_read(operation, acme_objects: AcmeObjects, acme_viewer_api: ApiClient) -> None:  # type: ignore[no-untyped-def]
+def test_read_only_tokens_may_read(operation, acme_objects: AcmeObjects, acme_viewer_api: ApiClient) -> None:
     method, path, _ = operation
     assert acme_viewer_api.request(method, path.format(**acme_objects.ids)).status_code == 200
 
 
-def test_createmanagementtoken_prints_the_token_once(acme) -> None:  # type: ignore[no-untyped-def]
+def test_createmanagementtoken_prints_the_token_once(acme) -> None:
     out, err = StringIO(), StringIO()
     call_command("createmanagementtoken", "--account", "acme", "--name", "terraform", stdout=out, stderr=err)
     plaintext = out.getvalue().strip()
@@ -112,7 +112,7 @@ def test_createmanagementtoken_prints_the_token_once(acme) -> None:  # type: ign
     assert ApiClient(plaintext).get("account").json()["slug"] == "acme"
 
 
-def test_createmanagementtoken_read_only(acme) -> None:  # type: ignore[no-untyped-def]
+def test_createmanagementtoken_read_only(acme) -> None:
     out = StringIO()
     call_command("createmanagementtoken", "--account", "acme", "--name", "grafana", "--read-only", stdout=out,
                  stderr=StringIO())
@@ -122,12 +122,12 @@ def test_createmanagementtoken_read_only(acme) -> None:  # type: ignore[no-untyp
     assert viewer.post("keys", {"name": "nope"}).status_code == 403
 
 
-def test_createmanagementtoken_rejects_an_unknown_account(acme) -> None:  # type: ignore[no-untyped-def]
+def test_createmanagementtoken_rejects_an_unknown_account(acme) -> None:
     with pytest.raises(CommandError, match="no account"):
         call_command("createmanagementtoken", "--account", "nope", "--name", "x", stdout=StringIO())
 
 
-def test_openapi_schema_and_docs_load_without_a_token(db) -> None:  # type: ignore[no-untyped-def]
+def test_openapi_schema_and_docs_load_without_a_token(db) -> None:
     schema = Client().get("/api/v1/openapi.json")
     assert schema.status_code == 200
     document = schema.json()
@@ -138,14 +138,14 @@ def test_openapi_schema_and_docs_load_without_a_token(db) -> None:  # type: igno
     assert b"/api/v1/openapi.json" in docs.content
 
 
-def test_schema_lists_exactly_the_tested_operations(db) -> None:  # type: ignore[no-untyped-def]
+def test_schema_lists_exactly_the_tested_operations(db) -> None:
     document = Client().get("/api/v1/openapi.json").json()
     in_schema = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
     tested = {(method, path.split("?")[0]) for method, path, _ in OPERATIONS}
     assert in_schema == tested
 
 
-def test_unknown_paths_and_methods_answer_json(acme_api: ApiClient, acme_key) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_paths_and_methods_answer_json(acme_api: ApiClient, acme_key) -> None:
     missing = acme_api.get("no-such-thing")
     assert missing.status_code == 404 and "No such endpoint" in missing.json()["detail"]
     wrong_method = acme_api.delete(f"keys/{acme_key.pk}")  # keys are revoked, never deleted

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.mark.parametrize("operation", OBJECT_OPERATIONS, ids=operation_id)
 def test_another_accounts_objects_are_not_found(
-    operation, acme_objects: AcmeObjects, globex_api: ApiClient  # type: ignore[no-untyped-def]
+    operation, acme_objects: AcmeObjects, globex_api: ApiClient
 ) -> None:
     method, path, body = operation
     before = account_snapshot()
@@ -29,7 +29,7 @@ def test_another_accounts_lists_are_empty(path: str, acme_objects: AcmeObjects, 
     assert globex_api.get(path).json() == []
 
 
-def test_another_accounts_usage_is_invisible(acme_objects: AcmeObjects, globex, globex_api: ApiClient) -> None:  # type: ignore[no-untyped-def]
+def test_another_accounts_usage_is_invisible(acme_objects: AcmeObjects, globex, globex_api: ApiClient) -> None:
     usage_record(globex, "req_globex_1", feature="globex-feature")
     records = globex_api.get("usage/records").json()["items"]
     assert [r["request_id"] for r in records] == ["req_globex_1"]

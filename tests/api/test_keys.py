@@ -109,7 +109,7 @@ def test_a_duplicate_name_is_a_409(acme_api: ApiClient, acme_key: ApiKey) -> Non
 
 
 def test_revoke_is_immediate_and_idempotent(
-    acme_api: ApiClient, acme_key: ApiKey, django_capture_on_commit_callbacks  # type: ignore[no-untyped-def]
+    acme_api: ApiClient, acme_key: ApiKey, django_capture_on_commit_callbacks
 ) -> None:
     redis = sync_redis()
     with django_capture_on_commit_callbacks(execute=True):
@@ -125,7 +125,7 @@ def test_revoke_is_immediate_and_idempotent(
 
 
 def test_every_key_change_moves_the_configuration_version(
-    acme_api: ApiClient, acme_key: ApiKey, django_capture_on_commit_callbacks  # type: ignore[no-untyped-def]
+    acme_api: ApiClient, acme_key: ApiKey, django_capture_on_commit_callbacks
 ) -> None:
     redis = sync_redis()
     with django_capture_on_commit_callbacks(execute=True):

@@ -45,7 +45,7 @@ class FuzzTarget:
 
 
 @pytest.fixture(scope="module")
-def fuzz_target(django_db_setup, django_db_blocker) -> Iterator[FuzzTarget]:  # type: ignore[no-untyped-def]
+def fuzz_target(django_db_setup, django_db_blocker) -> Iterator[FuzzTarget]:
     with django_db_blocker.unblock():
         for fields in importlib.import_module("billing.migrations.0003_seed_plans").PLANS:
             Plan.objects.get_or_create(slug=fields["slug"], defaults=fields)
@@ -87,7 +87,7 @@ def _one_of_everything(account: Account) -> dict[str, int]:
     derandomize=True,  # the same examples on every run: a failure here is reproducible, never flaky
     suppress_health_check=list(HealthCheck),
 )
-def test_no_input_causes_a_server_error(case, fuzz_target: FuzzTarget) -> None:  # type: ignore[no-untyped-def]
+def test_no_input_causes_a_server_error(case, fuzz_target: FuzzTarget) -> None:
     # Valid ids are pointed at the account's real objects, so fuzzed bodies reach the update code, not a 404.
     for name, value in (case.path_parameters or {}).items():
         if isinstance(value, int) and name in fuzz_target.object_ids:

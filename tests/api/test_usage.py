@@ -18,7 +18,7 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def records(acme, acme_key):  # type: ignore[no-untyped-def]
+def records(acme, acme_key):
     """Five calls over five hours: two features, one unknown price, one denial, one other key (none)."""
     return [
         usage_record(acme, "r1", T0, key=acme_key, feature="support-bot", tenant="initech", cost_usd=Decimal("0.5"),
@@ -33,11 +33,11 @@ def records(acme, acme_key):  # type: ignore[no-untyped-def]
     ]
 
 
-def _ids(response) -> list[str]:  # type: ignore[no-untyped-def]
+def _ids(response) -> list[str]:
     return [r["request_id"] for r in response.json()["items"]]
 
 
-def test_records_come_newest_first_with_the_contract_fields(acme_api: ApiClient, records) -> None:  # type: ignore[no-untyped-def]
+def test_records_come_newest_first_with_the_contract_fields(acme_api: ApiClient, records) -> None:
     response = acme_api.get("usage/records")
     assert response.status_code == 200
     assert _ids(response) == ["r5", "r4", "r3", "r2", "r1"]
@@ -51,7 +51,7 @@ def test_records_come_newest_first_with_the_contract_fields(acme_api: ApiClient,
     assert not content_words & set(first)
 
 
-def test_records_page_with_a_cursor(acme_api: ApiClient, records) -> None:  # type: ignore[no-untyped-def]
+def test_records_page_with_a_cursor(acme_api: ApiClient, records) -> None:
     seen: list[str] = []
     cursor = None
     for _ in range(4):
@@ -64,7 +64,7 @@ def test_records_page_with_a_cursor(acme_api: ApiClient, records) -> None:  # ty
     assert cursor is None
 
 
-def test_records_filters(acme_api: ApiClient, records, acme_key) -> None:  # type: ignore[no-untyped-def]
+def test_records_filters(acme_api: ApiClient, records, acme_key) -> None:
     def ids(**query: object) -> list[str]:
         response = acme_api.get("usage/records", **query)
         assert response.status_code == 200, response.content
@@ -102,7 +102,7 @@ def test_invalid_record_queries_get_422_naming_the_field(acme_api: ApiClient, qu
     assert field in response.json()["detail"]
 
 
-def test_aggregates_by_feature(acme_api: ApiClient, records) -> None:  # type: ignore[no-untyped-def]
+def test_aggregates_by_feature(acme_api: ApiClient, records) -> None:
     response = acme_api.get("usage/aggregates", group_by="feature")
     assert response.status_code == 200
     body = response.json()
@@ -130,19 +130,19 @@ def test_aggregates_by_feature(acme_api: ApiClient, records) -> None:  # type: i
         ("environment", {"staging", None}),
     ],
 )
-def test_aggregates_by_each_dimension(acme_api: ApiClient, records, group_by: str, expected: set) -> None:  # type: ignore[no-untyped-def]
+def test_aggregates_by_each_dimension(acme_api: ApiClient, records, group_by: str, expected: set) -> None:
     body = acme_api.get("usage/aggregates", group_by=group_by).json()
     assert {g["group"] for g in body["groups"]} == expected
     assert sum(g["requests"] for g in body["groups"]) == 5
 
 
-def test_aggregates_by_key_carry_the_key_id(acme_api: ApiClient, records, acme_key) -> None:  # type: ignore[no-untyped-def]
+def test_aggregates_by_key_carry_the_key_id(acme_api: ApiClient, records, acme_key) -> None:
     groups = acme_api.get("usage/aggregates", group_by="key").json()["groups"]
     ci = next(g for g in groups if g["group"] == "ci")
     assert ci["key_id"] == acme_key.pk and ci["requests"] == 4
 
 
-def test_aggregates_by_hour_and_day_in_the_accounts_time_zone(globex, globex_api: ApiClient) -> None:  # type: ignore[no-untyped-def]
+def test_aggregates_by_hour_and_day_in_the_accounts_time_zone(globex, globex_api: ApiClient) -> None:
     # Europe/Paris is UTC+1 in March: 23:30 UTC on the 1st is 00:30 on the 2nd there.
     usage_record(globex, "g1", datetime(2026, 3, 1, 22, 30, tzinfo=UTC))
     usage_record(globex, "g2", datetime(2026, 3, 1, 23, 30, tzinfo=UTC))
@@ -155,7 +155,7 @@ def test_aggregates_by_hour_and_day_in_the_accounts_time_zone(globex, globex_api
     ]
 
 
-def test_aggregates_respect_the_time_range_and_filters(acme_api: ApiClient, records) -> None:  # type: ignore[no-untyped-def]
+def test_aggregates_respect_the_time_range_and_filters(acme_api: ApiClient, records) -> None:
     body = acme_api.get("usage/aggregates", group_by="day", since="2026-03-01T13:00:00Z",
                         until="2026-03-01T15:00:00Z").json()
     assert body["total"]["requests"] == 2

@@ -26,7 +26,7 @@ from tokonomics.redis_client import sync_redis
 TENANTS = ["team:a|b{x}", "%7C", "#1", "ümlaut\nnew line", "x" * 500]
 
 
-def settle(account, budget: Budget, spend: dict[str, int], now: datetime) -> None:  # type: ignore[no-untyped-def]
+def settle(account, budget: Budget, spend: dict[str, int], now: datetime) -> None:
     """Settle `spend` (tenant: nano-dollars) with the proxy's own Quota and settle script."""
     entry = AccountEntry(id=account.pk, timezone=account.timezone, monthly_request_limit=0,
                          on_redis_unavailable="default", allow_unmetered_routes=False, endpoints={},
@@ -48,7 +48,7 @@ def settle(account, budget: Budget, spend: dict[str, int], now: datetime) -> Non
 
 
 @pytest.mark.django_db
-def test_dashboard_and_forecasts_name_each_tenant_as_sent(acme) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_and_forecasts_name_each_tenant_as_sent(acme) -> None:
     budget = Budget.objects.create(account=acme, scope="tenant", match="*", period="day", limit_usd=Decimal(10),
                                    alert_at=[100])
     now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0) + timedelta(days=1)  # still live
@@ -66,7 +66,7 @@ def test_dashboard_and_forecasts_name_each_tenant_as_sent(acme) -> None:  # type
 
 
 @pytest.mark.django_db
-def test_the_dashboard_reads_the_biggest_spenders_from_an_index_that_expires_with_its_counters(acme) -> None:  # type: ignore[no-untyped-def]
+def test_the_dashboard_reads_the_biggest_spenders_from_an_index_that_expires_with_its_counters(acme) -> None:
     budget = Budget.objects.create(account=acme, scope="tenant", match="*", period="hour", limit_usd=Decimal(1000))
     now = datetime.now(UTC)
     spend = {f"tenant-{n:03}": (n * 7919 % 300 + 1) * 10**6 for n in range(300)}
@@ -90,7 +90,7 @@ def _fingerprint_before_the_index(timezone_name: str, budgets: list[Budget]) -> 
 
 
 @pytest.mark.django_db
-def test_counters_kept_before_the_value_index_are_listed_after_the_reseed_it_triggers(acme) -> None:  # type: ignore[no-untyped-def]
+def test_counters_kept_before_the_value_index_are_listed_after_the_reseed_it_triggers(acme) -> None:
     budget = Budget.objects.create(account=acme, scope="tenant", match="*", period="month", limit_usd=Decimal(100))
     now = datetime.now(UTC)
     usage_record_batch(events=[{

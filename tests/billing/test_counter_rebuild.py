@@ -33,7 +33,7 @@ BUDGETS = [  # scope, match, period
 ]
 
 
-def _spend(account, keys) -> list[dict]:  # type: ignore[no-untyped-def]
+def _spend(account, keys) -> list[dict]:
     rng = random.Random(13)
     events, at = [], NOW - timedelta(days=40)
     # Every 3 h 20 min at 40 minutes past an hour: never in the half hour before a period starts in
@@ -63,7 +63,7 @@ def _counters(account_id: int) -> dict[str, int]:
     return {k: v for k, v in found.items() if v}
 
 
-def _account_with_spend(acme, retention_days: int) -> list[dict]:  # type: ignore[no-untyped-def]
+def _account_with_spend(acme, retention_days: int) -> list[dict]:
     acme.timezone, acme.retention_days = "Asia/Kolkata", retention_days
     acme.save()
     keys = [make_key(acme, "mk_test_rebuild_main_0123456789abcdefghij", name="main").pk,
@@ -78,7 +78,7 @@ def _account_with_spend(acme, retention_days: int) -> list[dict]:  # type: ignor
 
 
 @pytest.mark.django_db
-def test_counters_rebuilt_after_retention_and_a_redis_loss_equal_the_ones_before(acme) -> None:  # type: ignore[no-untyped-def]
+def test_counters_rebuilt_after_retention_and_a_redis_loss_equal_the_ones_before(acme) -> None:
     _account_with_spend(acme, 30)
     budget_counters_rebuild(account_id=acme.pk, now=NOW)  # from every record: the truth
     before = _counters(acme.pk)
@@ -96,7 +96,7 @@ def test_counters_rebuilt_after_retention_and_a_redis_loss_equal_the_ones_before
 
 
 @pytest.mark.django_db
-def test_a_retention_shorter_than_the_period_errs_safe_for_caps_and_for_the_plan(acme) -> None:  # type: ignore[no-untyped-def]
+def test_a_retention_shorter_than_the_period_errs_safe_for_caps_and_for_the_plan(acme) -> None:
     events = _account_with_spend(acme, 30)
     budget_counters_rebuild(account_id=acme.pk, now=NOW)
     before = _counters(acme.pk)

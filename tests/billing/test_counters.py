@@ -142,7 +142,7 @@ def _previous_release_fingerprint(timezone_name: str, budgets: list[Budget]) -> 
     return hashlib.blake2b(layout.encode(), digest_size=8).hexdigest()
 
 
-def test_counters_of_the_previous_key_format_are_reseeded_not_read_as_empty(acme) -> None:  # type: ignore[no-untyped-def]
+def test_counters_of_the_previous_key_format_are_reseeded_not_read_as_empty(acme) -> None:
     key = make_key(acme, KEY)
     budget = Budget.objects.create(account=acme, scope="tenant", match="*", period="month", limit_usd=Decimal(1),
                                    hard=True)

@@ -51,7 +51,7 @@ def test_exportusage_time_filters(stack: Stack) -> None:
 
 
 @pytest.mark.django_db
-def test_csv_cells_from_clients_are_text_and_numbers_stay_numbers(acme) -> None:  # type: ignore[no-untyped-def]
+def test_csv_cells_from_clients_are_text_and_numbers_stay_numbers(acme) -> None:
     usage_record_batch(events=[usage_event(
         acme.pk, 1, prefix="req_export", model="=cmd|' /C calc'!A0", feature="+feature", tenant="-tenant",
         environment="@env", tags={}, input_tokens=1000, output_tokens=500, cost_usd="0.000435000", latency_ms=120,

@@ -16,7 +16,7 @@ from ..migration_steps import loader, migrate_to, migrate_to_latest, migration_e
 PASSWORD = "a long unusual passphrase 9"
 
 
-def _before_invitation_rows():  # type: ignore[no-untyped-def]
+def _before_invitation_rows():
     target = migration_ending("billing", "_i14_invitations")
     before = [dep for dep in loader().get_migration(*target).dependencies if dep[0] == "billing"]
     return target, migrate_to(before)
@@ -33,13 +33,13 @@ def test_open_invitations_of_the_log_become_pending_rows(plans):
                                                               plan_id=plans["pro"].pk, timezone="UTC")
     old.get_model("billing", "Seat").objects.create(account=acme, user=bob, role="member")
 
-    def invited(email: str, role: str = "member", days_ago: float = 1):  # type: ignore[no-untyped-def]
+    def invited(email: str, role: str = "member", days_ago: float = 1):
         entry = Entry.objects.create(account=acme, actor=alice, actor_label="alice@acme.test", action="seat.invited",
                                      target=email, after={"email": email, "role": role})
         Entry.objects.filter(pk=entry.pk).update(created_at=timezone.now() - timedelta(days=days_ago))
         return entry
 
-    def closed(action: str, entry, **after):  # type: ignore[no-untyped-def]
+    def closed(action: str, entry, **after):
         Entry.objects.create(account=acme, actor_label="x", action=action, target=entry.target,
                              after={"invitation": entry.pk, **after})
 

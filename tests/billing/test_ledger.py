@@ -23,7 +23,7 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
 
 
 @pytest.mark.django_db
-def test_batch_is_idempotent_by_request_id(acme) -> None:  # type: ignore[no-untyped-def]
+def test_batch_is_idempotent_by_request_id(acme) -> None:
     events = [usage_event(acme.pk, n) for n in range(5)]
     usage_record_batch(events=events)
     usage_record_batch(events=events + [usage_event(acme.pk, 5)])
@@ -31,7 +31,7 @@ def test_batch_is_idempotent_by_request_id(acme) -> None:  # type: ignore[no-unt
 
 
 @pytest.mark.django_db
-def test_events_are_acked_and_deleted_after_writing(acme) -> None:  # type: ignore[no-untyped-def]
+def test_events_are_acked_and_deleted_after_writing(acme) -> None:
     client = sync_redis()
     for n in range(3):
         client.xadd(events_stream_key(acme.pk), {"e": orjson.dumps(usage_event(acme.pk, n))})
@@ -40,7 +40,7 @@ def test_events_are_acked_and_deleted_after_writing(acme) -> None:  # type: igno
     assert UsageRecord.objects.count() == 3
 
 
-def test_database_down_during_traffic_then_every_record_arrives(stack, settings) -> None:  # type: ignore[no-untyped-def]
+def test_database_down_during_traffic_then_every_record_arrives(stack, settings) -> None:
     ids = []
     for _ in range(10):
         response = httpx.post(f"{stack.proxy}/proxy/openai/chat/completions", json=CHAT,
@@ -73,7 +73,7 @@ def _raw(event: dict) -> bytes:
 
 
 @pytest.mark.django_db
-def test_an_unstorable_event_is_set_aside_and_every_other_event_is_stored(acme, globex) -> None:  # type: ignore[no-untyped-def]
+def test_an_unstorable_event_is_set_aside_and_every_other_event_is_stored(acme, globex) -> None:
     client = sync_redis()
     acme_stream, globex_stream = events_stream_key(acme.pk), events_stream_key(globex.pk)
     # What an older proxy, or anyone writing to Redis, may have queued.
@@ -120,7 +120,7 @@ def test_an_unstorable_event_is_set_aside_and_every_other_event_is_stored(acme, 
     assert usage_dead_letter_replay(dead_letters=UsageDeadLetter.objects.all(), actor="test") == (0, 2)
 
 
-def test_the_in_memory_fallback_stores_what_it_can_and_sets_the_rest_aside(transactional_db, acme) -> None:  # type: ignore[no-untyped-def]
+def test_the_in_memory_fallback_stores_what_it_can_and_sets_the_rest_aside(transactional_db, acme) -> None:
     from proxy.context import ProxyContext
 
     async def fallback() -> int:
@@ -143,7 +143,7 @@ def test_the_in_memory_fallback_stores_what_it_can_and_sets_the_rest_aside(trans
 
 
 @pytest.mark.django_db
-def test_dead_letters_are_listed_repaired_and_replayed_in_the_admin(client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
+def test_dead_letters_are_listed_repaired_and_replayed_in_the_admin(client, superuser, acme) -> None:
     client.force_login(superuser)
     sync_redis().xadd(events_stream_key(acme.pk), {"e": _raw({**usage_event(acme.pk, 1), "created_at": "soon"})})
     usage_ingest(max_seconds=1)

@@ -23,7 +23,7 @@ def test_plans_are_seeded_with_the_contract_limits() -> None:
     assert not starter.white_label and not pro.white_label and enterprise.white_label
 
 
-def test_account_retention_comes_from_plan_unless_overridden(acme) -> None:  # type: ignore[no-untyped-def]
+def test_account_retention_comes_from_plan_unless_overridden(acme) -> None:
     assert acme.effective_retention_days == 90
     acme.retention_days = 7
     assert acme.effective_retention_days == 7

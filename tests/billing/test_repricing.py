@@ -14,7 +14,7 @@ from proxy.models import ProviderEndpoint
 pytestmark = pytest.mark.django_db
 
 
-def _record(account, n: int, **fields) -> UsageRecord:  # type: ignore[no-untyped-def]
+def _record(account, n: int, **fields) -> UsageRecord:
     values = dict(request_id=f"req_{n}", account=account, provider="openai", model="gpt-4o-mini",
                   input_tokens=1_000_000, output_tokens=1_000_000, cost_usd=Decimal("0.75"), status_code=200,
                   created_at=datetime(2026, 11, 1, 12, tzinfo=UTC))
@@ -22,7 +22,7 @@ def _record(account, n: int, **fields) -> UsageRecord:  # type: ignore[no-untype
     return UsageRecord.objects.create(**values)
 
 
-def test_reprice_applies_a_corrected_override_over_a_range(acme) -> None:  # type: ignore[no-untyped-def]
+def test_reprice_applies_a_corrected_override_over_a_range(acme) -> None:
     ProviderEndpoint.objects.create(account=acme, slug="openai", wire_format="openai",
                                     base_url="https://api.openai.com/v1", pricing_provider="openai")
     inside = _record(acme, 1)
@@ -40,14 +40,14 @@ def test_reprice_applies_a_corrected_override_over_a_range(acme) -> None:  # typ
     assert denied.cost_usd == 0
 
 
-def test_reprice_is_idempotent(acme) -> None:  # type: ignore[no-untyped-def]
+def test_reprice_is_idempotent(acme) -> None:
     _record(acme, 1, cost_usd=None)
     assert usage_record_reprice(records=UsageRecord.objects.all()) == (1, 1)
     assert usage_record_reprice(records=UsageRecord.objects.all()) == (1, 0)
     assert UsageRecord.objects.get().cost_usd == Decimal("0.75")  # gpt-4o-mini: $0.15 in + $0.60 out per MTok
 
 
-def test_reprice_moves_the_rollups_with_the_records(acme) -> None:  # type: ignore[no-untyped-def]
+def test_reprice_moves_the_rollups_with_the_records(acme) -> None:
     from billing.usage.rollups import usage_rollup_add
 
     from .test_rollups import assert_rollups_match_records

@@ -98,7 +98,7 @@ class DeleteCounter:
 
 @pytest.mark.slow
 @pytest.mark.django_db
-def test_purging_a_million_records_in_batches_keeps_rollups_and_unexpired_records(acme, globex) -> None:  # type: ignore[no-untyped-def]
+def test_purging_a_million_records_in_batches_keeps_rollups_and_unexpired_records(acme, globex) -> None:
     # acme: the Pro plan's 90 days. globex: a 7-day override of the Starter plan's 30.
     globex.retention_days = 7
     globex.save()
@@ -144,7 +144,7 @@ def test_purging_a_million_records_in_batches_keeps_rollups_and_unexpired_record
 
 
 @pytest.mark.django_db
-def test_retention_follows_the_plan_unless_the_account_overrides_it(acme, globex, plans) -> None:  # type: ignore[no-untyped-def]
+def test_retention_follows_the_plan_unless_the_account_overrides_it(acme, globex, plans) -> None:
     _insert_records(acme.pk, 1, 240)
     _insert_records(globex.pk, 1001, 240)
     assert usage_retention_purge(now=NOW, batch_size=7) == {"acme": 60, "globex": 180}  # 90 and 30 days

@@ -93,7 +93,7 @@ def assert_rollups_match_records() -> None:
 
 
 @pytest.mark.django_db
-def test_rollups_equal_the_records_and_a_repeated_batch_adds_nothing(acme) -> None:  # type: ignore[no-untyped-def]
+def test_rollups_equal_the_records_and_a_repeated_batch_adds_nothing(acme) -> None:
     keys = [make_key(acme, f"mk_rollup_{n}_0123456789abcdefghijklmnopqrstuv", name=f"k{n}") for n in range(2)]
     events = _events(acme.pk, keys)
     assert usage_record_batch(events=events[:250]) == 250
@@ -109,7 +109,7 @@ def test_rollups_equal_the_records_and_a_repeated_batch_adds_nothing(acme) -> No
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_same_batch_written_by_two_workers_at_once_counts_once(plans) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_batch_written_by_two_workers_at_once_counts_once(plans) -> None:
     from billing.models import Account
 
     account = Account.objects.create(slug="acme", name="Acme", plan=plans["pro"])

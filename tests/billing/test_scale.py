@@ -21,7 +21,7 @@ from .test_rollups import assert_rollups_match_records
 
 
 @pytest.mark.django_db(transaction=True)  # the command runs VACUUM, which no transaction may hold
-def test_seeds_records_with_their_rollups_and_measures_every_page(plans) -> None:  # type: ignore[no-untyped-def]
+def test_seeds_records_with_their_rollups_and_measures_every_page(plans) -> None:
     out = io.StringIO()
     call_command("benchmarkdashboards", "--account", "scale-test", "--records", "2000", "--days", "3",
                  "--batch-size", "700", "--repeat", "1", "--json", "-", stdout=out)
@@ -54,7 +54,7 @@ def test_seeds_records_with_their_rollups_and_measures_every_page(plans) -> None
 
 
 @pytest.mark.django_db
-def test_seeding_again_adds_only_the_missing_records(plans) -> None:  # type: ignore[no-untyped-def]
+def test_seeding_again_adds_only_the_missing_records(plans) -> None:
     account = scale.scale_account_prepare(slug="scale-test")
     assert scale.usage_seed(account=account, total=300, days=1) == 300
     assert scale.usage_seed(account=account, total=300, days=1) == 0
@@ -66,7 +66,7 @@ def test_seeding_again_adds_only_the_missing_records(plans) -> None:  # type: ig
 
 
 @pytest.mark.django_db
-def test_never_adds_records_to_a_real_account(acme) -> None:  # type: ignore[no-untyped-def]
+def test_never_adds_records_to_a_real_account(acme) -> None:
     with pytest.raises(ImproperlyConfigured, match="not a benchmark account"):
         scale.scale_account_prepare(slug="acme")
 

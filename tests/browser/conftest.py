@@ -29,7 +29,7 @@ VIEWPORT = {"width": 1280, "height": 900}
 
 
 @pytest.fixture
-def browser(transactional_db, monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:  # type: ignore[no-untyped-def]
+def browser(transactional_db, monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
     # Django under ASGI runs each request's sync code in a thread of its own: a persistent connection
     # (CONN_MAX_AGE > 0) is never reused there and stays open past the test, keeping the test database busy.
     monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)

@@ -26,7 +26,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 
 @pytest.fixture
-def owner_with_usage(stack: Stack):  # type: ignore[no-untyped-def]
+def owner_with_usage(stack: Stack):
     from billing.models import Budget
     from billing.usage.ledger import usage_record_batch
 
@@ -39,7 +39,7 @@ def owner_with_usage(stack: Stack):  # type: ignore[no-untyped-def]
     return user_with_seat(OWNER, stack.account, "owner")
 
 
-def test_main_pages_break_no_rule_of_the_policy(  # type: ignore[no-untyped-def]
+def test_main_pages_break_no_rule_of_the_policy(
     stack: Stack, owner_with_usage, browser: Browser, page: Page
 ) -> None:
     base = stack.proxy

@@ -29,7 +29,7 @@ JOURNEY_SECONDS = 40  # the journey alone (~11 s here); with set-up and teardown
 
 
 @pytest.fixture
-def owner(stack: Stack):  # type: ignore[no-untyped-def]
+def owner(stack: Stack):
     # Made here, before the browser starts: with Playwright running, this thread may not touch the ORM.
     return user_with_seat(OWNER, stack.account, "owner")
 
@@ -124,7 +124,7 @@ def _set_budget(page: Page, base: str) -> None:
     expect(page.locator("table").first).to_contain_text("$0.05")
 
 
-def test_first_session_ends_with_live_spend_on_the_dashboard(  # type: ignore[no-untyped-def]
+def test_first_session_ends_with_live_spend_on_the_dashboard(
     stack: Stack, owner, ingester: Ingester, browser: Browser, page: Page
 ) -> None:
     started = time.monotonic()

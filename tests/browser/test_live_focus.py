@@ -35,13 +35,13 @@ def _record_calls(account_id: int, first: int, count: int) -> None:
 
 
 @pytest.fixture
-def owner(stack: Stack):  # type: ignore[no-untyped-def]
+def owner(stack: Stack):
     owner = user_with_seat(OWNER, stack.account, "owner")
     _record_calls(stack.account.pk, 0, 1)  # a breakdown row, whose link the test focuses
     return owner
 
 
-def test_focus_inside_the_live_region_survives_its_refresh(stack: Stack, owner, page: Page) -> None:  # type: ignore[no-untyped-def]
+def test_focus_inside_the_live_region_survives_its_refresh(stack: Stack, owner, page: Page) -> None:
     base = stack.proxy
     page.goto(f"{base}/login/")
     page.fill("#id_username", OWNER)

@@ -87,7 +87,7 @@ def recording_simulator() -> Iterator[RecordingSimulator]:
 
 
 @pytest.fixture
-def in_process(transactional_db, plans, recording_simulator, settings) -> Iterator[Judge]:  # type: ignore[no-untyped-def]
+def in_process(transactional_db, plans, recording_simulator, settings) -> Iterator[Judge]:
     settings.TOKONOMICS_MAX_BODY_BYTES = MAX_BODY_BYTES
     # Redis is healthy here: a slow answer on a busy machine must not pass for an outage.
     settings.TOKONOMICS_REDIS_TIMEOUT = 5.0
@@ -97,7 +97,7 @@ def in_process(transactional_db, plans, recording_simulator, settings) -> Iterat
 
 
 @pytest.fixture
-def under_uvicorn(transactional_db, plans, recording_simulator) -> Iterator[Judge]:  # type: ignore[no-untyped-def]
+def under_uvicorn(transactional_db, plans, recording_simulator) -> Iterator[Judge]:
     world = world_build(recording_simulator, plans)
     with ProxyProcess("tokonomics.proxy_asgi:application", TOKONOMICS_METRICS_TOKEN=METRICS_TOKEN,
                       TOKONOMICS_MAX_BODY_BYTES=str(MAX_BODY_BYTES), TOKONOMICS_REDIS_TIMEOUT="5") as process:

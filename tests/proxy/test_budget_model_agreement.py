@@ -191,7 +191,7 @@ def _enforce(entry: AccountEntry, keys: list, plan: list[Call], now: datetime) -
 @pytest.mark.django_db
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(layout=layouts, plan=calls, zone=st.sampled_from(ZONES))
-def test_enforcement_rebuild_alerts_and_dashboard_agree(plans, layout, plan, zone) -> None:  # type: ignore[no-untyped-def]
+def test_enforcement_rebuild_alerts_and_dashboard_agree(plans, layout, plan, zone) -> None:
     now = datetime.now(UTC)
     with transaction.atomic():  # each example on its own account, rolled back after
         account = Account.objects.create(slug=f"agree-{uuid.uuid4().hex[:12]}", name="Agree", plan=plans["pro"],

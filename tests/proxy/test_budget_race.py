@@ -31,7 +31,7 @@ CONCURRENT = 200
 
 
 @pytest.fixture
-def patient_redis_client(settings) -> None:  # type: ignore[no-untyped-def]
+def patient_redis_client(settings) -> None:
     """Before `stack`, so its proxy starts with it: on this 2-core box a 200-call burst opening its
     Redis connections all at once can exceed the 0.25 s connect timeout, which would turn into 503s
     (enforcement unavailable). Outages are tests/proxy/test_redis_outage.py's subject, not this one's."""
@@ -157,7 +157,7 @@ def test_ten_thousand_concurrent_settles_add_up_exactly() -> None:
             quota.settle(reservation=r, actual_nanos=actual, actual_tokens=10, event=b"{}")
             for r in reservations if isinstance(r, Reservation)
         ))
-        counter = reservations[0].counters[0].key  # type: ignore[union-attr]
+        counter = reservations[0].counters[0].key
         assert {k: int(v) for k, v in (await redis.hgetall(counter)).items()} == {b"s": count * actual, b"r": 0}
         assert await redis.hlen(f"tk:{{a:{ACCOUNT_ID}}}:rsv") == 0
         await redis.aclose()

@@ -258,7 +258,7 @@ def test_a_hard_budget_refuses_a_model_without_a_price(priced: Stack) -> None:
     claude = anthropic.Anthropic(base_url=f"{priced.proxy}/proxy/anthropic", api_key=KEY, max_retries=0)
     with pytest.raises(anthropic.PermissionDeniedError) as denied:
         claude.messages.create(**{**MESSAGES, "model": "house-model"})
-    error = denied.value.body["error"]  # type: ignore[index]
+    error = denied.value.body["error"]
     assert (error["type"], error["code"]) == ("permission_error", "model_unpriced")
     assert priced.sim_requests() == []  # the upstream is never called
     usage_ingest(max_seconds=1)

@@ -16,7 +16,7 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
 ZERO = "0.000000000"
 
 
-def test_every_refusal_carries_a_zero_cost_and_is_recorded_at_zero(stack: Stack, settings) -> None:  # type: ignore[no-untyped-def]
+def test_every_refusal_carries_a_zero_cost_and_is_recorded_at_zero(stack: Stack, settings) -> None:
     make_key(stack.account, OTHER_KEY, name="mini-only", allowed_models=["gpt-4o-mini"])
     Budget.objects.create(account=stack.account, scope="feature", match="capped", period="month",
                           limit_usd=Decimal("0.000000001"), hard=True)

@@ -18,13 +18,13 @@ PLAINTEXT = "mk_test_directory_race_0123456789abcdef"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_load_that_began_before_a_revocation_is_not_cached_as_fresh(acme, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_load_that_began_before_a_revocation_is_not_cached_as_fresh(acme, monkeypatch) -> None:
     key = make_key(acme, PLAINTEXT)
     read_done, may_return = threading.Event(), threading.Event()
     real_load = directory.load_key
     calls = []
 
-    def slow_load(key_hash: str):  # type: ignore[no-untyped-def]
+    def slow_load(key_hash: str):
         entry = real_load(key_hash)  # the database is read here, before the revocation below
         calls.append(entry)
         if len(calls) == 1:
@@ -50,7 +50,7 @@ def test_a_load_that_began_before_a_revocation_is_not_cached_as_fresh(acme, monk
     assert after is not None and after.revoked
 
 
-def test_made_up_keys_cannot_grow_the_cache_without_end(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_made_up_keys_cannot_grow_the_cache_without_end(monkeypatch) -> None:
     monkeypatch.setattr(directory, "MAX_CACHED_ENTRIES", 50)
     monkeypatch.setattr(directory, "load_key", lambda key_hash: None)  # every key unknown
 

@@ -58,14 +58,14 @@ MESSAGES = [{"role": "user", "content": "hello"}]
         "openai", "gpt-4o-mini")),
     ("openai", Operation.EMBEDDINGS, {"model": "text-embedding-3-small", "input": "hello"}, 0),
 ])
-def test_output_is_the_requests_limit_else_the_models_ceiling(wire, operation, payload, output) -> None:  # type: ignore[no-untyped-def]
+def test_output_is_the_requests_limit_else_the_models_ceiling(wire, operation, payload, output) -> None:
     info = parsed(wire, operation, payload)
     provider = "anthropic" if wire == "anthropic" else "openai"
     nanos, tokens = estimate(make_call(wire=wire, pricing_provider=provider, info=info))
     assert tokens == info.estimated_input_tokens + output
     usage = TokenUsage(input_tokens=info.estimated_input_tokens, output_tokens=output)
     assert nanos == usd_to_nanos(price(make_call(wire=wire, pricing_provider=provider, info=info), usage,
-                                       payload["model"]))  # type: ignore[arg-type]
+                                       payload["model"]))
 
 
 CEILING = default_max_output_tokens("openai", "gpt-4o-mini")
@@ -86,23 +86,23 @@ PROMPT = "hello"
     (Operation.CHAT, {"messages": MESSAGES, "n": -4}, CEILING),
     (Operation.CHAT, {"messages": MESSAGES, "n": "3"}, CEILING),
 ])
-def test_every_choice_asked_for_is_reserved(operation, payload, output) -> None:  # type: ignore[no-untyped-def]
+def test_every_choice_asked_for_is_reserved(operation, payload, output) -> None:
     info = parsed("openai", operation, {"model": "gpt-4o-mini", **payload})
     nanos, tokens = estimate(make_call(wire="openai", pricing_provider="openai", info=info))
     assert tokens == info.estimated_input_tokens + output
     usage = TokenUsage(input_tokens=info.estimated_input_tokens, output_tokens=output)
     assert nanos == usd_to_nanos(price(make_call(wire="openai", pricing_provider="openai", info=info), usage,
-                                       "gpt-4o-mini"))  # type: ignore[arg-type]
+                                       "gpt-4o-mini"))
 
 
 @pytest.mark.parametrize("payload", [{"n": 10**9}, {"n": 10**9, "max_tokens": 10**12},
                                      {"n": 2**64 - 1, "max_tokens": 2**64 - 1}])
-def test_an_absurd_choice_count_gives_a_huge_estimate_not_an_error(payload) -> None:  # type: ignore[no-untyped-def]
+def test_an_absurd_choice_count_gives_a_huge_estimate_not_an_error(payload) -> None:
     info = parsed("openai", Operation.CHAT, {"model": "gpt-5", "messages": MESSAGES, **payload})
     nanos, tokens = estimate(make_call(wire="openai", pricing_provider="openai", info=info))
     assert tokens == info.estimated_input_tokens + MAX_CALL_TOKENS
     assert nanos == usd_to_nanos(price(make_call(wire="openai", pricing_provider="openai", info=info), TokenUsage(
-        input_tokens=info.estimated_input_tokens, output_tokens=MAX_CALL_TOKENS), "gpt-5"))  # type: ignore[arg-type]
+        input_tokens=info.estimated_input_tokens, output_tokens=MAX_CALL_TOKENS), "gpt-5"))
     assert nanos >= MAX_CALL_NANOS  # past what quota reserves: a hard budget under $1,000,000 denies it
 
 
@@ -208,7 +208,7 @@ CORPUS: dict[str, list[dict]] = {
 TOOL_CASES = {"tools": ([{"role": "user", "content": "Is it raining in Lyon right now?"}], [WEATHER_TOOL])}
 
 
-def cookbook_tokens(encode, messages: list[dict], tools: list[dict] | None = None) -> int:  # type: ignore[no-untyped-def]
+def cookbook_tokens(encode, messages: list[dict], tools: list[dict] | None = None) -> int:
     """OpenAI's own recipe for a chat request's prompt_tokens (openai-cookbook, "How to count tokens
     with tiktoken", gpt-4o family constants), which OpenAI documents as matching the API."""
     total = 3  # every reply is primed with <|start|>assistant<|message|>

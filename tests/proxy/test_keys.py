@@ -15,7 +15,7 @@ def test_generated_keys_are_well_formed_and_unique() -> None:
     assert not is_well_formed("sk-" + "a" * 40)
 
 
-def test_no_plaintext_key_anywhere_in_the_database(acme) -> None:  # type: ignore[no-untyped-def]
+def test_no_plaintext_key_anywhere_in_the_database(acme) -> None:
     plaintext = generate_key()
     ApiKey.objects.create(account=acme, name="ci", key_hash=hash_key(plaintext), prefix=visible_prefix(plaintext))
     secret_part = plaintext[len(visible_prefix(plaintext)):]
@@ -28,7 +28,7 @@ def test_no_plaintext_key_anywhere_in_the_database(acme) -> None:  # type: ignor
     assert hash_key(plaintext) in dump
 
 
-def test_allowed_models_are_glob_patterns(acme) -> None:  # type: ignore[no-untyped-def]
+def test_allowed_models_are_glob_patterns(acme) -> None:
     key = ApiKey(account=acme, name="k", allowed_models=["gpt-4o-mini", "claude-*"])
     assert key.allows_model("gpt-4o-mini")
     assert key.allows_model("claude-sonnet-4-5")

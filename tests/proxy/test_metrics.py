@@ -20,7 +20,7 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
 
 
 @pytest.fixture
-def worker(transactional_db, simulator, plans) -> Iterator[ProxyProcess]:  # type: ignore[no-untyped-def]
+def worker(transactional_db, simulator, plans) -> Iterator[ProxyProcess]:
     """A proxy worker of its own: its /metrics holds only what this test sent."""
     account = make_account("acme", simulator, plans["pro"])
     make_key(account, KEY)
@@ -88,7 +88,7 @@ def test_a_client_label_past_the_cap_is_other() -> None:
     assert [bounded(v) for v in ("a", "b", "c", "a", "", "d")] == ["a", "b", "other", "a", "", "other"]
 
 
-def test_metrics_count_requests_tokens_cost_and_overhead(stack: Stack, settings) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_count_requests_tokens_cost_and_overhead(stack: Stack, settings) -> None:
     for i in range(3):
         chat(stack, **{"X-Feature-Name": f"f{i % 2}"})
     text = httpx.get(f"{stack.proxy}/metrics").text

@@ -24,7 +24,7 @@ PERIODS = ("hour", "day", "week", "month", "quarter")
 
 
 def local(zone: ZoneInfo, *args: int, fold: int = 0) -> datetime:
-    return datetime(*args, tzinfo=zone, fold=fold)  # type: ignore[misc]
+    return datetime(*args, tzinfo=zone, fold=fold)
 
 
 def hours(start: datetime, end: datetime | None) -> float:

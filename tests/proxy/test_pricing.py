@@ -362,7 +362,7 @@ def test_override_rejects_a_negative_price_naming_the_field() -> None:
 def test_price_table_is_immutable() -> None:
     table = PriceTable.from_override(input_per_mtok=3, output_per_mtok=15)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        table.input_per_mtok = Decimal(0)  # type: ignore[misc]
+        table.input_per_mtok = Decimal(0)
 
 
 def test_sensible_overrides_pass_validation() -> None:
@@ -466,7 +466,7 @@ rates = st.decimals(min_value=0, max_value=100, places=3)
 @settings(max_examples=300, deadline=None)
 @given(rates, rates, rates, rates, rates, rates, st.integers(0, 300_000), st.integers(0, 100_000),
        st.booleans(), st.booleans(), st.integers(1, 200_000))
-def test_dearest_cost_is_the_highest_cost_of_any_way_the_counts_can_be_billed(  # type: ignore[no-untyped-def]
+def test_dearest_cost_is_the_highest_cost_of_any_way_the_counts_can_be_billed(
     input_rate, output_rate, cached_rate, write_rate, write_1h_rate, reasoning_rate, tokens, output, writes,
     writes_1h, tier_above,
 ) -> None:

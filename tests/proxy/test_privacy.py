@@ -50,7 +50,7 @@ def database_text() -> str:
     return "\n".join(dump)
 
 
-def test_canary_reaches_no_store(stack, caplog, capfd) -> None:  # type: ignore[no-untyped-def]
+def test_canary_reaches_no_store(stack, caplog, capfd) -> None:
     caplog.set_level(logging.DEBUG)
     oai = openai.OpenAI(base_url=f"{stack.proxy}/proxy/openai", api_key=KEY, max_retries=0)
     claude = anthropic.Anthropic(base_url=f"{stack.proxy}/proxy/anthropic", api_key=KEY, max_retries=0)

@@ -26,7 +26,7 @@ def record(request_id: str) -> UsageRecord:
     return UsageRecord.objects.get(request_id=request_id)
 
 
-def openai_client(stack: Stack, **kwargs) -> openai.OpenAI:  # type: ignore[no-untyped-def]
+def openai_client(stack: Stack, **kwargs) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{stack.proxy}/proxy/openai", api_key=KEY, max_retries=0, **kwargs)
 
 
@@ -66,7 +66,7 @@ def _fixture_body(path: str, model: str, stream: bool) -> dict:
 
 @pytest.mark.parametrize(("provider", "path", "fixture", "model", "stream"), FIXTURE_CALLS,
                          ids=[c[2] for c in FIXTURE_CALLS])
-def test_response_bytes_identical_to_a_direct_call(stack, provider, path, fixture, model, stream) -> None:  # type: ignore[no-untyped-def]
+def test_response_bytes_identical_to_a_direct_call(stack, provider, path, fixture, model, stream) -> None:
     body = _fixture_body(path, model, stream)
     headers = {"X-Sim-Fixture": fixture, "anthropic-version": "2023-06-01"}
     direct_base = f"{stack.sim}" if provider == "anthropic" else stack.sim
@@ -103,7 +103,7 @@ PAIRS = [
 
 @pytest.mark.parametrize(("provider", "path", "plain", "streamed", "model", "expected"), PAIRS,
                          ids=[p[3] for p in PAIRS])
-def test_streamed_cost_equals_non_streamed_cost(stack, provider, path, plain, streamed, model, expected) -> None:  # type: ignore[no-untyped-def]
+def test_streamed_cost_equals_non_streamed_cost(stack, provider, path, plain, streamed, model, expected) -> None:
     ids = []
     for fixture, stream in ((plain, False), (streamed, True)):
         body = _fixture_body(path, model, stream)
@@ -123,7 +123,7 @@ def test_streamed_cost_equals_non_streamed_cost(stack, provider, path, plain, st
         assert getattr(first, name) == value, name
 
 
-def test_cost_header_matches_record(stack) -> None:  # type: ignore[no-untyped-def]
+def test_cost_header_matches_record(stack) -> None:
     response = httpx.post(f"{stack.proxy}/proxy/openai/chat/completions", json=CHAT,
                           headers={"Authorization": f"Bearer {KEY}"})
     saved = record(response.headers["x-tokonomics-request-id"])
@@ -133,7 +133,7 @@ def test_cost_header_matches_record(stack) -> None:  # type: ignore[no-untyped-d
 
 # --- the official SDKs ------------------------------------------------------------------------
 
-def test_openai_sdk_sync_stream_and_include_usage_injection(stack) -> None:  # type: ignore[no-untyped-def]
+def test_openai_sdk_sync_stream_and_include_usage_injection(stack) -> None:
     client = openai_client(stack)
     completion = client.chat.completions.create(**CHAT)
     assert completion.choices[0].message.content
@@ -148,7 +148,7 @@ def test_openai_sdk_sync_stream_and_include_usage_injection(stack) -> None:  # t
     assert saved.usage_source == "reported" and saved.output_tokens > 0 and saved.streamed
 
 
-def test_openai_sdk_async_and_responses_and_embeddings(stack) -> None:  # type: ignore[no-untyped-def]
+def test_openai_sdk_async_and_responses_and_embeddings(stack) -> None:
     async def run() -> None:
         client = openai.AsyncOpenAI(base_url=f"{stack.proxy}/proxy/openai", api_key=KEY, max_retries=0)
         completion = await client.chat.completions.create(**CHAT)
@@ -165,7 +165,7 @@ def test_openai_sdk_async_and_responses_and_embeddings(stack) -> None:  # type: 
     asyncio.run(run())
 
 
-def test_anthropic_sdk_sync_async_stream(stack) -> None:  # type: ignore[no-untyped-def]
+def test_anthropic_sdk_sync_async_stream(stack) -> None:
     client = anthropic_client(stack)
     message = client.messages.create(**MESSAGES, extra_headers={"X-Sim-Cached-Tokens": "100",
                                                                 "X-Sim-Cache-Write-Tokens": "50"})
@@ -188,14 +188,14 @@ def test_anthropic_sdk_sync_async_stream(stack) -> None:  # type: ignore[no-unty
     assert cached.input_tokens == message.usage.input_tokens + 150
 
 
-def test_anthropic_sdk_with_bearer_and_x_api_key(stack) -> None:  # type: ignore[no-untyped-def]
+def test_anthropic_sdk_with_bearer_and_x_api_key(stack) -> None:
     bearer = anthropic.Anthropic(base_url=f"{stack.proxy}/proxy/anthropic", auth_token=KEY, max_retries=0)
     assert bearer.messages.create(**MESSAGES).content
 
 
 # --- streaming is not buffered ----------------------------------------------------------------
 
-def test_first_chunk_arrives_while_upstream_holds_the_second(stack) -> None:  # type: ignore[no-untyped-def]
+def test_first_chunk_arrives_while_upstream_holds_the_second(stack) -> None:
     body = {**CHAT, "stream": True}
     headers = {"Authorization": f"Bearer {KEY}", "X-Sim-Hold": "t1"}
     with httpx.stream("POST", f"{stack.proxy}/proxy/openai/chat/completions", json=body, headers=headers,
@@ -211,7 +211,7 @@ def test_first_chunk_arrives_while_upstream_holds_the_second(stack) -> None:  # 
 
 # --- what the upstream sees -------------------------------------------------------------------
 
-def test_credential_swap_and_header_stripping(stack) -> None:  # type: ignore[no-untyped-def]
+def test_credential_swap_and_header_stripping(stack) -> None:
     stack.clear_sim()
     httpx.post(
         f"{stack.proxy}/proxy/openai/chat/completions?api-version=2024-01", json=CHAT,
@@ -240,7 +240,7 @@ def test_credential_swap_and_header_stripping(stack) -> None:  # type: ignore[no
     assert "authorization" not in seen
 
 
-def test_environment_defaults_to_the_keys(stack) -> None:  # type: ignore[no-untyped-def]
+def test_environment_defaults_to_the_keys(stack) -> None:
     stack.key.environment = "ci"
     stack.key.save()
     proxy_config_seen()
@@ -251,7 +251,7 @@ def test_environment_defaults_to_the_keys(stack) -> None:  # type: ignore[no-unt
 
 # --- errors and denials -----------------------------------------------------------------------
 
-def test_upstream_errors_pass_through_unchanged(stack) -> None:  # type: ignore[no-untyped-def]
+def test_upstream_errors_pass_through_unchanged(stack) -> None:
     client = openai_client(stack)
     with pytest.raises(openai.InternalServerError):
         client.chat.completions.create(**CHAT, extra_headers={"X-Sim-Status": "500"})
@@ -266,7 +266,7 @@ def test_upstream_errors_pass_through_unchanged(stack) -> None:  # type: ignore[
     assert saved.status_code == 429 and saved.input_tokens == 0
 
 
-def test_bad_requests_get_the_contract_error_and_never_reach_upstream(stack, settings) -> None:  # type: ignore[no-untyped-def]
+def test_bad_requests_get_the_contract_error_and_never_reach_upstream(stack, settings) -> None:
     stack.clear_sim()
     auth = {"Authorization": f"Bearer {KEY}"}
     url = f"{stack.proxy}/proxy/openai/chat/completions"
@@ -303,7 +303,7 @@ def test_bad_requests_get_the_contract_error_and_never_reach_upstream(stack, set
     assert statuses == [400, 400, 403, 403, 413]  # unauthenticated calls have no account to be recorded in
 
 
-def test_sdks_raise_their_usual_exceptions_on_denials(stack) -> None:  # type: ignore[no-untyped-def]
+def test_sdks_raise_their_usual_exceptions_on_denials(stack) -> None:
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{stack.proxy}/proxy/openai", api_key="mk_" + "y" * 40,
                       max_retries=0).chat.completions.create(**CHAT)
@@ -312,7 +312,7 @@ def test_sdks_raise_their_usual_exceptions_on_denials(stack) -> None:  # type: i
                             max_retries=0).messages.create(**MESSAGES)
 
 
-def test_unreachable_upstream_is_502_and_recorded(stack) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_upstream_is_502_and_recorded(stack) -> None:
     from proxy.models import ProviderEndpoint
 
     ProviderEndpoint.objects.filter(slug="vllm-internal").update(base_url="http://127.0.0.1:9/v1")
@@ -328,7 +328,7 @@ def test_unreachable_upstream_is_502_and_recorded(stack) -> None:  # type: ignor
     assert saved.status_code == 502 and saved.cost_usd in (None, 0)
 
 
-def test_upstream_timeout_is_504(stack, settings) -> None:  # type: ignore[no-untyped-def]
+def test_upstream_timeout_is_504(stack, settings) -> None:
     from proxy.context import _context
 
     assert _context is not None
@@ -342,7 +342,7 @@ def test_upstream_timeout_is_504(stack, settings) -> None:  # type: ignore[no-un
 
 # --- streams cut short ------------------------------------------------------------------------
 
-def test_client_disconnect_mid_stream_leaves_an_estimated_record(stack) -> None:  # type: ignore[no-untyped-def]
+def test_client_disconnect_mid_stream_leaves_an_estimated_record(stack) -> None:
     body = {**CHAT, "stream": True, "max_tokens": 200}
     headers = {"Authorization": f"Bearer {KEY}", "X-Sim-Hold": "cut", "X-Feature-Name": "cut-short"}
     with httpx.stream("POST", f"{stack.proxy}/proxy/openai/chat/completions", json=body, headers=headers,
@@ -366,7 +366,7 @@ def test_client_disconnect_mid_stream_leaves_an_estimated_record(stack) -> None:
     release.join()  # while the simulator it calls is still up
 
 
-def test_upstream_cut_short_leaves_an_estimated_record(stack) -> None:  # type: ignore[no-untyped-def]
+def test_upstream_cut_short_leaves_an_estimated_record(stack) -> None:
     body = {**CHAT, "stream": True}
     with httpx.stream("POST", f"{stack.proxy}/proxy/openai/chat/completions", json=body,
                       headers={"Authorization": f"Bearer {KEY}", "X-Sim-Drop-After": "3"}) as response:
@@ -377,7 +377,7 @@ def test_upstream_cut_short_leaves_an_estimated_record(stack) -> None:  # type: 
     assert saved.usage_source == "estimated" and saved.output_tokens > 0
 
 
-def test_response_without_usage_is_estimated_not_zero(stack) -> None:  # type: ignore[no-untyped-def]
+def test_response_without_usage_is_estimated_not_zero(stack) -> None:
     body = {**CHAT, "stream": True, "stream_options": {"include_usage": False}}
     response = httpx.post(f"{stack.proxy}/proxy/openai/chat/completions", json=body,
                           headers={"Authorization": f"Bearer {KEY}"})
@@ -386,7 +386,7 @@ def test_response_without_usage_is_estimated_not_zero(stack) -> None:  # type: i
     assert saved.output_tokens > 0 and saved.input_tokens > 0
 
 
-def test_unknown_model_price_is_recorded_and_never_blocks(stack) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_model_price_is_recorded_and_never_blocks(stack) -> None:
     client = openai.OpenAI(base_url=f"{stack.proxy}/proxy/vllm-internal", api_key=KEY, max_retries=0)
     raw = client.chat.completions.with_raw_response.create(**{**CHAT, "model": "my-own-model-7b"})
     assert raw.headers["x-tokonomics-cost-usd"] == "unknown"
@@ -394,7 +394,7 @@ def test_unknown_model_price_is_recorded_and_never_blocks(stack) -> None:  # typ
     assert saved.cost_usd is None and saved.input_tokens > 0
 
 
-def test_price_override_wins(stack) -> None:  # type: ignore[no-untyped-def]
+def test_price_override_wins(stack) -> None:
     from billing.models import PriceOverride
 
     PriceOverride.objects.create(account=stack.account, provider="openai", model="gpt-4o-mini",
@@ -407,7 +407,7 @@ def test_price_override_wins(stack) -> None:  # type: ignore[no-untyped-def]
     assert saved.cost_usd == expected
 
 
-def test_revoked_key_stops_working_within_two_seconds(stack) -> None:  # type: ignore[no-untyped-def]
+def test_revoked_key_stops_working_within_two_seconds(stack) -> None:
     from proxy.services import api_key_revoke
     from tokonomics.audit import Actor
 

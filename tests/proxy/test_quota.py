@@ -22,7 +22,7 @@ ACCOUNT = account_entry(626262, budgets=(SOFT,))
 KEY = key_entry(4, account_id=ACCOUNT.id, tokens_per_minute=10**15)
 
 
-def run(check) -> None:  # type: ignore[no-untyped-def]
+def run(check) -> None:
     async def main() -> None:
         redis = Redis.from_url(settings.REDIS_URL)
         pipeline = PipelinedRedis(settings.REDIS_URL, timeout=5)

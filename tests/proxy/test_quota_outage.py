@@ -29,7 +29,7 @@ def run(url: str, check: Callable[[Quota], Awaitable[None]], **options: object) 
     async def main() -> None:
         pipeline = PipelinedRedis(url, timeout=0.5)
         try:
-            await check(Quota(pipeline, reservation_ttl_ms=60_000, **options))  # type: ignore[arg-type]
+            await check(Quota(pipeline, reservation_ttl_ms=60_000, **options))
         finally:
             await pipeline.close()
 

@@ -51,7 +51,7 @@ async def _age(redis: Redis, log: str, members: list[bytes], seconds: float) -> 
     await redis.zadd(log, dict.fromkeys(members, then), xx=True)
 
 
-def run(check) -> None:  # type: ignore[no-untyped-def]
+def run(check) -> None:
     async def main() -> None:
         redis = Redis.from_url(settings.REDIS_URL)
         pipeline = PipelinedRedis(settings.REDIS_URL, timeout=5)
@@ -91,7 +91,7 @@ def test_the_token_window_counts_estimates_then_actual_tokens() -> None:
         denial = await _reserve(quota, key, "t3", tokens=300)
         assert isinstance(denial, Denial) and denial.scope == "rate_tokens" and 0 < denial.retry_after_ms <= 60_000
         # The first call used 100 tokens, not the 300 it reserved: 200 come back.
-        await quota.settle(reservation=admitted[0], actual_nanos=0, actual_tokens=100, event=b"")  # type: ignore[arg-type]
+        await quota.settle(reservation=admitted[0], actual_nanos=0, actual_tokens=100, event=b"")
         assert isinstance(await _reserve(quota, key, "t4", tokens=300), Reservation)
         assert isinstance(await _reserve(quota, key, "t5", tokens=1), Denial)
         # Calls older than a minute no longer count.

@@ -25,7 +25,7 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say he
 
 
 @pytest.fixture
-def private_urls_off(settings):  # type: ignore[no-untyped-def]
+def private_urls_off(settings):
     settings.TOKONOMICS_ALLOW_PRIVATE_URLS = False
 
 
@@ -34,7 +34,7 @@ def _sim_requests(sim: str) -> list:
 
 
 def test_rebinding_name_is_refused_at_connect_time(
-    transactional_db, simulator, plans, private_urls_off, rebinding_dns: RebindingResolver  # type: ignore[no-untyped-def]
+    transactional_db, simulator, plans, private_urls_off, rebinding_dns: RebindingResolver
 ) -> None:
     account = make_account("acme", simulator, plans["pro"])
     make_key(account, KEY)
@@ -65,7 +65,7 @@ def test_rebinding_name_is_refused_at_connect_time(
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "[::ffff:127.0.0.1]", "2130706433", "127.1", "0x7f000001"])
 def test_private_address_literals_saved_while_allowed_are_refused_once_turned_off(
-    transactional_db, simulator, plans, settings, host: str  # type: ignore[no-untyped-def]
+    transactional_db, simulator, plans, settings, host: str
 ) -> None:
     account = make_account("acme", simulator, plans["pro"])
     make_key(account, KEY)
@@ -83,7 +83,7 @@ def test_private_address_literals_saved_while_allowed_are_refused_once_turned_of
 
 
 @override_settings(TOKONOMICS_ALLOW_PRIVATE_URLS=True)
-def test_private_upstreams_work_when_allowed(stack) -> None:  # type: ignore[no-untyped-def]
+def test_private_upstreams_work_when_allowed(stack) -> None:
     response = httpx.post(f"{stack.proxy}/proxy/openai/chat/completions", json=CHAT,
                           headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
     assert response.status_code == 200
@@ -91,7 +91,7 @@ def test_private_upstreams_work_when_allowed(stack) -> None:  # type: ignore[no-
 
 @pytest.mark.parametrize("server", [ProxyProcess, RunserverProcess], ids=["uvicorn", "daphne"])
 def test_the_setting_from_the_environment_refuses_private_upstreams(
-    transactional_db, simulator, plans, server  # type: ignore[no-untyped-def]
+    transactional_db, simulator, plans, server
 ) -> None:
     account = make_account("acme", simulator, plans["pro"])  # endpoints on 127.0.0.1, saved while allowed
     make_key(account, KEY)

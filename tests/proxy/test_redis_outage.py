@@ -30,7 +30,7 @@ NEVER_HANGS_SECONDS = 1.5
 
 
 @pytest.fixture
-def outage(settings, transactional_db, simulator, plans, private_redis) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+def outage(settings, transactional_db, simulator, plans, private_redis) -> Iterator[Stack]:
     """The live stack, with the proxy and the Django side both on the private Redis."""
     settings.REDIS_URL = private_redis.url
     sync_redis.cache_clear()

@@ -19,7 +19,7 @@ def private_redis() -> Iterator[PrivateRedis]:
         yield server
 
 
-def policy_seen(settings, url: str) -> str:  # type: ignore[no-untyped-def]
+def policy_seen(settings, url: str) -> str:
     settings.REDIS_URL = url
 
     async def check() -> str:
@@ -33,7 +33,7 @@ def policy_seen(settings, url: str) -> str:  # type: ignore[no-untyped-def]
     return asyncio.run(check())
 
 
-def test_an_evicting_redis_is_reported(settings, private_redis: PrivateRedis, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_an_evicting_redis_is_reported(settings, private_redis: PrivateRedis, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="proxy.context"):
         assert policy_seen(settings, private_redis.url) == "allkeys-lru"
     assert "maxmemory-policy noeviction" in caplog.text
@@ -45,7 +45,7 @@ def test_an_evicting_redis_is_reported(settings, private_redis: PrivateRedis, ca
     assert caplog.text == ""
 
 
-def test_an_unreachable_redis_is_not_reported_as_evicting(settings, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_an_unreachable_redis_is_not_reported_as_evicting(settings, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="proxy.context"):
         assert policy_seen(settings, "redis://127.0.0.1:1/0") == ""
     assert caplog.text == ""

@@ -63,13 +63,13 @@ async def relay_cut(call: Call, chunks: list[bytes]) -> list[dict[str, Any]]:
         raise AssertionError
 
     with pytest.raises(aiohttp.ClientPayloadError):
-        await relay_stream(call=call, upstream=CutStream(chunks), receive=receive, send=send,  # type: ignore[arg-type]
+        await relay_stream(call=call, upstream=CutStream(chunks), receive=receive, send=send,
                            started=time.perf_counter())
     return sent
 
 
 @pytest.mark.parametrize("stream_options", [None, {"include_usage": True}], ids=["usage-chunk-stripped", "as-sent"])
-def test_a_cut_stream_passes_on_everything_sent_before_the_cut_and_counts_it(stream_options) -> None:  # type: ignore[no-untyped-def]
+def test_a_cut_stream_passes_on_everything_sent_before_the_cut_and_counts_it(stream_options) -> None:
     payload: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     if stream_options is not None:
         payload["stream_options"] = stream_options

@@ -21,7 +21,7 @@ def _chat(stack: Stack, key: str, model: str, provider: str = "openai") -> str:
     return response.headers["x-tokonomics-request-id"]
 
 
-def test_hostile_provider_and_model_are_cut_and_every_account_goes_on_being_ingested(stack: Stack, plans) -> None:  # type: ignore[no-untyped-def]
+def test_hostile_provider_and_model_are_cut_and_every_account_goes_on_being_ingested(stack: Stack, plans) -> None:
     globex = make_account("globex", stack.sim, plans["starter"])
     make_key(globex, OTHER_KEY)
     denied = _chat(stack, KEY, "gpt-4o-mini", provider="p" * 80)  # 403: no such endpoint, still recorded

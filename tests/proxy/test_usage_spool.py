@@ -26,7 +26,7 @@ def spooled_lines(directory: Path) -> int:
     return sum(path.read_bytes().count(b"\n") for path in directory.glob("*.spool"))
 
 
-def test_usage_held_during_a_redis_outage_survives_kill_9(  # type: ignore[no-untyped-def]
+def test_usage_held_during_a_redis_outage_survives_kill_9(
     settings, transactional_db, simulator, plans, private_redis: PrivateRedis, spool_dir: Path
 ) -> None:
     settings.REDIS_URL = private_redis.url

@@ -15,12 +15,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def operator(client, superuser, acme):  # type: ignore[no-untyped-def]
+def operator(client, superuser, acme):
     client.force_login(superuser)
     return client
 
 
-def test_every_changelist_and_add_page_loads(operator) -> None:  # type: ignore[no-untyped-def]
+def test_every_changelist_and_add_page_loads(operator) -> None:
     for model in admin.site._registry:
         meta = model._meta
         changelist = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
@@ -35,13 +35,13 @@ def test_every_changelist_and_add_page_loads(operator) -> None:  # type: ignore[
         assert operator.get(add).status_code == expected, add
 
 
-def test_change_pages_load(operator, acme) -> None:  # type: ignore[no-untyped-def]
+def test_change_pages_load(operator, acme) -> None:
     assert operator.get(reverse("admin:billing_account_change", args=[acme.pk])).status_code == 200
     response = operator.get(reverse("admin:billing_account_changelist"), {"q": "acme"})
     assert b"Acme Inc" in response.content
 
 
-def test_new_key_plaintext_is_shown_once(operator, acme) -> None:  # type: ignore[no-untyped-def]
+def test_new_key_plaintext_is_shown_once(operator, acme) -> None:
     response = operator.post(
         reverse("admin:proxy_apikey_add"),
         {"account": acme.pk, "name": "ci", "environment": "production", "allowed_models": "[]"},
@@ -58,7 +58,7 @@ def test_new_key_plaintext_is_shown_once(operator, acme) -> None:  # type: ignor
     assert key.prefix.encode() in listing.content and plaintext.encode() not in listing.content
 
 
-def test_provider_credential_is_write_only(operator, acme) -> None:  # type: ignore[no-untyped-def]
+def test_provider_credential_is_write_only(operator, acme) -> None:
     url = reverse("admin:proxy_providerendpoint_add")
     operator.post(url, {"account": acme.pk, "slug": "openai", "wire_format": "openai",
                         "base_url": "https://api.openai.com/v1", "credential": "sk-WRITEONLY"})
@@ -70,7 +70,7 @@ def test_provider_credential_is_write_only(operator, acme) -> None:  # type: ign
     assert b"sk-WRITEONLY" not in page.content
 
 
-def test_revoke_action_revokes(operator, acme) -> None:  # type: ignore[no-untyped-def]
+def test_revoke_action_revokes(operator, acme) -> None:
     key = ApiKey.objects.create(account=acme, name="old", key_hash="x" * 64, prefix="mk_old")
     operator.post(reverse("admin:proxy_apikey_changelist"), {"action": "revoke", "_selected_action": [key.pk]})
     key.refresh_from_db()
@@ -87,7 +87,7 @@ def test_every_admin_action_that_changes_state_requires_a_permission() -> None:
             assert getattr(func, "allowed_permissions", None), f"{model.__name__} action {action} has no permissions"
 
 
-def test_view_only_staff_cannot_approve_a_domain_claim(client, acme) -> None:  # type: ignore[no-untyped-def]
+def test_view_only_staff_cannot_approve_a_domain_claim(client, acme) -> None:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
 
@@ -105,7 +105,7 @@ def test_view_only_staff_cannot_approve_a_domain_claim(client, acme) -> None:  #
     assert claim.status == SsoDomain.Status.PENDING
 
 
-def test_an_invitation_is_shown_read_only_and_without_its_token_hash(operator, acme) -> None:  # type: ignore[no-untyped-def]
+def test_an_invitation_is_shown_read_only_and_without_its_token_hash(operator, acme) -> None:
     invitation = Invitation.objects.create(account=acme, email="erin@acme.test", role="member", token_hash="f" * 64,
                                            inviter_label="alice@acme.test", expires_at=timezone.now())
     listing = operator.get(reverse("admin:billing_invitation_changelist"))

@@ -59,7 +59,7 @@ class Channels:
 
 
 @pytest.fixture
-def channels(acme, alice, tmp_path) -> Channels:  # type: ignore[no-untyped-def]
+def channels(acme, alice, tmp_path) -> Channels:
     web = Client()
     web.force_login(alice)
     _, token = management_token_create(account=acme, name="ops-token")

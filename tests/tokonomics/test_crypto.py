@@ -18,7 +18,7 @@ def test_round_trip_and_fresh_nonce_each_time() -> None:
     assert decrypt_secret(first, context=CONTEXT) == decrypt_secret(second, context=CONTEXT) == "sk-live-123"
 
 
-def test_credential_is_not_in_the_database_in_plaintext(acme) -> None:  # type: ignore[no-untyped-def]
+def test_credential_is_not_in_the_database_in_plaintext(acme) -> None:
     endpoint = ProviderEndpoint(account=acme, slug="openai", wire_format="openai", base_url="https://api.openai.com/v1")
     endpoint.set_credential("sk-proj-VERYSECRET-0123456789")
     endpoint.save()
@@ -42,14 +42,14 @@ def test_tampered_ciphertext_is_rejected() -> None:
         decrypt_secret(tampered, context=CONTEXT)
 
 
-def _endpoint(account, slug: str, credential: str) -> ProviderEndpoint:  # type: ignore[no-untyped-def]
+def _endpoint(account, slug: str, credential: str) -> ProviderEndpoint:
     endpoint = ProviderEndpoint(account=account, slug=slug, wire_format="openai", base_url="https://api.example.com")
     endpoint.set_credential(credential)  # before the row has a pk
     endpoint.save()
     return endpoint
 
 
-def test_a_ciphertext_copied_to_another_row_does_not_decrypt(acme, globex) -> None:  # type: ignore[no-untyped-def]
+def test_a_ciphertext_copied_to_another_row_does_not_decrypt(acme, globex) -> None:
     victim = _endpoint(acme, "openai", "sk-acme-VICTIM")
     attacker = _endpoint(globex, "openai", "sk-globex-own")
     ProviderEndpoint.objects.filter(pk=attacker.pk).update(credential_encrypted=victim.credential_encrypted)
@@ -59,7 +59,7 @@ def test_a_ciphertext_copied_to_another_row_does_not_decrypt(acme, globex) -> No
     assert ProviderEndpoint.objects.get(pk=victim.pk).get_credential() == "sk-acme-VICTIM"
 
 
-def test_a_ciphertext_copied_to_another_field_does_not_decrypt(acme, plans) -> None:  # type: ignore[no-untyped-def]
+def test_a_ciphertext_copied_to_another_field_does_not_decrypt(acme, plans) -> None:
     channel = AlertChannel(account=acme, name="hooks", kind="webhook", url="https://hooks.example.com/x")
     channel.set_secret("whsec_c2VjcmV0LWhvb2stYnl0ZXM=")
     channel.save()
@@ -75,7 +75,7 @@ def test_a_ciphertext_copied_to_another_field_does_not_decrypt(acme, plans) -> N
         config.client_secret()
 
 
-def test_ciphertexts_name_the_field_and_row_they_belong_to(acme) -> None:  # type: ignore[no-untyped-def]
+def test_ciphertexts_name_the_field_and_row_they_belong_to(acme) -> None:
     endpoint = _endpoint(acme, "openai", "sk-1")
     assert secret_context(endpoint, "credential_encrypted") == (
         f"proxy.providerendpoint.credential_encrypted:{endpoint.secret_id}")

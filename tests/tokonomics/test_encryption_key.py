@@ -18,7 +18,7 @@ RAW = bytes.fromhex("fbff" * 16)
 @pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode,
                                     lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"="),
                                     lambda raw: base64.b64encode(raw).rstrip(b"=")])
-def test_both_alphabets_with_or_without_padding_are_accepted(encode) -> None:  # type: ignore[no-untyped-def]
+def test_both_alphabets_with_or_without_padding_are_accepted(encode) -> None:
     assert encryption_key_parse(" " + encode(RAW).decode() + "\n") == RAW
 
 

@@ -34,7 +34,7 @@ def host_echo() -> Iterator[tuple[int, list[str]]]:
     server.server_close()
 
 
-def test_connects_to_the_checked_address_with_the_name_as_host(settings, monkeypatch, host_echo) -> None:  # type: ignore[no-untyped-def]
+def test_connects_to_the_checked_address_with_the_name_as_host(settings, monkeypatch, host_echo) -> None:
     settings.TOKONOMICS_ALLOW_PRIVATE_URLS = False
     port, seen = host_echo
     checked: list[str] = []
@@ -45,7 +45,7 @@ def test_connects_to_the_checked_address_with_the_name_as_host(settings, monkeyp
 
     real_getaddrinfo = socket.getaddrinfo
 
-    def no_second_lookup(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def no_second_lookup(host, *args, **kwargs):
         assert host == "127.0.0.1", f"resolved {host!r} again after the check"
         return real_getaddrinfo(host, *args, **kwargs)
 

@@ -79,7 +79,7 @@ def test_urls_with_any_spelling_of_a_private_address_are_refused(host: str) -> N
 
 @override_settings(TOKONOMICS_ALLOW_PRIVATE_URLS=False)
 def test_a_name_is_refused_when_any_of_its_addresses_is_private(monkeypatch: pytest.MonkeyPatch) -> None:
-    def two_answers(host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def]
+    def two_answers(host, port, family=0, type=0, proto=0, flags=0):
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port)),
                 (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0))]
 

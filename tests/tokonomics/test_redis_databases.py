@@ -12,7 +12,7 @@ from ..support import REPO, TEST_REDIS_DBS, worker_redis_db
 
 def test_bin_test_picks_a_database_the_tests_may_use() -> None:
     script = (REPO / "bin" / "test").read_text()
-    modulus, first = map(int, re.search(r"\$\(\( \$\$ % (\d+) \+ (\d+) \)\)", script).groups())  # type: ignore[union-attr]
+    modulus, first = map(int, re.search(r"\$\(\( \$\$ % (\d+) \+ (\d+) \)\)", script).groups())
     assert {pid % modulus + first for pid in range(modulus)} == set(TEST_REDIS_DBS)
 
 

@@ -30,7 +30,7 @@ def legacy_encrypt(plaintext: str) -> str:
 
 
 @pytest.fixture
-def old_apps(transactional_db, plans) -> Iterator:  # type: ignore[no-untyped-def]
+def old_apps(transactional_db, plans) -> Iterator:
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)
     try:
@@ -40,7 +40,7 @@ def old_apps(transactional_db, plans) -> Iterator:  # type: ignore[no-untyped-de
         executor.migrate(executor.loader.graph.leaf_nodes())
 
 
-def test_existing_secrets_are_rebound_to_their_rows_and_still_read(old_apps, plans) -> None:  # type: ignore[no-untyped-def]
+def test_existing_secrets_are_rebound_to_their_rows_and_still_read(old_apps, plans) -> None:
     Account = old_apps.get_model("billing", "Account")
     account = Account.objects.create(slug="acme", name="Acme", plan_id=plans["enterprise"].pk, timezone="UTC")
     other = Account.objects.create(slug="globex", name="Globex", plan_id=plans["pro"].pk, timezone="UTC")

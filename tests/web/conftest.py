@@ -14,18 +14,18 @@ from .oidc_provider import OidcProvider
 
 
 @pytest.fixture
-def carol(acme):  # type: ignore[no-untyped-def]
+def carol(acme):
     return user_with_seat("carol@acme.test", acme, "admin")
 
 
 @pytest.fixture
-def dave(acme):  # type: ignore[no-untyped-def]
+def dave(acme):
     return user_with_seat("dave@acme.test", acme, "viewer")
 
 
 @pytest.fixture
 def client_as() -> Callable[..., Client]:
-    def make(user, **headers) -> Client:  # type: ignore[no-untyped-def]
+    def make(user, **headers) -> Client:
         client = Client(**headers)
         client.force_login(user)
         return client
@@ -40,7 +40,7 @@ def htmx() -> dict[str, str]:
 
 
 @pytest.fixture
-def enterprise(acme, plans):  # type: ignore[no-untyped-def]
+def enterprise(acme, plans):
     acme.plan = plans["enterprise"]
     acme.save(update_fields=["plan"])
     return acme
@@ -54,7 +54,7 @@ def provider() -> Iterator[OidcProvider]:
 
 
 @pytest.fixture
-def sso_config(enterprise, provider: OidcProvider) -> SsoConfig:  # type: ignore[no-untyped-def]
+def sso_config(enterprise, provider: OidcProvider) -> SsoConfig:
     """acme's SSO through `provider`, for its verified domain acme.test."""
     config = SsoConfig(account=enterprise, issuer=provider.issuer, client_id=provider.client_id, default_role="member")
     config.set_client_secret(provider.client_secret)

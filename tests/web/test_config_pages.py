@@ -12,7 +12,7 @@ from proxy.models import ApiKey, ProviderEndpoint
 pytestmark = pytest.mark.django_db
 
 
-def _seat(email: str, account, role: str):  # type: ignore[no-untyped-def]
+def _seat(email: str, account, role: str):
     from django.contrib.auth import get_user_model
 
     user = get_user_model().objects.create_user(username=email, email=email, password="pw long enough 1")
@@ -20,7 +20,7 @@ def _seat(email: str, account, role: str):  # type: ignore[no-untyped-def]
     return user
 
 
-def test_member_creates_a_key_and_sees_its_plaintext_once(client, bob, acme) -> None:  # type: ignore[no-untyped-def]
+def test_member_creates_a_key_and_sees_its_plaintext_once(client, bob, acme) -> None:
     client.force_login(bob)
     response = client.post(reverse("key_create", args=["acme"]),
                            {"name": "ci", "environment": "staging", "allowed_models": "gpt-4o-mini, claude-*"})
@@ -37,14 +37,14 @@ def test_member_creates_a_key_and_sees_its_plaintext_once(client, bob, acme) -> 
     assert AuditEntry.objects.filter(action="key.revoked").exists()
 
 
-def test_duplicate_key_name_is_an_inline_error(client, bob, acme) -> None:  # type: ignore[no-untyped-def]
+def test_duplicate_key_name_is_an_inline_error(client, bob, acme) -> None:
     client.force_login(bob)
     client.post(reverse("key_create", args=["acme"]), {"name": "ci", "environment": "production"})
     again = client.post(reverse("key_create", args=["acme"]), {"name": "ci", "environment": "production"})
     assert again.status_code == 400 and "already has a key named" in again.content.decode()
 
 
-def test_viewer_cannot_create_keys_and_member_cannot_manage_budgets(client, acme) -> None:  # type: ignore[no-untyped-def]
+def test_viewer_cannot_create_keys_and_member_cannot_manage_budgets(client, acme) -> None:
     viewer = _seat("vera@acme.test", acme, "viewer")
     member = _seat("max@acme.test", acme, "member")
     client.force_login(viewer)
@@ -57,7 +57,7 @@ def test_viewer_cannot_create_keys_and_member_cannot_manage_budgets(client, acme
     assert client.post(reverse("alert_channel_create", args=["acme"]), {}).status_code == 403
 
 
-def test_admin_sets_budgets_with_inline_validation(client, acme) -> None:  # type: ignore[no-untyped-def]
+def test_admin_sets_budgets_with_inline_validation(client, acme) -> None:
     admin = _seat("ada@acme.test", acme, "admin")
     client.force_login(admin)
     bad = client.post(reverse("budget_create", args=["acme"]),
@@ -74,7 +74,7 @@ def test_admin_sets_budgets_with_inline_validation(client, acme) -> None:  # typ
     assert AuditEntry.objects.filter(action="budget.created", actor=admin).exists()
 
 
-def test_provider_credential_is_write_only(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+def test_provider_credential_is_write_only(client, alice, acme) -> None:
     client.force_login(alice)
     client.post(reverse("provider_save", args=["acme"]), {"slug": "openai", "credential": "sk-WEB-SECRET"})
     endpoint = ProviderEndpoint.objects.get(account=acme, slug="openai")
@@ -84,7 +84,7 @@ def test_provider_credential_is_write_only(client, alice, acme) -> None:  # type
     assert "sk-WEB-SECRET" not in str(list(AuditEntry.objects.values_list("before", "after")))
 
 
-def test_channel_and_test_alert(client, alice, acme, settings, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_channel_and_test_alert(client, alice, acme, settings, django_capture_on_commit_callbacks) -> None:
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     client.force_login(alice)
     created = client.post(reverse("alert_channel_create", args=["acme"]),
@@ -101,7 +101,7 @@ def test_channel_and_test_alert(client, alice, acme, settings, django_capture_on
 
 
 @pytest.mark.parametrize("name", ["key_list", "budget_list", "provider_list", "alert_settings"])
-def test_outsider_gets_404_on_every_page(client, charlie, acme, name) -> None:  # type: ignore[no-untyped-def]
+def test_outsider_gets_404_on_every_page(client, charlie, acme, name) -> None:
     client.force_login(charlie)
     assert client.get(reverse(name, args=["acme"])).status_code == 404
 
@@ -110,12 +110,12 @@ def test_outsider_gets_404_on_every_page(client, charlie, acme, name) -> None:  
                                             ("budget_delete", [1]), ("provider_save", []),
                                             ("alert_channel_create", []), ("alert_channel_test", [1]),
                                             ("alert_rule_create", [])])
-def test_outsider_gets_404_on_every_action(client, charlie, acme, name, args) -> None:  # type: ignore[no-untyped-def]
+def test_outsider_gets_404_on_every_action(client, charlie, acme, name, args) -> None:
     client.force_login(charlie)
     assert client.post(reverse(name, args=["acme", *args]), {}).status_code == 404
 
 
-def test_cannot_touch_another_accounts_objects_through_own_account(client, charlie, acme, globex) -> None:  # type: ignore[no-untyped-def]
+def test_cannot_touch_another_accounts_objects_through_own_account(client, charlie, acme, globex) -> None:
     key = ApiKey.objects.create(account=acme, name="acme-key", key_hash="h" * 64, prefix="mk_x")
     budget = Budget.objects.create(account=acme, scope="account", period="month", limit_usd=1)
     client.force_login(charlie)
@@ -126,7 +126,7 @@ def test_cannot_touch_another_accounts_objects_through_own_account(client, charl
 
 
 @pytest.mark.parametrize("field", ["requests_per_minute", "tokens_per_minute", "max_concurrent"])
-def test_key_limits_past_the_column_are_a_form_error(client, bob, acme, field) -> None:  # type: ignore[no-untyped-def]
+def test_key_limits_past_the_column_are_a_form_error(client, bob, acme, field) -> None:
     client.force_login(bob)
     response = client.post(reverse("key_create", args=["acme"]),
                            {"name": "ci", "environment": "production", field: str(2**31)})
@@ -136,7 +136,7 @@ def test_key_limits_past_the_column_are_a_form_error(client, bob, acme, field) -
 
 @pytest.mark.parametrize(("field", "value"), [("multiplier", "1e20"), ("floor_usd", "99999999999999"),
                                               ("multiplier", "2.123")])
-def test_burn_rate_rule_numbers_past_the_column_are_a_form_error(client, alice, acme, field, value) -> None:  # type: ignore[no-untyped-def]
+def test_burn_rate_rule_numbers_past_the_column_are_a_form_error(client, alice, acme, field, value) -> None:
     from alerts.models import AlertRule
 
     client.force_login(alice)
@@ -147,13 +147,13 @@ def test_burn_rate_rule_numbers_past_the_column_are_a_form_error(client, alice, 
     assert not AlertRule.objects.filter(account=acme).exists()
 
 
-def _key_made_by(client, user, name: str) -> ApiKey:  # type: ignore[no-untyped-def]
+def _key_made_by(client, user, name: str) -> ApiKey:
     client.force_login(user)
     client.post(reverse("key_create", args=["acme"]), {"name": name, "environment": "production"})
     return ApiKey.objects.get(account__slug="acme", name=name)
 
 
-def test_member_revokes_own_keys_but_not_an_owners(client, alice, bob, acme) -> None:  # type: ignore[no-untyped-def]
+def test_member_revokes_own_keys_but_not_an_owners(client, alice, bob, acme) -> None:
     owners = _key_made_by(client, alice, "owners-key")
     bobs = _key_made_by(client, bob, "bobs-key")
     page = client.get(reverse("key_list", args=["acme"])).content.decode()
@@ -168,7 +168,7 @@ def test_member_revokes_own_keys_but_not_an_owners(client, alice, bob, acme) -> 
     assert bobs.revoked_at is not None
 
 
-def test_member_cannot_revoke_keys_of_unknown_origin(client, bob, acme) -> None:  # type: ignore[no-untyped-def]
+def test_member_cannot_revoke_keys_of_unknown_origin(client, bob, acme) -> None:
     from ..support import KEY, make_key
 
     applied = make_key(acme, KEY, name="from-applyconfig")
@@ -176,7 +176,7 @@ def test_member_cannot_revoke_keys_of_unknown_origin(client, bob, acme) -> None:
     assert client.post(reverse("key_revoke", args=["acme", applied.pk])).status_code == 403
 
 
-def test_owner_and_admin_revoke_any_key(client, alice, bob, carol, acme) -> None:  # type: ignore[no-untyped-def]
+def test_owner_and_admin_revoke_any_key(client, alice, bob, carol, acme) -> None:
     bobs = _key_made_by(client, bob, "bobs-key")
     others = _key_made_by(client, bob, "bobs-other-key")
     for user, key in ((alice, bobs), (carol, others)):

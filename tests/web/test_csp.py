@@ -26,7 +26,7 @@ INLINE = {
 }
 
 
-def _policy(response) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+def _policy(response) -> dict[str, list[str]]:
     header = response["Content-Security-Policy"]
     return {part.split()[0]: part.split()[1:] for part in (p.strip() for p in header.split(";")) if part}
 
@@ -39,7 +39,7 @@ def test_templates_hold_nothing_inline(template: str) -> None:
     assert not found, f"{template}: {found}"
 
 
-def test_every_main_page_has_the_policy_and_nothing_it_would_block(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+def test_every_main_page_has_the_policy_and_nothing_it_would_block(client, alice, acme) -> None:
     Budget.objects.create(account=acme, scope="account", period="month", limit_usd=Decimal("1"), hard=True)
     client.force_login(alice)
     pages = [reverse(name, args=["acme"]) for name in ("dashboard", "key_list", "budget_list", "provider_list",
@@ -59,7 +59,7 @@ def test_every_main_page_has_the_policy_and_nothing_it_would_block(client, alice
         assert '<meta name="htmx-config" content=\'{"includeIndicatorStyles": false, "allowEval": false}\'>' in body
 
 
-def test_sign_in_page_and_api_docs_have_the_policy(client) -> None:  # type: ignore[no-untyped-def]
+def test_sign_in_page_and_api_docs_have_the_policy(client) -> None:
     for url in ("/login/", "/api/v1/docs"):
         response = client.get(url)
         assert _policy(response)["default-src"] == ["'self'"], url

@@ -18,7 +18,7 @@ from ..support import ApiClient, token_for, usage_event
 pytestmark = pytest.mark.django_db
 
 
-def _event(account, n: int, **fields) -> dict:  # type: ignore[no-untyped-def]
+def _event(account, n: int, **fields) -> dict:
     """A call of the support bot five minutes ago (recent enough for every dashboard window)."""
     return usage_event(account.pk, n, prefix="req_dash", **{
         "feature": "support-bot", "tenant": "globex", "environment": "production", "tags": {"intent": "summarize"},
@@ -26,7 +26,7 @@ def _event(account, n: int, **fields) -> dict:  # type: ignore[no-untyped-def]
         "latency_ms": 120, "created_at": (datetime.now(UTC) - timedelta(minutes=5)).timestamp(), **fields})
 
 
-def test_dashboard_shows_spend_breakdowns_and_recent_calls(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_shows_spend_breakdowns_and_recent_calls(client, alice, acme) -> None:
     usage_record_batch(events=[_event(acme, n) for n in range(4)] + [_event(acme, 9, feature="search",
                                                                             cost_usd="0.01")])
     Budget.objects.create(account=acme, scope="account", period="month", limit_usd=Decimal("1"), hard=True)
@@ -41,7 +41,7 @@ def test_dashboard_shows_spend_breakdowns_and_recent_calls(client, alice, acme) 
     assert "$0.010000" in drilled.content.decode()
 
 
-def test_live_partial_answers_204_until_new_usage_arrives(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+def test_live_partial_answers_204_until_new_usage_arrives(client, alice, acme) -> None:
     client.force_login(alice)
     url = reverse("dashboard", args=["acme"])
     first = client.get(url, headers={"HX-Request": "true"})
@@ -54,7 +54,7 @@ def test_live_partial_answers_204_until_new_usage_arrives(client, alice, acme) -
     assert "$0.000435" in fresh.content.decode()
 
 
-def test_breakdown_csv(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+def test_breakdown_csv(client, alice, acme) -> None:
     usage_record_batch(events=[_event(acme, 1), _event(acme, 2, tenant="initech")])
     client.force_login(alice)
     response = client.get(reverse("breakdown_csv", args=["acme", "tenant"]), {"last": "1d"})
@@ -65,7 +65,7 @@ def test_breakdown_csv(client, alice, acme) -> None:  # type: ignore[no-untyped-
     assert client.get(reverse("breakdown_csv", args=["acme", "nope"])).status_code == 404
 
 
-def test_outsider_sees_nothing(client, charlie, acme) -> None:  # type: ignore[no-untyped-def]
+def test_outsider_sees_nothing(client, charlie, acme) -> None:
     usage_record_batch(events=[_event(acme, 1)])
     client.force_login(charlie)
     for url in (reverse("dashboard", args=["acme"]), reverse("breakdown_csv", args=["acme", "feature"])):
@@ -73,12 +73,12 @@ def test_outsider_sees_nothing(client, charlie, acme) -> None:  # type: ignore[n
     assert client.get(reverse("dashboard", args=["acme"]), headers={"HX-Request": "true"}).status_code == 404
 
 
-def test_anonymous_is_sent_to_sign_in(client, acme) -> None:  # type: ignore[no-untyped-def]
+def test_anonymous_is_sent_to_sign_in(client, acme) -> None:
     response = client.get(reverse("dashboard", args=["acme"]))
     assert response.status_code == 302 and response["Location"].startswith("/login/")
 
 
-def test_breakdown_csv_writes_client_values_as_text_never_formulas(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+def test_breakdown_csv_writes_client_values_as_text_never_formulas(client, alice, acme) -> None:
     usage_record_batch(events=[_event(acme, 1, tenant="=HYPERLINK(\"http://evil.test\")"),
                                _event(acme, 2, tenant="@SUM(A1)", tags={"+x": "-y"})])
     client.force_login(alice)
@@ -91,7 +91,7 @@ def test_breakdown_csv_writes_client_values_as_text_never_formulas(client, alice
 
 @pytest.mark.parametrize("query", [{"last": "99999999d"}, {"last": "99999999999h"}, {"since": "9999-12-31"},
                                    {"until": "0001-01-01"}, {"since": "0001-01-01T00:00:00+14:00"}])
-def test_out_of_range_dates_are_a_400_not_a_500(client, alice, acme, query) -> None:  # type: ignore[no-untyped-def]
+def test_out_of_range_dates_are_a_400_not_a_500(client, alice, acme, query) -> None:
     client.force_login(alice)
     for name, args in (("dashboard", ["acme"]), ("breakdown_csv", ["acme", "tenant"])):
         response = client.get(reverse(name, args=args), query)
@@ -99,7 +99,7 @@ def test_out_of_range_dates_are_a_400_not_a_500(client, alice, acme, query) -> N
         assert "range" in response.content.decode()
 
 
-def test_longest_last_is_accepted(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+def test_longest_last_is_accepted(client, alice, acme) -> None:
     from billing.dashboard.selectors import MAX_RANGE_DAYS
 
     client.force_login(alice)
@@ -108,7 +108,7 @@ def test_longest_last_is_accepted(client, alice, acme) -> None:  # type: ignore[
 
 
 @pytest.mark.parametrize("key", ["²", "99999999999999999999999", "-1", "abc"])
-def test_odd_key_filters_match_nothing(client, alice, acme, key) -> None:  # type: ignore[no-untyped-def]
+def test_odd_key_filters_match_nothing(client, alice, acme, key) -> None:
     usage_record_batch(events=[_event(acme, 1)])
     client.force_login(alice)
     response = client.get(reverse("dashboard", args=["acme"]), {"key": key})
@@ -116,7 +116,7 @@ def test_odd_key_filters_match_nothing(client, alice, acme, key) -> None:  # typ
     assert "0 calls ·" in response.content.decode()
 
 
-def test_mid_hour_range_gives_the_same_totals_in_dashboard_csv_and_api(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+def test_mid_hour_range_gives_the_same_totals_in_dashboard_csv_and_api(client, alice, acme) -> None:
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
     minutes = {"before": 10, "first-edge": 40, "whole-hour": 90, "last-edge": 130, "after": 170}
     usage_record_batch(events=[_event(acme, n, feature=name, created_at=(start + timedelta(minutes=m)).timestamp())

@@ -13,11 +13,11 @@ RIGHT, WRONG = "correct horse battery", "not the password"
 
 
 @pytest.fixture(autouse=True)
-def limit_of_three(settings):  # type: ignore[no-untyped-def]
+def limit_of_three(settings):
     settings.AXES_FAILURE_LIMIT = 3
 
 
-def _sign_in(username: str, password: str, ip: str = "198.51.100.7", **headers: str):  # type: ignore[no-untyped-def]
+def _sign_in(username: str, password: str, ip: str = "198.51.100.7", **headers: str):
     return Client(REMOTE_ADDR=ip, **headers).post("/login/", {"username": username, "password": password})
 
 

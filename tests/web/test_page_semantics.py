@@ -89,7 +89,7 @@ def table_problems(document: Element) -> list[str]:
 
 
 @pytest.fixture
-def furnished(acme, alice, plans) -> None:  # type: ignore[no-untyped-def]
+def furnished(acme, alice, plans) -> None:
     """acme with a row in every table: a key, a budget, a call, a channel, a rule, an SSO domain."""
     acme.plan = plans["enterprise"]
     acme.save(update_fields=["plan"])
@@ -112,7 +112,7 @@ def _page(client: Client, tab: str) -> Element:
 
 
 @pytest.mark.parametrize("tab", PAGES)
-def test_every_table_has_column_headers_and_the_active_tab_is_marked(  # type: ignore[no-untyped-def]
+def test_every_table_has_column_headers_and_the_active_tab_is_marked(
     client_as, alice, furnished, tab: str
 ) -> None:
     document = _page(client_as(alice), tab)
@@ -131,7 +131,7 @@ def test_table_check_catches_a_table_without_headers() -> None:
     assert table_problems(good) == []
 
 
-def test_messages_are_announced_as_status(client_as, alice, acme) -> None:  # type: ignore[no-untyped-def]
+def test_messages_are_announced_as_status(client_as, alice, acme) -> None:
     client = client_as(alice)
     budget = {"scope": "account", "match": "", "period": "month", "limit_usd": "10", "hard": "on", "alert_at": "50"}
     page = client.post(reverse("budget_create", args=["acme"]), budget, follow=True)
@@ -144,7 +144,7 @@ def test_messages_are_announced_as_status(client_as, alice, acme) -> None:  # ty
 
 @pytest.mark.parametrize(("role", "sees_admin_tabs"), [("viewer", False), ("member", False), ("admin", True),
                                                        ("owner", True)])
-def test_tabs_follow_the_rights_of_the_role(client_as, acme, role: str, sees_admin_tabs: bool) -> None:  # type: ignore[no-untyped-def]
+def test_tabs_follow_the_rights_of_the_role(client_as, acme, role: str, sees_admin_tabs: bool) -> None:
     from ..support import user_with_seat
 
     person = user_with_seat(f"{role}-person@acme.test", acme, role)

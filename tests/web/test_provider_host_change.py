@@ -10,7 +10,7 @@ from proxy.models import ProviderEndpoint
 pytestmark = pytest.mark.django_db
 
 
-def test_moving_to_another_host_needs_the_credential_again(client, alice, acme) -> None:  # type: ignore[no-untyped-def]
+def test_moving_to_another_host_needs_the_credential_again(client, alice, acme) -> None:
     client.force_login(alice)
     save = reverse("provider_save", args=["acme"])
     client.post(save, {"slug": "openai", "credential": "sk-WEB-SECRET"})
@@ -27,7 +27,7 @@ def test_moving_to_another_host_needs_the_credential_again(client, alice, acme) 
     assert endpoint.base_url == "https://eu.example.com/v1" and endpoint.get_credential() == "sk-EU"
 
 
-def test_the_operator_admin_asks_for_the_credential_too(client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
+def test_the_operator_admin_asks_for_the_credential_too(client, superuser, acme) -> None:
     endpoint = ProviderEndpoint(account=acme, slug="openai", wire_format="openai", base_url="https://api.openai.com/v1")
     endpoint.set_credential("sk-ADMIN-SECRET")
     endpoint.save()

@@ -16,12 +16,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def bob_also_in_globex(bob, globex):  # type: ignore[no-untyped-def]
+def bob_also_in_globex(bob, globex):
     Seat.objects.create(account=globex, user=bob, role="owner")
     return bob
 
 
-def _sso_client(provider, email: str) -> Client:  # type: ignore[no-untyped-def]
+def _sso_client(provider, email: str) -> Client:
     provider.person = {"sub": f"idp-{email}", "email": email, "email_verified": True}
     client = Client()
     _sign_in(client, provider, email)
@@ -106,7 +106,7 @@ def test_sync_and_async_views_alike_see_no_staff_rights_in_an_sso_session(superu
     AuthenticationMiddleware(lambda r: HttpResponse()).process_request(request)
     seen = {}
 
-    def view(request):  # type: ignore[no-untyped-def]
+    def view(request):
         asynchronous = async_to_sync(request.auser)()
         seen.update(sync=(request.user.is_staff, request.user.is_superuser, request.user.has_perm("billing.add_plan")),
                     asynchronous=(asynchronous.is_staff, asynchronous.is_superuser), who=asynchronous.pk)
@@ -122,7 +122,7 @@ PASSWORD = {"username": "bob@acme.test", "password": "correct horse battery"}
 
 
 @pytest.fixture
-def acme_requires_sso(sso_config):  # type: ignore[no-untyped-def]
+def acme_requires_sso(sso_config):
     sso_config.password_login_disabled = True
     sso_config.save()
     return sso_config

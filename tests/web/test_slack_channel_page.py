@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 URL = "https://hooks.slack.com/services/T000/B000/XOXBSECRETTOKEN0123456789"
 
 
-def test_slack_url_is_masked_on_the_page_and_in_the_audit_log(client_as, alice, dave, acme) -> None:  # type: ignore[no-untyped-def]
+def test_slack_url_is_masked_on_the_page_and_in_the_audit_log(client_as, alice, dave, acme) -> None:
     owner = client_as(alice)
     owner.post(reverse("alert_channel_create", args=["acme"]), {"name": "chat", "kind": "slack", "url": URL})
     assert AlertChannel.objects.get(account=acme).destination_url() == URL

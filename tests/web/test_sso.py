@@ -28,7 +28,7 @@ def _start(client: Client, email: str, next_url: str = "") -> str:
     return response["Location"]
 
 
-def _sign_in(client: Client, provider: OidcProvider, email: str, next_url: str = ""):  # type: ignore[no-untyped-def]
+def _sign_in(client: Client, provider: OidcProvider, email: str, next_url: str = ""):
     authorize = httpx.get(_start(client, email, next_url), follow_redirects=False)
     assert authorize.status_code == 302, authorize.text
     callback = urlsplit(authorize.headers["location"])

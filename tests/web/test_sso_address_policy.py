@@ -12,11 +12,11 @@ __all__ = ["listener", "rebinding_dns"]
 
 
 @pytest.fixture
-def private_urls_off(settings):  # type: ignore[no-untyped-def]
+def private_urls_off(settings):
     settings.TOKONOMICS_ALLOW_PRIVATE_URLS = False
 
 
-def test_discovery_on_a_rebinding_name_never_connects(private_urls_off, rebinding_dns: RebindingResolver,  # type: ignore[no-untyped-def]
+def test_discovery_on_a_rebinding_name_never_connects(private_urls_off, rebinding_dns: RebindingResolver,
                                                       listener: Listener) -> None:
     issuer = f"https://{REBINDING_HOST}:{listener.port}"
     assert issuer_problem(issuer) is None  # first answer: public
@@ -28,7 +28,7 @@ def test_discovery_on_a_rebinding_name_never_connects(private_urls_off, rebindin
     assert listener.connections == 0
 
 
-def test_key_set_and_token_endpoints_on_private_addresses_are_refused(private_urls_off, listener: Listener) -> None:  # type: ignore[no-untyped-def]
+def test_key_set_and_token_endpoints_on_private_addresses_are_refused(private_urls_off, listener: Listener) -> None:
     with pytest.raises(SsoError, match="private"):
         _get_json(f"http://127.0.0.1:{listener.port}/jwks", "key set")
     metadata = ProviderMetadata(issuer="https://idp.example", authorization_endpoint="https://idp.example/a",
@@ -43,7 +43,7 @@ def test_key_set_and_token_endpoints_on_private_addresses_are_refused(private_ur
     assert listener.connections == 0
 
 
-def test_loopback_http_issuers_follow_the_policy(settings) -> None:  # type: ignore[no-untyped-def]
+def test_loopback_http_issuers_follow_the_policy(settings) -> None:
     assert issuer_problem("http://127.0.0.1:8080") is None
     settings.TOKONOMICS_ALLOW_PRIVATE_URLS = False
     assert "private" in (issuer_problem("http://127.0.0.1:8080") or "")

@@ -23,13 +23,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def claim(sso_config) -> SsoDomain:  # type: ignore[no-untyped-def]
+def claim(sso_config) -> SsoDomain:
     """acme claims acme.fr, not yet proven."""
     return SsoDomain.objects.create(config=sso_config, domain="acme.fr")
 
 
 @pytest.fixture
-def globex_sso(globex, plans, provider) -> SsoConfig:  # type: ignore[no-untyped-def]
+def globex_sso(globex, plans, provider) -> SsoConfig:
     globex.plan = plans["enterprise"]
     globex.save()
     config = SsoConfig(account=globex, issuer=provider.issuer, client_id="globex-web")
@@ -183,7 +183,7 @@ def test_a_mail_that_cannot_be_built_keeps_the_live_link(client_as, alice, claim
     [live] = (_link(m) for m in mail.outbox)
     _after_the_cool_down()
 
-    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def refuse(*args, **kwargs):
         raise BadHeaderError("Header values can't contain newlines")
 
     monkeypatch.setattr(sso_domains, "send_mail", refuse)

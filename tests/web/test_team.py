@@ -17,11 +17,11 @@ from billing.models import Account, AuditEntry, Invitation, Seat
 pytestmark = pytest.mark.django_db
 
 
-def _invite(client: Client, email: str, role: str = "member", **headers: str):  # type: ignore[no-untyped-def]
+def _invite(client: Client, email: str, role: str = "member", **headers: str):
     return client.post("/a/acme/team/invite", {"email": email, "role": role}, **headers)
 
 
-def _link_path(response) -> str:  # type: ignore[no-untyped-def]
+def _link_path(response) -> str:
     match = re.search(r"https?://[^/\s]+(/invitations/[^\s<\"]+/)", response.content.decode())
     assert match, "the invitation link is shown to the inviter"
     return match.group(1)

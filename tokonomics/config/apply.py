@@ -108,7 +108,7 @@ def _apply_account(spec: AccountIn, *, environ: Mapping[str, str], actor: Actor,
 
 
 def _account_step(spec: AccountIn, actor: Actor) -> tuple[Account, str | None]:
-    values = {
+    values: dict[str, Any] = {
         "name": spec.name,
         "plan": Plan.objects.get(slug=spec.plan),
         "timezone": spec.timezone,
@@ -132,8 +132,9 @@ def _account_step(spec: AccountIn, actor: Actor) -> tuple[Account, str | None]:
 def _provider_step(run: _Run, spec: ProviderIn) -> None:
     builtin = BUILTIN_PROVIDERS.get(spec.slug)
     values = {
-        "wire_format": spec.kind or builtin.wire_format,  # type: ignore[union-attr]
-        "base_url": (spec.base_url or builtin.base_url).rstrip("/"),  # type: ignore[union-attr]
+        # Parse made sure a provider that is not built in names both.
+        "wire_format": spec.kind or (builtin.wire_format if builtin else ""),
+        "base_url": (spec.base_url or (builtin.base_url if builtin else "")).rstrip("/"),
         "pricing_provider": spec.pricing_provider or (builtin.pricing_id if builtin else ""),
     }
     credential = spec.api_key or (run.environ[spec.api_key_env] if spec.api_key_env else None)
@@ -177,7 +178,7 @@ def _seat_step(run: _Run, spec: SeatIn) -> None:
 
 
 def _key_step(run: _Run, spec: KeyIn) -> None:
-    values = {
+    values: dict[str, Any] = {
         "environment": spec.environment,
         "allowed_models": spec.allowed_models,
         "expires_at": spec.expires_at,
@@ -218,7 +219,7 @@ def _channel_step(run: _Run, spec: AlertChannelIn) -> AlertChannel:
     if "emails" in changed:
         changes["emails"] = emails
     new_secret = None
-    if spec.kind == AlertChannel.Kind.WEBHOOK:
+    if spec.kind == AlertChannel.Kind.WEBHOOK.value:
         if secret is None and not channel.secret_encrypted:
             secret = generate_webhook_secret()  # a webhook is always signed
         if secret is not None and channel.get_secret() != secret:
@@ -235,7 +236,7 @@ def _channel_ids(names: list[str] | None, channels: dict[str, AlertChannel]) -> 
 
 
 def _budget_step(run: _Run, spec: BudgetIn, channels: dict[str, AlertChannel]) -> None:
-    values = {"limit_usd": spec.limit_usd, "hard": spec.hard, "alert_at": spec.alert_at}
+    values: dict[str, Any] = {"limit_usd": spec.limit_usd, "hard": spec.hard, "alert_at": spec.alert_at}
     channel_ids = _channel_ids(spec.channels, channels)
     label = f"budget {spec.scope}{' ' + spec.match if spec.match else ''}/{spec.period}"
     budget = Budget.objects.filter(account=run.account, scope=spec.scope, match=spec.match,
@@ -254,7 +255,9 @@ def _budget_step(run: _Run, spec: BudgetIn, channels: dict[str, AlertChannel]) -
 
 
 def _rule_step(run: _Run, spec: AlertRuleIn, channels: dict[str, AlertChannel]) -> None:
-    values = {"window_minutes": spec.window_minutes, "multiplier": spec.multiplier, "floor_usd": spec.floor_usd}
+    values: dict[str, Any] = {
+        "window_minutes": spec.window_minutes, "multiplier": spec.multiplier, "floor_usd": spec.floor_usd
+    }
     channel_ids = _channel_ids(spec.channels, channels)
     label = f"alert rule {spec.kind} {spec.scope} {spec.match}"
     rule = AlertRule.objects.filter(account=run.account, kind=spec.kind, scope=spec.scope, match=spec.match).first()

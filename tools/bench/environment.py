@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -41,13 +42,14 @@ def databases_apart_from(url: str, databases: tuple[int, ...] = REDIS_DBS) -> tu
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
-def bench_config(simulator_url: str, *, enforcement: bool = True) -> dict[str, object]:
+def bench_config(simulator_url: str, *, enforcement: bool = True) -> dict[str, Any]:
     """The benchmark account: every budget scope, rate limits on the key, a plan request limit —
     or, with enforcement off, none of them (usage recording stays on)."""
-    config = {
+    config: dict[str, Any] = {
         "accounts": [
             {
                 "slug": "bench",
@@ -68,7 +70,7 @@ def bench_config(simulator_url: str, *, enforcement: bool = True) -> dict[str, o
         ]
     }
     if not enforcement:
-        account = config["accounts"][0]  # type: ignore[index]
+        account = config["accounts"][0]
         account.update(plan="enterprise", budgets=[])
         account["keys"] = [{"name": "bench", "key": BENCH_KEY, "environment": "production"}]
     return config

@@ -46,8 +46,9 @@ def parse_args() -> argparse.Namespace:
 async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
     # Imported once main() has pointed the settings at --redis-url and set Django up.
     from proxy import gateway
+    from proxy.budgets import BudgetEntry
     from proxy.context import ProxyContext
-    from proxy.directory import AccountEntry, BudgetEntry, EndpointEntry, KeyEntry
+    from proxy.directory import AccountEntry, EndpointEntry, KeyEntry
     from proxy.quota import seeded_marker_key
 
     on = args.enforcement == "on"
@@ -69,10 +70,10 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
     ctx = ProxyContext()
     ctx.start()
 
-    async def the_key(_: str) -> Any:
+    async def the_key(key_hash: str) -> KeyEntry | None:
         return key
 
-    async def the_account(_: int) -> Any:
+    async def the_account(account_id: int) -> AccountEntry | None:
         return account
 
     ctx.directory.key, ctx.directory.account = the_key, the_account  # type: ignore[method-assign]

@@ -14,10 +14,11 @@ from typing import TypeVar
 from . import longrun
 from .environment import BenchEnvironment, free_port
 from .litellm import litellm_config, litellm_environment
-from .load import LoadResult, run_load
+from .load import run_load
 from .processes import Cores, Server, cpu_seconds, rss_bytes, start_litellm, start_proxy, start_simulator
 from .report import Cell, Report, Scaling
 from .scenarios import JSON, STREAM, Mode, Target, direct_target, litellm_target, proxy_target
+from .stats import LoadResult
 
 Say = Callable[[str], None]
 T = TypeVar("T")

@@ -56,7 +56,7 @@ ENV = {
 
 
 @pytest.fixture
-def env(monkeypatch):  # type: ignore[no-untyped-def]
+def env(monkeypatch):
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
 
@@ -77,7 +77,7 @@ def example() -> dict:
     return yaml.safe_load(EXAMPLE)
 
 
-def test_contract_example_applies_everything(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_contract_example_applies_everything(tmp_path, env) -> None:
     output = apply(tmp_path, EXAMPLE)
     acme = Account.objects.get(slug="acme")
     assert acme.plan.slug == "pro"
@@ -102,12 +102,12 @@ def test_contract_example_applies_everything(tmp_path, env) -> None:  # type: ig
     assert FIXED_KEY not in output  # a key given in the file is not "new": never printed
 
 
-def test_second_run_reports_no_changes(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_second_run_reports_no_changes(tmp_path, env) -> None:
     apply(tmp_path, EXAMPLE)
     assert apply(tmp_path, EXAMPLE).strip() == "No changes."
 
 
-def test_a_change_is_reported_and_applied(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_a_change_is_reported_and_applied(tmp_path, env) -> None:
     apply(tmp_path, EXAMPLE)
     data = example()
     data["accounts"][0]["budgets"][0]["limit_usd"] = 750
@@ -116,7 +116,7 @@ def test_a_change_is_reported_and_applied(tmp_path, env) -> None:  # type: ignor
     assert Budget.objects.get(scope="account").limit_usd == 750
 
 
-def test_an_account_may_allow_unpriced_models(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_an_account_may_allow_unpriced_models(tmp_path, env) -> None:
     apply(tmp_path, EXAMPLE)
     assert Account.objects.get(slug="acme").allow_unpriced_models is False
     data = example()
@@ -125,7 +125,7 @@ def test_an_account_may_allow_unpriced_models(tmp_path, env) -> None:  # type: i
     assert Account.objects.get(slug="acme").allow_unpriced_models is True
 
 
-def test_generated_key_is_printed_once(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_generated_key_is_printed_once(tmp_path, env) -> None:
     data = example()
     data["accounts"][0]["keys"].append({"name": "generated"})
     first = apply_data(tmp_path, data)
@@ -137,7 +137,7 @@ def test_generated_key_is_printed_once(tmp_path, env) -> None:  # type: ignore[n
     assert ApiKey.objects.get(name="generated").key_hash == hash_key(plaintext)
 
 
-def test_a_new_key_in_the_file_replaces_the_old_one_and_only_its_prefix_is_logged(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_key_in_the_file_replaces_the_old_one_and_only_its_prefix_is_logged(tmp_path, env) -> None:
     apply(tmp_path, EXAMPLE)
     data = example()
     new_key = "mk_test_new_9876543210fedcba9876543210"
@@ -151,7 +151,7 @@ def test_a_new_key_in_the_file_replaces_the_old_one_and_only_its_prefix_is_logge
     assert apply_data(tmp_path, data).strip() == "No changes."
 
 
-def test_rotated_credential_is_an_update_and_never_printed(tmp_path, env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_rotated_credential_is_an_update_and_never_printed(tmp_path, env, monkeypatch) -> None:
     apply(tmp_path, EXAMPLE)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-proj-ROTATED")
     output = apply(tmp_path, EXAMPLE)
@@ -160,7 +160,7 @@ def test_rotated_credential_is_an_update_and_never_printed(tmp_path, env, monkey
     assert ProviderEndpoint.objects.get(slug="openai").get_credential() == "sk-proj-ROTATED"
 
 
-def test_webhook_without_secret_gets_a_generated_one(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_webhook_without_secret_gets_a_generated_one(tmp_path, env) -> None:
     data = example()
     data["accounts"][0]["alert_channels"] = [{"kind": "webhook", "url": "https://hooks.example.com/y"}]
     apply_data(tmp_path, data)
@@ -219,21 +219,21 @@ BAD_CASES = [
 
 
 @pytest.mark.parametrize(("path", "value", "message"), BAD_CASES, ids=[c[2][:40] for c in BAD_CASES])
-def test_invalid_file_is_rejected_whole_naming_the_field(tmp_path, env, path, value, message) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_file_is_rejected_whole_naming_the_field(tmp_path, env, path, value, message) -> None:
     error = rejected(tmp_path, mutate(path, value))
     assert message in error
     assert "nothing changed" in error
     assert not Account.objects.filter(slug="acme").exists()
 
 
-def test_custom_provider_needs_kind_and_base_url(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_custom_provider_needs_kind_and_base_url(tmp_path, env) -> None:
     data = mutate(["accounts", 0, "providers"], [{"slug": "vllm-internal", "api_key": "x"}])
     error = rejected(tmp_path, data)
     assert "providers[0] (vllm-internal).kind: required for a custom provider" in error
     assert "providers[0] (vllm-internal).base_url: required for a custom provider" in error
 
 
-def test_builtin_provider_defaults_its_url(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_builtin_provider_defaults_its_url(tmp_path, env) -> None:
     data = mutate(["accounts", 0, "providers"], [{"slug": "anthropic", "api_key": "sk-ant"}])
     del data["accounts"][0]["prices"]
     apply_data(tmp_path, data)
@@ -241,32 +241,32 @@ def test_builtin_provider_defaults_its_url(tmp_path, env) -> None:  # type: igno
     assert (endpoint.wire_format, endpoint.base_url) == ("anthropic", "https://api.anthropic.com")
 
 
-def test_price_typed_per_token_is_rejected(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_price_typed_per_token_is_rejected(tmp_path, env) -> None:
     data = mutate(["accounts", 0, "prices", 0, "input_per_mtok"], 0.000003)
     assert "input_per_mtok" in rejected(tmp_path, data)
 
 
-def test_error_in_second_account_leaves_first_untouched(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_error_in_second_account_leaves_first_untouched(tmp_path, env) -> None:
     data = example()
     data["accounts"].append({"slug": "globex", "name": "Globex", "plan": "nope"})
     assert "accounts[1] (globex).plan" in rejected(tmp_path, data)
     assert not Account.objects.exists()
 
 
-def test_duplicate_names_are_rejected(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_duplicate_names_are_rejected(tmp_path, env) -> None:
     data = example()
     data["accounts"][0]["keys"].append(dict(data["accounts"][0]["keys"][0]))
     assert "keys: 'ci' appears 2 times" in rejected(tmp_path, data)
 
 
-def test_key_used_by_another_account_is_rejected(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_key_used_by_another_account_is_rejected(tmp_path, env) -> None:
     apply(tmp_path, EXAMPLE)
     data = example()
     data["accounts"][0]["slug"] = "other"
     assert "already in use by another key" in rejected(tmp_path, data)
 
 
-def test_not_yaml_and_not_a_mapping(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_not_yaml_and_not_a_mapping(tmp_path) -> None:
     assert "not valid YAML" in rejected(tmp_path, "accounts: [unclosed")
     assert "top-level `accounts:` list" in rejected(tmp_path, "- just a list")
     assert "accounts: Field required" in rejected(tmp_path, "{}")
@@ -277,7 +277,7 @@ def test_missing_file() -> None:
         call_command("applyconfig", "/nonexistent/config.yaml")
 
 
-def test_check_mode_writes_nothing(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_check_mode_writes_nothing(tmp_path, env) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(EXAMPLE)
     out = io.StringIO()
@@ -286,7 +286,7 @@ def test_check_mode_writes_nothing(tmp_path, env) -> None:  # type: ignore[no-un
     assert not Account.objects.exists()
 
 
-def test_plan_limits_on_seats_and_alert_rules(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_plan_limits_on_seats_and_alert_rules(tmp_path, env) -> None:
     data = example()
     data["accounts"][0]["plan"] = "starter"
     data["accounts"][0]["seats"].append({"email": "bob@acme.test", "role": "member"})
@@ -303,7 +303,7 @@ SLACK_URL = "https://hooks.slack.com/services/T000/B000/XOXBSECRETTOKEN012345678
     ({"kind": "slack", "url": SLACK_URL}, {"kind": "webhook", "url": "https://hooks.example.com/new"}),
     ({"kind": "webhook", "url": SLACK_URL}, {"kind": "slack", "url": SLACK_URL}),
 ])
-def test_changing_a_channels_kind_stores_its_url_for_the_new_kind(tmp_path, env, first, then) -> None:  # type: ignore[no-untyped-def]
+def test_changing_a_channels_kind_stores_its_url_for_the_new_kind(tmp_path, env, first, then) -> None:
     data = example()
     data["accounts"][0]["alert_channels"] = [{"name": "chat", **first}]
     apply_data(tmp_path, data)

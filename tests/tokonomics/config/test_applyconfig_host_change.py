@@ -14,7 +14,7 @@ __all__ = ["env"]
 pytestmark = pytest.mark.django_db
 
 
-def test_a_new_host_without_the_credential_is_rejected(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_host_without_the_credential_is_rejected(tmp_path, env) -> None:
     apply(tmp_path, EXAMPLE)
     data = example()
     provider = data["accounts"][0]["providers"][0]
@@ -28,7 +28,7 @@ def test_a_new_host_without_the_credential_is_rejected(tmp_path, env) -> None:  
     assert endpoint.get_credential() == ENV["OPENAI_API_KEY"]
 
 
-def test_a_new_host_with_the_credential_is_applied(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_host_with_the_credential_is_applied(tmp_path, env) -> None:
     apply(tmp_path, EXAMPLE)
     data = example()
     data["accounts"][0]["providers"][0]["base_url"] = "https://eu.example.com/v1"
@@ -36,7 +36,7 @@ def test_a_new_host_with_the_credential_is_applied(tmp_path, env) -> None:  # ty
     assert ProviderEndpoint.objects.get(slug="openai").base_url == "https://eu.example.com/v1"
 
 
-def test_a_new_path_on_the_same_host_keeps_the_credential(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_path_on_the_same_host_keeps_the_credential(tmp_path, env) -> None:
     apply(tmp_path, EXAMPLE)
     data = example()
     provider = data["accounts"][0]["providers"][0]

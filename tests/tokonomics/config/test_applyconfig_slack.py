@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 URL = "https://hooks.slack.com/services/T000/B000/XOXBSECRETTOKEN0123456789"
 
 
-def test_slack_url_is_stored_encrypted_and_applies_idempotently(tmp_path, env) -> None:  # type: ignore[no-untyped-def]
+def test_slack_url_is_stored_encrypted_and_applies_idempotently(tmp_path, env) -> None:
     data = example()
     data["accounts"][0]["alert_channels"].append({"kind": "slack", "url": URL})
     output = apply_data(tmp_path, data)

@@ -12,7 +12,7 @@ from billing.models import Account, AuditEntry
 pytestmark = pytest.mark.django_db
 
 
-def test_the_demo_account_is_created_once_and_audited_as_the_demo_file(plans, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_demo_account_is_created_once_and_audited_as_the_demo_file(plans, monkeypatch) -> None:
     monkeypatch.setenv("TOKONOMICS_DEMO_PASSWORD", "a demo password long enough")
     first = io.StringIO()
     call_command("seeddemo", stdout=first)
