@@ -33,6 +33,7 @@ from django.test import Client
 
 from proxy.directory import CONFIG_VERSION_KEY, AccountEntry, KeyEntry
 from proxy.keys import hash_key, visible_prefix
+from tokonomics.audit import Actor
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "mk_live_0123456789abcdefghijklmnopqrstuvwx"
@@ -348,7 +349,8 @@ class ApiClient:
 def token_for(account, *, read_only: bool = False, name: str = "tests") -> str:
     from billing.accounts.management_tokens import management_token_create
 
-    return management_token_create(account=account, name=name, read_only=read_only)[1]
+    return management_token_create(account=account, actor=Actor.of_system("tests"), name=name,
+                                   read_only=read_only)[1]
 
 
 # --- what the proxy emits and caches ------------------------------------------------------------

@@ -32,6 +32,7 @@ from billing.usage.rollups import ROLLUPS, SUMS, TAG_CELL, cell_columns
 from proxy.budgets import ingested_key
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
+from tokonomics.audit import Actor
 from tokonomics.redis_client import sync_redis
 
 ACCOUNT_NAME = "Scale benchmark (seeded usage)"  # marks an account this module may add records to
@@ -482,7 +483,8 @@ def dashboards_measure(*, account: Account, repeat: int = 7,
                        pages: Callable[..., list[Page]] = dashboard_pages) -> list[PageResult]:
     """Request every page once to warm up, then `repeat` times, through the whole middleware stack."""
     user = account.seats.select_related("user").get(user__username=SEAT_EMAIL.format(slug=account.slug)).user
-    token, plaintext = management_token_create(account=account, name=f"benchmark-{time.time_ns()}", read_only=True)
+    token, plaintext = management_token_create(account=account, actor=Actor.of_system("benchmarkdashboards"),
+                                            name=f"benchmark-{time.time_ns()}", read_only=True)
     client = Client()
     client.force_login(user)
     results = []

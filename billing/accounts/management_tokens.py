@@ -41,10 +41,14 @@ def visible_prefix(token: str) -> str:
     return token[:VISIBLE_PREFIX_LENGTH]
 
 
+TOKEN_AUDIT_FIELDS = ["name", "prefix", "role", "expires_at"]
+
+
 def management_token_create(
-    *, account: Account, name: str, read_only: bool = False, expires_at: datetime | None = None
+    *, account: Account, actor: Actor, name: str, read_only: bool = False, expires_at: datetime | None = None
 ) -> tuple[ManagementToken, str]:
-    """A new token and its plaintext, which is not stored: show it once."""
+    """A new token and its plaintext, which is not stored: show it once. A token can change the account
+    through the REST API, so its creation is in the account's log (its visible prefix, never its hash)."""
     plaintext = generate_token()
     token = ManagementToken(
         account=account,
@@ -54,7 +58,10 @@ def management_token_create(
         prefix=visible_prefix(plaintext),
         expires_at=expires_at,
     )
-    validated_save(token)
+    with transaction.atomic():
+        validated_save(token)
+        audit_record(account=account, actor=actor, action="management_token.created",
+                     target=f"{token.name} ({token.prefix}…)", after=snapshot(token, TOKEN_AUDIT_FIELDS))
     return token, plaintext
 
 

@@ -110,6 +110,11 @@ def test_createmanagementtoken_prints_the_token_once(acme) -> None:
     token = ManagementToken.objects.get(name="terraform")
     assert token.account == acme and token.role == "admin" and token.token_hash == hash_token(plaintext)
     assert ApiClient(plaintext).get("account").json()["slug"] == "acme"
+    entry = acme.audit_entries.get(action="management_token.created")
+    assert (entry.actor_kind, entry.actor_label) == ("system", "createmanagementtoken")
+    assert entry.target == f"terraform ({token.prefix}…)"
+    assert entry.after == {"name": "terraform", "prefix": token.prefix, "role": "admin", "expires_at": None}
+    assert token.token_hash not in str(entry.before) + str(entry.after)
 
 
 def test_createmanagementtoken_read_only(acme) -> None:

@@ -23,6 +23,7 @@ from billing.models import Account, Budget, ManagementToken, Plan
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
 from tokonomics.api import api
+from tokonomics.audit import Actor
 
 from ..support import ServerThread
 from .conftest import usage_record
@@ -51,7 +52,7 @@ def fuzz_target(django_db_setup, django_db_blocker) -> Iterator[FuzzTarget]:
             Plan.objects.get_or_create(slug=fields["slug"], defaults=fields)
         account = Account.objects.create(slug="fuzz-co", name="Fuzz Co", plan=Plan.objects.get(slug="starter"))
         object_ids = _one_of_everything(account)
-        token = management_token_create(account=account, name="fuzz")[1]
+        token = management_token_create(account=account, actor=Actor.of_system("tests"), name="fuzz")[1]
         # Server threads must not keep connections open, or the test database could not be dropped at the end.
         max_age = connections.settings["default"]["CONN_MAX_AGE"]
         connections.settings["default"]["CONN_MAX_AGE"] = 0

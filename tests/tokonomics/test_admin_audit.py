@@ -18,6 +18,7 @@ from billing.accounts.management_tokens import management_token_create
 from billing.models import Account, AuditEntry, Budget, ManagementToken, PriceOverride, Seat
 from proxy.models import ApiKey, ProviderEndpoint
 from tests.tokonomics.test_audit_by_channel import ROTATED, SCENARIOS, SECRET, SETUP
+from tokonomics.audit import Actor
 
 pytestmark = pytest.mark.django_db
 
@@ -252,7 +253,7 @@ def test_price_overrides_are_audited(operator: Client, superuser, acme) -> None:
 
 
 def test_revoking_a_management_token_is_audited_without_its_hash(operator: Client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
-    token, _ = management_token_create(account=acme, name="ci-token")
+    token, _ = management_token_create(account=acme, actor=Actor.of_system("tests"), name="ci-token")
     operator.post(reverse("admin:billing_managementtoken_changelist"),
                   {"action": "revoke", admin.helpers.ACTION_CHECKBOX_NAME: [token.pk]})
     token.refresh_from_db()

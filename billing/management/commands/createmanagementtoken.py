@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing.accounts.management_tokens import management_token_create
 from billing.models import Account
+from tokonomics.audit import Actor
 
 
 class Command(BaseCommand):
@@ -22,7 +23,8 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError(f"no account with slug {account!r}")
         try:
-            token, plaintext = management_token_create(account=found, name=name, read_only=read_only)
+            token, plaintext = management_token_create(account=found, actor=Actor.of_system("createmanagementtoken"),
+                                                       name=name, read_only=read_only)
         except ValidationError as exc:
             problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
             raise CommandError(problems) from None
