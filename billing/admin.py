@@ -23,7 +23,7 @@ from billing.accounts.services import (
 from billing.budgets.services import budget_create, budget_delete, budget_update
 from billing.models import Invitation
 from billing.sso.domains import sso_domain_approve
-from billing.usage.deadletters import usage_dead_letter_replay
+from billing.usage.deadletters import usage_dead_letter_repair, usage_dead_letter_replay
 from billing.usage.repricing import usage_record_reprice
 from tokonomics.admin_writes import ServiceWritesAdmin, admin_actor
 from tokonomics.web_request import SignedInRequest
@@ -281,6 +281,11 @@ class UsageDeadLetterAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def save_model(self, request: HttpRequest, obj: UsageDeadLetter, form: Any, change: bool) -> None:
+        # A repair goes through its service, so it is in the account's audit log like the replay after it.
+        stored = UsageDeadLetter.objects.get(pk=obj.pk)
+        usage_dead_letter_repair(letter=stored, actor=admin_actor(request), raw=obj.raw)
 
     @admin.action(description="Replay selected dead letters into the usage records", permissions=["change"])
     def replay(self, request: SignedInRequest, queryset: QuerySet[UsageDeadLetter]) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -48,7 +49,9 @@ def _form_values(form: forms.ModelForm) -> dict[str, Any]:
 
 
 def admin_actor(request: HttpRequest) -> Actor:
-    return Actor.of_user(request.user)  # type: ignore[arg-type]
+    user = request.user
+    assert isinstance(user, User), "the admin site lets signed-in staff in only"
+    return Actor.of_user(user)
 
 
 class ServiceWritesAdmin(admin.ModelAdmin, Generic[_M]):

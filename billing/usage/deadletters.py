@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 import redis
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -16,7 +18,7 @@ from billing.models import Account, UsageDeadLetter
 from billing.usage.records import LedgerEntry, UnstorableEvent, event_decode, usage_record_batch
 from proxy.ledger_metrics import DEAD_LETTERS_KEY
 from proxy.usage_bounds import text_clean
-from tokonomics.audit import audit_record
+from tokonomics.audit import Actor, audit_record
 from tokonomics.redis_client import sync_redis
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,25 @@ def usage_dead_letter_add(*, letters: list[tuple[LedgerEntry, UnstorableEvent]])
     except redis.RedisError:
         log.warning("could not count %d dead-lettered usage events", len(letters))
     return len(rows)
+
+
+def usage_dead_letter_repair(*, letter: UsageDeadLetter, actor: Actor | User, raw: str) -> UsageDeadLetter:
+    """Replace a dead letter's raw event with an operator's repair (it is replayed separately). Logged in the
+    letter's account with the event before and after: usage fields only, never a prompt or a secret."""
+    if letter.replayed_at is not None:
+        raise ValidationError({"raw": "This event is already stored: a repair would change nothing."})
+    repaired = _raw_text(raw.encode("utf-8", "surrogatepass"))
+    if repaired == letter.raw:
+        return letter
+    before = letter.raw
+    with transaction.atomic():
+        letter.raw = repaired
+        letter.save(update_fields=["raw"])
+        if letter.account is not None:
+            audit_record(account=letter.account, actor=actor, action="usage_dead_letter.repaired",
+                         target=letter.request_id or f"dead letter {letter.pk}", before={"raw": before},
+                         after={"raw": repaired})
+    return letter
 
 
 def usage_dead_letter_replay(*, dead_letters: Iterable[UsageDeadLetter], actor: Any) -> tuple[int, int]:

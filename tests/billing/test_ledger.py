@@ -153,6 +153,9 @@ def test_dead_letters_are_listed_repaired_and_replayed_in_the_admin(client, supe
     change = client.post(f"/admin/billing/usagedeadletter/{letter.pk}/change/",
                          {"raw": _raw(usage_event(acme.pk, 1)).decode()})
     assert change.status_code == 302
+    repair = acme.audit_entries.get(action="usage_dead_letter.repaired")
+    assert (repair.actor, repair.target) == (superuser, "req_test_1")
+    assert '"soon"' in repair.before["raw"] and '"soon"' not in repair.after["raw"]
     replay = client.post("/admin/billing/usagedeadletter/", {"action": "replay", "_selected_action": [letter.pk]})
     assert replay.status_code == 302
     assert UsageRecord.objects.filter(request_id="req_test_1").exists()
