@@ -17,9 +17,8 @@ from billing.accounts.services import (
     account_update,
     price_override_delete,
     price_override_set,
-    seat_delete,
-    seat_set,
 )
+from billing.accounts.team import seat_delete, seat_set
 from billing.budgets.services import budget_create, budget_delete, budget_update
 from billing.models import Invitation
 from billing.sso.domains import sso_domain_approve

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
-from billing.accounts import services as team_services
+from billing.accounts import services as account_services
 from billing.budgets import selectors as budget_selectors
 from billing.budgets import services
 from billing.usage import selectors
@@ -48,7 +48,7 @@ def account_get(request: HttpRequest) -> dict[str, Any]:
 def account_update(request: HttpRequest, payload: AccountPatch) -> dict[str, Any]:
     """Change the account's proxy policy (admin tokens); the change is in the account's audit log."""
     token = caller_token(request)
-    account = team_services.account_policy_update(account=token.account, actor=caller_actor(request),
+    account = account_services.account_policy_update(account=token.account, actor=caller_actor(request),
                                                   changes=payload.model_dump(exclude_unset=True))
     return _account_out(account, token)
 

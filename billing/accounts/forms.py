@@ -1,5 +1,6 @@
 """Forms of the team, settings, invitation and sign-in pages. They parse and explain input; the rules
-that involve other rows (seat limits, last owner, domain ownership) live in billing.accounts.services."""
+that involve other rows (seat limits, last owner, domain ownership) live in the services
+(billing.accounts.team, billing.accounts.services, billing.sso.domains)."""
 
 from __future__ import annotations
 

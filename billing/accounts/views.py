@@ -15,7 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing.accounts import services as team_services
+from billing.accounts import services as account_services
+from billing.accounts import team as team_services
 from billing.accounts.access import Membership, membership_get
 from billing.accounts.forms import (
     AccountSettingsForm,
@@ -26,7 +27,7 @@ from billing.accounts.forms import (
     SeatRoleForm,
     SsoConfigForm,
 )
-from billing.accounts.services import InvitationError, SentInvitation
+from billing.accounts.team import InvitationError, SentInvitation
 from billing.models import AuditEntry, Invitation, Plan, Seat, SsoConfig, SsoDomain
 from billing.sso import domains as sso_domains
 from billing.sso.services import redirect_uri
@@ -251,7 +252,7 @@ def account_settings_update(request: SignedInRequest, slug: str) -> HttpResponse
     form = AccountSettingsForm(request.POST, account=membership.account)
     if form.is_valid():
         try:
-            team_services.account_settings_update(account=membership.account, actor=request.user,
+            account_services.account_settings_update(account=membership.account, actor=request.user,
                                                   **form.cleaned_data)
         except ValidationError as error:
             form_errors_from(form, error)
@@ -272,7 +273,8 @@ def branding_update(request: SignedInRequest, slug: str) -> HttpResponse:
     form = BrandingForm(request.POST, account=membership.account)
     if form.is_valid():
         try:
-            team_services.account_branding_update(account=membership.account, actor=request.user, **form.cleaned_data)
+            account_services.account_branding_update(account=membership.account, actor=request.user,
+                                                     **form.cleaned_data)
         except ValidationError as error:
             form_errors_from(form, error)
         else:
@@ -293,7 +295,7 @@ def sso_config_update(request: SignedInRequest, slug: str) -> HttpResponse:
     form = SsoConfigForm(request.POST, config=SsoConfig.objects.filter(account=account).first())
     if form.is_valid():
         try:
-            team_services.sso_config_update(account=account, actor=request.user,
+            account_services.sso_config_update(account=account, actor=request.user,
                                             **{**form.cleaned_data, "client_secret": form.cleaned_data["client_secret"]
                                                or None})
         except ValidationError as error:

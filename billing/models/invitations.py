@@ -19,7 +19,7 @@ class Invitation(models.Model):
 
     account = models.ForeignKey("billing.Account", on_delete=models.CASCADE, related_name="invitations")
     email = models.EmailField(help_text="Lower case: the address the seat is for.")
-    # One of Seat.Role, checked by billing.accounts.services.
+    # One of Seat.Role, checked by billing.accounts.team.
     role = models.CharField(max_length=10)
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)

@@ -17,7 +17,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from billing.accounts.forms import PasswordLoginForm, SsoStartForm
-from billing.accounts.services import sso_user_sign_in
+from billing.accounts.team import sso_user_sign_in
 from billing.models import SsoConfig
 from billing.sso import domains as sso_domains
 from billing.sso import services as sso

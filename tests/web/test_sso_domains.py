@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.test import Client
 from django.utils import timezone
 
-from billing.accounts.services import sso_user_sign_in
+from billing.accounts.team import sso_user_sign_in
 from billing.models import Account, AuditEntry, SsoConfig, SsoDomain
 from billing.sso import domains as sso_domains
 from billing.sso.services import SsoError

@@ -17,7 +17,8 @@ from django.db import transaction
 
 from alerts.models import AlertChannel, AlertRule, generate_webhook_secret
 from alerts.services import alert_channel_create, alert_channel_update, alert_rule_create, alert_rule_update
-from billing.accounts.services import account_create, account_update, price_override_set, seat_set
+from billing.accounts.services import account_create, account_update, price_override_set
+from billing.accounts.team import seat_set
 from billing.budgets.services import budget_create, budget_update
 from billing.models import Account, Budget, Plan
 from proxy.catalog import BUILTIN_PROVIDERS
