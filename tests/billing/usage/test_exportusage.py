@@ -14,7 +14,7 @@ from django.core.management import call_command
 from billing.usage.ledger import usage_ingest
 from billing.usage.records import usage_record_batch
 
-from ..support import Stack, chat, usage_event
+from ...support import Stack, chat, usage_event
 
 
 def _calls(stack: Stack, n: int = 3) -> list[str]:

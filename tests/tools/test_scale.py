@@ -17,7 +17,7 @@ from billing.models import Account, UsageDayRollup, UsageRecord, UsageTagRollup
 from billing.usage.rollups import ROLLUPS
 from tools import scale
 
-from .test_rollups import assert_rollups_match_records
+from ..billing.usage.test_rollups import assert_rollups_match_records
 
 
 @pytest.mark.django_db(transaction=True)  # the command runs VACUUM, which no transaction may hold

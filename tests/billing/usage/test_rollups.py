@@ -17,7 +17,7 @@ from billing.usage.records import usage_record_batch
 from billing.usage.rollups import ROLLUPS, SUMS, cell_columns
 from proxy.models import ApiKey
 
-from ..support import make_key
+from ...support import make_key
 
 HOUR = 3600
 START = 1_760_000_000.0  # 2025-10-09 08:53:20 UTC: 3.5 hours of records fall into five hours

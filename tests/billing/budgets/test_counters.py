@@ -22,7 +22,7 @@ from proxy.quota import Denial, Quota, Unseeded, seeded_marker_key
 from proxy.redis_pipeline import PipelinedRedis
 from tokonomics.redis_client import sync_redis
 
-from ..support import KEY, OTHER_KEY, Stack, account_entry, key_entry, make_key
+from ...support import KEY, OTHER_KEY, Stack, account_entry, key_entry, make_key
 
 TRAFFIC = [  # (key, tenant, feature, extra headers)
     (KEY, "globex", "search", {}),

@@ -17,7 +17,7 @@ from proxy.periods import period_bounds
 from proxy.quota import plan_counter_key
 from tokonomics.redis_client import sync_redis
 
-from ..support import make_key
+from ...support import make_key
 
 # 34.7 days after the quarter began in Asia/Kolkata (31 March, 18:30 UTC) and 4.7 after the month did
 # (30 April, 18:30 UTC): with 30 days of retention the quarter's first days survive only in rollups. Next

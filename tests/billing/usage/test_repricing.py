@@ -11,6 +11,8 @@ from billing.models import PriceOverride, UsageRecord
 from billing.usage.repricing import usage_record_reprice
 from proxy.models import ProviderEndpoint
 
+from .test_rollups import assert_rollups_match_records
+
 pytestmark = pytest.mark.django_db
 
 
@@ -49,8 +51,6 @@ def test_reprice_is_idempotent(acme) -> None:
 
 def test_reprice_moves_the_rollups_with_the_records(acme) -> None:
     from billing.usage.rollups import usage_rollup_add
-
-    from .test_rollups import assert_rollups_match_records
 
     records = [_record(acme, 1, cost_usd=None, tags={"intent": "summarize"}), _record(acme, 2),
                _record(acme, 3, cost_usd=Decimal("0.1"))]

@@ -17,7 +17,7 @@ from proxy.exposition import metrics_text
 from proxy.quota import events_stream_key
 from tokonomics.redis_client import sync_redis
 
-from ..support import KEY, usage_event
+from ...support import KEY, usage_event
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
 
