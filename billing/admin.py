@@ -231,7 +231,7 @@ class ManagementTokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_delete_permission(self, request: HttpRequest, obj: ManagementToken | None = None) -> bool:
         return False  # revoking is the audited way to end one
 
     @admin.action(description="Revoke selected tokens", permissions=["change"])

@@ -68,7 +68,7 @@ ADMIN_WAYS: dict[str, AdminWay] = {
 
 
 @pytest.fixture
-def operator(client: Client, superuser, acme) -> Client:  # type: ignore[no-untyped-def]
+def operator(client: Client, superuser, acme) -> Client:
     client.force_login(superuser)
     return client
 
@@ -79,13 +79,13 @@ def _only_entry(action: str) -> AuditEntry:
     return entries[0]
 
 
-def _assert_by_operator(entry: AuditEntry, superuser) -> None:  # type: ignore[no-untyped-def]
+def _assert_by_operator(entry: AuditEntry, superuser) -> None:
     assert (entry.actor_kind, entry.actor_label, entry.actor) == ("user", "root@ops.test", superuser)
 
 
 @pytest.mark.parametrize("name", list(ADMIN_WAYS))
 def test_an_admin_change_leaves_the_web_apps_entry_with_the_operator_as_actor(
-    operator: Client, superuser, acme: Account, name: str  # type: ignore[no-untyped-def]
+    operator: Client, superuser, acme: Account, name: str
 ) -> None:
     scenario = SCENARIOS[name]
     obj = scenario.setup(acme) if scenario.setup else None
@@ -113,7 +113,7 @@ def test_the_admin_covers_every_kind_of_object_of_the_channel_test() -> None:
     assert nouns == {s.action.split(".")[0] for s in SCENARIOS.values()}
 
 
-def test_a_change_the_service_refuses_is_shown_on_the_form_and_writes_nothing(operator: Client, acme) -> None:  # type: ignore[no-untyped-def]
+def test_a_change_the_service_refuses_is_shown_on_the_form_and_writes_nothing(operator: Client, acme) -> None:
     response = operator.post(_add("billing_budget"), {"account": acme.pk, "limit_usd": "5", **BUDGET_FORM,
                                                       "scope": "key", "match": "no-such-key"})
     assert response.status_code == 200
@@ -121,23 +121,23 @@ def test_a_change_the_service_refuses_is_shown_on_the_form_and_writes_nothing(op
     assert not Budget.objects.exists() and not AuditEntry.objects.exists()
 
 
-def test_an_edit_that_changes_nothing_logs_nothing(operator: Client, acme) -> None:  # type: ignore[no-untyped-def]
-    key = SCENARIOS["key updated"].setup(acme)  # type: ignore[misc]
+def test_an_edit_that_changes_nothing_logs_nothing(operator: Client, acme) -> None:
+    key = SCENARIOS["key updated"].setup(acme)
     AuditEntry.objects.all().delete()
     _post(operator, _change("proxy_apikey", key.pk), {**KEY_FORM, "allowed_models": "[]"})
     assert not AuditEntry.objects.exists()
 
 
-def test_the_account_and_identity_of_an_object_are_not_editable(operator: Client, acme, plans) -> None:  # type: ignore[no-untyped-def]
+def test_the_account_and_identity_of_an_object_are_not_editable(operator: Client, acme, plans) -> None:
     other = Account.objects.create(slug="globex", name="Globex", plan=plans["pro"])
-    budget = SCENARIOS["budget updated"].setup(acme)  # type: ignore[misc]
+    budget = SCENARIOS["budget updated"].setup(acme)
     _post(operator, _change("billing_budget", budget.pk), {"account": other.pk, "limit_usd": "5", **BUDGET_FORM})
     budget.refresh_from_db()
     assert budget.account == acme
 
 
-def test_deleting_a_budget_is_audited_singly_and_in_bulk(operator: Client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
-    monthly = SCENARIOS["budget updated"].setup(acme)  # type: ignore[misc]
+def test_deleting_a_budget_is_audited_singly_and_in_bulk(operator: Client, superuser, acme) -> None:
+    monthly = SCENARIOS["budget updated"].setup(acme)
     daily = Budget.objects.create(account=acme, scope="account", period="day", limit_usd=1)
     operator.post(reverse("admin:billing_budget_delete", args=[monthly.pk]), {"post": "yes"})
     operator.post(reverse("admin:billing_budget_changelist"),
@@ -149,7 +149,7 @@ def test_deleting_a_budget_is_audited_singly_and_in_bulk(operator: Client, super
         _assert_by_operator(entry, superuser)
 
 
-def test_changing_and_deleting_an_alert_channel_is_audited_without_its_secret(  # type: ignore[no-untyped-def]
+def test_changing_and_deleting_an_alert_channel_is_audited_without_its_secret(
     operator: Client, superuser, acme
 ) -> None:
     secret = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"  # 24 bytes
@@ -171,7 +171,7 @@ def test_changing_and_deleting_an_alert_channel_is_audited_without_its_secret(  
     assert not AlertChannel.objects.exists()
 
 
-def test_a_new_webhook_channels_generated_secret_is_shown_once_and_never_logged(operator: Client, acme) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_webhook_channels_generated_secret_is_shown_once_and_never_logged(operator: Client, acme) -> None:
     response = operator.post(_add("alerts_alertchannel"), {
         "account": acme.pk, "name": "hooks", "kind": "webhook", "url": "https://hooks.acme.test/tk", "emails": "[]"})
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
@@ -182,8 +182,8 @@ def test_a_new_webhook_channels_generated_secret_is_shown_once_and_never_logged(
     assert secret not in operator.get(_change("alerts_alertchannel", channel.pk)).content.decode()
 
 
-def test_a_removed_endpoint_credential_is_logged_without_its_value(operator: Client, acme) -> None:  # type: ignore[no-untyped-def]
-    endpoint = SCENARIOS["provider credential rotated"].setup(acme)  # type: ignore[misc]
+def test_a_removed_endpoint_credential_is_logged_without_its_value(operator: Client, acme) -> None:
+    endpoint = SCENARIOS["provider credential rotated"].setup(acme)
     AuditEntry.objects.all().delete()
     _post(operator, _change("proxy_providerendpoint", endpoint.pk), {**ENDPOINT_FORM, "clear_credential": "on"})
     entry = _only_entry("provider.updated")
@@ -192,7 +192,7 @@ def test_a_removed_endpoint_credential_is_logged_without_its_value(operator: Cli
 
 
 def test_seats_are_set_and_removed_through_the_services_never_the_last_owner(
-    operator: Client, superuser, acme, alice, bob  # type: ignore[no-untyped-def]
+    operator: Client, superuser, acme, alice, bob
 ) -> None:
     AuditEntry.objects.all().delete()
     bob_seat = Seat.objects.get(user=bob)
@@ -211,7 +211,7 @@ def test_seats_are_set_and_removed_through_the_services_never_the_last_owner(
     assert (removed.target, removed.before) == ("bob@acme.test", {"email": "bob@acme.test", "role": "admin"})
 
 
-def test_account_changes_are_logged_as_the_settings_pages_log_them(operator: Client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
+def test_account_changes_are_logged_as_the_settings_pages_log_them(operator: Client, superuser, acme) -> None:
     form = {"name": "Acme Corp", "plan": acme.plan.pk, "timezone": "UTC", "retention_days": "",
             "on_redis_unavailable": acme.on_redis_unavailable, "brand_name": "Acme AI", "brand_logo_url": "",
             "brand_accent_color": "", **{f"{inline}-{count}_FORMS": "0" for inline in ("seats", "budgets")
@@ -223,7 +223,7 @@ def test_account_changes_are_logged_as_the_settings_pages_log_them(operator: Cli
     _assert_by_operator(settings, superuser)
 
 
-def test_account_inlines_only_list(operator: Client, acme, bob) -> None:  # type: ignore[no-untyped-def]
+def test_account_inlines_only_list(operator: Client, acme, bob) -> None:
     page = operator.get(_change("billing_account", acme.pk)).content.decode()
     assert "bob@acme.test" in page and 'name="seats-0-role"' not in page
     seat = Seat.objects.get(user=bob)
@@ -235,7 +235,7 @@ def test_account_inlines_only_list(operator: Client, acme, bob) -> None:  # type
     assert Seat.objects.get(pk=seat.pk).role == "member"
 
 
-def test_price_overrides_are_audited(operator: Client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
+def test_price_overrides_are_audited(operator: Client, superuser, acme) -> None:
     prices = {"input_per_mtok": "1.5", "output_per_mtok": "6", "cached_input_per_mtok": "",
               "cache_write_per_mtok": ""}
     _post(operator, _add("billing_priceoverride"), {"account": acme.pk, "provider": "openai", "model": "gpt-4o",
@@ -252,7 +252,7 @@ def test_price_overrides_are_audited(operator: Client, superuser, acme) -> None:
     assert not PriceOverride.objects.exists()
 
 
-def test_revoking_a_management_token_is_audited_without_its_hash(operator: Client, superuser, acme) -> None:  # type: ignore[no-untyped-def]
+def test_revoking_a_management_token_is_audited_without_its_hash(operator: Client, superuser, acme) -> None:
     token, _ = management_token_create(account=acme, actor=Actor.of_system("tests"), name="ci-token")
     operator.post(reverse("admin:billing_managementtoken_changelist"),
                   {"action": "revoke", admin.helpers.ACTION_CHECKBOX_NAME: [token.pk]})
@@ -268,13 +268,13 @@ def test_revoking_a_management_token_is_audited_without_its_hash(operator: Clien
                          {"post": "yes"}).status_code == 403
 
 
-def test_keys_are_revoked_never_deleted(operator: Client, acme) -> None:  # type: ignore[no-untyped-def]
-    key = SCENARIOS["key updated"].setup(acme)  # type: ignore[misc]
+def test_keys_are_revoked_never_deleted(operator: Client, acme) -> None:
+    key = SCENARIOS["key updated"].setup(acme)
     assert operator.post(reverse("admin:proxy_apikey_delete", args=[key.pk]), {"post": "yes"}).status_code == 403
     assert ApiKey.objects.filter(pk=key.pk).exists()
 
 
-def test_a_blank_list_field_is_saved_as_an_empty_list(operator: Client, acme) -> None:  # type: ignore[no-untyped-def]
+def test_a_blank_list_field_is_saved_as_an_empty_list(operator: Client, acme) -> None:
     _post(operator, _add("billing_budget"), {"account": acme.pk, "limit_usd": "5", **BUDGET_FORM, "alert_at": ""})
     _post(operator, _add("alerts_alertchannel"), {"account": acme.pk, "name": "hooks", "kind": "webhook",
                                                   "url": "https://hooks.acme.test/tk", "emails": ""})
@@ -282,7 +282,7 @@ def test_a_blank_list_field_is_saved_as_an_empty_list(operator: Client, acme) ->
     assert AuditEntry.objects.get(action="budget.created").after["alert_at"] == []
 
 
-def test_the_plans_alert_rule_limit_is_shown_on_the_form(operator: Client, acme) -> None:  # type: ignore[no-untyped-def]
+def test_the_plans_alert_rule_limit_is_shown_on_the_form(operator: Client, acme) -> None:
     acme.plan.max_alert_rules = 0
     acme.plan.save()
     response = operator.post(_add("alerts_alertrule"), {
