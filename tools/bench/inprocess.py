@@ -7,7 +7,8 @@ process against the built-in simulator and a real Redis, budgets and rate limits
 The figure to compare is "CPU µs per call" (this process's CPU time, simulator and Redis excluded).
 `--profile` prints cProfile's top functions, timed with the process's CPU clock rather than the wall
 clock (on a busy machine the wall clock charges socket writes with other processes' time).
-Keys and accounts are fixed entries, so no database is needed; Redis database 11 is used and flushed.
+Keys and accounts are fixed entries, so no database is needed; Redis database 15 (one of the
+benchmark's, never a test run's) is used and flushed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import django
 
-from tools.bench.environment import free_port
+from tools.bench.environment import REDIS_DBS, free_port
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokonomics.settings")
 
@@ -39,7 +40,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--enforcement", choices=("on", "off"), default="on")
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11")
+    parser.add_argument("--redis-url", default=f"redis://127.0.0.1:6379/{REDIS_DBS[0]}")
     return parser.parse_args()
 
 
