@@ -12,14 +12,13 @@ import logging
 from pathlib import Path
 
 import aiohttp
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connections
 from redis.exceptions import RedisError
 
 from tokonomics.outbound_urls import PolicyResolver, private_urls_allowed
 
 from . import metrics
+from .database_jobs import database_job
 from .directory import CONFIG_VERSION_KEY, Directory
 from .hooks import CountersRebuild, hooks_get
 from .quota import CountersSeed, Quota
@@ -33,14 +32,7 @@ SPOOL_DRAIN_SECONDS = 30.0
 
 def _counters_seed_off_loop(rebuild: CountersRebuild) -> CountersSeed:
     async def seed(account_id: int, fingerprint: str) -> None:
-        def run() -> None:
-            close_old_connections()
-            try:
-                rebuild(account_id=account_id, fingerprint=fingerprint)
-            finally:
-                connections.close_all()  # rare: do not pin a connection to an executor thread
-
-        await sync_to_async(run, thread_sensitive=False)()
+        await database_job(lambda: rebuild(account_id=account_id, fingerprint=fingerprint))
 
     return seed
 
@@ -153,15 +145,8 @@ class ProxyContext:
     async def _write_pending_to_database(self) -> None:
         events = [event for _, event in self.pending_events]
         usage_events_write = hooks_get().usage_events_write
-
-        def write() -> None:
-            try:
-                usage_events_write(events=events)
-            finally:
-                connections.close_all()  # this executor thread may never run Django code again
-
         try:
-            await sync_to_async(write, thread_sensitive=False)()
+            await database_job(lambda: usage_events_write(events=events))
         except Exception:
             log.exception("could not write %d pending usage events to the database", len(events))
             return

@@ -12,14 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connections
-
 from proxy.hooks import hooks_get
 from proxy.models import ApiKey
 from proxy.pricing import PriceTable
 
 from .budgets import BudgetEntry
+from .database_jobs import database_job
 
 log = logging.getLogger(__name__)
 
@@ -77,26 +75,21 @@ def _timestamp(value: datetime | None) -> float | None:
 
 
 def load_key(key_hash: str) -> KeyEntry | None:
-    close_old_connections()
-    try:
-        key = ApiKey.objects.filter(key_hash=key_hash).first()
-        if key is None:
-            return None
-        return KeyEntry(
-            id=key.pk,
-            account_id=key.account_id,
-            name=key.name,
-            environment=key.environment,
-            allowed_patterns=tuple(key.allowed_models or ()),
-            expires_at=_timestamp(key.expires_at),
-            revoked=key.revoked_at is not None,
-            requests_per_minute=key.requests_per_minute or 0,
-            tokens_per_minute=key.tokens_per_minute or 0,
-            max_concurrent=key.max_concurrent or 0,
-        )
-    finally:
-        # Loads are rare (the cache holds them): close this thread's connection rather than pin it.
-        connections.close_all()
+    key = ApiKey.objects.filter(key_hash=key_hash).first()
+    if key is None:
+        return None
+    return KeyEntry(
+        id=key.pk,
+        account_id=key.account_id,
+        name=key.name,
+        environment=key.environment,
+        allowed_patterns=tuple(key.allowed_models or ()),
+        expires_at=_timestamp(key.expires_at),
+        revoked=key.revoked_at is not None,
+        requests_per_minute=key.requests_per_minute or 0,
+        tokens_per_minute=key.tokens_per_minute or 0,
+        max_concurrent=key.max_concurrent or 0,
+    )
 
 
 # Keys or accounts cached per process; past this many (a flood of made-up keys) the cache starts over.
@@ -146,7 +139,8 @@ class Directory:
             # have been read before the change: load again, so the old answer is never cached as fresh.
             for _ in range(MAX_LOAD_ATTEMPTS):
                 epoch = self._epoch
-                value = await sync_to_async(loader, thread_sensitive=False)(ident)
+                # Loads are rare (the cache holds them): database_job closes the thread's connection after.
+                value = await database_job(lambda: loader(ident))
                 if epoch == self._epoch:
                     ttl = MAX_AGE_SECONDS if value is not None else NEGATIVE_TTL_SECONDS
                     if len(cache) >= MAX_CACHED_ENTRIES:

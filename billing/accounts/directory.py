@@ -5,8 +5,6 @@ Installed into the proxy at startup (billing/apps.py): the proxy does not import
 
 from __future__ import annotations
 
-from django.db import close_old_connections, connections
-
 from billing.models import Account
 from proxy.budgets import BudgetEntry
 from proxy.directory import AccountEntry, EndpointEntry
@@ -14,36 +12,32 @@ from proxy.pricing import PriceTable
 
 
 def load_account(account_id: int) -> AccountEntry | None:
-    close_old_connections()
-    try:
-        account = Account.objects.select_related("plan").filter(pk=account_id).first()
-        if account is None:
-            return None
-        endpoints = {
-            e.slug: EndpointEntry(e.slug, e.wire_format, e.base_url.rstrip("/"), e.pricing_provider, e.get_credential())
-            for e in account.provider_endpoints.all()
-        }
-        budgets = tuple(BudgetEntry.of(b) for b in account.budgets.all())
-        prices = {
-            (p.provider, p.model): PriceTable.from_override(
-                input_per_mtok=p.input_per_mtok,
-                output_per_mtok=p.output_per_mtok,
-                cached_input_per_mtok=p.cached_input_per_mtok,
-                cache_write_per_mtok=p.cache_write_per_mtok,
-            )
-            for p in account.price_overrides.all()
-        }
-        return AccountEntry(
-            id=account.pk,
-            timezone=account.timezone,
-            monthly_request_limit=account.plan.monthly_request_limit or 0,
-            on_redis_unavailable=account.on_redis_unavailable,
-            allow_unmetered_routes=account.allow_unmetered_routes,
-            endpoints=endpoints,
-            budgets=budgets,
-            prices=prices,
-            allow_unpriced_models=account.allow_unpriced_models,
+    """Called by the proxy's directory off the event loop, as a database_job (proxy/database_jobs.py)."""
+    account = Account.objects.select_related("plan").filter(pk=account_id).first()
+    if account is None:
+        return None
+    endpoints = {
+        e.slug: EndpointEntry(e.slug, e.wire_format, e.base_url.rstrip("/"), e.pricing_provider, e.get_credential())
+        for e in account.provider_endpoints.all()
+    }
+    budgets = tuple(BudgetEntry.of(b) for b in account.budgets.all())
+    prices = {
+        (p.provider, p.model): PriceTable.from_override(
+            input_per_mtok=p.input_per_mtok,
+            output_per_mtok=p.output_per_mtok,
+            cached_input_per_mtok=p.cached_input_per_mtok,
+            cache_write_per_mtok=p.cache_write_per_mtok,
         )
-    finally:
-        # Loads are rare (the cache holds them): close this thread's connection rather than pin it.
-        connections.close_all()
+        for p in account.price_overrides.all()
+    }
+    return AccountEntry(
+        id=account.pk,
+        timezone=account.timezone,
+        monthly_request_limit=account.plan.monthly_request_limit or 0,
+        on_redis_unavailable=account.on_redis_unavailable,
+        allow_unmetered_routes=account.allow_unmetered_routes,
+        endpoints=endpoints,
+        budgets=budgets,
+        prices=prices,
+        allow_unpriced_models=account.allow_unpriced_models,
+    )
