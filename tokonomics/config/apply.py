@@ -236,6 +236,17 @@ def _channel_ids(names: list[str] | None, channels: dict[str, AlertChannel]) -> 
     return sorted(channels[n].pk for n in names or [])
 
 
+def _changes_with_channels(
+    obj: Budget | AlertRule, values: dict[str, Any], channel_ids: list[int]
+) -> tuple[dict[str, Any], bool]:
+    """The fields that differ from the file, and whether its channels do (then as `channel_ids`)."""
+    changes = _changed(obj, values)
+    new_channels = sorted(obj.channels.values_list("pk", flat=True)) != channel_ids
+    if new_channels:
+        changes["channel_ids"] = channel_ids
+    return changes, new_channels
+
+
 def _budget_step(run: _Run, spec: BudgetIn, channels: dict[str, AlertChannel]) -> None:
     values: dict[str, Any] = {"limit_usd": spec.limit_usd, "hard": spec.hard, "alert_at": spec.alert_at}
     channel_ids = _channel_ids(spec.channels, channels)
@@ -247,11 +258,9 @@ def _budget_step(run: _Run, spec: BudgetIn, channels: dict[str, AlertChannel]) -
                       channel_ids=channel_ids, **values)
         run.note(label, "created")
         return
-    changes = _changed(budget, values)
-    new_channels = sorted(budget.channels.values_list("pk", flat=True)) != channel_ids
-    if changes or new_channels:
-        budget_update(account=run.account, actor=run.actor, budget=budget,
-                      changes={**changes, **({"channel_ids": channel_ids} if new_channels else {})})
+    changes, new_channels = _changes_with_channels(budget, values, channel_ids)
+    if changes:
+        budget_update(account=run.account, actor=run.actor, budget=budget, changes=changes)
     run.note(label, "updated channels of" if new_channels else _updated(changes))
 
 
@@ -267,11 +276,9 @@ def _rule_step(run: _Run, spec: AlertRuleIn, channels: dict[str, AlertChannel]) 
                           channel_ids=channel_ids, **values)
         run.note(label, "created")
         return
-    changes = _changed(rule, values)
-    new_channels = sorted(rule.channels.values_list("pk", flat=True)) != channel_ids
-    if changes or new_channels:
-        alert_rule_update(account=run.account, actor=run.actor, rule=rule,
-                          changes={**changes, **({"channel_ids": channel_ids} if new_channels else {})})
+    changes, new_channels = _changes_with_channels(rule, values, channel_ids)
+    if changes:
+        alert_rule_update(account=run.account, actor=run.actor, rule=rule, changes=changes)
     run.note(label, "updated channels of" if new_channels else _updated(changes))
 
 
