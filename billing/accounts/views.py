@@ -253,7 +253,7 @@ def account_settings_update(request: SignedInRequest, slug: str) -> HttpResponse
     if form.is_valid():
         try:
             account_services.account_settings_update(account=membership.account, actor=request.user,
-                                                  **form.cleaned_data)
+                                                     **form.cleaned_data)
         except ValidationError as error:
             form_errors_from(form, error)
         else:
@@ -295,9 +295,9 @@ def sso_config_update(request: SignedInRequest, slug: str) -> HttpResponse:
     form = SsoConfigForm(request.POST, config=SsoConfig.objects.filter(account=account).first())
     if form.is_valid():
         try:
+            secret = form.cleaned_data["client_secret"] or None
             account_services.sso_config_update(account=account, actor=request.user,
-                                            **{**form.cleaned_data, "client_secret": form.cleaned_data["client_secret"]
-                                               or None})
+                                               **{**form.cleaned_data, "client_secret": secret})
         except ValidationError as error:
             form_errors_from(form, error)
         else:
