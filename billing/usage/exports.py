@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from billing.models import Account, UsageRecord
+from tokonomics.csv_cells import decimal_text
 
 EXPORT_FIELDS = (
     "request_id", "account", "key", "feature", "tenant", "environment", "tags", "provider", "model",
@@ -14,7 +15,7 @@ EXPORT_FIELDS = (
     "reasoning_tokens", "cost_usd", "latency_ms", "status_code", "denied_scope", "streamed", "usage_source",
     "created_at",
 )
-# Written as numbers in CSV (cost_usd is a decimal string, to keep its places): never client text.
+# Written as numbers in CSV (cost_usd as plain decimal text, never scientific): never client text.
 NUMERIC_FIELDS = frozenset({"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
                             "reasoning_tokens", "cost_usd", "latency_ms", "status_code"})
 
@@ -33,6 +34,6 @@ def usage_export_rows(
         key_id = row.pop("key_id")
         row["account"] = account.slug
         row["key"] = key_names.get(key_id, "")
-        row["cost_usd"] = None if row["cost_usd"] is None else str(row["cost_usd"])
+        row["cost_usd"] = decimal_text(row["cost_usd"])
         row["created_at"] = row["created_at"].isoformat()
         yield {f: row[f] for f in EXPORT_FIELDS}

@@ -61,5 +61,21 @@ def test_csv_cells_from_clients_are_text_and_numbers_stay_numbers(acme) -> None:
     [row] = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert row["model"] == "'=cmd|' /C calc'!A0"
     assert (row["feature"], row["tenant"], row["environment"]) == ("'+feature", "'-tenant", "'@env")
-    assert (row["input_tokens"], row["output_tokens"], row["cost_usd"]) == ("1000", "500", "0.000435000")
+    assert (row["input_tokens"], row["output_tokens"], row["cost_usd"]) == ("1000", "500", "0.000435")
     assert row["request_id"] == "req_export_1"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_costs_are_plain_decimals_never_scientific(acme, fmt: str) -> None:
+    """Issue 15: `"1.20E-7"` and `"0E-9"` were written for tiny and zero costs."""
+    at = (datetime.now(UTC) - timedelta(minutes=5)).timestamp()
+    usage_record_batch(events=[usage_event(acme.pk, n, prefix="req_plain", cost_usd=cost, created_at=at + n)
+                               for n, cost in enumerate(["0.000000120", "0", "1234.500000000"])])
+    out = io.StringIO()
+    call_command("exportusage", "--account", "acme", "--format", fmt, stdout=out, stderr=io.StringIO())
+    if fmt == "jsonl":
+        rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    else:
+        rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["cost_usd"] for r in rows] == ["0.00000012", "0", "1234.5"]
