@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from proxy.budgets import nanos_to_usd
 from proxy.pricing import catalogue_model_id
 from proxy.usage import TokenUsage
 
@@ -49,6 +50,9 @@ def usage_event(call: Call) -> bytes:
             "latency_ms": int_clamp(int((time.perf_counter() - call.started) * 1000), MAX_LATENCY_MS),
             "status_code": call.status,
             "denied_scope": call.denied_scope,
+            # a budget denial says what it asked to reserve (plain text: cost_clean's fast path)
+            "reserved_usd": cost_clean(format(nanos_to_usd(call.estimate_nanos), "f"))
+            if call.denied_scope.endswith("_budget") else None,
             "streamed": call.streamed,
             "usage_source": call.usage_source,
             "enforced": call.enforced,

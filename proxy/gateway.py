@@ -68,6 +68,7 @@ class Call:
     enforced: bool = True
     status: int = 0
     denied_scope: str = ""
+    estimate_nanos: int = 0  # what the call asked to reserve: a budget denial's record shows it
     usage: TokenUsage | None = None
     usage_source: str = "reported"
     served_model: str = ""
@@ -218,6 +219,7 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
         return  # nothing caps this call: no round trip before it (its record still goes out after)
     unpriced_refuse(call=call, counters=plan.counters)
     estimate_nanos, estimated_tokens = estimate(call)
+    call.estimate_nanos = estimate_nanos
     verdict = await ctx.quota.admit(rid=call.rid, plan=plan, estimate_nanos=estimate_nanos,
                                     estimated_tokens=estimated_tokens)
     if verdict is None:

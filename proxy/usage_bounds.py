@@ -119,4 +119,6 @@ def usage_event_clean(*, event: dict[str, Any]) -> dict[str, Any]:
         clean["status_code"] = int_clamp(clean["status_code"], MAX_STATUS_CODE)
     if "cost_usd" in clean:
         clean["cost_usd"] = cost_clean(clean["cost_usd"])
+    if "reserved_usd" in clean:
+        clean["reserved_usd"] = cost_clean(clean["reserved_usd"])
     return clean

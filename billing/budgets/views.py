@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -14,7 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from billing.accounts.access import Membership, membership_get
-from billing.budgets import services
+from billing.budgets import selectors, services
 from billing.dashboard import selectors as dashboard
 from billing.models import Account, Budget
 from tokonomics.audit import Actor
@@ -52,6 +54,11 @@ class BudgetForm(forms.ModelForm):
         return values
 
 
+# A '*' budget's values listed on the Budgets page: its biggest spenders, all of them with `?values=<id>`.
+TOP_VALUES = 5
+ALL_VALUES = 1000
+
+
 @require_GET
 @login_required
 def budget_list(request: SignedInRequest, slug: str) -> HttpResponse:
@@ -60,11 +67,34 @@ def budget_list(request: SignedInRequest, slug: str) -> HttpResponse:
 
 
 def _budget_page(request: SignedInRequest, membership: Membership, form: BudgetForm, status: int = 200) -> HttpResponse:
-    context = {"tab": "budgets", "membership": membership, "account": membership.account, "form": form,
-               "budgets": membership.account.budgets.order_by("scope", "match", "period"),
-               "status": {(s["budget"].pk, s["value"]): s for s in dashboard.budget_status(membership.account)}}
+    account = membership.account
+    budgets = list(account.budgets.order_by("scope", "match", "period"))
+    expanded = request.GET.get("values", "")
+    shown = None
+    if expanded:
+        shown = selectors.budget_get(account=account, budget_id=int(expanded) if expanded.isdigit() else 0)
+    rows = dashboard.budget_status(account, budgets=budgets, top=TOP_VALUES)
+    if shown is not None:
+        rows = [r for r in rows if r["budget"].pk != shown.pk] + dashboard.budget_status(
+            account, budgets=[shown], top=ALL_VALUES)
+    status_by_budget: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        status_by_budget.setdefault(row["budget"].pk, []).append(row)
+    context = {"tab": "budgets", "membership": membership, "account": account, "form": form,
+               "budgets": [(b, status_by_budget.get(b.pk, [])) for b in budgets],
+               "expanded": shown, "top_values": TOP_VALUES}
     template = "billing/budgets.html#budget-form" if request.htmx else "billing/budgets.html"
     return render(request, template, context, status=status)
+
+
+@require_GET
+@login_required
+def budget_docs(request: SignedInRequest, slug: str) -> HttpResponse:
+    """docs/budgets.md inside the app, next to the numbers it explains (a self-hosted install has no docs site)."""
+    membership = membership_get(request, slug)
+    text = (Path(settings.BASE_DIR) / "docs" / "budgets.md").read_text(encoding="utf-8")
+    return render(request, "billing/budget_docs.html", {"tab": "budgets", "membership": membership,
+                                                         "account": membership.account, "text": text})
 
 
 @require_POST

@@ -3,11 +3,13 @@ tens of millions of records) and, for budgets, from the live Redis counters."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet, Sum
 
 from billing.models import Account, Budget, UsageRecord, UsageTagRollup
@@ -40,26 +42,52 @@ class RangeError(ValueError):
 
 @dataclass(frozen=True)
 class Range:
+    """[since, until), both in UTC (the rollups' hours and days are UTC's); pages show them in the account's zone."""
+
     since: datetime
     until: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "since", self.since.astimezone(UTC))
+        object.__setattr__(self, "until", self.until.astimezone(UTC))
 
     @property
     def hours(self) -> float:
         return (self.until - self.since).total_seconds() / 3600
 
+    @property
+    def last_moment(self) -> datetime:
+        """The last instant inside the range: its day is what the "To" field shows (`until` itself is the
+        next midnight for a range given in days, and showing it moved the range a day on every Apply)."""
+        return self.until - timedelta(microseconds=1)
 
-def range_parse(params: dict[str, str], now: datetime | None = None) -> Range:
-    """`?since=2026-11-01&until=2026-11-23` (dates or datetimes, UTC) or `?last=7d`; default 30 days."""
+    @property
+    def previous(self) -> Range:
+        """The range of the same length just before this one: what "vs previous period" compares with."""
+        return Range(self.since - (self.until - self.since), self.since)
+
+
+# `?last=` words for ranges that start at a local midnight of the account.
+CALENDAR_RANGES = ("today", "mtd")
+
+
+def range_parse(params: dict[str, str], now: datetime | None = None, tz: tzinfo = UTC) -> Range:
+    """`?since=2026-11-01&until=2026-11-23` (dates or datetimes, in the account's time zone `tz` unless they
+    name one; `until` includes its whole day), `?last=7d`, `?last=today` or `?last=mtd`; default 30 days."""
     now = now or datetime.now(UTC)
     last = params.get("last", "")
+    if last in CALENDAR_RANGES:
+        midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+        # A zone's offset follows the wall time: the 1st's midnight has its own offset, even across DST.
+        return Range(midnight.replace(day=1) if last == "mtd" else midnight, now)
     if last.endswith(("d", "h")) and last[:-1].isascii() and last[:-1].isdigit():
         amount = int(last[:-1])
         if amount > (MAX_RANGE_DAYS if last.endswith("d") else MAX_RANGE_DAYS * 24):
             raise RangeError(f"last={last}: the longest range is {MAX_RANGE_DAYS}d")
         delta = timedelta(days=amount) if last.endswith("d") else timedelta(hours=amount)
         return Range(now - delta, now)
-    since = _parse(params.get("since")) or now - timedelta(days=30)
-    until = _parse(params.get("until"), end_of_day=True) or now
+    since = _parse(params.get("since"), tz) or now - timedelta(days=30)
+    until = _parse(params.get("until"), tz, end_of_day=True) or now
     if not all(datetime(2, 1, 1, tzinfo=UTC) < moment < datetime(9998, 1, 1, tzinfo=UTC) for moment in (since, until)):
         raise RangeError("since and until must lie between the years 2 and 9998: that range cannot be shown")
     if until <= since:
@@ -67,7 +95,7 @@ def range_parse(params: dict[str, str], now: datetime | None = None) -> Range:
     return Range(since, until)
 
 
-def _parse(value: str | None, *, end_of_day: bool = False) -> datetime | None:
+def _parse(value: str | None, tz: tzinfo, *, end_of_day: bool = False) -> datetime | None:
     if not value:
         return None
     try:
@@ -75,15 +103,37 @@ def _parse(value: str | None, *, end_of_day: bool = False) -> datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.replace(tzinfo=tz)
     if end_of_day and len(value) == 10 and parsed.year < 9998:
-        parsed += timedelta(days=1)
+        parsed += timedelta(days=1)  # on the wall clock: the next local midnight, even across a DST change
     return parsed
 
 
 def key_id(value: str) -> int:
     """A `?key=` filter as a key id; anything but ASCII digits ("²" is a digit to str.isdigit) matches none."""
     return int(value) if value.isascii() and value.isdigit() else -1
+
+
+@dataclass(frozen=True)
+class KeyFilter:
+    """A `?key=` filter as the page shows it (`label`) and as queries match it (`id`, -1 for none)."""
+
+    id: int
+    label: str
+    known: bool
+
+
+def key_filter_get(*, account: Account, value: str) -> KeyFilter:
+    """`?key=` by the key's name (unique in an account), else by id; only ever a key of `account`. A number
+    that is no live key of the account still matches the calls of a deleted key of that id, which the
+    rollups keep (and the key card links to)."""
+    named = account.api_keys.filter(name=value).values_list("id", flat=True).first()
+    if named is not None:
+        return KeyFilter(named, value, True)
+    if value.isascii() and value.isdigit() and int(value) < 2**63:
+        name = account.api_keys.filter(pk=int(value)).values_list("name", flat=True).first()
+        return KeyFilter(int(value), name if name is not None else f"deleted key #{value}", True)
+    return KeyFilter(-1, value, False)
 
 
 def rollups(account: Account, period: Range, filters: dict[str, str], needs: tuple[str, ...] = (),
@@ -122,12 +172,28 @@ def cells(account: Account, period: Range, filters: dict[str, str]) -> list[dict
 
 
 def totals(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """The range's sums. Denied calls (429s: budgets, plan and rate limits) ran nothing, so the per-call
+    figures leave them out: "per call" and the average latency are of the calls that ran (None when none did)."""
     out: dict[str, Any] = {f: sum((c[f] for c in cells), 0) for f in SUM_FIELDS}
-    out["denied"] = sum(c["requests"] for c in cells if c["status_code"] == 429)
+    denied = [c for c in cells if c["status_code"] == 429]
+    out["denied"] = sum(c["requests"] for c in denied)
     out["errors"] = sum(c["requests"] for c in cells if c["status_code"] >= 500)
-    out["cost_per_request"] = (out["cost_usd"] / out["requests"]) if out["requests"] else Decimal(0)
-    out["avg_latency_ms"] = int(out["latency_ms_total"] / out["requests"]) if out["requests"] else 0
+    out["ran"] = out["requests"] - out["denied"]
+    out["cost_per_request"] = (out["cost_usd"] / out["ran"]) if out["ran"] else None
+    ran_latency = out["latency_ms_total"] - sum(c["latency_ms_total"] for c in denied)
+    out["avg_latency_ms"] = int(ran_latency / out["ran"]) if out["ran"] else None
+    out["tokens"] = out["input_tokens"] + out["output_tokens"]
     return out
+
+
+def totals_compare(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """The previous period's spend and calls, and the change of each in percent (None from nothing)."""
+    def change(now: Decimal | int, before: Decimal | int) -> int | None:
+        return round(100 * (Decimal(now) - Decimal(before)) / Decimal(before)) if before else None
+
+    return {"cost_usd": previous["cost_usd"], "requests": previous["requests"],
+            "cost_change": change(current["cost_usd"], previous["cost_usd"]),
+            "requests_change": change(current["requests"], previous["requests"])}
 
 
 def cached_savings(account: Account, cells: list[dict[str, Any]]) -> Decimal:
@@ -150,12 +216,7 @@ def breakdown(account: Account, dimension: str, period: Range, filters: dict[str
     """Rows of (value, requests, tokens, cost, share) for one dimension, dearest first; added up from
     `cells` when they keep the dimension."""
     if dimension == "tag":
-        hour_floor = period.since.replace(minute=0, second=0, microsecond=0)
-        tag_rows = (UsageTagRollup.objects.filter(account=account, hour__gte=hour_floor, hour__lt=period.until)
-                    .values("tag", "value").annotate(requests_=Sum("requests"), cost=Sum("cost_usd"))
-                    .order_by("-cost")[:limit])
-        rows = [{"value": f"{r['tag']}={r['value']}", "requests": r["requests_"], "cost_usd": r["cost"],
-                 "tokens": None} for r in tag_rows]
+        rows = tag_breakdown(account, period, filters, limit)
     else:
         column = "key_id" if dimension == "key" else dimension
         if cells is not None and (not cells or column in cells[0]):
@@ -177,7 +238,9 @@ def breakdown(account: Account, dimension: str, period: Range, filters: dict[str
         rows = []
         for r in grouped[:limit]:
             raw = r[column]
-            rows.append({"value": raw, "label": names.get(raw, "(deleted key)" if raw else "(no key)")
+            # A key's calls are linked by its name (`?key=prod-bot`), a deleted key's by its id.
+            rows.append({"value": names.get(raw, raw) if dimension == "key" else raw,
+                         "label": names.get(raw, "(deleted key)" if raw else "(no key)")
                          if dimension == "key" else (raw or "(none)"),
                          "requests": r["requests_"], "cost_usd": r["cost"], "tokens": r["tokens"]})
     total = sum((r["cost_usd"] or 0) for r in rows) or Decimal(1)
@@ -187,61 +250,117 @@ def breakdown(account: Account, dimension: str, period: Range, filters: dict[str
     return rows
 
 
-def spend_series(account: Account, period: Range, filters: dict[str, str]) -> list[dict]:
-    """Spend per hour (ranges up to 3 days) or per day, every bucket present, for the chart."""
+def tag_breakdown(account: Account, period: Range, filters: dict[str, str], limit: int) -> list[dict]:
+    """Calls, tokens and cost per tag value, dearest first. Unfiltered, from the hourly tag rollup; filtered,
+    from the records of the range that match (the tag rollup keeps no other dimension), read by the same
+    indexes as the call list."""
+    if not filters:
+        hour_floor = period.since.replace(minute=0, second=0, microsecond=0)
+        tag_rows = (UsageTagRollup.objects.filter(account=account, hour__gte=hour_floor, hour__lt=period.until)
+                    .values("tag", "value").annotate(requests_=Sum("requests"), cost=Sum("cost_usd"),
+                                                      tokens_=Sum("tokens"))
+                    .order_by("-cost", "-requests_")[:limit])
+        return [{"value": f"{r['tag']}={r['value']}", "requests": r["requests_"], "cost_usd": r["cost"],
+                 "tokens": r["tokens_"]} for r in tag_rows]
+    records = UsageRecord.objects.filter(account=account, created_at__gte=period.since, created_at__lt=period.until)
+    for name, value in usage_filters(filters).exact().items():
+        records = records.filter(**{name: value})
+    inner, params = records.values("id").query.sql_with_params()
+    table = UsageRecord._meta.db_table
+    each = "jsonb_each_text(r.tags)" if connection.vendor == "postgresql" else "json_each(r.tags)"
+    # The table is the model's and the inner query Django's own; every value is a parameter.
+    sql = (f"SELECT kv.key, kv.value, count(*), sum(r.input_tokens + r.output_tokens), "  # noqa: S608
+           f"sum(coalesce(r.cost_usd, 0)) FROM {table} r CROSS JOIN {each} kv WHERE r.id IN ({inner}) "
+           f"GROUP BY 1, 2 ORDER BY 5 DESC, 3 DESC LIMIT %s")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        found = cursor.fetchall()
+    return [{"value": f"{tag}={value}", "requests": n, "tokens": tokens, "cost_usd": cost}
+            for tag, value, n, tokens, cost in found]
+
+
+def spend_series(account: Account, period: Range, filters: dict[str, str], tz: tzinfo = UTC) -> list[dict]:
+    """Spend per hour (ranges up to 3 days) or per day of the account's time zone `tz`, every bucket present,
+    for the chart. UTC days come from day rows; another zone's days are added up from hour rows."""
     daily = period.hours > DAILY_AFTER_HOURS
-    step = timedelta(days=1) if daily else timedelta(hours=1)
-    rows = rollups(account, period, filters, hourly=not daily)
+    rows = rollups(account, period, filters, hourly=not (daily and str(tz) in ("UTC", "Etc/UTC")))
+
+    def bucket(at: datetime) -> datetime:
+        if not daily:
+            return at  # rows and buckets are UTC hours (a +05:30 zone's labels read :30)
+        local = at.astimezone(tz)
+        # Rebuilt from the wall time, so every bucket is its day's midnight with that day's own offset.
+        return datetime(local.year, local.month, local.day, tzinfo=tz)
+
     buckets: dict[datetime, Decimal] = {}
     for row in rows.sums("at", cost=Sum("cost_usd")):
-        key = row["at"].replace(hour=0) if daily else row["at"]
+        key = bucket(row["at"])
         buckets[key] = buckets.get(key, Decimal(0)) + (row["cost"] or 0)
-    start = period.since.replace(minute=0, second=0, microsecond=0)
-    if daily:
-        start = start.replace(hour=0)
+    cursor = bucket(period.since.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
     series: list[dict[str, Any]] = []
-    cursor = start
     while cursor < period.until and len(series) < 400:
         series.append({"at": cursor, "cost_usd": buckets.get(cursor, Decimal(0))})
-        cursor += step
+        # An aware datetime adds a day on its wall clock: 23 or 25 hours across a DST change.
+        cursor += timedelta(days=1) if daily else timedelta(hours=1)
     peak = max((b["cost_usd"] for b in series), default=Decimal(0)) or Decimal(1)
     for b in series:
         b["height"] = int(100 * b["cost_usd"] / peak)
     return series
 
 
-def budget_status(account: Account, now: datetime | None = None, *, top: int = 5) -> list[dict]:
-    """Spend this period against every budget (live Redis counters), with the end-of-period projection.
-    A '*' budget shows its `top` biggest spenders."""
+def budget_status(account: Account, now: datetime | None = None, *, top: int = 5,
+                  budgets: Iterable[Budget] | None = None) -> list[dict]:
+    """Spend this period against every budget (or `budgets`), from the live Redis counters: settled spend,
+    what calls in flight hold reserved, what remains for new calls (a call is admitted only if its
+    reservation fits), and the end-of-period projection. A '*' budget shows its `top` biggest spenders, and
+    how many values it counts (`values`)."""
     now = now or datetime.now(UTC)
     client = sync_redis()
     out = []
-    for budget in Budget.objects.filter(account=account):
+    key_names: dict[str, str] | None = None
+    for budget in Budget.objects.filter(account=account) if budgets is None else budgets:
         start, end = period_bounds(budget.period, account.timezone, now)
         period = BudgetPeriod.of(account.pk, budget.pk, start)
+        values = 0
         if per_value(budget):  # one counter per tenant / feature / key seen this period
             spenders = budget_values_list(client, period=period, limit=top)
+            values = int(client.zcard(period.values_key))
         else:
             settled, reserved = client.hmget(period.base, "s", "r")
             spenders = [ValueSpend("", period.base, int(settled or 0), int(reserved or 0))]
+        if budget.scope == Budget.Scope.KEY and per_value(budget) and key_names is None:
+            key_names = {str(pk): name for pk, name in account.api_keys.values_list("pk", "name")}
         elapsed = now.timestamp() - start.timestamp()  # timestamps: right across DST changes too
         fraction = 1.0 if end is None else min(1.0, max(elapsed / (end.timestamp() - start.timestamp()), 1e-6))
         for spender in spenders or [ValueSpend("", period.base, 0, 0)]:
             spent_usd = nanos_to_usd(spender.settled)
+            reserved_usd = nanos_to_usd(spender.reserved)
             projected = spent_usd / Decimal(fraction) if end is not None else spent_usd
             limit = budget.limit_usd or Decimal("0.000001")
+            value = spender.value
             out.append({
-                "budget": budget, "value": spender.value, "spent_usd": spent_usd.quantize(Decimal("0.000001")),
-                "reserved_usd": nanos_to_usd(spender.reserved).quantize(Decimal("0.000001")),
+                "budget": budget, "value": value,
+                # a '*' key budget counts keys by id; people know them by name
+                "label": (key_names or {}).get(value, f"deleted key #{value}") if key_names is not None
+                and budget.scope == Budget.Scope.KEY and value else value,
+                "values": values, "spent_usd": spent_usd.quantize(Decimal("0.000001")),
+                "reserved_usd": reserved_usd.quantize(Decimal("0.000001")),
+                "remaining_usd": max(budget.limit_usd - spent_usd - reserved_usd, Decimal(0)).quantize(
+                    Decimal("0.000001")),
                 "percent": min(int(100 * spent_usd / limit), 999),
+                "reserved_percent": min(int(100 * reserved_usd / limit), 999),
                 "projected_usd": projected.quantize(Decimal("0.000001")),
                 "projected_percent": min(int(100 * projected / limit), 100), "period_end": end,
             })
     return out
 
 
-def recent_calls(account: Account, filters: dict[str, str], limit: int = 20) -> QuerySet[UsageRecord]:
+def recent_calls(account: Account, filters: dict[str, str], period: Range | None = None,
+                 limit: int = 20) -> QuerySet[UsageRecord]:
+    """The latest calls matching `filters`, inside `period` when given."""
     calls = UsageRecord.objects.filter(account=account)
+    if period is not None:
+        calls = calls.filter(created_at__gte=period.since, created_at__lt=period.until)
     for name, value in filters.items():
         if name == "key":
             calls = calls.filter(key_id=key_id(value))

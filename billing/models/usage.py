@@ -38,6 +38,10 @@ class UsageRecord(models.Model):
     latency_ms = models.PositiveIntegerField(default=0)
     status_code = models.PositiveSmallIntegerField()
     denied_scope = models.CharField(max_length=40, blank=True)
+    reserved_usd = models.DecimalField(
+        max_digits=18, decimal_places=9, null=True, blank=True,
+        help_text="A call a budget denied: the estimate it asked to reserve (docs/budgets.md).",
+    )
     streamed = models.BooleanField(default=False)
     usage_source = models.CharField(max_length=10, choices=Source.choices, default=Source.REPORTED)
     enforced = models.BooleanField(
@@ -249,6 +253,8 @@ class UsageTagRollup(models.Model):
     value = models.CharField(max_length=200)
     requests = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=20, decimal_places=9, default=0)
+    # input + output; a database default, so writers of the older shape (tools/scale.py) still insert
+    tokens = models.PositiveBigIntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [

@@ -16,3 +16,29 @@ def usd(amount: Decimal | int | float | None, places: int = 2) -> str:
     if 0 < abs(value) < Decimal("0.01") and places == 2:
         places = 6
     return f"${value:,.{int(places)}f}"
+
+
+@register.filter
+def count(amount: int | Decimal | None) -> str:
+    """A whole number with thousands separators: 2,469,000."""
+    return "—" if amount is None else f"{int(amount):,}"
+
+
+@register.filter
+def change(percent: int | None) -> str:
+    """A change in percent, signed with a real minus: +12%, −75%; "new" from nothing."""
+    if percent is None:
+        return "new"
+    return f"+{percent}%" if percent > 0 else f"\u2212{-percent}%" if percent < 0 else "±0%"
+
+
+@register.filter
+def usd_cents(amount: Decimal | int | float | None) -> str:
+    """Dollars to the cent, for columns of budget amounts (one precision a column): a spend under half a
+    cent reads "<$0.01", never a misleading "$0.00"."""
+    if amount is None:
+        return "—"
+    value = Decimal(amount)
+    if 0 < value < Decimal("0.005"):
+        return "<$0.01"
+    return f"${value:,.2f}"

@@ -78,6 +78,7 @@ def _record(event: dict, known_keys: set[int]) -> UsageRecord:
         account_id=event["account_id"],
         key_id=key_id if key_id in known_keys else None,
         cost_usd=Decimal(cost) if cost is not None else None,
+        reserved_usd=Decimal(reserved) if (reserved := event.get("reserved_usd")) is not None else None,
         created_at=datetime.fromtimestamp(event["created_at"], UTC),
         **{name: event[name] for name in RECORD_FIELDS if name in event},
     )

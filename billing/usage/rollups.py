@@ -33,6 +33,8 @@ SUMS = ("requests", "streamed_requests", "estimated_requests", "unknown_cost_req
         "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd",
         "latency_ms_total")
 COST, UNKNOWN_COST = SUMS.index("cost_usd"), SUMS.index("unknown_cost_requests")
+INPUT_TOKENS, OUTPUT_TOKENS = SUMS.index("input_tokens"), SUMS.index("output_tokens")
+TAG_SUMS = ("requests", "cost_usd", "tokens")
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,9 @@ def _sums(r: UsageRecord) -> list:
 
 
 def _cells(changes: Iterable[tuple[UsageRecord, list]]) -> tuple[dict, dict]:
-    """{table: {cell: sums}} and {tag cell: [requests, cost]}, from (record, what it adds to its cells)."""
+    """{table: {cell: sums}} and {tag cell: [requests, cost, tokens]}, from (record, what it adds to its cells)."""
     cells: dict[type[models.Model], dict[tuple, list]] = defaultdict(dict)
-    tags: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0)])
+    tags: dict[tuple, list] = defaultdict(lambda: [0, Decimal(0), 0])
     for r, sums in changes:
         attributes = {"feature": r.feature, "tenant": r.tenant, "environment": r.environment,
                       "provider": r.provider, "model": r.model, "key_id": r.key_id or 0,
@@ -90,6 +92,7 @@ def _cells(changes: Iterable[tuple[UsageRecord, list]]) -> tuple[dict, dict]:
             tag_sums = tags[(r.account_id, hour, tag[:60], str(value)[:200])]
             tag_sums[0] += sums[0]
             tag_sums[1] += sums[COST]
+            tag_sums[2] += sums[INPUT_TOKENS] + sums[OUTPUT_TOKENS]
     return cells, tags
 
 
@@ -138,7 +141,7 @@ def _write(changes: tuple[dict, dict], write: Write) -> None:
     cells, tags = changes
     for model, model_cells in cells.items():
         write(model, cell_columns(model), SUMS, [(*cell, *sums) for cell, sums in model_cells.items()])
-    write(UsageTagRollup, TAG_CELL, ("requests", "cost_usd"), [(*cell, *sums) for cell, sums in tags.items()])
+    write(UsageTagRollup, TAG_CELL, TAG_SUMS, [(*cell, *sums) for cell, sums in tags.items()])
 
 
 def usage_rollup_add(*, records: list[UsageRecord]) -> None:

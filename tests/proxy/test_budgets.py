@@ -170,6 +170,17 @@ def test_denials_use_the_callers_format_and_the_sdks_raise_rate_limit_errors(pri
     assert [(r.denied_scope, r.cost_usd or 0, r.input_tokens) for r in records] == [("feature_budget", 0, 0)] * 2
 
 
+def test_a_budget_denial_records_the_estimate_it_asked_to_reserve(priced: Stack) -> None:
+    """Issue 15 §2: the call list explains a denial by the reservation that did not fit."""
+    budget(priced, scope="key", match="main", period="day", calls=1.5)
+    assert chat(priced).status_code == 200  # $0.01 of $0.015 spent
+    assert chat(priced, {**CHAT, "max_tokens": 20}).status_code == 429  # asks for $0.02
+    usage_ingest(max_seconds=1)
+    ran, denied = UsageRecord.objects.order_by("created_at")
+    assert ran.reserved_usd is None
+    assert (denied.denied_scope, denied.reserved_usd) == ("key_budget", Decimal("0.02"))
+
+
 def test_a_total_budget_denies_without_retry_after(priced: Stack) -> None:
     budget(priced, scope="key", match="main", period="total", calls=1)
     assert chat(priced).status_code == 200
