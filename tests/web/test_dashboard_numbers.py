@@ -144,3 +144,24 @@ def test_csv_decimals_plain_and_filenames_name_the_filter(client, alice, acme) -
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[1][3] == "0.0000014"
     assert "tenant-globex" in response["Content-Disposition"]
+
+
+def test_alerts_page_times_are_the_accounts_and_labelled(client, alice, acme) -> None:
+    from alerts.models import AlertEvent
+
+    acme.timezone = "Europe/Berlin"
+    acme.save(update_fields=["timezone"])
+    event = AlertEvent.objects.create(account=acme, type="test", dedupe_key="i15-tz", webhook_id="msg_i15tz",
+                                      payload={})
+    AlertEvent.objects.filter(pk=event.pk).update(created_at=datetime(2026, 12, 2, 23, 30, tzinfo=UTC))
+    client.force_login(alice)
+    body = client.get(reverse("alert_settings", args=["acme"])).content.decode()
+    assert "2026-12-03 00:30:00" in body and "When (Europe/Berlin)" in body
+
+
+def test_unpriced_in_the_list_agrees_with_the_card(client, alice, acme) -> None:
+    usage_record_batch(events=[_event(acme, 1, cost_usd=None), _event(acme, 2, status_code=502, cost_usd=None),
+                               _event(acme, 3, status_code=429, denied_scope="plan", cost_usd=None)])
+    body = _page(client, alice, acme, last="1d")
+    assert "1 · 1 · 1</div>" in body  # denied · errors · unpriced
+    assert body.split("Recent calls")[1].count("unpriced") == 1
