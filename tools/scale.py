@@ -28,7 +28,7 @@ from billing.accounts.management_tokens import management_token_create
 from billing.budgets.counters import budget_counters_rebuild
 from billing.dashboard import selectors as dashboard
 from billing.models import Account, Budget, Plan, Seat, UsageRecord, UsageTagRollup
-from billing.usage.rollups import ROLLUPS, SUMS, TAG_CELL, cell_columns
+from billing.usage.rollups import ROLLUPS, SUMS, TAG_CELL, TAG_SUMS, cell_columns
 from proxy.budgets import ingested_key
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
@@ -159,9 +159,10 @@ def _batch_sql() -> str:
                 f"GROUP BY {', '.join(str(n + 1) for n in range(len(cell)))}",
             ))
     upserts.append(_upsert_sql(
-        UsageTagRollup._meta.db_table, list(TAG_CELL), ["requests", "cost_usd"],
+        UsageTagRollup._meta.db_table, list(TAG_CELL), list(TAG_SUMS),
         "SELECT account_id, date_trunc('hour', created_at, 'UTC'), left(t.key, 60), left(t.value, 200), count(*), "
-        "coalesce(sum(cost_usd), 0) FROM fresh, jsonb_each_text(fresh.tags) AS t GROUP BY 1, 2, 3, 4",
+        "coalesce(sum(cost_usd), 0), sum(input_tokens + output_tokens) FROM fresh, jsonb_each_text(fresh.tags) AS t "
+        "GROUP BY 1, 2, 3, 4",
     ))
     rollup_ctes = "".join(f", rollup_{n} AS ({sql})" for n, sql in enumerate(upserts[:-1]))
     return f"""

@@ -24,6 +24,11 @@ from tokonomics.redis_client import sync_redis
 
 DIMENSIONS = ("feature", "tenant", "model", "provider", "key", "environment", "tag")
 FILTERABLE = ("feature", "tenant", "model", "provider", "key", "environment")
+# A filtered tag breakdown adds up the matching records themselves (the tag rollup keeps no other
+# dimension): about 10 µs a call, so the page does it for this many calls at most, and a CSV for ten times
+# as many; past that it says so (a wrong figure would be worse).
+TAG_CALLS_ON_PAGE = 20_000
+TAG_CALLS_IN_CSV = 200_000
 # Ranges longer than this read their whole days from day rows, and chart spend per day.
 DAILY_AFTER_HOURS = 72
 CELL_DIMENSIONS = ("feature", "model", "provider", "key", "environment")  # all but the tenant: see cells()
@@ -212,10 +217,16 @@ def cached_savings(account: Account, cells: list[dict[str, Any]]) -> Decimal:
 
 
 def breakdown(account: Account, dimension: str, period: Range, filters: dict[str, str], limit: int = 50,
-              cells: list[dict[str, Any]] | None = None) -> list[dict]:
+              cells: list[dict[str, Any]] | None = None, tag_calls_most: int | None = None) -> list[dict] | None:
     """Rows of (value, requests, tokens, cost, share) for one dimension, dearest first; added up from
-    `cells` when they keep the dimension."""
+    `cells` when they keep the dimension. None for the tags of a filtered range of more than `tag_calls_most`
+    calls (TAG_CALLS_ON_PAGE unless given; see tag_breakdown)."""
     if dimension == "tag":
+        if filters:
+            calls = sum(c["requests"] for c in (cells if cells is not None else usage_sum_list(
+                account=account, since=period.since, until=period.until, filters=usage_filters(filters))))
+            if calls > (TAG_CALLS_ON_PAGE if tag_calls_most is None else tag_calls_most):
+                return None
         rows = tag_breakdown(account, period, filters, limit)
     else:
         column = "key_id" if dimension == "key" else dimension

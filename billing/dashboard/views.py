@@ -114,7 +114,12 @@ def breakdown_csv(request: SignedInRequest, slug: str, dimension: str) -> HttpRe
     except dashboard.RangeError as error:
         return HttpResponse(str(error), status=400, content_type="text/plain")
     filters = _filters(request, account)
-    rows = dashboard.breakdown(account, dimension, period, filters.match, limit=10_000)
+    rows = dashboard.breakdown(account, dimension, period, filters.match, limit=10_000,
+                               tag_calls_most=dashboard.TAG_CALLS_IN_CSV)
+    if rows is None:
+        return HttpResponse(f"More than {dashboard.TAG_CALLS_IN_CSV:,} calls match these filters in this range: too "
+                            "many to add up their tags. Narrow the range or the filters.", status=413,
+                            content_type="text/plain")
     response = HttpResponse(content_type="text/csv")
     filename = _csv_filename(slug, dimension, period, filters.shown, ZoneInfo(account.timezone))
     response["Content-Disposition"] = f'attachment; filename="{filename}"'

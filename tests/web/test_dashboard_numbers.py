@@ -165,3 +165,16 @@ def test_unpriced_in_the_list_agrees_with_the_card(client, alice, acme) -> None:
     body = _page(client, alice, acme, last="1d")
     assert "1 · 1 · 1</div>" in body  # denied · errors · unpriced
     assert body.split("Recent calls")[1].count("unpriced") == 1
+
+
+def test_tags_of_too_many_filtered_calls_say_so_instead_of_a_slow_page(client, alice, acme, monkeypatch) -> None:
+    from billing.dashboard import selectors
+
+    usage_record_batch(events=[_event(acme, n) for n in range(3)])
+    monkeypatch.setattr(selectors, "TAG_CALLS_ON_PAGE", 2)
+    monkeypatch.setattr(selectors, "TAG_CALLS_IN_CSV", 2)
+    body = _page(client, alice, acme, tenant="globex", last="1d")
+    assert "Too many calls match these filters" in _card(body, "tag")
+    response = client.get(reverse("breakdown_csv", args=["acme", "tag"]), {"tenant": "globex", "last": "1d"})
+    assert response.status_code == 413
+    assert "intent=summarize" in _card(_page(client, alice, acme, last="1d"), "tag")  # unfiltered: the rollup
