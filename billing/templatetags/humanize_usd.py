@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django import template
 
@@ -41,4 +41,4 @@ def usd_cents(amount: Decimal | int | float | None) -> str:
     value = Decimal(amount)
     if 0 < value < Decimal("0.005"):
         return "<$0.01"
-    return f"${value:,.2f}"
+    return f"${value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,.2f}"  # a limit of $0.005 is not "$0.00"
