@@ -74,6 +74,7 @@ def dashboard_view(request: SignedInRequest, slug: str) -> HttpResponse:
         # what a range button keeps: the filters (and the comparison), never the range it replaces
         "filter_query": urlencode({k: v for k, v in params.items() if k in dashboard.FILTERABLE or k == "compare"}),
         "compare_query": urlencode({**params, "compare": "previous"}),
+        "uncompare_query": urlencode({k: v for k, v in params.items() if k != "compare"}),
         "comparing": comparing,
         "params": params,
         "token": token,

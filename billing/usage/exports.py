@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from billing.models import Account, UsageRecord
 from tokonomics.csv_cells import decimal_text
@@ -29,11 +30,12 @@ def usage_export_rows(
     if until is not None:
         records = records.filter(created_at__lt=until)
     key_names = dict(account.api_keys.values_list("id", "name"))
+    zone = ZoneInfo(account.timezone)
     columns = [f for f in EXPORT_FIELDS if f not in ("account", "key")] + ["key_id"]
     for row in records.values(*columns).iterator(chunk_size=2000):
         key_id = row.pop("key_id")
         row["account"] = account.slug
         row["key"] = key_names.get(key_id, "")
         row["cost_usd"] = decimal_text(row["cost_usd"])
-        row["created_at"] = row["created_at"].isoformat()
+        row["created_at"] = row["created_at"].astimezone(zone).isoformat()  # the account's time, its offset saying so
         yield {f: row[f] for f in EXPORT_FIELDS}

@@ -88,3 +88,15 @@ def test_outsider_cannot_list_another_accounts_budget_values(client, charlie, ac
                                    limit_usd=Decimal("1"), hard=True)
     client.force_login(charlie)
     assert client.get(reverse("budget_list", args=["acme"]), {"values": budget.pk}).status_code == 404
+
+
+def test_a_wildcard_key_budget_names_its_keys(client, alice, acme) -> None:
+    from ..support import make_key
+
+    key = make_key(acme, "mk_budget_values_named_0000000", name="prod-bot")
+    budget = Budget.objects.create(account=acme, scope="key", match="*", period="month",
+                                   limit_usd=Decimal("1"), hard=True)
+    _counter(acme, budget, spent="0.25", reserved="0.5", value=str(key.pk))
+    body = _budgets_page(client, alice, acme)
+    row = body.split('class="budget-value"')[1].split("</tr>")[0]
+    assert "prod-bot" in row and "$0.25" in row and "$0.50" in row and "$0.25</td>" in row.split("$0.50")[1]

@@ -121,6 +121,7 @@ def test_vs_previous_period_compares_the_totals(client, alice, acme) -> None:
     body = _page(client, alice, acme, last="1d", compare="previous")
     assert "vs previous period" in body
     assert "−75%" in body or "-75%" in body  # $0.001 against $0.004
+    assert 'href="?last=1d"' in body  # and a way back
 
 
 def test_thousands_separators_and_no_latency_on_an_empty_range(client, alice, acme) -> None:

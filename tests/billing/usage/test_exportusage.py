@@ -79,3 +79,17 @@ def test_costs_are_plain_decimals_never_scientific(acme, fmt: str) -> None:
     else:
         rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [r["cost_usd"] for r in rows] == ["0.00000012", "0", "1234.5"]
+
+
+@pytest.mark.django_db
+def test_times_are_in_the_accounts_zone_with_its_offset(acme) -> None:
+    """Issue 15: one time zone, the account's, everywhere — an export's times included, labelled by their offset."""
+    acme.timezone = "Europe/Berlin"
+    acme.save(update_fields=["timezone"])
+    at = datetime(2026, 12, 2, 23, 30, tzinfo=UTC)
+    usage_record_batch(events=[usage_event(acme.pk, 1, prefix="req_zone", created_at=at.timestamp())])
+    out = io.StringIO()
+    call_command("exportusage", "--account", "acme", stdout=out, stderr=io.StringIO())
+    [row] = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert row["created_at"] == "2026-12-03T00:30:00+01:00"
+    assert datetime.fromisoformat(row["created_at"]) == at
