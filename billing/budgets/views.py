@@ -81,8 +81,7 @@ def _budget_page(request: SignedInRequest, membership: Membership, form: BudgetF
     for row in rows:
         status_by_budget.setdefault(row["budget"].pk, []).append(row)
     context = {"tab": "budgets", "membership": membership, "account": account, "form": form,
-               "budgets": [(b, status_by_budget.get(b.pk, [])) for b in budgets],
-               "expanded": shown, "top_values": TOP_VALUES}
+               "budgets": [(b, status_by_budget.get(b.pk, [])) for b in budgets]}
     template = "billing/budgets.html#budget-form" if request.htmx else "billing/budgets.html"
     return render(request, template, context, status=status)
 

@@ -348,18 +348,16 @@ def budget_status(account: Account, now: datetime | None = None, *, top: int = 5
             reserved_usd = nanos_to_usd(spender.reserved)
             projected = spent_usd / Decimal(fraction) if end is not None else spent_usd
             limit = budget.limit_usd or Decimal("0.000001")
-            value = spender.value
+            label = spender.value
+            if budget.scope == Budget.Scope.KEY and key_names is not None and label:
+                label = key_names.get(label, f"deleted key #{label}")  # counted by id, known by name
             out.append({
-                "budget": budget, "value": value,
-                # a '*' key budget counts keys by id; people know them by name
-                "label": (key_names or {}).get(value, f"deleted key #{value}") if key_names is not None
-                and budget.scope == Budget.Scope.KEY and value else value,
-                "values": values, "spent_usd": spent_usd.quantize(Decimal("0.000001")),
+                "budget": budget, "value": spender.value, "label": label, "values": values,
+                "spent_usd": spent_usd.quantize(Decimal("0.000001")),
                 "reserved_usd": reserved_usd.quantize(Decimal("0.000001")),
                 "remaining_usd": max(budget.limit_usd - spent_usd - reserved_usd, Decimal(0)).quantize(
                     Decimal("0.000001")),
                 "percent": min(int(100 * spent_usd / limit), 999),
-                "reserved_percent": min(int(100 * reserved_usd / limit), 999),
                 "projected_usd": projected.quantize(Decimal("0.000001")),
                 "projected_percent": min(int(100 * projected / limit), 100), "period_end": end,
             })
