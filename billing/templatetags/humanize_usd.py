@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django import template
 
@@ -31,14 +31,3 @@ def change(percent: int | None) -> str:
         return "new"
     return f"+{percent}%" if percent > 0 else f"\u2212{-percent}%" if percent < 0 else "±0%"
 
-
-@register.filter
-def usd_cents(amount: Decimal | int | float | None) -> str:
-    """Dollars to the cent, for columns of budget amounts (one precision a column): a spend under half a
-    cent reads "<$0.01", never a misleading "$0.00"."""
-    if amount is None:
-        return "—"
-    value = Decimal(amount)
-    if 0 < value < Decimal("0.005"):
-        return "<$0.01"
-    return f"${value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,.2f}"  # a limit of $0.005 is not "$0.00"

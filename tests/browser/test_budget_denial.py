@@ -48,7 +48,7 @@ def test_a_denial_is_explained_on_the_dashboard_and_the_budgets_page(stack: Stac
     row.get_by_role("link", name="Budgets").click()
     expect(page).to_have_url(f"{base}/a/acme/budgets/")
     budget = page.locator("tr[id^='budget-']")
-    expect(budget).to_contain_text("$0.01")  # the limit, to the cent
+    expect(budget).to_contain_text("$0.005000")  # the limit: under a cent, shown to the micro-dollar
     expect(page.get_by_role("columnheader", name="Reserved in flight")).to_be_visible()
     expect(page.get_by_role("columnheader", name="Remaining")).to_be_visible()
 
