@@ -40,6 +40,7 @@ class Operation(StrEnum):
     RESPONSES = "responses"
     EMBEDDINGS = "embeddings"
     MESSAGES = "messages"
+    GENERATE_CONTENT = "generate_content"  # Gemini's generateContent and streamGenerateContent
 
 
 @dataclass(slots=True)
@@ -413,6 +414,19 @@ class WireFormat(ABC):
     @abstractmethod
     def parse_request(self, operation: Operation, body: bytes) -> RequestInfo:
         """Read a request body; ProviderError 400 when it is not a JSON object."""
+
+    def request_info(self, operation: Operation, body: bytes, *, path: str) -> RequestInfo:
+        """What the proxy reads of a request: its body, and for a format that names the model in the path
+        (Gemini's `/models/{model}:generateContent`), its path too."""
+        return self.parse_request(operation, body)
+
+    def free_operation(self, method: str, path: str) -> str | None:
+        """The name a free route is recorded under ("models"), None for a route that is not free. A free
+        route is forwarded as is and recorded with no tokens and no cost: nothing is generated."""
+        route = route_path(path)
+        if method.upper() == "GET" and (route == "/models" or route.startswith("/models/")):
+            return "models"
+        return None
 
     @abstractmethod
     def usage_from_body(self, operation: Operation, body: bytes) -> tuple[TokenUsage | None, str | None]:
