@@ -4,12 +4,15 @@ live proxy to the simulator. Usage and cost are checked against genai-prices' ow
 
 from __future__ import annotations
 
+import io
+import random
 import time
 from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
 import pytest
+from django.core.management import call_command
 from genai_prices import calc_price, extract_usage
 from google import genai
 from google.genai import errors, types
@@ -257,3 +260,20 @@ def test_sse_streams_pass_through_and_are_metered_under_both_servers(proxy_url: 
         assert saved.streamed and saved.usage_source == "reported" and saved.output_tokens == 15 + 7
         assert saved.cost_usd == catalogue_cost({"promptTokenCount": saved.input_tokens, "candidatesTokenCount": 15,
                                                  "thoughtsTokenCount": 7}, "gemini-2.5-flash")
+
+
+# --- the demo's traffic ------------------------------------------------------------------------
+
+def test_demo_traffic_sends_gemini_native_calls_that_are_metered(gemini: Stack) -> None:
+    random.seed(17)
+    errors_out = io.StringIO()
+
+    call_command("demotraffic", site=gemini.proxy, key=KEY, interval=0, count=40, stderr=errors_out)
+
+    assert errors_out.getvalue() == ""
+    usage_ingest(max_seconds=1)
+    native = UsageRecord.objects.filter(provider="gemini-native")
+    assert {r.status_code for r in UsageRecord.objects.all()} == {200}
+    assert {r.operation for r in native} == {"generate_content", "embeddings"}
+    assert any(r.streamed for r in native) and any(r.reasoning_tokens for r in native)
+    assert all(r.cost_usd and r.cost_usd > 0 and r.usage_source == "reported" for r in native)
