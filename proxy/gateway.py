@@ -257,7 +257,7 @@ async def forward(
             data=payload or None, allow_redirects=False,
         ) as upstream:
             call.status = upstream.status
-            if upstream.content_type == "text/event-stream":
+            if call.wire.streams(call.info, content_type=upstream.content_type, status=upstream.status):
                 await relay_stream(call=call, upstream=upstream, receive=receive, send=send, started=before_upstream)
             else:
                 await relay_body(call=call, upstream=upstream, send=send, started=before_upstream)

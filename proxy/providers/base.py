@@ -436,6 +436,11 @@ class WireFormat(ABC):
     def stream_reader(self, info: RequestInfo) -> StreamReader:
         """A fresh reader for the streamed response to the request `info` describes."""
 
+    def streams(self, info: RequestInfo | None, *, content_type: str, status: int) -> bool:
+        """Whether an answer is relayed as a stream, chunk by chunk through `stream_reader`, rather than read
+        whole: server-sent events, in every format."""
+        return content_type == "text/event-stream"
+
     @abstractmethod
     def error_body(self, *, status: int, error_type: str, message: str, code: str | None = None) -> bytes:
         """An error response body in this format's shape, so SDKs raise their usual exceptions."""

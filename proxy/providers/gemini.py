@@ -14,6 +14,7 @@ usage so far in its chunks; the last chunk carrying `usageMetadata` wins, nothin
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -174,12 +175,50 @@ def _estimate_embed_input(payload: dict[str, Any]) -> int:
 
 
 class GenerateContentStreamReader(StreamReader):
-    """streamGenerateContent?alt=sse: every chunk is a GenerateContentResponse, most of them restating
-    `usageMetadata` so far. Only the last event of a batch that reports usage is decoded (earlier ones are
-    superseded), and nothing is ever removed from the stream."""
+    """streamGenerateContent: every chunk is a GenerateContentResponse, most of them restating `usageMetadata`
+    so far; nothing is ever removed from the stream.
+
+    With `alt=sse` the chunks are SSE events, and only the last event of a batch that reports usage is decoded
+    (earlier ones are superseded). Without it Google sends one JSON array, element by element: the stream is
+    still passed on as it arrives, and each `"usageMetadata": {…}` is decoded where it stands, the bytes from
+    an unfinished one kept until the rest arrives. The first byte says which form it is.
+    """
 
     usage_marker = re.compile(rb'"usageMetadata"')
     content_pattern = json_string_pattern("text")
+
+    def __init__(self, *, strip_usage_chunk: bool = False) -> None:
+        super().__init__(strip_usage_chunk=strip_usage_chunk)
+        self._json_array: bool | None = None  # unknown until the first byte that is not white space
+        self._pending = b""  # JSON array form: the bytes from the last usage marker not decoded yet
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._json_array is None and (start := chunk.lstrip()):
+            self._json_array = start.startswith(b"[")
+        if not self._json_array:
+            return super().feed(chunk)
+        self._keep(chunk)
+        self._read_array_usage(self._pending + chunk)
+        return chunk
+
+    def close(self) -> bytes:
+        return b"" if self._json_array else super().close()
+
+    def _read_array_usage(self, buffer: bytes) -> None:
+        unfinished = -1
+        for match in _USAGE_VALUE.finditer(buffer):
+            value = _json_value_at(buffer, match.end())
+            if value is None:
+                unfinished = match.start()
+            else:
+                unfinished = -1
+                if isinstance(value, dict):
+                    self._usage = usage_metadata_usage(value)
+        if unfinished >= 0 and len(buffer) - unfinished <= _MAX_PENDING_BYTES:
+            self._pending = buffer[unfinished:]
+        else:
+            # A marker may be cut in two by the chunk boundary: its first part waits for the rest.
+            self._pending = buffer[-_MARKER_OVERLAP:]
 
     def _read_usage_events(self, region: bytes) -> bytes:
         positions = [match.start() for match in self.usage_marker.finditer(region)]
@@ -210,6 +249,21 @@ class GenerateContentStreamReader(StreamReader):
 
 
 _MODEL_VERSION = json_string_pattern("modelVersion")
+_USAGE_VALUE = re.compile(rb'"usageMetadata"\s*:\s*')
+_MARKER_OVERLAP = 32  # longer than the marker, its colon and some white space
+_MAX_PENDING_BYTES = 64 * 1024  # a usageMetadata object is well under 1 KiB: past this it is not one
+
+
+def _json_value_at(buffer: bytes, position: int) -> object | None:
+    """The JSON value starting at `position`, None while it is unfinished (or not JSON)."""
+    try:
+        value: object = _DECODER.raw_decode(buffer[position:].decode("utf-8", errors="replace"))[0]
+    except json.JSONDecodeError:
+        return None
+    return value
+
+
+_DECODER = json.JSONDecoder()
 
 
 class GeminiWireFormat(WireFormat):
@@ -271,6 +325,11 @@ class GeminiWireFormat(WireFormat):
 
     def stream_reader(self, info: RequestInfo) -> StreamReader:
         return GenerateContentStreamReader()
+
+    def streams(self, info: RequestInfo | None, *, content_type: str, status: int) -> bool:
+        # streamGenerateContent without alt=sse answers application/json: one array, sent as it is generated.
+        return super().streams(info, content_type=content_type, status=status) or (
+            info is not None and info.stream and status < 400 and content_type == "application/json")
 
     def error_body(self, *, status: int, error_type: str, message: str, code: str | None = None) -> bytes:
         # Google's shape, so google-genai raises its usual errors.APIError (ClientError for 4xx); the contract's

@@ -108,6 +108,36 @@ def test_a_streamed_call_costs_what_the_same_call_costs_unstreamed(gemini: Stack
     assert streamed.output_tokens == 9 + 25
 
 
+def test_a_json_array_stream_without_alt_sse_is_relayed_as_it_comes_and_metered(gemini: Stack) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}], "generationConfig": {"maxOutputTokens": 6}}
+    url = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    headers = {"x-goog-api-key": KEY, "X-Sim-Reasoning-Tokens": "3"}
+    direct = httpx.post(f"{gemini.sim}{url}", json=body, headers=headers)
+
+    proxied = httpx.post(f"{gemini.proxy}/proxy/gemini-native{url}", json=body, headers=headers)
+
+    chunks = proxied.json()
+    assert proxied.headers["content-type"].startswith("application/json") and len(chunks) == len(direct.json()) == 6
+    assert "x-tokonomics-cost-usd" not in proxied.headers  # a stream: its cost is known once it ends
+    saved = record(proxied.headers["x-tokonomics-request-id"])
+    assert saved.streamed and saved.usage_source == "reported" and saved.output_tokens == 6 + 3
+    assert saved.cost_usd == catalogue_cost(chunks[-1]["usageMetadata"], "gemini-2.5-flash")
+
+
+def test_a_key_limited_to_other_models_is_refused_in_googles_format(gemini: Stack) -> None:
+    gemini.key.allowed_models = ["gpt-*"]
+    gemini.key.save()
+    proxy_config_seen()
+    sdk = client(gemini.proxy)
+
+    with pytest.raises(errors.ClientError) as refused:
+        sdk.models.generate_content(model="gemini-2.5-pro", contents=PROMPT)
+
+    assert refused.value.code == 403 and refused.value.status == "PERMISSION_DENIED"
+    assert refused.value.details["error"]["details"][0]["reason"] == "MODEL_NOT_ALLOWED"
+    assert upstream_calls(gemini) == []
+
+
 def test_a_prompt_over_200k_tokens_is_priced_at_the_long_context_tier(gemini: Stack) -> None:
     sdk = client(gemini.proxy, **{"X-Sim-Prompt-Tokens": "250000", "X-Sim-Reasoning-Tokens": "100"})
     config = types.GenerateContentConfig(max_output_tokens=20)

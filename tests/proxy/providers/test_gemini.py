@@ -208,3 +208,48 @@ def test_the_credential_goes_in_x_goog_api_key_and_our_key_nowhere():
     out = upstream_headers({b"x-goog-api-key": KEY.encode(), b"authorization": f"Bearer {KEY}".encode(),
                             b"content-type": b"application/json"}, ENDPOINT)
     assert out["x-goog-api-key"] == "AIza-cred" and KEY not in str(out) and "authorization" not in out
+
+
+def json_array_stream() -> bytes:
+    elements = []
+    for index, word in enumerate(["Hello", " there", ' "usageMetadata": {"promptTokenCount": 1}', " friend"]):
+        usage = METADATA if index == 3 else {"promptTokenCount": 1200, "candidatesTokenCount": index + 1,
+                                             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 1200}]}
+        element = {"candidates": [{"content": {"parts": [{"text": word}]}}], "usageMetadata": usage,
+                   "modelVersion": "gemini-2.5-pro"}
+        elements.append(orjson.dumps(element, option=orjson.OPT_INDENT_2))  # Google's spacing
+    return b"[" + b",\r\n".join(elements) + b"]"
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_json_array_streams_pass_through_as_they_arrive_and_the_last_usage_wins(data):
+    stream = json_array_stream()
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
+    reader = GEMINI.stream_reader(generate({"contents": []}))
+    bounds = [0, *cuts, len(stream)]
+    forwarded = [reader.feed(stream[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    assert forwarded == [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]  # nothing held back
+    assert reader.close() == b""
+    assert reader.usage == USAGE and reader.served_model == "gemini-2.5-pro"
+
+
+def test_a_json_array_stream_cut_keeps_the_last_whole_usage():
+    stream = json_array_stream()
+    cut = stream.rindex(b'"promptTokenCount": 1200') + 10  # inside the final usageMetadata
+    reader = GEMINI.stream_reader(generate({"contents": []}))
+    reader.feed(stream[:cut])
+    reader.close()
+    assert reader.usage == TokenUsage(input_tokens=1200, output_tokens=3)
+
+
+@pytest.mark.parametrize(("content_type", "status", "stream", "streams"), [
+    ("text/event-stream", 200, True, True),
+    ("application/json", 200, True, True),
+    ("application/json", 429, True, False),  # an error is read whole, and costs nothing
+    ("application/json", 200, False, False),
+])
+def test_which_answers_are_relayed_as_streams(content_type, status, stream, streams):
+    path = "/v1/models/m:streamGenerateContent" if stream else "/v1/models/m:generateContent"
+    info = generate({"contents": []}, path=path)
+    assert GEMINI.streams(info, content_type=content_type, status=status) is streams
