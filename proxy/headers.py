@@ -10,6 +10,7 @@ import aiohttp
 
 from .catalog import BUILTIN_PROVIDERS
 from .directory import EndpointEntry
+from .keys import is_well_formed
 from .providers import WIRE_FORMATS
 from .providers.base import WireFormat
 from .usage_bounds import TEXT_LIMITS, tags_clean, text_clean
@@ -73,13 +74,14 @@ def query_params(query: bytes) -> list[tuple[str, str]]:
 
 
 def upstream_query(query: bytes, endpoint: EndpointEntry) -> bytes:
-    """The query string sent upstream: the caller's, byte for byte, less any `key` parameter holding a
-    Tokonomics key, and for Gemini less every `key` (the endpoint's credential goes in x-goog-api-key)."""
-    if b"=" not in query or b"key" not in query.lower() and b"%" not in query:
-        return query  # the usual query: no parameter that could be named key, even encoded
+    """The query string sent upstream: the caller's, byte for byte, less any parameter holding a Tokonomics
+    key (whatever its name), and for Gemini less every `key` (the endpoint's credential goes in
+    x-goog-api-key)."""
+    if b"=" not in query or b"key" not in query.lower() and b"mk_" not in query and b"%" not in query:
+        return query  # the usual query: no parameter that could be named key or hold ours, even encoded
     kept = []
     for item, (name, value) in zip(query.split(b"&"), query_params(query), strict=True):
-        if name == "key" and (endpoint.wire_format == "gemini" or value.startswith("mk_")):
+        if (name == "key" and (endpoint.wire_format == "gemini" or value.startswith("mk_"))) or is_well_formed(value):
             continue
         kept.append(item)
     return b"&".join(kept)

@@ -178,19 +178,34 @@ class GenerateContentStreamReader(StreamReader):
     """streamGenerateContent: every chunk is a GenerateContentResponse, most of them restating `usageMetadata`
     so far; nothing is ever removed from the stream.
 
-    With `alt=sse` the chunks are SSE events, and only the last event of a batch that reports usage is decoded
-    (earlier ones are superseded). Without it Google sends one JSON array, element by element: the stream is
-    still passed on as it arrives, and each `"usageMetadata": {…}` is decoded where it stands, the bytes from
-    an unfinished one kept until the rest arrives. The first byte says which form it is.
+    With `alt=sse` the chunks are SSE events, and only the last events of a batch are decoded, back to the one
+    that reports usage (earlier ones are superseded). Without it Google sends one JSON array, element by
+    element: the stream is still passed on as it arrives, and each `"usageMetadata": {…}` is decoded where it
+    stands, the bytes from an unfinished one kept until the rest arrives. The first byte says which form it is.
+
+    The usage so far is the call's usage only once the stream has finished: an SSE chunk with a finishReason
+    (or a blocked prompt's blockReason), or the array's closing bracket. A stream cut before that is recorded
+    as an estimate (CONTRACT §4), its output the larger of the content counted and the usage last seen.
     """
 
-    usage_marker = re.compile(rb'"usageMetadata"')
+    usage_marker = re.compile(rb'"(?:usageMetadata|finishReason|blockReason)"')
     content_pattern = json_string_pattern("text")
 
     def __init__(self, *, strip_usage_chunk: bool = False) -> None:
         super().__init__(strip_usage_chunk=strip_usage_chunk)
         self._json_array: bool | None = None  # unknown until the first byte that is not white space
         self._pending = b""  # JSON array form: the bytes from the last usage marker not decoded yet
+        self._finished = False
+        self._array_closed = False
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        self._catch_up()
+        return self._usage if self._finished else None
+
+    def estimated_output_tokens(self) -> int:
+        counted = super().estimated_output_tokens()
+        return max(counted, self._usage.output_tokens) if self._usage is not None else counted
 
     def feed(self, chunk: bytes) -> bytes:
         if self._json_array is None and (start := chunk.lstrip()):
@@ -199,6 +214,9 @@ class GenerateContentStreamReader(StreamReader):
             return super().feed(chunk)
         self._keep(chunk)
         self._read_array_usage(self._pending + chunk)
+        if end := chunk.rstrip():
+            self._array_closed = end.endswith(b"]")
+        self._finished = self._array_closed
         return chunk
 
     def close(self) -> bytes:
@@ -234,6 +252,8 @@ class GenerateContentStreamReader(StreamReader):
         payload = sse_json_object(event)
         if not payload:
             return False
+        if _finishes(payload):
+            self._finished = True
         usage, version = _usage_of(payload)
         if version is not None:
             self._served_model = version
@@ -249,6 +269,15 @@ class GenerateContentStreamReader(StreamReader):
 
 
 _MODEL_VERSION = json_string_pattern("modelVersion")
+
+
+def _finishes(payload: dict[str, Any]) -> bool:
+    """Whether a chunk ends the answer: a candidate with a finishReason, or a prompt blocked outright."""
+    candidates = payload.get("candidates")
+    if isinstance(candidates, list) and any(isinstance(c, dict) and c.get("finishReason") for c in candidates):
+        return True
+    feedback = payload.get("promptFeedback")
+    return isinstance(feedback, dict) and bool(feedback.get("blockReason"))
 _USAGE_VALUE = re.compile(rb'"usageMetadata"\s*:\s*')
 _MARKER_OVERLAP = 32  # longer than the marker, its colon and some white space
 _MAX_PENDING_BYTES = 64 * 1024  # a usageMetadata object is well under 1 KiB: past this it is not one

@@ -44,7 +44,7 @@ def client(base: str, *, api_key: str = KEY, **headers: str) -> genai.Client:
 
 
 def record(request_id: str) -> UsageRecord:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15  # generous: the machine running the tests may be busy
     while (saved := UsageRecord.objects.filter(request_id=request_id).first()) is None:
         assert time.monotonic() < deadline, "no usage record"
         usage_ingest(max_seconds=0.2)
@@ -69,22 +69,22 @@ def upstream_calls(stack: Stack) -> list[dict]:
 
 def test_generate_content_with_thinking_and_cache_is_priced_as_the_catalogue_prices_it(gemini: Stack) -> None:
     sdk = client(gemini.proxy, **{"X-Sim-Reasoning-Tokens": "40", "X-Sim-Cached-Tokens": "1000",
-                                  "X-Feature-Name": "greeter"})
+                                  "X-Sim-Tool-Use-Prompt-Tokens": "30", "X-Feature-Name": "greeter"})
     config = types.GenerateContentConfig(max_output_tokens=12, thinking_config=types.ThinkingConfig(thinking_budget=64))
 
     response = sdk.models.generate_content(model="gemini-2.5-flash", contents=PROMPT, config=config)
 
     usage = response.usage_metadata
-    assert (usage.candidates_token_count, usage.thoughts_token_count, usage.cached_content_token_count) == (12, 40,
-                                                                                                           1000)
+    assert (usage.candidates_token_count, usage.thoughts_token_count, usage.cached_content_token_count,
+            usage.tool_use_prompt_token_count) == (12, 40, 1000, 30)
     saved = record(request_id_of(response))
     assert (saved.provider, saved.model, saved.served_model, saved.operation) == (
         "gemini-native", "gemini-2.5-flash", "gemini-2.5-flash", "generate_content")
     assert (saved.input_tokens, saved.cached_input_tokens, saved.output_tokens, saved.reasoning_tokens) == (
-        usage.prompt_token_count, 1000, 12 + 40, 40)
+        usage.prompt_token_count + 30, 1000, 12 + 40, 40)
     assert saved.feature == "greeter" and saved.usage_source == "reported" and not saved.streamed
     wire = {"promptTokenCount": usage.prompt_token_count, "candidatesTokenCount": 12, "thoughtsTokenCount": 40,
-            "cachedContentTokenCount": 1000}
+            "cachedContentTokenCount": 1000, "toolUsePromptTokenCount": 30}
     assert saved.cost_usd == catalogue_cost(wire, "gemini-2.5-flash") > 0
     assert Decimal(response.sdk_http_response.headers["x-tokonomics-cost-usd"]) == saved.cost_usd
 
@@ -290,6 +290,19 @@ def test_sse_streams_pass_through_and_are_metered_under_both_servers(proxy_url: 
         assert saved.streamed and saved.usage_source == "reported" and saved.output_tokens == 15 + 7
         assert saved.cost_usd == catalogue_cost({"promptTokenCount": saved.input_tokens, "candidatesTokenCount": 15,
                                                  "thoughtsTokenCount": 7}, "gemini-2.5-flash")
+
+    # A stream the provider cuts ends at once for the client too, and is recorded as an estimate from what was
+    # seen: the usage restated so far (3 words), or the text, whichever says more.
+    with httpx.stream("POST", f"{proxy_url}/proxy/gemini-native/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+                      "?alt=sse", headers={"x-goog-api-key": KEY, "X-Sim-Drop-After": "3"}, timeout=20,
+                      json={"contents": [{"parts": [{"text": PROMPT}]}]}) as cut:
+        started = time.monotonic()
+        with pytest.raises(httpx.RemoteProtocolError):
+            for _ in cut.iter_bytes():
+                pass
+        assert time.monotonic() - started < 5
+    saved = record(cut.headers["x-tokonomics-request-id"])
+    assert saved.streamed and saved.usage_source == "estimated" and saved.output_tokens >= 3 and saved.cost_usd > 0
 
 
 # --- the demo's traffic ------------------------------------------------------------------------

@@ -124,15 +124,18 @@ def test_usage_from_a_body_and_from_a_json_array_stream():
     assert GEMINI.usage_from_body(Operation.EMBEDDINGS, b'{"embeddings": []}') == (None, None)
 
 
+WORDS = ["Hello", " there", ' "usageMetadata": {"promptTokenCount": 1}', " friend"]
+
+
 def sse_stream(separator: bytes = b"\r\n\r\n") -> bytes:
     chunks = []
-    for index, word in enumerate(["Hello", " there", ' "usageMetadata"', " friend"]):
+    for index, word in enumerate(WORDS):
         usage = {"promptTokenCount": 1200, "candidatesTokenCount": index + 1, "totalTokenCount": 1201 + index}
         if index == 3:
             usage = METADATA
-        chunks.append(b"data: " + orjson.dumps({"candidates": [{"content": {"parts": [{"text": word}]}}],
-                                                "usageMetadata": usage, "modelVersion": "gemini-2.5-pro"})
-                      + separator)
+        candidate = {"content": {"parts": [{"text": word}]}, **({"finishReason": "STOP"} if index == 3 else {})}
+        chunks.append(b"data: " + orjson.dumps({"candidates": [candidate], "usageMetadata": usage,
+                                                "modelVersion": "gemini-2.5-pro"}) + separator)
     return b"".join(chunks)
 
 
@@ -146,6 +149,36 @@ def test_streams_pass_through_untouched_and_the_last_usage_wins(data, separator)
     forwarded = [reader.feed(stream[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
     assert b"".join(forwarded) + reader.close() == stream
     assert reader.usage == USAGE and reader.served_model == "gemini-2.5-pro"
+
+
+@pytest.mark.parametrize("finish", [b'"finishReason": "MAX_TOKENS"', b'"finishReason":"SAFETY"'])
+def test_the_usage_so_far_is_final_once_a_chunk_finishes(finish):
+    reader = GEMINI.stream_reader(generate({"contents": []}))
+    reader.feed(b'data: {"candidates": [{"content": {"parts": [{"text": "ab"}]}}], "usageMetadata": '
+                b'{"promptTokenCount": 9, "candidatesTokenCount": 1}}\r\n\r\n')
+    assert reader.usage is None
+    reader.feed(b'data: {"candidates": [{' + finish + b'}]}\r\n\r\n')  # the finish, without usage
+    reader.close()
+    assert reader.usage == TokenUsage(input_tokens=9, output_tokens=1)
+
+
+def test_a_blocked_prompt_finishes_with_its_prompt_usage():
+    reader = GEMINI.stream_reader(generate({"contents": []}))
+    reader.feed(b'data: {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 7}}'
+                b'\r\n\r\n')
+    reader.close()
+    assert reader.usage == TokenUsage(input_tokens=7)
+
+
+@pytest.mark.parametrize("form", ["sse", "json"])
+def test_a_stream_cut_before_it_finishes_is_an_estimate_from_the_usage_last_seen(form):
+    stream = sse_stream() if form == "sse" else json_array_stream()
+    cut = stream.rindex(b'"text"')  # before the last chunk, the finishing one
+    reader = GEMINI.stream_reader(generate({"contents": []}))
+    reader.feed(stream[:cut])
+    reader.close()
+    counted = -(-sum(len(orjson.dumps(word)) - 2 for word in WORDS[:3]) // 4)  # the text seen, escaped
+    assert reader.usage is None and reader.estimated_output_tokens() == max(counted, 3) > 3
 
 
 def test_a_stream_cut_before_usage_counts_its_text():
@@ -204,6 +237,13 @@ def test_other_formats_keep_their_key_parameters_but_never_ours():
     assert upstream_query(f"key={KEY}&a=1".encode(), openai) == b"a=1"
 
 
+@pytest.mark.parametrize("wire", ["gemini", "openai", "anthropic"])
+@pytest.mark.parametrize("query", [f"KEY={KEY}", f"api_key={KEY}", f"x=%6D%6B_{KEY[3:]}", f"token={KEY}%20"])
+def test_our_key_never_goes_upstream_in_any_parameter(wire, query):
+    endpoint = EndpointEntry("e", wire, "http://upstream", "", "")
+    assert upstream_query(f"alt=sse&{query}&n=1".encode(), endpoint) == b"alt=sse&n=1"
+
+
 def test_the_credential_goes_in_x_goog_api_key_and_our_key_nowhere():
     out = upstream_headers({b"x-goog-api-key": KEY.encode(), b"authorization": f"Bearer {KEY}".encode(),
                             b"content-type": b"application/json"}, ENDPOINT)
@@ -212,7 +252,7 @@ def test_the_credential_goes_in_x_goog_api_key_and_our_key_nowhere():
 
 def json_array_stream() -> bytes:
     elements = []
-    for index, word in enumerate(["Hello", " there", ' "usageMetadata": {"promptTokenCount": 1}', " friend"]):
+    for index, word in enumerate(WORDS):
         usage = METADATA if index == 3 else {"promptTokenCount": 1200, "candidatesTokenCount": index + 1,
                                              "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 1200}]}
         element = {"candidates": [{"content": {"parts": [{"text": word}]}}], "usageMetadata": usage,
@@ -234,13 +274,15 @@ def test_json_array_streams_pass_through_as_they_arrive_and_the_last_usage_wins(
     assert reader.usage == USAGE and reader.served_model == "gemini-2.5-pro"
 
 
-def test_a_json_array_stream_cut_keeps_the_last_whole_usage():
+def test_a_json_array_stream_cut_estimates_from_the_last_whole_usage():
     stream = json_array_stream()
     cut = stream.rindex(b'"promptTokenCount": 1200') + 10  # inside the final usageMetadata
     reader = GEMINI.stream_reader(generate({"contents": []}))
     reader.feed(stream[:cut])
     reader.close()
-    assert reader.usage == TokenUsage(input_tokens=1200, output_tokens=3)
+    # Every text was seen (the cut is past the last one), and counts for more than the usage last seen.
+    assert reader.usage is None and reader.estimated_output_tokens() == -(-sum(
+        len(orjson.dumps(word)) - 2 for word in WORDS) // 4)
 
 
 @pytest.mark.parametrize(("content_type", "status", "stream", "streams"), [
