@@ -182,6 +182,8 @@ def _too_large(limit: int) -> ProxyError:
 def describe(*, call: Call, method: str, rest: str, body: bytes) -> None:
     """Which metered operation this is, the model, and the request's own limits."""
     assert call.account is not None and call.key is not None
+    if problem := call.wire.path_problem(rest):
+        raise ProxyError(400, "invalid_request_error", f"Invalid proxy path: {problem}.", code="invalid_path")
     operation = call.wire.operation_for(method, rest)
     if operation is None:
         free = call.wire.free_operation(method, rest)

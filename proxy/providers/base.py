@@ -420,6 +420,11 @@ class WireFormat(ABC):
         (Gemini's `/models/{model}:generateContent`), its path too."""
         return self.parse_request(operation, body)
 
+    def path_problem(self, path: str) -> str | None:
+        """Why a path (canonical, after the slug) is refused as invalid_path in this format, None when it is not:
+        a path the proxy cannot be sure how the provider routes."""
+        return None
+
     def free_operation(self, method: str, path: str) -> str | None:
         """The name a free route is recorded under ("models"), None for a route that is not free. A free
         route is forwarded as is and recorded with no tokens and no cost: nothing is generated."""

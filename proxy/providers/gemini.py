@@ -3,8 +3,8 @@
 Routes (after an optional version segment, `/v1beta` as the SDK sends it): `POST /models/{model}:generateContent`,
 `:streamGenerateContent` (`?alt=sse` streams server-sent events; without it the answer is one JSON array),
 `:embedContent` and `:batchEmbedContents` are metered; `:countTokens` and `GET /models[/{model}]` are free.
-The model is named by the path, never the body. A last segment holding a second `:` is neither metered nor
-free: the proxy cannot know which method Google would read from it, so it is refused as unmetered.
+The model is named by the path, never the body. A last segment holding a second `:` is refused (400
+invalid_path) whatever the account allows: the proxy cannot know which method Google would read from it.
 
 Usage normalisation (CONTRACT §4), as genai-prices' own Google extractor reads `usageMetadata`:
 input = promptTokenCount (cached content included) + toolUsePromptTokenCount; cached = cachedContentTokenCount;
@@ -305,6 +305,13 @@ class GeminiWireFormat(WireFormat):
             return None
         call = model_call(path)
         return None if call is None else _METHODS.get(call[1])
+
+    def path_problem(self, path: str) -> str | None:
+        # Google reads the method after a ':' of the last segment; with two, which one it reads is its guess,
+        # and a guess must not decide between metered (generateContent) and free (countTokens).
+        if _route(path).rpartition("/")[2].count(":") > 1:
+            return "more than one ':' in the last segment, which names the method"
+        return None
 
     def free_operation(self, method: str, path: str) -> str | None:
         if method.upper() == "GET" and _MODEL_LISTING.fullmatch(_route(path)):

@@ -230,9 +230,10 @@ HOSTILE_PATHS = [
     # an encoded colon decodes to the same method, and is forwarded as the very path metered
     ("/v1beta/models/gemini-2.5-flash%3AgenerateContent", 200, "/v1beta/models/gemini-2.5-flash:generateContent"),
     ("/v1beta/models/gemini-2.5-flash%3acountTokens", 200, "/v1beta/models/gemini-2.5-flash:countTokens"),
-    # which method a second ':' names is Google's guess: neither metered nor free
-    ("/v1beta/models/gemini-2.5-flash:generateContent:countTokens", 403, None),
-    ("/v1beta/models/gemini-2.5-flash:countTokens%3AgenerateContent", 403, None),
+    # which method a second ':' names is Google's guess: refused, even for an account allowing unmetered routes
+    ("/v1beta/models/gemini-2.5-flash:generateContent:countTokens", 400, None),
+    ("/v1beta/models/gemini-2.5-flash:countTokens%3AgenerateContent", 400, None),
+    ("/v1beta/models/gemini:2.5:generateContent?alt=sse", 400, None),
     ("/v1beta/models/x/..:generateContent", 403, None),  # not a dot segment, but no model name either
     ("/v1beta/models/..%2Fgemini-2.5-flash:generateContent", 400, None),
     ("/v1beta/models/%2e%2e/gemini-2.5-flash:countTokens", 400, None),
@@ -245,13 +246,18 @@ HOSTILE_PATHS = [
 @pytest.mark.parametrize(("path", "status", "forwarded"), HOSTILE_PATHS)
 def test_hostile_paths_are_metered_as_forwarded_or_refused(gemini: Stack, path: str, status: int,
                                                           forwarded: str | None) -> None:
+    gemini.account.allow_unmetered_routes = status == 400  # a refused path is refused all the same
+    gemini.account.save()
+    proxy_config_seen()
     gemini.clear_sim()
     response = httpx.post(f"{gemini.proxy}/proxy/gemini-native{path}", headers={"x-goog-api-key": KEY},
                           json={"contents": [{"parts": [{"text": "hi"}]}]})
 
     assert response.status_code == status, response.text
     if status >= 400:
-        assert response.json()["error"]["code"] == status and "status" in response.json()["error"]
+        error = response.json()["error"]
+        assert (error["code"], error["status"]) == (status, {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED"}[status])
+        assert error["details"][0]["metadata"]["code"] == {400: "invalid_path", 403: "unmetered_route"}[status]
     upstream = upstream_calls(gemini)
     assert [u["raw_path"].partition("?")[0] for u in upstream] == ([forwarded] if forwarded else [])
 

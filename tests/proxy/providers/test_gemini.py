@@ -45,6 +45,19 @@ def test_routes(method, path, operation, free):
     assert GEMINI.free_operation(method, path) == free
 
 
+@pytest.mark.parametrize(("path", "refused"), [
+    ("/v1beta/models/a:countTokens:generateContent", True),
+    ("/v1beta/models/a:generateContent:countTokens", True),
+    ("/v1beta/models/a::generateContent", True),
+    ("/v1beta/models/a:generateContent", False),
+    ("/v1beta/x:y/models/a:generateContent", False),  # only the last segment names a method
+    ("/v1beta/models", False),
+])
+def test_a_second_colon_in_the_last_segment_is_an_invalid_path(path, refused):
+    assert (GEMINI.path_problem(path) is not None) is refused
+    assert WIRE_FORMATS["openai"].path_problem(path) is None
+
+
 def generate(body: dict, path: str = "/v1beta/models/gemini-2.5-pro:generateContent"):
     return GEMINI.request_info(Operation.GENERATE_CONTENT, orjson.dumps(body), path=path)
 
