@@ -174,6 +174,9 @@ def _estimate_embed_input(payload: dict[str, Any]) -> int:
 # --- streams ---------------------------------------------------------------------------------------
 
 
+_MARKERS = (b'"usageMetadata"', b'"finishReason"', b'"blockReason"')  # the keys of events worth decoding
+
+
 class GenerateContentStreamReader(StreamReader):
     """streamGenerateContent: every chunk is a GenerateContentResponse, most of them restating `usageMetadata`
     so far; nothing is ever removed from the stream.
@@ -188,7 +191,7 @@ class GenerateContentStreamReader(StreamReader):
     as an estimate (CONTRACT §4), its output the larger of the content counted and the usage last seen.
     """
 
-    usage_marker = re.compile(rb'"(?:usageMetadata|finishReason|blockReason)"')
+    usage_marker = re.compile(b"|".join(re.escape(marker) for marker in _MARKERS))
     content_pattern = json_string_pattern("text")
 
     def __init__(self, *, strip_usage_chunk: bool = False) -> None:
@@ -239,12 +242,17 @@ class GenerateContentStreamReader(StreamReader):
             self._pending = buffer[-_MARKER_OVERLAP:]
 
     def _read_usage_events(self, region: bytes) -> bytes:
-        positions = [match.start() for match in self.usage_marker.finditer(region)]
-        if not positions:
-            return region
-        for start, end in reversed(events_containing(region, positions)):
-            if self._read_usage_event(region[start:end]):
+        # Backwards from the end, one event at a time, until one reports usage: every chunk restates it, so
+        # this is usually the last event alone, found with a few rfind calls rather than a pass over them all.
+        end = len(region)
+        while end > 0:
+            position = max(region.rfind(marker, 0, end) for marker in _MARKERS)
+            if position < 0:
                 break
+            start, stop = events_containing(region, [position])[0]
+            if self._read_usage_event(region[start:stop]):
+                break
+            end = start
         return region
 
     def _read_usage_event(self, event: bytes) -> bool:
