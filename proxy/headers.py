@@ -57,6 +57,8 @@ def presented_key(headers: Headers, query: bytes = b"") -> str:
     ours; when none is, the first one sent (refused as not well formed)."""
     raw = headers.get(b"authorization", b"")
     bearer = raw[7:].strip().decode("latin-1") if raw[:7].lower() == b"bearer " else ""
+    if bearer.startswith("mk_"):
+        return bearer  # the usual call (OpenAI's SDKs, recent Anthropic ones): nothing else to look at
     candidates = [bearer, headers.get(b"x-api-key", b"").decode("latin-1").strip(),
                   headers.get(b"x-goog-api-key", b"").decode("latin-1").strip()]
     if not any(token.startswith("mk_") for token in candidates):
