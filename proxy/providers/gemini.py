@@ -1,6 +1,7 @@
 """The Gemini wire format: Google's own Generative Language API, as the `google-genai` SDK speaks it.
 
-Routes (after an optional version segment, `/v1beta` as the SDK sends it): `POST /models/{model}:generateContent`,
+Routes (after an optional version segment: google-genai sends `/v1beta`, recent releases `/v1`):
+`POST /models/{model}:generateContent`,
 `:streamGenerateContent` (`?alt=sse` streams server-sent events; without it the answer is one JSON array),
 `:embedContent` and `:batchEmbedContents` are metered; `:countTokens` and `GET /models[/{model}]` are free.
 The model is named by the path, never the body. A last segment holding a second `:` is refused (400
@@ -9,7 +10,9 @@ invalid_path) whatever the account allows: the proxy cannot know which method Go
 Usage normalisation (CONTRACT §4), as genai-prices' own Google extractor reads `usageMetadata`:
 input = promptTokenCount (cached content included) + toolUsePromptTokenCount; cached = cachedContentTokenCount;
 output = candidatesTokenCount + thoughtsTokenCount; reasoning = thoughtsTokenCount. A stream restates the
-usage so far in its chunks; the last chunk carrying `usageMetadata` wins, nothing is summed.
+usage so far in its chunks; the last chunk carrying `usageMetadata` wins, nothing is summed, and it is the
+call's usage once the stream has finished (see GenerateContentStreamReader). Prices, long-context tiers
+included (gemini-2.5-pro above 200k input tokens), come from the catalogue like any other call's.
 """
 
 from __future__ import annotations
