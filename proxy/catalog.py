@@ -16,6 +16,8 @@ BUILTIN_PROVIDERS: dict[str, BuiltinProvider] = {
     "anthropic": BuiltinProvider("anthropic", "https://api.anthropic.com", "anthropic"),
     "deepseek": BuiltinProvider("openai", "https://api.deepseek.com/v1", "deepseek"),
     "gemini": BuiltinProvider("openai", "https://generativelanguage.googleapis.com/v1beta/openai", "google"),
+    # Gemini's own API: google-genai appends /v1beta/models/{model}:generateContent to its base URL.
+    "gemini-native": BuiltinProvider("gemini", "https://generativelanguage.googleapis.com", "google"),
     "mistral": BuiltinProvider("openai", "https://api.mistral.ai/v1", "mistral"),
     "groq": BuiltinProvider("openai", "https://api.groq.com/openai/v1", "groq"),
     "together": BuiltinProvider("openai", "https://api.together.xyz/v1", "together"),
@@ -24,4 +26,4 @@ BUILTIN_PROVIDERS: dict[str, BuiltinProvider] = {
     "openrouter": BuiltinProvider("openai", "https://openrouter.ai/api/v1", "openrouter"),
 }
 
-WIRE_FORMATS = ("openai", "anthropic")
+WIRE_FORMATS = ("openai", "anthropic", "gemini")

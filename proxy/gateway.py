@@ -32,11 +32,11 @@ from .call_record import call_observe, usage_event
 from .context import ProxyContext
 from .directory import AccountEntry, EndpointEntry, KeyEntry
 from .errors import ProxyError
-from .headers import Headers, cost_header, upstream_headers
+from .headers import Headers, cost_header, upstream_headers, upstream_query
 from .keys import hash_key, is_well_formed
 from .paths import ProxyPath, proxy_path_parse
 from .providers import WIRE_FORMATS
-from .providers.base import ProviderError, RequestInfo, WireFormat, route_path
+from .providers.base import ProviderError, RequestInfo, WireFormat
 from .quota import Denial, Reservation
 from .relay import Receive, Send, cut_short, relay_body, relay_stream
 from .usage import TokenUsage
@@ -107,7 +107,7 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: Proxy
         tags=call_headers.tags(headers),
     )
     try:
-        await authenticate(call=call, headers=headers, ctx=ctx, target=target)
+        await authenticate(call=call, headers=headers, query=scope.get("query_string", b""), ctx=ctx, target=target)
         body = await read_body(receive=receive, headers=headers)
         describe(call=call, method=scope["method"], rest=target.rest, body=body)
         await admit(call=call, ctx=ctx)
@@ -124,11 +124,13 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: Proxy
         await emit_unreserved(call=call, ctx=ctx)
 
 
-async def authenticate(*, call: Call, headers: Headers, ctx: ProxyContext, target: ProxyPath) -> None:
-    token = call_headers.presented_key(headers)
+async def authenticate(
+    *, call: Call, headers: Headers, query: bytes, ctx: ProxyContext, target: ProxyPath
+) -> None:
+    token = call_headers.presented_key(headers, query)
     if not token:
-        raise ProxyError(401, "authentication_error", "Missing Tokonomics key: send Authorization: Bearer mk_… "
-                         "or x-api-key: mk_…")
+        raise ProxyError(401, "authentication_error", "Missing Tokonomics key: send Authorization: Bearer mk_…, "
+                         "x-api-key: mk_… or x-goog-api-key: mk_…")
     if not is_well_formed(token):
         raise ProxyError(401, "authentication_error", "Invalid Tokonomics key.", code="invalid_api_key")
     key = await ctx.directory.key(hash_key(token))
@@ -181,12 +183,14 @@ def _too_large(limit: int) -> ProxyError:
 def describe(*, call: Call, method: str, rest: str, body: bytes) -> None:
     """Which metered operation this is, the model, and the request's own limits."""
     assert call.account is not None and call.key is not None
+    if problem := call.wire.path_problem(rest):
+        raise ProxyError(400, "invalid_request_error", f"Invalid proxy path: {problem}.", code="invalid_path")
     operation = call.wire.operation_for(method, rest)
     if operation is None:
-        route = route_path(rest)
-        if method == "GET" and (route == "/models" or route.startswith("/models/")):
-            call.operation = "models"
-            call.cost_usd = Decimal(0)  # a free listing: forwarded as is, recorded with no tokens and no cost
+        free = call.wire.free_operation(method, rest)
+        if free is not None:
+            call.operation = free
+            call.cost_usd = Decimal(0)  # a listing, a token count: forwarded as is, recorded with no cost
             return
         if not call.account.allow_unmetered_routes:
             raise ProxyError(
@@ -197,7 +201,7 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> None:
         call.operation = "unmetered"
         return
     try:
-        call.info = call.wire.parse_request(operation, body)
+        call.info = call.wire.request_info(operation, body, path=rest)
     except ProviderError as exc:
         raise ProxyError(exc.status, exc.error_type, exc.message, code=exc.code) from None
     call.operation = operation.value
@@ -243,7 +247,7 @@ async def forward(
     send: Send,
 ) -> None:
     assert call.endpoint is not None
-    query = scope.get("query_string", b"")
+    query = upstream_query(scope.get("query_string", b""), call.endpoint)
     # `rest` is the canonical path the call was metered by (proxy/paths.py), never the raw one.
     url = call.endpoint.base_url + rest + ("?" + query.decode("latin-1") if query else "")
     payload = call.info.body if call.info is not None else body
@@ -257,7 +261,7 @@ async def forward(
             data=payload or None, allow_redirects=False,
         ) as upstream:
             call.status = upstream.status
-            if upstream.content_type == "text/event-stream":
+            if call.wire.streams(call.info, content_type=upstream.content_type, status=upstream.status):
                 await relay_stream(call=call, upstream=upstream, receive=receive, send=send, started=before_upstream)
             else:
                 await relay_body(call=call, upstream=upstream, send=send, started=before_upstream)

@@ -4,11 +4,13 @@ format), what of them goes on to the provider, and what of the provider's comes 
 from __future__ import annotations
 
 from decimal import Decimal
+from urllib.parse import unquote_plus
 
 import aiohttp
 
 from .catalog import BUILTIN_PROVIDERS
 from .directory import EndpointEntry
+from .keys import is_well_formed
 from .providers import WIRE_FORMATS
 from .providers.base import WireFormat
 from .usage_bounds import TEXT_LIMITS, tags_clean, text_clean
@@ -24,7 +26,7 @@ HOP_BY_HOP = frozenset(
 # Our own headers, and the caller's Tokonomics key, never reach the provider.
 CONSUMED_HEADERS = frozenset(
     {
-        b"authorization", b"x-api-key", b"x-feature-name", b"x-tenant-id", b"x-environment",
+        b"authorization", b"x-api-key", b"x-goog-api-key", b"x-feature-name", b"x-tenant-id", b"x-environment",
         b"x-tokonomics-tags", b"accept-encoding",
     }
 )
@@ -44,16 +46,47 @@ def wire_for_errors(provider: str, headers: Headers) -> WireFormat:
         return WIRE_FORMATS[builtin.wire_format]
     if b"anthropic-version" in headers:
         return WIRE_FORMATS["anthropic"]
+    if b"x-goog-api-key" in headers:
+        return WIRE_FORMATS["gemini"]
     return WIRE_FORMATS["openai"]
 
 
-def presented_key(headers: Headers) -> str:
-    """The Tokonomics key the caller sent: a Bearer token, or x-api-key when the Bearer one is not ours."""
+def presented_key(headers: Headers, query: bytes = b"") -> str:
+    """The Tokonomics key the caller sent: a Bearer token, else x-api-key, else x-goog-api-key, else a `key`
+    query parameter (the last two as google-genai and Google's REST examples send keys), the first that is
+    ours; when none is, the first one sent (refused as not well formed)."""
     raw = headers.get(b"authorization", b"")
-    token = raw[7:].strip().decode("latin-1") if raw[:7].lower() == b"bearer " else ""
-    if not token.startswith("mk_"):
-        token = headers.get(b"x-api-key", b"").decode("latin-1").strip() or token
-    return token
+    bearer = raw[7:].strip().decode("latin-1") if raw[:7].lower() == b"bearer " else ""
+    if bearer.startswith("mk_"):
+        return bearer  # the usual call (OpenAI's SDKs, recent Anthropic ones): nothing else to look at
+    candidates = [bearer, headers.get(b"x-api-key", b"").decode("latin-1").strip(),
+                  headers.get(b"x-goog-api-key", b"").decode("latin-1").strip()]
+    if not any(token.startswith("mk_") for token in candidates):
+        candidates.extend(value for name, value in query_params(query) if name == "key")
+    return next((token for token in candidates if token.startswith("mk_")), next(filter(None, candidates), ""))
+
+
+def query_params(query: bytes) -> list[tuple[str, str]]:
+    """(name, value) of each `name=value` of a query string, decoded as a server would decode them."""
+    pairs = []
+    for item in query.split(b"&"):
+        name, _, value = item.partition(b"=")
+        pairs.append((unquote_plus(name.decode("latin-1")), unquote_plus(value.decode("latin-1")).strip()))
+    return pairs
+
+
+def upstream_query(query: bytes, endpoint: EndpointEntry) -> bytes:
+    """The query string sent upstream: the caller's, byte for byte, less any parameter holding a Tokonomics
+    key (whatever its name), and for Gemini less every `key` (the endpoint's credential goes in
+    x-goog-api-key)."""
+    if b"=" not in query or b"key" not in query.lower() and b"mk_" not in query and b"%" not in query:
+        return query  # the usual query: no parameter that could be named key or hold ours, even encoded
+    kept = []
+    for item, (name, value) in zip(query.split(b"&"), query_params(query), strict=True):
+        if (name == "key" and (endpoint.wire_format == "gemini" or value.startswith("mk_"))) or is_well_formed(value):
+            continue
+        kept.append(item)
+    return b"&".join(kept)
 
 
 def attribution(headers: Headers, name: bytes, field: str) -> str:
@@ -88,6 +121,8 @@ def upstream_headers(headers: Headers, endpoint: EndpointEntry) -> dict[str, str
     if endpoint.credential:
         if endpoint.wire_format == "anthropic":
             out["x-api-key"] = endpoint.credential
+        elif endpoint.wire_format == "gemini":
+            out["x-goog-api-key"] = endpoint.credential
         else:
             out["Authorization"] = f"Bearer {endpoint.credential}"
     return out

@@ -24,7 +24,7 @@ Slug = Annotated[str, plain_text(min_length=1, max_length=63, pattern=SLUG_PATTE
 BaseUrl = Annotated[str, plain_text(min_length=1, max_length=500)]
 PricingProvider = Annotated[str, plain_text(max_length=40)]
 Credential = Annotated[str, plain_text(max_length=4096)]
-WireFormat = Literal["openai", "anthropic"]
+WireFormat = Literal["openai", "anthropic", "gemini"]
 
 
 class KeyOut(Schema):

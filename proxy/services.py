@@ -210,7 +210,8 @@ def provider_endpoint_create(
     builtin = BUILTIN_PROVIDERS.get(slug)
     problems = {}
     if builtin is None and wire_format is None:
-        problems["wire_format"] = f"required for a custom provider (openai or anthropic); {slug!r} is not built in"
+        problems["wire_format"] = (f"required for a custom provider (openai, anthropic or gemini); {slug!r} is not "
+                                   "built in")
     if builtin is None and not base_url:
         problems["base_url"] = f"required for a custom provider; {slug!r} is not built in"
     if problems:

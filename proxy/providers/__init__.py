@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from proxy.providers.anthropic import AnthropicWireFormat
 from proxy.providers.base import Operation, ProviderError, RequestInfo, StreamReader, WireFormat
+from proxy.providers.gemini import GeminiWireFormat
 from proxy.providers.openai import OpenAIWireFormat
 
 WIRE_FORMATS: dict[str, WireFormat] = {
     OpenAIWireFormat.name: OpenAIWireFormat(),
     AnthropicWireFormat.name: AnthropicWireFormat(),
+    GeminiWireFormat.name: GeminiWireFormat(),
 }
 
 __all__ = ["WIRE_FORMATS", "Operation", "ProviderError", "RequestInfo", "StreamReader", "WireFormat"]

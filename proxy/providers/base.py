@@ -40,6 +40,7 @@ class Operation(StrEnum):
     RESPONSES = "responses"
     EMBEDDINGS = "embeddings"
     MESSAGES = "messages"
+    GENERATE_CONTENT = "generate_content"  # Gemini's generateContent and streamGenerateContent
 
 
 @dataclass(slots=True)
@@ -414,6 +415,24 @@ class WireFormat(ABC):
     def parse_request(self, operation: Operation, body: bytes) -> RequestInfo:
         """Read a request body; ProviderError 400 when it is not a JSON object."""
 
+    def request_info(self, operation: Operation, body: bytes, *, path: str) -> RequestInfo:
+        """What the proxy reads of a request: its body, and for a format that names the model in the path
+        (Gemini's `/models/{model}:generateContent`), its path too."""
+        return self.parse_request(operation, body)
+
+    def path_problem(self, path: str) -> str | None:
+        """Why a path (canonical, after the slug) is refused as invalid_path in this format, None when it is not:
+        a path the proxy cannot be sure how the provider routes."""
+        return None
+
+    def free_operation(self, method: str, path: str) -> str | None:
+        """The name a free route is recorded under ("models"), None for a route that is not free. A free
+        route is forwarded as is and recorded with no tokens and no cost: nothing is generated."""
+        route = route_path(path)
+        if method.upper() == "GET" and (route == "/models" or route.startswith("/models/")):
+            return "models"
+        return None
+
     @abstractmethod
     def usage_from_body(self, operation: Operation, body: bytes) -> tuple[TokenUsage | None, str | None]:
         """(usage, served model) of a non-streamed response; None for what the body lacks."""
@@ -421,6 +440,11 @@ class WireFormat(ABC):
     @abstractmethod
     def stream_reader(self, info: RequestInfo) -> StreamReader:
         """A fresh reader for the streamed response to the request `info` describes."""
+
+    def streams(self, info: RequestInfo | None, *, content_type: str, status: int) -> bool:
+        """Whether an answer is relayed as a stream, chunk by chunk through `stream_reader`, rather than read
+        whole: server-sent events, in every format."""
+        return content_type == "text/event-stream"
 
     @abstractmethod
     def error_body(self, *, status: int, error_type: str, message: str, code: str | None = None) -> bytes:

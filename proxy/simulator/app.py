@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import anthropic_api, openai_api
+from . import anthropic_api, gemini_api, openai_api
 from .call import Call
 from .content import MAX_REPLY_WORDS
 from .controls import ControlError, read_controls
@@ -61,9 +61,14 @@ def create_app(
     add("POST", "/v1/messages", simulated(anthropic=anthropic_api.messages))
     add("POST", "/v1/messages/count_tokens", simulated(anthropic=anthropic_api.count_tokens))
     add("GET", "/v1/models", simulated(openai=openai_api.list_models, anthropic=anthropic_api.list_models,
-                                       takes_body=False))
+                                       gemini=gemini_api.list_models, takes_body=False))
     add("GET", "/v1/models/{model}", simulated(openai=openai_api.retrieve_model,
-                                               anthropic=anthropic_api.retrieve_model, takes_body=False))
+                                               anthropic=anthropic_api.retrieve_model,
+                                               gemini=gemini_api.retrieve_model, takes_body=False))
+    for version in ("v1beta", "v1"):
+        add("POST", f"/{version}/models/{{call}}", simulated(gemini=gemini_api.model_call))
+    add("GET", "/v1beta/models", simulated(gemini=gemini_api.list_models, takes_body=False))
+    add("GET", "/v1beta/models/{model}", simulated(gemini=gemini_api.retrieve_model, takes_body=False))
     add("GET", "/_sim/requests", recorded_requests)
     add("DELETE", "/_sim/requests", forget_requests)
     add("POST", "/_sim/release/{token}", release_hold)
@@ -73,12 +78,18 @@ def create_app(
 
 
 def simulated(
-    *, openai: Endpoint | None = None, anthropic: Endpoint | None = None, takes_body: bool = True
+    *,
+    openai: Endpoint | None = None,
+    anthropic: Endpoint | None = None,
+    gemini: Endpoint | None = None,
+    takes_body: bool = True,
 ) -> Handler:
-    """The route handler of a provider endpoint. A path both APIs have (given both endpoints) goes to
-    Anthropic's when the request carries `anthropic-version`, as the Anthropic SDK always does.
+    """The route handler of a provider endpoint. A path several APIs have (given their endpoints) goes to
+    Anthropic's when the request carries `anthropic-version`, as the Anthropic SDK always does, to Gemini's
+    when it carries `x-goog-api-key` or `?key=`, else to OpenAI's.
     An endpoint that `takes_body` answers 400 unless the body is a JSON object."""
-    endpoints = {wire: endpoint for wire, endpoint in ((Wire.OPENAI, openai), (Wire.ANTHROPIC, anthropic))
+    endpoints = {wire: endpoint for wire, endpoint in ((Wire.OPENAI, openai), (Wire.ANTHROPIC, anthropic),
+                                                       (Wire.GEMINI, gemini))
                  if endpoint is not None}
     fixed_wire = next(iter(endpoints)) if len(endpoints) == 1 else None
 
@@ -88,8 +99,8 @@ def simulated(
         payload = _parse_json(raw)
         state.record(request, None if payload is _NOT_JSON else payload)
         headers = request.headers
-        wire = fixed_wire or (Wire.ANTHROPIC if "anthropic-version" in headers else Wire.OPENAI)
-        if not is_authenticated(wire, headers):
+        wire = fixed_wire or _wire_of(request, endpoints)
+        if not is_authenticated(wire, headers) and not (wire is Wire.GEMINI and request.query.get("key")):
             return missing_key_response(wire)
         try:
             controls = read_controls(headers, latency_ms=state.latency_ms, chunk_delay_ms=state.chunk_delay_ms,
@@ -104,8 +115,8 @@ def simulated(
             return await replay_fixture(request, wire, controls=controls, state=state)
         if takes_body and not isinstance(payload, dict):
             return _invalid_body(wire)
-        request_id = {"request-id": state.new_id("req_011")} if wire is Wire.ANTHROPIC else {
-            "x-request-id": state.new_id("req_")}
+        request_id = ({"request-id": state.new_id("req_011")} if wire is Wire.ANTHROPIC
+                      else {} if wire is Wire.GEMINI else {"x-request-id": state.new_id("req_")})
         call = Call(request=request, payload=payload if isinstance(payload, dict) else {}, controls=controls,
                     state=state, response_headers=request_id)
         response = await endpoints[wire](call)
@@ -114,6 +125,15 @@ def simulated(
         return response
 
     return handle
+
+
+def _wire_of(request: web.Request, endpoints: dict[Wire, Endpoint]) -> Wire:
+    headers = request.headers
+    if "anthropic-version" in headers and Wire.ANTHROPIC in endpoints:
+        return Wire.ANTHROPIC
+    if ("x-goog-api-key" in headers or "key" in request.query) and Wire.GEMINI in endpoints:
+        return Wire.GEMINI
+    return Wire.OPENAI
 
 
 async def _cut_body(request: web.Request, whole: web.Response, size: int) -> web.StreamResponse:

@@ -20,6 +20,8 @@ CACHED_TOKENS = "X-Sim-Cached-Tokens"
 CACHE_WRITE_TOKENS = "X-Sim-Cache-Write-Tokens"
 CACHE_WRITE_1H_TOKENS = "X-Sim-Cache-Write-1h-Tokens"
 REASONING_TOKENS = "X-Sim-Reasoning-Tokens"
+PROMPT_TOKENS = "X-Sim-Prompt-Tokens"
+TOOL_USE_PROMPT_TOKENS = "X-Sim-Tool-Use-Prompt-Tokens"
 USAGE_ON_LAST_CHOICE = "X-Sim-Extra-Usage-Choice"
 
 
@@ -42,6 +44,8 @@ class Controls:
     cache_write_1h_tokens: int
     reasoning_tokens: int
     usage_on_last_choice: bool
+    prompt_tokens: int | None = None
+    tool_use_prompt_tokens: int = 0
 
 
 def read_controls(
@@ -66,6 +70,8 @@ def read_controls(
         cache_write_1h_tokens=_count(get(CACHE_WRITE_1H_TOKENS), CACHE_WRITE_1H_TOKENS) or 0,
         reasoning_tokens=_count(get(REASONING_TOKENS), REASONING_TOKENS) or 0,
         usage_on_last_choice=get(USAGE_ON_LAST_CHOICE, "").strip().lower() in ("1", "true", "yes"),
+        prompt_tokens=_count(get(PROMPT_TOKENS), PROMPT_TOKENS),
+        tool_use_prompt_tokens=_count(get(TOOL_USE_PROMPT_TOKENS), TOOL_USE_PROMPT_TOKENS) or 0,
     )
 
 

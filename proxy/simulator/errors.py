@@ -15,6 +15,7 @@ JSON = "application/json"
 class Wire(Enum):
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
+    GEMINI = "gemini"
 
 
 # status → (error.type, error.code, message), as api.openai.com words them.
@@ -55,12 +56,32 @@ ANTHROPIC_ERRORS: dict[int, tuple[str, str]] = {
 }
 ANTHROPIC_MISSING_KEY = "x-api-key header is required"
 
+# status → (google.rpc status, message), as generativelanguage.googleapis.com words them.
+GEMINI_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+    401: ("UNAUTHENTICATED", "Request had invalid authentication credentials."),
+    403: ("PERMISSION_DENIED", "The caller does not have permission"),
+    404: ("NOT_FOUND", "Requested entity was not found."),
+    429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    500: ("INTERNAL", "An internal error has occurred. Please retry or report in "
+                      "https://developers.generativeai.google/guide/troubleshooting"),
+    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+    504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
+}
+GEMINI_MISSING_KEY = (
+    "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or "
+    "other form of API consumer identity to call this API."
+)
+
 
 @lru_cache(maxsize=128)
 def error_body(
     wire: Wire, status: int, message: str | None = None, *, param: str | None = None, code: str | None = None
 ) -> bytes:
     """The body of an error; without a `message`, the provider's usual one for that status (and its code)."""
+    if wire is Wire.GEMINI:
+        status_name, default_message = GEMINI_ERRORS.get(status, ("UNKNOWN", "Simulated error."))
+        return orjson.dumps({"error": {"code": status, "message": message or default_message, "status": status_name}})
     if wire is Wire.ANTHROPIC:
         error_type, default_message = ANTHROPIC_ERRORS.get(
             status, ("invalid_request_error" if status < 500 else "api_error", "Simulated error.")
@@ -82,14 +103,19 @@ def error_response(
 
 
 def missing_key_response(wire: Wire) -> web.Response:
+    if wire is Wire.GEMINI:
+        return error_response(wire, 403, GEMINI_MISSING_KEY)  # Google answers a missing key with 403
     message = ANTHROPIC_MISSING_KEY if wire is Wire.ANTHROPIC else OPENAI_MISSING_KEY
     return error_response(wire, 401, message)
 
 
 def is_authenticated(wire: Wire, headers: Mapping[str, str]) -> bool:
     """Any credential will do, in a header the provider reads: OpenAI `Authorization: Bearer`,
-    Anthropic `x-api-key` or (as recent SDKs send API keys) `Authorization: Bearer`."""
+    Anthropic `x-api-key` or (as recent SDKs send API keys) `Authorization: Bearer`, Gemini `x-goog-api-key`
+    (a `?key=` query parameter is read by the Gemini handler itself)."""
     if wire is Wire.ANTHROPIC and headers.get("x-api-key"):
+        return True
+    if wire is Wire.GEMINI and headers.get("x-goog-api-key"):
         return True
     authorization = headers.get("Authorization", "")
     return authorization.startswith("Bearer ") and len(authorization) > 7

@@ -25,6 +25,19 @@ def test_a_builtin_slug_defaults_its_base_url_and_wire_format(acme_api: ApiClien
     assert ProviderEndpoint.objects.get(pk=body["id"]).get_credential() == SECRET
 
 
+@pytest.mark.parametrize(("payload", "expected"), [
+    ({"slug": "gemini-native"}, ("gemini", "https://generativelanguage.googleapis.com", "google")),
+    ({"slug": "gemini"}, ("openai", "https://generativelanguage.googleapis.com/v1beta/openai", "google")),
+    ({"slug": "vertex-eu", "wire_format": "gemini", "base_url": "https://gemini.example.eu"},
+     ("gemini", "https://gemini.example.eu", "")),
+])
+def test_gemini_native_is_a_builtin_kind_and_a_wire_format(acme_api: ApiClient, payload, expected) -> None:
+    response = acme_api.post("providers", {**payload, "credential": SECRET})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["wire_format"], body["base_url"], body["pricing_provider"]) == expected
+
+
 def test_a_custom_endpoint(acme_api: ApiClient) -> None:
     response = acme_api.post(
         "providers", {"slug": "vllm-internal", "wire_format": "openai", "base_url": "http://10.0.0.5:8000/v1/"}

@@ -75,6 +75,11 @@ def error_problem(reply: Reply, provider: str) -> str | None:
     openai_shape = isinstance(body, dict) and isinstance(body.get("error"), dict) and isinstance(
         body["error"].get("message"), str) and isinstance(body["error"].get("type"), str)
     anthropic_shape = openai_shape and body.get("type") == "error"
+    gemini_shape = isinstance(body, dict) and isinstance(body.get("error"), dict) and isinstance(
+        body["error"].get("code"), int) and isinstance(body["error"].get("message"), str) and isinstance(
+        body["error"].get("status"), str)
+    if provider == "gemini-native":
+        return None if gemini_shape else f"not Google's error shape: {reply.body[:200]!r}"
     if provider == "anthropic" and not anthropic_shape:
         return f"not Anthropic's error shape: {reply.body[:200]!r}"
     if provider in ("openai", "vllm-internal") and (not openai_shape or anthropic_shape):
@@ -90,7 +95,14 @@ def error_of(reply: Reply) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, dict) else {}
+    if not isinstance(error, dict):
+        return {}
+    details = error.get("details")
+    if isinstance(error.get("code"), int) and isinstance(details, list) and details and isinstance(details[0], dict):
+        # Google's shape: the contract's type and code ride in an ErrorInfo's metadata.
+        metadata = details[0].get("metadata")
+        return {**error, **metadata} if isinstance(metadata, dict) else error
+    return error
 
 
 @cache
@@ -251,6 +263,8 @@ class Judge:
         if reply.server_refused:
             return problems  # the server refused the request (a NUL in a header) before the proxy saw its path
         verdict = path_verdict(f"/{case.provider}{case.rest}")  # the whole proxy path, provider slug and all
+        if case.provider == "gemini-native" and unquote(case.rest).rstrip("/").rpartition("/")[2].count(":") > 1:
+            verdict = "invalid"  # CONTRACT §1: which method Google reads from two ':' is a guess, refused
         code = error_of(reply).get("code")
         if verdict == "invalid" and (reply.status, code) != (400, "invalid_path"):
             problems.append(f"{case.raw_path!r} holds an encoded separator or dot segment: 400 invalid_path expected, "
@@ -285,7 +299,8 @@ class Judge:
             if seen != (request.operation, ""):
                 problems.append(f"the provider performed {request.operation} at {request.raw_path!r}; "
                                 f"metered as (operation, denied_scope) {seen}")
-            streamed = reply.headers.get(b"content-type", b"").startswith(b"text/event-stream")
+            # Gemini's streamGenerateContent without alt=sse streams a JSON array: the record says it streamed.
+            streamed = reply.headers.get(b"content-type", b"").startswith(b"text/event-stream") or record.streamed
             if not streamed and b"x-tokonomics-cost-usd" not in reply.headers:
                 problems.append("a metered non-streaming answer without X-Tokonomics-Cost-USD")
             if record.cost_usd is None:

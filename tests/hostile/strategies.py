@@ -12,13 +12,19 @@ from hypothesis import strategies as st
 
 from .world import VICTIM_FEATURE, VICTIM_TENANT
 
-PROVIDERS = ("openai", "anthropic", "vllm-internal")
+PROVIDERS = ("openai", "anthropic", "vllm-internal", "gemini-native")
 ROUTES = {
     "openai": ("/chat/completions", "/v1/chat/completions", "/embeddings", "/responses", "/completions", "/models"),
     "vllm-internal": ("/chat/completions", "/embeddings", "/models"),
     "anthropic": ("/v1/messages", "/v1/messages/count_tokens", "/v1/models"),
+    "gemini-native": ("/v1beta/models/gemini-2.5-flash:generateContent",
+                      "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                      "/v1/models/gemini-2.5-flash:countTokens",
+                      "/v1beta/models/gemini-embedding-001:batchEmbedContents",
+                      "/v1/models/gemini-embedding-001:embedContent", "/v1beta/models"),
 }
-MODELS = {"openai": "gpt-4o-mini", "vllm-internal": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5"}
+MODELS = {"openai": "gpt-4o-mini", "vllm-internal": "gpt-4o-mini", "anthropic": "claude-sonnet-4-5",
+          "gemini-native": "gemini-2.5-flash"}
 
 # Bytes an HTTP/1.1 server accepts in a header value (RFC 9110 field-vchar, obs-text, SP, HTAB).
 HEADER_VALUE_BYTES = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
@@ -26,7 +32,7 @@ HEADER_VALUE_BYTES = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
 RESERVED_HEADERS = frozenset({
     "authorization", "x-api-key", "host", "content-length", "transfer-encoding", "connection", "expect", "te",
     "upgrade", "trailer", "x-feature-name", "x-tenant-id", "x-environment", "x-tokonomics-tags", "content-encoding",
-    "keep-alive", "proxy-authorization",
+    "keep-alive", "proxy-authorization", "x-goog-api-key",
 })
 
 
@@ -73,14 +79,29 @@ segment = st.one_of(
 )
 
 
+# Gemini names the method after a ':' of the last segment: colons in every encoding, and methods glued on.
+GEMINI_PIECES = [":", "%3a", "%3A", "%253a", ":countTokens", ":generateContent", "%3AcountTokens",
+                 ":streamGenerateContent", "::"]
+gemini_segment = st.one_of(
+    segment,
+    st.sampled_from(GEMINI_PIECES),
+    st.lists(st.sampled_from(ROUTE_WORDS + PATH_PIECES + GEMINI_PIECES), min_size=2, max_size=3).map("".join),
+)
+
+
 @st.composite
 def hostile_rest(draw: st.DrawFn, provider: str) -> str:
-    """A route of the provider with hostile segments spliced in, or hostile segments alone."""
+    """A route of the provider with hostile segments spliced in (for Gemini, glued to its last segment too),
+    or hostile segments alone."""
     route = draw(st.sampled_from(ROUTES.get(provider, ROUTES["openai"])))
     parts = route.strip("/").split("/")
+    pieces = gemini_segment if provider == "gemini-native" else segment
     for _ in range(draw(st.integers(1, 3))):
         at = draw(st.integers(0, len(parts)))
-        parts.insert(at, draw(segment))
+        if provider == "gemini-native" and draw(st.booleans()):
+            parts[-1] += draw(pieces)  # glued on: a second method, an encoded colon, a suffix
+            continue
+        parts.insert(at, draw(pieces))
     if draw(st.integers(0, 9)) == 0:
         parts = draw(st.lists(segment, min_size=1, max_size=5))
     tail = draw(st.sampled_from(["", "", "", "/", "//"]))
@@ -98,6 +119,12 @@ provider_slug = st.one_of(
 def chat_body(provider: str, rest: str) -> bytes:
     """A well-formed body for whatever operation the path looks most like, so that what is forwarded succeeds."""
     model = MODELS.get(provider, "gpt-4o-mini")
+    if provider == "gemini-native":
+        text = {"parts": [{"text": "hi"}]}
+        if "mbed" in rest.lower():
+            return orjson.dumps({"content": text, "requests": [{"model": "models/gemini-embedding-001",
+                                                                "content": text}]})
+        return orjson.dumps({"contents": [text], "generationConfig": {"maxOutputTokens": 5}})
     if "embeddings" in rest:
         return orjson.dumps({"model": "text-embedding-3-small", "input": "hi"})
     if "responses" in rest:

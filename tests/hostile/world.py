@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from billing.models import Account, Budget, PriceOverride
+from proxy.models import ProviderEndpoint
 from proxy.simulator import SimulatorThread
 from tokonomics.redis_client import sync_redis
 
@@ -25,6 +26,10 @@ SIMULATED_OPERATIONS = {
     "/v1/embeddings": "embeddings",
     "/v1/messages": "messages",
 }
+# Gemini's routes: the method is what follows the last ':' of the path, as the simulator reads it.
+GEMINI_ROUTES = frozenset({"/v1beta/models/{call}", "/v1/models/{call}"})
+GEMINI_OPERATIONS = {"generateContent": "generate_content", "streamGenerateContent": "generate_content",
+                     "embedContent": "embeddings", "batchEmbedContents": "embeddings"}
 CALLER_HEADERS = frozenset({"x-feature-name", "x-tenant-id", "x-environment", "x-tokonomics-tags"})
 VICTIM_TENANT = "bystander-tenant-q7"
 VICTIM_FEATURE = "bystander-feature-q7"
@@ -44,6 +49,8 @@ class Performed:
 
     @property
     def operation(self) -> str | None:
+        if self.method == "POST" and self.route in GEMINI_ROUTES:
+            return GEMINI_OPERATIONS.get(self.path.rpartition(":")[2])
         return SIMULATED_OPERATIONS.get(self.route)
 
 
@@ -100,10 +107,12 @@ def world_build(sim: RecordingSimulator, plans: dict) -> World:
     """acme: the account under attack (hard account and per-tenant budgets, unmetered routes allowed so
     that every route reaches the provider); globex: a bystander with a per-tenant budget of its own."""
     acme = make_account("acme", sim.url, plans["pro"])
+    gemini_endpoint_add(acme, sim.url)
     acme.allow_unmetered_routes = True
     acme.save(update_fields=["allow_unmetered_routes"])
     make_key(acme, KEY)
     globex = make_account("globex", sim.url, plans["pro"])
+    gemini_endpoint_add(globex, sim.url)
     make_key(globex, OTHER_KEY)
     for account in (acme, globex):
         for provider, model in PRICED:
@@ -116,6 +125,13 @@ def world_build(sim: RecordingSimulator, plans: dict) -> World:
                                            limit_usd=Decimal(20), hard=False)
     Budget.objects.create(account=globex, scope="tenant", match="*", period="month", limit_usd=Decimal(5), hard=True)
     return World(sim, acme, globex, tenant_budget, feature_budget)
+
+
+def gemini_endpoint_add(account: Account, sim: str) -> None:
+    endpoint = ProviderEndpoint(account=account, slug="gemini-native", wire_format="gemini", base_url=sim,
+                                pricing_provider="google")
+    endpoint.set_credential(f"AIza-upstream-{account.slug}")
+    endpoint.save()
 
 
 def account_keys(account_id: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The built-in LLM simulator, spoken to by the official `openai` and `anthropic` SDKs directly
+"""The built-in LLM simulator, spoken to by the official `openai`, `anthropic` and `google-genai` SDKs directly
 (no proxy in between), and its `X-Sim-*` test controls. No database needed."""
 
 from __future__ import annotations
@@ -542,3 +542,57 @@ def test_management_command_takes_the_same_options() -> None:
                                       "--chunk-delay-ms", "2"]))
     assert serve_options(options) == {"host": "0.0.0.0", "port": 8200, "latency_ms": 5.0, "chunk_delay_ms": 2.0,
                                       "reply_words": 24}
+
+
+# --- Gemini, spoken to by google-genai --------------------------------------------------------------
+
+def gemini_client(sim: SimulatorThread, **headers: str):
+    from google import genai
+    from google.genai import types
+
+    return genai.Client(api_key="AIza-sim", http_options=types.HttpOptions(
+        base_url=sim.base_url, headers=headers or None, retry_options=types.HttpRetryOptions(attempts=1)))
+
+
+def test_gemini_usage_metadata_counts_thoughts_cache_tool_use_and_a_long_prompt_beside_the_reply(
+        sim: SimulatorThread) -> None:
+    from google.genai import types
+
+    client = gemini_client(sim, **{"X-Sim-Reasoning-Tokens": "9", "X-Sim-Cached-Tokens": "100",
+                                   "X-Sim-Tool-Use-Prompt-Tokens": "5"})
+    config = types.GenerateContentConfig(max_output_tokens=4)
+    response = client.models.generate_content(model="gemini-2.5-pro", contents="Say hello", config=config)
+    usage = response.usage_metadata
+    # "Say hello": 4 for the turn + ceil(9 bytes / 4) = 3, and the cached 100 are part of the prompt.
+    assert (usage.prompt_token_count, usage.cached_content_token_count, usage.candidates_token_count,
+            usage.thoughts_token_count, usage.tool_use_prompt_token_count) == (107, 100, 4, 9, 5)
+    assert usage.total_token_count == 107 + 4 + 9 + 5
+    assert response.text == " ".join(REPLY[:4]) and response.candidates[0].finish_reason == "MAX_TOKENS"
+
+    long = gemini_client(sim, **{"X-Sim-Prompt-Tokens": "250000"})
+    chunks = list(long.models.generate_content_stream(model="gemini-2.5-pro", contents="hi", config=config))
+    assert [c.usage_metadata.candidates_token_count for c in chunks] == [1, 2, 3, 4]
+    assert {c.usage_metadata.prompt_token_count for c in chunks} == {250000}
+    assert chunks[-1].candidates[0].finish_reason == "MAX_TOKENS" and chunks[0].candidates[0].finish_reason is None
+
+
+def test_gemini_count_tokens_embeddings_and_models(sim: SimulatorThread) -> None:
+    client = gemini_client(sim)
+    assert client.models.count_tokens(model="gemini-2.5-flash", contents="Say hello").total_tokens == 7
+    embedded = client.models.embed_content(model="gemini-embedding-001", contents=["a", "b"])
+    assert len(embedded.embeddings) == 2 and len(embedded.embeddings[0].values) == 8
+    assert "models/gemini-2.5-pro" in [m.name for m in client.models.list()]
+
+
+def test_gemini_errors_are_googles(sim: SimulatorThread) -> None:
+    url = f"{sim.base_url}/v1beta/models/gemini-2.5-flash:generateContent"
+    body = {"contents": [{"parts": [{"text": "hi"}]}]}
+    missing = httpx.post(url, json=body)
+    assert missing.status_code == 403 and missing.json()["error"]["status"] == "PERMISSION_DENIED"
+    by_query = httpx.post(f"{url}?key=AIza-sim", json=body)
+    assert by_query.status_code == 200
+    limited = httpx.post(url, json=body, headers={"x-goog-api-key": "k", "X-Sim-Status": "429"})
+    assert limited.status_code == 429 and limited.json()["error"] == {
+        "code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED"}
+    unknown = httpx.post(url.replace("generateContent", "summon"), json=body, headers={"x-goog-api-key": "k"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["status"] == "NOT_FOUND"

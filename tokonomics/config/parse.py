@@ -153,7 +153,7 @@ def _provider_problems(provider: ProviderIn, environ: Mapping[str, str]) -> list
     builtin = BUILTIN_PROVIDERS.get(provider.slug)
     if builtin is None and provider.kind is None:
         problems.append(
-            f"kind: required for a custom provider (openai or anthropic); {provider.slug!r} is not built in"
+            f"kind: required for a custom provider (openai, anthropic or gemini); {provider.slug!r} is not built in"
         )
     if builtin is None and not provider.base_url:
         problems.append(f"base_url: required for a custom provider; {provider.slug!r} is not built in")

@@ -21,7 +21,7 @@ class Strict(BaseModel):
 
 class ProviderIn(Strict):
     slug: str = Field(pattern=SLUG_PATTERN)
-    kind: Literal["openai", "anthropic"] | None = None
+    kind: Literal["openai", "anthropic", "gemini"] | None = None
     base_url: str | None = None
     pricing_provider: str | None = None
     api_key: str | None = None

@@ -20,6 +20,9 @@ def test_the_demo_account_is_created_once_and_audited_as_the_demo_file(plans, mo
     demo = Account.objects.get(slug="demo")
     assert AuditEntry.objects.filter(account=demo, action="account.created").exists()
     assert set(AuditEntry.objects.values_list("actor_kind", "actor_label")) == {("config", "config:demo.yaml")}
+    gemini = demo.provider_endpoints.get(slug="gemini-native")  # the native Gemini API, on the simulator
+    assert (gemini.wire_format, gemini.base_url, gemini.pricing_provider) == ("gemini", "http://127.0.0.1:8100",
+                                                                              "google")
     entries = AuditEntry.objects.count()
     second = io.StringIO()
     call_command("seeddemo", stdout=second)

@@ -18,13 +18,30 @@ CALLS = [
     ("anthropic", "/v1/messages", "claude-3-5-haiku-latest", "anthropic"),
     ("openai", "/embeddings", "text-embedding-3-small", "embeddings"),
     ("vllm-internal", "/chat/completions", "llama-3.1-70b-instruct", "openai"),
+    # Gemini's native API, as google-genai calls it: the model in the path, the key in x-goog-api-key.
+    ("gemini-native", "/v1beta/models/gemini-2.5-flash:generateContent", "gemini-2.5-flash", "gemini"),
+    ("gemini-native", "/v1beta/models/gemini-2.5-pro:generateContent", "gemini-2.5-pro", "gemini"),
+    ("gemini-native", "/v1beta/models/gemini-embedding-001:batchEmbedContents", "gemini-embedding-001",
+     "gemini-embeddings"),
 ]
+
+
+def call_path(path: str, kind: str, stream: bool) -> str:
+    """The path of one demo call: a streamed Gemini call is streamGenerateContent with alt=sse."""
+    if kind == "gemini" and stream:
+        return path.replace(":generateContent", ":streamGenerateContent") + "?alt=sse"
+    return path
 
 
 def _body(kind: str, model: str, stream: bool) -> dict[str, Any]:
     question = random.choice(["Summarise this ticket.", "Classify the claim.", "Draft a polite reply."])
     if kind == "embeddings":
         return {"model": model, "input": question}
+    if kind == "gemini-embeddings":
+        return {"requests": [{"model": f"models/{model}", "content": {"parts": [{"text": question}]}}]}
+    if kind == "gemini":
+        return {"contents": [{"role": "user", "parts": [{"text": question}]}],
+                "generationConfig": {"maxOutputTokens": 64, "thinkingConfig": {"thinkingBudget": 128}}}
     body: dict[str, Any] = {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": question}]}
     if stream:
         body["stream"] = True
@@ -45,17 +62,21 @@ class Command(BaseCommand):
         with httpx.Client(timeout=30) as client:
             for n in itertools.count(1):
                 provider, path, model, kind = random.choice(CALLS)
-                stream = kind != "embeddings" and random.random() < 0.4
+                stream = "embeddings" not in kind and random.random() < 0.4
+                gemini = kind.startswith("gemini")
                 headers = {
-                    "Authorization": f"Bearer {key}",
+                    **({"x-goog-api-key": key} if gemini else {"Authorization": f"Bearer {key}"}),
                     "X-Feature-Name": random.choice(FEATURES),
                     "X-Tenant-ID": random.choice(TENANTS),
                     "X-Tokonomics-Tags": f"intent={random.choice(['answer', 'classify'])}",
                 }
                 if kind == "anthropic":
                     headers["anthropic-version"] = "2023-06-01"
+                if kind == "gemini":
+                    headers["X-Sim-Reasoning-Tokens"] = str(random.randint(0, 120))  # the simulator's thinking
+                url = f"{site}/proxy/{provider}{call_path(path, kind, stream)}"
                 try:
-                    with client.stream("POST", f"{site}/proxy/{provider}{path}", json=_body(kind, model, stream),
+                    with client.stream("POST", url, json=_body(kind, model, stream),
                                        headers=headers) as response:
                         response.read()
                 except httpx.HTTPError as exc:
