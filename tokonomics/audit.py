@@ -17,8 +17,8 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
 # Never copied into the log, whatever the model (secret_id only binds ciphertexts: noise in a log).
-SECRET_FIELDS = frozenset({"key_hash", "token_hash", "credential_encrypted", "secret_encrypted", "url_encrypted",
-                           "secret_id", "password"})
+SECRET_FIELDS = frozenset({"key_hash", "previous_key_hash", "token_hash", "credential_encrypted", "secret_encrypted",
+                           "url_encrypted", "secret_id", "password"})
 # The entry has its own time and actor; copying the row's would make the same change look different by channel.
 BOOKKEEPING_FIELDS = frozenset({"id", "created_at", "updated_at", "created_by", "last_used_at"})
 LABEL_LENGTH = 200

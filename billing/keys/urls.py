@@ -6,6 +6,7 @@ urlpatterns = [
     path("keys/", views.key_list, name="key_list"),
     path("keys/new", views.key_create, name="key_create"),
     path("keys/<int:key_id>/revoke", views.key_revoke, name="key_revoke"),
+    path("keys/<int:key_id>/rotate", views.key_rotate, name="key_rotate"),
     path("providers/", views.provider_list, name="provider_list"),
     path("providers/save", views.provider_save, name="provider_save"),
 ]

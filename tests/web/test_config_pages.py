@@ -22,8 +22,10 @@ def _seat(email: str, account, role: str):
 
 def test_member_creates_a_key_and_sees_its_plaintext_once(client, bob, acme) -> None:
     client.force_login(bob)
-    response = client.post(reverse("key_create", args=["acme"]),
-                           {"name": "ci", "environment": "staging", "allowed_models": "gpt-4o-mini, claude-*"})
+    posted = client.post(reverse("key_create", args=["acme"]),
+                         {"name": "ci", "environment": "staging", "allowed_models": "gpt-4o-mini, claude-*"})
+    assert posted.status_code == 302  # post/redirect/get: a refresh never resubmits the form
+    response = client.get(posted["Location"])
     assert response.status_code == 200 and "no-store" in response["Cache-Control"]
     key = ApiKey.objects.get(account=acme, name="ci")
     plaintext = response.content.decode().split('id="new-key-value">')[1].split("<")[0]
