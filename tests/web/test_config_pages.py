@@ -91,7 +91,7 @@ def test_channel_and_test_alert(client, alice, acme, settings, django_capture_on
     client.force_login(alice)
     created = client.post(reverse("alert_channel_create", args=["acme"]),
                           {"name": "ops", "kind": "email", "emails": "ops@acme.test"})
-    assert created.status_code == 200
+    assert created.status_code == 302
     channel = acme.alert_channels.get(name="ops")
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("alert_channel_test", args=["acme", channel.pk]))
