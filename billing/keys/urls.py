@@ -9,4 +9,7 @@ urlpatterns = [
     path("keys/<int:key_id>/rotate", views.key_rotate, name="key_rotate"),
     path("providers/", views.provider_list, name="provider_list"),
     path("providers/save", views.provider_save, name="provider_save"),
+    path("providers/<int:endpoint_id>/edit", views.provider_edit, name="provider_edit"),
+    path("providers/<int:endpoint_id>/delete", views.provider_delete, name="provider_delete"),
+    path("providers/<int:endpoint_id>/test", views.provider_test, name="provider_test"),
 ]

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from billing.accounts.access import Membership, membership_get
 from billing.keys.selectors import key_row_list
 from proxy.catalog import BUILTIN_PROVIDERS, WIRE_FORMATS
+from proxy.endpoint_check import provider_endpoint_check
 from proxy.models import ApiKey, ProviderEndpoint
 from proxy.schemas import MAX_PER_MINUTE
 from proxy.services import (
@@ -25,6 +26,7 @@ from proxy.services import (
     api_key_revoke,
     api_key_rotate,
     provider_endpoint_create,
+    provider_endpoint_delete,
     provider_endpoint_update,
 )
 from tokonomics.audit import Actor
@@ -164,10 +166,13 @@ class EndpointForm(forms.Form):
 
 
 def _endpoints_page(
-    request: SignedInRequest, membership: Membership, form: EndpointForm, status: int = 200
+    request: SignedInRequest, membership: Membership, form: EndpointForm, status: int = 200,
+    editing: ProviderEndpoint | None = None,
 ) -> HttpResponse:
     context = {"tab": "providers", "membership": membership, "account": membership.account, "form": form,
-               "endpoints": membership.account.provider_endpoints.order_by("slug"),
+               "endpoints": membership.account.provider_endpoints.order_by("slug"), "editing": editing,
+               "check": request.session.pop(CHECK_SESSION_KEY, None),
+               "site": request.build_absolute_uri("/").rstrip("/"),
                "can_manage": membership.can("manage_providers")}
     template = "proxy/providers.html#endpoint-form" if request.htmx else "proxy/providers.html"
     return render(request, template, context, status=status)
@@ -180,11 +185,13 @@ def provider_list(request: SignedInRequest, slug: str) -> HttpResponse:
     return _endpoints_page(request, membership, EndpointForm())
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 def provider_save(request: SignedInRequest, slug: str) -> HttpResponse:
     """Create an endpoint, or update the one with this slug (the form is keyed by slug)."""
     membership = membership_get(request, slug)
+    if request.method == "GET":  # the form's address, bookmarked or refreshed: the page that holds the form
+        return redirect("provider_list", slug)
     membership.require("manage_providers")
     form = EndpointForm(request.POST)
     if form.is_valid():
@@ -209,3 +216,75 @@ def provider_save(request: SignedInRequest, slug: str) -> HttpResponse:
             messages.success(request, f"Provider endpoint {endpoint.slug} saved.")
             return after_change(request, reverse("provider_list", args=[slug]))
     return _endpoints_page(request, membership, form, status=200 if request.htmx else 400)
+
+
+# The outcome of the last connection test, carried across its redirect to the page that shows it once.
+CHECK_SESSION_KEY = "tk_endpoint_check"
+
+
+class EndpointEditForm(EndpointForm):
+    def __init__(self, *args: Any, endpoint: ProviderEndpoint, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {"slug": endpoint.slug, "wire_format": endpoint.wire_format,
+                                      "base_url": endpoint.base_url, "pricing_provider": endpoint.pricing_provider})
+        super().__init__(*args, **kwargs)
+        self.fields["slug"].disabled = True  # the slug is the endpoint's address: a new slug is a new endpoint
+        self.fields["slug"].help_text = "The {provider} in /proxy/{provider}/…; to change it, add a new endpoint."
+
+
+def _endpoint_for_change(membership: Membership, endpoint_id: int) -> ProviderEndpoint:
+    membership.require("manage_providers")
+    return get_object_or_404(ProviderEndpoint, pk=endpoint_id, account=membership.account)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def provider_edit(request: SignedInRequest, slug: str, endpoint_id: int) -> HttpResponse:
+    membership = membership_get(request, slug)
+    endpoint = _endpoint_for_change(membership, endpoint_id)
+    if request.method == "GET":
+        return _endpoints_page(request, membership, EndpointEditForm(endpoint=endpoint), editing=endpoint)
+    form = EndpointEditForm(request.POST, endpoint=endpoint)
+    if form.is_valid():
+        data = form.cleaned_data
+        changes = {"wire_format": data["wire_format"] or endpoint.wire_format,
+                   "base_url": data["base_url"] or endpoint.base_url, "pricing_provider": data["pricing_provider"]}
+        if data["credential"]:
+            changes["credential"] = data["credential"]
+        try:
+            provider_endpoint_update(account=membership.account, actor=Actor.of_user(request.user),
+                                     endpoint=endpoint, changes=changes)
+        except ValidationError as error:
+            form_errors_from(form, error)
+        else:
+            messages.success(request, f"Provider endpoint {endpoint.slug} saved.")
+            return redirect("provider_list", slug)
+    endpoint.refresh_from_db()
+    return _endpoints_page(request, membership, form, status=400, editing=endpoint)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def provider_delete(request: SignedInRequest, slug: str, endpoint_id: int) -> HttpResponse:
+    membership = membership_get(request, slug)
+    endpoint = _endpoint_for_change(membership, endpoint_id)
+    if request.method == "GET":
+        return confirm_page(request, context=_page_context(membership, "providers"),
+                            title=f"Delete provider endpoint {endpoint.slug}?",
+                            message=f"Calls to /proxy/{endpoint.slug}/… are refused within a second, and its stored "
+                                    "credential is deleted. Usage already recorded stays.",
+                            confirm_label="Delete endpoint", cancel_url=reverse("provider_list", args=[slug]))
+    provider_endpoint_delete(account=membership.account, actor=Actor.of_user(request.user), endpoint=endpoint)
+    messages.success(request, f"Provider endpoint {endpoint.slug} deleted.")
+    return redirect("provider_list", slug)
+
+
+@require_POST
+@login_required
+def provider_test(request: SignedInRequest, slug: str, endpoint_id: int) -> HttpResponse:
+    """Ask the provider for its model list with the stored credential; the page shows what came back."""
+    membership = membership_get(request, slug)
+    endpoint = _endpoint_for_change(membership, endpoint_id)
+    check = provider_endpoint_check(endpoint=endpoint)
+    request.session[CHECK_SESSION_KEY] = {"slug": endpoint.slug, "ok": check.ok, "message": check.message,
+                                          "detail": check.detail}
+    return redirect("provider_list", slug)
