@@ -57,7 +57,10 @@ class ChannelForm(forms.Form):
         for name, kinds in self.KINDS.items():
             if kind and kind not in kinds.split():
                 data[name] = ""
-        if kind == AlertChannel.Kind.SLACK and data.get("url") and (problem := slack_url_problem(data["url"])):
+        # An edited Slack channel's URL comes back masked when unchanged: it was checked when it was stored.
+        unchanged = data.get("url") == self.initial.get("url")
+        if kind == AlertChannel.Kind.SLACK and data.get("url") and not unchanged \
+                and (problem := slack_url_problem(data["url"])):
             self.add_error("url", f"This {problem}.")
         return data
 
@@ -212,3 +215,68 @@ def rule_enable(request: SignedInRequest, slug: str, rule_id: int) -> HttpRespon
                       changes={"enabled": enabled})
     messages.success(request, f"Rule {'enabled' if enabled else 'disabled'}.")
     return redirect("alert_settings", slug)
+
+
+class ChannelEditForm(ChannelForm):
+    def __init__(self, *args: Any, channel: AlertChannel, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {"name": channel.name, "kind": channel.kind, "url": channel.url,
+                                      "emails": ", ".join(channel.emails)})
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].disabled = True  # another kind is another channel: add it, then delete this one
+        self.fields["url"].help_text += " A Slack URL shows masked: leave it as it is to keep it."
+        self.fields["secret"].help_text = "Webhook signing secret (whsec_…); empty keeps the current one."
+
+
+def _edit_page(request: SignedInRequest, membership: Membership, *, title: str, form: forms.Form,
+               action: str) -> HttpResponse:
+    context = {**_context(membership), "title": title, "form": form, "action": action}
+    return render(request, "alerts/edit.html", context, status=400 if form.is_bound else 200)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def channel_edit(request: SignedInRequest, slug: str, channel_id: int) -> HttpResponse:
+    membership = membership_get(request, slug)
+    membership.require("manage_alerts")
+    channel = get_object_or_404(AlertChannel, pk=channel_id, account=membership.account)
+    form = ChannelEditForm(request.POST if request.method == "POST" else None, channel=channel)
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        changes: dict[str, Any] = {"name": data["name"]}
+        if channel.kind == AlertChannel.Kind.EMAIL:
+            changes["emails"] = [e.strip() for e in data["emails"].split(",") if e.strip()]
+        else:
+            changes["url"] = data["url"]
+        if data["secret"]:
+            changes["secret"] = data["secret"]
+        try:
+            alert_channel_update(account=membership.account, actor=Actor.of_user(request.user),
+                                 channel=AlertChannel.objects.get(pk=channel.pk), changes=changes)
+        except ValidationError as error:
+            form_errors_from(form, error)
+        else:
+            messages.success(request, f"Channel {data['name']} saved.")
+            return redirect("alert_settings", slug)
+    return _edit_page(request, membership, title=f"Edit channel {channel.name}", form=form,
+                      action=reverse("alert_channel_edit", args=[slug, channel.pk]))
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def rule_edit(request: SignedInRequest, slug: str, rule_id: int) -> HttpResponse:
+    membership = membership_get(request, slug)
+    membership.require("manage_alerts")
+    rule = get_object_or_404(AlertRule, pk=rule_id, account=membership.account)
+    initial = {name: getattr(rule, name) for name in RuleForm.base_fields}
+    form = RuleForm(request.POST if request.method == "POST" else None, initial=initial)
+    if form.is_bound and form.is_valid():
+        try:
+            alert_rule_update(account=membership.account, actor=Actor.of_user(request.user),
+                              rule=AlertRule.objects.get(pk=rule.pk), changes=form.cleaned_data)
+        except ValidationError as error:
+            form_errors_from(form, error)
+        else:
+            messages.success(request, "Burn-rate rule saved.")
+            return redirect("alert_settings", slug)
+    return _edit_page(request, membership, title=f"Edit rule on {rule.scope} {rule.match}", form=form,
+                      action=reverse("alert_rule_edit", args=[slug, rule.pk]))

@@ -25,6 +25,7 @@ from proxy.services import (
     api_key_create,
     api_key_revoke,
     api_key_rotate,
+    api_key_update,
     provider_endpoint_create,
     provider_endpoint_delete,
     provider_endpoint_update,
@@ -123,6 +124,33 @@ def key_revoke(request: SignedInRequest, slug: str, key_id: int) -> HttpResponse
     api_key_revoke(account=membership.account, actor=Actor.of_user(request.user), key=key)
     messages.success(request, f"Key {key.name} revoked; proxies stop accepting it within a second.")
     return redirect("key_list", slug)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def key_edit(request: SignedInRequest, slug: str, key_id: int) -> HttpResponse:
+    """Change a key's name, environment, models, expiry and limits; its secret stays (rotate for a new one)."""
+    membership = membership_get(request, slug)
+    key = _key_for_change(request, membership, key_id)
+    if key.revoked_at is not None:
+        raise PermissionDenied("A revoked key cannot be changed.")
+    if request.method == "GET":
+        form = KeyForm(initial={**{name: getattr(key, name) for name in KeyForm.base_fields},
+                                "allowed_models": ", ".join(key.allowed_models)})
+    else:
+        form = KeyForm(request.POST)
+        if form.is_valid():
+            changes = {name: value for name, value in form.cleaned_data.items() if getattr(key, name) != value}
+            try:
+                api_key_update(account=membership.account, actor=Actor.of_user(request.user),
+                               key=ApiKey.objects.get(pk=key.pk), changes=changes)
+            except ValidationError as error:
+                form_errors_from(form, error)
+            else:
+                messages.success(request, f"Key {form.cleaned_data['name']} saved.")
+                return redirect("key_list", slug)
+    context = {**_page_context(membership, "keys"), "key": key, "form": form}
+    return render(request, "proxy/key_edit.html", context, status=400 if form.is_bound else 200)
 
 
 class RotateForm(forms.Form):

@@ -105,7 +105,8 @@ def test_viewers_cannot_add_delete_or_disable_channels_and_rules(client_as, dave
     rule = AlertRule.objects.create(account=acme, scope="feature", match="*", multiplier=Decimal(3))
     page = client.get(reverse("alert_settings", args=["acme"])).content.decode()
     assert reverse("alert_channel_delete", args=["acme", channel.pk]) not in page
-    for name, pk in (("alert_channel_delete", channel.pk), ("alert_rule_delete", rule.pk)):
+    for name, pk in (("alert_channel_delete", channel.pk), ("alert_rule_delete", rule.pk),
+                     ("alert_channel_edit", channel.pk), ("alert_rule_edit", rule.pk)):
         assert client.get(reverse(name, args=["acme", pk])).status_code == 403
         assert client.post(reverse(name, args=["acme", pk])).status_code == 403
     for name, pk in (("alert_channel_enable", channel.pk), ("alert_rule_enable", rule.pk)):
@@ -115,3 +116,28 @@ def test_viewers_cannot_add_delete_or_disable_channels_and_rules(client_as, dave
     channel.refresh_from_db()
     rule.refresh_from_db()
     assert channel.enabled and rule.enabled and AlertChannel.objects.count() == 1
+
+
+def test_edit_a_channel_and_a_rule(client_as, alice, acme) -> None:
+    client = client_as(alice)
+    client.post(reverse("alert_channel_create", args=["acme"]), {"name": "chat", "kind": "slack", "url": SLACK})
+    channel = AlertChannel.objects.get(account=acme)
+    url = reverse("alert_channel_edit", args=["acme", channel.pk])
+    form = client.get(url).content.decode()
+    assert "XOXBSECRET" not in form and 'value="chat"' in form
+    # The masked URL sent back unchanged keeps the real one; the name changes.
+    assert client.post(url, {"name": "ops-chat", "kind": "webhook", "url": channel.url}).status_code == 302
+    channel.refresh_from_db()
+    assert channel.name == "ops-chat" and channel.kind == "slack" and channel.destination_url() == SLACK
+    refused = client.post(url, {"name": "ops-chat", "url": "https://example.com/x"})
+    assert refused.status_code == 400 and "not a Slack incoming-webhook URL" in refused.content.decode()
+    rule = AlertRule.objects.create(account=acme, scope="feature", match="*")
+    rule_url = reverse("alert_rule_edit", args=["acme", rule.pk])
+    assert 'value="15"' in client.get(rule_url).content.decode()
+    saved = client.post(rule_url, {"scope": "tenant", "match": "*", "window_minutes": "30", "multiplier": "3",
+                                   "floor_usd": "2"})
+    assert saved.status_code == 302
+    rule.refresh_from_db()
+    assert (rule.scope, rule.window_minutes, rule.multiplier) == ("tenant", 30, Decimal("3"))
+    actions = set(AuditEntry.objects.filter(actor=alice).values_list("action", flat=True))
+    assert {"alert_channel.updated", "alert_rule.updated"} <= actions

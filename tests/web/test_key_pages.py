@@ -84,7 +84,7 @@ def test_viewer_cannot_rotate_or_revoke_and_member_only_their_own(client_as, ali
     key = ApiKey.objects.get(account=acme, name="owners")
     for user in (dave, bob):
         client = client_as(user)
-        for name in ("key_rotate", "key_revoke"):
+        for name in ("key_rotate", "key_revoke", "key_edit"):
             assert client.get(reverse(name, args=["acme", key.pk])).status_code == 403
             assert client.post(reverse(name, args=["acme", key.pk]), {"grace": "none"}).status_code == 403
     created = client_as(dave).post(reverse("key_create", args=["acme"]), {"name": "x", "environment": "p"})
@@ -123,3 +123,23 @@ def test_keys_table_shows_created_last_used_spend_and_budget_in_a_fixed_number_o
     with CaptureQueriesContext(connection) as many:
         client.get(reverse("key_list", args=["acme"]))
     assert len(many) == len(few)
+
+
+def test_edit_changes_settings_keeps_the_secret_and_renames_its_budget(client_as, alice, acme) -> None:
+    client = client_as(alice)
+    client.post(reverse("key_create", args=["acme"]), {"name": "ci", "environment": "production"})
+    key = ApiKey.objects.get(account=acme, name="ci")
+    budget = Budget.objects.create(account=acme, scope="key", match="ci", period="month", limit_usd=Decimal("5"))
+    url = reverse("key_edit", args=["acme", key.pk])
+    form = client.get(url).content.decode()
+    assert 'value="ci"' in form and 'value="production"' in form
+    saved = client.post(url, {"name": "ci-2", "environment": "staging", "allowed_models": "claude-*",
+                              "max_concurrent": "3"})
+    assert saved.status_code == 302
+    old_hash = key.key_hash
+    key.refresh_from_db()
+    budget.refresh_from_db()
+    assert (key.name, key.environment, key.allowed_models, key.max_concurrent) == ("ci-2", "staging", ["claude-*"], 3)
+    assert key.key_hash == old_hash and budget.match == "ci-2"
+    assert AuditEntry.objects.filter(action="key.updated", actor=alice, target="ci").exists()
+    assert client_as(alice).get(url).status_code == 200
