@@ -137,8 +137,10 @@ def api_key_replace(*, account: Account, actor: Actor, key: ApiKey, plaintext: s
     _owned(key, account)
     before = snapshot(key)
     key.key_hash, key.prefix = hash_key(plaintext), visible_prefix(plaintext)
+    # A rotation's old secret, still in its grace period, stops too: "the old one stops working".
+    key.previous_key_hash, key.previous_valid_until = None, None
     with transaction.atomic():
-        key.save(update_fields=["key_hash", "prefix"])
+        key.save(update_fields=["key_hash", "prefix", "previous_key_hash", "previous_valid_until"])
         audit_record(account=account, actor=actor, action="key.replaced", target=key.name, before=before,
                      after=snapshot(key))
     return key

@@ -54,3 +54,18 @@ def test_rotation_without_grace_stops_the_old_secret_at_once(stack) -> None:
     assert _call(stack, new).status_code == 200
     key.refresh_from_db()
     assert key.previous_key_hash is None and key.name == "main"
+
+
+def test_a_secret_replaced_from_a_config_file_ends_a_rotations_grace_too(acme) -> None:
+    from proxy.directory import load_key
+    from proxy.keys import hash_key
+    from proxy.services import api_key_replace
+
+    from ..support import make_key
+
+    key = make_key(acme, KEY)
+    key, rotated = api_key_rotate(account=acme, actor=Actor.of_system("test"), key=key, grace=timedelta(days=7))
+    assert load_key(hash_key(KEY)) is not None  # in its grace week
+    api_key_replace(account=acme, actor=Actor.of_system("test"), key=key, plaintext=KEY + "x")
+    assert load_key(hash_key(KEY)) is None and load_key(hash_key(rotated)) is None
+    assert load_key(hash_key(KEY + "x")).id == key.pk

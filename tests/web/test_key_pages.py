@@ -143,3 +143,16 @@ def test_edit_changes_settings_keeps_the_secret_and_renames_its_budget(client_as
     assert key.key_hash == old_hash and budget.match == "ci-2"
     assert AuditEntry.objects.filter(action="key.updated", actor=alice, target="ci").exists()
     assert client_as(alice).get(url).status_code == 200
+
+
+@pytest.mark.parametrize(("name", "args"), [
+    ("key_edit", [1]), ("key_rotate", [1]), ("budget_update", [1]), ("provider_edit", [1]), ("provider_delete", [1]),
+    ("provider_test", [1]), ("alert_channel_edit", [1]), ("alert_channel_delete", [1]), ("alert_channel_enable", [1]),
+    ("alert_rule_edit", [1]), ("alert_rule_delete", [1]), ("alert_rule_enable", [1]), ("price_list", []),
+    ("price_create", []), ("price_update", [1]), ("price_delete", [1]), ("token_list", []), ("token_create", []),
+    ("token_revoke", [1]),
+])
+def test_outsiders_get_404_on_every_new_page_and_action(client_as, charlie, acme, name, args) -> None:
+    client = client_as(charlie)
+    assert client.post(reverse(name, args=["acme", *args]), {}).status_code in (404, 405)
+    assert client.get(reverse(name, args=["acme", *args])).status_code in (404, 405)
