@@ -194,6 +194,9 @@ def test_create_edit_and_delete_every_object(stack: Stack, owner, browser: Brows
     base = stack.proxy
     page_errors: list[str] = []
     page.on("pageerror", lambda error: page_errors.append(str(error)))
+    refused: list[str] = []  # what the Content-Security-Policy blocked, as Chromium logs it
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text
+            else None)
     _sign_in(page, base)
     _providers(page, base, stack.sim)
     _keys(page, base)
@@ -203,4 +206,5 @@ def test_create_edit_and_delete_every_object(stack: Stack, owner, browser: Brows
     _prices(page, base)
     _tokens(page, base)
     assert not page_errors, page_errors
+    assert not refused, refused
     assert time.monotonic() - started < JOURNEY_SECONDS
