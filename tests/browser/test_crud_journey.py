@@ -23,6 +23,7 @@ JOURNEY_SECONDS = 90  # ~25 s here; bounded so a hang fails instead of stalling 
 @pytest.fixture
 def owner(stack: Stack):
     # Made before the browser starts: with Playwright running, this thread may not touch the ORM.
+    user_with_seat("frank@acme.test", stack.account, "viewer")
     return user_with_seat(OWNER, stack.account, "owner")
 
 
@@ -189,6 +190,16 @@ def _tokens(page: Page, base: str) -> None:
     assert httpx.get(f"{base}/api/v1/budgets", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 
+def _seat_removal_with_htmx_confirm(page: Page, base: str) -> None:
+    """With JavaScript the Remove button asks in a dialog (hx-confirm) and posts; the page stays."""
+    page.goto(f"{base}/a/acme/team/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("tr", has_text="frank@acme.test").get_by_role("button", name="Remove").click()
+    expect(page.locator("#team")).to_contain_text("frank@acme.test no longer has a seat")
+    expect(page.locator("#team tr", has_text="frank@acme.test")).to_have_count(0)
+    expect(page).to_have_url(f"{base}/a/acme/team/")
+
+
 def test_create_edit_and_delete_every_object(stack: Stack, owner, browser: Browser, page: Page) -> None:
     started = time.monotonic()
     base = stack.proxy
@@ -205,6 +216,7 @@ def test_create_edit_and_delete_every_object(stack: Stack, owner, browser: Brows
     _alerts(page, base)
     _prices(page, base)
     _tokens(page, base)
+    _seat_removal_with_htmx_confirm(page, base)
     assert not page_errors, page_errors
     assert not refused, refused
     assert time.monotonic() - started < JOURNEY_SECONDS
