@@ -156,3 +156,16 @@ def test_outsiders_get_404_on_every_new_page_and_action(client_as, charlie, acme
     client = client_as(charlie)
     assert client.post(reverse(name, args=["acme", *args]), {}).status_code in (404, 405)
     assert client.get(reverse(name, args=["acme", *args])).status_code in (404, 405)
+
+
+def test_the_secret_waits_for_its_page_sealed_never_in_plaintext(client_as, bob, acme) -> None:
+    from django.contrib.sessions.models import Session
+
+    client = client_as(bob)
+    posted = client.post(reverse("key_create", args=["acme"]), {"name": "ci", "environment": "production"})
+    stored = " ".join(s.session_data + repr(s.get_decoded()) for s in Session.objects.all())
+    assert "tk_shown_once" in stored  # it is there, waiting
+    secret = _secret_on(client.get(posted["Location"]).content.decode())
+    assert secret not in stored and secret[len("mk_"):] not in stored
+    after = " ".join(repr(s.get_decoded()) for s in Session.objects.all())
+    assert "tk_shown_once" not in after  # popped by the page that showed it
