@@ -225,7 +225,7 @@ def burn_rate_check(*, now: datetime | None = None) -> list[AlertEvent]:
     trailing average — the agent stuck in a loop at 3 a.m. Spend under the rule's floor never pages."""
     now = now or datetime.now(UTC)
     fired = []
-    for rule in AlertRule.objects.filter(kind=AlertRule.Kind.BURN_RATE).select_related("account"):
+    for rule in AlertRule.objects.filter(kind=AlertRule.Kind.BURN_RATE, enabled=True).select_related("account"):
         window = timedelta(minutes=rule.window_minutes)
         field = {"key": "key_id", "account": "account_id"}.get(rule.scope, rule.scope)
         records = UsageRecord.objects.filter(account=rule.account, cost_usd__isnull=False)

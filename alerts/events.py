@@ -54,7 +54,7 @@ def alert_event_create(
                 webhook_id=_new_webhook_id(),
                 payload=alert_payload(event_type, data),
             )
-            channels = AlertChannel.objects.filter(account_id=account_id)
+            channels = AlertChannel.objects.filter(account_id=account_id, enabled=True)
             if channel_ids:
                 channels = channels.filter(pk__in=channel_ids)
             event.channels.set(channels)

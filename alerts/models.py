@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from alerts.delivery_errors import delivery_error_text
 from billing.models import Account
 from tokonomics.crypto import decrypt_secret, encrypt_secret, secret_context
 
@@ -44,6 +45,7 @@ class AlertChannel(models.Model):
     url_encrypted = models.TextField(blank=True, editable=False)
     # What the ciphertexts are bound to (tokonomics/crypto.py); set before the row has a pk.
     secret_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    enabled = models.BooleanField(default=True, help_text="A disabled channel is sent nothing until enabled again.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -109,6 +111,7 @@ class AlertRule(models.Model):
         max_digits=12, decimal_places=6, default=Decimal("1"), help_text="Spend in the window below this never alerts."
     )
     channels = models.ManyToManyField(AlertChannel, blank=True, related_name="rules")
+    enabled = models.BooleanField(default=True, help_text="A disabled rule is not evaluated until enabled again.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -173,3 +176,8 @@ class AlertDelivery(models.Model):
     def __str__(self) -> str:
         outcome = "ok" if self.succeeded else f"failed ({self.status_code or self.error[:40]})"
         return f"{self.event.type} → {self.channel.name} #{self.attempt}: {outcome}"
+
+    @property
+    def plain_error(self) -> str:
+        """The failure said plainly (the raw `error` stays for the details)."""
+        return delivery_error_text(kind=self.channel.kind, status_code=self.status_code, error=self.error)

@@ -33,6 +33,7 @@ class AlertChannelOut(Schema):
     url: str = Field(description="Where webhooks go. A Slack URL is write-only: shown masked (scheme://host/…last4).")
     emails: list[str]
     has_secret: bool = Field(description="Whether webhooks are signed. The secret itself is write-only.")
+    enabled: bool = Field(description="A disabled channel is sent nothing.")
     created_at: datetime
 
     @staticmethod
@@ -72,8 +73,9 @@ class AlertChannelPatch(InSchema):
     url: ChannelUrl | SkipJsonSchema[None] = None
     emails: Emails | SkipJsonSchema[None] = None
     secret: Secret | SkipJsonSchema[None] = Field(default=None, description="A new signing secret. Write-only.")
+    enabled: bool | SkipJsonSchema[None] = Field(default=None, description="False: send it nothing until true again.")
 
-    reject_null = not_null("name", "url", "emails", "secret")
+    reject_null = not_null("name", "url", "emails", "secret", "enabled")
 
 
 class AlertRuleOut(Schema):
@@ -85,6 +87,7 @@ class AlertRuleOut(Schema):
     multiplier: DecimalString
     floor_usd: DecimalString
     channel_ids: list[int] = Field(description="Alert channels; empty means every channel of the account.")
+    enabled: bool = Field(description="A disabled rule is not evaluated.")
     created_at: datetime
 
     @staticmethod
@@ -121,5 +124,6 @@ class AlertRulePatch(InSchema):
     multiplier: Multiplier | SkipJsonSchema[None] = None
     floor_usd: FloorUsd | SkipJsonSchema[None] = None
     channel_ids: ChannelIds | SkipJsonSchema[None] = None
+    enabled: bool | SkipJsonSchema[None] = Field(default=None, description="False: stop evaluating it.")
 
-    reject_null = not_null("scope", "match", "window_minutes", "multiplier", "floor_usd", "channel_ids")
+    reject_null = not_null("scope", "match", "window_minutes", "multiplier", "floor_usd", "channel_ids", "enabled")

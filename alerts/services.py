@@ -7,6 +7,7 @@ import binascii
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
@@ -21,8 +22,21 @@ from tokonomics.outbound_urls import url_problem
 from tokonomics.validation import ensure_unique
 
 # `kind` changes only from a config file (the REST API's PATCH has no kind: create another channel instead).
-CHANNEL_FIELDS = frozenset({"name", "kind", "url", "emails", "secret"})
-RULE_FIELDS = frozenset({"scope", "match", "window_minutes", "multiplier", "floor_usd", "channel_ids"})
+CHANNEL_FIELDS = frozenset({"name", "kind", "url", "emails", "secret", "enabled"})
+RULE_FIELDS = frozenset({"scope", "match", "window_minutes", "multiplier", "floor_usd", "channel_ids", "enabled"})
+# Where Slack's incoming webhooks (and workflow triggers) live: a Slack channel posts nowhere else.
+SLACK_HOSTS = frozenset({"hooks.slack.com", "hooks.slack-gov.com"})
+SLACK_PATHS = ("/services/", "/workflows/", "/triggers/")
+
+
+def slack_url_problem(url: str) -> str | None:
+    """Why `url` is not a Slack incoming-webhook URL, or None. The web app's form asks it; the API and config
+    files may still point a Slack-format channel at a Slack-compatible receiver (Mattermost, a test double)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or (parts.hostname or "") not in SLACK_HOSTS or not parts.path.startswith(SLACK_PATHS):
+        return ("is not a Slack incoming-webhook URL (https://hooks.slack.com/services/…); for another service "
+                "choose the webhook kind")
+    return None
 MIN_SECRET_BYTES = 16
 
 
@@ -122,7 +136,7 @@ def alert_channel_update(
         raise ValueError(f"not alert channel fields: {sorted(unknown)}")
     before, old_name = snapshot(channel), channel.name
     secret_changed = changes.get("secret") is not None and changes["secret"] != channel.get_secret()
-    for name in ("name", "emails"):
+    for name in ("name", "emails", "enabled"):
         if name in changes:
             setattr(channel, name, changes[name])
     if "url" in changes or "kind" in changes:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Q
+
 from proxy.hooks import hooks_get
 from proxy.models import ApiKey
 from proxy.pricing import PriceTable
@@ -75,16 +77,24 @@ def _timestamp(value: datetime | None) -> float | None:
 
 
 def load_key(key_hash: str) -> KeyEntry | None:
-    key = ApiKey.objects.filter(key_hash=key_hash).first()
+    """The key with this secret's hash: its current secret, or the one a rotation replaced, which lives only
+    until the grace period the rotation chose (an expiry the gateway checks on every call, cache or not)."""
+    key = ApiKey.objects.filter(Q(key_hash=key_hash) | Q(previous_key_hash=key_hash)).first()
     if key is None:
         return None
+    expires_at = key.expires_at
+    if key.key_hash != key_hash:
+        grace_end = key.previous_valid_until
+        if grace_end is None:
+            return None
+        expires_at = grace_end if expires_at is None else min(expires_at, grace_end)
     return KeyEntry(
         id=key.pk,
         account_id=key.account_id,
         name=key.name,
         environment=key.environment,
         allowed_patterns=tuple(key.allowed_models or ()),
-        expires_at=_timestamp(key.expires_at),
+        expires_at=_timestamp(expires_at),
         revoked=key.revoked_at is not None,
         requests_per_minute=key.requests_per_minute or 0,
         tokens_per_minute=key.tokens_per_minute or 0,

@@ -21,6 +21,10 @@ class ApiKey(models.Model):
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, help_text="The first characters, to recognise the key.")
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # After a rotation the old secret keeps working until previous_valid_until (a grace period the person
+    # rotating chose), so clients can move over without an outage; a later rotation replaces it.
+    previous_key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    previous_valid_until = models.DateTimeField(null=True, blank=True, editable=False)
     environment = models.CharField(max_length=60, default="production")
     allowed_models = models.JSONField(
         default=list, blank=True, help_text='Glob patterns such as "gpt-4o-mini" or "claude-*"; empty allows all.'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -137,11 +137,44 @@ def api_key_replace(*, account: Account, actor: Actor, key: ApiKey, plaintext: s
     _owned(key, account)
     before = snapshot(key)
     key.key_hash, key.prefix = hash_key(plaintext), visible_prefix(plaintext)
+    # A rotation's old secret, still in its grace period, stops too: "the old one stops working".
+    key.previous_key_hash, key.previous_valid_until = None, None
     with transaction.atomic():
-        key.save(update_fields=["key_hash", "prefix"])
+        key.save(update_fields=["key_hash", "prefix", "previous_key_hash", "previous_valid_until"])
         audit_record(account=account, actor=actor, action="key.replaced", target=key.name, before=before,
                      after=snapshot(key))
     return key
+
+
+# The grace periods a rotation offers: how long the old secret keeps working beside the new one.
+ROTATION_GRACE_CHOICES: dict[str, timedelta] = {
+    "none": timedelta(0), "1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7),
+}
+
+
+def api_key_rotate(*, account: Account, actor: Actor, key: ApiKey, grace: timedelta) -> tuple[ApiKey, str]:
+    """Give the key a new generated secret and return it (show it once). Settings, limits and the budgets that
+    name the key stay. The old secret keeps working for `grace` (zero: it stops now); an earlier rotation's
+    old secret stops at once. Proxies learn within a second (the configuration version moves)."""
+    _owned(key, account)
+    if key.revoked_at is not None:
+        raise ValidationError("a revoked key cannot be rotated; create a new key")
+    if grace < timedelta(0):
+        raise ValueError("the grace period cannot be negative")
+    plaintext = generate_key()
+    before = snapshot(key)
+    with transaction.atomic():
+        if grace:
+            key.previous_key_hash, key.previous_valid_until = key.key_hash, timezone.now() + grace
+        else:
+            key.previous_key_hash, key.previous_valid_until = None, None
+        key.key_hash, key.prefix = hash_key(plaintext), visible_prefix(plaintext)
+        key.save(update_fields=["key_hash", "prefix", "previous_key_hash", "previous_valid_until"])
+        until = key.previous_valid_until
+        audit_record(account=account, actor=actor, action="key.rotated", target=key.name, before=before,
+                     after={**snapshot(key), "old_secret_valid_until": until.isoformat() if until else None})
+        config_version_bump()
+    return key, plaintext
 
 
 def api_key_revoke(*, account: Account, actor: Actor, key: ApiKey) -> ApiKey:

@@ -17,10 +17,12 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
 # Never copied into the log, whatever the model (secret_id only binds ciphertexts: noise in a log).
-SECRET_FIELDS = frozenset({"key_hash", "token_hash", "credential_encrypted", "secret_encrypted", "url_encrypted",
-                           "secret_id", "password"})
+SECRET_FIELDS = frozenset({"key_hash", "previous_key_hash", "token_hash", "credential_encrypted", "secret_encrypted",
+                           "url_encrypted", "secret_id", "password"})
 # The entry has its own time and actor; copying the row's would make the same change look different by channel.
-BOOKKEEPING_FIELDS = frozenset({"id", "created_at", "updated_at", "created_by", "last_used_at"})
+# A key rotation's entry states how long the old secret lives (old_secret_valid_until) in words of its own.
+BOOKKEEPING_FIELDS = frozenset({"id", "created_at", "updated_at", "created_by", "last_used_at",
+                                "previous_valid_until"})
 LABEL_LENGTH = 200
 
 if TYPE_CHECKING:  # billing.models imports this module while the user model is still loading

@@ -13,8 +13,8 @@ from billing.sso.session_scope import AccountSignInRequired, session_may_open
 
 ROLE_RANK: dict[str, int] = {Seat.Role.VIEWER: 0, Seat.Role.MEMBER: 1, Seat.Role.ADMIN: 2, Seat.Role.OWNER: 3}
 # What each role adds (CONTRACT-level promise in the web app): viewers see; members create keys and revoke
-# the ones they created; admins revoke any key and manage budgets, providers, alerts and seats; owners also
-# plan, billing and branding.
+# the ones they created; admins revoke any key and manage budgets, providers, alerts, prices, API tokens and
+# seats; owners also plan, billing and branding.
 RIGHTS = {
     "view": Seat.Role.VIEWER,
     "manage_keys": Seat.Role.MEMBER,
@@ -22,6 +22,8 @@ RIGHTS = {
     "manage_budgets": Seat.Role.ADMIN,
     "manage_providers": Seat.Role.ADMIN,
     "manage_alerts": Seat.Role.ADMIN,
+    "manage_prices": Seat.Role.ADMIN,
+    "manage_tokens": Seat.Role.ADMIN,
     "manage_seats": Seat.Role.ADMIN,
     "view_audit": Seat.Role.ADMIN,
     "manage_account": Seat.Role.OWNER,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing.accounts import views
+from billing.accounts import price_views, token_views, views
 
 urlpatterns = [
     path("team/", views.team, name="team"),
@@ -15,4 +15,11 @@ urlpatterns = [
     path("settings/sso/domains/<int:domain_id>/confirm", views.sso_domain_confirmation_send,
          name="sso_domain_confirmation_send"),
     path("audit/", views.audit_log, name="audit_log"),
+    path("prices/", price_views.price_list, name="price_list"),
+    path("prices/new", price_views.price_create, name="price_create"),
+    path("prices/<int:price_id>", price_views.price_update, name="price_update"),
+    path("prices/<int:price_id>/delete", price_views.price_delete, name="price_delete"),
+    path("api-tokens/", token_views.token_list, name="token_list"),
+    path("api-tokens/new", token_views.token_create, name="token_create"),
+    path("api-tokens/<int:token_id>/revoke", token_views.token_revoke, name="token_revoke"),
 ]

@@ -31,7 +31,7 @@ from billing.accounts.team import InvitationError, SentInvitation
 from billing.models import AuditEntry, Invitation, Plan, Seat, SsoConfig, SsoDomain
 from billing.sso import domains as sso_domains
 from billing.sso.services import redirect_uri
-from tokonomics.responses import after_change
+from tokonomics.responses import after_change, confirm_page
 from tokonomics.validation import form_errors_from
 from tokonomics.web_request import HtmxRequest, SignedInRequest
 
@@ -100,16 +100,27 @@ def seat_invite(request: SignedInRequest, slug: str) -> HttpResponse:
     return _team_page(request, membership, invite_form=form, status=200 if request.htmx else 400)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 def invitation_withdraw(request: SignedInRequest, slug: str, invitation_id: int) -> HttpResponse:
+    """GET: the confirm step (without JavaScript; HTMX asks with hx-confirm and posts); POST: withdraw."""
     membership = membership_get(request, slug)
     membership.require("manage_seats")
+    if request.method == "GET":
+        invitation = get_object_or_404(Invitation, pk=invitation_id, account=membership.account)
+        return confirm_page(request, context=_confirm_context(membership),
+                            title=f"Withdraw the invitation to {invitation.email}?",
+                            message="Its link stops working; you can invite again later.",
+                            confirm_label="Withdraw invitation", cancel_url=reverse("team", args=[slug]))
     try:
         invitation = team_services.invitation_withdraw(actor_seat=membership.seat, invitation_id=invitation_id)
     except ValidationError as error:
         return _after_team_change(request, membership, problem=" ".join(error.messages))
     return _after_team_change(request, membership, notice=f"The invitation to {invitation.email} was withdrawn.")
+
+
+def _confirm_context(membership: Membership) -> dict[str, Any]:
+    return {"tab": "team", "membership": membership, "account": membership.account}
 
 
 def _seat_get(membership: Membership, seat_id: int) -> Seat:
@@ -133,12 +144,22 @@ def seat_update(request: SignedInRequest, slug: str, seat_id: int) -> HttpRespon
     return _after_team_change(request, membership_get(request, slug), notice=f"{seat.user.email} is now {seat.role}.")
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 def seat_remove(request: SignedInRequest, slug: str, seat_id: int) -> HttpResponse:
+    """GET: the confirm step (without JavaScript; HTMX asks with hx-confirm and posts); POST: remove."""
     membership = membership_get(request, slug)
     membership.require("manage_seats")
     seat = _seat_get(membership, seat_id)
+    if request.method == "GET":
+        leaving = seat.user_id == request.user.pk
+        return confirm_page(request, context=_confirm_context(membership),
+                            title=f"Leave {membership.account.name}?" if leaving
+                            else f"Remove the seat of {seat.user.email}?",
+                            message="Nothing of the account stays visible to them; keys they created keep working "
+                                    "until revoked.",
+                            confirm_label="Leave" if leaving else "Remove seat",
+                            cancel_url=reverse("team", args=[slug]))
     try:
         team_services.seat_remove(actor_seat=membership.seat, seat=seat)
     except ValidationError as error:

@@ -13,14 +13,14 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from billing.accounts.access import Membership, membership_get
 from billing.budgets import selectors, services
 from billing.dashboard import selectors as dashboard
 from billing.models import Account, Budget
 from tokonomics.audit import Actor
-from tokonomics.responses import after_change
+from tokonomics.responses import after_change, confirm_page
 from tokonomics.validation import form_errors_from
 from tokonomics.web_request import SignedInRequest
 
@@ -66,7 +66,8 @@ def budget_list(request: SignedInRequest, slug: str) -> HttpResponse:
     return _budget_page(request, membership, BudgetForm(account=membership.account))
 
 
-def _budget_page(request: SignedInRequest, membership: Membership, form: BudgetForm, status: int = 200) -> HttpResponse:
+def _budget_page(request: SignedInRequest, membership: Membership, form: BudgetForm, status: int = 200,
+                 editing: Budget | None = None) -> HttpResponse:
     account = membership.account
     budgets = list(account.budgets.order_by("scope", "match", "period"))
     expanded = request.GET.get("values", "")
@@ -80,7 +81,7 @@ def _budget_page(request: SignedInRequest, membership: Membership, form: BudgetF
     status_by_budget: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
         status_by_budget.setdefault(row["budget"].pk, []).append(row)
-    context = {"tab": "budgets", "membership": membership, "account": account, "form": form,
+    context = {"tab": "budgets", "membership": membership, "account": account, "form": form, "editing": editing,
                "budgets": [(b, status_by_budget.get(b.pk, [])) for b in budgets]}
     template = "billing/budgets.html#budget-form" if request.htmx else "billing/budgets.html"
     return render(request, template, context, status=status)
@@ -96,12 +97,18 @@ def budget_docs(request: SignedInRequest, slug: str) -> HttpResponse:
                                                          "account": membership.account, "text": text})
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 def budget_save(request: SignedInRequest, slug: str, budget_id: int | None = None) -> HttpResponse:
+    """GET: the budgets page with the form filled from the budget (editing it); POST: save it."""
     membership = membership_get(request, slug)
+    if request.method == "GET" and budget_id is None:
+        return redirect("budget_list", slug)  # the new-budget form's address, bookmarked or refreshed
     membership.require("manage_budgets")
     budget = get_object_or_404(Budget, pk=budget_id, account=membership.account) if budget_id else None
+    if request.method == "GET":
+        return _budget_page(request, membership, BudgetForm(instance=budget, account=membership.account),
+                            editing=budget)
     # The form validates a copy: the service needs the budget as stored, to log what it was.
     form = BudgetForm(request.POST, instance=Budget.objects.get(pk=budget.pk) if budget else None,
                       account=membership.account)
@@ -118,15 +125,21 @@ def budget_save(request: SignedInRequest, slug: str, budget_id: int | None = Non
         else:
             messages.success(request, f"Budget saved: {saved}.")
             return after_change(request, reverse("budget_list", args=[slug]))
-    return _budget_page(request, membership, form, status=200 if request.htmx else 400)
+    return _budget_page(request, membership, form, status=200 if request.htmx else 400, editing=budget)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 def budget_delete(request: SignedInRequest, slug: str, budget_id: int) -> HttpResponse:
     membership = membership_get(request, slug)
     membership.require("manage_budgets")
     budget = get_object_or_404(Budget, pk=budget_id, account=membership.account)
+    if request.method == "GET":
+        context = {"tab": "budgets", "membership": membership, "account": membership.account}
+        return confirm_page(request, context=context,
+                            title=f"Delete budget {budget}?",
+                            message="Spend is no longer capped or alerted by it; its counters are dropped.",
+                            confirm_label="Delete budget", cancel_url=reverse("budget_list", args=[slug]))
     services.budget_delete(account=membership.account, actor=Actor.of_user(request.user), budget=budget)
     messages.success(request, "Budget deleted.")
     return redirect("budget_list", slug)

@@ -19,6 +19,23 @@
   document.addEventListener("DOMContentLoaded", function () { size(document); });
   document.addEventListener("htmx:load", function (event) { size(event.detail.elt); });
 
+  // A form with per-kind fields (an alert channel) shows only the fields of the chosen kind. Without script
+  // every field shows, each saying which kind it is for, and the server refuses what does not fit.
+  function showKindFields(form) {
+    var kind = form.querySelector("select[name=kind]");
+    if (!kind) return;
+    Array.prototype.forEach.call(form.querySelectorAll("[data-kinds]"), function (field) {
+      field.hidden = field.dataset.kinds.split(" ").indexOf(kind.value) < 0;
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-kind-form]"), showKindFields);
+  });
+  document.addEventListener("change", function (event) {
+    var form = event.target.closest("form[data-kind-form]");
+    if (form && event.target.name === "kind") showKindFields(form);
+  });
+
   // A live region (polled and swapped whole, like #dashboard-live) must not take keyboard focus away: the
   // element focused inside it before a swap is found again in the new content (by id, else by href, else by
   // position among the focusable elements) and focused, without scrolling.

@@ -154,3 +154,14 @@ def test_sending_back_the_masked_slack_url_keeps_the_real_one(acme_api: ApiClien
     other = acme_api.patch(f"alert-channels/{created['id']}", {"url": "https://hooks.slack.com/…9999"})
     assert other.status_code == 422 and "masked" in str(other.json()["detail"])
     assert AlertChannel.objects.get(pk=created["id"]).destination_url() == SLACK_URL
+
+
+def test_channels_and_rules_are_disabled_and_enabled_through_the_api(acme_api: ApiClient,
+                                                                     acme_channel: AlertChannel) -> None:
+    assert acme_api.get(f"alert-channels/{acme_channel.pk}").json()["enabled"] is True
+    patched = acme_api.patch(f"alert-channels/{acme_channel.pk}", {"enabled": False})
+    assert patched.status_code == 200 and patched.json()["enabled"] is False
+    rule = acme_api.post("alert-rules", {"scope": "feature"}).json()
+    assert rule["enabled"] is True
+    assert acme_api.patch(f"alert-rules/{rule['id']}", {"enabled": False}).json()["enabled"] is False
+    assert acme_api.patch(f"alert-rules/{rule['id']}", {"enabled": None}).status_code == 422

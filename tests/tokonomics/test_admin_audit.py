@@ -63,7 +63,7 @@ ADMIN_WAYS: dict[str, AdminWay] = {
         "account": acme.pk, "name": "ops", "kind": "email", "url": "", "emails": '["ops@acme.test"]'}),
     "alert rule created": lambda c, acme, _: _post(c, _add("alerts_alertrule"), {
         "account": acme.pk, "kind": "burn_rate", "scope": "tenant", "match": "*", "window_minutes": "15",
-        "multiplier": "5", "floor_usd": "1"}),
+        "multiplier": "5", "floor_usd": "1", "enabled": "on"}),
 }
 
 
