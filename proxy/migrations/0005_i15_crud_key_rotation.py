@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('proxy', '0003_i13_net_bound_secrets'),
+        ('proxy', '0004_i17_gemini_wire_format'),
     ]
 
     operations = [
