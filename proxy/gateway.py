@@ -34,9 +34,9 @@ from .directory import AccountEntry, EndpointEntry, KeyEntry
 from .errors import ProxyError
 from .headers import Headers, cost_header, upstream_headers
 from .keys import hash_key, is_well_formed
-from .paths import ProxyPath, proxy_path_parse
+from .paths import ProxyPath, proxy_path_parse, version_dedupe
 from .providers import WIRE_FORMATS
-from .providers.base import ProviderError, RequestInfo, WireFormat, route_path
+from .providers.base import ProviderError, RequestInfo, WireFormat
 from .quota import Denial, Reservation
 from .relay import Receive, Send, cut_short, relay_body, relay_stream
 from .usage import TokenUsage
@@ -71,6 +71,8 @@ class Call:
     usage: TokenUsage | None = None
     usage_source: str = "reported"
     served_model: str = ""
+    deployment: str = ""  # an Azure deployment the call went to ("" elsewhere)
+    deployment_mapped: bool = False  # whether the endpoint says which model that deployment serves
     cost_usd: Decimal | None = None
     streamed: bool = False
     upstream_seconds: float = 0.0
@@ -150,6 +152,7 @@ async def authenticate(*, call: Call, headers: Headers, ctx: ProxyContext, targe
         )
     call.endpoint = endpoint
     call.wire = WIRE_FORMATS[endpoint.wire_format]
+    version_dedupe(target, endpoint.base_url)
 
 
 async def read_body(*, receive: Receive, headers: Headers) -> bytes:
@@ -182,10 +185,10 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> None:
     assert call.account is not None and call.key is not None
     operation = call.wire.operation_for(method, rest)
     if operation is None:
-        route = route_path(rest)
-        if method == "GET" and (route == "/models" or route.startswith("/models/")):
-            call.operation = "models"
-            call.cost_usd = Decimal(0)  # a free listing: forwarded as is, recorded with no tokens and no cost
+        free = call.wire.free_operation(method, rest)
+        if free is not None:
+            call.operation = free
+            call.cost_usd = Decimal(0)  # the provider bills nothing: forwarded as is, recorded at $0
             return
         if not call.account.allow_unmetered_routes:
             raise ProxyError(
@@ -200,6 +203,7 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> None:
     except ProviderError as exc:
         raise ProxyError(exc.status, exc.error_type, exc.message, code=exc.code) from None
     call.operation = operation.value
+    deployment_resolve(call=call, rest=rest)
     if len(call.info.model) > TEXT_LIMITS["model"]:
         # No model is named that long; refused before any lookup, whose cost (and caches) would grow with it.
         raise ProxyError(400, "invalid_request_error", f"The model name is over {TEXT_LIMITS['model']} characters.",
@@ -208,6 +212,21 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> None:
         raise ProxyError(
             403, "permission_error", f"This key may not use model {call.info.model!r}.", code="model_not_allowed"
         )
+
+
+def deployment_resolve(*, call: Call, rest: str) -> None:
+    """An Azure deployment (in the path, or the body's `model` on the v1 routes) becomes the model the
+    endpoint maps it to. Unmapped, the deployment's name stands for the model (priced if it is one), and the
+    settlement prices the model the response names."""
+    assert call.info is not None and call.endpoint is not None
+    deployment = call.wire.path_model(rest)
+    if deployment is None and call.wire.name != "azure-openai":
+        return
+    name = deployment if deployment is not None else call.info.model
+    model = call.endpoint.deployments.get(name)
+    call.deployment = name
+    call.info.model = model or name
+    call.deployment_mapped = model is not None
 
 
 async def admit(*, call: Call, ctx: ProxyContext) -> None:

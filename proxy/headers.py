@@ -24,7 +24,7 @@ HOP_BY_HOP = frozenset(
 # Our own headers, and the caller's Tokonomics key, never reach the provider.
 CONSUMED_HEADERS = frozenset(
     {
-        b"authorization", b"x-api-key", b"x-feature-name", b"x-tenant-id", b"x-environment",
+        b"authorization", b"x-api-key", b"api-key", b"x-feature-name", b"x-tenant-id", b"x-environment",
         b"x-tokonomics-tags", b"accept-encoding",
     }
 )
@@ -48,11 +48,14 @@ def wire_for_errors(provider: str, headers: Headers) -> WireFormat:
 
 
 def presented_key(headers: Headers) -> str:
-    """The Tokonomics key the caller sent: a Bearer token, or x-api-key when the Bearer one is not ours."""
+    """The Tokonomics key the caller sent: a Bearer token, else x-api-key (Anthropic's SDK), else api-key
+    (AzureOpenAI's), the first of them that is ours."""
     raw = headers.get(b"authorization", b"")
     token = raw[7:].strip().decode("latin-1") if raw[:7].lower() == b"bearer " else ""
-    if not token.startswith("mk_"):
-        token = headers.get(b"x-api-key", b"").decode("latin-1").strip() or token
+    for name in (b"x-api-key", b"api-key"):
+        if token.startswith("mk_"):
+            break
+        token = headers.get(name, b"").decode("latin-1").strip() or token
     return token
 
 
@@ -88,6 +91,8 @@ def upstream_headers(headers: Headers, endpoint: EndpointEntry) -> dict[str, str
     if endpoint.credential:
         if endpoint.wire_format == "anthropic":
             out["x-api-key"] = endpoint.credential
+        elif endpoint.wire_format == "azure-openai":
+            out["api-key"] = endpoint.credential
         else:
             out["Authorization"] = f"Bearer {endpoint.credential}"
     return out

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
 from proxy.providers.base import (
     MEDIA_TOKENS,
+    FreeRoute,
     InputEstimate,
     Operation,
     RequestInfo,
@@ -333,6 +334,11 @@ class OpenAIWireFormat(WireFormat):
     """OpenAI and OpenAI-compatible APIs (DeepSeek, Gemini, Mistral, Groq, vLLM, …)."""
 
     name = "openai"
+    free_routes: ClassVar[tuple[FreeRoute, ...]] = (
+        FreeRoute("GET", "/models", "models"),
+        FreeRoute("GET", "/models/", "models"),
+        FreeRoute("POST", "/responses/input_tokens", "count_tokens"),
+    )
 
     def operation_for(self, method: str, path: str) -> Operation | None:
         if method.upper() != "POST":

@@ -21,6 +21,7 @@ CACHE_WRITE_TOKENS = "X-Sim-Cache-Write-Tokens"
 CACHE_WRITE_1H_TOKENS = "X-Sim-Cache-Write-1h-Tokens"
 REASONING_TOKENS = "X-Sim-Reasoning-Tokens"
 USAGE_ON_LAST_CHOICE = "X-Sim-Extra-Usage-Choice"
+SERVED_MODEL = "X-Sim-Served-Model"  # the model the answer names, as Azure names a deployment's model
 
 
 class ControlError(ValueError):
@@ -42,6 +43,7 @@ class Controls:
     cache_write_1h_tokens: int
     reasoning_tokens: int
     usage_on_last_choice: bool
+    served_model: str | None = None
 
 
 def read_controls(
@@ -66,6 +68,7 @@ def read_controls(
         cache_write_1h_tokens=_count(get(CACHE_WRITE_1H_TOKENS), CACHE_WRITE_1H_TOKENS) or 0,
         reasoning_tokens=_count(get(REASONING_TOKENS), REASONING_TOKENS) or 0,
         usage_on_last_choice=get(USAGE_ON_LAST_CHOICE, "").strip().lower() in ("1", "true", "yes"),
+        served_model=get(SERVED_MODEL) or None,
     )
 
 

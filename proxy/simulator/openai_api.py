@@ -301,6 +301,13 @@ class _ResponseReply:
         yield event(f"response.{self.final_status}", response=final)
 
 
+async def input_tokens(call: Call) -> web.StreamResponse:
+    """POST /v1/responses/input_tokens: what a Responses request would read, counted (free upstream)."""
+    if error := missing_parameter(call, "model"):
+        return error
+    return call.json({"object": "response.input_tokens", "input_tokens": responses_input_tokens(call.payload)})
+
+
 # --- embeddings and models --------------------------------------------------------------------
 
 async def embeddings(call: Call) -> web.StreamResponse:
