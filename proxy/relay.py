@@ -15,6 +15,7 @@ from proxy.usage import TokenUsage
 
 from . import metrics
 from .admission import price
+from .call_record import provider_cost_check
 from .errors import ProxyError
 from .headers import cost_header, response_headers
 
@@ -139,5 +140,6 @@ def usage_account(call: Call, usage: TokenUsage | None, served: str | None, *, e
         call.cost_usd = price(call, usage, call.served_model)
     if call.cost_usd is None:
         call.cost_usd = price(call, usage, call.info.model)
+    provider_cost_check(call)
     if call.cost_usd is None:
         metrics.unknown_price_total.labels(call.provider_label).inc()
