@@ -206,3 +206,17 @@ def test_an_encoded_deployment_name_is_one_deployment_metered_and_forwarded_alik
     [upstream] = azure.sim_requests()
     assert upstream["path"] == "/openai/deployments/prod-chat/chat/completions"
     assert record(headers["x-tokonomics-request-id"]).model == "gpt-4o-mini"
+
+
+def test_an_api_key_header_is_ours_on_every_route_and_never_forwarded(azure: Stack) -> None:
+    """AzureOpenAI sends its key in api-key; any client may. It is the caller's Tokonomics key, never sent on."""
+    azure.clear_sim()
+    response = httpx.post(f"{azure.proxy}/proxy/openai/chat/completions", headers={"api-key": KEY},
+                          json={"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": 4})
+    assert response.status_code == 200
+    [upstream] = azure.sim_requests()
+    assert "api-key" not in upstream["headers"]
+    assert upstream["headers"]["authorization"] == "Bearer sk-upstream-openai-acme"
+    wrong = httpx.post(f"{azure.proxy}/proxy/azure/openai/v1/chat/completions", headers={"api-key": "mk_" + "z" * 40},
+                       json={"model": "prod-chat", "messages": MESSAGES})
+    assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
