@@ -220,3 +220,23 @@ def test_an_api_key_header_is_ours_on_every_route_and_never_forwarded(azure: Sta
     wrong = httpx.post(f"{azure.proxy}/proxy/azure/openai/v1/chat/completions", headers={"api-key": "mk_" + "z" * 40},
                        json={"model": "prod-chat", "messages": MESSAGES})
     assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
+
+
+def test_async_azure_client_streams_and_is_metered(azure: Stack) -> None:
+    import asyncio
+
+    async def run() -> list[str]:
+        client = openai.AsyncAzureOpenAI(azure_endpoint=f"{azure.proxy}/proxy/azure", api_key=KEY,
+                                         api_version=API_VERSION, max_retries=0)
+        stream = await client.chat.completions.create(model="prod-chat", messages=MESSAGES, max_tokens=6,
+                                                      stream=True, stream_options={"include_usage": True})
+        usage = [chunk.usage async for chunk in stream if chunk.usage is not None]
+        assert len(usage) == 1 and usage[0].completion_tokens == 6  # asked for by the client: passed through
+        await client.close()
+        return []
+
+    asyncio.run(run())
+    usage_ingest(max_seconds=1)
+    [saved] = UsageRecord.objects.all()
+    assert (saved.model, saved.streamed, saved.output_tokens) == ("gpt-4o-mini", True, 6)
+    assert saved.cost_usd == catalogue_cost(saved, "gpt-4o-mini")
