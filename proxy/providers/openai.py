@@ -68,6 +68,8 @@ _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
 
 def _quirk_count(usage: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> int:
     for path in paths:
+        if path[0] not in usage:
+            continue
         found = count(dig(usage, path[:-1]) if len(path) > 1 else usage, path[-1])
         if found:
             return found

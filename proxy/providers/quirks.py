@@ -60,6 +60,8 @@ def dig(mapping: object, path: tuple[str, ...]) -> object:
 def provider_cost(usage: dict[str, object]) -> Decimal | None:
     """The cost the provider reports for the call, bounded like ours; None when it reports none (or nonsense)."""
     for path in PROVIDER_COST_PATHS:
+        if path[0] not in usage:
+            continue  # the usual answer: no provider cost at all, found without walking a path
         value = dig(usage, path)
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             continue
