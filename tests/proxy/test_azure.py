@@ -17,7 +17,7 @@ from billing.models import Budget, UsageRecord
 from billing.usage.ledger import usage_ingest
 from proxy.services import config_version_bump
 
-from ..support import KEY, Stack, proxy_config_seen
+from ..support import KEY, Stack, proxy_config_seen, wait_until
 from .test_paths import raw_request
 
 API_VERSION = "2024-10-21"
@@ -25,8 +25,14 @@ MESSAGES = [{"role": "user", "content": "Say hello"}]
 
 
 def record(request_id: str) -> UsageRecord:
-    usage_ingest(max_seconds=1)
+    """The call's record, once the ledger has it (the proxy settles just after the answer has gone)."""
+    stored = UsageRecord.objects.filter(request_id=request_id)
+    wait_until(lambda: usage_ingest(max_seconds=1) >= 0 and stored.exists(), 10)
     return UsageRecord.objects.get(request_id=request_id)
+
+
+def ingested(count: int) -> None:
+    wait_until(lambda: usage_ingest(max_seconds=1) >= 0 and UsageRecord.objects.count() >= count, 10)
 
 
 @pytest.fixture
@@ -154,7 +160,7 @@ def test_a_spent_budget_denies_azure_calls_in_openais_error_format(azure: Stack)
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="prod-chat", messages=MESSAGES, max_tokens=64, stream=True)
     assert azure.sim_requests() == []
-    usage_ingest(max_seconds=1)
+    ingested(2)
     assert list(UsageRecord.objects.values_list("status_code", "denied_scope", "model")) == [
         (429, "account_budget", "gpt-4o-mini")] * 2
 
@@ -236,7 +242,7 @@ def test_async_azure_client_streams_and_is_metered(azure: Stack) -> None:
         return []
 
     asyncio.run(run())
-    usage_ingest(max_seconds=1)
+    ingested(1)
     [saved] = UsageRecord.objects.all()
     assert (saved.model, saved.streamed, saved.output_tokens) == ("gpt-4o-mini", True, 6)
     assert saved.cost_usd == catalogue_cost(saved, "gpt-4o-mini")

@@ -18,7 +18,7 @@ from proxy.providers.base import Operation, RequestInfo
 from proxy.services import config_version_bump
 from proxy.usage import TokenUsage
 
-from ..support import KEY, Stack, proxy_config_seen
+from ..support import KEY, Stack, proxy_config_seen, wait_until
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sse"
 OPENAI = WIRE_FORMATS["openai"]
@@ -127,8 +127,10 @@ def call(stack: Stack, name: str, provider: str, model: str) -> UsageRecord:
     response = httpx.post(f"{stack.proxy}/proxy/{provider}/chat/completions", json=body, timeout=10,
                           headers={"Authorization": f"Bearer {KEY}", "X-Sim-Fixture": name})
     assert response.status_code == 200, response.text
-    usage_ingest(max_seconds=1)
-    return UsageRecord.objects.get(request_id=response.headers["x-tokonomics-request-id"])
+    request_id = response.headers["x-tokonomics-request-id"]
+    stored = UsageRecord.objects.filter(request_id=request_id)
+    wait_until(lambda: usage_ingest(max_seconds=1) >= 0 and stored.exists(), 10)
+    return UsageRecord.objects.get(request_id=request_id)
 
 
 @pytest.mark.parametrize("name", sorted([*CASES, "openrouter_chat_cost_in_cents.json"]))

@@ -15,15 +15,16 @@ from billing.usage.ledger import usage_ingest
 from proxy.paths import proxy_path_parse, version_dedupe
 from proxy.providers import WIRE_FORMATS
 
-from ..support import KEY, Stack
+from ..support import KEY, Stack, wait_until
 from .test_paths import raw_request
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 MESSAGES = [{"role": "user", "content": "How many tokens is this?"}]
 
 
-def records() -> list[UsageRecord]:
-    usage_ingest(max_seconds=1)
+def records(count: int) -> list[UsageRecord]:
+    """The records of the test's calls, once the ledger has all `count` (the proxy settles just after answering)."""
+    wait_until(lambda: usage_ingest(max_seconds=1) >= 0 and UsageRecord.objects.count() >= count, 10)
     return list(UsageRecord.objects.order_by("created_at"))
 
 
@@ -69,7 +70,7 @@ def test_anthropic_count_tokens_is_free_not_refused(stack: Stack) -> None:
     assert counted.headers["x-tokonomics-cost-usd"] == "0.000000000"
     listing = client.models.list()
     assert listing.data
-    assert [(r.operation, r.cost_usd, r.status_code, r.input_tokens) for r in records()] == [
+    assert [(r.operation, r.cost_usd, r.status_code, r.input_tokens) for r in records(2)] == [
         ("count_tokens", Decimal(0), 200, 0), ("models", Decimal(0), 200, 0)]
     assert stack.account.allow_unmetered_routes is False
 
@@ -78,7 +79,7 @@ def test_openai_input_tokens_counting_is_free(stack: Stack) -> None:
     client = openai.OpenAI(base_url=f"{stack.proxy}/proxy/openai", api_key=KEY, max_retries=0)
     counted = client.responses.input_tokens.count(model="gpt-4o-mini", input="How many tokens is this?")
     assert counted.input_tokens > 0
-    [saved] = records()
+    [saved] = records(1)
     assert (saved.operation, saved.cost_usd, saved.status_code) == ("count_tokens", Decimal(0), 200)
 
 
@@ -99,7 +100,7 @@ def test_a_client_base_url_ending_in_the_version_reaches_the_same_route(stack: S
     assert raw.parse().choices
     assert client.models.list().data
     assert [r["path"] for r in stack.sim_requests()] == ["/v1/chat/completions", "/v1/models"]
-    chat, models = records()
+    chat, models = records(2)
     assert (chat.operation, chat.model) == ("chat", "gpt-4o-mini") and chat.cost_usd > 0
     assert models.operation == "models"
 

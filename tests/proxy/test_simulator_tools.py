@@ -14,7 +14,7 @@ from billing.models import UsageRecord
 from billing.usage.ledger import usage_ingest
 from proxy.simulator.tools import schema_instance
 
-from ..support import KEY, Stack
+from ..support import KEY, Stack, wait_until
 
 WEATHER = {
     "type": "object",
@@ -31,8 +31,9 @@ ARGUMENTS = {"city": "sample", "unit": "celsius", "days": 1}
 QUESTION = {"role": "user", "content": "Is it raining in Lyon?"}
 
 
-def records() -> list[UsageRecord]:
-    usage_ingest(max_seconds=1)
+def records(count: int) -> list[UsageRecord]:
+    """The records of the test's calls, once the ledger has all `count` (the proxy settles just after answering)."""
+    wait_until(lambda: usage_ingest(max_seconds=1) >= 0 and UsageRecord.objects.count() >= count, 10)
     return list(UsageRecord.objects.order_by("created_at"))
 
 
@@ -56,7 +57,7 @@ def test_openai_tool_call_then_tool_result_round_trip(stack: Stack) -> None:
     ])
     assert answer.choices[0].finish_reason == "stop" and answer.choices[0].message.content
     assert not answer.choices[0].message.tool_calls
-    saved = records()
+    saved = records(3)
     assert [r.output_tokens for r in saved] == [first.usage.completion_tokens, named.usage.completion_tokens,
                                                answer.usage.completion_tokens]
     assert all(r.cost_usd > 0 for r in saved)
@@ -74,7 +75,7 @@ def test_openai_streamed_tool_call_arrives_as_deltas(stack: Stack) -> None:
             finish = choice.finish_reason or finish
     assert names[0] == "get_weather" and len(pieces) > 2 and finish == "tool_calls"
     assert json.loads("".join(pieces)) == ARGUMENTS
-    saved = records()
+    saved = records(1)
     assert [(r.status_code, r.operation, r.streamed) for r in saved] == [(200, "chat", True)]
     [saved] = saved
     assert saved.usage_source == "reported"
@@ -98,7 +99,7 @@ def test_openai_structured_output_parses_into_the_schema(stack: Stack) -> None:
                                             response_format={"type": "json_object"}, max_tokens=5)
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == json_object.choices[0].message.content
-    saved = records()
+    saved = records(3)
     assert saved[1].output_tokens == saved[2].output_tokens == json_object.usage.completion_tokens
 
 
@@ -121,7 +122,7 @@ def test_anthropic_tool_use_then_tool_result_round_trip(stack: Stack) -> None:
     none = client.messages.create(model="claude-sonnet-4-5", max_tokens=256, messages=[QUESTION],
                                   tools=ANTHROPIC_TOOLS, tool_choice={"type": "none"})
     assert none.content[0].type == "text"
-    saved = records()
+    saved = records(3)
     assert [r.output_tokens for r in saved] == [first.usage.output_tokens, answer.usage.output_tokens,
                                                none.usage.output_tokens]
 
@@ -133,7 +134,7 @@ def test_anthropic_streamed_tool_use_arrives_as_input_json_deltas(stack: Stack) 
         final = stream.get_final_message()
     assert "input_json" in kinds
     assert final.stop_reason == "tool_use" and final.content[0].input == ARGUMENTS
-    [saved] = records()
+    [saved] = records(1)
     assert saved.streamed and saved.output_tokens == final.usage.output_tokens > 0
 
 
