@@ -111,6 +111,8 @@ class UsageRecordOut(Schema):
     cache_write_tokens: int
     reasoning_tokens: int
     cost_usd: DecimalString | None = Field(description="Null when the model's price is unknown.")
+    provider_cost_usd: DecimalString | None = Field(
+        description="What the provider said the call cost (OpenRouter, Perplexity), beside cost_usd; never charged.")
     latency_ms: int
     status_code: int
     denied_scope: str
@@ -125,6 +127,10 @@ class UsageRecordOut(Schema):
     @staticmethod
     def resolve_cost_usd(obj: UsageRecord) -> str | None:
         return None if obj.cost_usd is None else field_decimal_string(obj, "cost_usd")
+
+    @staticmethod
+    def resolve_provider_cost_usd(obj: UsageRecord) -> str | None:
+        return None if obj.provider_cost_usd is None else field_decimal_string(obj, "provider_cost_usd")
 
 
 class UsageRecordPageOut(Schema):

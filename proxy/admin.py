@@ -96,13 +96,18 @@ class ProviderEndpointForm(forms.ModelForm):
 
     class Meta:
         model = ProviderEndpoint
-        fields = ["account", "slug", "wire_format", "base_url", "pricing_provider"]
+        fields = ["account", "slug", "wire_format", "base_url", "pricing_provider", "deployments"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for name in ("wire_format", "base_url"):  # a built-in slug defaults them, as in the web app
             if name in self.fields:
                 self.fields[name].required = False
+
+    def clean_deployments(self) -> Any:
+        # An emptied field means no deployments; the model stores a mapping, never null.
+        value = self.cleaned_data.get("deployments")
+        return {} if value is None else value
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -135,12 +140,14 @@ class ProviderEndpointAdmin(ServiceWritesAdmin[ProviderEndpoint]):
         return provider_endpoint_create(
             account=data["account"], actor=admin_actor(request), slug=data["slug"],
             wire_format=data["wire_format"] or None, base_url=data["base_url"] or None,
-            pricing_provider=data["pricing_provider"] or None, credential=data["credential"] or None,
+            pricing_provider=data["pricing_provider"] or None, deployments=data.get("deployments") or None,
+            credential=data["credential"] or None,
         )
 
     def service_update(self, request: HttpRequest, stored: ProviderEndpoint, changes: dict[str, Any]) -> None:
         credential, clear = changes.pop("credential", ""), changes.pop("clear_credential", False)
-        changes = {name: value for name, value in changes.items() if value or name == "pricing_provider"}
+        changes = {name: value for name, value in changes.items()
+                   if value or name in ("pricing_provider", "deployments")}
         if clear:
             changes["credential"] = ""
         elif credential:

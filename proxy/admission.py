@@ -78,6 +78,12 @@ def unpriced_refuse(*, call: Call, counters: list[Counter]) -> None:
             or prices_of(call, call.info.model) is not None):
         return
     call.usage, call.cost_usd = TokenUsage(), Decimal(0)  # recorded as a denial: nothing used, nothing owed
+    if call.deployment and not call.deployment_mapped:
+        raise ProxyError(
+            403, "permission_error", f"Deployment {call.deployment!r} is not mapped to a model, so this call has no "
+            "price, and a hard budget covers it; an account admin can map the deployment to its model on the "
+            "endpoint, or allow unpriced models.", code="model_unpriced",
+        )
     raise ProxyError(
         403, "permission_error", f"Model {call.info.model!r} has no price, and a hard budget covers this call; an "
         "account admin can add a price for it or allow unpriced models.", code="model_unpriced",

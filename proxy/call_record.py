@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import orjson
@@ -47,6 +48,7 @@ def usage_event(call: Call) -> bytes:
             "cache_write_tokens": int_clamp(usage.cache_write_tokens, MAX_TOKENS),
             "reasoning_tokens": int_clamp(usage.reasoning_tokens, MAX_TOKENS),
             "cost_usd": None if call.cost_usd is None else cost_clean(str(call.cost_usd)),
+            "provider_cost_usd": None if usage.provider_cost_usd is None else cost_clean(str(usage.provider_cost_usd)),
             "latency_ms": int_clamp(int((time.perf_counter() - call.started) * 1000), MAX_LATENCY_MS),
             "status_code": call.status,
             "denied_scope": call.denied_scope,
@@ -59,6 +61,25 @@ def usage_event(call: Call) -> bytes:
             "created_at": call.created_at,
         }
     )
+
+
+# Two costs of one call agree within this fraction of the larger (providers round), or within a micro-dollar.
+PROVIDER_COST_TOLERANCE = Decimal("0.02")
+PROVIDER_COST_SLACK_USD = Decimal("0.000001")
+
+
+def provider_cost_check(call: Call) -> None:
+    """Compare the cost the provider reported (OpenRouter, Perplexity) with ours: it is recorded, never charged,
+    and a disagreement (a unit, a price or a count wrong on one side) is counted and logged."""
+    theirs = call.usage.provider_cost_usd if call.usage is not None else None
+    if theirs is None:
+        return
+    ours = call.cost_usd
+    if ours is not None and abs(ours - theirs) <= max(ours, theirs) * PROVIDER_COST_TOLERANCE + PROVIDER_COST_SLACK_USD:
+        return
+    metrics.provider_cost_mismatch_total.labels(call.provider_label).inc()
+    log.warning("call %s: %s reports a cost of $%s, Tokonomics priced it at $%s", call.rid, call.provider_label,
+                theirs, "unknown" if ours is None else ours)
 
 
 def metric_model(call: Call) -> str:

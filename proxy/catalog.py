@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 class BuiltinProvider(NamedTuple):
     wire_format: str
-    base_url: str
+    base_url: str  # "" when every account has its own (an Azure resource): then the endpoint must name it
     pricing_id: str
 
 
@@ -24,6 +24,9 @@ BUILTIN_PROVIDERS: dict[str, BuiltinProvider] = {
     "perplexity": BuiltinProvider("openai", "https://api.perplexity.ai", "perplexity"),
     "fireworks": BuiltinProvider("openai", "https://api.fireworks.ai/inference/v1", "fireworks"),
     "openrouter": BuiltinProvider("openai", "https://openrouter.ai/api/v1", "openrouter"),
+    "azure-openai": BuiltinProvider("azure-openai", "", "azure"),  # base URL: https://NAME.openai.azure.com
 }
+# A custom slug of a wire format that implies its pricing provider: Azure serves its own price list.
+WIRE_FORMAT_PRICING = {"azure-openai": "azure"}
 
-WIRE_FORMATS = ("openai", "anthropic", "gemini")
+WIRE_FORMATS = ("openai", "anthropic", "gemini", "azure-openai")

@@ -8,7 +8,7 @@ import asyncio
 import fnmatch
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +57,7 @@ class EndpointEntry:
     base_url: str
     pricing_provider: str
     credential: str
+    deployments: dict[str, str] = field(default_factory=dict)  # deployment name → the model it serves
 
 
 @dataclass(slots=True)

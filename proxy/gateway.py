@@ -34,7 +34,7 @@ from .directory import AccountEntry, EndpointEntry, KeyEntry
 from .errors import ProxyError
 from .headers import Headers, cost_header, upstream_headers, upstream_query
 from .keys import hash_key, is_well_formed
-from .paths import ProxyPath, proxy_path_parse
+from .paths import ProxyPath, proxy_path_parse, version_dedupe
 from .providers import WIRE_FORMATS
 from .providers.base import ProviderError, RequestInfo, WireFormat
 from .quota import Denial, Reservation
@@ -72,6 +72,8 @@ class Call:
     usage: TokenUsage | None = None
     usage_source: str = "reported"
     served_model: str = ""
+    deployment: str = ""  # an Azure deployment the call went to ("" elsewhere)
+    deployment_mapped: bool = False  # whether the endpoint says which model that deployment serves
     cost_usd: Decimal | None = None
     streamed: bool = False
     upstream_seconds: float = 0.0
@@ -153,6 +155,7 @@ async def authenticate(
         )
     call.endpoint = endpoint
     call.wire = WIRE_FORMATS[endpoint.wire_format]
+    version_dedupe(target, endpoint.base_url)
 
 
 async def read_body(*, receive: Receive, headers: Headers) -> bytes:
@@ -190,7 +193,7 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> None:
         free = call.wire.free_operation(method, rest)
         if free is not None:
             call.operation = free
-            call.cost_usd = Decimal(0)  # a listing, a token count: forwarded as is, recorded with no cost
+            call.cost_usd = Decimal(0)  # the provider bills nothing: forwarded as is, recorded at $0
             return
         if not call.account.allow_unmetered_routes:
             raise ProxyError(
@@ -205,6 +208,7 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> None:
     except ProviderError as exc:
         raise ProxyError(exc.status, exc.error_type, exc.message, code=exc.code) from None
     call.operation = operation.value
+    deployment_resolve(call=call, rest=rest)
     if len(call.info.model) > TEXT_LIMITS["model"]:
         # No model is named that long; refused before any lookup, whose cost (and caches) would grow with it.
         raise ProxyError(400, "invalid_request_error", f"The model name is over {TEXT_LIMITS['model']} characters.",
@@ -213,6 +217,21 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> None:
         raise ProxyError(
             403, "permission_error", f"This key may not use model {call.info.model!r}.", code="model_not_allowed"
         )
+
+
+def deployment_resolve(*, call: Call, rest: str) -> None:
+    """An Azure deployment (in the path, or the body's `model` on the v1 routes) becomes the model the
+    endpoint maps it to. Unmapped, the deployment's name stands for the model (priced if it is one), and the
+    settlement prices the model the response names."""
+    assert call.info is not None and call.endpoint is not None
+    deployment = call.wire.path_model(rest)
+    if deployment is None and call.wire.name != "azure-openai":
+        return
+    name = deployment if deployment is not None else call.info.model
+    model = call.endpoint.deployments.get(name)
+    call.deployment = name
+    call.info.model = model or name
+    call.deployment_mapped = model is not None
 
 
 async def admit(*, call: Call, ctx: ProxyContext) -> None:

@@ -26,7 +26,8 @@ HOP_BY_HOP = frozenset(
 # Our own headers, and the caller's Tokonomics key, never reach the provider.
 CONSUMED_HEADERS = frozenset(
     {
-        b"authorization", b"x-api-key", b"x-goog-api-key", b"x-feature-name", b"x-tenant-id", b"x-environment",
+        b"authorization", b"x-api-key", b"x-goog-api-key", b"api-key", b"x-feature-name", b"x-tenant-id",
+        b"x-environment",
         b"x-tokonomics-tags", b"accept-encoding",
     }
 )
@@ -52,15 +53,16 @@ def wire_for_errors(provider: str, headers: Headers) -> WireFormat:
 
 
 def presented_key(headers: Headers, query: bytes = b"") -> str:
-    """The Tokonomics key the caller sent: a Bearer token, else x-api-key, else x-goog-api-key, else a `key`
-    query parameter (the last two as google-genai and Google's REST examples send keys), the first that is
-    ours; when none is, the first one sent (refused as not well formed)."""
+    """The Tokonomics key the caller sent: a Bearer token, else x-api-key (Anthropic's SDK), else api-key
+    (AzureOpenAI's), else x-goog-api-key, else a `key` query parameter (the last two as google-genai and Google's
+    REST examples send keys), the first that is ours; when none is, the first one sent (refused as not well
+    formed)."""
     raw = headers.get(b"authorization", b"")
     bearer = raw[7:].strip().decode("latin-1") if raw[:7].lower() == b"bearer " else ""
     if bearer.startswith("mk_"):
         return bearer  # the usual call (OpenAI's SDKs, recent Anthropic ones): nothing else to look at
-    candidates = [bearer, headers.get(b"x-api-key", b"").decode("latin-1").strip(),
-                  headers.get(b"x-goog-api-key", b"").decode("latin-1").strip()]
+    candidates = [bearer, *(headers.get(name, b"").decode("latin-1").strip()
+                            for name in (b"x-api-key", b"api-key", b"x-goog-api-key"))]
     if not any(token.startswith("mk_") for token in candidates):
         candidates.extend(value for name, value in query_params(query) if name == "key")
     return next((token for token in candidates if token.startswith("mk_")), next(filter(None, candidates), ""))
@@ -123,6 +125,8 @@ def upstream_headers(headers: Headers, endpoint: EndpointEntry) -> dict[str, str
             out["x-api-key"] = endpoint.credential
         elif endpoint.wire_format == "gemini":
             out["x-goog-api-key"] = endpoint.credential
+        elif endpoint.wire_format == "azure-openai":
+            out["api-key"] = endpoint.credential
         else:
             out["Authorization"] = f"Bearer {endpoint.credential}"
     return out

@@ -32,6 +32,10 @@ errors_total = Counter("tokonomics_errors", "Calls that failed in or behind the 
 estimated_usage_total = Counter(
     "tokonomics_estimated_usage", "Records whose usage was estimated (stream cut short, no usage).", ("provider",)
 )
+provider_cost_mismatch_total = Counter(
+    "tokonomics_provider_cost_mismatch", "Calls whose provider-reported cost disagrees with Tokonomics' price.",
+    ("provider",),
+)
 unknown_price_total = Counter("tokonomics_unknown_price", "Calls whose model has no known price.", ("provider",))
 unenforced_total = Counter("tokonomics_unenforced", "Calls let through while Redis was unreachable.", ("provider",))
 reserved_usd_total = Counter("tokonomics_reserved_usd", "Estimates reserved before calls.", ("provider",))

@@ -13,6 +13,26 @@ from tokonomics.validation import SLUG_VALIDATOR
 
 from .catalog import WIRE_FORMATS
 
+MAX_DEPLOYMENTS = 200
+MAX_DEPLOYMENT_NAME = 64  # Azure's own limit on a deployment name
+MAX_DEPLOYMENT_MODEL = 200  # the usage record's model field
+
+
+def deployments_problem(deployments: object) -> str | None:
+    """Why a deployment → model map cannot be stored, None when it can: plain names, bounded."""
+    if not isinstance(deployments, dict):
+        return "A mapping of deployment names to model names."
+    if len(deployments) > MAX_DEPLOYMENTS:
+        return f"At most {MAX_DEPLOYMENTS} deployments."
+    for name, model in deployments.items():
+        if not isinstance(name, str) or not isinstance(model, str):
+            return "Deployment and model names are text."
+        if not 0 < len(name) <= MAX_DEPLOYMENT_NAME or not name.isprintable() or "/" in name:
+            return f"Deployment {name[:MAX_DEPLOYMENT_NAME]!r}: 1–{MAX_DEPLOYMENT_NAME} printable characters, no '/'."
+        if not 0 < len(model) <= MAX_DEPLOYMENT_MODEL or not model.isprintable():
+            return f"Model of {name!r}: 1–{MAX_DEPLOYMENT_MODEL} printable characters."
+    return None
+
 
 class ApiKey(models.Model):
     """A Tokonomics key. Only its SHA-256 hash and a short visible prefix are stored."""
@@ -66,10 +86,14 @@ class ProviderEndpoint(models.Model):
 
     account = models.ForeignKey("billing.Account", on_delete=models.CASCADE, related_name="provider_endpoints")
     slug = models.CharField(max_length=63, validators=[SLUG_VALIDATOR])
-    wire_format = models.CharField(max_length=10, choices=[(w, w) for w in WIRE_FORMATS])
+    wire_format = models.CharField(max_length=20, choices=[(w, w) for w in WIRE_FORMATS])
     base_url = models.URLField(max_length=500)
     pricing_provider = models.CharField(
         max_length=40, blank=True, help_text="genai-prices provider id; empty to infer from the URL and model."
+    )
+    deployments = models.JSONField(
+        default=dict, blank=True,
+        help_text="Deployment name → the model it serves (Azure OpenAI), so calls to a deployment are priced.",
     )
     credential_encrypted = models.TextField(blank=True, editable=False)
     # What the credential's ciphertext is bound to (tokonomics/crypto.py); set before the row has a pk.
@@ -83,6 +107,11 @@ class ProviderEndpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account.slug}/{self.slug}"
+
+    def clean(self) -> None:
+        problem = deployments_problem(self.deployments)
+        if problem:
+            raise ValidationError({"deployments": problem})
 
     def set_credential(self, plaintext: str) -> None:
         context = secret_context(self, "credential_encrypted")

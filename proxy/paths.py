@@ -79,3 +79,25 @@ def _refused(path: str, problem: str) -> ProxyPath:
     if not _SLUG.fullmatch(hint):
         hint = ""  # a refused path's provider is recorded only if it could be one (no NUL reaches the ledger)
     return ProxyPath(provider=hint, rest="", forwarded="", problem=problem)
+
+
+# A version segment as providers name them: v1, v2, v1beta, v1alpha2.
+_VERSION_SEGMENT = re.compile(r"v[0-9]+(?:(?:alpha|beta)[0-9]*)?")
+
+
+def version_dedupe(target: ProxyPath, base_url: str) -> None:
+    """Drop a version segment the client repeated: with `OpenAI(base_url=f"{SITE}/proxy/openai/v1")` the path is
+    `/v1/chat/completions`, and the endpoint's base URL already ends in `/v1`.
+
+    The metered path and the forwarded one lose the same leading segment, so they stay one path; the segment is
+    plain ASCII, spelt the same in both. Only a version that ends the base URL, in the same case, is dropped.
+    """
+    if target.problem:
+        return
+    version = base_url.rstrip("/").rpartition("/")[2]
+    if not _VERSION_SEGMENT.fullmatch(version):
+        return
+    segment = "/" + version
+    if (target.rest == segment or target.rest.startswith(segment + "/")) and target.forwarded.startswith(segment):
+        target.rest = target.rest[len(segment):] or "/"
+        target.forwarded = target.forwarded[len(segment):] or "/"

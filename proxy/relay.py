@@ -15,6 +15,7 @@ from proxy.usage import TokenUsage
 
 from . import metrics
 from .admission import price
+from .call_record import provider_cost_check
 from .errors import ProxyError
 from .headers import cost_header, response_headers
 
@@ -133,6 +134,12 @@ def usage_account(call: Call, usage: TokenUsage | None, served: str | None, *, e
         usage = TokenUsage(input_tokens=call.info.estimated_input_tokens, output_tokens=estimated_output)
         metrics.estimated_usage_total.labels(call.provider_label).inc()
     call.usage = usage
-    call.cost_usd = price(call, usage, call.info.model)
+    call.cost_usd = None
+    if call.deployment and not call.deployment_mapped and call.served_model:
+        # A deployment nobody mapped: the model the provider says served it is the best evidence of its price.
+        call.cost_usd = price(call, usage, call.served_model)
+    if call.cost_usd is None:
+        call.cost_usd = price(call, usage, call.info.model)
+    provider_cost_check(call)
     if call.cost_usd is None:
         metrics.unknown_price_total.labels(call.provider_label).inc()

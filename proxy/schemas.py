@@ -24,7 +24,11 @@ Slug = Annotated[str, plain_text(min_length=1, max_length=63, pattern=SLUG_PATTE
 BaseUrl = Annotated[str, plain_text(min_length=1, max_length=500)]
 PricingProvider = Annotated[str, plain_text(max_length=40)]
 Credential = Annotated[str, plain_text(max_length=4096)]
-WireFormat = Literal["openai", "anthropic", "gemini"]
+WireFormat = Literal["openai", "anthropic", "gemini", "azure-openai"]
+DeploymentName = Annotated[str, plain_text(min_length=1, max_length=64, pattern=r"^[^/\x00]+$")]
+DeploymentModel = Annotated[str, plain_text(min_length=1, max_length=200)]
+Deployments = Annotated[dict[DeploymentName, DeploymentModel], Field(max_length=200)]
+DEPLOYMENTS_HELP = "Azure OpenAI: deployment name → the model it serves, so calls to the deployment are priced."
 
 
 class KeyOut(Schema):
@@ -87,6 +91,7 @@ class ProviderOut(Schema):
     wire_format: str
     base_url: str
     pricing_provider: str
+    deployments: dict[str, str] = Field(description=DEPLOYMENTS_HELP)
     has_credential: bool = Field(description="Whether a credential is stored. The credential itself is write-only.")
     created_at: datetime
     updated_at: datetime
@@ -103,6 +108,7 @@ class ProviderIn(InSchema):
     pricing_provider: PricingProvider | None = Field(
         default=None, description="genai-prices provider id; empty to infer it from the URL and model."
     )
+    deployments: Deployments | None = Field(default=None, description=DEPLOYMENTS_HELP)
     credential: Credential | None = Field(default=None, description="The provider's API key. Write-only.")
 
 
@@ -112,6 +118,7 @@ class ProviderPatch(InSchema):
     wire_format: WireFormat | SkipJsonSchema[None] = None
     base_url: BaseUrl | SkipJsonSchema[None] = None
     pricing_provider: PricingProvider | SkipJsonSchema[None] = None
+    deployments: Deployments | SkipJsonSchema[None] = Field(default=None, description=DEPLOYMENTS_HELP)
     credential: Credential | SkipJsonSchema[None] = Field(default=None, description="Write-only.")
 
-    reject_null = not_null("wire_format", "base_url", "pricing_provider", "credential")
+    reject_null = not_null("wire_format", "base_url", "pricing_provider", "deployments", "credential")

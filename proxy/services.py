@@ -19,7 +19,7 @@ from tokonomics.outbound_urls import url_problem
 from tokonomics.redis_client import sync_redis
 from tokonomics.validation import ensure_unique
 
-from .catalog import BUILTIN_PROVIDERS
+from .catalog import BUILTIN_PROVIDERS, WIRE_FORMAT_PRICING
 from .directory import CONFIG_VERSION_KEY
 from .keys import generate_key, hash_key, visible_prefix
 from .models import ApiKey, ProviderEndpoint
@@ -51,7 +51,7 @@ KEY_FIELDS = frozenset(
     {"name", "environment", "allowed_models", "expires_at", "requests_per_minute", "tokens_per_minute",
      "max_concurrent"}
 )
-ENDPOINT_FIELDS = frozenset({"wire_format", "base_url", "pricing_provider", "credential"})
+ENDPOINT_FIELDS = frozenset({"wire_format", "base_url", "pricing_provider", "deployments", "credential"})
 
 
 def _api_key_check(key: ApiKey, *, expires_at_changed: bool) -> None:
@@ -237,16 +237,19 @@ def provider_endpoint_create(
     wire_format: str | None = None,
     base_url: str | None = None,
     pricing_provider: str | None = None,
+    deployments: dict[str, str] | None = None,
     credential: str | None = None,
 ) -> ProviderEndpoint:
-    """A new endpoint. A built-in slug (CONTRACT §1) defaults its wire format, base URL and pricing id."""
+    """A new endpoint. A built-in slug (CONTRACT §1) defaults its wire format, base URL and pricing id.
+    `deployments` maps an Azure OpenAI deployment to the model it serves."""
     builtin = BUILTIN_PROVIDERS.get(slug)
     problems = {}
     if builtin is None and wire_format is None:
-        problems["wire_format"] = (f"required for a custom provider (openai, anthropic or gemini); {slug!r} is not "
-                                   "built in")
-    if builtin is None and not base_url:
-        problems["base_url"] = f"required for a custom provider; {slug!r} is not built in"
+        problems["wire_format"] = (f"required for a custom provider (openai, anthropic, gemini or azure-openai); "
+                                   f"{slug!r} is not built in")
+    if not base_url and not (builtin and builtin.base_url):
+        problems["base_url"] = (f"required for a custom provider; {slug!r} is not built in" if builtin is None
+                                else f"required for {slug!r}: each account has its own")
     if problems:
         raise ValidationError(problems)
     endpoint = ProviderEndpoint(
@@ -254,7 +257,9 @@ def provider_endpoint_create(
         slug=slug,
         wire_format=wire_format or (builtin.wire_format if builtin else ""),  # a custom provider has both (above)
         base_url=base_url or (builtin.base_url if builtin else ""),
-        pricing_provider=pricing_provider if pricing_provider is not None else (builtin.pricing_id if builtin else ""),
+        pricing_provider=pricing_provider if pricing_provider is not None
+        else (builtin.pricing_id if builtin else WIRE_FORMAT_PRICING.get(wire_format or "", "")),
+        deployments=deployments or {},
     )
     with transaction.atomic():
         _endpoint_save(endpoint, credential)
@@ -284,7 +289,7 @@ def provider_endpoint_update(
         raise ValidationError({"credential": problem})
     before = _endpoint_snapshot(endpoint)
     credential_changed = "credential" in changes and changes["credential"] != endpoint.get_credential()
-    for name in ("wire_format", "base_url", "pricing_provider"):
+    for name in ("wire_format", "base_url", "pricing_provider", "deployments"):
         if name in changes:
             setattr(endpoint, name, changes[name])
     with transaction.atomic():

@@ -117,8 +117,7 @@ def usage_event_clean(*, event: dict[str, Any]) -> dict[str, Any]:
         clean["latency_ms"] = int_clamp(clean["latency_ms"], MAX_LATENCY_MS)
     if "status_code" in clean:
         clean["status_code"] = int_clamp(clean["status_code"], MAX_STATUS_CODE)
-    if "cost_usd" in clean:
-        clean["cost_usd"] = cost_clean(clean["cost_usd"])
-    if "reserved_usd" in clean:
-        clean["reserved_usd"] = cost_clean(clean["reserved_usd"])
+    for name in ("cost_usd", "reserved_usd", "provider_cost_usd"):
+        if name in clean:
+            clean[name] = cost_clean(clean[name])
     return clean

@@ -17,7 +17,8 @@ def load_account(account_id: int) -> AccountEntry | None:
     if account is None:
         return None
     endpoints = {
-        e.slug: EndpointEntry(e.slug, e.wire_format, e.base_url.rstrip("/"), e.pricing_provider, e.get_credential())
+        e.slug: EndpointEntry(e.slug, e.wire_format, e.base_url.rstrip("/"), e.pricing_provider, e.get_credential(),
+                              dict(e.deployments or {}))
         for e in account.provider_endpoints.all()
     }
     budgets = tuple(BudgetEntry.of(b) for b in account.budgets.all())

@@ -18,7 +18,7 @@ from billing.accounts.access import Membership, membership_get
 from billing.keys.selectors import key_row_list
 from proxy.catalog import BUILTIN_PROVIDERS, WIRE_FORMATS
 from proxy.endpoint_check import provider_endpoint_check
-from proxy.models import ApiKey, ProviderEndpoint
+from proxy.models import ApiKey, ProviderEndpoint, deployments_problem
 from proxy.schemas import MAX_PER_MINUTE
 from proxy.services import (
     ROTATION_GRACE_CHOICES,
@@ -189,8 +189,32 @@ class EndpointForm(forms.Form):
     base_url = forms.URLField(required=False, max_length=500, assume_scheme="https")
     pricing_provider = forms.CharField(required=False, max_length=40,
                                        help_text="genai-prices provider id; empty to infer it.")
+    deployments = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), max_length=20_000,
+        help_text="Azure OpenAI: one deployment per line, as deployment = model (e.g. prod-chat = gpt-4o). "
+                  "Empty keeps them; a single '-' removes them all.")
     credential = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
                                  help_text="Write-only: stored encrypted, never shown again. Empty keeps it.")
+
+    def clean_deployments(self) -> dict[str, str] | None:
+        """None (keep them), or the map the lines give: `{}` for a lone '-'."""
+        text = self.cleaned_data["deployments"].strip()
+        if not text:
+            return None
+        if text == "-":
+            return {}
+        mapping: dict[str, str] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            name, sep, model = line.partition("=")
+            if not line.strip():
+                continue
+            if not sep or not name.strip() or not model.strip():
+                raise forms.ValidationError(f"Line {number}: write deployment = model.")
+            mapping[name.strip()] = model.strip()
+        problem = deployments_problem(mapping)
+        if problem:
+            raise forms.ValidationError(problem)
+        return mapping
 
 
 def _endpoints_page(
@@ -231,9 +255,11 @@ def provider_save(request: SignedInRequest, slug: str) -> HttpResponse:
                 endpoint = provider_endpoint_create(
                     account=membership.account, actor=actor, slug=data["slug"], wire_format=data["wire_format"] or None,
                     base_url=data["base_url"] or None, pricing_provider=data["pricing_provider"] or None,
-                    credential=data["credential"] or None)
+                    deployments=data["deployments"], credential=data["credential"] or None)
             else:
                 changes = {k: data[k] for k in ("wire_format", "base_url", "pricing_provider") if data[k]}
+                if data["deployments"] is not None:
+                    changes["deployments"] = data["deployments"]
                 if data["credential"]:
                     changes["credential"] = data["credential"]
                 endpoint = provider_endpoint_update(account=membership.account, actor=actor, endpoint=existing,

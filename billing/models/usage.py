@@ -35,6 +35,10 @@ class UsageRecord(models.Model):
     cost_usd = models.DecimalField(
         max_digits=18, decimal_places=9, null=True, blank=True, help_text="Empty when the model's price is unknown."
     )
+    provider_cost_usd = models.DecimalField(
+        max_digits=18, decimal_places=9, null=True, blank=True,
+        help_text="What the provider said the call cost (OpenRouter, Perplexity), beside ours; never charged.",
+    )
     latency_ms = models.PositiveIntegerField(default=0)
     status_code = models.PositiveSmallIntegerField()
     denied_scope = models.CharField(max_length=40, blank=True)

@@ -72,6 +72,7 @@ def event_decode(entry: LedgerEntry) -> dict:
 
 def _record(event: dict, known_keys: set[int]) -> UsageRecord:
     cost = event.get("cost_usd")
+    provider_cost = event.get("provider_cost_usd")
     key_id = event.get("key_id")
     return UsageRecord(
         request_id=event["request_id"],
@@ -79,6 +80,7 @@ def _record(event: dict, known_keys: set[int]) -> UsageRecord:
         key_id=key_id if key_id in known_keys else None,
         cost_usd=Decimal(cost) if cost is not None else None,
         reserved_usd=Decimal(reserved) if (reserved := event.get("reserved_usd")) is not None else None,
+        provider_cost_usd=Decimal(provider_cost) if provider_cost is not None else None,
         created_at=datetime.fromtimestamp(event["created_at"], UTC),
         **{name: event[name] for name in RECORD_FIELDS if name in event},
     )

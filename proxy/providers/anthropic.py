@@ -13,12 +13,13 @@ is ever summed.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
 from proxy.providers.base import (
     MEDIA_TOKENS,
+    FreeRoute,
     InputEstimate,
     Operation,
     RequestInfo,
@@ -171,9 +172,14 @@ class AnthropicWireFormat(WireFormat):
     """Anthropic's Messages API."""
 
     name = "anthropic"
+    free_routes: ClassVar[tuple[FreeRoute, ...]] = (
+        FreeRoute("GET", "/models", "models"),
+        FreeRoute("GET", "/models/", "models"),
+        FreeRoute("POST", "/messages/count_tokens", "count_tokens"),
+    )
 
     def operation_for(self, method: str, path: str) -> Operation | None:
-        # /v1/messages/count_tokens and /v1/messages/batches are not metered here.
+        # /v1/messages/batches is not metered here (nor free): refused unless the account allows it.
         if method.upper() != "POST":
             return None
         return _ROUTES.get(route_path(path))

@@ -398,10 +398,43 @@ class StreamReader:
         raise NotImplementedError
 
 
+@dataclass(frozen=True, slots=True)
+class FreeRoute:
+    """A route the provider does not bill (a model listing, a token count): forwarded and recorded at $0.
+
+    `route` is matched against `route_path(path)`; one ending in "/" matches every path under it.
+    """
+
+    method: str
+    route: str
+    operation: str  # what the record's `operation` says: "models", "count_tokens"
+
+    def matches(self, method: str, route: str) -> bool:
+        if method.upper() != self.method:
+            return False
+        return route.startswith(self.route) and len(route) > len(self.route) if self.route.endswith("/") \
+            else route == self.route
+
+
 class WireFormat(ABC):
-    """How to meter one family of provider APIs. One instance serves every request."""
+    """How to meter one family of provider APIs. One instance serves every request.
+
+    Every route is one of three kinds (CONTRACT §1, "Routes"): metered (`operation_for` names its
+    operation), free (`free_routes`: recorded at $0), or neither, which is refused unless the account
+    allows unmetered routes.
+    """
 
     name: ClassVar[str]
+    free_routes: ClassVar[tuple[FreeRoute, ...]] = ()
+
+    def free_operation(self, method: str, path: str) -> str | None:
+        """The operation of a free route (`free_routes`), None for any other route."""
+        route = route_path(path)
+        return next((free.operation for free in self.free_routes if free.matches(method, route)), None)
+
+    def path_model(self, path: str) -> str | None:
+        """The model a metered route's path names (Azure's deployments), None when the body names it."""
+        return None
 
     @abstractmethod
     def operation_for(self, method: str, path: str) -> Operation | None:
@@ -423,14 +456,6 @@ class WireFormat(ABC):
     def path_problem(self, path: str) -> str | None:
         """Why a path (canonical, after the slug) is refused as invalid_path in this format, None when it is not:
         a path the proxy cannot be sure how the provider routes."""
-        return None
-
-    def free_operation(self, method: str, path: str) -> str | None:
-        """The name a free route is recorded under ("models"), None for a route that is not free. A free
-        route is forwarded as is and recorded with no tokens and no cost: nothing is generated."""
-        route = route_path(path)
-        if method.upper() == "GET" and (route == "/models" or route.startswith("/models/")):
-            return "models"
         return None
 
     @abstractmethod

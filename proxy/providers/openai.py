@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
 from proxy.providers.base import (
     MEDIA_TOKENS,
+    FreeRoute,
     InputEstimate,
     Operation,
     RequestInfo,
@@ -35,6 +36,13 @@ from proxy.providers.base import (
     non_negative_int,
     route_path,
     sse_json_object,
+)
+from proxy.providers.quirks import (
+    CACHED_INPUT_PATHS,
+    SEPARATE_REASONING_PATHS,
+    STREAM_USAGE_PATHS,
+    dig,
+    provider_cost,
 )
 from proxy.usage import TokenUsage
 
@@ -58,21 +66,34 @@ _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
 # --- usage ---------------------------------------------------------------------------------------
 
 
+def _quirk_count(usage: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> int:
+    for path in paths:
+        if path[0] not in usage:
+            continue
+        found = count(dig(usage, path[:-1]) if len(path) > 1 else usage, path[-1])
+        if found:
+            return found
+    return 0
+
+
 def chat_usage(usage: dict[str, Any]) -> TokenUsage:
-    """Normalise a chat / legacy completions `usage` object."""
+    """Normalise a chat / legacy completions `usage` object (providers' own fields: quirks.py)."""
     prompt = count(usage, "prompt_tokens")
     completion = count(usage, "completion_tokens")
     reasoning = count(usage.get("completion_tokens_details"), "reasoning_tokens")
-    cached = count(usage.get("prompt_tokens_details"), "cached_tokens") or count(usage, "prompt_cache_hit_tokens")
+    cached = count(usage.get("prompt_tokens_details"), "cached_tokens") or _quirk_count(usage, CACHED_INPUT_PATHS)
     # Gemini's and xAI's OpenAI-compatible endpoints leave reasoning out of completion_tokens;
     # their total_tokens gives it away.
     if reasoning and count(usage, "total_tokens") == prompt + completion + reasoning:
         completion += reasoning
+    if not reasoning and (separate := _quirk_count(usage, SEPARATE_REASONING_PATHS)):
+        reasoning, completion = separate, completion + separate
     return TokenUsage(
         input_tokens=prompt,
         output_tokens=completion,
         cached_input_tokens=cached,
         reasoning_tokens=reasoning,
+        provider_cost_usd=provider_cost(usage),
     )
 
 
@@ -286,10 +307,9 @@ class ChatStreamReader(StreamReader):
             return False
         usage = chunk.get("usage")
         if not isinstance(usage, dict):
-            # Groq reports usage in x_groq.usage on the last chunk.
-            extension = chunk.get("x_groq")
-            usage = extension.get("usage") if isinstance(extension, dict) else None
-            if not isinstance(usage, dict):
+            # Where some providers put it instead (Groq: x_groq.usage on the last chunk).
+            usage = next((found for path in STREAM_USAGE_PATHS if isinstance(found := dig(chunk, path), dict)), None)
+            if usage is None:
                 return False
         self._usage = chat_usage(usage)
         model = chunk.get("model")
@@ -333,6 +353,11 @@ class OpenAIWireFormat(WireFormat):
     """OpenAI and OpenAI-compatible APIs (DeepSeek, Gemini, Mistral, Groq, vLLM, …)."""
 
     name = "openai"
+    free_routes: ClassVar[tuple[FreeRoute, ...]] = (
+        FreeRoute("GET", "/models", "models"),
+        FreeRoute("GET", "/models/", "models"),
+        FreeRoute("POST", "/responses/input_tokens", "count_tokens"),
+    )
 
     def operation_for(self, method: str, path: str) -> Operation | None:
         if method.upper() != "POST":

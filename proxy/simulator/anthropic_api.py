@@ -10,9 +10,10 @@ import orjson
 from aiohttp import web
 
 from .call import Call
-from .content import anthropic_input_tokens, reply_deltas, reply_text, reply_word_count
+from .content import anthropic_input_tokens, reply_deltas, reply_text, reply_word_count, text_tokens
 from .errors import JSON, Wire, error_response
 from .sse import named_event
+from .tools import anthropic_tool_use, argument_deltas, json_text
 
 # The real API writes this one event with a space after the colon.
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
@@ -57,12 +58,17 @@ async def messages(call: Call) -> web.StreamResponse:
         "output_tokens": words,
         "service_tier": "standard",
     }
+    block: dict[str, Any] = {"type": "text", "text": reply_text(words)}
+    if tool_use := anthropic_tool_use(call.payload):
+        name, tool_input = tool_use
+        block = {"type": "tool_use", "id": call.state.new_id("toolu_01"), "name": name, "input": tool_input}
+        stop_reason, usage["output_tokens"] = "tool_use", text_tokens(json_text(tool_input))
     message = {
         "id": call.state.new_id("msg_01"),
         "type": "message",
         "role": "assistant",
         "model": call.model,
-        "content": [{"type": "text", "text": reply_text(words)}],
+        "content": [block],
         "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": usage,
@@ -72,18 +78,31 @@ async def messages(call: Call) -> web.StreamResponse:
     return call.json(message)
 
 
-def _message_events(message: dict[str, Any], words: int) -> Iterator[bytes]:
-    usage = message["usage"]
-    start_usage = {**usage, "output_tokens": 1}
-    yield named_event("message_start", {"type": "message_start", "message": {
-        **message, "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage,
-    }})
+def _block_events(block: dict[str, Any], words: int) -> Iterator[bytes]:
+    """One content block streamed: text as text_delta words, a tool's input as input_json_delta pieces."""
+    if block["type"] == "tool_use":
+        yield named_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                  "content_block": {**block, "input": {}}})
+        yield PING
+        for piece in ("", *argument_deltas(json_text(block["input"]))):
+            yield named_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                      "delta": {"type": "input_json_delta", "partial_json": piece}})
+        return
     yield named_event("content_block_start", {"type": "content_block_start", "index": 0,
                                               "content_block": {"type": "text", "text": ""}})
     yield PING
     for delta in reply_deltas(words):
         yield named_event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                   "delta": {"type": "text_delta", "text": delta}})
+
+
+def _message_events(message: dict[str, Any], words: int) -> Iterator[bytes]:
+    usage = message["usage"]
+    start_usage = {**usage, "output_tokens": 1}
+    yield named_event("message_start", {"type": "message_start", "message": {
+        **message, "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage,
+    }})
+    yield from _block_events(message["content"][0], words)
     yield named_event("content_block_stop", {"type": "content_block_stop", "index": 0})
     # message_delta restates the usage so far: output is cumulative, input and cache counts as at the start.
     yield named_event("message_delta", {

@@ -57,6 +57,7 @@ def create_app(
     add("POST", "/v1/chat/completions", simulated(openai=openai_api.chat_completions))
     add("POST", "/v1/completions", simulated(openai=openai_api.completions))
     add("POST", "/v1/responses", simulated(openai=openai_api.responses))
+    add("POST", "/v1/responses/input_tokens", simulated(openai=openai_api.input_tokens))
     add("POST", "/v1/embeddings", simulated(openai=openai_api.embeddings))
     add("POST", "/v1/messages", simulated(anthropic=anthropic_api.messages))
     add("POST", "/v1/messages/count_tokens", simulated(anthropic=anthropic_api.count_tokens))
@@ -69,6 +70,14 @@ def create_app(
         add("POST", f"/{version}/models/{{call}}", simulated(gemini=gemini_api.model_call))
     add("GET", "/v1beta/models", simulated(gemini=gemini_api.list_models, takes_body=False))
     add("GET", "/v1beta/models/{model}", simulated(gemini=gemini_api.retrieve_model, takes_body=False))
+    # Azure OpenAI: deployment routes (api-version required) and the v1 routes, authenticated by api-key.
+    for operation, endpoint in (("chat/completions", openai_api.chat_completions),
+                                ("completions", openai_api.completions), ("embeddings", openai_api.embeddings)):
+        add("POST", f"/openai/deployments/{{deployment}}/{operation}", simulated(openai=azure_deployment(endpoint),
+                                                                                 azure=True))
+        add("POST", f"/openai/v1/{operation}", simulated(openai=endpoint, azure=True))
+    add("POST", "/openai/v1/responses", simulated(openai=openai_api.responses, azure=True))
+    add("GET", "/openai/v1/models", simulated(openai=openai_api.list_models, takes_body=False, azure=True))
     add("GET", "/_sim/requests", recorded_requests)
     add("DELETE", "/_sim/requests", forget_requests)
     add("POST", "/_sim/release/{token}", release_hold)
@@ -77,12 +86,26 @@ def create_app(
     return app
 
 
+def azure_deployment(endpoint: Endpoint) -> Endpoint:
+    """An OpenAI endpoint on an Azure deployment route: the deployment in the path is the model (a body may
+    omit `model`), and without `api-version` Azure answers 404."""
+
+    async def deployed(call: Call) -> web.StreamResponse:
+        if not call.request.query.get("api-version"):
+            return error_response(Wire.OPENAI, 404, "Resource not found")
+        call.payload.setdefault("model", call.request.match_info["deployment"])
+        return await endpoint(call)
+
+    return deployed
+
+
 def simulated(
     *,
     openai: Endpoint | None = None,
     anthropic: Endpoint | None = None,
     gemini: Endpoint | None = None,
     takes_body: bool = True,
+    azure: bool = False,
 ) -> Handler:
     """The route handler of a provider endpoint. A path several APIs have (given their endpoints) goes to
     Anthropic's when the request carries `anthropic-version`, as the Anthropic SDK always does, to Gemini's
@@ -100,7 +123,7 @@ def simulated(
         state.record(request, None if payload is _NOT_JSON else payload)
         headers = request.headers
         wire = fixed_wire or _wire_of(request, endpoints)
-        if not is_authenticated(wire, headers) and not (wire is Wire.GEMINI and request.query.get("key")):
+        if not is_authenticated(wire, headers, azure=azure) and not (wire is Wire.GEMINI and request.query.get("key")):
             return missing_key_response(wire)
         try:
             controls = read_controls(headers, latency_ms=state.latency_ms, chunk_delay_ms=state.chunk_delay_ms,

@@ -26,6 +26,9 @@ class Call:
 
     @property
     def model(self) -> str:
+        """The model the answer names: the requested one, unless X-Sim-Served-Model says otherwise."""
+        if self.controls.served_model:
+            return self.controls.served_model
         model = self.payload.get("model")
         return model if isinstance(model, str) else ""
 

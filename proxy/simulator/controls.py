@@ -23,6 +23,7 @@ REASONING_TOKENS = "X-Sim-Reasoning-Tokens"
 PROMPT_TOKENS = "X-Sim-Prompt-Tokens"
 TOOL_USE_PROMPT_TOKENS = "X-Sim-Tool-Use-Prompt-Tokens"
 USAGE_ON_LAST_CHOICE = "X-Sim-Extra-Usage-Choice"
+SERVED_MODEL = "X-Sim-Served-Model"  # the model the answer names, as Azure names a deployment's model
 
 
 class ControlError(ValueError):
@@ -46,6 +47,7 @@ class Controls:
     usage_on_last_choice: bool
     prompt_tokens: int | None = None
     tool_use_prompt_tokens: int = 0
+    served_model: str | None = None
 
 
 def read_controls(
@@ -72,6 +74,7 @@ def read_controls(
         usage_on_last_choice=get(USAGE_ON_LAST_CHOICE, "").strip().lower() in ("1", "true", "yes"),
         prompt_tokens=_count(get(PROMPT_TOKENS), PROMPT_TOKENS),
         tool_use_prompt_tokens=_count(get(TOOL_USE_PROMPT_TOKENS), TOOL_USE_PROMPT_TOKENS) or 0,
+        served_model=get(SERVED_MODEL) or None,
     )
 
 

@@ -109,10 +109,12 @@ def missing_key_response(wire: Wire) -> web.Response:
     return error_response(wire, 401, message)
 
 
-def is_authenticated(wire: Wire, headers: Mapping[str, str]) -> bool:
+def is_authenticated(wire: Wire, headers: Mapping[str, str], *, azure: bool = False) -> bool:
     """Any credential will do, in a header the provider reads: OpenAI `Authorization: Bearer`,
     Anthropic `x-api-key` or (as recent SDKs send API keys) `Authorization: Bearer`, Gemini `x-goog-api-key`
-    (a `?key=` query parameter is read by the Gemini handler itself)."""
+    (a `?key=` query parameter is read by the Gemini handler itself), Azure `api-key`."""
+    if azure:
+        return bool(headers.get("api-key"))
     if wire is Wire.ANTHROPIC and headers.get("x-api-key"):
         return True
     if wire is Wire.GEMINI and headers.get("x-goog-api-key"):

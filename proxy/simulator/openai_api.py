@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -21,10 +21,12 @@ from .content import (
     responses_input_tokens,
     text_input_tokens,
     text_inputs,
+    text_tokens,
 )
 from .controls import Controls
 from .errors import JSON, Wire, error_response
 from .sse import data_event, named_event
+from .tools import argument_deltas, openai_json_content, openai_tool_call
 
 SYSTEM_FINGERPRINT = "fp_5im0k0n0m1c5"
 STREAM_DONE = b"data: [DONE]\n\n"
@@ -85,10 +87,23 @@ async def chat_completions(call: Call) -> web.StreamResponse:
     limit = payload.get("max_completion_tokens", payload.get("max_tokens"))
     words = reply_word_count(limit, call.controls.words)
     finish_reason = "length" if words < call.controls.words else "stop"
-    usage = chat_usage(chat_prompt_tokens(payload), words, call.controls)
     completion_id = call.state.new_id("chatcmpl-")
+    message: dict[str, Any] = {"role": "assistant", "content": reply_text(words), "refusal": None, "annotations": []}
+    deltas: Iterable[dict[str, Any]] = ({"content": delta} for delta in reply_deltas(words))
+    output_tokens = words
+    if tool_call := openai_tool_call(payload):
+        name, arguments = tool_call
+        call_id = call.state.new_id("call_")
+        message["content"], finish_reason, output_tokens = None, "tool_calls", text_tokens(name + arguments)
+        function = {"name": name, "arguments": arguments}
+        message["tool_calls"] = [{"id": call_id, "type": "function", "function": function}]
+        deltas = _tool_call_deltas(call_id, name, arguments)
+    elif (content := openai_json_content(payload, words)) is not None:
+        message["content"], finish_reason, output_tokens = content, "stop", text_tokens(content)
+        deltas = ({"content": piece} for piece in argument_deltas(content))
+    usage = chat_usage(chat_prompt_tokens(payload), output_tokens, call.controls)
     if call.streams:
-        return await call.stream(_chat_chunks(call, completion_id, words, finish_reason, usage))
+        return await call.stream(_chat_chunks(call, completion_id, deltas, finish_reason, usage))
     return call.json({
         "id": completion_id,
         "object": "chat.completion",
@@ -96,7 +111,7 @@ async def chat_completions(call: Call) -> web.StreamResponse:
         "model": call.model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": reply_text(words), "refusal": None, "annotations": []},
+            "message": message,
             "logprobs": None,
             "finish_reason": finish_reason,
         }],
@@ -106,8 +121,16 @@ async def chat_completions(call: Call) -> web.StreamResponse:
     })
 
 
+def _tool_call_deltas(call_id: str, name: str, arguments: str) -> Iterator[dict[str, Any]]:
+    """A tool call as OpenAI streams it: its id and name first, then the arguments in pieces."""
+    yield {"tool_calls": [{"index": 0, "id": call_id, "type": "function",
+                           "function": {"name": name, "arguments": ""}}]}
+    for piece in argument_deltas(arguments):
+        yield {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+
+
 def _chat_chunks(
-    call: Call, completion_id: str, words: int, finish_reason: str, usage: dict[str, Any]
+    call: Call, completion_id: str, deltas: Iterable[dict[str, Any]], finish_reason: str, usage: dict[str, Any]
 ) -> Iterator[bytes]:
     """With `stream_options.include_usage`, OpenAI puts `"usage": null` on every chunk and sends the
     usage in one last chunk with `"choices": []`; without it, no chunk has a usage field at all. Some
@@ -139,8 +162,8 @@ def _chat_chunks(
 
     yield chunk([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
                   "logprobs": None, "finish_reason": None}])
-    for delta in reply_deltas(words):
-        yield chunk([{"index": 0, "delta": {"content": delta}, "logprobs": None, "finish_reason": None}])
+    for delta in deltas:
+        yield chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
     finish = [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason}]
     if usage_on_last_choice:
         yield chunk(finish, usage)
@@ -299,6 +322,13 @@ class _ResponseReply:
                     item=self.message_item(self.final_status, [self.text_part(text)]))
         final = self.response(status=self.final_status, output=self.output(), usage=self.usage)
         yield event(f"response.{self.final_status}", response=final)
+
+
+async def input_tokens(call: Call) -> web.StreamResponse:
+    """POST /v1/responses/input_tokens: what a Responses request would read, counted (free upstream)."""
+    if error := missing_parameter(call, "model"):
+        return error
+    return call.json({"object": "response.input_tokens", "input_tokens": responses_input_tokens(call.payload)})
 
 
 # --- embeddings and models --------------------------------------------------------------------

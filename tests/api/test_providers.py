@@ -115,3 +115,32 @@ def test_a_duplicate_slug_is_a_409(acme_api: ApiClient, acme_endpoint: ProviderE
 def test_patch_may_not_null_a_field(acme_api: ApiClient, acme_endpoint: ProviderEndpoint) -> None:
     response = acme_api.patch(f"providers/{acme_endpoint.pk}", {"base_url": None})
     assert response.status_code == 422 and response.json()["detail"].startswith("base_url:")
+
+
+def test_an_azure_endpoint_maps_deployments_to_models(acme_api: ApiClient) -> None:
+    missing = acme_api.post("providers", {"slug": "azure-openai"})
+    assert missing.status_code == 422 and "base_url" in missing.json()["detail"]
+    response = acme_api.post("providers", {"slug": "azure-openai", "base_url": "https://acme.openai.azure.com",
+                                           "deployments": {"prod-chat": "gpt-4o-mini"}, "credential": SECRET})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["wire_format"], body["pricing_provider"]) == ("azure-openai", "azure")
+    assert body["deployments"] == {"prod-chat": "gpt-4o-mini"}
+    patched = acme_api.patch(f"providers/{body['id']}",
+                             {"deployments": {"prod-chat": "gpt-4o", "emb": "text-embedding-3-small"}})
+    assert patched.status_code == 200 and patched.json()["deployments"]["prod-chat"] == "gpt-4o"
+    # A custom slug of the azure-openai kind is priced from Azure's list too.
+    custom = acme_api.post("providers", {"slug": "azure-eu", "wire_format": "azure-openai",
+                                         "base_url": "https://acme-eu.openai.azure.com"})
+    assert custom.json()["pricing_provider"] == "azure"
+
+
+@pytest.mark.parametrize("deployments", [
+    {"a/b": "gpt-4o"}, {"x" * 65: "gpt-4o"}, {"ok": ""}, {"ok": "m" * 201}, {"bad\u0000": "gpt-4o"},
+    {f"d{i}": "gpt-4o" for i in range(201)}, ["gpt-4o"],
+])
+def test_deployments_are_bounded_plain_names(acme_api: ApiClient, deployments: object) -> None:
+    response = acme_api.post("providers", {"slug": "azure-openai", "base_url": "https://acme.openai.azure.com",
+                                           "deployments": deployments})
+    assert response.status_code == 422 and "deployments" in response.content.decode()
+    assert not ProviderEndpoint.objects.filter(slug="azure-openai").exists()

@@ -115,3 +115,19 @@ def test_an_invitation_is_shown_read_only_and_without_its_token_hash(operator, a
     operator.post(reverse("admin:billing_invitation_change", args=[invitation.pk]), {"email": "x@evil.test"})
     invitation.refresh_from_db()
     assert invitation.email == "erin@acme.test"
+
+
+def test_provider_deployments_are_edited_in_the_admin(operator, acme) -> None:
+    from proxy.models import ProviderEndpoint
+
+    form = {"account": acme.pk, "slug": "azure", "wire_format": "azure-openai",
+            "base_url": "https://acme.openai.azure.com", "pricing_provider": "azure"}
+    operator.post(reverse("admin:proxy_providerendpoint_add"), {**form, "deployments": '{"prod-chat": "gpt-4o"}'})
+    endpoint = ProviderEndpoint.objects.get(slug="azure")
+    assert endpoint.deployments == {"prod-chat": "gpt-4o"}
+    change = reverse("admin:proxy_providerendpoint_change", args=[endpoint.pk])
+    bad = operator.post(change, {**form, "deployments": '{"a/b": "gpt-4o"}'})
+    assert bad.status_code == 200 and b"no &#x27;/&#x27;" in bad.content
+    operator.post(change, {**form, "deployments": "{}"})
+    endpoint.refresh_from_db()
+    assert endpoint.deployments == {}

@@ -85,7 +85,8 @@ KEY_AFTER = {"account": "Acme Inc", "name": "ci", "environment": "staging", "all
 BUDGET_AFTER = {"account": "Acme Inc", "scope": "tenant", "match": "*", "period": "month",
                 "limit_usd": "5.000000", "hard": True, "alert_at": [50, 100], "channels": []}
 ENDPOINT_AFTER = {"account": "Acme Inc", "slug": "anthropic", "wire_format": "anthropic",
-                  "base_url": "https://api.anthropic.com", "pricing_provider": "anthropic", "has_credential": True}
+                  "base_url": "https://api.anthropic.com", "pricing_provider": "anthropic", "deployments": {},
+                  "has_credential": True}
 CHANNEL_AFTER = {"account": "Acme Inc", "name": "ops", "kind": "email", "url": "", "emails": ["ops@acme.test"],
                  "enabled": True}
 RULE_AFTER = {"account": "Acme Inc", "kind": "burn_rate", "scope": "tenant", "match": "*", "window_minutes": 15,

@@ -188,3 +188,24 @@ def test_owner_and_admin_revoke_any_key(client, alice, bob, carol, acme) -> None
         assert client.post(reverse("key_revoke", args=["acme", key.pk])).status_code == 302
         key.refresh_from_db()
         assert key.revoked_at is not None
+
+
+def test_provider_deployments_are_edited_as_lines(client, alice, acme) -> None:
+    client.force_login(alice)
+    url = reverse("provider_save", args=["acme"])
+    bad = client.post(url, {"slug": "azure-openai", "base_url": "https://acme.openai.azure.com",
+                            "deployments": "prod-chat gpt-4o"})
+    assert bad.status_code == 400 and "deployment = model" in bad.content.decode()
+    client.post(url, {"slug": "azure-openai", "base_url": "https://acme.openai.azure.com",
+                      "deployments": "prod-chat = gpt-4o-mini\n\nvectors = text-embedding-3-small"})
+    endpoint = ProviderEndpoint.objects.get(account=acme, slug="azure-openai")
+    assert endpoint.wire_format == "azure-openai"
+    assert endpoint.deployments == {"prod-chat": "gpt-4o-mini", "vectors": "text-embedding-3-small"}
+    page = client.get(reverse("provider_list", args=["acme"])).content.decode()
+    assert "prod-chat" in page and "gpt-4o-mini" in page
+    client.post(url, {"slug": "azure-openai", "credential": "az-key"})  # empty deployments: kept
+    endpoint.refresh_from_db()
+    assert len(endpoint.deployments) == 2
+    client.post(url, {"slug": "azure-openai", "deployments": "-"})
+    endpoint.refresh_from_db()
+    assert endpoint.deployments == {}

@@ -21,7 +21,7 @@ from billing.accounts.services import account_create, account_update, price_over
 from billing.accounts.team import seat_set
 from billing.budgets.services import budget_create, budget_update
 from billing.models import Account, Budget, Plan
-from proxy.catalog import BUILTIN_PROVIDERS
+from proxy.catalog import BUILTIN_PROVIDERS, WIRE_FORMAT_PRICING
 from proxy.keys import hash_key
 from proxy.models import ApiKey, ProviderEndpoint
 from proxy.services import (
@@ -132,12 +132,15 @@ def _account_step(spec: AccountIn, actor: Actor) -> tuple[Account, str | None]:
 
 def _provider_step(run: _Run, spec: ProviderIn) -> None:
     builtin = BUILTIN_PROVIDERS.get(spec.slug)
-    values = {
+    values: dict[str, Any] = {
         # Parse made sure a provider that is not built in names both.
         "wire_format": spec.kind or (builtin.wire_format if builtin else ""),
         "base_url": (spec.base_url or (builtin.base_url if builtin else "")).rstrip("/"),
-        "pricing_provider": spec.pricing_provider or (builtin.pricing_id if builtin else ""),
+        "pricing_provider": spec.pricing_provider or (builtin.pricing_id if builtin
+                                                      else WIRE_FORMAT_PRICING.get(spec.kind or "", "")),
     }
+    if spec.deployments is not None:
+        values["deployments"] = spec.deployments
     credential = spec.api_key or (run.environ[spec.api_key_env] if spec.api_key_env else None)
     endpoint = ProviderEndpoint.objects.filter(account=run.account, slug=spec.slug).first()
     if endpoint is None:

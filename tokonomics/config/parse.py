@@ -15,7 +15,7 @@ from billing.models import Plan, Seat
 from proxy.budgets import WILDCARD
 from proxy.catalog import BUILTIN_PROVIDERS
 from proxy.keys import hash_key
-from proxy.models import ApiKey, ProviderEndpoint
+from proxy.models import ApiKey, ProviderEndpoint, deployments_problem
 from proxy.pricing import validate_override
 from proxy.services import credential_host_problem
 from tokonomics.config.schema import AccountIn, ConfigIn, PriceIn, ProviderIn
@@ -153,10 +153,15 @@ def _provider_problems(provider: ProviderIn, environ: Mapping[str, str]) -> list
     builtin = BUILTIN_PROVIDERS.get(provider.slug)
     if builtin is None and provider.kind is None:
         problems.append(
-            f"kind: required for a custom provider (openai, anthropic or gemini); {provider.slug!r} is not built in"
+            f"kind: required for a custom provider (openai, anthropic, gemini or azure-openai); {provider.slug!r} "
+            "is not built in"
         )
+    if provider.deployments is not None and (problem := deployments_problem(provider.deployments)):
+        problems.append(f"deployments: {problem}")
     if builtin is None and not provider.base_url:
         problems.append(f"base_url: required for a custom provider; {provider.slug!r} is not built in")
+    elif builtin is not None and not builtin.base_url and not provider.base_url:
+        problems.append(f"base_url: required for {provider.slug!r}: each account has its own")
     if provider.base_url and (problem := url_problem(provider.base_url)):
         problems.append(f"base_url: {problem}")
     if provider.api_key_env and not environ.get(provider.api_key_env):

@@ -21,9 +21,10 @@ class Strict(BaseModel):
 
 class ProviderIn(Strict):
     slug: str = Field(pattern=SLUG_PATTERN)
-    kind: Literal["openai", "anthropic", "gemini"] | None = None
+    kind: Literal["openai", "anthropic", "gemini", "azure-openai"] | None = None
     base_url: str | None = None
     pricing_provider: str | None = None
+    deployments: dict[str, str] | None = None  # Azure OpenAI: deployment → model; omitted leaves them as they are
     api_key: str | None = None
     api_key_env: str | None = None
 

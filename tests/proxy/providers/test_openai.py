@@ -113,7 +113,7 @@ def test_routes_metered_operations_and_nothing_else(method, path, operation):
 def test_registry_names_every_wire_format_an_endpoint_may_have():
     from proxy import catalog
 
-    assert set(WIRE_FORMATS) == set(catalog.WIRE_FORMATS) >= {"openai", "anthropic", "gemini"}
+    assert set(WIRE_FORMATS) == set(catalog.WIRE_FORMATS) >= {"openai", "anthropic", "gemini", "azure-openai"}
     assert isinstance(WIRE_FORMATS["openai"], OpenAIWireFormat)
     assert all(wire_format.name == name for name, wire_format in WIRE_FORMATS.items())
 

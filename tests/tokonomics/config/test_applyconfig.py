@@ -314,3 +314,33 @@ def test_changing_a_channels_kind_stores_its_url_for_the_new_kind(tmp_path, env,
     assert bool(channel.url_encrypted) == (then["kind"] == "slack")
     assert channel.url == (masked_url(then["url"]) if then["kind"] == "slack" else then["url"])
     assert apply_data(tmp_path, data).strip() == "No changes."
+
+
+def test_an_azure_endpoint_with_its_deployments(tmp_path, env) -> None:
+    data = example()
+    data["accounts"][0]["providers"].append(
+        {"slug": "azure", "kind": "azure-openai", "base_url": "https://acme.openai.azure.com", "api_key": "az-key",
+         "deployments": {"prod-chat": "gpt-4o-mini"}})
+    apply_data(tmp_path, data)
+    endpoint = ProviderEndpoint.objects.get(slug="azure")
+    assert (endpoint.wire_format, endpoint.pricing_provider) == ("azure-openai", "azure")
+    assert endpoint.deployments == {"prod-chat": "gpt-4o-mini"} and endpoint.get_credential() == "az-key"
+    data["accounts"][0]["providers"][-1]["deployments"] = {"prod-chat": "gpt-4o"}
+    assert "updated deployments provider azure" in apply_data(tmp_path, data)
+    endpoint.refresh_from_db()
+    assert endpoint.deployments == {"prod-chat": "gpt-4o"}
+    # Left out of the file, the mapping stays as it is.
+    del data["accounts"][0]["providers"][-1]["deployments"]
+    apply_data(tmp_path, data)
+    endpoint.refresh_from_db()
+    assert endpoint.deployments == {"prod-chat": "gpt-4o"}
+
+
+def test_bad_deployments_are_refused_naming_the_field(tmp_path, env) -> None:
+    data = example()
+    data["accounts"][0]["providers"].append(
+        {"slug": "azure", "kind": "azure-openai", "base_url": "https://acme.openai.azure.com",
+         "deployments": {"a/b": "gpt-4o"}})
+    with pytest.raises(CommandError, match="deployments"):
+        apply_data(tmp_path, data)
+    assert not ProviderEndpoint.objects.filter(slug="azure").exists()
