@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
 from billing.accounts.access import membership_get
@@ -46,6 +46,8 @@ def _bad_filter(error: CallFilterError) -> HttpResponse:
 def call_list_view(request: SignedInRequest, slug: str) -> HttpResponse:
     account = _account(request, slug)
     params = _params(request)
+    if any(not request.GET[name] for name in request.GET if name in QUERY_PARAMS):
+        return redirect(f"{request.path}?{urlencode(params)}")  # the form's empty fields: a URL worth sharing
     try:
         filters = call_filters_parse(params, timezone=account.timezone)
         after = Cursor.decode(request.GET["after"]) if request.GET.get("after") else None

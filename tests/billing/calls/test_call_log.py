@@ -214,3 +214,9 @@ def test_the_log_is_in_the_navigation_and_says_when_nothing_matches(client, alic
     assert "No calls yet" in body
     body = client.get(reverse("call_list", args=["acme"]), {"feature": "nothing"}).content.decode()
     assert "No calls match these filters" in body
+
+
+def test_the_forms_empty_fields_are_dropped_from_the_address(client, alice, acme) -> None:
+    client.force_login(alice)
+    response = client.get(reverse("call_list", args=["acme"]), {"q": "", "feature": "search", "tenant": ""})
+    assert response.status_code == 302 and response["Location"] == "/a/acme/calls/?feature=search"
