@@ -82,6 +82,7 @@ def mixed(acme):
     """Calls that differ in one attribute each from the plain one (feature support-bot, tenant globex …)."""
     backend = make_key(acme, "tk-backend-0000000000000000", name="backend")
     batch = make_key(acme, "tk-batch-00000000000000000000", name="batch")
+    make_key(acme, "tk-idle-000000000000000000000", name="idle")
     plain = {"feature": "support-bot", "tenant": "globex", "environment": "production", "model": "gpt-4o-mini",
              "provider": "openai", "key_id": backend.pk}
     return _calls(acme, plain,
@@ -108,6 +109,8 @@ def mixed(acme):
     ({"key": "batch"}, 1),
     ({"key": "backend"}, 9),
     ({"key": "no-such-key"}, 0),
+    ({"key": "idle"}, 0),  # a key without calls
+    ({"key": "batch", "last": "7d"}, 1),
     ({"status": "ok"}, 8),
     ({"status": "denied"}, 1),
     ({"status": "error"}, 1),
@@ -220,3 +223,13 @@ def test_the_forms_empty_fields_are_dropped_from_the_address(client, alice, acme
     client.force_login(alice)
     response = client.get(reverse("call_list", args=["acme"]), {"q": "", "feature": "search", "tenant": ""})
     assert response.status_code == 302 and response["Location"] == "/a/acme/calls/?feature=search"
+
+
+def test_a_keys_calls_page_from_its_newest(client, alice, acme) -> None:
+    old = make_key(acme, "tk-old-0000000000000000000000", name="old", revoked_at=NOW - timedelta(days=30))
+    long_ago = (NOW - timedelta(days=40)).timestamp()
+    _calls(acme, *[{"key_id": old.pk, "created_at": long_ago - n % 3} for n in range(55)],
+           *[{"created_at": NOW.timestamp() - n} for n in range(5)])
+    client.force_login(alice)
+    pages = _page_ids(client, reverse("call_list", args=["acme"]), {"key": "old"})
+    assert [len(p) for p in pages] == [50, 5] and len({rid for p in pages for rid in p}) == 55
