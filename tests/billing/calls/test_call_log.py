@@ -233,3 +233,22 @@ def test_a_keys_calls_page_from_its_newest(client, alice, acme) -> None:
     client.force_login(alice)
     pages = _page_ids(client, reverse("call_list", args=["acme"]), {"key": "old"})
     assert [len(p) for p in pages] == [50, 5] and len({rid for p in pages for rid in p}) == 55
+
+
+@pytest.mark.parametrize(("value", "plain"), [("0.000000120", "0.00000012"), ("1.20E-7", "0.00000012"),
+                                              ("0E-9", "0"), ("12.500000000", "12.5"), ("1E+2", "100")])
+def test_decimals_are_written_plain(value, plain) -> None:
+    from decimal import Decimal
+
+    from billing.calls.exports import decimal_plain
+
+    assert decimal_plain(Decimal(value)) == plain
+
+
+def test_the_export_name_carries_the_filter_and_nothing_a_header_would_break_on(client, alice, acme) -> None:
+    client.force_login(alice)
+    response = client.get(reverse("call_export", args=["acme", "csv"]),
+                          {"tenant": 'a"b\r\nc/../d', "since": "2026-12-01", "q": "x y"})
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == (
+        'attachment; filename="acme-calls-since-2026-12-01-tenant-a_b_c_.._d-search-x_y.csv"')
