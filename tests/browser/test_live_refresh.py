@@ -129,7 +129,7 @@ def test_call_log_filters_pages_and_exports_in_the_browser(stack: Stack, owner, 
     expect(page).to_have_url(f"{stack.proxy}/a/acme/calls/?status=denied")
     rows = page.locator("#call-list tbody tr")
     expect(rows).to_have_count(3)
-    expect(rows.first).to_contain_text("denied · tenant_budget")
+    expect(rows.first).to_contain_text("denied · tenant")  # the scope that refused it
     expect(page.get_by_role("link", name="Remove filter status = denied")).to_be_visible()
 
     csv_href = page.get_by_role("link", name="CSV").get_attribute("href")
