@@ -170,7 +170,10 @@ def _search(*, account: Account, text: str) -> Q:
 def call_list(*, account: Account, filters: CallFilters, after: Cursor | None = None,
               limit: int = PAGE_SIZE) -> CallPage:
     """Up to `limit` calls of `account` matching `filters`, newest first, after the cursor `after`."""
-    calls = _calls(account=account, filters=filters).select_related("key")
+    return _page(_calls(account=account, filters=filters).select_related("key"), after=after, limit=limit)
+
+
+def _page(calls: QuerySet[UsageRecord], *, after: Cursor | None, limit: int) -> CallPage:
     if after is not None:
         # created_at <= t bounds the index scan; the rest breaks the ties between equal timestamps by id.
         calls = calls.filter(Q(created_at__lt=after.created_at) | Q(created_at=after.created_at, id__lt=after.id),
@@ -182,10 +185,12 @@ def call_list(*, account: Account, filters: CallFilters, after: Cursor | None = 
 
 
 def call_chunks(*, account: Account, filters: CallFilters, size: int = 2000) -> Iterator[list[UsageRecord]]:
-    """Every call matching `filters`, newest first, in keyset pages of `size` (an export's rows)."""
+    """Every call matching `filters`, newest first, in keyset pages of `size` (an export's rows). The filters
+    are resolved once (the key's id, the search's values), so every chunk reads the same selection."""
+    calls = _calls(account=account, filters=filters).select_related("key")
     after = None
     while True:
-        page = call_list(account=account, filters=filters, after=after, limit=size)
+        page = _page(calls, after=after, limit=size)
         if page.calls:
             yield page.calls
         if page.next is None:

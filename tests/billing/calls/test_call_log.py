@@ -252,3 +252,14 @@ def test_the_export_name_carries_the_filter_and_nothing_a_header_would_break_on(
     assert response.status_code == 200
     assert response["Content-Disposition"] == (
         'attachment; filename="acme-calls-since-2026-12-01-tenant-a_b_c_.._d-search-x_y.csv"')
+
+
+def test_an_export_reads_every_call_once_in_keyset_chunks(acme) -> None:
+    from billing.calls.selectors import call_chunks
+
+    same = (NOW - timedelta(minutes=5)).timestamp()
+    _calls(acme, *[{"created_at": same} for _ in range(5)], {"created_at": same - 1}, {"created_at": same + 1})
+    chunks = list(call_chunks(account=acme, filters=CallFilters(), size=3))
+    assert [len(chunk) for chunk in chunks] == [3, 3, 1]
+    flat = [call.pk for chunk in chunks for call in chunk]
+    assert flat == [call.pk for call in call_list(account=acme, filters=CallFilters(), limit=10).calls]
