@@ -15,6 +15,7 @@ urlpatterns = [
     path("login/", PasswordLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("a/<slug:slug>/", include("billing.dashboard.urls")),
+    path("a/<slug:slug>/", include("billing.calls.urls")),
     path("a/<slug:slug>/", include("billing.budgets.urls")),
     path("a/<slug:slug>/", include("billing.keys.urls")),
     path("a/<slug:slug>/", include("alerts.urls")),

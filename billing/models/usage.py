@@ -16,8 +16,10 @@ class UsageRecord(models.Model):
 
     request_id = models.CharField(max_length=40, unique=True)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_records")
+    # Indexed by usage_key_time below, which also serves the foreign key's own lookups.
     key = models.ForeignKey(
-        "proxy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records"
+        "proxy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records",
+        db_index=False,
     )
     feature = models.CharField(max_length=200, blank=True)
     tenant = models.CharField(max_length=200, blank=True)
@@ -60,6 +62,8 @@ class UsageRecord(models.Model):
             models.Index(fields=["account", "tenant", "created_at"], name="usage_account_tenant_time"),
             models.Index(fields=["account", "model", "created_at"], name="usage_account_model_time"),
             models.Index(fields=["created_at"], name="usage_time"),
+            # The call log filtered on a key: its newest calls, even for a key whose calls all are old.
+            models.Index(fields=["key", "created_at"], name="usage_key_time"),
         ]
 
     def __str__(self) -> str:

@@ -36,41 +36,58 @@
     if (form && event.target.name === "kind") showKindFields(form);
   });
 
-  // A live region (polled and swapped whole, like #dashboard-live) must not take keyboard focus away: the
-  // element focused inside it before a swap is found again in the new content (by id, else by href, else by
-  // position among the focusable elements) and focused, without scrolling.
-  var FOCUSABLE = "a[href], button, input, select, textarea, [tabindex]";
-  var kept = null;
-
-  function focusKey(region, element) {
-    var position = Array.prototype.indexOf.call(region.querySelectorAll(FOCUSABLE), element);
-    return { region: region.id, id: element.id, href: element.getAttribute("href"), position: position };
+  // A live region ([data-live], like #dashboard-live) polls every 2 s and is morphed by the idiomorph extension
+  // (hx-swap="morph"): only the values that changed are written, so the focused element and the text around
+  // a selection stay the same nodes, and keyboard focus and selections survive a refresh.
+  function sizeOne(element) {
+    if (element.nodeType === 1 && element.matches("[data-width], [data-left], [data-height]")) size(element);
   }
 
-  function focusTarget(region, key) {
-    if (key.id) return document.getElementById(key.id);
-    var focusable = Array.prototype.slice.call(region.querySelectorAll(FOCUSABLE));
-    if (key.href !== null) {
-      var same = focusable.filter(function (element) { return element.getAttribute("href") === key.href; });
-      if (same.length) return same[0];
-    }
-    return focusable[Math.min(key.position, focusable.length - 1)] || null;
+  if (window.Idiomorph) {
+    var callbacks = window.Idiomorph.defaults.callbacks;
+    callbacks.beforeNodeMorphed = function (oldNode) {
+      // Text the user has selected holds still until the selection ends (the values around it still move).
+      var selection = document.getSelection();
+      return !(oldNode.nodeType === 3 && selection && !selection.isCollapsed && selection.containsNode(oldNode, true));
+    };
+    callbacks.beforeAttributeUpdated = function (name, element, action) {
+      // The sizes app.js set (templates have no style attribute), and a <details> the user opened, stay.
+      return !(name === "style" || (name === "open" && action === "remove" && element.localName === "details"));
+    };
+    callbacks.afterNodeMorphed = sizeOne;
+    callbacks.afterNodeAdded = function (node) { if (node.nodeType === 1) size(node); };
   }
 
-  document.addEventListener("htmx:beforeSwap", function (event) {
-    var region = event.detail.target;
-    var focused = document.activeElement;
-    kept = region && region.id && focused && focused !== region && region.contains(focused)
-      ? focusKey(region, focused) : null;
+  // A poll is skipped while the user is in the middle of something inside the region: a pointer held down
+  // (selecting text, pressing a button), the pointer over one of its controls (it must not move away under
+  // the cursor), or a form control being used (a text field, an open select). A focused link or a finished
+  // selection does not pause it: the morph keeps both, and a keyboard user would otherwise see no update.
+  var HOVERED_CONTROLS = ["a[href]", "button", "input", "select", "textarea", "summary", "label", "[tabindex]"]
+    .map(function (control) { return control + ":hover"; }).join(", ");
+  var pressed = null;
+  document.addEventListener("pointerdown", function (event) { pressed = event.target; }, true);
+  ["pointerup", "pointercancel"].forEach(function (name) {
+    document.addEventListener(name, function () { pressed = null; }, true);
   });
 
-  document.addEventListener("htmx:load", function (event) {
-    if (!kept) return;
-    var region = event.detail.elt.id === kept.region ? event.detail.elt : document.getElementById(kept.region);
-    if (!region || !region.contains(event.detail.elt) && region !== event.detail.elt) return;
-    var target = focusTarget(region, kept);
-    kept = null;
-    if (target) target.focus({ preventScroll: true });
+  function interaction(region) {
+    if (pressed && region.contains(pressed)) return "pointer";
+    if (region.querySelector(HOVERED_CONTROLS)) return "hover";
+    var active = document.activeElement;
+    if (active && region.contains(active) && active.matches("input, select, textarea")) return "editing";
+    return "";
+  }
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var region = event.detail.elt;
+    if (!region.matches || !region.matches("[data-live]")) return;
+    var reason = interaction(region);
+    if (reason) {
+      region.dataset.paused = reason;
+      event.preventDefault();
+    } else {
+      delete region.dataset.paused;
+    }
   });
 
   document.addEventListener("click", function (event) {

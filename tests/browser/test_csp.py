@@ -14,7 +14,7 @@ pytest.importorskip("playwright.sync_api", reason="playwright is not installed (
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 OWNER, PASSWORD = "alice@acme.test", "correct horse battery"
-PAGES = ["/a/acme/", "/a/acme/keys/", "/a/acme/budgets/", "/a/acme/providers/", "/a/acme/alerts/",
+PAGES = ["/a/acme/", "/a/acme/calls/", "/a/acme/keys/", "/a/acme/budgets/", "/a/acme/providers/", "/a/acme/alerts/",
          "/a/acme/team/", "/a/acme/settings/", "/a/acme/audit/", "/api/v1/docs"]
 # Recorded by the page itself, before any of its scripts run.
 RECORD_VIOLATIONS = """
