@@ -16,8 +16,18 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { size(document); });
-  document.addEventListener("htmx:load", function (event) { size(event.detail.elt); });
+  // A table wider than the screen scrolls inside its card (app.css); it takes keyboard focus while it does, so
+  // the arrow keys can scroll it.
+  function scrollable(root) {
+    Array.prototype.forEach.call(root.querySelectorAll("table"), function (table) {
+      if (table.scrollWidth > table.clientWidth + 1) table.setAttribute("tabindex", "0");
+      else if (table.getAttribute("tabindex") === "0") table.removeAttribute("tabindex");
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { size(document); scrollable(document); });
+  document.addEventListener("htmx:load", function (event) { size(event.detail.elt); scrollable(event.detail.elt); });
+  window.addEventListener("resize", function () { scrollable(document); });
 
   // A live region (polled and swapped whole, like #dashboard-live) must not take keyboard focus away: the
   // element focused inside it before a swap is found again in the new content (by id, else by href, else by
@@ -66,5 +76,19 @@
     }
     var select = event.target.closest("[data-select-on-click]");
     if (select) select.select();
+  });
+})();
+
+// The navigation's menu button on narrow screens: shown only when this script runs (without it the navigation
+// stays open), it opens and closes the navigation and says so through aria-expanded.
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    var toggle = document.querySelector(".menu-toggle");
+    if (!toggle) return;
+    toggle.hidden = false;
+    toggle.addEventListener("click", function () {
+      toggle.setAttribute("aria-expanded", toggle.getAttribute("aria-expanded") === "true" ? "false" : "true");
+    });
   });
 })();
