@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET
 
 from billing.accounts.access import membership_get
 from billing.dashboard import selectors as dashboard
+from billing.dashboard.checklist import checklist_get
 from tokonomics.csv_cells import csv_cell
 from tokonomics.web_request import SignedInRequest
 
@@ -52,8 +53,10 @@ def dashboard_view(request: SignedInRequest, slug: str) -> HttpResponse:
                        for d in dashboard.DIMENSIONS],
         "recent": dashboard.recent_calls(account, filters),
     }
-    template = "billing/dashboard.html#dashboard-live" if request.htmx else "billing/dashboard.html"
-    return render(request, template, context)
+    if request.htmx:
+        return render(request, "billing/dashboard.html#dashboard-live", context)
+    context["checklist"] = checklist_get(account=account)
+    return render(request, "billing/dashboard.html", context)
 
 
 @require_GET

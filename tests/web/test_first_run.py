@@ -129,3 +129,48 @@ def user_with_seat_on(user, account) -> None:
 
     Seat.objects.create(account=account, user=user, role="member")
 
+
+
+def test_an_empty_account_gets_a_checklist_with_its_proxy_url(alice, acme, settings):
+    settings.SITE_URL = "https://llm.acme.test"
+    client = Client()
+    client.force_login(alice)
+    page = client.get("/a/acme/").content.decode()
+    checklist = page[page.index('id="first-run"'):page.index("</section>")]
+    for step in ("Add a provider", "Create a key", "Make a first call", "Set a budget", "Add an alert channel"):
+        assert f">{step}</a>" in checklist  # a link: not done yet
+    assert "https://llm.acme.test/proxy/openai/chat/completions" in checklist  # curl
+    assert 'OpenAI(base_url="https://llm.acme.test/proxy/openai"' in checklist.replace("&quot;", '"')  # the SDK
+    assert 'href="/api/v1/docs"' in checklist
+
+
+def test_the_checklist_ticks_steps_from_data_and_goes_when_done(alice, acme, settings):
+    from alerts.models import AlertChannel
+    from billing.models import Budget
+    from billing.usage.ledger import usage_record_batch
+
+    from ..support import KEY, make_key
+
+    client = Client()
+    client.force_login(alice)
+    make_key(acme, KEY)
+    Budget.objects.create(account=acme, scope="account", period="month", limit_usd=5, hard=True)
+    page = client.get("/a/acme/").content.decode()
+    assert "<s>Create a key</s>" in page and "<s>Set a budget</s>" in page and ">Add a provider</a>" in page
+
+    from proxy.models import ProviderEndpoint
+
+    endpoint = ProviderEndpoint(account=acme, slug="anthropic", wire_format="anthropic",
+                                base_url="https://api.anthropic.com", pricing_provider="anthropic")
+    endpoint.set_credential("sk-ant-x")
+    endpoint.save()
+    AlertChannel.objects.create(account=acme, kind="webhook", name="ops", url="https://hooks.example.test/x")
+    page = client.get("/a/acme/").content.decode()
+    assert "/proxy/anthropic/v1/messages" in page and ">Make a first call</a>" in page
+
+    usage_record_batch(events=[{
+        "request_id": "req_first", "account_id": acme.pk, "key_id": None, "provider": "anthropic",
+        "model": "claude-3-5-haiku-latest", "feature": "", "tenant": "", "environment": "production", "tags": {},
+        "input_tokens": 10, "output_tokens": 5, "cost_usd": "0.0001", "status_code": 200, "latency_ms": 50,
+        "created_at": 1_700_000_000.0}])
+    assert 'id="first-run"' not in client.get("/a/acme/").content.decode()
