@@ -166,9 +166,13 @@ class PasswordLoginForm(AuthenticationForm):
     }
 
     def clean_username(self) -> str:
-        typed = self.cleaned_data["username"].strip()
-        matches = list(get_user_model().objects.filter(username__iexact=typed).values_list("username", flat=True)[:2])
-        return matches[0] if len(matches) == 1 else typed
+        typed = str(self.cleaned_data["username"]).strip()
+        users = get_user_model().objects
+        for lookup in ({"username__iexact": typed}, {"email__iexact": typed}):  # people made by hand may differ
+            matches = list(users.filter(**lookup).values_list("username", flat=True)[:2])
+            if len(matches) == 1:
+                return str(matches[0])
+        return typed
 
     def confirm_login_allowed(self, user: User) -> None:
         super().confirm_login_allowed(user)

@@ -174,3 +174,11 @@ def test_the_checklist_ticks_steps_from_data_and_goes_when_done(alice, acme, set
         "input_tokens": 10, "output_tokens": 5, "cost_usd": "0.0001", "status_code": 200, "latency_ms": 50,
         "created_at": 1_700_000_000.0}])
     assert 'id="first-run"' not in client.get("/a/acme/").content.decode()
+
+
+def test_sign_in_also_finds_someone_by_email_when_the_username_differs(acme):
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_user(username="ops", email="Ops@Acme.test", password=PASSWORD)
+    response = Client().post("/login/", {"username": "ops@acme.test", "password": PASSWORD})
+    assert response.status_code == 302
