@@ -72,7 +72,7 @@ class AccountSettingsForm(forms.Form):
     name = forms.CharField(max_length=120)
     timezone = forms.ChoiceField(
         choices=_timezone_choices, widget=DatalistInput, label="Time zone",
-        help_text="Type to search, e.g. Berlin or New_York. Budgets' calendar periods and every time shown follow it.",
+        help_text="Type to search, e.g. Berlin or New_York. Budgets' calendar periods follow it.",
         error_messages={"invalid_choice": "%(value)s is not a time zone: pick one from the list, e.g. Europe/Berlin."},
     )
     retention_days = forms.IntegerField(min_value=1, max_value=MAX_RETENTION_DAYS, required=False,

@@ -112,14 +112,18 @@ def seeded(stack: Stack, settings) -> dict[str, str]:
 
     from alerts.models import AlertChannel
     from billing.accounts.team import seat_invite
-    from billing.models import Budget, Seat
+    from billing.models import Account, Budget, Seat
 
     owner = user_with_seat(OWNER, stack.account, "owner")
+    # A second account: the navigation shows its switcher, and home lists both accounts instead of redirecting.
+    globex = Account.objects.create(slug="globex", name="Globex", plan=stack.account.plan, timezone="UTC")
+    Seat.objects.create(account=globex, user=owner, role="member")
     viewer = user_with_seat("vic@acme.test", stack.account, "viewer")
     budget = Budget.objects.create(account=stack.account, scope="account", period="month", limit_usd=10, hard=True)
     channel = AlertChannel.objects.create(account=stack.account, kind="webhook", name="ops",
                                           url="https://hooks.example.test/x")
-    sent = seat_invite(actor_seat=Seat.objects.get(user=owner), email="new@acme.test", role="viewer")
+    sent = seat_invite(actor_seat=Seat.objects.get(user=owner, account=stack.account), email="new@acme.test",
+                       role="viewer")
     token = sent.url.rstrip("/").rsplit("/", 1)[-1]
     seeds = {
         "slug": stack.account.slug, "budget_id": str(budget.pk), "key_id": str(stack.key.pk),
@@ -146,7 +150,7 @@ def _sign_in(context: BrowserContext, base: str) -> None:
     page.fill("#id_username", OWNER)
     page.fill("#id_password", PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{base}/a/acme/")
+    page.wait_for_url(f"{base}/")  # the list of the owner's two accounts
     page.close()
 
 
@@ -251,7 +255,7 @@ def test_every_page_is_accessible_and_fits_a_phone(stack: Stack, seeded: dict[st
         if _is_page(contexts["desktop"][who], url, status):
             pages.append((who, url, name, status))
     visited = {url.removeprefix(base) for _, url, _, _ in pages}
-    for known in ("/a/acme/", "/a/acme/keys/", "/a/acme/budgets/", "/a/acme/team/", "/login/", "/api/v1/docs"):
+    for known in ("/", "/a/acme/", "/a/acme/keys/", "/a/acme/budgets/", "/a/acme/team/", "/login/", "/api/v1/docs"):
         assert known in visited, f"{known} was not found among the pages: {sorted(visited)}"
 
     problems: list[str] = []
