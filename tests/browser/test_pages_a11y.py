@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,9 @@ BUDGET_SECONDS = 120
 # Swagger UI's own markup on the API docs page (vendored by django-ninja: nested controls, its grey text) is not
 # ours to fix; the page around it (language, title) is still checked.
 AXE_EXCLUDE = {"openapi-view": ["#swagger-ui"]}
+# Pages drawn by script after they load, and what shows they are drawn: the screenshot shows the page, and no
+# request is cut off mid-way by closing it (which would leave a server thread's database connection open).
+READY = {"openapi-view": "#swagger-ui .info"}
 # What axe leaves alone: every table has a header row group and says what each header cell heads, and the
 # navigation marks the page it is on.
 SEMANTICS = """
@@ -110,9 +114,13 @@ def seeded(stack: Stack, settings) -> dict[str, str]:
     from django.utils.encoding import force_bytes
     from django.utils.http import urlsafe_base64_encode
 
-    from alerts.models import AlertChannel
+    from alerts.models import AlertChannel, AlertRule
+    from billing.accounts.management_tokens import management_token_create
     from billing.accounts.team import seat_invite
-    from billing.models import Account, Budget, Seat
+    from billing.models import Account, Budget, PriceOverride, Seat, UsageRecord
+    from billing.usage.ledger import usage_record_batch
+    from proxy.models import ProviderEndpoint
+    from tokonomics.audit import Actor
 
     owner = user_with_seat(OWNER, stack.account, "owner")
     # A second account: the navigation shows its switcher, and home lists both accounts instead of redirecting.
@@ -125,6 +133,18 @@ def seeded(stack: Stack, settings) -> dict[str, str]:
     sent = seat_invite(actor_seat=Seat.objects.get(user=owner, account=stack.account), email="new@acme.test",
                        role="viewer")
     token = sent.url.rstrip("/").rsplit("/", 1)[-1]
+    # One of each object the edit, detail and delete pages of the app take an id of.
+    rule = AlertRule.objects.create(account=stack.account, scope="account", match="*")
+    price = PriceOverride.objects.create(account=stack.account, provider="vllm-internal", model="llama-a11y",
+                                         input_per_mtok=Decimal("0.6"), output_per_mtok=Decimal("0.8"))
+    management_token, _ = management_token_create(account=stack.account, actor=Actor.of_user(owner), name="ci")
+    usage_record_batch(events=[{
+        "request_id": "req_a11y_1", "account_id": stack.account.pk, "key_id": stack.key.pk, "provider": "openai",
+        "model": "gpt-4o-mini", "feature": "support-bot", "tenant": "globex", "environment": "production",
+        "tags": {}, "input_tokens": 1000, "output_tokens": 500, "cost_usd": "0.25", "status_code": 200,
+        "latency_ms": 120, "created_at": time.time() - 300}])
+    endpoint = ProviderEndpoint.objects.filter(account=stack.account).order_by("pk").first()
+    assert endpoint is not None
     seeds = {
         "slug": stack.account.slug, "budget_id": str(budget.pk), "key_id": str(stack.key.pk),
         "channel_id": str(channel.pk), "seat_id": str(Seat.objects.get(user=viewer).pk),
@@ -134,6 +154,9 @@ def seeded(stack: Stack, settings) -> dict[str, str]:
         "domain_id": "0",
         # A password reset link of the owner's with a stale token: the page says the link no longer works.
         "uidb64": urlsafe_base64_encode(force_bytes(owner.pk)),
+        "rule_id": str(rule.pk), "price_id": str(price.pk), "token_id": str(management_token.pk),
+        "endpoint_id": str(endpoint.pk), "call_id": str(UsageRecord.objects.get(request_id="req_a11y_1").pk),
+        "kind": "csv",  # an export: not a page, skipped by its content type
     }
     return seeds
 
@@ -172,6 +195,8 @@ def _audit(
         response = page.goto(url)
         assert response is not None and response.status == expect_status, f"{url}: {response and response.status}"
         page.wait_for_load_state("load")
+        if name in READY:
+            page.wait_for_selector(READY[name])
         width = page.viewport_size["width"] if page.viewport_size else 0
         scroll_width = page.evaluate("document.scrollingElement.scrollWidth")
         if scroll_width > page.evaluate("window.innerWidth"):
