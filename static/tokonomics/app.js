@@ -16,10 +16,10 @@
     });
   }
 
-  // A table or a code block wider than the screen scrolls inside its card (app.css); it takes keyboard focus
-  // while it does, so the arrow keys can scroll it.
+  // A table or a code block wider than the screen scrolls inside its card, or the card does (app.css); it takes
+  // keyboard focus while it does, so the arrow keys can scroll it.
   function scrollable(root) {
-    Array.prototype.forEach.call(root.querySelectorAll("table, pre"), function (table) {
+    Array.prototype.forEach.call(root.querySelectorAll("table, pre, .card"), function (table) {
       if (table.scrollWidth > table.clientWidth + 1) table.setAttribute("tabindex", "0");
       else if (table.getAttribute("tabindex") === "0") table.removeAttribute("tabindex");
     });
