@@ -7,8 +7,9 @@ URL needs a value this file cannot fill (a new kind of id) fails the test until 
 SEEDS. Routes that answer a GET with no HTML page (POST-only actions, CSV downloads, redirects) are skipped by
 what they answer, and the skipped set is checked not to swallow the pages we know.
 
-axe-core is the copy bundled by the `axe-playwright-python` package (axe.min.js, MPL-2.0): injected through
-the DevTools protocol, which the Content-Security-Policy does not govern, so nothing is downloaded at test time.
+axe-core is the copy bundled by the `axe-playwright-python` package (axe.min.js, MPL-2.0): added to each page
+as an init script through the DevTools protocol, which the Content-Security-Policy does not govern, so nothing
+is downloaded at test time.
 """
 
 from __future__ import annotations
@@ -203,7 +204,6 @@ def _audit(
             problems.append(f"{label} {url}: {scroll_width} px wide at {width} px (scrolls sideways), "
                             f"past the edge: {page.evaluate(OVERFLOWING)}")
         problems += [f"{label} {url}: {problem}" for problem in page.evaluate(SEMANTICS)]
-        page.evaluate(axe_base.AXE_SCRIPT)
         context = {"exclude": [[selector] for selector in AXE_EXCLUDE.get(name, [])]} if name in AXE_EXCLUDE else None
         result = page.evaluate("(context) => axe.run(context || document, {resultTypes: ['violations']})", context)
         for violation in result["violations"]:
@@ -269,6 +269,8 @@ def test_every_page_is_accessible_and_fits_a_phone(stack: Stack, seeded: dict[st
         owner = browser.new_context(viewport=viewport)
         for context in (anonymous, owner):
             context.set_default_timeout(10_000)
+            # In every page before its own scripts: sent to the browser once per context, not once per page.
+            context.add_init_script(script=axe_base.AXE_SCRIPT)
         _sign_in(owner, base)
         contexts[label] = {"anonymous": anonymous, "owner": owner}
 
