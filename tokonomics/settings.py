@@ -202,6 +202,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "billing.accounts.context_processors.branding",
+                "billing.accounts.context_processors.account_switcher",
             ],
         },
     },

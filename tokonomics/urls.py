@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from billing.accounts.views import invitation_accept
-from billing.sso.views import PasswordLoginView
+from billing.sso.views import PasswordLoginView, PasswordResetRequestView
 from proxy.views import metrics
 from tokonomics import views
 from tokonomics.api import api
@@ -14,6 +14,11 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("login/", PasswordLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("password-reset/", PasswordResetRequestView.as_view(), name="password_reset"),
+    path("password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path("password-reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(),
+         name="password_reset_confirm"),
+    path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("a/<slug:slug>/", include("billing.dashboard.urls")),
     path("a/<slug:slug>/", include("billing.calls.urls")),
     path("a/<slug:slug>/", include("billing.budgets.urls")),

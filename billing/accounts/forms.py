@@ -4,6 +4,7 @@ that involve other rows (seat limits, last owner, domain ownership) live in the 
 
 from __future__ import annotations
 
+import functools
 import re
 import zoneinfo
 from typing import Any
@@ -12,6 +13,8 @@ from django import forms
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.models import User
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from billing.models import HEX_COLOUR_VALIDATOR, Account, Seat, SsoConfig
 from billing.sso.services import password_login_blocked
@@ -22,8 +25,32 @@ ROLE_HELP = ("Viewers see; members also create keys; admins also manage budgets,
              "owners also plan, billing and branding.")
 
 
+# The IANA database's areas: zones outside them are aliases and machinery ("Factory", "localtime", "posixrules",
+# "Etc/GMT+5", "US/Eastern", "EST5EDT") that nobody should have to scroll past, and some that mean nothing.
+TIMEZONE_AREAS = {"Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian",
+                  "Pacific"}
+
+
+@functools.cache
+def timezone_names() -> list[str]:
+    """Real places' time zones, and UTC."""
+    return ["UTC"] + sorted(name for name in zoneinfo.available_timezones() if name.split("/")[0] in TIMEZONE_AREAS)
+
+
 def _timezone_choices() -> list[tuple[str, str]]:
-    return [(name, name) for name in sorted(zoneinfo.available_timezones())]
+    return [(name, name) for name in timezone_names()]
+
+
+class DatalistInput(forms.TextInput):
+    """A text input that suggests its field's choices as you type (a <datalist>); the field still validates."""
+
+    choices: Any = ()
+
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
+        list_id = f"{(attrs or {}).get('id') or 'id_' + name}_list"
+        field = super().render(name, value, {**(attrs or {}), "list": list_id, "autocomplete": "off"}, renderer)
+        options = format_html_join("", '<option value="{}"></option>', ((choice,) for choice, _ in self.choices))
+        return format_html('{}<datalist id="{}">{}</datalist>', field, list_id, options)
 
 
 class InviteForm(forms.Form):
@@ -43,7 +70,11 @@ class SeatRoleForm(forms.Form):
 
 class AccountSettingsForm(forms.Form):
     name = forms.CharField(max_length=120)
-    timezone = forms.ChoiceField(choices=_timezone_choices, help_text="Budgets' calendar periods follow it.")
+    timezone = forms.ChoiceField(
+        choices=_timezone_choices, widget=DatalistInput, label="Time zone",
+        help_text="Type to search, e.g. Berlin or New_York. Budgets' calendar periods follow it.",
+        error_messages={"invalid_choice": "%(value)s is not a time zone: pick one from the list, e.g. Europe/Berlin."},
+    )
     retention_days = forms.IntegerField(min_value=1, max_value=MAX_RETENTION_DAYS, required=False,
                                         label="Usage retention (days)")
     on_redis_unavailable = forms.ChoiceField(choices=Account.RedisFallback.choices,
@@ -59,6 +90,10 @@ class AccountSettingsForm(forms.Form):
     def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {name: getattr(account, name) for name in self.base_fields})
         super().__init__(*args, **kwargs)
+        timezone = self.fields["timezone"]
+        assert isinstance(timezone, forms.ChoiceField)
+        if account.timezone not in timezone_names():  # an alias chosen before the list was trimmed stays valid
+            timezone.choices = [*_timezone_choices(), (account.timezone, account.timezone)]
         plan = account.plan
         self.fields["retention_days"].help_text = (
             f"Empty: the {plan.name} plan's {plan.retention_days} days. "
@@ -81,7 +116,8 @@ class BrandingForm(forms.Form):
 
 
 class SsoConfigForm(forms.Form):
-    enabled = forms.BooleanField(required=False, initial=True, label="Single sign-on enabled")
+    # Unticked until someone turns it on: an empty form must not switch sign-in over by itself.
+    enabled = forms.BooleanField(required=False, label="Single sign-on enabled")
     issuer = forms.URLField(max_length=300, help_text="e.g. https://login.acme.com/realms/main")
     client_id = forms.CharField(max_length=200, label="Client ID")
     client_secret = forms.CharField(
@@ -92,6 +128,7 @@ class SsoConfigForm(forms.Form):
                                       help_text="Comma-separated, e.g. acme.com, acme.fr. A new domain signs "
                                                 "people in once it is verified (below).")
     default_role = forms.ChoiceField(choices=SsoConfig.DefaultRole.choices, label="Role of new people",
+                                     initial=SsoConfig.DefaultRole.VIEWER,
                                      help_text="The seat given to someone who signs in for the first time.")
     password_login_disabled = forms.BooleanField(
         required=False, label="Disable password sign-in",
@@ -120,7 +157,22 @@ class SsoConfigForm(forms.Form):
 
 
 class PasswordLoginForm(AuthenticationForm):
-    """The password sign-in, refused to people whose account requires SSO."""
+    """The password sign-in, refused to people whose account requires SSO. The address matches whatever its
+    case: the username it belongs to is looked up, the throttle (billing.sso.login_throttle) lower-cases too."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "That email and password do not match.",
+    }
+
+    def clean_username(self) -> str:
+        typed = str(self.cleaned_data["username"]).strip()
+        users = get_user_model().objects
+        for lookup in ({"username__iexact": typed}, {"email__iexact": typed}):  # people made by hand may differ
+            matches = list(users.filter(**lookup).values_list("username", flat=True)[:2])
+            if len(matches) == 1:
+                return str(matches[0])
+        return typed
 
     def confirm_login_allowed(self, user: User) -> None:
         super().confirm_login_allowed(user)

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 
 from billing.accounts.access import membership_get
 from billing.dashboard import selectors as dashboard
+from billing.dashboard.checklist import checklist_get
 from billing.models import Account, UsageRecord
 from tokonomics.csv_cells import csv_cell, decimal_text
 from tokonomics.web_request import SignedInRequest
@@ -90,8 +91,10 @@ def dashboard_view(request: SignedInRequest, slug: str) -> HttpResponse:
         # an empty list says why: the filters, the range, or no call ever
         "ever_called": bool(recent) or UsageRecord.objects.filter(account=account).exists(),
     }
-    template = "billing/dashboard.html#dashboard-live" if request.htmx else "billing/dashboard.html"
-    return render(request, template, context)
+    if request.htmx:
+        return render(request, "billing/dashboard.html#dashboard-live", context)
+    context["checklist"] = checklist_get(account=account)
+    return render(request, "billing/dashboard.html", context)
 
 
 def _csv_filename(slug: str, dimension: str, period: dashboard.Range, filters: dict[str, str], tz: ZoneInfo) -> str:

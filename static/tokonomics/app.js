@@ -16,8 +16,18 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { size(document); });
-  document.addEventListener("htmx:load", function (event) { size(event.detail.elt); });
+  // A table or a code block wider than the screen scrolls inside its card, or the card does (app.css); it takes
+  // keyboard focus while it does, so the arrow keys can scroll it.
+  function scrollable(root) {
+    Array.prototype.forEach.call(root.querySelectorAll("table, pre, .card"), function (table) {
+      if (table.scrollWidth > table.clientWidth + 1) table.setAttribute("tabindex", "0");
+      else if (table.getAttribute("tabindex") === "0") table.removeAttribute("tabindex");
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { size(document); scrollable(document); });
+  document.addEventListener("htmx:load", function (event) { size(event.detail.elt); scrollable(event.detail.elt); });
+  window.addEventListener("resize", function () { scrollable(document); });
 
   // A form with per-kind fields (an alert channel) shows only the fields of the chosen kind. Without script
   // every field shows, each saying which kind it is for, and the server refuses what does not fit.
@@ -100,5 +110,19 @@
     }
     var select = event.target.closest("[data-select-on-click]");
     if (select) select.select();
+  });
+})();
+
+// The navigation's menu button on narrow screens: shown only when this script runs (without it the navigation
+// stays open), it opens and closes the navigation and says so through aria-expanded.
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    var toggle = document.querySelector(".menu-toggle");
+    if (!toggle) return;
+    toggle.hidden = false;
+    toggle.addEventListener("click", function () {
+      toggle.setAttribute("aria-expanded", toggle.getAttribute("aria-expanded") === "true" ? "false" : "true");
+    });
   });
 })();

@@ -28,3 +28,25 @@ def test_the_demo_account_is_created_once_and_audited_as_the_demo_file(plans, mo
     call_command("seeddemo", stdout=second)
     assert second.getvalue().strip() == "demo account ready"
     assert AuditEntry.objects.count() == entries
+
+
+def test_sim_port_moves_the_demo_providers(plans, monkeypatch) -> None:
+    """bin/run exports SIM_PORT: a second instance's demo providers call its own simulator."""
+    from proxy.models import ProviderEndpoint
+
+    monkeypatch.setenv("TOKONOMICS_DEMO_PASSWORD", "a demo password long enough")
+    monkeypatch.setenv("SIM_PORT", "8123")
+    call_command("seeddemo", stdout=io.StringIO())
+    urls = set(ProviderEndpoint.objects.filter(account__slug="demo").values_list("base_url", flat=True))
+    assert urls == {"http://127.0.0.1:8123/v1", "http://127.0.0.1:8123"}
+
+
+def test_the_demo_simulator_port_defaults_to_8100_and_must_be_a_port(monkeypatch) -> None:
+    from django.core.management import CommandError
+
+    from tokonomics.config.management.commands.seeddemo import demo_config_text
+
+    assert "127.0.0.1:8100/v1" in demo_config_text({})
+    assert "${SIM_PORT}" not in demo_config_text({"SIM_PORT": "8200"})
+    with pytest.raises(CommandError, match="not a port"):
+        demo_config_text({"SIM_PORT": "80; rm -rf /"})

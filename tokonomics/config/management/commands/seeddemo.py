@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,15 @@ from tokonomics.config.apply import config_apply
 from tokonomics.config.parse import ConfigError, config_parse
 
 DEMO_FILE = Path(settings.BASE_DIR) / "tokonomics" / "demo.yaml"
+DEFAULT_SIM_PORT = "8100"
+
+
+def demo_config_text(environ: Mapping[str, str]) -> str:
+    """demo.yaml with the simulator's port from SIM_PORT (bin/run's), so two instances can run side by side."""
+    port = environ.get("SIM_PORT") or DEFAULT_SIM_PORT
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise CommandError(f"SIM_PORT={port!r} is not a port number")
+    return DEMO_FILE.read_text().replace("${SIM_PORT}", port)
 
 
 class Command(BaseCommand):
@@ -23,7 +33,7 @@ class Command(BaseCommand):
         if not os.environ.get("TOKONOMICS_DEMO_PASSWORD"):
             raise CommandError("set TOKONOMICS_DEMO_PASSWORD to the password the demo owner should have")
         try:
-            config = config_parse(data=yaml.safe_load(DEMO_FILE.read_text()), environ=os.environ)
+            config = config_parse(data=yaml.safe_load(demo_config_text(os.environ)), environ=os.environ)
             result = config_apply(config=config, environ=os.environ, actor=Actor.of_config(str(DEMO_FILE)))
         except ConfigError as exc:
             raise CommandError("\n".join(exc.problems)) from None
