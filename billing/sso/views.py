@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import login
+from django.contrib.auth.forms import PasswordResetForm
 from django.contrib.auth.views import LoginView, PasswordResetView
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -21,6 +22,7 @@ from billing.accounts.team import sso_user_sign_in
 from billing.models import SsoConfig
 from billing.sso import domains as sso_domains
 from billing.sso import services as sso
+from billing.sso.reset_throttle import reset_mail_allowed
 from billing.sso.session_scope import session_scope_get, session_sso_scope_set
 
 PENDING_SESSION_KEY = "sso_pending"
@@ -43,6 +45,11 @@ class PasswordResetRequestView(PasswordResetView):
     @property
     def extra_email_context(self) -> dict[str, str]:  # type: ignore[override]  # Django's is a class attribute
         return {"site_url": settings.SITE_URL, "brand_name": "Tokonomics"}
+
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        if not reset_mail_allowed(request=self.request, email=form.cleaned_data["email"]):
+            return redirect(self.get_success_url())  # the same answer as a mail sent: nothing to learn from it
+        return super().form_valid(form)
 
 
 def _safe_next(request: HttpRequest, candidate: str) -> str:

@@ -182,3 +182,25 @@ def test_sign_in_also_finds_someone_by_email_when_the_username_differs(acme):
     get_user_model().objects.create_user(username="ops", email="Ops@Acme.test", password=PASSWORD)
     response = Client().post("/login/", {"username": "ops@acme.test", "password": PASSWORD})
     assert response.status_code == 302
+
+
+def test_password_reset_mails_an_address_at_most_three_times_an_hour_and_answers_alike(alice, settings):
+    from billing.sso.reset_throttle import PER_EMAIL_PER_HOUR
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    answers = [Client().post("/password-reset/", {"email": "alice@acme.test"}) for _ in range(PER_EMAIL_PER_HOUR + 2)]
+    assert {(a.status_code, a["Location"]) for a in answers} == {(302, "/password-reset/sent/")}
+    assert len(mail.outbox) == PER_EMAIL_PER_HOUR
+
+
+def test_password_reset_limits_one_client_across_addresses(alice, settings):
+    from billing.sso.reset_throttle import PER_CLIENT_PER_HOUR
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    client = Client(REMOTE_ADDR="203.0.113.9")
+    for n in range(PER_CLIENT_PER_HOUR):
+        client.post("/password-reset/", {"email": f"nobody{n}@acme.test"})
+    client.post("/password-reset/", {"email": "alice@acme.test"})
+    assert mail.outbox == []  # the client's hour is spent on unknown addresses: alice gets nothing from it
+    Client(REMOTE_ADDR="203.0.113.10").post("/password-reset/", {"email": "alice@acme.test"})
+    assert len(mail.outbox) == 1
