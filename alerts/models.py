@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from alerts.delivery_errors import delivery_error_text
 from billing.models import Account
 from tokonomics.crypto import decrypt_secret, encrypt_secret, secret_context
 
@@ -180,4 +179,8 @@ class AlertDelivery(models.Model):
     @property
     def plain_error(self) -> str:
         """The failure said plainly (the raw `error` stays for the details)."""
+        # Imported here: it reads the notifiers' timeout, and the notifiers (httpx, Slack) must not load in a
+        # proxy-only worker, which loads these models.
+        from alerts.delivery_errors import delivery_error_text
+
         return delivery_error_text(kind=self.channel.kind, status_code=self.status_code, error=self.error)

@@ -139,7 +139,7 @@ def test_call_log_filters_pages_and_exports_in_the_browser(stack: Stack, owner, 
     assert 'filename="acme-calls-status-denied.csv"' in export.headers["content-disposition"]
     assert len(export.text.splitlines()) == 4 and export.text.count("tenant_budget") == 3
 
-    rows.first.get_by_role("link").click()
+    rows.first.get_by_role("link", name="req_live_102").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("req_live_102")
     expect(page.get_by_text("never stores content")).to_be_visible()
     page.get_by_role("link", name="← Calls").click()

@@ -40,8 +40,6 @@ PUBLIC = {"login", "password_reset", "password_reset_done", "password_reset_conf
 # Pages seen with the seeds' values that answer an error page on purpose: the seeded token is an invitation's,
 # so the domain-confirmation link shows its "link not valid" page, which people meet too.
 EXPECTED_STATUS = {"sso_domain_confirm": 400}
-# The whole visit (not the servers' start): ~60 s on a 2-core machine under a load of 13, far less when quiet.
-BUDGET_SECONDS = 120
 # Swagger UI's own markup on the API docs page (vendored by django-ninja: nested controls, its grey text) is not
 # ours to fix; the page around it (language, title) is still checked.
 AXE_EXCLUDE = {"openapi-view": ["#swagger-ui"]}
@@ -257,7 +255,6 @@ def _focus_is_visible(desktop: BrowserContext, base: str) -> list[str]:
 
 
 def test_every_page_is_accessible_and_fits_a_phone(stack: Stack, seeded: dict[str, str], browser: Browser) -> None:
-    started = time.monotonic()
     base = stack.proxy
     shots = _artifacts_dir()
     routes = [(route, name, params) for route, name, params in _routes() if not NOT_PAGES.match(route)]
@@ -298,5 +295,3 @@ def test_every_page_is_accessible_and_fits_a_phone(stack: Stack, seeded: dict[st
             context.close()
 
     assert not problems, "\n".join(problems)
-    elapsed = time.monotonic() - started
-    assert elapsed < BUDGET_SECONDS, f"{len(pages)} pages at {len(WIDTHS)} widths took {elapsed:.0f} s"
