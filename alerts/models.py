@@ -76,6 +76,13 @@ class AlertChannel(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
 
+    def event_summary(self) -> list[str]:
+        """What the channel is sent, shortly: "budget alerts" when it takes them all, then each other type."""
+        chosen = set(self.event_types)
+        budget = [t for t in BUDGET_ALERT_TYPES if t in chosen]
+        head = ["budget alerts"] if len(budget) == len(BUDGET_ALERT_TYPES) else budget
+        return head + [t for t in OPT_IN_TYPES if t in chosen]
+
     def set_secret(self, plaintext: str) -> None:
         context = secret_context(self, "secret_encrypted")
         self.secret_encrypted = encrypt_secret(plaintext, context=context) if plaintext else ""
