@@ -199,3 +199,19 @@ def test_plan_limit_approaching_fires_once_a_month(
                                "monthly_request_limit": 1_000_000, "plan": "starter",
                                "period_start": start.isoformat(), "period_end": end.isoformat()}
     assert AlertDelivery.objects.filter(succeeded=True).count() == 1
+
+
+def test_two_workers_ingesting_rate_denials_at_once_fire_one_event(transactional_db, acme, receiver) -> None:
+    from proxy.models import ApiKey
+
+    from ..support import make_key
+    from .conftest import run_together
+
+    key: ApiKey = make_key(acme, KEY, requests_per_minute=1)
+    _subscribed(acme, receiver, "rate_limit.exceeded")
+    now = datetime.now(UTC).timestamp()
+    denials = [{"account_id": acme.pk, "key_id": key.pk, "denied_scope": "rate_requests", "tenant": "",
+                "feature": "", "reserved_usd": None, "created_at": now + i / 100} for i in range(10)]
+    run_together(*(lambda part=part: denial_events_fire(events=part) for part in (denials[:5], denials[5:],
+                                                                                   denials[2:7], denials)))
+    assert AlertEvent.objects.filter(type="rate_limit.exceeded").count() == 1
