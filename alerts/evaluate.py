@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db.models import Sum
 
-from alerts.events import alert_event_create
+from alerts.events import alert_event_create, alert_subscribed
 from alerts.models import AlertEvent, AlertRule
 from alerts.payloads import alert_summary, budget_data
 from billing.models import Account, Budget, UsageRecord
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 FORECAST_MIN_ELAPSED = 0.1  # a forecast from the first minutes of a period is noise
 PLAN_NOTICE_THRESHOLDS = (80, 100)
+# `plan.limit_approaching` (opt-in): once a month, when this share of the monthly requests is used.
+PLAN_APPROACHING_PERCENT = 80
 # The most counters of one '*' budget a forecast run looks at: those closest to their cap first.
 MAX_FORECAST_VALUES = 1000
 
@@ -269,6 +271,15 @@ def plan_request_limits_check(*, now: datetime | None = None) -> list[AlertEvent
         used = int(client.get(plan_counter_key(account.pk, start)) or 0)
         limit = account.plan.monthly_request_limit
         assert limit is not None  # the query skips plans without one
+        if used * 100 >= limit * PLAN_APPROACHING_PERCENT and alert_subscribed(
+                account_id=account.pk, event_type=AlertEvent.Type.PLAN_LIMIT_APPROACHING):
+            data = {"account": account.slug, "threshold_percent": PLAN_APPROACHING_PERCENT, "requests": used,
+                    "monthly_request_limit": limit, "plan": account.plan.slug, "period_start": start,
+                    "period_end": end}
+            event = _fire_once(account, AlertEvent.Type.PLAN_LIMIT_APPROACHING,
+                               f"plan-approaching:{account.pk}:{int(start.timestamp())}", data, None, end)
+            if event is not None:
+                fired.append(event)
         for threshold in PLAN_NOTICE_THRESHOLDS:
             if used * 100 < limit * threshold:
                 break

@@ -55,6 +55,8 @@ def alert_event_create(
                 payload=alert_payload(event_type, data),
             )
             channels = AlertChannel.objects.filter(account_id=account_id, enabled=True)
+            if event_type != AlertEvent.Type.TEST:  # the test button reaches the channel it is pressed on
+                channels = channels.filter(event_types__contains=[event_type])
             if channel_ids:
                 channels = channels.filter(pk__in=channel_ids)
             event.channels.set(channels)
@@ -63,6 +65,14 @@ def alert_event_create(
     transaction.on_commit(lambda: _dispatch_later(event.pk))
     log.info("alert %s fired for account %s (%s)", event_type, account_id, dedupe_key)
     return event
+
+
+def alert_subscribed(*, account_id: int, event_type: str) -> bool:
+    """Whether an enabled channel of the account is sent this type: opt-in events nobody listens for are
+    not stored at all (a busy key would otherwise leave a `rate_limit.exceeded` row a minute)."""
+    return AlertChannel.objects.filter(
+        account_id=account_id, enabled=True, event_types__contains=[event_type]
+    ).exists()
 
 
 def _dispatch_later(event_id: int) -> None:

@@ -28,6 +28,24 @@ def masked_url(url: str) -> str:
     return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/{MASK}{url[-4:]}"
 
 
+# What a channel receives unless told otherwise: the budget alerts channels always had (CONTRACT §6), so a
+# channel made before event types existed gets nothing new. `test` goes to the channel asked, always.
+BUDGET_ALERT_TYPES = (
+    "budget.threshold_crossed", "budget.exhausted", "budget.resolved", "budget.forecast", "spend.burn_rate",
+    "plan.request_limit",
+)
+# Opt-in events (issue 19): a channel lists them in `event_types` to receive them.
+OPT_IN_TYPES = (
+    "key.created", "key.revoked", "key.rotated", "key.expiring", "rate_limit.exceeded", "budget.denied",
+    "plan.limit_approaching",
+)
+SUBSCRIBABLE_TYPES = BUDGET_ALERT_TYPES + OPT_IN_TYPES
+
+
+def default_event_types() -> list[str]:
+    return list(BUDGET_ALERT_TYPES)
+
+
 class AlertChannel(models.Model):
     class Kind(models.TextChoices):
         WEBHOOK = "webhook"
@@ -45,6 +63,9 @@ class AlertChannel(models.Model):
     # What the ciphertexts are bound to (tokonomics/crypto.py); set before the row has a pk.
     secret_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     enabled = models.BooleanField(default=True, help_text="A disabled channel is sent nothing until enabled again.")
+    event_types = models.JSONField(
+        default=default_event_types, blank=True, help_text="The event types this channel is sent (CONTRACT §6)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -53,6 +74,13 @@ class AlertChannel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
+
+    def event_summary(self) -> list[str]:
+        """What the channel is sent, shortly: "budget alerts" when it takes them all, then each other type."""
+        chosen = set(self.event_types)
+        budget = [t for t in BUDGET_ALERT_TYPES if t in chosen]
+        head = ["budget alerts"] if len(budget) == len(BUDGET_ALERT_TYPES) else budget
+        return head + [t for t in OPT_IN_TYPES if t in chosen]
 
     def set_secret(self, plaintext: str) -> None:
         context = secret_context(self, "secret_encrypted")
@@ -132,6 +160,13 @@ class AlertEvent(models.Model):
         FORECAST = "budget.forecast"
         BURN_RATE = "spend.burn_rate"
         PLAN_REQUEST_LIMIT = "plan.request_limit"
+        KEY_CREATED = "key.created"
+        KEY_REVOKED = "key.revoked"
+        KEY_ROTATED = "key.rotated"
+        KEY_EXPIRING = "key.expiring"
+        RATE_LIMIT_EXCEEDED = "rate_limit.exceeded"
+        BUDGET_DENIED = "budget.denied"
+        PLAN_LIMIT_APPROACHING = "plan.limit_approaching"
         TEST = "test"
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="alert_events")

@@ -66,6 +66,19 @@ def alert_summary(payload: dict[str, Any]) -> str:
                 f"in {data.get('window_minutes')} min, {data.get('ratio')}× its usual rate")
     if kind == "plan.request_limit":
         return f"{account}: {data.get('threshold_percent')}% of the plan's monthly requests used"
+    key = data.get("key") or {}
+    if kind in ("key.created", "key.revoked", "key.rotated"):
+        return f"{account}: key {key.get('name')} ({key.get('prefix')}…) {kind.removeprefix('key.')}"
+    if kind == "key.expiring":
+        return f"{account}: key {key.get('name')} expires in {data.get('days_left')} days ({key.get('expires_at')})"
+    if kind == "rate_limit.exceeded":
+        return f"{account}: key {key.get('name')} hit its {data.get('limit')} limit"
+    if kind == "budget.denied":
+        return (f"{account}: {target} budget denied a call "
+                f"(limit ${budget.get('limit_usd')} this {budget.get('period')})")
+    if kind == "plan.limit_approaching":
+        return (f"{account}: {data.get('threshold_percent')}% of the plan's monthly requests used "
+                f"({data.get('requests')} of {data.get('monthly_request_limit')})")
     if kind == "test":
         return f"{account}: test alert from Tokonomics"
     return f"{account}: {kind}"

@@ -23,6 +23,15 @@ WindowMinutes = Annotated[int, Field(ge=1, le=1440)]
 Multiplier = Annotated[Decimal, Field(gt=1, max_digits=6, decimal_places=2)]
 FloorUsd = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=6)]
 ChannelIds = Annotated[list[ObjectId], Field(max_length=50)]
+# SUBSCRIBABLE_TYPES of alerts/models.py, spelled out for the schema (a test keeps the two the same).
+EventType = Literal[
+    "budget.threshold_crossed", "budget.exhausted", "budget.resolved", "budget.forecast", "spend.burn_rate",
+    "plan.request_limit", "key.created", "key.revoked", "key.rotated", "key.expiring", "rate_limit.exceeded",
+    "budget.denied", "plan.limit_approaching",
+]
+EventTypes = Annotated[list[EventType], Field(max_length=20)]
+EVENT_TYPES_HELP = ("The event types this channel is sent (CONTRACT §6); the test button's `test` always reaches it. "
+                    "Default: the budget alerts (budget.*, spend.burn_rate, plan.request_limit).")
 DecimalString = Annotated[str, Field(description="A decimal number, as a string.")]
 
 
@@ -34,6 +43,7 @@ class AlertChannelOut(Schema):
     emails: list[str]
     has_secret: bool = Field(description="Whether webhooks are signed. The secret itself is write-only.")
     enabled: bool = Field(description="A disabled channel is sent nothing.")
+    event_types: list[str] = Field(description=EVENT_TYPES_HELP)
     created_at: datetime
 
     @staticmethod
@@ -64,6 +74,7 @@ class AlertChannelIn(InSchema):
         default=None,
         description="Webhook signing secret, whsec_ + base64. Write-only; generated (and returned once) when left out.",
     )
+    event_types: EventTypes | None = Field(default=None, description=EVENT_TYPES_HELP)
 
 
 class AlertChannelPatch(InSchema):
@@ -74,8 +85,9 @@ class AlertChannelPatch(InSchema):
     emails: Emails | SkipJsonSchema[None] = None
     secret: Secret | SkipJsonSchema[None] = Field(default=None, description="A new signing secret. Write-only.")
     enabled: bool | SkipJsonSchema[None] = Field(default=None, description="False: send it nothing until true again.")
+    event_types: EventTypes | SkipJsonSchema[None] = Field(default=None, description=EVENT_TYPES_HELP)
 
-    reject_null = not_null("name", "url", "emails", "secret", "enabled")
+    reject_null = not_null("name", "url", "emails", "secret", "enabled", "event_types")
 
 
 class AlertRuleOut(Schema):

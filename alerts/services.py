@@ -14,7 +14,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import Q
 
-from alerts.models import AlertChannel, AlertRule, generate_webhook_secret
+from alerts.models import SUBSCRIBABLE_TYPES, AlertChannel, AlertRule, generate_webhook_secret
 from alerts.selectors import alert_channels_by_id
 from billing.models import Account, Plan
 from tokonomics.audit import Actor, audit_record, snapshot
@@ -22,7 +22,7 @@ from tokonomics.outbound_urls import url_problem
 from tokonomics.validation import ensure_unique
 
 # `kind` changes only from a config file (the REST API's PATCH has no kind: create another channel instead).
-CHANNEL_FIELDS = frozenset({"name", "kind", "url", "emails", "secret", "enabled"})
+CHANNEL_FIELDS = frozenset({"name", "kind", "url", "emails", "secret", "enabled", "event_types"})
 RULE_FIELDS = frozenset({"scope", "match", "window_minutes", "multiplier", "floor_usd", "channel_ids", "enabled"})
 # Where Slack's incoming webhooks (and workflow triggers) live: a Slack channel posts nowhere else.
 SLACK_HOSTS = frozenset({"hooks.slack.com", "hooks.slack-gov.com"})
@@ -72,11 +72,21 @@ def _channel_problems(channel: AlertChannel, secret: str | None) -> dict[str, st
             problems["url"] = problem
         if channel.emails:
             problems["emails"] = f"a {channel.kind} channel posts to its url; leave emails empty"
+    # Names a client sent are data: each one shown cut short, and only the first few.
+    unknown = sorted(str(t)[:40] for t in channel.event_types if t not in SUBSCRIBABLE_TYPES)
+    if unknown:
+        problems["event_types"] = f"unknown event types {unknown[:5]}; choose from {', '.join(SUBSCRIBABLE_TYPES)}"
     if secret is not None and channel.kind != AlertChannel.Kind.WEBHOOK:
         problems["secret"] = "only webhook channels are signed"  # noqa: S105 -- an error message, no secret
     elif secret is not None and (problem := _secret_problem(secret)):
         problems["secret"] = problem
     return problems
+
+
+def _event_types_clean(event_types: Sequence[str]) -> list[str]:
+    """Subscribed types in their documented order, each once (what is unknown stays, for the error to name)."""
+    chosen = set(event_types)
+    return [t for t in SUBSCRIBABLE_TYPES if t in chosen] + sorted(t for t in chosen if t not in SUBSCRIBABLE_TYPES)
 
 
 def _channel_save(channel: AlertChannel, secret: str | None) -> AlertChannel:
@@ -111,12 +121,15 @@ def alert_channel_create(
     url: str = "",
     emails: Sequence[str] = (),
     secret: str | None = None,
+    event_types: Sequence[str] | None = None,
 ) -> tuple[AlertChannel, str | None]:
     """A new channel, and the webhook secret generated for it when none was given (show it once), else None."""
     generated = None
     if kind == AlertChannel.Kind.WEBHOOK and not secret:
         secret = generated = generate_webhook_secret()
     channel = AlertChannel(account=account, name=name, emails=list(emails))
+    if event_types is not None:
+        channel.event_types = _event_types_clean(event_types)
     channel.set_url(url, kind=kind)
     with transaction.atomic():
         _channel_save(channel, secret)
@@ -139,6 +152,8 @@ def alert_channel_update(
     for name in ("name", "emails", "enabled"):
         if name in changes:
             setattr(channel, name, changes[name])
+    if changes.get("event_types") is not None:
+        channel.event_types = _event_types_clean(changes["event_types"])
     if "url" in changes or "kind" in changes:
         channel.set_url(changes.get("url", channel.url), kind=changes.get("kind"))
     with transaction.atomic():

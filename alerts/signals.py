@@ -12,11 +12,15 @@ from typing import Any
 from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 
+from alerts.denial_events import denial_events_fire
 from alerts.evaluate import Touched, budget_thresholds_check
 from alerts.events import alert_event_created
+from alerts.key_events import key_change_event_create
 from alerts.tasks import alert_event_dispatch_task, budget_resolved_check_task
 from billing.models import Budget
 from billing.usage.ledger import usage_recorded
+from proxy.models import ApiKey
+from proxy.services import api_key_changed
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,19 @@ def _thresholds_check(sender: Any, *, events: list[dict], **kwargs: Any) -> None
             log.exception("budget threshold check failed for account %s", account_id)
 
 
+def _denials_check(sender: Any, *, events: list[dict], **kwargs: Any) -> None:
+    """The first denials of a window become `rate_limit.exceeded` / `budget.denied` events."""
+    try:
+        denial_events_fire(events=events)
+    except Exception:
+        # Like thresholds: an alert must never hold up the ledger.
+        log.exception("denial events failed for a batch of %d usage events", len(events))
+
+
+def _key_changed(sender: Any, *, key: ApiKey, change: str, **kwargs: Any) -> None:
+    key_change_event_create(key=key, change=change)
+
+
 def _dispatch_queue(sender: Any, *, event_id: int, **kwargs: Any) -> None:
     alert_event_dispatch_task.delay(event_id)
 
@@ -63,4 +80,6 @@ def connect() -> None:
     pre_save.connect(_remember_limit, sender=Budget, dispatch_uid="alerts-budget-limit-before")
     post_save.connect(_limit_changed, sender=Budget, dispatch_uid="alerts-budget-limit-after")
     usage_recorded.connect(_thresholds_check, dispatch_uid="alerts-budget-thresholds")
+    usage_recorded.connect(_denials_check, dispatch_uid="alerts-denial-events")
+    api_key_changed.connect(_key_changed, sender=ApiKey, dispatch_uid="alerts-key-events")
     alert_event_created.connect(_dispatch_queue, dispatch_uid="alerts-event-dispatch")

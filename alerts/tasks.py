@@ -6,6 +6,7 @@ import logging
 
 from alerts import evaluate
 from alerts.events import alert_event_dispatch, alert_retries_run
+from alerts.key_events import keys_expiring_check
 from tokonomics.celery import app
 
 log = logging.getLogger(__name__)
@@ -44,4 +45,11 @@ def burn_rate_check_task() -> int:
 def plan_request_limits_check_task() -> int:
     fired = len(evaluate.plan_request_limits_check())
     log.info("plan_request_limits_check fired %d alerts", fired)
+    return fired
+
+
+@app.task(ignore_result=True)
+def keys_expiring_check_task() -> int:
+    fired = len(keys_expiring_check())
+    log.info("keys_expiring_check fired %d alerts", fired)
     return fired

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from alerts.events import alert_test_send
-from alerts.models import AlertChannel, AlertDelivery, AlertEvent, AlertRule
+from alerts.models import BUDGET_ALERT_TYPES, SUBSCRIBABLE_TYPES, AlertChannel, AlertDelivery, AlertEvent, AlertRule
 from alerts.services import (
     alert_channel_create,
     alert_channel_delete,
@@ -41,6 +41,12 @@ class ChannelForm(forms.Form):
     emails = forms.CharField(required=False, help_text="Email channel: addresses, comma-separated.")
     secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
                              help_text="Webhook signing secret (whsec_…); empty: one is generated and shown once.")
+    event_types = forms.MultipleChoiceField(
+        required=False, label="Events", choices=[(t, t) for t in SUBSCRIBABLE_TYPES],
+        initial=list(BUDGET_ALERT_TYPES), widget=forms.CheckboxSelectMultiple,
+        help_text="What this channel is sent. Budget alerts are ticked by default; the key, rate-limit, denial "
+        "and plan events are opt-in. The test alert always goes through.",
+    )
 
     # Which kinds each field is for: the page shows only the chosen kind's (static/tokonomics/app.js).
     KINDS = {"url": "webhook slack", "emails": "email", "secret": "webhook"}
@@ -65,6 +71,12 @@ class ChannelForm(forms.Form):
         return data
 
 
+def _event_types_posted(request: SignedInRequest, data: dict[str, Any]) -> list[str] | None:
+    """The ticked event types; None when none came (a form with every box unticked sends nothing, as does a
+    client that predates event types): a new channel then gets the default and an edited one keeps its own."""
+    return data["event_types"] if "event_types" in request.POST else None
+
+
 class RuleForm(forms.Form):
     scope = forms.ChoiceField(choices=AlertRule.Scope.choices)
     match = forms.CharField(max_length=200, initial="*", help_text="A value, or * for each one.")
@@ -80,10 +92,15 @@ def _page(request: SignedInRequest, membership: Membership, *, channel_form: Cha
           rule_form: RuleForm | None = None, status: int = 200) -> HttpResponse:
     account = membership.account
     new_secret = shown_once_pop(request, kind="webhook_secret")
-    events = AlertEvent.objects.filter(account=account).prefetch_related("deliveries__channel")[:25]
+    event_type = _event_type_filter(request)
+    events = AlertEvent.objects.filter(account=account)
+    if event_type:
+        events = events.filter(type=event_type)
     context = {
+        "events": events.prefetch_related("deliveries__channel")[:25], "event_type": event_type,
+        "event_types": AlertEvent.Type.values,
         "tab": "alerts", "membership": membership, "account": account,
-        "channels": account.alert_channels.all(), "rules": account.alert_rules.all(), "events": events,
+        "channels": account.alert_channels.all(), "rules": account.alert_rules.all(),
         "channel_form": channel_form or ChannelForm(), "rule_form": rule_form or RuleForm(),
         "new_secret": new_secret, "can_manage": membership.can("manage_alerts"),
         "failing": AlertDelivery.objects.filter(event__account=account, next_attempt_at__isnull=False).count(),
@@ -100,6 +117,12 @@ def alert_settings(request: SignedInRequest, slug: str) -> HttpResponse:
     return _page(request, membership_get(request, slug))
 
 
+def _event_type_filter(request: SignedInRequest) -> str:
+    """The `type` asked for when it is a known one, else '' (every type): a query value is data."""
+    wanted = request.GET.get("type", "")
+    return wanted if wanted in AlertEvent.Type.values else ""
+
+
 @require_POST
 @login_required
 def channel_create(request: SignedInRequest, slug: str) -> HttpResponse:
@@ -113,7 +136,8 @@ def channel_create(request: SignedInRequest, slug: str) -> HttpResponse:
             channel, generated = alert_channel_create(account=membership.account, actor=Actor.of_user(request.user),
                                                       name=data["name"],
                                                       kind=data["kind"], url=data["url"], emails=emails,
-                                                      secret=data["secret"] or None)
+                                                      secret=data["secret"] or None,
+                                                      event_types=_event_types_posted(request, data))
         except ValidationError as error:
             form_errors_from(form, error)
         else:
@@ -220,7 +244,7 @@ def rule_enable(request: SignedInRequest, slug: str, rule_id: int) -> HttpRespon
 class ChannelEditForm(ChannelForm):
     def __init__(self, *args: Any, channel: AlertChannel, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {"name": channel.name, "kind": channel.kind, "url": channel.url,
-                                      "emails": ", ".join(channel.emails)})
+                                      "emails": ", ".join(channel.emails), "event_types": channel.event_types})
         super().__init__(*args, **kwargs)
         self.fields["kind"].disabled = True  # another kind is another channel: add it, then delete this one
         self.fields["url"].help_text += " A Slack URL shows masked: leave it as it is to keep it."
@@ -242,7 +266,7 @@ def channel_edit(request: SignedInRequest, slug: str, channel_id: int) -> HttpRe
     form = ChannelEditForm(request.POST if request.method == "POST" else None, channel=channel)
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
-        changes: dict[str, Any] = {"name": data["name"]}
+        changes: dict[str, Any] = {"name": data["name"], "event_types": _event_types_posted(request, data)}
         if channel.kind == AlertChannel.Kind.EMAIL:
             changes["emails"] = [e.strip() for e in data["emails"].split(",") if e.strip()]
         else:

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 # Sent inside a key's rename transaction with `key` and `old_name`: what names the key (billing's key
 # budgets) follows the rename there, and the proxy never has to know about it.
 api_key_renamed = Signal()
+# Sent inside the transaction of a key's creation, revocation or rotation with `key` and `change`
+# ("created", "revoked", "rotated"): alerts turns it into a `key.*` webhook event (CONTRACT §6).
+api_key_changed = Signal()
 
 
 def config_version_bump() -> None:
@@ -106,6 +109,7 @@ def api_key_create(
     with transaction.atomic():
         key.save()
         audit_record(account=account, actor=actor, action="key.created", target=key.name, after=snapshot(key))
+        api_key_changed.send(sender=ApiKey, key=key, change="created")
     return key, plaintext
 
 
@@ -173,6 +177,7 @@ def api_key_rotate(*, account: Account, actor: Actor, key: ApiKey, grace: timede
         until = key.previous_valid_until
         audit_record(account=account, actor=actor, action="key.rotated", target=key.name, before=before,
                      after={**snapshot(key), "old_secret_valid_until": until.isoformat() if until else None})
+        api_key_changed.send(sender=ApiKey, key=key, change="rotated")
         config_version_bump()
     return key, plaintext
 
@@ -187,6 +192,7 @@ def api_key_revoke(*, account: Account, actor: Actor, key: ApiKey) -> ApiKey:
             key.refresh_from_db()
             audit_record(account=account, actor=actor, action="key.revoked", target=key.name, before=before,
                          after=snapshot(key))
+            api_key_changed.send(sender=ApiKey, key=key, change="revoked")
             config_version_bump()
         else:
             key.refresh_from_db()

@@ -15,6 +15,7 @@ app.conf.beat_schedule = {
     "alert-retries": {"task": "alerts.tasks.alert_retries_run_task", "schedule": 10.0},
     "burn-rate": {"task": "alerts.tasks.burn_rate_check_task", "schedule": 60.0},
     "plan-request-limits": {"task": "alerts.tasks.plan_request_limits_check_task", "schedule": 60.0},
+    "keys-expiring": {"task": "alerts.tasks.keys_expiring_check_task", "schedule": 600.0},
     "budget-forecasts": {"task": "alerts.tasks.budget_forecasts_check_task", "schedule": 300.0},
     "usage-retention": {"task": "billing.tasks.usage_retention_purge_task", "schedule": crontab(hour=3, minute=17)},
 }

@@ -165,3 +165,32 @@ def test_channels_and_rules_are_disabled_and_enabled_through_the_api(acme_api: A
     assert rule["enabled"] is True
     assert acme_api.patch(f"alert-rules/{rule['id']}", {"enabled": False}).json()["enabled"] is False
     assert acme_api.patch(f"alert-rules/{rule['id']}", {"enabled": None}).status_code == 422
+
+
+def test_channels_subscribe_to_event_types(acme_api: ApiClient, globex_api: ApiClient) -> None:
+    from typing import get_args
+
+    from alerts.models import BUDGET_ALERT_TYPES, SUBSCRIBABLE_TYPES
+    from alerts.schemas import EventType
+    from billing.models import AuditEntry
+
+    assert get_args(EventType) == SUBSCRIBABLE_TYPES  # the schema's list is the model's
+    plain = acme_api.post("alert-channels", {"name": "plain", "kind": "webhook", "url": "https://hooks.example.com/a"})
+    assert plain.json()["event_types"] == list(BUDGET_ALERT_TYPES)  # the default: budget alerts only
+    chosen = acme_api.post("alert-channels", {"name": "keys", "kind": "webhook", "url": "https://hooks.example.com/b",
+                                              "event_types": ["key.revoked", "key.created", "key.created"]})
+    assert chosen.status_code == 201 and chosen.json()["event_types"] == ["key.created", "key.revoked"]
+    channel_id = chosen.json()["id"]
+    patched = acme_api.patch(f"alert-channels/{channel_id}", {"event_types": ["rate_limit.exceeded"]})
+    assert patched.status_code == 200 and patched.json()["event_types"] == ["rate_limit.exceeded"]
+    entry = AuditEntry.objects.filter(action="alert_channel.updated").latest("pk")
+    assert (entry.before["event_types"], entry.after["event_types"]) == (["key.created", "key.revoked"],
+                                                                         ["rate_limit.exceeded"])
+    assert acme_api.patch(f"alert-channels/{channel_id}", {"name": "k2"}).json()["event_types"] == [
+        "rate_limit.exceeded"]  # left out: unchanged
+    for bad in (["key.leaked"], None, "key.created", ["x" * 5000]):
+        refused = acme_api.patch(f"alert-channels/{channel_id}", {"event_types": bad})
+        assert refused.status_code == 422 and "event_types" in refused.json()["detail"]
+        assert "x" * 200 not in refused.content.decode()
+    assert globex_api.patch(f"alert-channels/{channel_id}", {"event_types": []}).status_code == 404
+    assert AlertChannel.objects.get(pk=channel_id).event_types == ["rate_limit.exceeded"]

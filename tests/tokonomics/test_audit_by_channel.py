@@ -19,6 +19,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from alerts.models import BUDGET_ALERT_TYPES
 from billing.accounts.management_tokens import management_token_create
 from billing.budgets.services import budget_create
 from billing.models import Account, AuditEntry, Budget
@@ -88,7 +89,7 @@ ENDPOINT_AFTER = {"account": "Acme Inc", "slug": "anthropic", "wire_format": "an
                   "base_url": "https://api.anthropic.com", "pricing_provider": "anthropic", "deployments": {},
                   "has_credential": True}
 CHANNEL_AFTER = {"account": "Acme Inc", "name": "ops", "kind": "email", "url": "", "emails": ["ops@acme.test"],
-                 "enabled": True}
+                 "enabled": True, "event_types": list(BUDGET_ALERT_TYPES)}
 RULE_AFTER = {"account": "Acme Inc", "kind": "burn_rate", "scope": "tenant", "match": "*", "window_minutes": 15,
               "multiplier": "5.00", "floor_usd": "1.000000", "channels": [], "enabled": True}
 

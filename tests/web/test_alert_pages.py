@@ -141,3 +141,56 @@ def test_edit_a_channel_and_a_rule(client_as, alice, acme) -> None:
     assert (rule.scope, rule.window_minutes, rule.multiplier) == ("tenant", 30, Decimal("3"))
     actions = set(AuditEntry.objects.filter(actor=alice).values_list("action", flat=True))
     assert {"alert_channel.updated", "alert_rule.updated"} <= actions
+
+
+def test_channel_form_subscribes_to_event_types_and_the_log_filters_by_type(client_as, alice, acme) -> None:
+    import re
+
+    from alerts.models import BUDGET_ALERT_TYPES, OPT_IN_TYPES
+
+    client = client_as(alice)
+    page = client.get(reverse("alert_settings", args=["acme"])).content.decode()
+    form = page.split('id="channel-form"')[1].split("</form>")[0]
+    boxes = {m.group(1): "checked" in m.group(0)
+             for m in re.finditer(r'<input type="checkbox" name="event_types" value="([^"]+)"[^>]*>', form)}
+    assert boxes == {**{t: False for t in OPT_IN_TYPES}, **{t: True for t in BUDGET_ALERT_TYPES}}
+    posted = client.post(reverse("alert_channel_create", args=["acme"]),
+                         {"name": "hook", "kind": "webhook", "url": "https://hooks.example.com/x",
+                          "event_types": ["budget.exhausted", "key.created", "budget.denied"]})
+    assert posted.status_code == 302
+    channel = AlertChannel.objects.get(name="hook")
+    assert channel.event_types == ["budget.exhausted", "key.created", "budget.denied"]
+    legacy = client.post(reverse("alert_channel_create", args=["acme"]),
+                         {"name": "old", "kind": "webhook", "url": "https://hooks.example.com/y"})
+    assert legacy.status_code == 302
+    assert AlertChannel.objects.get(name="old").event_types == list(BUDGET_ALERT_TYPES)
+    edited = client.post(reverse("alert_channel_edit", args=["acme", channel.pk]),
+                         {"name": "hook", "url": "https://hooks.example.com/x", "event_types": ["key.expiring"]})
+    assert edited.status_code == 302
+    channel.refresh_from_db()
+    assert channel.event_types == ["key.expiring"]
+    refused = client.post(reverse("alert_channel_edit", args=["acme", channel.pk]),
+                          {"name": "hook", "url": "https://hooks.example.com/x", "event_types": ["key.leaked"]})
+    assert refused.status_code == 400 and channel.event_types == ["key.expiring"]
+
+    for kind, key in (("key.created", "k1"), ("rate_limit.exceeded", "k2"), ("budget.exhausted", "b1")):
+        alert_event_create(account_id=acme.pk, event_type=kind, dedupe_key=f"t:{key}", data={"account": "acme"})
+    page = client.get(reverse("alert_settings", args=["acme"])).content.decode()
+    log = page.split("Recent alerts")[1]
+    assert "rate_limit.exceeded</td>" in log and "key.created</td>" in log and "budget.exhausted</td>" in log
+    assert '<option value="budget.denied">' in log
+    filtered = client.get(reverse("alert_settings", args=["acme"]), {"type": "rate_limit.exceeded"}).content.decode()
+    log = filtered.split("Recent alerts")[1]
+    assert "rate_limit.exceeded</td>" in log and "key.created</td>" not in log and "budget.exhausted</td>" not in log
+    assert '<option value="rate_limit.exceeded" selected>' in log
+    unknown = client.get(reverse("alert_settings", args=["acme"]), {"type": "<script>"}).content.decode()
+    log = unknown.split("Recent alerts")[1]  # an unknown type filters nothing, and is not echoed
+    assert "key.created</td>" in log and "rate_limit.exceeded</td>" in log and "&lt;script&gt;" not in log
+    channels = page.split("Recent alerts")[0]
+
+    def row(name: str) -> str:
+        return channels.split(f'<tr id="channel-{AlertChannel.objects.get(name=name).pk}">')[1].split("</tr>")[0]
+
+    assert row("hook").count('<span class="pill">') == 2  # its kind, and the one event type it takes
+    assert '<span class="pill">key.expiring</span>' in row("hook")
+    assert '<span class="pill">budget alerts</span>' in row("old")

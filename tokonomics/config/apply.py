@@ -213,7 +213,7 @@ def _channel_step(run: _Run, spec: AlertChannelIn) -> AlertChannel:
     channel = AlertChannel.objects.filter(account=run.account, name=name).first()
     if channel is None:
         channel, _ = alert_channel_create(account=run.account, actor=run.actor, name=name, kind=spec.kind, url=url,
-                                          emails=emails, secret=secret)
+                                          emails=emails, secret=secret, event_types=spec.event_types)
         run.note(f"alert channel {name}", "created")
         return channel
     # Kind and url change together (a Slack URL is stored encrypted): compared decrypted.
@@ -222,6 +222,9 @@ def _channel_step(run: _Run, spec: AlertChannelIn) -> AlertChannel:
     changes: dict[str, Any] = {"kind": spec.kind, "url": url} if {"kind", "url"} & set(changed) else {}
     if "emails" in changed:
         changes["emails"] = emails
+    if spec.event_types is not None and set(spec.event_types) != set(channel.event_types):
+        changed.append("event_types")
+        changes["event_types"] = spec.event_types
     new_secret = None
     if spec.kind == AlertChannel.Kind.WEBHOOK.value:
         if secret is None and not channel.secret_encrypted:

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from alerts.schemas import EventType
 from billing.usage.retention import MAX_RETENTION_DAYS
 from tokonomics.validation import SLUG_PATTERN
 
@@ -91,6 +92,8 @@ class AlertChannelIn(Strict):
     to: list[str] | None = None
     secret: str | None = None
     secret_env: str | None = None
+    # Left out: a new channel gets the default (budget alerts), an existing one keeps its choice.
+    event_types: list[EventType] | None = Field(default=None, max_length=20)
 
     @model_validator(mode="after")
     def target_fits_kind(self) -> AlertChannelIn:

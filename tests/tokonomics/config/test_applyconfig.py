@@ -344,3 +344,21 @@ def test_bad_deployments_are_refused_naming_the_field(tmp_path, env) -> None:
     with pytest.raises(CommandError, match="deployments"):
         apply_data(tmp_path, data)
     assert not ProviderEndpoint.objects.filter(slug="azure").exists()
+
+
+def test_channel_event_types_apply_and_are_audited(tmp_path, env) -> None:
+    data = example()
+    data["accounts"][0]["alert_channels"] = [{"name": "hooks", "kind": "webhook", "url": "https://hooks.example.com/x",
+                                              "event_types": ["key.created", "budget.denied"]}]
+    apply_data(tmp_path, data)
+    assert AlertChannel.objects.get(name="hooks").event_types == ["key.created", "budget.denied"]
+    assert apply_data(tmp_path, data).strip() == "No changes."
+    del data["accounts"][0]["alert_channels"][0]["event_types"]  # left out: the channel keeps its choice
+    assert apply_data(tmp_path, data).strip() == "No changes."
+    data["accounts"][0]["alert_channels"][0]["event_types"] = ["budget.exhausted", "rate_limit.exceeded"]
+    assert "event_types" in apply_data(tmp_path, data)
+    assert AlertChannel.objects.get(name="hooks").event_types == ["budget.exhausted", "rate_limit.exceeded"]
+    entry = AuditEntry.objects.filter(action="alert_channel.updated").latest("pk")
+    assert entry.after["event_types"] == ["budget.exhausted", "rate_limit.exceeded"]
+    data["accounts"][0]["alert_channels"][0]["event_types"] = ["key.leaked"]
+    assert "event_types" in rejected(tmp_path, data)
