@@ -47,6 +47,7 @@ class Touched:
 
     tenants: frozenset[str] = frozenset()
     features: frozenset[str] = frozenset()
+    sessions: frozenset[str] = frozenset()
     key_ids: frozenset[int] = frozenset()
 
 
@@ -74,6 +75,7 @@ def budget_counter_list(
     names = {
         "tenant": [Named(v, v) for v in touched.tenants],
         "feature": [Named(v, v) for v in touched.features],
+        "session": [Named(v, v) for v in touched.sessions],
         "key": [Named(name, str(pk)) for pk, name in key_names.items()],
     }
     out = []

@@ -13,7 +13,7 @@ from billing.models import Budget, Plan, UsageRecord
 from billing.usage.selectors import GroupBy
 from tokonomics.api_common import InSchema, ObjectId, Timestamp, field_decimal_string, not_null, plain_text
 
-Scope = Literal["account", "tenant", "feature", "key"]
+Scope = Literal["account", "tenant", "feature", "key", "session"]
 Period = Literal["hour", "day", "week", "month", "quarter", "total"]
 Match = Annotated[str, plain_text(max_length=200)]
 LimitUsd = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=6)]

@@ -60,7 +60,7 @@ class KeyIn(Strict):
 
 
 class BudgetIn(Strict):
-    scope: Literal["account", "tenant", "feature", "key"]
+    scope: Literal["account", "tenant", "feature", "key", "session"]
     match: str = ""
     period: Literal["hour", "day", "week", "month", "quarter", "total"]
     limit_usd: Decimal = Field(ge=0, max_digits=14, decimal_places=6)
