@@ -127,3 +127,23 @@ def session_get(*, account: Account, session: str) -> SessionSummary | None:
     row = _row({**totals, "session": session}, _models(records, [session]).get(session, []))
     return SessionSummary(row, git_start, git_end, rollups("model"),
                           rollups("provider"))
+
+
+def session_row_dict(row: SessionRow) -> dict[str, Any]:
+    """A run as plain JSON values (money as decimal strings): the REST API's and the summary file's shape."""
+    return {
+        "session": row.session, "name": row.name, "calls": row.calls, "denied": row.denied,
+        "input_tokens": row.input_tokens, "output_tokens": row.output_tokens, "cost_usd": f"{row.cost_usd:f}",
+        "first_at": row.first_at.isoformat(), "last_at": row.last_at.isoformat(),
+        "duration_seconds": row.duration.total_seconds(), "models": row.models,
+    }
+
+
+def session_summary_dict(summary: SessionSummary) -> dict[str, Any]:
+    """One run with its rollups by model and provider, as JSON a team can commit next to their code."""
+    def rollups(items: list[Rollup]) -> list[dict[str, Any]]:
+        return [{"name": r.name, "calls": r.calls, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+                 "cost_usd": f"{r.cost_usd:f}"} for r in items]
+
+    return {**session_row_dict(summary.row), "git_start": summary.git_start, "git_end": summary.git_end,
+            "by_model": rollups(summary.by_model), "by_provider": rollups(summary.by_provider)}

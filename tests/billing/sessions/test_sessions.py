@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 
 from billing.models import Account
 from billing.sessions.selectors import session_get, session_list
 from billing.usage.records import usage_record_batch
 
-from ...support import usage_event
+from ...support import ApiClient, token_for, usage_event
 
 pytestmark = pytest.mark.django_db
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -77,3 +81,41 @@ def test_the_call_log_filters_by_session(client, alice, acme) -> None:
     client.force_login(alice)
     body = client.get(reverse("call_list", args=["acme"]), {"session": "run-a"}).content.decode()
     assert body.count("req_sess_acme") == 1 and "session = run-a" in body
+
+
+def _two_runs(acme) -> None:
+    _calls(acme,
+           {"session": "run-a", "model": "gpt-4o-mini", "provider": "openai", "cost_usd": "0.25", "created_at": _at(9),
+            "session_git": "repo=app;branch=main;commit=aaa;dirty=0", "feature": "=cmd|x"},
+           {"session": "run-a", "model": "claude-sonnet-4-5", "provider": "anthropic", "cost_usd": "0.5",
+            "created_at": _at(8)},
+           {"session": "run-b", "cost_usd": "1", "created_at": _at(7)})
+
+
+def test_the_rest_api_lists_sessions_and_summarises_one(acme, globex) -> None:
+    _two_runs(acme)
+    api = ApiClient(token_for(acme))
+    listed = api.get("sessions").json()
+    assert [(s["session"], s["calls"], s["cost_usd"]) for s in listed] == [("run-b", 1, "1.000000000"),
+                                                                        ("run-a", 2, "0.750000000")]
+    one = api.get("sessions/run-a").json()
+    assert one["git_start"] == "repo=app;branch=main;commit=aaa;dirty=0"
+    assert [(r["name"], r["calls"]) for r in one["by_model"]] == [("claude-sonnet-4-5", 1), ("gpt-4o-mini", 1)]
+    assert [r["name"] for r in one["by_provider"]] == ["anthropic", "openai"]
+    assert ApiClient(token_for(globex)).get("sessions/run-a").status_code == 404  # another account's run
+
+
+def test_exportusage_one_session_and_its_summary(acme) -> None:
+    _two_runs(acme)
+    out = io.StringIO()
+    call_command("exportusage", "--account", "acme", "--session", "run-a", "--format", "csv", stdout=out,
+                 stderr=io.StringIO())
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["session"] for r in rows] == ["run-a", "run-a"]
+    assert rows[0]["feature"] == "'=cmd|x"  # client text never a formula
+    out = io.StringIO()
+    call_command("exportusage", "--account", "acme", "--session", "run-a", "--summary", stdout=out)
+    summary = json.loads(out.getvalue())
+    assert (summary["session"], summary["calls"], summary["cost_usd"]) == ("run-a", 2, "0.750000000")
+    assert {r["name"]: r["cost_usd"] for r in summary["by_provider"]} == {"anthropic": "0.500000000",
+                                                                         "openai": "0.250000000"}
