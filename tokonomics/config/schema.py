@@ -118,7 +118,7 @@ class AlertChannelIn(Strict):
 
 class AlertRuleIn(Strict):
     kind: Literal["burn_rate"] = "burn_rate"
-    scope: Literal["account", "tenant", "feature", "key"]
+    scope: Literal["account", "tenant", "feature", "key", "session"]
     match: str = "*"
     window_minutes: int = Field(default=15, ge=1, le=1440)
     multiplier: Decimal = Field(default=Decimal(5), gt=1, max_digits=6, decimal_places=2)
