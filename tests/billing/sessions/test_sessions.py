@@ -119,3 +119,12 @@ def test_exportusage_one_session_and_its_summary(acme) -> None:
     assert (summary["session"], summary["calls"], summary["cost_usd"]) == ("run-a", 2, "0.750000000")
     assert {r["name"]: r["cost_usd"] for r in summary["by_provider"]} == {"anthropic": "0.500000000",
                                                                          "openai": "0.250000000"}
+
+
+def test_a_session_budget_through_the_rest_api_and_applyconfig_schema(acme) -> None:
+    from tokonomics.config.schema import BudgetIn
+
+    api = ApiClient(token_for(acme))
+    created = api.post("budgets", {"scope": "session", "match": "*", "period": "total", "limit_usd": "2"})
+    assert created.status_code == 201 and created.json()["scope"] == "session"
+    assert BudgetIn(scope="session", match="*", period="total", limit_usd=Decimal(2)).scope == "session"
