@@ -18,5 +18,5 @@ from tokonomics.web_request import SignedInRequest
 def session_list_view(request: SignedInRequest, slug: str) -> HttpResponse:
     account = membership_get(request, slug).account
     return render(request, "billing/sessions.html", {
-        "tab": "sessions", "account": account, "sessions": session_list(account=account), "days": SESSION_LIST_DAYS,
+        "tab": "calls", "account": account, "sessions": session_list(account=account), "days": SESSION_LIST_DAYS,
     })
