@@ -1,6 +1,7 @@
 """A loopback forwarder that adds the session's headers to every call: the OpenAI and Anthropic SDKs read
 their base URL and key from the environment, but no default headers, so the child's SDKs talk to this,
-and this to Tokonomics. Bodies and streams pass through untouched, chunk by chunk (no decompression)."""
+and this to Tokonomics. Answers and streams pass through untouched, chunk by chunk as they come (no
+decompression); the caller's own X-Tokonomics-Session* headers are replaced by the run's."""
 
 from __future__ import annotations
 
@@ -96,7 +97,9 @@ class Forwarder:
         if request.path.startswith("/proxy/"):
             self.calls += 1
             self._maybe_refresh_git()
-        body = request.content.iter_any() if request.body_exists else None
+        # A request body is read whole (prompts are small; every ASGI server then gets a Content-Length, not
+        # a chunked upload); the answer is what streams.
+        body = await request.read() if request.body_exists else None
         try:
             upstream = await self._client.request(request.method, self.upstream + request.path_qs, headers=headers,
                                                   data=body, allow_redirects=False)
