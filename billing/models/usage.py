@@ -24,9 +24,10 @@ class UsageRecord(models.Model):
     feature = models.CharField(max_length=200, blank=True)
     tenant = models.CharField(max_length=200, blank=True)
     # An agent run (X-Tokonomics-Session), its name and its git context as `tokonomics run` sends them.
-    session = models.CharField(max_length=100, blank=True)
-    session_name = models.CharField(max_length=200, blank=True)
-    session_git = models.CharField(max_length=300, blank=True)
+    # A database default too: bulk loaders that write rows by SQL (tools/scale.py, COPY) need not name them.
+    session = models.CharField(max_length=100, blank=True, default="", db_default="")
+    session_name = models.CharField(max_length=200, blank=True, default="", db_default="")
+    session_git = models.CharField(max_length=300, blank=True, default="", db_default="")
     environment = models.CharField(max_length=60, blank=True)
     tags = models.JSONField(default=dict, blank=True)
     provider = models.CharField(max_length=63)
