@@ -49,6 +49,7 @@ class Touched:
 
     tenants: frozenset[str] = frozenset()
     features: frozenset[str] = frozenset()
+    sessions: frozenset[str] = frozenset()
     key_ids: frozenset[int] = frozenset()
 
 
@@ -76,6 +77,7 @@ def budget_counter_list(
     names = {
         "tenant": [Named(v, v) for v in touched.tenants],
         "feature": [Named(v, v) for v in touched.features],
+        "session": [Named(v, v) for v in touched.sessions],
         "key": [Named(name, str(pk)) for pk, name in key_names.items()],
     }
     out = []
@@ -224,7 +226,9 @@ BASELINE_HOURS = 24
 
 def burn_rate_check(*, now: datetime | None = None) -> list[AlertEvent]:
     """Runaway spend: a key, feature or tenant spending in the last window much faster than its own
-    trailing average — the agent stuck in a loop at 3 a.m. Spend under the rule's floor never pages."""
+    trailing average — the agent stuck in a loop at 3 a.m. Spend under the rule's floor never pages. A session
+    (one agent run) is new, so has no trailing spend: a session rule pages for any run spending more than its
+    floor within one window — the looping run."""
     now = now or datetime.now(UTC)
     fired = []
     for rule in AlertRule.objects.filter(kind=AlertRule.Kind.BURN_RATE, enabled=True).select_related("account"):

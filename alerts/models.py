@@ -127,6 +127,7 @@ class AlertRule(models.Model):
         TENANT = "tenant"
         FEATURE = "feature"
         KEY = "key"
+        SESSION = "session"  # an agent run: new, so no baseline; its spend over the floor in a window pages
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="alert_rules")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.BURN_RATE)

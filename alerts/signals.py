@@ -50,6 +50,7 @@ def _thresholds_check(sender: Any, *, events: list[dict], **kwargs: Any) -> None
         touched = Touched(
             tenants=frozenset(e.get("tenant", "") for e in batch),
             features=frozenset(e.get("feature", "") for e in batch),
+            sessions=frozenset(e.get("session", "") for e in batch),
             key_ids=frozenset(e["key_id"] for e in batch if e.get("key_id")),
         )
         try:

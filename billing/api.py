@@ -10,12 +10,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
 from ninja import Query, Router, Status
 
 from billing.accounts import services as account_services
 from billing.budgets import selectors as budget_selectors
 from billing.budgets import services
+from billing.sessions import selectors as session_selectors
 from billing.usage import selectors
 from billing.usage.selectors import TOKEN_FIELDS, UsageFilters
 from tokonomics.api_common import ObjectId, caller_account, caller_actor, caller_token, decimal_string, responses
@@ -27,6 +28,9 @@ from .schemas import (
     BudgetIn,
     BudgetOut,
     BudgetPatch,
+    SessionOut,
+    SessionQuery,
+    SessionSummaryOut,
     UsageAggregateQuery,
     UsageAggregatesOut,
     UsageFilterQuery,
@@ -139,6 +143,22 @@ def usage_record_list(request: HttpRequest, query: Query[UsageRecordQuery]) -> d
     )
     page = records[: query.limit]
     return {"items": page, "next_cursor": _cursor_encode(page[-1]) if len(records) > query.limit else None}
+
+
+@router.get("/sessions", response=responses({200: list[SessionOut]}), tags=["sessions"])
+def session_list(request: HttpRequest, query: Query[SessionQuery]) -> list[dict[str, Any]]:
+    """Agent runs (calls that sent X-Tokonomics-Session) of the last 30 days, most recent first."""
+    rows = session_selectors.session_list(account=caller_account(request), limit=query.limit)
+    return [session_selectors.session_row_dict(row) for row in rows]
+
+
+@router.get("/sessions/{session}", response=responses({200: SessionSummaryOut}), tags=["sessions"])
+def session_get(request: HttpRequest, session: str) -> dict[str, Any]:
+    """One run: its calls, tokens and cost, by model and by provider, and its git context at start and end."""
+    summary = session_selectors.session_get(account=caller_account(request), session=session[:100])
+    if summary is None:
+        raise Http404("No such session in this account.")
+    return session_selectors.session_summary_dict(summary)
 
 
 @router.get("/usage/aggregates", response=responses({200: UsageAggregatesOut}), tags=["usage"])

@@ -13,7 +13,7 @@ from billing.models import Budget, Plan, UsageRecord
 from billing.usage.selectors import GroupBy
 from tokonomics.api_common import InSchema, ObjectId, Timestamp, field_decimal_string, not_null, plain_text
 
-Scope = Literal["account", "tenant", "feature", "key"]
+Scope = Literal["account", "tenant", "feature", "key", "session"]
 Period = Literal["hour", "day", "week", "month", "quarter", "total"]
 Match = Annotated[str, plain_text(max_length=200)]
 LimitUsd = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=6)]
@@ -100,6 +100,9 @@ class UsageRecordOut(Schema):
     key: str | None = Field(description="The key's name.")
     feature: str
     tenant: str
+    session: str = Field(description="The agent run (X-Tokonomics-Session); empty when the call named none.")
+    session_name: str
+    session_git: str
     environment: str
     tags: dict[str, str]
     provider: str
@@ -160,6 +163,39 @@ class UsageAggregatesOut(Schema):
     until: datetime | None
     groups: list[UsageGroupOut]
     total: UsageTotalsOut
+
+
+class SessionRollupOut(Schema):
+    name: str = Field(description="The model or provider.")
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: DecimalString
+
+
+class SessionOut(Schema):
+    session: str
+    name: str
+    calls: int
+    denied: int = Field(description="Calls a budget or limit refused.")
+    input_tokens: int
+    output_tokens: int
+    cost_usd: DecimalString
+    first_at: datetime
+    last_at: datetime
+    duration_seconds: float
+    models: list[str]
+
+
+class SessionSummaryOut(SessionOut):
+    git_start: str = Field(description="The git context its first call carried (tokonomics run sends it).")
+    git_end: str = Field(description="The git context its last call carried.")
+    by_model: list[SessionRollupOut]
+    by_provider: list[SessionRollupOut]
+
+
+class SessionQuery(Schema):
+    limit: int = Field(default=50, ge=1, le=200)
 
 
 class PlanOut(Schema):

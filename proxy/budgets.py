@@ -8,6 +8,10 @@ budget naming a value covers the calls naming that value (a key by its name), wi
 budget covers every call naming a value in its scope, with one counter per value (a key by its id), except
 the values a budget of the same scope and period names: those are counted there. A call without the
 header is in no tenant or feature budget.
+
+A session (X-Tokonomics-Session: one agent run) is a scope like tenant: `session` / '*' caps each run. Its
+period is the budget's own; `total` is the run's whole life (a run id is not reused), and is what the
+budget form suggests.
 """
 
 from __future__ import annotations
@@ -200,11 +204,15 @@ R = TypeVar("R", bound=BudgetRow)
 class BudgetLayout(Generic[R]):
     """An account's budgets, and for each call (or each value a scope names) the counters it lands in."""
 
-    __slots__ = ("budgets", "_named")
+    __slots__ = ("budgets", "_named", "_scopes")
 
     def __init__(self, budgets: Iterable[R]) -> None:
         self.budgets: tuple[R, ...] = tuple(budgets)
         self._named = frozenset((b.scope, b.period, b.match) for b in self.budgets if not per_value(b))
+        self._scopes = frozenset(b.scope for b in self.budgets)
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self._scopes
 
     def counter_value(self, budget: R, named: Named) -> str | None:
         """The value of `budget`'s counter a call naming `named` in the budget's scope lands in ('' = the
@@ -220,11 +228,11 @@ class BudgetLayout(Generic[R]):
         return None if (budget.scope, budget.period, named.name) in self._named else named.value
 
     def counters_for_call(
-        self, *, key_id: int, key_name: str, feature: str, tenant: str
+        self, *, key_id: int, key_name: str, feature: str, tenant: str, session: str = ""
     ) -> list[tuple[R, str]]:
         """Every budget covering a call, with the value its counter is kept for ('' = one counter)."""
         names = {"tenant": Named(tenant, tenant), "feature": Named(feature, feature),
-                 "key": Named(key_name, str(key_id)), "account": Named("", "")}
+                 "key": Named(key_name, str(key_id)), "account": Named("", ""), "session": Named(session, session)}
         covered = []
         for budget in self.budgets:
             value = self.counter_value(budget, names[budget.scope])

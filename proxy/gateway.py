@@ -57,6 +57,9 @@ class Call:
     wire: WireFormat
     feature: str = ""
     tenant: str = ""
+    session: str = ""  # X-Tokonomics-Session: one agent run (a budget scope like tenant)
+    session_name: str = ""
+    session_git: str = ""  # the run's git context, as `tokonomics run` sends it
     environment: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     account: AccountEntry | None = None
@@ -106,6 +109,9 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: Proxy
         feature=call_headers.attribution(headers, b"x-feature-name", "feature"),
         tenant=call_headers.attribution(headers, b"x-tenant-id", "tenant"),
         environment=call_headers.attribution(headers, b"x-environment", "environment"),
+        session=call_headers.attribution(headers, b"x-tokonomics-session", "session"),
+        session_name=call_headers.attribution(headers, b"x-tokonomics-session-name", "session_name"),
+        session_git=call_headers.attribution(headers, b"x-tokonomics-session-git", "session_git"),
         tags=call_headers.tags(headers),
     )
     try:
@@ -237,7 +243,8 @@ def deployment_resolve(*, call: Call, rest: str) -> None:
 async def admit(*, call: Call, ctx: ProxyContext) -> None:
     assert call.account is not None and call.key is not None
     # The record's own instant: counters rebuilt from records must put the call in the same period.
-    plan = ctx.quota.plan_for(call.account, call.key, feature=call.feature, tenant=call.tenant, now=call.created_at)
+    plan = ctx.quota.plan_for(call.account, call.key, feature=call.feature, tenant=call.tenant,
+                                  session=call.session, now=call.created_at)
     if not plan.caps_anything:
         return  # nothing caps this call: no round trip before it (its record still goes out after)
     unpriced_refuse(call=call, counters=plan.counters)

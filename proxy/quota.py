@@ -70,6 +70,7 @@ DENIAL_CODES = {
     "tenant": "tenant_budget",
     "feature": "feature_budget",
     "key": "key_budget",
+    "session": "session_budget",
 }
 
 
@@ -210,7 +211,7 @@ class Quota:
         self._periods = _PeriodCache()
         self._fingerprints: dict[int, tuple[tuple[BudgetEntry, ...], str, str]] = {}
         self._layouts: dict[int, tuple[tuple[BudgetEntry, ...], BudgetLayout[BudgetEntry]]] = {}
-        self._plans: dict[tuple[int, int, str, str], CallPlan] = {}
+        self._plans: dict[tuple[int, int, str, str, str], CallPlan] = {}
         self._settle_heads: dict[tuple[int, int], tuple[str, ...]] = {}
         self.breaker = CircuitBreaker()
         self.deferred: deque[tuple[Reservation, int, int]] = deque(maxlen=MAX_DEFERRED_SETTLES)
@@ -220,27 +221,35 @@ class Quota:
         self._counters_seed = counters_seed
         self._seeding: dict[int, asyncio.Future[None]] = {}  # one seed at a time per account, shared
 
-    def plan_for(self, account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str, now: float) -> CallPlan:
-        slot = (account.id, key.id, feature, tenant)
+    def plan_for(
+        self, account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str, now: float, session: str = ""
+    ) -> CallPlan:
+        # A session's plan differs from its key's only when some budget has the session scope.
+        if session and not self.layout(account).has_scope("session"):
+            session = ""
+        slot = (account.id, key.id, feature, tenant, session)
         plan = self._plans.get(slot)
         if (plan is None or plan.account is not account or plan.key is not key
                 or not plan.valid_from <= now < plan.valid_until):
             if len(self._plans) >= MAX_CACHED_PLANS:
                 self._plans.clear()
-            plan = self._plans[slot] = self._plan(account, key, feature=feature, tenant=tenant, now=now)
+            plan = self._plans[slot] = self._plan(account, key, feature=feature, tenant=tenant, session=session,
+                                                  now=now)
         return plan
 
     def counters_for(
-        self, account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str, now: float
+        self, account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str, now: float, session: str = ""
     ) -> list[Counter]:
-        return self.plan_for(account, key, feature=feature, tenant=tenant, now=now).counters
+        return self.plan_for(account, key, feature=feature, tenant=tenant, session=session, now=now).counters
 
-    def _plan(self, account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str, now: float) -> CallPlan:
+    def _plan(
+        self, account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str, session: str, now: float
+    ) -> CallPlan:
         month = self._periods.get("month", account.timezone, now)
         valid_from, valid_until = month.start_ts, month.end_ts
         counters = []
         covered = self.layout(account).counters_for_call(key_id=key.id, key_name=key.name, feature=feature,
-                                                         tenant=tenant)
+                                                         tenant=tenant, session=session)
         for budget, value in covered:
             period = self._periods.get(budget.period, account.timezone, now)
             valid_from, valid_until = max(valid_from, period.start_ts), min(valid_until, period.end_ts)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("password-reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("a/<slug:slug>/", include("billing.dashboard.urls")),
     path("a/<slug:slug>/", include("billing.calls.urls")),
+    path("a/<slug:slug>/", include("billing.sessions.urls")),
     path("a/<slug:slug>/", include("billing.budgets.urls")),
     path("a/<slug:slug>/", include("billing.keys.urls")),
     path("a/<slug:slug>/", include("alerts.urls")),

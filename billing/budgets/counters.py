@@ -38,7 +38,10 @@ from tokonomics.redis_client import sync_redis
 REFUSED_BEFORE_ADMISSION = (400, 401, 403, 413)
 # The record column a scope's spend is grouped by; which group lands in which counter is
 # proxy.budgets' rule.
-GROUP_COLUMNS = {"account": "", "tenant": "tenant", "feature": "feature", "key": "key_id"}
+GROUP_COLUMNS = {"account": "", "tenant": "tenant", "feature": "feature", "key": "key_id", "session": "session"}
+# Columns no rollup keeps: their spend is summed from the raw records alone (retention bounds what a rebuild
+# sees; a session budget caps a run, which is over long before its records are).
+RAW_ONLY_COLUMNS = frozenset({"session"})
 
 
 def _expiry(end: datetime | None) -> int:
@@ -97,6 +100,9 @@ def _spend_by_group(
     retention may have deleted is read from its rollup hour whole instead: it may then count up to an hour
     before the period too, never less than was spent."""
     totals: Counter[object] = Counter()
+    if column in RAW_ONLY_COLUMNS:
+        records = _records(account_id, max(start, retained_from), end).exclude(**{column: ""})
+        return _record_sums(records, column)
     first = _hour_ceil(start)
     if first != start and start < retained_from:
         first = hour_start(start.astimezone(UTC))

@@ -15,13 +15,14 @@ from tokonomics.csv_cells import csv_cell, decimal_text
 
 ExportFormat = Literal["csv", "jsonl"]
 CALL_FIELDS = (
-    "created_at", "request_id", "key", "feature", "tenant", "environment", "tags", "provider", "model",
-    "served_model", "operation", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+    "created_at", "request_id", "key", "feature", "tenant", "session", "session_name", "environment", "tags",
+    "provider",
+    "model", "served_model", "operation", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "reserved_usd", "provider_cost_usd", "latency_ms", "status_code", "denied_scope",
     "streamed", "usage_source", "enforced",
 )
-FILENAME_PARAMS = ("last", "since", "until", "key", "feature", "tenant", "environment", "model", "provider", "status",
-                   "q")
+FILENAME_PARAMS = ("last", "since", "until", "key", "feature", "tenant", "session", "environment", "model", "provider",
+                   "status", "q")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 

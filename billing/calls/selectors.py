@@ -14,7 +14,7 @@ from billing.models import Account, UsageRecord, UsageSummaryDayRollup, UsageTen
 
 PAGE_SIZE = 50
 STATUSES = ("ok", "denied", "error")
-EXACT_FILTERS = ("key", "feature", "tenant", "environment", "model", "provider")
+EXACT_FILTERS = ("key", "feature", "tenant", "session", "environment", "model", "provider")
 LAST = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90)}
 SEARCH_MAX_CHARS = 200  # the longest feature, tenant or model; request ids are 40
 # A prefix search becomes a list of the values it matches, read from the day rollups (a few thousand rows
@@ -36,6 +36,7 @@ class CallFilters:
     key: str | None = None  # the key's name
     feature: str | None = None
     tenant: str | None = None
+    session: str | None = None  # an agent run's id (X-Tokonomics-Session)
     environment: str | None = None
     model: str | None = None
     provider: str | None = None

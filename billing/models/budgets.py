@@ -17,6 +17,7 @@ class Budget(models.Model):
         TENANT = "tenant"
         FEATURE = "feature"
         KEY = "key"
+        SESSION = "session"
 
     class Period(models.TextChoices):
         HOUR = "hour"
@@ -31,7 +32,7 @@ class Budget(models.Model):
     match = models.CharField(
         max_length=200,
         blank=True,
-        help_text="The tenant, feature or key name this budget caps; '*' gives each one its own cap.",
+        help_text="The tenant, feature, key or session this budget caps; '*' gives each one its own cap.",
     )
     period = models.CharField(max_length=10, choices=Period.choices)
     limit_usd = models.DecimalField(max_digits=14, decimal_places=6, validators=[MinValueValidator(Decimal(0))])

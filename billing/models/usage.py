@@ -23,6 +23,11 @@ class UsageRecord(models.Model):
     )
     feature = models.CharField(max_length=200, blank=True)
     tenant = models.CharField(max_length=200, blank=True)
+    # An agent run (X-Tokonomics-Session), its name and its git context as `tokonomics run` sends them.
+    # A database default too: bulk loaders that write rows by SQL (tools/scale.py, COPY) need not name them.
+    session = models.CharField(max_length=100, blank=True, default="", db_default="")
+    session_name = models.CharField(max_length=200, blank=True, default="", db_default="")
+    session_git = models.CharField(max_length=300, blank=True, default="", db_default="")
     environment = models.CharField(max_length=60, blank=True)
     tags = models.JSONField(default=dict, blank=True)
     provider = models.CharField(max_length=63)
@@ -60,6 +65,10 @@ class UsageRecord(models.Model):
             models.Index(fields=["account", "created_at"], name="usage_account_time"),
             models.Index(fields=["account", "feature", "created_at"], name="usage_account_feature_time"),
             models.Index(fields=["account", "tenant", "created_at"], name="usage_account_tenant_time"),
+            # Sessions are read from raw records only (no rollup keeps them): the sessions list, a session's
+            # calls, and a session budget's counters rebuilt. Partial: most calls name no session.
+            models.Index(fields=["account", "session", "created_at"], name="usage_account_session_time",
+                         condition=~models.Q(session="")),
             models.Index(fields=["account", "model", "created_at"], name="usage_account_model_time"),
             models.Index(fields=["created_at"], name="usage_time"),
             # The call log filtered on a key: its newest calls, even for a key whose calls all are old.

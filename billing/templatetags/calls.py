@@ -13,6 +13,7 @@ DENIAL_SCOPES = {
     "tenant_budget": "the tenant budget",
     "feature_budget": "the feature budget",
     "key_budget": "the key budget",
+    "session_budget": "the session budget",
     "plan": "the plan's monthly request limit",
     "rate_requests": "the key's requests-per-minute limit",
     "rate_tokens": "the key's tokens-per-minute limit",

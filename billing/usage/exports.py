@@ -15,6 +15,8 @@ EXPORT_FIELDS = (
     "served_model", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "latency_ms", "status_code", "denied_scope", "streamed", "usage_source",
     "created_at",
+    # after §4's fields, so a reader by position keeps working: the agent run a call belonged to
+    "session", "session_name", "session_git",
 )
 # Written as numbers in CSV (cost_usd as plain decimal text, never scientific): never client text.
 NUMERIC_FIELDS = frozenset({"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
@@ -22,9 +24,11 @@ NUMERIC_FIELDS = frozenset({"input_tokens", "output_tokens", "cached_input_token
 
 
 def usage_export_rows(
-    *, account: Account, since: datetime | None = None, until: datetime | None = None
+    *, account: Account, since: datetime | None = None, until: datetime | None = None, session: str | None = None
 ) -> Iterator[dict[str, Any]]:
     records = UsageRecord.objects.filter(account=account).order_by("created_at", "id")
+    if session is not None:
+        records = records.filter(session=session)
     if since is not None:
         records = records.filter(created_at__gte=since)
     if until is not None:

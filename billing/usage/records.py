@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 LEDGER_LOCK_ID = 7_146_390_001  # pg_advisory_xact_lock key of the ledger's writers
 
 RECORD_FIELDS = (
+    "session", "session_name", "session_git",
     "feature", "tenant", "environment", "tags", "provider", "model", "served_model", "operation", "input_tokens",
     "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "latency_ms", "status_code",
     "denied_scope", "streamed", "usage_source", "enforced",

@@ -78,3 +78,20 @@ def test_steady_spend_never_pages_even_when_high(acme) -> None:
     _records(acme, "batch", count=5, cost="10", since=timedelta(minutes=15), until=timedelta(0))
     AlertRule.objects.create(account=acme, scope="account", match="*", floor_usd=Decimal("1"))
     assert burn_rate_check(now=NOW) == []
+
+
+def test_a_looping_agent_run_pages_per_session(acme, django_capture_on_commit_callbacks) -> None:
+    """Issue 19 §3: a session rule catches the run that loops; a run spending under the floor does not page."""
+    window = timedelta(minutes=15)
+    UsageRecord.objects.bulk_create([
+        UsageRecord(request_id=f"req_run_{session}_{n}", account=acme, session=session, provider="openai",
+                    model="gpt-4o", cost_usd=Decimal(cost), status_code=200, created_at=NOW - window + step * n)
+        for session, count, cost, step in (("run_loop", 200, "0.05", timedelta(seconds=4)),
+                                           ("run_calm", 10, "0.05", timedelta(seconds=60)))
+        for n in range(count)
+    ])
+    AlertRule.objects.create(account=acme, scope="session", match="*", window_minutes=15, floor_usd=Decimal("2"))
+    with django_capture_on_commit_callbacks(execute=True):
+        [event] = burn_rate_check(now=NOW)
+    assert (event.payload["data"]["value"], event.payload["data"]["window_spend_usd"]) == ("run_loop", "10")
+    assert burn_rate_check(now=NOW) == []  # once an hour per run

@@ -47,6 +47,7 @@ class Call:
     key: int  # index into KEY_NAMES
     tenant: str
     feature: str
+    session: str
     cost_micros: int
     estimate_micros: int
     minutes_ago: int  # before now: some calls fall in the previous hour, day or week
@@ -59,7 +60,7 @@ def _match(scope: str) -> st.SearchStrategy[str]:
 
 
 # Limits in micro-dollars, about as much as a few calls spend: hard budgets deny some calls.
-budget_rows = st.sampled_from(["account", "tenant", "feature", "key"]).flatmap(lambda scope: st.tuples(
+budget_rows = st.sampled_from(["account", "tenant", "feature", "key", "session"]).flatmap(lambda scope: st.tuples(
     st.just(scope), _match(scope), st.sampled_from(PERIODS), st.integers(0, 60), st.booleans()))
 layouts = st.lists(budget_rows, max_size=8, unique_by=lambda b: (b[0], b[1], b[2]))
 calls = st.lists(st.builds(
@@ -67,6 +68,7 @@ calls = st.lists(st.builds(
     key=st.integers(0, len(KEY_NAMES) - 1),
     tenant=st.sampled_from(["", *VALUES]),
     feature=st.sampled_from(["", *VALUES]),
+    session=st.sampled_from(["", "run-1", "run-2", *VALUES[2:4]]),
     cost_micros=st.integers(0, 9),
     estimate_micros=st.integers(0, 12),
     minutes_ago=st.sampled_from([0, 1, 30, 70, 60 * 30]),
@@ -78,7 +80,8 @@ def _oracle(budgets: list[Budget], keys: list, admitted: list[Call], now: dateti
     spend: Tally[tuple[int, str]] = Tally()
     for call in admitted:
         at = now - timedelta(minutes=call.minutes_ago)
-        names = {"tenant": call.tenant, "feature": call.feature, "key": keys[call.key].name}
+        names = {"tenant": call.tenant, "feature": call.feature, "key": keys[call.key].name,
+                 "session": call.session}
         for budget in budgets:
             start = period_bounds(budget.period, budget.account.timezone, now)[0]
             if period_bounds(budget.period, budget.account.timezone, at)[0] != start:
@@ -166,12 +169,15 @@ def _enforce(entry: AccountEntry, keys: list, plan: list[Call], now: datetime) -
                 at = (now - timedelta(minutes=call.minutes_ago)).timestamp()
                 tenant, feature = (text_clean(call.tenant, TEXT_LIMITS["tenant"]),
                                    text_clean(call.feature, TEXT_LIMITS["feature"]))
+                session = text_clean(call.session, TEXT_LIMITS["session"])
                 rid = f"req_agree_{uuid.uuid4().hex[:24]}"
-                call_plan = quota.plan_for(entry, key_entries[call.key], feature=feature, tenant=tenant, now=at)
+                call_plan = quota.plan_for(entry, key_entries[call.key], feature=feature, tenant=tenant,
+                                           session=session, now=at)
                 verdict = await quota.reserve(rid=rid, plan=call_plan, estimate_nanos=call.estimate_micros * MICRO,
                                               estimated_tokens=1)
                 event = {"request_id": rid, "account_id": entry.id, "key_id": keys[call.key].pk, "tenant": tenant,
-                         "feature": feature, "provider": "openai", "model": "gpt-4o-mini", "created_at": at,
+                         "feature": feature, "session": session, "provider": "openai", "model": "gpt-4o-mini",
+                         "created_at": at,
                          "status_code": 200, "cost_usd": str(Decimal(call.cost_micros) / 10**6)}
                 if isinstance(verdict, Denial):
                     event.update(status_code=429, denied_scope=verdict.scope, cost_usd="0")
@@ -210,6 +216,7 @@ def test_enforcement_rebuild_alerts_and_dashboard_agree(plans, layout, plan, zon
         budgets = list(Budget.objects.filter(account=account).select_related("account"))
         touched = Touched(tenants=frozenset(e["tenant"] for e in events),
                           features=frozenset(e["feature"] for e in events),
+                          sessions=frozenset(e["session"] for e in events),
                           key_ids=frozenset(e["key_id"] for e in events))
 
         expected = _oracle(budgets, keys, admitted, now)

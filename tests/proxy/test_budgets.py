@@ -391,3 +391,19 @@ def test_scripts_are_reloaded_after_script_flush(priced: Stack) -> None:
     sync_redis().script_flush()
     assert chat(priced).status_code == 200
     assert counters(cap)[""] == {"s": 2 * CALL * NANOS, "r": 0}
+
+
+def test_a_session_star_budget_caps_each_agent_run(priced: Stack) -> None:
+    """Issue 19 §3: `session` / '*' worth 3 calls denies a run's 4th call and not the next run's first."""
+    each = budget(priced, scope="session", match="*", period="total", calls=3)
+    run_1 = [chat(priced, **{"X-Tokonomics-Session": "run-1"}).status_code for _ in range(4)]
+    run_2 = [chat(priced, **{"X-Tokonomics-Session": "run-2"}).status_code]
+    outside = [chat(priced).status_code for _ in range(4)]  # a call naming no session is in no session budget
+    assert (run_1, run_2, outside) == ([200, 200, 200, 429], [200], [200] * 4)
+    denied = chat(priced, **{"X-Tokonomics-Session": "run-1"})
+    assert denied.json()["error"]["type"] and "session" in denied.text
+    assert {value: fields["s"] for value, fields in counters(each).items()} == {
+        "run-1": 3 * CALL * NANOS, "run-2": CALL * NANOS}
+    usage_ingest(max_seconds=1)
+    records = UsageRecord.objects.filter(account=priced.account, session="run-1").order_by("created_at")
+    assert [r.denied_scope for r in records] == ["", "", "", "session_budget", "session_budget"]

@@ -217,13 +217,15 @@ def test_credential_swap_and_header_stripping(stack) -> None:
         f"{stack.proxy}/proxy/openai/chat/completions?api-version=2024-01", json=CHAT,
         headers={"Authorization": f"Bearer {KEY}", "X-Feature-Name": "support-bot", "X-Tenant-ID": "globex",
                  "X-Environment": "staging", "X-Tokonomics-Tags": "intent=summarize, project=claims",
-                 "OpenAI-Organization": "org-123"},
+                 "OpenAI-Organization": "org-123", "X-Tokonomics-Session": "run-\t7",
+                 "X-Tokonomics-Session-Name": "fix flaky test", "X-Tokonomics-Session-Git": "x" * 500},
     )
     seen = stack.sim_requests()[-1]
     headers = seen["headers"]
     assert headers["authorization"] == "Bearer sk-upstream-openai-acme"
     assert KEY not in str(seen)
-    for name in ("x-feature-name", "x-tenant-id", "x-environment", "x-tokonomics-tags", "x-api-key"):
+    for name in ("x-feature-name", "x-tenant-id", "x-environment", "x-tokonomics-tags", "x-api-key",
+                 "x-tokonomics-session", "x-tokonomics-session-name", "x-tokonomics-session-git"):
         assert name not in headers
     assert headers["openai-organization"] == "org-123"
     assert seen["path"] == "/v1/chat/completions" and seen["query"] == "api-version=2024-01"
@@ -232,6 +234,8 @@ def test_credential_swap_and_header_stripping(stack) -> None:
     saved = UsageRecord.objects.get(feature="support-bot")
     assert (saved.tenant, saved.environment) == ("globex", "staging")
     assert saved.tags == {"intent": "summarize", "project": "claims"}
+    # bounded and cleaned like the tenant: the control character gone, the git context cut to its column
+    assert (saved.session, saved.session_name, saved.session_git) == ("run-7", "fix flaky test", "x" * 300)
 
     stack.clear_sim()
     anthropic_client(stack).messages.create(**MESSAGES)

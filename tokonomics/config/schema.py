@@ -61,7 +61,7 @@ class KeyIn(Strict):
 
 
 class BudgetIn(Strict):
-    scope: Literal["account", "tenant", "feature", "key"]
+    scope: Literal["account", "tenant", "feature", "key", "session"]
     match: str = ""
     period: Literal["hour", "day", "week", "month", "quarter", "total"]
     limit_usd: Decimal = Field(ge=0, max_digits=14, decimal_places=6)
@@ -121,7 +121,7 @@ class AlertChannelIn(Strict):
 
 class AlertRuleIn(Strict):
     kind: Literal["burn_rate"] = "burn_rate"
-    scope: Literal["account", "tenant", "feature", "key"]
+    scope: Literal["account", "tenant", "feature", "key", "session"]
     match: str = "*"
     window_minutes: int = Field(default=15, ge=1, le=1440)
     multiplier: Decimal = Field(default=Decimal(5), gt=1, max_digits=6, decimal_places=2)

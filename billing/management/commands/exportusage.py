@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from billing.models import Account
+from billing.sessions.selectors import session_get, session_summary_dict
 from billing.usage.exports import EXPORT_FIELDS, NUMERIC_FIELDS, usage_export_rows
 from tokonomics.csv_cells import csv_cell
 
@@ -32,12 +33,25 @@ class Command(BaseCommand):
         parser.add_argument("--since", help="ISO-8601, inclusive")
         parser.add_argument("--until", help="ISO-8601, exclusive")
         parser.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
+        parser.add_argument("--session", help="only the calls of this agent run (X-Tokonomics-Session)")
+        parser.add_argument("--summary", action="store_true",
+                            help="with --session: one JSON object, the run's totals by model and provider")
 
-    def handle(self, *args: Any, account: str, since: str | None, until: str | None, format: str, **opts: Any) -> None:
+    def handle(self, *args: Any, account: str, since: str | None, until: str | None, format: str,
+               session: str | None = None, summary: bool = False, **opts: Any) -> None:
         found = Account.objects.filter(slug=account).first()
         if found is None:
             raise CommandError(f"no account with slug {account!r}")
-        rows = usage_export_rows(account=found, since=_when(since, "since"), until=_when(until, "until"))
+        if summary:
+            if not session:
+                raise CommandError("--summary needs --session ID")
+            run = session_get(account=found, session=session)
+            if run is None:
+                raise CommandError(f"no session {session!r} in {account}")
+            self.stdout.write(orjson.dumps(session_summary_dict(run), option=orjson.OPT_INDENT_2).decode())
+            return
+        rows = usage_export_rows(account=found, since=_when(since, "since"), until=_when(until, "until"),
+                                 session=session)
         out = self.stdout  # records only; messages go to stderr
         count = 0
         if format == "csv":
