@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('alerts', '0006_i15_crud_enabled'),
+        ('alerts', '0007_i19_event_types'),
     ]
 
     operations = [
