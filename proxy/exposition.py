@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import metrics
-from .ledger_metrics import dead_letters_text
+from .ledger_metrics import ledger_text
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -31,4 +31,4 @@ def metrics_text() -> bytes:
         # Several workers: add up what each process wrote to the shared directory.
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client leaves it untyped
-    return generate_latest(registry) + dead_letters_text()
+    return generate_latest(registry) + ledger_text()

@@ -101,3 +101,23 @@ def test_metrics_count_requests_tokens_cost_and_overhead(stack: Stack, settings)
     settings.TOKONOMICS_METRICS_TOKEN = "s3cret"
     assert httpx.get(f"{stack.proxy}/metrics").status_code == 401
     assert httpx.get(f"{stack.proxy}/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_the_redis_breaker_gauge_follows_the_breaker_and_counts_openings() -> None:
+    from prometheus_client import REGISTRY
+
+    from proxy.breaker import CircuitBreaker
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    opened = sample("tokonomics_redis_breaker_opens_total")
+    breaker = CircuitBreaker(pause_seconds=60, failures_to_open=2)
+    breaker.trip()
+    assert sample("tokonomics_redis_breaker_open") == 0
+    breaker.trip()
+    breaker.trip()  # still open: one opening
+    assert sample("tokonomics_redis_breaker_open") == 1
+    assert sample("tokonomics_redis_breaker_opens_total") == opened + 1
+    breaker.reset()
+    assert sample("tokonomics_redis_breaker_open") == 0

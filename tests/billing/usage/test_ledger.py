@@ -161,3 +161,26 @@ def test_dead_letters_are_listed_repaired_and_replayed_in_the_admin(client, supe
     assert UsageRecord.objects.filter(request_id="req_test_1").exists()
     letter.refresh_from_db()
     assert letter.replayed_at is not None
+
+
+def _gauge(text: str, name: str) -> float:
+    return float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+@pytest.mark.django_db
+def test_ledger_lag_is_read_from_the_streams_until_the_ledger_stores_them(acme, globex) -> None:
+    client = sync_redis()
+    seconds, _ = client.time()
+    # Waiting two minutes in acme's stream (as if the ledger had stopped), just now in globex's.
+    client.xadd(events_stream_key(acme.pk), {"e": _raw(usage_event(acme.pk, 1))}, id=f"{(seconds - 120) * 1000}-0")
+    client.xadd(events_stream_key(acme.pk), {"e": _raw(usage_event(acme.pk, 2))})
+    client.xadd(events_stream_key(globex.pk), {"e": _raw(usage_event(globex.pk, 3))})
+    client.set("tk:{a:1}:eventsnot", "a key the scan's pattern must not take for a stream")
+    text = metrics_text().decode()
+    assert 120 <= _gauge(text, "tokonomics_ledger_lag_seconds") < 130
+    assert _gauge(text, "tokonomics_ledger_pending_events") == 3
+
+    usage_ingest(max_seconds=1)
+    text = metrics_text().decode()
+    assert _gauge(text, "tokonomics_ledger_lag_seconds") == 0
+    assert _gauge(text, "tokonomics_ledger_pending_events") == 0
