@@ -1,9 +1,24 @@
+import logging.config
 import os
+from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokonomics.settings")
+
+from django.conf import settings  # noqa: E402  (needs DJANGO_SETTINGS_MODULE)
+
+
+def _django_logging(**_: Any) -> None:
+    """The worker's and beat's logging is settings.LOGGING, JSON lines like the web app's and the proxy's,
+    instead of Celery's own format (a receiver of setup_logging keeps Celery from configuring any)."""
+    logging.config.dictConfig(settings.LOGGING)
+
+
+if settings.LOG_FORMAT == "json":
+    setup_logging.connect(_django_logging, weak=False)
 
 app = Celery("tokonomics")
 app.config_from_object("django.conf:settings", namespace="CELERY")
