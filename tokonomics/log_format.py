@@ -20,7 +20,9 @@ FIELDS = (
     "request_id", "account", "key_id", "status", "latency_ms", "cost_usd", "provider", "model", "feature",
     "environment", "denied_scope", "streamed", "input_tokens", "output_tokens", "method", "path", "task_id",
 )
-TEXT_MAX_CHARS = 200  # a field a client could fill (model, feature, path) is cut to this
+# Fields a client fills: cut to TEXT_MAX_CHARS and cleaned of secrets (the others are the proxy's own values).
+CLIENT_FIELDS = frozenset({"model", "feature", "environment", "path", "method"})
+TEXT_MAX_CHARS = 200
 
 # Tokonomics keys (mk_…), OpenAI/Anthropic-style secrets (sk-…, sk-ant-…), Google API keys (AIza…), and
 # whatever follows a bearer scheme or an api-key header name.
@@ -57,6 +59,7 @@ class SecretsRedacted(logging.Filter):
         cleaned = secrets_redacted(message)
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
+        record.secrets_redacted = True  # the JSON formatter need not clean the message again
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -71,13 +74,20 @@ class JsonFormatter(logging.Formatter):
             "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": secrets_redacted(record.getMessage()),
+            "message": record.getMessage(),
         }
         fields = record.__dict__
+        if not fields.get("secrets_redacted"):
+            line["message"] = secrets_redacted(line["message"])
         for name in FIELDS:
             value = fields.get(name)
-            if value is not None and value != "":
-                line[name] = _field(value)
+            if value is None or value == "":
+                continue
+            if name in CLIENT_FIELDS:
+                value = secrets_redacted(str(value)[:TEXT_MAX_CHARS])
+            elif not isinstance(value, bool | int | float):
+                value = str(value)
+            line[name] = value
         if "status" not in line and isinstance(fields.get("status_code"), int):  # django.request's name for it
             line["status"] = fields["status_code"]
         if record.exc_info and not record.exc_text:
@@ -88,8 +98,3 @@ class JsonFormatter(logging.Formatter):
             line["stack"] = secrets_redacted(self.formatStack(record.stack_info))
         return orjson.dumps(line, default=str).decode()
 
-
-def _field(value: object) -> object:
-    if isinstance(value, bool | int | float):
-        return value
-    return secrets_redacted(str(value)[:TEXT_MAX_CHARS])
