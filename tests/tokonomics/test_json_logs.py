@@ -1,5 +1,6 @@
-"""LOG_FORMAT=json: every line a server process writes is one JSON object; the proxy logs one access line
-per call (request id, account, status, latency, cost) and no line carries a key or a provider secret."""
+"""LOG_FORMAT=json: every line a server process (web app and proxy, Celery worker) writes is one JSON
+object; the proxy logs one access line per call (request id, account, status, latency, cost) and no line
+carries a key or a provider secret."""
 
 from __future__ import annotations
 
@@ -121,3 +122,35 @@ def _filtered(secret: str) -> logging.LogRecord:
     record = _record("plain lines too: %s", secret, exc=True)
     SecretsRedacted().filter(record)
     return record
+
+
+# What Celery writes itself rather than through logging, on SIGTERM (its start-up banner is left out by --quiet).
+CELERY_SHUTDOWN_NOTICE = {"", "worker: Warm shutdown (MainProcess)"}
+
+
+@pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored")  # send_task goes to the broker
+def test_the_celery_worker_writes_json_lines(transactional_db, acme, tmp_path: Path) -> None:
+    from tokonomics.celery import app
+
+    out = tmp_path / "worker.log"
+    command = [sys.executable, "-m", "celery", "-A", "tokonomics", "--quiet", "worker", "--pool", "solo",
+               "--loglevel", "info", "--without-mingle", "--without-gossip"]
+    with out.open("wb") as sink:
+        worker = subprocess.Popen(command, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT,
+                                  env=process_env(LOG_FORMAT="json"))
+    try:
+        deadline = time.monotonic() + 30
+        while "ready." not in out.read_text():
+            assert worker.poll() is None and time.monotonic() < deadline, out.read_text()[-2000:]
+            time.sleep(0.1)
+        app.send_task("billing.tasks.usage_ingest_task")
+        while "succeeded" not in out.read_text():
+            assert time.monotonic() < deadline + 30, out.read_text()[-2000:]
+            time.sleep(0.1)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    text = out.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line not in CELERY_SHUTDOWN_NOTICE]
+    assert any(line["logger"] == "celery.app.trace" and "succeeded" in line["message"] for line in lines), lines
+    assert all({"timestamp", "level", "logger", "message"} <= set(line) for line in lines)
