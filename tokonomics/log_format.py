@@ -63,8 +63,7 @@ class SecretsRedacted(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = secrets_redacted(record.exc_text)
-            record.exc_info = None  # the formatter prints exc_text, not the raw exception again
+            record.exc_text = secrets_redacted(record.exc_text)  # what formatters print, once it is set
         return True
 
 
