@@ -154,3 +154,10 @@ def test_the_celery_worker_writes_json_lines(transactional_db, acme, tmp_path: P
     lines = [json.loads(line) for line in text.splitlines() if line not in CELERY_SHUTDOWN_NOTICE]
     assert any(line["logger"] == "celery.app.trace" and "succeeded" in line["message"] for line in lines), lines
     assert all({"timestamp", "level", "logger", "message"} <= set(line) for line in lines)
+
+
+def test_an_unknown_log_format_is_refused_at_start() -> None:
+    code = "import django; django.setup()"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            env=process_env(DJANGO_SETTINGS_MODULE="tokonomics.settings", LOG_FORMAT="yaml"))
+    assert result.returncode != 0 and "LOG_FORMAT='yaml' must be plain or json" in result.stderr
