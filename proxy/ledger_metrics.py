@@ -1,6 +1,8 @@
 """What the ledger's state looks like from Redis, read at each scrape:
 
-- `tokonomics_ledger_dead_letters_total`: usage events the ledger set aside, by reason;
+- `tokonomics_ledger_dead_letters_total`: usage events the ledger set aside, by reason, and
+  `tokonomics_ledger_dead_letters_waiting`: those not replayed yet (the ledger writes the number after each
+  change, from the database);
 - `tokonomics_ledger_lag_seconds` and `tokonomics_ledger_pending_events`: how old the oldest usage event
   still waiting in an account's stream is, and how many wait. Read from the streams themselves, not
   reported by the ledger, so a ledger that stopped shows as a growing lag instead of a stale "all fine".
@@ -22,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 DEAD_LETTERS_KEY = "tk:ledger:dead_letters"
+DEAD_LETTERS_WAITING_KEY = "tk:ledger:dead_letters_waiting"
 # The only label values: the ledger maps every failure to one of these.
 REASONS = ("malformed", "account", "rejected")
 # Every account's usage stream (proxy/quota.py events_stream_key; Redis globs take braces literally).
@@ -39,9 +42,12 @@ def _client(url: str) -> redis.Redis:
 
 
 class DeadLetterCollector(Collector):
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         try:
-            counts = _client(settings.REDIS_URL).hgetall(DEAD_LETTERS_KEY)
+            pipe = _client(settings.REDIS_URL).pipeline(transaction=False)
+            pipe.hgetall(DEAD_LETTERS_KEY)
+            pipe.get(DEAD_LETTERS_WAITING_KEY)
+            counts, waiting = pipe.execute()
         except (redis.RedisError, OSError):
             return  # no series rather than a wrong zero
         family = CounterMetricFamily("tokonomics_ledger_dead_letters", "Usage events the ledger could not store "
@@ -49,6 +55,10 @@ class DeadLetterCollector(Collector):
         for reason in REASONS:
             family.add_metric([reason], float(counts.get(reason.encode(), 0)))
         yield family
+        unreplayed = GaugeMetricFamily("tokonomics_ledger_dead_letters_waiting", "Dead letters not replayed yet "
+                                       "(admin: Usage dead letters).")
+        unreplayed.add_metric([], float(waiting or 0))
+        yield unreplayed
 
 
 class LedgerLagCollector(Collector):

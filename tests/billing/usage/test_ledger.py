@@ -100,6 +100,7 @@ def test_an_unstorable_event_is_set_aside_and_every_other_event_is_stored(acme, 
     assert 'tokonomics_ledger_dead_letters_total{reason="malformed"} 1.0' in text
     assert 'tokonomics_ledger_dead_letters_total{reason="rejected"} 1.0' in text
     assert 'tokonomics_ledger_dead_letters_total{reason="account"} 1.0' in text
+    assert "tokonomics_ledger_dead_letters_waiting 3.0" in text
 
     # The next run goes on for everyone.
     client.xadd(acme_stream, {"e": _raw(usage_event(acme.pk, 7))})
@@ -117,6 +118,7 @@ def test_an_unstorable_event_is_set_aside_and_every_other_event_is_stored(acme, 
     assert repaired.replayed_at is not None
     assert AuditEntry.objects.filter(account=acme, action="usage_dead_letter.replay").count() == 1
     assert UsageDeadLetter.objects.filter(replayed_at__isnull=True).count() == 2
+    assert "tokonomics_ledger_dead_letters_waiting 2.0" in metrics_text().decode()
     assert usage_dead_letter_replay(dead_letters=UsageDeadLetter.objects.all(), actor="test") == (0, 2)
 
 
