@@ -7,7 +7,7 @@ import os
 
 from django.conf import settings
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from . import metrics
 from .ledger_metrics import ledger_text
@@ -32,3 +32,11 @@ def metrics_text() -> bytes:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client leaves it untyped
     return generate_latest(registry) + ledger_text()
+
+
+def metrics_process_stopped() -> None:
+    """A worker stopping: its "live" gauges (the Redis breaker) leave the shared directory, so a worker that
+    stopped with its breaker open does not read as open for ever."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
