@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from .context import close_context, get_context
-from .exposition import CONTENT_TYPE, metrics_authorized, metrics_text
+from .exposition import CONTENT_TYPE, metrics_authorized, metrics_process_stopped, metrics_text
 from .gateway import Receive, Send, handle
 from .relay import UpstreamCut
 
@@ -54,6 +54,7 @@ async def lifespan(scope: dict[str, Any], receive: Receive, send: Send) -> None:
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await close_context()
+            metrics_process_stopped()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

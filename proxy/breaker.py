@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from . import metrics
+
 
 class CircuitBreaker:
     """After a few Redis failures in a row, skip Redis for a short while instead of making every
@@ -23,8 +25,14 @@ class CircuitBreaker:
     def trip(self) -> None:
         self.failures += 1
         if self.failures >= self.failures_to_open:
+            if not self.open_until:
+                metrics.redis_breaker_open.set(1)
+                metrics.redis_breaker_opens_total.inc()
             self.open_until = time.monotonic() + self.pause_seconds
 
     def reset(self) -> None:
+        # Called after every answer from Redis: touch the gauge only when the breaker really closes.
+        if self.open_until:
+            metrics.redis_breaker_open.set(0)
         self.failures = 0
         self.open_until = 0.0

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from .gateway import Call
 
 log = logging.getLogger(__name__)
+# One line per call, enabled by LOG_FORMAT=json (settings.LOGGING); otherwise a call pays one level check.
+access_log = logging.getLogger("proxy.access")
 
 
 def usage_event(call: Call) -> bytes:
@@ -98,11 +100,34 @@ def metric_model(call: Call) -> str:
 
 
 def call_observe(call: Call) -> None:
-    """Count the call in the metrics; after its record has left, since a metric must never cost one."""
+    """Count the call in the metrics and log it; after its record has left, since neither may cost one."""
     try:
         _observe_series(call)
     except (ValueError, OverflowError):
         log.exception("could not count call %s in the metrics", call.rid)
+    call_log(call)
+
+
+def call_log(call: Call) -> None:
+    """The access line: who, what status, how long, how much. Never content, never the key itself."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    usage = call.usage
+    access_log.info("%s %s %s", call.provider_label, call.operation or "-", call.status, extra={
+        "request_id": call.rid,
+        "account": call.account.id if call.account is not None else None,
+        "key_id": call.key.id if call.key is not None else None,
+        "status": call.status,
+        "latency_ms": round((time.perf_counter() - call.started) * 1000, 1),
+        "cost_usd": str(call.cost_usd) if call.cost_usd is not None else None,
+        "provider": call.provider_label,
+        "model": call.info.model if call.info is not None else None,  # cut by the formatter
+        "feature": call.feature, "environment": call.environment,
+        "denied_scope": call.denied_scope,
+        "streamed": call.streamed,
+        "input_tokens": usage.input_tokens if usage is not None else None,
+        "output_tokens": usage.output_tokens if usage is not None else None,
+    })
 
 
 def _observe_series(call: Call) -> None:

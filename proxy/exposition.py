@@ -7,10 +7,10 @@ import os
 
 from django.conf import settings
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from . import metrics
-from .ledger_metrics import dead_letters_text
+from .ledger_metrics import ledger_text
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -31,4 +31,12 @@ def metrics_text() -> bytes:
         # Several workers: add up what each process wrote to the shared directory.
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client leaves it untyped
-    return generate_latest(registry) + dead_letters_text()
+    return generate_latest(registry) + ledger_text()
+
+
+def metrics_process_stopped() -> None:
+    """A worker stopping: its "live" gauges (the Redis breaker) leave the shared directory, so a worker that
+    stopped with its breaker open does not read as open for ever."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]  # untyped in prometheus_client

@@ -28,7 +28,7 @@ from . import headers as call_headers
 from . import metrics
 from .admission import denial_error, estimate, unenforced_admit, unpriced_refuse
 from .budgets import nanos_to_usd, usd_to_nanos
-from .call_record import call_observe, usage_event
+from .call_record import call_log, call_observe, usage_event
 from .context import ProxyContext
 from .directory import AccountEntry, EndpointEntry, KeyEntry
 from .errors import ProxyError
@@ -348,7 +348,8 @@ async def settle(*, call: Call, ctx: ProxyContext) -> None:
 async def emit_unreserved(*, call: Call, ctx: ProxyContext) -> None:
     """Record a call that reserved nothing: a denial, a bad request, an unreachable upstream."""
     if call.account is None:
-        return  # no account to attribute an unauthenticated call to
+        call_log(call)  # no account to attribute an unauthenticated call to: no record, one log line
+        return
     if call.reservation is not None:
         # The upstream failed after admission: give the reservation back, record zero cost.
         await settle(call=call, ctx=ctx)

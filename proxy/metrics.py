@@ -8,7 +8,7 @@ import threading
 from bisect import bisect_left
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 LABELS = ("provider", "model", "feature", "environment", "status")
 
@@ -39,6 +39,11 @@ provider_cost_mismatch_total = Counter(
 unknown_price_total = Counter("tokonomics_unknown_price", "Calls whose model has no known price.", ("provider",))
 unenforced_total = Counter("tokonomics_unenforced", "Calls let through while Redis was unreachable.", ("provider",))
 reserved_usd_total = Counter("tokonomics_reserved_usd", "Estimates reserved before calls.", ("provider",))
+# Set when a process's Redis breaker opens or closes (rare: never per call). With several workers the
+# highest live value wins: 1 if any worker is skipping Redis.
+redis_breaker_open = Gauge("tokonomics_redis_breaker_open", "1 while the Redis circuit breaker is open "
+                           "(budgets unenforced while it is).", multiprocess_mode="livemax")
+redis_breaker_opens_total = Counter("tokonomics_redis_breaker_opens", "Times the Redis circuit breaker opened.")
 
 TOKEN_TYPES = ("input", "output", "cached_input", "cache_write", "reasoning")
 

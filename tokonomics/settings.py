@@ -326,12 +326,29 @@ if EMAIL_TIMEOUT <= 0:
     raise ImproperlyConfigured(f"EMAIL_TIMEOUT={EMAIL_TIMEOUT} must be a positive number of seconds")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Tokonomics <alerts@localhost>")
 
+# `plain` (default) or `json`: one JSON object per line (tokonomics/log_format.py), the proxy's access line
+# per call included. The servers' own loggers (uvicorn, Daphne) and Celery's worker write through the same
+# handler then, so every line of a process's output parses.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} must be plain or json")
+_SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "daphne", "django.channels.server")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "tokonomics.log_format.JsonFormatter"},
+    },
+    "filters": {"secrets": {"()": "tokonomics.log_format.SecretsRedacted"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["secrets"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # One line per proxied call in JSON mode; off otherwise, where a call pays one level check for it.
+        "proxy.access": {"level": "INFO" if LOG_FORMAT == "json" else "WARNING"},
+        **({name: {"handlers": ["console"], "propagate": False} for name in _SERVER_LOGGERS}
+           if LOG_FORMAT == "json" else {}),
+    },
 }
 USAGE_INGEST_MAX_SECONDS = env_float("USAGE_INGEST_MAX_SECONDS", 5.0)
 ALERT_RETRY_BASE_SECONDS = env_float("ALERT_RETRY_BASE_SECONDS", 30.0)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from billing.models import Account, UsageDeadLetter
 from billing.usage.records import LedgerEntry, UnstorableEvent, event_decode, usage_record_batch
-from proxy.ledger_metrics import DEAD_LETTERS_KEY
+from proxy.ledger_metrics import DEAD_LETTERS_KEY, DEAD_LETTERS_WAITING_KEY
 from proxy.usage_bounds import text_clean
 from tokonomics.audit import Actor, audit_record
 from tokonomics.redis_client import sync_redis
@@ -68,6 +68,7 @@ def usage_dead_letter_add(*, letters: list[tuple[LedgerEntry, UnstorableEvent]])
     pipe = sync_redis().pipeline(transaction=False)
     for _, reason in letters:
         pipe.hincrby(DEAD_LETTERS_KEY, reason.kind, 1)
+    pipe.set(DEAD_LETTERS_WAITING_KEY, _waiting())
     try:
         pipe.execute()
     except redis.RedisError:
@@ -121,4 +122,14 @@ def usage_dead_letter_replay(*, dead_letters: Iterable[UsageDeadLetter], actor: 
             audit_record(account=letter.account, actor=actor, action="usage_dead_letter.replay",
                          target=letter.request_id or f"dead letter {letter.pk}", before=before,
                          after={"reason": letter.reason, "replayed_at": letter.replayed_at.isoformat()})
+    if replayed:
+        try:
+            sync_redis().set(DEAD_LETTERS_WAITING_KEY, _waiting())
+        except redis.RedisError:
+            log.warning("could not update the number of dead letters waiting")
     return replayed, failed
+
+
+def _waiting() -> int:
+    """Set, not counted up and down: the number from the database, right again at each change."""
+    return UsageDeadLetter.objects.filter(replayed_at__isnull=True).count()

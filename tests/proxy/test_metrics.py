@@ -101,3 +101,54 @@ def test_metrics_count_requests_tokens_cost_and_overhead(stack: Stack, settings)
     settings.TOKONOMICS_METRICS_TOKEN = "s3cret"
     assert httpx.get(f"{stack.proxy}/metrics").status_code == 401
     assert httpx.get(f"{stack.proxy}/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_the_redis_breaker_gauge_follows_the_breaker_and_counts_openings() -> None:
+    from prometheus_client import REGISTRY
+
+    from proxy.breaker import CircuitBreaker
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    opened = sample("tokonomics_redis_breaker_opens_total")
+    breaker = CircuitBreaker(pause_seconds=60, failures_to_open=2)
+    breaker.trip()
+    assert sample("tokonomics_redis_breaker_open") == 0
+    breaker.trip()
+    breaker.trip()  # still open: one opening
+    assert sample("tokonomics_redis_breaker_open") == 1
+    assert sample("tokonomics_redis_breaker_opens_total") == opened + 1
+    breaker.reset()
+    assert sample("tokonomics_redis_breaker_open") == 0
+
+
+def test_a_stopped_worker_leaves_no_open_breaker_behind(tmp_path) -> None:
+    """With several workers (PROMETHEUS_MULTIPROC_DIR), a worker's breaker gauge goes with it at shutdown."""
+    import subprocess
+    import sys
+
+    from ..support import REPO, process_env
+
+    code = """if True:
+        import asyncio, glob, os, django
+        django.setup()
+        from proxy.app import lifespan
+        from proxy.breaker import CircuitBreaker
+        from proxy.exposition import metrics_text
+        CircuitBreaker(failures_to_open=1).trip()
+        print("open" if "tokonomics_redis_breaker_open 1.0" in metrics_text().decode() else "closed")
+        messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+        async def receive(): return next(messages)
+        async def send(message): pass
+        asyncio.run(lifespan({"type": "lifespan"}, receive, send))
+        shared = glob.glob(os.environ["PROMETHEUS_MULTIPROC_DIR"] + "/*")
+        print(sorted(os.path.basename(p).split("_")[0] for p in shared))
+    """
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            env={**process_env(DJANGO_SETTINGS_MODULE="tokonomics.settings"),
+                                 "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    opened, files = result.stdout.splitlines()
+    assert opened == "open"
+    assert "gauge" not in files and "counter" in files  # counters stay: they add up over dead workers too

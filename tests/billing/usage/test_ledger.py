@@ -100,6 +100,7 @@ def test_an_unstorable_event_is_set_aside_and_every_other_event_is_stored(acme, 
     assert 'tokonomics_ledger_dead_letters_total{reason="malformed"} 1.0' in text
     assert 'tokonomics_ledger_dead_letters_total{reason="rejected"} 1.0' in text
     assert 'tokonomics_ledger_dead_letters_total{reason="account"} 1.0' in text
+    assert "tokonomics_ledger_dead_letters_waiting 3.0" in text
 
     # The next run goes on for everyone.
     client.xadd(acme_stream, {"e": _raw(usage_event(acme.pk, 7))})
@@ -117,6 +118,7 @@ def test_an_unstorable_event_is_set_aside_and_every_other_event_is_stored(acme, 
     assert repaired.replayed_at is not None
     assert AuditEntry.objects.filter(account=acme, action="usage_dead_letter.replay").count() == 1
     assert UsageDeadLetter.objects.filter(replayed_at__isnull=True).count() == 2
+    assert "tokonomics_ledger_dead_letters_waiting 2.0" in metrics_text().decode()
     assert usage_dead_letter_replay(dead_letters=UsageDeadLetter.objects.all(), actor="test") == (0, 2)
 
 
@@ -161,3 +163,26 @@ def test_dead_letters_are_listed_repaired_and_replayed_in_the_admin(client, supe
     assert UsageRecord.objects.filter(request_id="req_test_1").exists()
     letter.refresh_from_db()
     assert letter.replayed_at is not None
+
+
+def _gauge(text: str, name: str) -> float:
+    return float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+@pytest.mark.django_db
+def test_ledger_lag_is_read_from_the_streams_until_the_ledger_stores_them(acme, globex) -> None:
+    client = sync_redis()
+    seconds, _ = client.time()
+    # Waiting two minutes in acme's stream (as if the ledger had stopped), just now in globex's.
+    client.xadd(events_stream_key(acme.pk), {"e": _raw(usage_event(acme.pk, 1))}, id=f"{(seconds - 120) * 1000}-0")
+    client.xadd(events_stream_key(acme.pk), {"e": _raw(usage_event(acme.pk, 2))})
+    client.xadd(events_stream_key(globex.pk), {"e": _raw(usage_event(globex.pk, 3))})
+    client.set("tk:{a:1}:eventsnot", "a key the scan's pattern must not take for a stream")
+    text = metrics_text().decode()
+    assert 120 <= _gauge(text, "tokonomics_ledger_lag_seconds") < 130
+    assert _gauge(text, "tokonomics_ledger_pending_events") == 3
+
+    usage_ingest(max_seconds=1)
+    text = metrics_text().decode()
+    assert _gauge(text, "tokonomics_ledger_lag_seconds") == 0
+    assert _gauge(text, "tokonomics_ledger_pending_events") == 0
