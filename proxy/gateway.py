@@ -39,12 +39,11 @@ from .providers import WIRE_FORMATS
 from .providers.base import ProviderError, RequestInfo, WireFormat
 from .quota import Denial, Reservation
 from .relay import Receive, Send, cut_short, relay_body, relay_stream
-from .tracing import span_end, traceparent
 from .usage import TokenUsage
 from .usage_bounds import TEXT_LIMITS
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span
+    from .tracing import CallSpan
 
 __all__ = ["Call", "Receive", "Send", "handle"]
 
@@ -83,7 +82,7 @@ class Call:
     upstream_seconds: float = 0.0
     overhead_seconds: float = 0.0
     error_code: str = ""  # the proxy's own refusal, by its code (never its message): for the trace
-    span: Span | None = None  # the call's trace span, when tracing is on (proxy/tracing.py)
+    span: CallSpan | None = None  # the call's trace span, when tracing is on (proxy/tracing.py)
 
     @property
     def provider_label(self) -> str:
@@ -117,13 +116,14 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: Proxy
     if ctx.tracing is None:
         await steps(call=call, scope=scope, receive=receive, send=send, ctx=ctx, target=target, headers=headers)
         return
-    span = call.span = ctx.tracing.span_start(call=call, headers=headers)
+    tracing = ctx.tracing
+    span = call.span = tracing.span_start(call=call, headers=headers)
     try:
         await steps(call=call, scope=scope, receive=receive, send=send, ctx=ctx, target=target, headers=headers)
     except BaseException as exc:  # a cut stream, a cancelled call: the span says so, the exception goes on
-        span_end(span=span, call=call, failure=exc)
+        tracing.span_end(span=span, call=call, failure=exc)
         raise
-    span_end(span=span, call=call)
+    tracing.span_end(span=span, call=call)
 
 
 async def steps(*, call: Call, scope: dict[str, Any], receive: Receive, send: Send, ctx: ProxyContext,
@@ -299,7 +299,7 @@ async def forward(
     try:
         sent = upstream_headers(headers, call.endpoint)
         if call.span is not None:
-            sent["traceparent"] = traceparent(call.span)  # the provider's side hangs under the proxy's span
+            sent["traceparent"] = call.span.traceparent()  # the provider's side hangs under the proxy's span
         async with ctx.http.request(
             scope["method"], URL(url, encoded=True), headers=sent,
             data=payload or None, allow_redirects=False,

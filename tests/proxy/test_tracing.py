@@ -237,3 +237,40 @@ def test_the_traces_endpoint_follows_opentelemetrys_variables() -> None:
 
     with pytest.raises(ImproperlyConfigured):
         otlp_traces_endpoint("collector:4318", "")
+
+
+def test_the_proxys_span_encoding_decodes_as_the_stock_encoders() -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
+    from opentelemetry.trace import Status as SpanStatus
+
+    from proxy.span_export import ProxySpanExporter
+
+    resource = Resource.create({"service.name": "tokonomics-proxy"})
+    scope = InstrumentationScope("tokonomics.proxy", schema_url="https://opentelemetry.io/schemas/1.37.0")
+    exporter = ProxySpanExporter(endpoint="http://127.0.0.1:9/v1/traces", resource=resource, scope=scope)
+    assert callable(exporter._client.export)  # the transport the fast path sends with is there
+    parent = SpanContext(2**127 + 5, 2**63 + 9, True, TraceFlags(1), TraceState([("vendor", "v=1")]))
+    spans = [
+        ReadableSpan("chat gpt-4o-mini", SpanContext(2**127 + 5, 77, False, TraceFlags(1), parent.trace_state), parent,
+                     resource, {"gen_ai.operation.name": "chat", "tokonomics.tenant": "丁 tenant é", "n": 0,
+                                "big": 2**62, "negative": -3, "cost": 0.0000135, "zero": 0.0, "yes": True, "no": False,
+                                "long": "x" * 300, "count": 1, "flag": True},
+                     kind=SpanKind.CLIENT, start_time=1_700_000_000_000_000_000, end_time=1_700_000_000_123_456_789,
+                     instrumentation_scope=scope),
+        ReadableSpan("embeddings", SpanContext(1, 2**64 - 1, False, TraceFlags(1)), None, resource, {},
+                     kind=SpanKind.CLIENT, status=SpanStatus(StatusCode.ERROR, "tenant_budget"), start_time=1,
+                     end_time=2, instrumentation_scope=scope),
+        ReadableSpan("proxy", SpanContext(3, 4, False, TraceFlags(1)), None, resource, {"error.type": "500"},
+                     kind=SpanKind.CLIENT, status=SpanStatus(StatusCode.ERROR), start_time=5, end_time=6,
+                     instrumentation_scope=scope),
+    ]
+    assert exporter.encoder.encodes(spans)
+    for _ in range(2):  # and again, from the encoder's memory of attributes already written
+        ours = ExportTraceServiceRequest.FromString(exporter.encoder.request(spans))
+        assert ours == encode_spans(spans)
+    assert not exporter.encoder.encodes([ReadableSpan("other", spans[0].context, None, Resource.create({}),
+                                                      instrumentation_scope=scope)])
