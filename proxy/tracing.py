@@ -16,6 +16,7 @@ tracing. Everything belongs to the process's ProxyContext, never installed globa
 from __future__ import annotations
 
 import asyncio
+import atexit
 import random
 import time
 from dataclasses import dataclass
@@ -105,6 +106,9 @@ class Tracing:
         self.scope = InstrumentationScope("tokonomics.proxy", schema_url=SCHEMA_URL)
         self.processor = BatchSpanProcessor(ProxySpanExporter(endpoint=endpoint, resource=self.resource,
                                                               scope=self.scope))
+        # Its thread is a daemon: a process that ends without a lifespan shutdown (Daphne sends none) still
+        # exports what is queued. A second shutdown does nothing.
+        atexit.register(self.processor.shutdown)
 
     def span_start(self, *, call: Call, headers: Headers) -> CallSpan:
         """The call's span ids, under the client's trace when it sent one; it starts when the call was accepted."""
