@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from opentelemetry.context import Context
-from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -36,9 +35,8 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     TraceFlags,
-    get_current_span,
+    TraceState,
 )
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .budgets import nanos_to_usd
 from .span_export import ProxySpanExporter
@@ -64,23 +62,8 @@ PROVIDER_NAMES = {
     "openai": "openai", "anthropic": "anthropic", "google": "gcp.gemini", "azure": "azure.ai.openai",
     "deepseek": "deepseek", "mistral": "mistral_ai", "groq": "groq", "perplexity": "perplexity",
 }
-_PROPAGATOR = TraceContextTextMapPropagator()
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _OK = Status(StatusCode.UNSET)
-
-
-class _AsgiHeaders(Getter["Headers"]):
-    """The W3C headers read straight from the ASGI headers (lower-case bytes names, latin-1 values)."""
-
-    def get(self, carrier: Headers, key: str) -> list[str] | None:
-        value = carrier.get(key.encode("latin-1"))
-        return None if value is None else [value.decode("latin-1")]
-
-    def keys(self, carrier: Headers) -> list[str]:
-        return [name.decode("latin-1") for name in carrier]
-
-
-_HEADERS = _AsgiHeaders()
 
 
 @dataclass(slots=True)
@@ -113,9 +96,10 @@ class Tracing:
     def span_start(self, *, call: Call, headers: Headers) -> CallSpan:
         """The call's span ids, under the client's trace when it sent one; it starts when the call was accepted."""
         start_ns = int(call.created_at * 1e9)
-        if b"traceparent" in headers:
-            parent = get_current_span(_PROPAGATOR.extract(headers, Context(), _HEADERS)).get_span_context()
-            if parent.is_valid:
+        raw = headers.get(b"traceparent")
+        if raw is not None:
+            parent = _parent(raw, headers.get(b"tracestate"))
+            if parent is not None:
                 return CallSpan(parent.trace_id, _span_id(), start_ns, parent, parent.trace_flags.sampled)
         return CallSpan(random.getrandbits(128) or 1, _span_id(), start_ns)
 
@@ -137,6 +121,26 @@ class Tracing:
     async def close(self) -> None:
         """Export what is still queued: a blocking flush, so off the event loop."""
         await asyncio.to_thread(self.processor.shutdown)
+
+
+# W3C Trace Context: version-traceid-parentid-flags, lower-case hex; a later version may add fields after them.
+_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+
+
+def _parent(raw: bytes, tracestate: bytes | None) -> SpanContext | None:
+    """The client's span from its traceparent (and tracestate), None when it is not a valid one. Parsed here,
+    as OpenTelemetry's propagator parses it, without building a Context for it."""
+    match = _TRACEPARENT.fullmatch(raw.strip()) if len(raw) <= 512 else None
+    if match is None:
+        return None
+    version, trace_hex, span_hex, flags_hex, rest = match.groups()
+    if version == b"ff" or (version == b"00" and rest):
+        return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if not trace_id or not span_id:
+        return None
+    state = TraceState.from_header([tracestate.decode("latin-1")]) if tracestate else DEFAULT_TRACE_STATE
+    return SpanContext(trace_id, span_id, True, TraceFlags(int(flags_hex, 16)), state)
 
 
 def _span_id() -> int:

@@ -274,3 +274,17 @@ def test_the_proxys_span_encoding_decodes_as_the_stock_encoders() -> None:
         assert ours == encode_spans(spans)
     assert not exporter.encoder.encodes([ReadableSpan("other", spans[0].context, None, Resource.create({}),
                                                       instrumentation_scope=scope)])
+
+
+def test_a_traceparent_is_read_as_w3c_trace_context_says() -> None:
+    from proxy.tracing import _parent
+
+    trace, span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    parent = _parent(f"00-{trace}-{span}-01".encode(), b"vendor=v1,other=x")
+    assert parent is not None and (parent.trace_id, parent.span_id) == (int(trace, 16), int(span, 16))
+    assert parent.trace_flags.sampled and parent.is_remote and parent.trace_state.get("vendor") == "v1"
+    assert _parent(f"cc-{trace}-{span}-00-later-fields".encode(), None) is not None  # a later version
+    for bad in (f"00-{trace.upper()}-{span}-01", f"00-{'0' * 32}-{span}-01", f"00-{trace}-{'0' * 16}-01",
+                f"ff-{trace}-{span}-01", f"00-{trace}-{span}-01-extra", f"00-{trace}-{span}", "0x-" + "1" * 60,
+                f"00-{trace}-{span}-01" + "-x" * 400):
+        assert _parent(bad.encode(), None) is None, bad
