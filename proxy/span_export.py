@@ -15,13 +15,13 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.exporter.otlp.proto.common._internal import _encode_instrumentation_scope, _encode_resource
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanContext, SpanKind
 
 # opentelemetry/proto/trace/v1/trace.proto: each field's tag byte(s), (number << 3) | wire type.
 _SPAN_KINDS = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind.PRODUCER: 4,
@@ -52,10 +52,12 @@ class SpanEncoder:
 
     def __init__(self, *, resource: Resource, scope: InstrumentationScope) -> None:
         self.resource, self.scope = resource, scope
-        # ResourceSpans.resource (1) and ScopeSpans.scope (1), encoded once by the protobuf classes.
-        self._resource_field = _delimited(b"\x0a", _encode_resource(resource).SerializeToString())
+        # ResourceSpans.resource (1) and ScopeSpans.scope (1), encoded once by the stock encoder.
+        sample = encode_spans([ReadableSpan("", SpanContext(1, 1, False), None, resource, instrumentation_scope=scope,
+                                            start_time=0, end_time=0)]).resource_spans[0]
+        self._resource_field = _delimited(b"\x0a", sample.resource.SerializeToString())
         self._resource_schema = _delimited(b"\x1a", resource.schema_url.encode()) if resource.schema_url else b""
-        self._scope_field = _delimited(b"\x0a", _encode_instrumentation_scope(scope).SerializeToString())
+        self._scope_field = _delimited(b"\x0a", sample.scope_spans[0].scope.SerializeToString())
         self._scope_schema = _delimited(b"\x1a", scope.schema_url.encode()) if scope.schema_url else b""
         # Text and boolean attributes already written, by (name, value): most repeat from call to call (the
         # operation, the provider, the model, the account, the tenant…). Numbers (counts, costs) are written anew:
