@@ -1,4 +1,4 @@
-"""Process state of the proxy: one upstream client, one Redis client, the scripts and caches.
+"""Process state of the proxy: one upstream client, one Redis client, the scripts and caches, the tracer.
 
 Created once per worker process, at ASGI lifespan startup (uvicorn) or on first use (Daphne,
 which sends no lifespan events).
@@ -24,6 +24,7 @@ from .hooks import CountersRebuild, hooks_get
 from .quota import CountersSeed, Quota
 from .redis_pipeline import PipelinedRedis
 from .spool import PendingEvents, Spool, spool_drain
+from .tracing import Tracing, tracing_start
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class ProxyContext:
             counters_seed=_counters_seed_off_loop(counters_rebuild or hooks_get().counters_rebuild),
         )
         self.directory = Directory()
+        # A span per call when an OTLP endpoint is configured; None costs the calls nothing.
+        self.tracing: Tracing | None = tracing_start()
         self._background: list[asyncio.Task[object]] = []
 
     def start(self) -> None:
@@ -93,6 +96,8 @@ class ProxyContext:
         self.pending_events.spool.close(keep=bool(self.pending_events))
         await self.http.close()
         await self.redis.close()
+        if self.tracing is not None:
+            await self.tracing.close()  # the spans still queued are exported before the process goes
 
     async def _poll_config_version(self) -> None:
         while True:

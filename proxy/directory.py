@@ -71,6 +71,7 @@ class AccountEntry:
     budgets: tuple[BudgetEntry, ...]
     prices: dict[tuple[str, str], PriceTable]  # the account's overrides, by (endpoint slug, model)
     allow_unpriced_models: bool = False
+    slug: str = ""  # named in traces (proxy/tracing.py)
 
 
 def _timestamp(value: datetime | None) -> float | None:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from django.conf import settings
@@ -41,6 +41,9 @@ from .quota import Denial, Reservation
 from .relay import Receive, Send, cut_short, relay_body, relay_stream
 from .usage import TokenUsage
 from .usage_bounds import TEXT_LIMITS
+
+if TYPE_CHECKING:
+    from .tracing import CallSpan
 
 __all__ = ["Call", "Receive", "Send", "handle"]
 
@@ -81,6 +84,8 @@ class Call:
     streamed: bool = False
     upstream_seconds: float = 0.0
     overhead_seconds: float = 0.0
+    error_code: str = ""  # the proxy's own refusal, by its code (never its message): for the trace
+    span: CallSpan | None = None  # the call's trace span, when tracing is on (proxy/tracing.py)
 
     @property
     def provider_label(self) -> str:
@@ -114,6 +119,22 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: Proxy
         session_git=call_headers.attribution(headers, b"x-tokonomics-session-git", "session_git"),
         tags=call_headers.tags(headers),
     )
+    if ctx.tracing is None:
+        await steps(call=call, scope=scope, receive=receive, send=send, ctx=ctx, target=target, headers=headers)
+        return
+    tracing = ctx.tracing
+    span = call.span = tracing.span_start(call=call, headers=headers)
+    try:
+        await steps(call=call, scope=scope, receive=receive, send=send, ctx=ctx, target=target, headers=headers)
+    except BaseException as exc:  # a cut stream, a cancelled call: the span says so, the exception goes on
+        tracing.span_end(span=span, call=call, failure=exc)
+        raise
+    tracing.span_end(span=span, call=call)
+
+
+async def steps(*, call: Call, scope: dict[str, Any], receive: Receive, send: Send, ctx: ProxyContext,
+              target: ProxyPath, headers: Headers) -> None:
+    """The call's steps, and the answer to a call refused or never answered."""
     try:
         await authenticate(call=call, headers=headers, query=scope.get("query_string", b""), ctx=ctx, target=target)
         body = await read_body(receive=receive, headers=headers)
@@ -127,6 +148,7 @@ async def handle(scope: dict[str, Any], receive: Receive, send: Send, ctx: Proxy
     except ProxyError as exc:
         call.status = exc.status
         call.denied_scope = exc.denied_scope
+        call.error_code = exc.code or exc.error_type
         call.cost_usd = Decimal(0)  # refused, or never answered: nothing was generated, nothing is owed
         await send_error(call=call, send=send, error=exc)
         await emit_unreserved(call=call, ctx=ctx)
@@ -282,8 +304,11 @@ async def forward(
     if not ctx.private_urls_allowed and (problem := literal_host_problem(url)):
         raise _address_blocked(call, problem)
     try:
+        sent = upstream_headers(headers, call.endpoint)
+        if call.span is not None:
+            sent["traceparent"] = call.span.traceparent()  # the provider's side hangs under the proxy's span
         async with ctx.http.request(
-            scope["method"], URL(url, encoded=True), headers=upstream_headers(headers, call.endpoint),
+            scope["method"], URL(url, encoded=True), headers=sent,
             data=payload or None, allow_redirects=False,
         ) as upstream:
             call.status = upstream.status

@@ -277,6 +277,24 @@ TOKONOMICS_CONFIG_POLL_SECONDS = env_float("TOKONOMICS_CONFIG_POLL_SECONDS", 0.5
 # Where each proxy process spools the usage events it holds while Redis is unreachable (proxy/spool.py).
 TOKONOMICS_SPOOL_DIR = env_str("TOKONOMICS_SPOOL_DIR", str(BASE_DIR / "var" / "spool"))
 
+
+def otlp_traces_endpoint(base: str, traces: str) -> str:
+    """Where spans are sent (OTLP over http/protobuf), as OpenTelemetry's variables say it: the traces
+    endpoint as given, else the base endpoint + /v1/traces; "" (tracing off) when neither is set."""
+    url = traces or (base.rstrip("/") + "/v1/traces" if base else "")
+    if url and not url.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"the OTLP endpoint {url!r} is not an http:// or https:// URL")
+    return url
+
+
+# OpenTelemetry traces of proxied calls (proxy/tracing.py): off unless an OTLP endpoint is named. The SDK
+# itself reads its other standard variables (OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION,
+# _CERTIFICATE, OTEL_BSP_*, OTEL_RESOURCE_ATTRIBUTES), as OpenTelemetry documents them.
+OTEL_TRACES_ENDPOINT = "" if env_bool("OTEL_SDK_DISABLED", False) else otlp_traces_endpoint(
+    env_str("OTEL_EXPORTER_OTLP_ENDPOINT").strip(), env_str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").strip()
+)
+OTEL_SERVICE_NAME = env_str("OTEL_SERVICE_NAME", "tokonomics-proxy").strip() or "tokonomics-proxy"
+
 # Content-Security-Policy (django-csp): scripts and styles from this site only — no inline script, no eval;
 # the one inline <style> (the account's brand colour) carries the request's nonce. Images may also come
 # from https (a white-label logo) and data: URLs.

@@ -41,4 +41,5 @@ def load_account(account_id: int) -> AccountEntry | None:
         budgets=budgets,
         prices=prices,
         allow_unpriced_models=account.allow_unpriced_models,
+        slug=account.slug,
     )
