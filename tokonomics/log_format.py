@@ -19,9 +19,10 @@ import orjson
 FIELDS = (
     "request_id", "account", "key_id", "status", "latency_ms", "cost_usd", "provider", "model", "feature",
     "environment", "denied_scope", "streamed", "input_tokens", "output_tokens", "method", "path", "task_id",
+    "account_slug", "user_id",
 )
 # Fields a client fills: cut to TEXT_MAX_CHARS and cleaned of secrets (the others are the proxy's own values).
-CLIENT_FIELDS = frozenset({"model", "feature", "environment", "path", "method"})
+CLIENT_FIELDS = frozenset({"model", "feature", "environment", "path", "method", "account_slug"})
 TEXT_MAX_CHARS = 200
 
 # Tokonomics keys (mk_…), OpenAI/Anthropic-style secrets (sk-…, sk-ant-…), Google API keys (AIza…), and

@@ -154,6 +154,7 @@ if TOKONOMICS_PROCESS == "all" and (DEBUG or env_bool("TOKONOMICS_DAPHNE", False
     INSTALLED_APPS.insert(0, "daphne")
 
 MIDDLEWARE = [
+    "tokonomics.web_access.web_access_log",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -364,6 +365,7 @@ LOGGING = {
     "loggers": {
         # One line per proxied call in JSON mode; off otherwise, where a call pays one level check for it.
         "proxy.access": {"level": "INFO" if LOG_FORMAT == "json" else "WARNING"},
+        "web.access": {"level": "INFO" if LOG_FORMAT == "json" else "WARNING"},  # one line per page, likewise
         **({name: {"handlers": ["console"], "propagate": False} for name in _SERVER_LOGGERS}
            if LOG_FORMAT == "json" else {}),
     },

@@ -87,6 +87,12 @@ def test_every_line_is_json_with_an_access_line_per_call_and_no_key(transactiona
     assert by_status[429]["denied_scope"] == "feature_budget" and by_status[429]["account"] == account.pk
     assert by_status[500]["account"] == account.pk
     assert "account" not in by_status[401]
+    # The web app's own access lines: our request id (sent back), the URL's pattern, never the URL.
+    pages = {line["request_id"]: line for line in lines if line["logger"] == "web.access"}
+    login = pages[web.headers["x-request-id"]]
+    assert login["status"] == 200 and login["path"] == "login/"
+    assert pages[missing.headers["x-request-id"]]["status"] == 404
+    assert all("latency_ms" in line and line["method"] == "GET" for line in pages.values())
     # The server's own lines (uvicorn's start-up and access log) are JSON too.
     assert any(line["logger"].startswith("uvicorn") for line in lines)
     # No content: the prompt never reaches a line.
