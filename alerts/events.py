@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -55,10 +55,10 @@ def alert_event_create(
                 payload=alert_payload(event_type, data),
             )
             channels = AlertChannel.objects.filter(account_id=account_id, enabled=True)
-            if event_type != AlertEvent.Type.TEST:  # the test button reaches the channel it is pressed on
-                channels = channels.filter(event_types__contains=[event_type])
             if channel_ids:
                 channels = channels.filter(pk__in=channel_ids)
+            if event_type != AlertEvent.Type.TEST:  # the test button reaches the channel it is pressed on
+                channels = channels.filter(pk__in=_subscribed(channels, event_type))
             event.channels.set(channels)
     except IntegrityError:
         return None
@@ -70,9 +70,13 @@ def alert_event_create(
 def alert_subscribed(*, account_id: int, event_type: str) -> bool:
     """Whether an enabled channel of the account is sent this type: opt-in events nobody listens for are
     not stored at all (a busy key would otherwise leave a `rate_limit.exceeded` row a minute)."""
-    return AlertChannel.objects.filter(
-        account_id=account_id, enabled=True, event_types__contains=[event_type]
-    ).exists()
+    return bool(_subscribed(AlertChannel.objects.filter(account_id=account_id, enabled=True), event_type))
+
+
+def _subscribed(channels: QuerySet[AlertChannel], event_type: str) -> list[int]:
+    """The ids of those channels that take `event_type`. Read in Python, not with a JSON `contains` lookup,
+    which SQLite (the first run's database) does not have; an account has a handful of channels."""
+    return [pk for pk, types in channels.values_list("pk", "event_types") if event_type in (types or ())]
 
 
 def _dispatch_later(event_id: int) -> None:

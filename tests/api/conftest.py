@@ -98,16 +98,17 @@ class AcmeObjects:
     record: UsageRecord
 
     @property
-    def ids(self) -> dict[str, int]:
+    def ids(self) -> dict[str, int | str]:
         return {
             "key_id": self.key.pk, "endpoint_id": self.endpoint.pk, "budget_id": self.budget.pk,
-            "channel_id": self.channel.pk, "rule_id": self.rule.pk,
+            "channel_id": self.channel.pk, "rule_id": self.rule.pk, "session": self.record.session,
         }
 
 
 @pytest.fixture
 def acme_objects(acme, acme_key, acme_endpoint, acme_budget, acme_channel, acme_rule) -> AcmeObjects:
-    record = usage_record(acme, "req_acme_1", key=acme_key, feature="support-bot", tenant="initech")
+    record = usage_record(acme, "req_acme_1", key=acme_key, feature="support-bot", tenant="initech",
+                          session="run-acme-1")
     return AcmeObjects(acme_key, acme_endpoint, acme_budget, acme_channel, acme_rule, record)
 
 
@@ -143,6 +144,8 @@ OPERATIONS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("DELETE", "/api/v1/alert-rules/{rule_id}", None),
     ("GET", "/api/v1/usage/records", None),
     ("GET", "/api/v1/usage/aggregates?group_by=feature", None),
+    ("GET", "/api/v1/sessions", None),
+    ("GET", "/api/v1/sessions/{session}", None),
 ]
 WRITES = [op for op in OPERATIONS if op[0] != "GET"]
 OBJECT_OPERATIONS = [op for op in OPERATIONS if "{" in op[1]]

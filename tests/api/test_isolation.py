@@ -24,7 +24,7 @@ def test_another_accounts_objects_are_not_found(
     assert account_snapshot() == before
 
 
-@pytest.mark.parametrize("path", ["keys", "providers", "budgets", "alert-channels", "alert-rules"])
+@pytest.mark.parametrize("path", ["keys", "providers", "budgets", "alert-channels", "alert-rules", "sessions"])
 def test_another_accounts_lists_are_empty(path: str, acme_objects: AcmeObjects, globex_api: ApiClient) -> None:
     assert globex_api.get(path).json() == []
 
