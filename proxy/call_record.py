@@ -144,6 +144,8 @@ def _observe_series(call: Call) -> None:
                 metrics.add(series.token_series(kind), amount)
     if call.cost_usd:
         metrics.add(series.cost, float(call.cost_usd))
+        if call.account is not None:
+            metrics.add(metrics.account_cost_series(call.account.slug), float(call.cost_usd))
     metrics.observe(series.overhead, call.overhead_seconds)
     if call.upstream_seconds:
         metrics.observe(series.upstream, call.upstream_seconds)

@@ -15,6 +15,9 @@ LABELS = ("provider", "model", "feature", "environment", "status")
 requests_total = Counter("tokonomics_requests", "Proxied calls.", LABELS)
 tokens_total = Counter("tokonomics_tokens", "Tokens, by type.", (*LABELS, "type"))
 cost_usd_total = Counter("tokonomics_cost_usd", "Spend in USD (known prices only).", LABELS)
+# Per account by its slug, which an admin sets (never a client): one series per account, for dashboards.
+account_cost_usd_total = Counter("tokonomics_account_cost_usd", "Spend in USD per account (known prices only).",
+                                 ("account",))
 proxy_overhead_seconds = Histogram(
     "tokonomics_proxy_overhead_seconds",
     "Time spent inside the proxy, upstream excluded.",
@@ -169,6 +172,18 @@ class CallSeries:
 # Bounded: past this many distinct kinds of call the cache starts over (the series themselves remain).
 MAX_CACHED_SERIES = 10_000
 _series: dict[tuple[str, str, str, str, int, bool], CallSeries] = {}
+
+
+_account_series: dict[str, Any] = {}
+
+
+def account_cost_series(slug: str) -> Any:
+    series = _account_series.get(slug)
+    if series is None:
+        if len(_account_series) >= MAX_CACHED_SERIES:
+            _account_series.clear()
+        series = _account_series[slug] = account_cost_usd_total.labels(slug or "unknown")
+    return series
 
 
 def call_series(provider: str, model: str, feature: str, environment: str, status: int, streamed: bool) -> CallSeries:

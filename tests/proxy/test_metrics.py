@@ -95,6 +95,7 @@ def test_metrics_count_requests_tokens_cost_and_overhead(stack: Stack, settings)
     assert 'tokonomics_requests_total{environment="production",feature="f0",model="gpt-4o-mini",' in text
     assert 'tokonomics_tokens_total{' in text and 'type="input"' in text and 'type="output"' in text
     assert "tokonomics_cost_usd_total{" in text
+    assert 'tokonomics_account_cost_usd_total{account="acme"}' in text  # by the slug an admin chose
     assert "tokonomics_proxy_overhead_seconds_bucket{" in text
     assert "tenant" not in text.split("tokonomics_requests_total")[1].split("\n")[0]
 
