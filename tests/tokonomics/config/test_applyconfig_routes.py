@@ -3,15 +3,23 @@ naming a provider the account lacks refused with the file's location."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from billing.models import Account
 from proxy.models import Route
 
-from .test_applyconfig import apply, apply_data, env, example, rejected  # noqa: F401 (env: a fixture)
+from .test_applyconfig import ENV, apply_data, example, rejected
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
 
 ROUTES = [{
     "name": "support-default", "strategy": "fallback", "deadline_seconds": 20,
@@ -47,6 +55,5 @@ def test_a_target_naming_an_unknown_provider_is_rejected(tmp_path, env) -> None:
 
 
 def test_the_demo_config_has_a_route(tmp_path, env) -> None:
-    demo = yaml.safe_load(open("tokonomics/demo.yaml").read().replace("${SIM_PORT}", "8100"))
-    assert demo["accounts"][0]["routes"], "README promises one route in the demo config"
-    assert apply  # the demo itself is applied by test_seeddemo
+    demo = yaml.safe_load(Path("tokonomics/demo.yaml").read_text().replace("${SIM_PORT}", "8100"))
+    assert demo["accounts"][0]["routes"], "README promises one route in the demo config"  # applied by seeddemo
