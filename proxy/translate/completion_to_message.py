@@ -122,8 +122,9 @@ class ChatToMessagesStream(StreamTranslator):
         return out
 
     def _message_start(self, chunk: dict[str, Any]) -> bytes:
-        message: dict[str, Any] = {"id": chunk.get("id"), "type": "message", "role": "assistant", "model": chunk.get("model"),
-                   "content": [], "stop_reason": None, "stop_sequence": None, "usage": messages_usage({})}
+        message: dict[str, Any] = {
+            "id": chunk.get("id"), "type": "message", "role": "assistant", "model": chunk.get("model"),
+            "content": [], "stop_reason": None, "stop_sequence": None, "usage": messages_usage({})}
         return named_event("message_start", {"type": "message_start", "message": message})
 
     def _open_block(self, block: dict[str, Any], *, text: bool) -> list[bytes]:

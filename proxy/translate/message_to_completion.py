@@ -74,12 +74,12 @@ class MessagesToChatStream(StreamTranslator):
     """Messages events → chat.completion.chunk events. `include_usage` is what the client's
     `stream_options` asked: then the last chunk carries the usage, as OpenAI sends it."""
 
-    def __init__(self, *, include_usage: bool) -> None:
+    def __init__(self, *, include_usage: bool, created: int | None = None) -> None:
         super().__init__()
         self._include_usage = include_usage
         self._id = ""
         self._model = ""
-        self._created = int(time.time())
+        self._created = int(time.time()) if created is None else created  # Anthropic's events have no time
         self._usage: dict[str, Any] = {}
         self._tool_calls: dict[int, int] = {}  # content block index → tool call index
         self._finished = False  # message_stop seen: [DONE] sent
