@@ -30,7 +30,7 @@ from .admission import denial_error, estimate, unenforced_admit, unpriced_refuse
 from .budgets import nanos_to_usd, usd_to_nanos
 from .call_record import call_log, call_observe, usage_event
 from .context import ProxyContext
-from .directory import AccountEntry, EndpointEntry, KeyEntry
+from .directory import AccountEntry, EndpointEntry, KeyEntry, RouteEntry
 from .errors import ProxyError
 from .headers import Headers, cost_header, upstream_headers, upstream_query
 from .keys import hash_key, is_well_formed
@@ -39,6 +39,8 @@ from .providers import WIRE_FORMATS
 from .providers.base import ProviderError, RequestInfo, WireFormat
 from .quota import Denial, Reservation
 from .relay import Receive, Send, cut_short, relay_body, relay_stream
+from .route_forward import forward_routed
+from .routing import route_estimate, route_resolve, routing_saving
 from .usage import TokenUsage
 from .usage_bounds import TEXT_LIMITS
 
@@ -86,6 +88,16 @@ class Call:
     overhead_seconds: float = 0.0
     error_code: str = ""  # the proxy's own refusal, by its code (never its message): for the trace
     span: CallSpan | None = None  # the call's trace span, when tracing is on (proxy/tracing.py)
+    # Routing (proxy/routing.py): the route the model named, the model the client asked for, each target's
+    # estimate, and every attempt as {target, outcome, ms}; all empty for a call that names no route.
+    route: RouteEntry | None = None
+    requested_model: str = ""
+    route_estimates: dict[str, int] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    downgraded_from: str = ""  # the model a budget's downgrade replaced (X-Tokonomics-Downgraded-From)
+    routing_saved_usd: Decimal | None = None
+    saving_baseline: tuple[EndpointEntry, str] | None = None  # what the saving is against: (endpoint, model)
+    response_headers_extra: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     @property
     def provider_label(self) -> str:
@@ -141,8 +153,12 @@ async def steps(*, call: Call, scope: dict[str, Any], receive: Receive, send: Se
         describe(call=call, method=scope["method"], rest=target.rest, body=body)
         await admit(call=call, ctx=ctx)
         try:
-            await forward(call=call, ctx=ctx, scope=scope, rest=target.forwarded, headers=headers, body=body,
-                          receive=receive, send=send)
+            if call.route is None:
+                await forward(call=call, ctx=ctx, scope=scope, rest=target.forwarded, headers=headers, body=body,
+                              receive=receive, send=send)
+            else:
+                await forward_routed(call=call, ctx=ctx, scope=scope, rest=target.forwarded, headers=headers,
+                                     body=body, receive=receive, send=send)
         finally:
             await settle(call=call, ctx=ctx)
     except ProxyError as exc:
@@ -245,6 +261,8 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> None:
         raise ProxyError(
             403, "permission_error", f"This key may not use model {call.info.model!r}.", code="model_not_allowed"
         )
+    if call.account.routes:
+        route_resolve(call)
 
 
 def deployment_resolve(*, call: Call, rest: str) -> None:
@@ -270,7 +288,7 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
     if not plan.caps_anything:
         return  # nothing caps this call: no round trip before it (its record still goes out after)
     unpriced_refuse(call=call, counters=plan.counters)
-    estimate_nanos, estimated_tokens = estimate(call)
+    estimate_nanos, estimated_tokens = estimate(call) if call.route is None else route_estimate(call)
     call.estimate_nanos = estimate_nanos
     verdict = await ctx.quota.admit(rid=call.rid, plan=plan, estimate_nanos=estimate_nanos,
                                     estimated_tokens=estimated_tokens)
@@ -359,6 +377,8 @@ async def settle(*, call: Call, ctx: ProxyContext) -> None:
         if reservation is not None and reservation.held:
             await ctx.quota.settle_or_defer(reservation=reservation, actual_nanos=0, actual_tokens=0, event=b"")
         return
+    if call.saving_baseline is not None and call.usage is not None and call.cost_usd is not None:
+        routing_saving(call)
     event = usage_event(call)
     if reservation is None:
         assert call.account is not None

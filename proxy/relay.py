@@ -61,7 +61,8 @@ async def relay_body(*, call: Call, upstream: aiohttp.ClientResponse, send: Send
         # The provider refused the call: nothing was generated, nothing is owed.
         call.usage, call.cost_usd = TokenUsage(), Decimal(0)
     # Every non-streamed answer says its cost (CONTRACT §1): "unknown" only for an unmetered route or model.
-    extra = [(b"content-length", str(len(body)).encode()), (b"x-tokonomics-cost-usd", cost_header(call.cost_usd))]
+    extra = [(b"content-length", str(len(body)).encode()), (b"x-tokonomics-cost-usd", cost_header(call.cost_usd)),
+             *call.response_headers_extra]
     overhead = call.overhead_seconds + (time.perf_counter() - finished)
     extra.append((b"x-tokonomics-overhead-ms", f"{overhead * 1000:.3f}".encode()))
     await send({"type": "http.response.start", "status": upstream.status,
@@ -76,7 +77,7 @@ async def relay_stream(
     call.streamed = True
     reader = call.wire.stream_reader(call.info) if call.info is not None else None
     await send({"type": "http.response.start", "status": upstream.status,
-                "headers": response_headers(upstream, call.rid, [])})
+                "headers": response_headers(upstream, call.rid, call.response_headers_extra)})
     # A client that goes away must stop the upstream too, even while it is between chunks.
     this_task = asyncio.current_task()
     finishing = False

@@ -122,3 +122,58 @@ class ProviderPatch(InSchema):
     credential: Credential | SkipJsonSchema[None] = Field(default=None, description="Write-only.")
 
     reject_null = not_null("wire_format", "base_url", "pricing_provider", "deployments", "credential")
+
+
+RouteName = Annotated[str, plain_text(min_length=1, max_length=200)]
+Strategy = Literal["fallback", "weighted", "lowest-cost", "lowest-latency"]
+ROUTE_NAME_HELP = "The model name clients send (`support-default`, or a real model such as `gpt-4o-mini`)."
+STRATEGY_HELP = ("fallback: in order · weighted: drawn by weight, the rest as fallbacks · lowest-cost: cheapest "
+                 "by the call's estimate first · lowest-latency: lowest recent median time to answer first")
+
+
+class RouteTargetSchema(Schema):
+    endpoint: Slug = Field(description="The slug of one of the account's provider endpoints.")
+    model: DeploymentModel
+    weight: Annotated[int, Field(ge=0, le=1000)] = 1
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] | None = Field(
+        default=None, description="How long to wait for this target's answer to start; none: the route's deadline.")
+
+
+RouteTargets = Annotated[list[RouteTargetSchema], Field(min_length=1, max_length=10)]
+
+
+class RouteOut(Schema):
+    id: int
+    name: str = Field(description=ROUTE_NAME_HELP)
+    strategy: str = Field(description=STRATEGY_HELP)
+    targets: list[RouteTargetSchema]
+    max_attempts: int
+    deadline_seconds: float
+    retries: int
+    backoff_ms: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class RouteIn(InSchema):
+    name: RouteName = Field(description=ROUTE_NAME_HELP)
+    strategy: Strategy = Field(default="fallback", description=STRATEGY_HELP)
+    targets: RouteTargets
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    deadline_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+    retries: Annotated[int, Field(ge=0, le=10)] = 1
+    backoff_ms: Annotated[int, Field(ge=0, le=60_000)] = 200
+
+
+class RoutePatch(InSchema):
+    """Only the fields sent change."""
+
+    name: RouteName | SkipJsonSchema[None] = None
+    strategy: Strategy | SkipJsonSchema[None] = None
+    targets: RouteTargets | SkipJsonSchema[None] = None
+    max_attempts: Annotated[int, Field(ge=1, le=10)] | SkipJsonSchema[None] = None
+    deadline_seconds: Annotated[float, Field(gt=0, le=600)] | SkipJsonSchema[None] = None
+    retries: Annotated[int, Field(ge=0, le=10)] | SkipJsonSchema[None] = None
+    backoff_ms: Annotated[int, Field(ge=0, le=60_000)] | SkipJsonSchema[None] = None
+
+    reject_null = not_null("name", "strategy", "targets", "max_attempts", "deadline_seconds", "retries", "backoff_ms")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from billing.models import Account
 from proxy.budgets import BudgetEntry
-from proxy.directory import AccountEntry, EndpointEntry
+from proxy.directory import AccountEntry, EndpointEntry, RouteEntry, RouteTarget
 from proxy.pricing import PriceTable
 
 
@@ -31,6 +31,15 @@ def load_account(account_id: int) -> AccountEntry | None:
         )
         for p in account.price_overrides.all()
     }
+    routes = {
+        r.name: RouteEntry(
+            r.name, r.strategy,
+            tuple(RouteTarget(t["endpoint"], t["model"], t.get("weight", 1), t.get("timeout_seconds"))
+                  for t in r.targets if t["endpoint"] in endpoints),  # an endpoint deleted since is skipped
+            r.max_attempts, r.deadline_seconds, r.retries, r.backoff_ms / 1000,
+        )
+        for r in account.routes.all()
+    }
     return AccountEntry(
         id=account.pk,
         timezone=account.timezone,
@@ -42,4 +51,5 @@ def load_account(account_id: int) -> AccountEntry | None:
         prices=prices,
         allow_unpriced_models=account.allow_unpriced_models,
         slug=account.slug,
+        routes=routes,
     )

@@ -58,6 +58,14 @@ class UsageRecord(models.Model):
     enforced = models.BooleanField(
         default=True, help_text="False when Redis was unreachable and the call went through."
     )
+    # Routing (docs/CONTRACT.md "Routes and cache"): the route the model named, the model the client asked
+    # for when another served it, the model a budget's downgrade replaced, every upstream attempt
+    # ({target, outcome, ms}), and what serving it so saved against the model asked for.
+    route = models.CharField(max_length=200, blank=True, default="", db_default="")
+    requested_model = models.CharField(max_length=200, blank=True, default="", db_default="")
+    downgraded_from = models.CharField(max_length=200, blank=True, default="", db_default="")
+    attempts = models.JSONField(default=list, blank=True)
+    routing_saved_usd = models.DecimalField(max_digits=18, decimal_places=9, null=True, blank=True)
     created_at = models.DateTimeField(db_index=False)
 
     class Meta:

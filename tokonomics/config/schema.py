@@ -138,6 +138,30 @@ class PriceIn(Strict):
     cache_write_per_mtok: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=6)
 
 
+class RouteTargetIn(Strict):
+    provider: str = Field(pattern=SLUG_PATTERN)  # one of the account's providers (by slug)
+    model: str = Field(min_length=1, max_length=200)
+    weight: int = Field(default=1, ge=0, le=1000)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=600)
+
+
+class RouteIn(Strict):
+    """A model name clients call, served by its targets (docs/CONTRACT.md "Routes and cache")."""
+
+    name: str = Field(min_length=1, max_length=200)
+    strategy: Literal["fallback", "weighted", "lowest-cost", "lowest-latency"] = "fallback"
+    targets: list[RouteTargetIn] = Field(min_length=1, max_length=10)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    deadline_seconds: float = Field(default=60.0, gt=0, le=600)
+    retries: int = Field(default=1, ge=0, le=10)
+    backoff_ms: int = Field(default=200, ge=0, le=60_000)
+
+    def stored_targets(self) -> list[dict[str, object]]:
+        """The targets as Route.targets holds them (an endpoint by its slug)."""
+        return [{"endpoint": t.provider, "model": t.model, "weight": t.weight, "timeout_seconds": t.timeout_seconds}
+                for t in self.targets]
+
+
 class AccountIn(Strict):
     slug: str = Field(pattern=SLUG_PATTERN)
     name: str = Field(min_length=1, max_length=120)
@@ -157,6 +181,7 @@ class AccountIn(Strict):
     alert_channels: list[AlertChannelIn] = []
     alert_rules: list[AlertRuleIn] = []
     prices: list[PriceIn] = []
+    routes: list[RouteIn] = []
 
 
 class ConfigIn(Strict):
