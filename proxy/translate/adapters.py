@@ -3,26 +3,27 @@
 
 The adapter's contract with the proxy (what keeps metering honest):
 
-1. `request(body, model=target_model)` turns the client's request into the target's, or raises
-   `Untranslatable`, and the route skips that target. The proxy then reads the translated body with the
-   TARGET's wire format (`WIRE_FORMATS[target].parse_request(adapter.target_operation, translated)`) to
-   estimate and to meter, and sends it to `base_url + adapter.target_path` with
-   `adapter.upstream_headers(headers)`.
+1. `prepare(client_info, model=target_model)` turns the client's request into the target's (`request`),
+   or raises `Untranslatable`, and the route skips that target. The translated body is read by the
+   TARGET's wire format (`Translation.info`), and sent to `base_url + adapter.target_path` with
+   `adapter.upstream_headers(headers)` (proxy/route_forward.py).
 2. The answer is metered in the upstream's own format BEFORE it is translated: a body through the
    target's `usage_from_body`, a stream through the target's `stream_reader` (whose output then goes
-   through `stream_translator(...).feed`). Usage, cost and `served_model` are the target's real ones;
-   the translated figures the client sees are never read back.
+   through `stream_translator(...).feed`) — proxy/relay.py given a `Translation`. Usage, cost and
+   `served_model` are the target's real ones; the translated figures the client sees are never read back.
 3. `response(body)` (a 2xx body), `stream_translator(client_info=...)` (a 2xx event stream) and
-   `error(status, body)` (any other answer) give the client its own format. The content type stays the
-   upstream's: JSON for a body or an error, `text/event-stream` for a stream.
+   `error(status, body)` (any other answer, retryable ones included) give the client its own format: a body
+   or an error as JSON (the relay sets the content type), a stream as `text/event-stream`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
-from proxy.providers.base import Operation, RequestInfo, decode_json_object
+from proxy.providers import WIRE_FORMATS
+from proxy.providers.base import Operation, RequestInfo, WireFormat, decode_json_object
 
 from .base import StreamTranslator, Untranslatable
 from .chat_to_messages import chat_to_messages
@@ -32,6 +33,18 @@ from .message_to_completion import MessagesToChatStream, message_to_completion
 from .messages_to_chat import messages_to_chat
 
 ANTHROPIC_VERSION = "2023-06-01"
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """One call on its way to a target of another format: `info` is the target's request (its body is what
+    goes upstream) as the TARGET's wire format reads it, and `wire` meters the answer before `adapter`
+    translates it for the client."""
+
+    adapter: FormatAdapter
+    wire: WireFormat
+    info: RequestInfo
+    client_info: RequestInfo
 
 
 class FormatAdapter(ABC):
@@ -44,6 +57,12 @@ class FormatAdapter(ABC):
     target_path: ClassVar[str]  # appended to the target endpoint's base URL
     # Headers of the client's format that would confuse (or be refused by) the target's API.
     foreign_header_prefixes: ClassVar[tuple[str, ...]]
+
+    def prepare(self, client_info: RequestInfo, *, model: str) -> Translation:
+        """The call translated for `model` at a target of `target_format`; Untranslatable when it cannot be."""
+        wire = WIRE_FORMATS[self.target_format]
+        info = wire.parse_request(self.target_operation, self.request(client_info.body, model=model))
+        return Translation(adapter=self, wire=wire, info=info, client_info=client_info)
 
     @abstractmethod
     def request(self, body: bytes, *, model: str) -> bytes:

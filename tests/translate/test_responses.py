@@ -76,7 +76,7 @@ def test_gpts_answer_becomes_a_message() -> None:
     ("stop", "end_turn"), ("length", "max_tokens"), ("tool_calls", "tool_use"), ("content_filter", "refusal"),
     (None, "end_turn")])
 def test_gpts_finish_reason_becomes_a_stop_reason(finish_reason: str | None, stop_reason: str) -> None:
-    out = orjson.loads(completion_to_message(gpt_completion({"content": "x"}, finish_reason)))  # type: ignore[arg-type]
+    out = orjson.loads(completion_to_message(gpt_completion({"content": "x"}, finish_reason)))
     assert out["stop_reason"] == stop_reason
 
 

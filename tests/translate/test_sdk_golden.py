@@ -243,20 +243,20 @@ def test_anthropic_sdk_reads_gpts_answer(claude: anthropic.Anthropic, servers: t
     expected = native(servers, "/v1/chat/completions", as_chat(request), **sim)["usage"]
     assert message.type == "message" and message.role == "assistant" and message.model == GPT
     assert [block.type for block in message.content] == ["text"]
-    assert message.content[0].text == reply_text(8)  # type: ignore[union-attr]
+    assert message.content[0].text == reply_text(8)
     assert message.stop_reason == "end_turn"
     assert message.usage.input_tokens == expected["prompt_tokens"] - 50
     assert message.usage.cache_read_input_tokens == 50 and message.usage.output_tokens == 8
 
 
 def test_anthropic_sdk_reads_max_tokens_when_gpt_hits_the_limit(claude: anthropic.Anthropic) -> None:
-    message = claude.messages.create(model="claude-sonnet-4-5", max_tokens=2, messages=[QUESTION],  # type: ignore[list-item]
+    message = claude.messages.create(model="claude-sonnet-4-5", max_tokens=2, messages=[QUESTION],
                                      extra_headers={"X-Sim-Words": "10"})
-    assert message.stop_reason == "max_tokens" and message.content[0].text == reply_text(2)  # type: ignore[union-attr]
+    assert message.stop_reason == "max_tokens" and message.content[0].text == reply_text(2)
 
 
 def test_anthropic_sdk_tool_use_and_result_round_trip_through_gpt(claude: anthropic.Anthropic) -> None:
-    first = claude.messages.create(model="claude-sonnet-4-5", max_tokens=200, messages=[QUESTION],  # type: ignore[list-item]
+    first = claude.messages.create(model="claude-sonnet-4-5", max_tokens=200, messages=[QUESTION],
                                    tools=ANTHROPIC_TOOLS, tool_choice={"type": "any"})
     assert first.stop_reason == "tool_use"
     [block] = first.content
@@ -264,9 +264,9 @@ def test_anthropic_sdk_tool_use_and_result_round_trip_through_gpt(claude: anthro
     assert block.id.startswith("call_")
     answer = claude.messages.create(
         model="claude-sonnet-4-5", max_tokens=200, tools=ANTHROPIC_TOOLS, extra_headers={"X-Sim-Words": "5"},
-        messages=[QUESTION, {"role": "assistant", "content": first.content},  # type: ignore[list-item]
+        messages=[QUESTION, {"role": "assistant", "content": first.content},
                   {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "dry"}]}])
-    assert answer.stop_reason == "end_turn" and answer.content[0].text == reply_text(5)  # type: ignore[union-attr]
+    assert answer.stop_reason == "end_turn" and answer.content[0].text == reply_text(5)
 
 
 def test_anthropic_sdk_streams_gpts_answer_with_usage(claude: anthropic.Anthropic, servers: tuple[str, str]) -> None:
@@ -280,7 +280,7 @@ def test_anthropic_sdk_streams_gpts_answer_with_usage(claude: anthropic.Anthropi
 
 
 def test_anthropic_sdk_streams_gpts_tool_call_as_input_json(claude: anthropic.Anthropic) -> None:
-    with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=200, messages=[QUESTION],  # type: ignore[list-item]
+    with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=200, messages=[QUESTION],
                                 tools=ANTHROPIC_TOOLS) as stream:
         events = [event.type for event in stream]
         message = stream.get_final_message()
@@ -296,7 +296,7 @@ def test_anthropic_sdk_streams_gpts_tool_call_as_input_json(claude: anthropic.An
 def test_anthropic_sdk_raises_its_own_error_for_gpts(claude: anthropic.Anthropic, status: int,
                                                      error: type[anthropic.APIStatusError]) -> None:
     with pytest.raises(error) as raised:
-        claude.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[QUESTION],  # type: ignore[list-item]
+        claude.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=[QUESTION],
                                extra_headers={"X-Sim-Status": str(status)})
     assert raised.value.status_code == status
     assert isinstance(raised.value.body, dict) and raised.value.body["type"] == "error"
@@ -304,7 +304,7 @@ def test_anthropic_sdk_raises_its_own_error_for_gpts(claude: anthropic.Anthropic
 
 def test_anthropic_sdk_raises_on_gpts_mid_stream_error(claude: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.APIStatusError, match="The server had an error"), claude.messages.stream(
-        model="claude-sonnet-4-5", max_tokens=10, messages=[QUESTION],  # type: ignore[list-item]
+        model="claude-sonnet-4-5", max_tokens=10, messages=[QUESTION],
         extra_headers={CANNED: "openai-error"},
     ) as stream:
         for _ in stream:
