@@ -7,6 +7,8 @@ cannot express faithfully raises `Untranslatable`, and the route skips that targ
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -42,9 +44,13 @@ def as_dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def unknown_keys(payload: dict[str, Any], known: frozenset[str]) -> None:
-    """Refuse any top-level parameter this translation does not know: it may change the answer."""
-    extra = sorted(key for key in payload if key not in known)
+def unknown_keys(payload: dict[str, Any], known: frozenset[str],
+                 neutral: Mapping[str, Any] = MappingProxyType({})) -> None:
+    """Refuse any top-level parameter this translation does not know: it may change the answer. A null, and a
+    value `neutral` lists for its key (what the API does when it is left out, as some clients spell out),
+    is no request at all."""
+    extra = sorted(key for key, value in payload.items()
+                   if key not in known and value is not None and (key not in neutral or value != neutral[key]))
     if extra:
         raise Untranslatable(f"parameter {extra[0]!r} has no translation")
 

@@ -13,15 +13,18 @@ Dropped, since they do not change what the model answers: a message's `name`, `s
 even on OpenAI), `service_tier`, `store: false`, `metadata` (OpenAI's stored-completion tags), and
 `stream_options` (the stream translator honours `include_usage`).
 
-Refused (`Untranslatable`): any parameter not named above — among them n > 1, logprobs, response_format
-other than text, audio and modalities, prediction, reasoning_effort, penalties, logit_bias,
-web_search_options, the legacy functions — a temperature above 1, a strict tool, a non-function tool,
-audio and file (PDF) parts, a `function` role, and tool-call arguments that are not a JSON object.
+Refused (`Untranslatable`): any parameter not named above, unless null or its default (`_NEUTRAL`) —
+among them n > 1, logprobs, response_format other than text, audio and modalities, prediction,
+reasoning_effort, penalties, logit_bias, web_search_options, the legacy functions — a temperature above 1,
+a stop sequence of only whitespace (Anthropic refuses it), a strict tool, a non-function tool, audio and
+file (PDF) parts, a `function` role, and tool-call arguments that are not a JSON object. Text that is only
+whitespace is left out (Anthropic refuses it, and it says nothing).
 """
 
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -39,19 +42,24 @@ _TRANSLATED = frozenset({
 })
 _DROPPED = frozenset({"seed", "service_tier", "store", "metadata"})
 _KNOWN = _TRANSLATED | _DROPPED
+# Values that ask for nothing beyond the default: accepted from clients that spell every parameter out.
+_NEUTRAL = MappingProxyType({
+    "n": 1, "logprobs": False, "top_logprobs": 0, "frequency_penalty": 0, "presence_penalty": 0, "logit_bias": {},
+    "response_format": {"type": "text"}, "modalities": ["text"], "functions": [],
+})
 
 
 def chat_to_messages(body: bytes, *, model: str) -> bytes:
     """The Messages request for `model` that asks what the chat request `body` asks; Untranslatable else."""
     payload = json_object(body, "request")
-    unknown_keys(payload, _KNOWN)
+    unknown_keys(payload, _KNOWN, _NEUTRAL)
     _refuse_unfaithful(payload)
     system, messages = _conversation(as_list(payload.get("messages")))
     out: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(payload, model), "messages": messages}
     if system:
         out["system"] = system
-    if (stop := payload.get("stop")) is not None:
-        out["stop_sequences"] = [stop] if isinstance(stop, str) else [s for s in as_list(stop) if isinstance(s, str)]
+    if stop := _stop_sequences(payload.get("stop")):
+        out["stop_sequences"] = stop
     for name in ("temperature", "top_p"):
         if payload.get(name) is not None:
             out[name] = payload[name]
@@ -77,6 +85,14 @@ def _refuse_unfaithful(payload: dict[str, Any]) -> None:
         raise Untranslatable("temperature above 1 (Anthropic's range is 0–1)")
 
 
+def _stop_sequences(stop: object) -> list[str]:
+    sequences = [stop] if isinstance(stop, str) else [s for s in as_list(stop) if isinstance(s, str)]
+    if any(not sequence.strip() for sequence in sequences):
+        # Anthropic refuses them, and dropping one would let the answer run past where the client stops it.
+        raise Untranslatable("a stop sequence of only whitespace")
+    return sequences
+
+
 def _max_tokens(payload: dict[str, Any], model: str) -> int:
     for name in ("max_completion_tokens", "max_tokens"):
         value = payload.get(name)
@@ -96,9 +112,11 @@ def _conversation(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[
         message = as_dict(message)
         role = message.get("role")
         if role in ("system", "developer"):
-            system.extend({"type": "text", "text": text} for text in _texts(message.get("content"), role))
+            system.extend({"type": "text", "text": text} for text in _texts(message.get("content"), role)
+                          if not text.isspace())
         elif role == "user":
-            turns.append({"role": "user", "content": _user_content(message.get("content"))})
+            if content := _user_content(message.get("content")):
+                turns.append({"role": "user", "content": content})
         elif role == "assistant":
             # An empty assistant turn says nothing; Anthropic refuses one, so it is left out.
             if content := _assistant_content(message):
@@ -133,14 +151,17 @@ def _texts(content: object, role: object) -> list[str]:
 
 
 def _user_content(content: object) -> str | list[dict[str, Any]]:
+    """The turn's content; empty when it says nothing (Anthropic refuses text that is only whitespace)."""
     if isinstance(content, str):
-        return content
+        return "" if content.isspace() else content
     blocks = []
     for part in as_list(content):
         part = as_dict(part)
         kind = part.get("type")
         if kind == "text":
-            blocks.append({"type": "text", "text": str(part.get("text", ""))})
+            text = str(part.get("text", ""))
+            if text and not text.isspace():
+                blocks.append({"type": "text", "text": text})
         elif kind == "image_url":
             blocks.append(_image(as_dict(part.get("image_url"))))
         else:  # input_audio, file (PDF and other documents): Anthropic's documents are not the same thing
@@ -168,7 +189,7 @@ def _assistant_content(message: dict[str, Any]) -> list[dict[str, Any]]:
     content = message.get("content")
     blocks: list[dict[str, Any]] = []
     if isinstance(content, str):
-        if content:
+        if content and not content.isspace():
             blocks.append({"type": "text", "text": content})
     else:
         for part in as_list(content):
@@ -176,7 +197,8 @@ def _assistant_content(message: dict[str, Any]) -> list[dict[str, Any]]:
             text = part.get("text") if part.get("type") == "text" else part.get("refusal")
             if not isinstance(text, str):
                 raise Untranslatable(f"a {part.get('type')!r} part in an assistant message")
-            blocks.append({"type": "text", "text": text})
+            if text and not text.isspace():
+                blocks.append({"type": "text", "text": text})
     for call in as_list(message.get("tool_calls")):
         call = as_dict(call)
         function = as_dict(call.get("function"))

@@ -14,7 +14,7 @@ Dropped, since they do not change what the model answers: `cache_control` marks 
 by itself), a tool result's `is_error` flag (its text still says what failed), `service_tier`, and
 `thinking: {"type": "disabled"}`.
 
-Refused (`Untranslatable`): any parameter not named above — among them `thinking` (enabled), `top_k`,
+Refused (`Untranslatable`): any parameter not named above (unless null) — among them `thinking` (enabled), `top_k`,
 container, mcp_servers, context_management — documents (PDF), thinking and redacted-thinking blocks,
 server tools and their results, citations, images inside tool results, more than 4 stop sequences.
 """

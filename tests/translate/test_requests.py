@@ -165,3 +165,32 @@ def test_upstream_headers_drop_the_clients_format_and_name_anthropics_version() 
         "x-sim-words": "3", "anthropic-version": "2023-06-01"}
     assert messages.upstream_headers({"anthropic-version": "2023-06-01", "anthropic-beta": "b", "accept": "*/*"}) == {
         "accept": "*/*"}
+
+
+def test_null_and_default_parameters_are_no_request_at_all() -> None:
+    spelt_out = {**CHAT, "n": 1, "logprobs": False, "top_logprobs": None, "frequency_penalty": 0,
+                 "presence_penalty": 0.0, "logit_bias": {}, "response_format": {"type": "text"},
+                 "modalities": ["text"], "prediction": None, "reasoning_effort": None}
+    assert chat_to_messages(orjson.dumps(spelt_out), model="claude-x") == chat_to_messages(
+        orjson.dumps(CHAT), model="claude-x")
+    assert orjson.loads(messages_to_chat(orjson.dumps({**MESSAGES, "top_k": None}), model="gpt-4o"))
+
+
+def test_whitespace_only_stop_sequences_are_refused_for_claude() -> None:
+    for stop in ("\n", ["END", " \n"], [""]):
+        with pytest.raises(Untranslatable, match="whitespace"):
+            chat_to_messages(orjson.dumps({**CHAT, "stop": stop}), model="claude-x")
+
+
+def test_whitespace_only_text_is_left_out_for_claude() -> None:
+    request = {**CHAT, "messages": [
+        {"role": "system", "content": " "},
+        {"role": "user", "content": [{"type": "text", "text": "\n"}, {"type": "text", "text": "Hi"}]},
+        {"role": "assistant", "content": "  "},
+        {"role": "user", "content": "\t"},
+        {"role": "user", "content": "Again"},
+    ]}
+    translated = orjson.loads(chat_to_messages(orjson.dumps(request), model="claude-x"))
+    assert "system" not in translated
+    assert translated["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+                                      {"role": "user", "content": "Again"}]
