@@ -150,3 +150,16 @@ def test_an_anthropic_client_gets_gpts_error_as_anthropics(stack: Stack) -> None
                                                       extra_headers={"X-Sim-Status": "503"})
     assert failed.value.status_code == 503
     assert json.loads(failed.value.response.content)["error"]["type"] == "overloaded_error"
+
+
+def test_a_stream_that_asked_no_usage_gets_none_and_is_still_metered(stack: Stack) -> None:
+    claude_fallback(stack)
+    raw = openai_client(stack.proxy).chat.completions.with_raw_response.create(
+        model="chat-default", messages=MESSAGES, stream=True,
+        extra_headers={"X-Sim-Status": "503", "X-Sim-Fail-Model": "gpt-4o", "X-Sim-Words": "4"})
+    chunks = list(raw.parse())
+    assert all(c.choices and c.usage is None for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == reply_text(4)
+    saved = record(raw.headers["x-tokonomics-request-id"])
+    assert (saved.provider, saved.output_tokens, saved.usage_source) == ("anthropic", 4, "reported")
+    assert saved.input_tokens > 0 and saved.cost_usd > 0
