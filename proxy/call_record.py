@@ -69,6 +69,8 @@ def usage_event(call: Call) -> bytes:
         event["requested_model"] = text_clean(call.requested_model, TEXT_LIMITS["requested_model"])
         event["downgraded_from"] = text_clean(call.downgraded_from, TEXT_LIMITS["downgraded_from"])
         event["attempts"] = attempts_clean(call.attempts)
+        if call.downgrade_budget_id:
+            event["downgrade_budget_id"] = call.downgrade_budget_id  # for budget.downgraded; not a record field
         event["routing_saved_usd"] = (None if call.routing_saved_usd is None
                                       else cost_clean(format(call.routing_saved_usd, "f")))
     return orjson.dumps(event)

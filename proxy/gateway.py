@@ -40,7 +40,7 @@ from .providers.base import ProviderError, RequestInfo, WireFormat
 from .quota import Denial, Reservation
 from .relay import Receive, Send, cut_short, relay_body, relay_stream
 from .route_forward import forward_routed
-from .routing import route_estimate, route_resolve, routing_saving
+from .routing import downgrade_apply, downgrade_estimates, route_estimate, route_resolve, routing_saving
 from .usage import TokenUsage
 from .usage_bounds import TEXT_LIMITS
 
@@ -95,6 +95,7 @@ class Call:
     route_estimates: dict[str, int] = field(default_factory=dict)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     downgraded_from: str = ""  # the model a budget's downgrade replaced (X-Tokonomics-Downgraded-From)
+    downgrade_budget_id: int = 0  # the budget whose threshold it was (for the budget.downgraded event)
     routing_saved_usd: Decimal | None = None
     saving_baseline: tuple[EndpointEntry, str] | None = None  # what the saving is against: (endpoint, model)
     response_headers_extra: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -290,14 +291,18 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
     unpriced_refuse(call=call, counters=plan.counters)
     estimate_nanos, estimated_tokens = estimate(call) if call.route is None else route_estimate(call)
     call.estimate_nanos = estimate_nanos
-    verdict = await ctx.quota.admit(rid=call.rid, plan=plan, estimate_nanos=estimate_nanos,
-                                    estimated_tokens=estimated_tokens)
+    verdict = await ctx.quota.admit(
+        rid=call.rid, plan=plan, estimate_nanos=estimate_nanos, estimated_tokens=estimated_tokens,
+        downgrade_estimates=downgrade_estimates(call, plan) if plan.downgrades else None,
+    )
     if verdict is None:
         unenforced_admit(call=call, counters=plan.counters)
     elif isinstance(verdict, Denial):
         raise denial_error(verdict)
     else:
         call.reservation = verdict
+        if verdict.downgraded_by is not None:
+            downgrade_apply(call, verdict.downgraded_by)
         metrics.add(metrics.reserved_usd(call.provider_label), float(nanos_to_usd(verdict.estimate_nanos)))
 
 

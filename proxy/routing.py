@@ -25,6 +25,8 @@ from proxy.translate import adapter_for as translation_for
 from .admission import estimate, prices_of
 from .directory import EndpointEntry, RouteEntry, RouteTarget
 from .providers.base import Operation
+from .quota import CallPlan, Counter
+from .usage_bounds import TEXT_LIMITS, text_clean
 
 if TYPE_CHECKING:
     from .gateway import Call
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 # the request itself (a 400 or 401 would fail at every target alike, and is passed on at once).
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 MAX_BACKOFF_SECONDS = 30.0
+# A downgrade to a plain model is one attempt at the call's endpoint, bounded like any upstream call.
+MAX_DOWNGRADE_DEADLINE_SECONDS = 600.0
 # The wire formats whose model is in the body, so a target's model is set by rewriting `model`.
 BODY_MODEL_FORMATS = frozenset({"openai", "anthropic"})
 
@@ -103,6 +107,46 @@ def route_estimate(call: Call) -> tuple[int, int]:
         dearest_nanos, tokens = max(dearest_nanos, nanos), max(tokens, target_tokens)
     call.route_estimates = estimates
     return dearest_nanos, tokens
+
+
+def downgrade_estimates(call: Call, plan: CallPlan) -> list[int] | None:
+    """What the call would reserve at each downgrade target of its budgets (quota.reserve's argument); None
+    (no downgrade) for a wire format whose model is not in the body (Azure deployments, Gemini's paths)."""
+    if call.wire.name not in BODY_MODEL_FORMATS:
+        return None
+    return [downgrade_estimate(call, plan.counters[i].downgrade_to) for i in plan.downgrades]
+
+
+def downgrade_estimate(call: Call, target: str) -> int:
+    """What the call reserves when a budget downgrades it to `target`: a route's dearest target, or the model
+    at the call's endpoint."""
+    assert call.account is not None
+    route = call.account.routes.get(target)
+    if route is None:
+        return estimate(call, model=target)[0]
+    endpoints = call.account.endpoints
+    return max((estimate(call, endpoint=endpoints[t.endpoint], model=t.model)[0]
+                for t in route.targets if t.endpoint in endpoints), default=0)
+
+
+def downgrade_apply(call: Call, counter: Counter) -> None:
+    """A budget past its downgrade threshold admitted the call for its downgrade target: serve it there, say so
+    (X-Tokonomics-Downgraded-From), and measure the saving against what was asked for."""
+    assert call.account is not None and call.info is not None and call.endpoint is not None
+    asked = call.requested_model or call.info.model
+    if call.saving_baseline is None:
+        call.saving_baseline = (saving_baseline(call, call.route) if call.route is not None
+                                else (call.endpoint, call.info.model))
+    call.requested_model = call.downgraded_from = asked
+    call.downgrade_budget_id = counter.budget_id
+    call.response_headers_extra.append(
+        (b"x-tokonomics-downgraded-from", text_clean(asked, TEXT_LIMITS["model"]).encode("ascii", "backslashreplace"))
+    )
+    route = call.account.routes.get(counter.downgrade_to)
+    call.route = route if route is not None and route.targets else RouteEntry(
+        "", "fallback", (RouteTarget(call.endpoint.slug, counter.downgrade_to),), max_attempts=1, retries=0,
+        deadline_seconds=MAX_DOWNGRADE_DEADLINE_SECONDS,
+    )
 
 
 def target_order(call: Call, health: TargetHealth) -> list[RouteTarget]:

@@ -259,7 +259,9 @@ def _changes_with_channels(
 
 
 def _budget_step(run: _Run, spec: BudgetIn, channels: dict[str, AlertChannel]) -> None:
-    values: dict[str, Any] = {"limit_usd": spec.limit_usd, "hard": spec.hard, "alert_at": spec.alert_at}
+    values: dict[str, Any] = {"limit_usd": spec.limit_usd, "hard": spec.hard, "alert_at": spec.alert_at,
+                              "on_exceed": spec.on_exceed, "downgrade_to": spec.downgrade_to,
+                              "downgrade_at": spec.downgrade_at}
     channel_ids = _channel_ids(spec.channels, channels)
     label = f"budget {spec.scope}{' ' + spec.match if spec.match else ''}/{spec.period}"
     budget = Budget.objects.filter(account=run.account, scope=spec.scope, match=spec.match,

@@ -68,6 +68,11 @@ class BudgetIn(Strict):
     hard: bool = True
     alert_at: list[int] = [50, 75, 90, 100]
     channels: list[str] | None = None
+    # Budget-aware downgrade: from downgrade_at percent of the limit, calls are served by downgrade_to (a route
+    # or a model) instead; the limit still denies.
+    on_exceed: Literal["deny", "downgrade"] = "deny"
+    downgrade_to: str = Field(default="", max_length=200)
+    downgrade_at: int = Field(default=90, ge=1, le=99)
 
     @field_validator("alert_at")
     @classmethod
@@ -82,6 +87,8 @@ class BudgetIn(Strict):
             raise ValueError("an account budget takes no match")
         if self.scope != "account" and not self.match:
             raise ValueError(f"a {self.scope} budget needs match: a value, or '*' for each one")
+        if self.on_exceed == "downgrade" and not self.downgrade_to:
+            raise ValueError("on_exceed: downgrade needs downgrade_to: the route or model calls are served by")
         return self
 
 
