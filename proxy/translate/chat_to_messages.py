@@ -16,7 +16,8 @@ even on OpenAI), `service_tier`, `store: false`, `metadata` (OpenAI's stored-com
 Refused (`Untranslatable`): any parameter not named above, unless null or its default (`_NEUTRAL`) —
 among them n > 1, logprobs, response_format other than text, audio and modalities, prediction,
 reasoning_effort, penalties, logit_bias, web_search_options, the legacy functions — a temperature above 1,
-a stop sequence of only whitespace (Anthropic refuses it), a strict tool, a non-function tool, audio and
+a stop sequence of only whitespace (Anthropic refuses it), a conversation ending with an assistant
+message (Claude would continue it), a strict tool, a non-function tool, audio and
 file (PDF) parts, a `function` role, and tool-call arguments that are not a JSON object. Text that is only
 whitespace is left out (Anthropic refuses it, and it says nothing).
 """
@@ -130,6 +131,9 @@ def _conversation(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[
                 turns.append({"role": "user", "content": [result]})
         else:
             raise Untranslatable(f"a message of role {role!r}")
+    if turns and turns[-1]["role"] == "assistant":
+        # Claude would continue that turn (a prefill) where OpenAI answers with a new message.
+        raise Untranslatable("a conversation that ends with an assistant message")
     return system, turns
 
 
@@ -163,7 +167,8 @@ def _user_content(content: object) -> str | list[dict[str, Any]]:
             if text and not text.isspace():
                 blocks.append({"type": "text", "text": text})
         elif kind == "image_url":
-            blocks.append(_image(as_dict(part.get("image_url"))))
+            image_url = part.get("image_url")  # an object, or the bare URL older clients send
+            blocks.append(_image({"url": image_url} if isinstance(image_url, str) else as_dict(image_url)))
         else:  # input_audio, file (PDF and other documents): Anthropic's documents are not the same thing
             raise Untranslatable(f"a {kind!r} content part")
     return blocks

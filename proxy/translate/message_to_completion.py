@@ -70,6 +70,11 @@ def message_to_completion(body: bytes) -> bytes:
     })
 
 
+def _index(event: dict[str, Any]) -> int:
+    index = event.get("index")
+    return index if isinstance(index, int) else 0
+
+
 class MessagesToChatStream(StreamTranslator):
     """Messages events → chat.completion.chunk events. `include_usage` is what the client's
     `stream_options` asked: then the last chunk carries the usage, as OpenAI sends it."""
@@ -105,12 +110,12 @@ class MessagesToChatStream(StreamTranslator):
             block = as_dict(event.get("content_block"))
             if block.get("type") != "tool_use":
                 return []
-            index = self._tool_calls[int(event.get("index", 0))] = len(self._tool_calls)
+            index = self._tool_calls[_index(event)] = len(self._tool_calls)
             call = {"index": index, "id": block.get("id"), "type": "function",
                     "function": {"name": block.get("name"), "arguments": ""}}
             return [self._chunk({"tool_calls": [call]})]
         if kind == "content_block_delta":
-            return self._delta(int(event.get("index", 0)), as_dict(event.get("delta")))
+            return self._delta(_index(event), as_dict(event.get("delta")))
         if kind == "message_delta":
             # Cumulative: a restated count replaces the one before.
             self._usage.update((k, v) for k, v in as_dict(event.get("usage")).items() if v is not None)

@@ -14,7 +14,8 @@ Dropped, since they do not change what the model answers: `cache_control` marks 
 by itself), a tool result's `is_error` flag (its text still says what failed), `service_tier`, and
 `thinking: {"type": "disabled"}`.
 
-Refused (`Untranslatable`): any parameter not named above (unless null) — among them `thinking` (enabled), `top_k`,
+Refused (`Untranslatable`): a prefilled (final) assistant turn; any parameter not named above (unless
+null) — among them `thinking` (enabled), `top_k`,
 container, mcp_servers, context_management — documents (PDF), thinking and redacted-thinking blocks,
 server tools and their results, citations, images inside tool results, more than 4 stop sequences.
 """
@@ -46,8 +47,12 @@ def messages_to_chat(body: bytes, *, model: str) -> bytes:
     messages: list[dict[str, Any]] = []
     if (system := _system(payload.get("system"))) is not None:
         messages.append({"role": "system", "content": system})
-    for turn in as_list(payload.get("messages")):
+    turns = as_list(payload.get("messages"))
+    for turn in turns:
         messages.extend(_turn(as_dict(turn)))
+    if turns and as_dict(turns[-1]).get("role") == "assistant":
+        # A prefill: Claude continues the turn, where OpenAI would answer with a new message.
+        raise Untranslatable("a prefilled assistant turn")
     out: dict[str, Any] = {"model": model, "messages": messages}
     if isinstance(payload.get("max_tokens"), int):
         out["max_completion_tokens" if _REASONING_MODEL.search(model) else "max_tokens"] = payload["max_tokens"]

@@ -194,3 +194,23 @@ def test_whitespace_only_text_is_left_out_for_claude() -> None:
     assert "system" not in translated
     assert translated["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Hi"}]},
                                       {"role": "user", "content": "Again"}]
+
+
+def test_a_prefill_is_refused_both_ways() -> None:
+    # Claude continues a final assistant turn; OpenAI answers it with a new message.
+    with pytest.raises(Untranslatable, match="assistant"):
+        chat_to_messages(orjson.dumps({**CHAT, "messages": [*CHAT["messages"], {"role": "assistant",
+                                                                                  "content": "Sure:"}]}),
+                         model="claude-x")
+    with pytest.raises(Untranslatable, match="prefill"):
+        messages_to_chat(orjson.dumps({**MESSAGES, "messages": [*MESSAGES["messages"],
+                                                                {"role": "assistant", "content": "{"}]}),
+                         model="gpt-4o")
+
+
+def test_a_bare_image_url_string_is_read_as_older_clients_send_it() -> None:
+    request = {**CHAT, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": "https://example.com/a.png"}]}]}
+    translated = orjson.loads(chat_to_messages(orjson.dumps(request), model="claude-x"))
+    assert translated["messages"][0]["content"] == [
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]

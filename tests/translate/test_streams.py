@@ -188,3 +188,14 @@ def test_client_info_decides_whether_an_openai_client_gets_the_usage_chunk() -> 
     done = anthropic_event({"type": "message_stop"})
     assert b'"usage":{' in ChatViaMessages().stream_translator(client_info=asked).feed(done)
     assert b"usage" not in ChatViaMessages().stream_translator(client_info=injected).feed(done)
+
+
+def test_malformed_upstream_events_are_skipped_not_fatal() -> None:
+    t = MessagesToChatStream(include_usage=False, created=1)
+    tool_use = {"type": "tool_use", "id": "t", "name": "f"}
+    out = t.feed(b"data: not json\n\n"
+                 + anthropic_event({"type": "content_block_start", "index": "x", "content_block": tool_use})
+                 + b"data: [1, 2]\n\n")
+    assert len(events(out)) == 1
+    c = ChatToMessagesStream()
+    assert c.feed(b"data: {oops\n\n" + b'data: {"choices": "no"}\n\n').startswith(b"event: message_start")
