@@ -199,3 +199,28 @@ def test_malformed_upstream_events_are_skipped_not_fatal() -> None:
     assert len(events(out)) == 1
     c = ChatToMessagesStream()
     assert c.feed(b"data: {oops\n\n" + b'data: {"choices": "no"}\n\n').startswith(b"event: message_start")
+
+
+def test_claudes_text_then_parallel_tool_uses_become_content_then_indexed_tool_calls() -> None:
+    t = MessagesToChatStream(include_usage=False, created=1)
+    stream = b"".join(anthropic_event(e) for e in [
+        {"type": "message_start", "message": {"id": "m", "model": "c", "usage": {"input_tokens": 3}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Checking."}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t1", "name": "f"}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{}"}},
+        {"type": "content_block_stop", "index": 1},
+        {"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "t2", "name": "g"}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"a\""}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": ":1}"}},
+        {"type": "content_block_stop", "index": 2},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+        {"type": "message_stop"},
+    ])
+    deltas = [e["choices"][0]["delta"] for e in events(t.feed(stream) + t.close())]
+    assert deltas[1] == {"content": "Checking."}
+    calls = [call for delta in deltas for call in delta.get("tool_calls", [])]
+    assert [(c["index"], c.get("id"), c["function"].get("name"), c["function"]["arguments"]) for c in calls] == [
+        (0, "t1", "f", ""), (0, None, None, "{}"), (1, "t2", "g", ""), (1, None, None, '{"a"'), (1, None, None, ":1}")]
+    assert deltas[-1] == {}
