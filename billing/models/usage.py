@@ -64,7 +64,7 @@ class UsageRecord(models.Model):
     route = models.CharField(max_length=200, blank=True, default="", db_default="")
     requested_model = models.CharField(max_length=200, blank=True, default="", db_default="")
     downgraded_from = models.CharField(max_length=200, blank=True, default="", db_default="")
-    attempts = models.JSONField(default=list, blank=True)
+    attempts = models.JSONField(default=list, blank=True, db_default=[])
     routing_saved_usd = models.DecimalField(max_digits=18, decimal_places=9, null=True, blank=True)
     created_at = models.DateTimeField(db_index=False)
 
@@ -101,6 +101,9 @@ class RollupSums(models.Model):
     reasoning_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=20, decimal_places=9, default=0)
     latency_ms_total = models.PositiveBigIntegerField(default=0)
+    # Routing (i16): what routes and budget downgrades saved, and how many calls a budget downgraded.
+    routing_saved_usd = models.DecimalField(max_digits=20, decimal_places=9, default=0, db_default=0)
+    downgraded_requests = models.PositiveBigIntegerField(default=0, db_default=0)
 
     class Meta:
         abstract = True

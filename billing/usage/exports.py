@@ -17,6 +17,8 @@ EXPORT_FIELDS = (
     "created_at",
     # after §4's fields, so a reader by position keeps working: the agent run a call belonged to
     "session", "session_name", "session_git",
+    # then routing's (docs/CONTRACT.md "Routes and cache")
+    "route", "requested_model", "downgraded_from", "routing_saved_usd",
 )
 # Written as numbers in CSV (cost_usd as plain decimal text, never scientific): never client text.
 NUMERIC_FIELDS = frozenset({"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
@@ -41,5 +43,6 @@ def usage_export_rows(
         row["account"] = account.slug
         row["key"] = key_names.get(key_id, "")
         row["cost_usd"] = decimal_text(row["cost_usd"])
+        row["routing_saved_usd"] = decimal_text(row["routing_saved_usd"])
         row["created_at"] = row["created_at"].astimezone(zone).isoformat()  # the account's time, its offset saying so
         yield {f: row[f] for f in EXPORT_FIELDS}

@@ -131,8 +131,8 @@ def usage_aggregate_list(
 
 
 AGGREGATE_FIELDS = ("requests", "unknown_cost_requests", "cost_usd", *TOKEN_FIELDS)
-SUM_FIELDS = (*AGGREGATE_FIELDS, "latency_ms_total")
-_ZERO_SUMS = {name: Decimal(0) if name == "cost_usd" else 0 for name in SUM_FIELDS}
+SUM_FIELDS = (*AGGREGATE_FIELDS, "latency_ms_total", "routing_saved_usd", "downgraded_requests")
+_ZERO_SUMS = {name: Decimal(0) if name in ("cost_usd", "routing_saved_usd") else 0 for name in SUM_FIELDS}
 
 
 def usage_sum_list(
@@ -230,6 +230,8 @@ def _record_groups(
             unknown_cost_requests=Count("id", filter=Q(cost_usd__isnull=True, status_code__lt=400)),
             cost_usd=Sum("cost_usd"),
             latency_ms_total=Sum("latency_ms"),
+            routing_saved_usd=Sum("routing_saved_usd"),
+            downgraded_requests=Count("id", filter=~Q(downgraded_from="")),
             **{name: Sum(name) for name in TOKEN_FIELDS},
         )
         .order_by()

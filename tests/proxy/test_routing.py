@@ -193,3 +193,27 @@ def test_a_call_naming_no_route_is_forwarded_as_before(stack: Stack) -> None:
         model="gpt-4o-mini", messages=MESSAGES, max_tokens=4)
     saved = record(raw.headers["x-tokonomics-request-id"])
     assert (saved.route, saved.requested_model, saved.attempts, saved.routing_saved_usd) == ("", "", [], None)
+
+
+def test_the_demo_traffic_starts_with_a_fallback_and_a_routing_saving(stack: Stack) -> None:
+    import io
+
+    from django.core.management import call_command
+
+    route(stack, "support-default", [{"endpoint": "openai", "model": "gpt-4o"},
+                                     {"endpoint": "vllm-internal", "model": "gpt-4o-mini"}])
+    route(stack, "cheap-chat", [{"endpoint": "openai", "model": "gpt-4o"},
+                                {"endpoint": "openai", "model": "gpt-4o-mini"}], strategy="lowest-cost")
+    errors = io.StringIO()
+    call_command("demotraffic", site=stack.proxy, key=KEY, interval=0, count=2, stderr=errors)
+    assert errors.getvalue() == ""
+    deadline = time.monotonic() + 5
+    while UsageRecord.objects.count() < 2:
+        assert time.monotonic() < deadline
+        usage_ingest(max_seconds=0.2)
+    fallback, cheap = UsageRecord.objects.order_by("request_id")
+    # gpt-4o answers 503 (retried once, as the route's policy says), then gpt-4o-mini serves the call.
+    assert [(a["target"], a["outcome"]) for a in fallback.attempts] == [
+        ("openai/gpt-4o", "503"), ("openai/gpt-4o", "503"), ("vllm-internal/gpt-4o-mini", "ok")]
+    assert fallback.status_code == 200
+    assert cheap.route == "cheap-chat" and cheap.model == "gpt-4o-mini" and cheap.routing_saved_usd > 0
