@@ -18,6 +18,7 @@ from .admission import price
 from .call_record import provider_cost_check
 from .errors import ProxyError
 from .headers import cost_header, response_headers
+from .translate import Translation, Untranslatable
 
 if TYPE_CHECKING:
     from .gateway import Call
@@ -50,32 +51,60 @@ def cut_short(call: Call) -> NoReturn:
     raise ProxyError(502, "api_error", "The provider's response was cut short.", code="upstream_cut_short")
 
 
-async def relay_body(*, call: Call, upstream: aiohttp.ClientResponse, send: Send, started: float) -> None:
+async def relay_body(*, call: Call, upstream: aiohttp.ClientResponse, send: Send, started: float,
+                     translation: Translation | None = None) -> None:
     body = await upstream.read()
     finished = time.perf_counter()
     call.upstream_seconds = finished - started
-    if call.info is not None and upstream.status < 400:
-        usage, served = call.wire.usage_from_body(call.info.operation, body)
+    status = upstream.status
+    if call.info is not None and status < 400:
+        # Metered as the upstream answered, in its own format: a translation is for the client only.
+        wire, operation = (call.wire, call.info.operation) if translation is None else (
+            translation.wire, translation.info.operation)
+        usage, served = wire.usage_from_body(operation, body)
         usage_account(call, usage, served)
     elif call.info is not None:
         # The provider refused the call: nothing was generated, nothing is owed.
         call.usage, call.cost_usd = TokenUsage(), Decimal(0)
+    headers = response_headers(upstream, call.rid, [])
+    if translation is not None:
+        status, body = translated_body(call, translation, status, body)
+        call.status = status
+        headers = [(name, value) for name, value in headers if name.lower() != b"content-type"]
+        headers.append((b"content-type", b"application/json"))
     # Every non-streamed answer says its cost (CONTRACT §1): "unknown" only for an unmetered route or model.
     extra = [(b"content-length", str(len(body)).encode()), (b"x-tokonomics-cost-usd", cost_header(call.cost_usd)),
              *call.response_headers_extra]
     overhead = call.overhead_seconds + (time.perf_counter() - finished)
     extra.append((b"x-tokonomics-overhead-ms", f"{overhead * 1000:.3f}".encode()))
-    await send({"type": "http.response.start", "status": upstream.status,
-                "headers": response_headers(upstream, call.rid, extra)})
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra]})
     await send({"type": "http.response.body", "body": body})
     call.overhead_seconds += time.perf_counter() - finished
 
 
+def translated_body(call: Call, translation: Translation, status: int, body: bytes) -> tuple[int, bytes]:
+    """(status, body) of the upstream's answer in the client's format; a 502 when a success is unreadable."""
+    if status >= 400:
+        return translation.adapter.error(status, body)
+    try:
+        return status, translation.adapter.response(body)
+    except Untranslatable:
+        return 502, call.wire.error_body(status=502, error_type="api_error", code="untranslatable_answer",
+                                         message="The provider's answer could not be translated.")
+
+
 async def relay_stream(
-    *, call: Call, upstream: aiohttp.ClientResponse, receive: Receive, send: Send, started: float
+    *, call: Call, upstream: aiohttp.ClientResponse, receive: Receive, send: Send, started: float,
+    translation: Translation | None = None,
 ) -> None:
     call.streamed = True
     reader = call.wire.stream_reader(call.info) if call.info is not None else None
+    translator = None
+    if translation is not None:
+        # The target's reader meters the upstream's own events; the translator turns what it passes on into the
+        # client's format.
+        reader = translation.wire.stream_reader(translation.info)
+        translator = translation.adapter.stream_translator(client_info=translation.client_info)
     await send({"type": "http.response.start", "status": upstream.status,
                 "headers": response_headers(upstream, call.rid, call.response_headers_extra)})
     # A client that goes away must stop the upstream too, even while it is between chunks.
@@ -93,12 +122,16 @@ async def relay_stream(
         async for chunk in upstream.content.iter_any():
             mark = time.perf_counter()
             out = reader.feed(chunk) if reader is not None else chunk
+            if translator is not None:
+                out = translator.feed(out)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             in_proxy += time.perf_counter() - mark
         mark = time.perf_counter()
         finishing = True
         tail = reader.close() if reader is not None else b""
+        if translator is not None:
+            tail = translator.feed(tail) + translator.close()
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         in_proxy += time.perf_counter() - mark
     except asyncio.CancelledError:
@@ -112,6 +145,8 @@ async def relay_stream(
         if reader is not None:
             finishing = True
             tail = reader.close()
+            if translator is not None:
+                tail = translator.feed(tail)  # not closed: a cut stream must not look finished
             if tail:
                 await send({"type": "http.response.body", "body": tail, "more_body": True})
         raise

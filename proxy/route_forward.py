@@ -26,6 +26,7 @@ from .errors import ProxyError
 from .headers import Headers, cost_header, upstream_headers, upstream_query
 from .relay import Receive, Send, cut_short, relay_body, relay_stream
 from .routing import RETRYABLE_STATUSES, adapter_for, backoff_seconds, body_for_model, retry_after_seconds, target_order
+from .translate import FormatAdapter, Translation, Untranslatable
 from .usage import TokenUsage
 
 if TYPE_CHECKING:
@@ -72,6 +73,14 @@ async def forward_routed(
         if endpoint is None or adapter is None:
             attempt_note(call, target, "untranslatable")
             continue
+        translation = None
+        if isinstance(adapter, FormatAdapter):
+            try:
+                translation = adapter.prepare(info, model=target.model)
+            except Untranslatable:
+                # What the request asks cannot be asked of this target faithfully: skip it, never guess.
+                attempt_note(call, target, "untranslatable")
+                continue
         ident = (account.id, target.endpoint, target.model)
         health.watch(ident)
         if health.is_open(ident) and last is not None:
@@ -84,7 +93,7 @@ async def forward_routed(
             started = time.perf_counter()
             failure = await _attempt(call=call, ctx=ctx, scope=scope, rest=rest, headers=headers, body=body,
                                      receive=receive, send=send, target=target, endpoint=endpoint,
-                                     deadline=deadline)
+                                     deadline=deadline, translation=translation)
             if failure is None:
                 attempt_note(call, target, "ok", started)
                 return None
@@ -104,19 +113,28 @@ async def forward_routed(
 async def _attempt(
     *, call: Call, ctx: ProxyContext, scope: dict[str, Any], rest: str, headers: Headers, body: bytes,
     receive: Receive, send: Send, target: RouteTarget, endpoint: EndpointEntry, deadline: float,
+    translation: Translation | None = None,
 ) -> Failure | None:
-    """One upstream attempt at `target`: None once its answer went to the client, a Failure before that."""
+    """One upstream attempt at `target`: None once its answer went to the client, a Failure before that.
+    With a `translation` the target speaks another format: its request, path and headers are the
+    translation's, and its answers (errors included) reach the client translated."""
     assert call.info is not None
     call.endpoint = endpoint
     call.info.model = target.model  # what the answer is priced as
     payload = call.info.body
-    if target.model != call.requested_model:
-        payload = body_for_model(payload, target.model)
-    query = upstream_query(scope.get("query_string", b""), endpoint)
-    url = endpoint.base_url + rest + ("?" + query.decode("latin-1") if query else "")
+    if translation is not None:
+        # The client's query parameters belong to the client's API, not the target's.
+        payload, url = translation.info.body, endpoint.base_url + translation.adapter.target_path
+    else:
+        if target.model != call.requested_model:
+            payload = body_for_model(payload, target.model)
+        query = upstream_query(scope.get("query_string", b""), endpoint)
+        url = endpoint.base_url + rest + ("?" + query.decode("latin-1") if query else "")
     if not ctx.private_urls_allowed and (problem := literal_host_problem(url)):
         return Failure("address_blocked", body=problem.encode()[:200])
     sent = upstream_headers(headers, endpoint)
+    if translation is not None:
+        sent = translation.adapter.upstream_headers(sent)
     if call.span is not None:
         sent["traceparent"] = call.span.traceparent()
     limit = deadline - time.perf_counter()
@@ -134,9 +152,11 @@ async def _attempt(
                 if upstream.status in RETRYABLE_STATUSES:
                     error = await upstream.content.read(MAX_ERROR_BODY)
                     call.upstream_seconds += time.perf_counter() - before_upstream
+                    status, content_type = upstream.status, upstream.headers.get("content-type", "application/json")
+                    if translation is not None:  # passed on if it is the last: in the client's format
+                        (status, error), content_type = translation.adapter.error(status, error), "application/json"
                     return Failure(
-                        str(upstream.status), upstream.status, error,
-                        upstream.headers.get("content-type", "application/json").encode("latin-1"),
+                        str(upstream.status), status, error, content_type.encode("latin-1"),
                         retry_after_seconds(upstream.headers.get("retry-after"),
                                             upstream.headers.get("retry-after-ms")),
                         upstream.headers.get("retry-after", "").encode("latin-1"),
@@ -144,9 +164,10 @@ async def _attempt(
                 call.status = upstream.status
                 if call.wire.streams(call.info, content_type=upstream.content_type, status=upstream.status):
                     await relay_stream(call=call, upstream=upstream, receive=receive, send=send,
-                                       started=before_upstream)
+                                       started=before_upstream, translation=translation)
                 else:
-                    await relay_body(call=call, upstream=upstream, send=send, started=before_upstream)
+                    await relay_body(call=call, upstream=upstream, send=send, started=before_upstream,
+                                     translation=translation)
                 return None
     except (TimeoutError, aiohttp.ServerTimeoutError):
         if call.status:

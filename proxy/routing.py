@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING
 import orjson
 
 from proxy.pricing import cost_or_none
+from proxy.translate import FormatAdapter, Untranslatable
+from proxy.translate import adapter_for as translation_for
 
 from .admission import estimate, prices_of
 from .directory import EndpointEntry, RouteEntry, RouteTarget
+from .providers.base import Operation
 from .quota import CallPlan, Counter
 from .usage_bounds import TEXT_LIMITS, text_clean
 
@@ -40,25 +43,22 @@ BODY_MODEL_FORMATS = frozenset({"openai", "anthropic"})
 
 
 @dataclass(frozen=True, slots=True)
-class FormatAdapter:
-    """How a call in the client's wire format reaches a target's. Within one format nothing changes
-    (`translates` is False); cross-format translation (proxy/translate/) supplies adapters that do."""
+class SameFormat:
+    """A target in the client's own wire format: the request goes as it came, with the target's model."""
 
-    client_format: str
-    target_format: str
-
-    @property
-    def translates(self) -> bool:
-        return self.client_format != self.target_format
+    wire_format: str
 
 
-def adapter_for(client_format: str, target_format: str, operation: str) -> FormatAdapter | None:
-    """The adapter for a target in `target_format` serving a call in `client_format`, or None when the call
-    cannot be served there faithfully (the route then skips the target). The seam cross-format translation
-    replaces: until then only the same format is served, and only where the model is in the body."""
-    if client_format != target_format or client_format not in BODY_MODEL_FORMATS:
+def adapter_for(client_format: str, target_format: str, operation: str) -> SameFormat | FormatAdapter | None:
+    """How a target in `target_format` serves a call in `client_format`: as is (`SameFormat`), through a
+    cross-format `FormatAdapter` (proxy/translate/), or not at all (None: the route skips the target). Whether
+    the request itself translates is the adapter's to say, per call (`FormatAdapter.prepare`)."""
+    if client_format == target_format:
+        return SameFormat(client_format) if client_format in BODY_MODEL_FORMATS else None
+    try:
+        return translation_for(client_format, target_format, Operation(operation))
+    except (Untranslatable, ValueError):  # a pair no adapter covers, or an operation the proxy cannot meter
         return None
-    return FormatAdapter(client_format, target_format)
 
 
 def route_resolve(call: Call) -> None:

@@ -110,3 +110,41 @@ def test_canary_reaches_no_store(stack, caplog, capfd) -> None:
     for where, text in stores.items():
         for secret in secrets:
             assert secret not in text, f"{secret!r} found in {where}"
+
+
+def test_canary_crossing_formats_reaches_no_store(stack, caplog, capfd) -> None:
+    """A route's cross-format fallback (proxy/translate/) translates the content; it must keep none of it,
+    nor a client's parameter name in its refusal."""
+    from proxy.models import Route
+
+    caplog.set_level(logging.DEBUG)
+    Route.objects.create(account=stack.account, name="chat-default", retries=0, targets=[
+        {"endpoint": "anthropic", "model": "claude-3-5-haiku-20241022"}, {"endpoint": "openai", "model": "gpt-4o"}])
+    Route.objects.create(account=stack.account, name="claude-default", retries=0, targets=[
+        {"endpoint": "openai", "model": "gpt-4o-mini"}])
+    oai = openai.OpenAI(base_url=f"{stack.proxy}/proxy/openai", api_key=KEY, max_retries=0)
+    claude = anthropic.Anthropic(base_url=f"{stack.proxy}/proxy/anthropic", api_key=KEY, max_retries=0)
+    prompt = [{"role": "system", "content": CANARY}, {"role": "user", "content": f"Please repeat {CANARY}."}]
+    seen = [oai.chat.completions.create(model="chat-default", messages=prompt).choices[0].message.content or ""]
+    seen.append("".join(c.choices[0].delta.content or "" for c in oai.chat.completions.create(
+        model="chat-default", messages=prompt, stream=True) if c.choices))
+    oai.chat.completions.create(model="chat-default", messages=prompt, extra_body={CANARY: True})  # untranslatable
+    seen.append(claude.messages.create(model="claude-default", max_tokens=64, system=CANARY,
+                                       messages=prompt[1:]).content[0].text)
+    with claude.messages.stream(model="claude-default", max_tokens=64, messages=prompt[1:]) as stream:
+        seen.append("".join(stream.text_stream))
+    secrets = [CANARY, *(text[:40] for text in seen if len(text) >= 20)]
+    assert len(secrets) == 5
+    before_ingest = redis_text()
+    usage_ingest(max_seconds=1)
+    records = list(UsageRecord.objects.order_by("created_at"))
+    assert [r.provider for r in records] == ["anthropic", "anthropic", "openai", "openai", "openai"]
+    stores = {
+        "redis (events queued)": before_ingest, "redis": redis_text(), "database": database_text(),
+        "logs": "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("openai", "anthropic",
+                                                                                              "httpx", "httpcore"))),
+        "stdout/stderr": "".join(capfd.readouterr()),
+    }
+    for where, text in stores.items():
+        for secret in secrets:
+            assert secret not in text, f"{secret!r} found in {where}"

@@ -15,7 +15,7 @@ from django.conf import settings
 from proxy.directory import EndpointEntry, RouteEntry, RouteTarget
 from proxy.redis_pipeline import PipelinedRedis
 from proxy.routing import (
-    FormatAdapter,
+    SameFormat,
     adapter_for,
     backoff_seconds,
     body_for_model,
@@ -23,6 +23,7 @@ from proxy.routing import (
     target_order,
 )
 from proxy.target_health import FAILURES_TO_OPEN, TargetHealth, breaker_keys
+from proxy.translate import ChatViaMessages, MessagesViaChat
 from tokonomics.redis_client import sync_redis
 
 from ..support import account_entry
@@ -91,13 +92,18 @@ def test_retry_after_in_seconds_milliseconds_or_a_date() -> None:
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None and retry_after_seconds("") is None
 
 
-def test_only_the_same_body_model_format_is_served_until_translation_comes() -> None:
-    assert adapter_for("openai", "openai", "chat") == FormatAdapter("openai", "openai")
-    assert not FormatAdapter("openai", "openai").translates
-    assert adapter_for("anthropic", "anthropic", "messages") is not None
-    assert adapter_for("openai", "anthropic", "chat") is None  # skipped as untranslatable
+def test_the_same_format_is_served_as_is_and_the_other_one_through_translation() -> None:
+    assert adapter_for("openai", "openai", "chat") == SameFormat("openai")
+    assert adapter_for("anthropic", "anthropic", "messages") == SameFormat("anthropic")
+    assert isinstance(adapter_for("openai", "anthropic", "chat"), ChatViaMessages)
+    assert isinstance(adapter_for("anthropic", "openai", "messages"), MessagesViaChat)
+    # No adapter: skipped as untranslatable.
+    assert adapter_for("openai", "anthropic", "responses") is None
+    assert adapter_for("openai", "anthropic", "embeddings") is None
+    assert adapter_for("openai", "anthropic", "models") is None  # not an operation the proxy meters
     assert adapter_for("gemini", "gemini", "generate_content") is None  # the model is in the path
     assert adapter_for("azure-openai", "azure-openai", "chat") is None
+    assert adapter_for("azure-openai", "anthropic", "chat") is None
 
 
 def test_the_targets_model_replaces_the_routes_name_and_nothing_else() -> None:
