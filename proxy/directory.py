@@ -20,6 +20,7 @@ from proxy.pricing import PriceTable
 
 from .budgets import BudgetEntry
 from .database_jobs import database_job
+from .response_cache import CacheSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class AccountEntry:
     prices: dict[tuple[str, str], PriceTable]  # the account's overrides, by (endpoint slug, model)
     allow_unpriced_models: bool = False
     slug: str = ""  # named in traces (proxy/tracing.py)
+    cache: CacheSettings | None = None  # the response cache; None: off (the default)
 
 
 def _timestamp(value: datetime | None) -> float | None:
