@@ -129,6 +129,9 @@ class UsageRecordOut(Schema):
     streamed: bool
     usage_source: str
     created_at: datetime
+    cache_hit: bool = Field(description="Answered from the account's response cache: no upstream call, cost 0.")
+    cache_saved_usd: DecimalString | None = Field(
+        description="A cache hit: what the call would have cost upstream (null otherwise, or when unpriced).")
 
     @staticmethod
     def resolve_key(obj: UsageRecord) -> str | None:
@@ -137,6 +140,10 @@ class UsageRecordOut(Schema):
     @staticmethod
     def resolve_cost_usd(obj: UsageRecord) -> str | None:
         return None if obj.cost_usd is None else field_decimal_string(obj, "cost_usd")
+
+    @staticmethod
+    def resolve_cache_saved_usd(obj: UsageRecord) -> str | None:
+        return None if obj.cache_saved_usd is None else field_decimal_string(obj, "cache_saved_usd")
 
     @staticmethod
     def resolve_provider_cost_usd(obj: UsageRecord) -> str | None:

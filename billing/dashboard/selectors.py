@@ -33,7 +33,8 @@ TAG_CALLS_IN_CSV = 200_000
 DAILY_AFTER_HOURS = 72
 CELL_DIMENSIONS = ("feature", "model", "provider", "key", "environment")  # all but the tenant: see cells()
 SUM_FIELDS = ("requests", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
-              "reasoning_tokens", "cost_usd", "unknown_cost_requests", "latency_ms_total")
+              "reasoning_tokens", "cost_usd", "unknown_cost_requests", "latency_ms_total", "cache_hits",
+              "cache_saved_usd")
 
 
 # The longest `?last=`: ten years of days (or hours). Past it, and for dates Python cannot shift by a day,

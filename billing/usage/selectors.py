@@ -131,8 +131,9 @@ def usage_aggregate_list(
 
 
 AGGREGATE_FIELDS = ("requests", "unknown_cost_requests", "cost_usd", *TOKEN_FIELDS)
-SUM_FIELDS = (*AGGREGATE_FIELDS, "latency_ms_total")
-_ZERO_SUMS = {name: Decimal(0) if name == "cost_usd" else 0 for name in SUM_FIELDS}
+# Beside the aggregates: what the dashboards also add up (cache hits and what they saved: proxy/cache_steps.py).
+SUM_FIELDS = (*AGGREGATE_FIELDS, "latency_ms_total", "cache_hits", "cache_saved_usd")
+_ZERO_SUMS = {name: Decimal(0) if name.endswith("_usd") else 0 for name in SUM_FIELDS}
 
 
 def usage_sum_list(
@@ -230,6 +231,8 @@ def _record_groups(
             unknown_cost_requests=Count("id", filter=Q(cost_usd__isnull=True, status_code__lt=400)),
             cost_usd=Sum("cost_usd"),
             latency_ms_total=Sum("latency_ms"),
+            cache_hits=Count("id", filter=Q(cache_hit=True)),
+            cache_saved_usd=Sum("cache_saved_usd"),
             **{name: Sum(name) for name in TOKEN_FIELDS},
         )
         .order_by()
