@@ -148,8 +148,10 @@ async def steps(*, call: Call, scope: dict[str, Any], receive: Receive, send: Se
         describe(call=call, method=scope["method"], rest=target.rest, body=body)
         await admit(call=call, ctx=ctx)
         # guardrails on input go here (issue 18), before the lookup: the cache sees the request as it is sent
-        answer = await cache_lookup(call=call, ctx=ctx, method=scope["method"], rest=target.forwarded,
-                                    query=scope.get("query_string", b""), headers=headers)
+        answer = None
+        if call.account is not None and call.account.cache is not None:  # off (the default): not even a call
+            answer = await cache_lookup(call=call, ctx=ctx, method=scope["method"], rest=target.forwarded,
+                                        query=scope.get("query_string", b""), headers=headers)
         try:
             if answer is not None:
                 await cache_replay(call=call, answer=answer, send=send)
@@ -158,7 +160,8 @@ async def steps(*, call: Call, scope: dict[str, Any], receive: Receive, send: Se
                               receive=receive, send=send)
         finally:
             await settle(call=call, ctx=ctx)
-        await cache_store(call=call, ctx=ctx)
+        if call.cache is not None:
+            await cache_store(call=call, ctx=ctx)
     except ProxyError as exc:
         call.status = exc.status
         call.denied_scope = exc.denied_scope

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anthropic
@@ -307,3 +308,23 @@ def test_kept_answers_are_encrypted_and_named_by_no_content(cached: Stack) -> No
     assert all(plain is not None for plain in opened) and any(text.encode() in plain for plain in opened)
     # Under another account's key, it opens to nothing.
     assert entry_open(cached.account.pk + 1, entries[0].decode().rsplit(":", 1)[1], redis.get(entries[0])) is None
+
+
+def test_the_demo_traffic_produces_a_cache_hit_on_first_start(cached: Stack) -> None:
+    """bin/run's demotraffic asks its FAQ twice first: with the demo account's cache on (demo.yaml), the
+    dashboard shows a saving from the first seconds."""
+    import io
+
+    from django.core.management import call_command
+
+    from billing.dashboard.selectors import Range, cells, totals
+
+    errors = io.StringIO()
+    call_command("demotraffic", site=cached.proxy, key=KEY, interval=0.3, count=2, stderr=errors)
+    assert errors.getvalue() == ""
+    usage_ingest(max_seconds=1)
+    hits = UsageRecord.objects.filter(cache_hit=True)
+    assert hits.count() == 1 and hits.get().cache_saved_usd > 0
+    now = datetime.now(UTC)
+    sums = totals(cells(cached.account, Range(now - timedelta(hours=1), now + timedelta(minutes=1)), {}))
+    assert sums["cache_hits"] == 1 and sums["cache_saved_usd"] == hits.get().cache_saved_usd

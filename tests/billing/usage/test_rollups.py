@@ -43,6 +43,8 @@ def _events(account_id: int, keys: list[ApiKey], count: int = 400, seed: int = 7
             "streamed": rng.random() < 0.5, "usage_source": rng.choice(["reported", "reported", "estimated"]),
             "cost_usd": cost, "created_at": START + rng.uniform(0, 3.5 * HOUR),
         })
+        if status == 200 and cost is not None and rng.random() < 0.2:  # a response-cache hit: free, and its saving
+            events[-1].update(cost_usd="0", cache_hit=True, cache_saved_usd=cost)
     return events
 
 
@@ -57,7 +59,8 @@ def _record_sums(trunc: type[TruncHour | TruncDay], dimensions: tuple[str, ...])
             input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
             cached_input_tokens=Sum("cached_input_tokens"), cache_write_tokens=Sum("cache_write_tokens"),
             reasoning_tokens=Sum("reasoning_tokens"), cost_usd=Sum("cost_usd", default=Decimal(0)),
-            latency_ms_total=Sum("latency_ms"),
+            latency_ms_total=Sum("latency_ms"), cache_hits=Count("pk", filter=Q(cache_hit=True)),
+            cache_saved_usd=Sum("cache_saved_usd", default=Decimal(0)),
         )
     )
     sums = {}
