@@ -54,10 +54,7 @@ async def cache_replay(*, call: Call, answer: CachedAnswer, send: Send) -> None:
     call.cache_hit = True
     call.status, call.streamed, call.served_model = answer.status, answer.streamed, answer.served_model
     call.usage, call.cost_usd = TokenUsage(), Decimal(0)
-    saved = price(call, answer.usage, call.info.model)
-    if saved is None and answer.served_model:
-        saved = price(call, answer.usage, answer.served_model)
-    call.cache_saved_usd = saved
+    call.cache_saved_usd = saved = hit_saving(call, answer)
     headers = [(b"content-type", answer.content_type), (b"x-tokonomics-request-id", call.rid.encode()),
                (b"x-tokonomics-cost-usd", cost_header(Decimal(0))), (CACHE_HEADER, HIT)]
     call.overhead_seconds = time.perf_counter() - call.started
@@ -78,6 +75,16 @@ async def cache_replay(*, call: Call, answer: CachedAnswer, send: Send) -> None:
         metrics.add(metrics.cache_saved_series(call.provider_label), float(saved))
 
 
+def hit_saving(call: Call, answer: CachedAnswer) -> Decimal | None:
+    """What the hit saved: the original's usage at this call's prices (the model asked for, else the one that
+    served it), so today's prices and the account's overrides count; else what the original cost then."""
+    assert call.info is not None
+    saved = price(call, answer.usage, call.info.model)
+    if saved is None and answer.served_model:
+        saved = price(call, answer.usage, answer.served_model)
+    return saved if saved is not None else answer.cost_usd
+
+
 async def cache_store(*, call: Call, ctx: ProxyContext) -> None:
     """Keep a miss's answer: 2xx, whole (a stream whose final event was seen), with the usage the provider
     reported, and within the account's entry limit. After the client has it all and the call is settled."""
@@ -89,5 +96,5 @@ async def cache_store(*, call: Call, ctx: ProxyContext) -> None:
     if call.streamed and not cache.stream_finished():
         return
     if await cache_put(ctx.redis, cache, streamed=call.streamed, usage=call.usage, served_model=call.served_model,
-                       now_ms=int(time.time() * 1000)):
+                       cost_usd=call.cost_usd, now_ms=int(time.time() * 1000)):
         metrics.add(metrics.cache_stored_series(call.provider_label))
