@@ -12,7 +12,9 @@ from billing.accounts.management_tokens import management_token_revoke
 from billing.accounts.services import (
     ACCOUNT_FIELDS,
     BRANDING_FIELDS,
+    CACHE_FIELDS,
     PRICE_FIELDS,
+    account_cache_update,
     account_create,
     account_update,
     price_override_delete,
@@ -86,6 +88,7 @@ class AccountAdmin(ServiceWritesAdmin[Account]):
         (None, {"fields": ["slug", "name", "plan", "timezone"]}),
         ("Policy", {"fields": ["retention_days", "on_redis_unavailable", "allow_unmetered_routes",
                                "allow_unpriced_models"]}),
+        ("Response cache", {"fields": list(CACHE_FIELDS)}),
         ("White-label", {"fields": ["brand_name", "brand_logo_url", "brand_accent_color"]}),
     ]
     create_only_fields = ("slug",)
@@ -98,7 +101,10 @@ class AccountAdmin(ServiceWritesAdmin[Account]):
     def service_update(self, request: HttpRequest, stored: Account, changes: dict[str, Any]) -> None:
         # Two entries when both change, as the settings page and its branding page log them.
         branding = {name: value for name, value in changes.items() if name in BRANDING_FIELDS}
-        settings = {name: value for name, value in changes.items() if name not in BRANDING_FIELDS}
+        cache = {name: value for name, value in changes.items() if name in CACHE_FIELDS}
+        settings = {name: value for name, value in changes.items() if name not in (*BRANDING_FIELDS, *CACHE_FIELDS)}
+        if cache:
+            account_cache_update(account=stored, actor=admin_actor(request), changes=cache)
         if settings:
             account_update(account=stored, actor=admin_actor(request), changes=settings)
         if branding:

@@ -68,6 +68,7 @@ def _account_out(account: Account, token: ManagementToken) -> dict[str, Any]:
         "on_redis_unavailable": account.on_redis_unavailable,
         "allow_unmetered_routes": account.allow_unmetered_routes,
         "allow_unpriced_models": account.allow_unpriced_models,
+        **{name: getattr(account, name) for name in account_services.CACHE_FIELDS},
     }
 
 

@@ -9,7 +9,14 @@ from typing import Annotated, Literal
 from ninja import Field, Schema
 from pydantic.json_schema import SkipJsonSchema
 
-from billing.models import Budget, Plan, UsageRecord
+from billing.models import (
+    MAX_CACHE_ENTRY_BYTES,
+    MAX_CACHE_TOTAL_BYTES,
+    MAX_CACHE_TTL_SECONDS,
+    Budget,
+    Plan,
+    UsageRecord,
+)
 from billing.usage.selectors import GroupBy
 from tokonomics.api_common import InSchema, ObjectId, Timestamp, field_decimal_string, not_null, plain_text
 
@@ -146,6 +153,9 @@ class UsageRecordOut(Schema):
     routing_saved_usd: DecimalString | None = Field(
         description="What routing saved: the requested model's price for this usage less the served model's.")
     created_at: datetime
+    cache_hit: bool = Field(description="Answered from the account's response cache: no upstream call, cost 0.")
+    cache_saved_usd: DecimalString | None = Field(
+        description="A cache hit: what the call would have cost upstream (null otherwise, or when unpriced).")
 
     @staticmethod
     def resolve_routing_saved_usd(obj: UsageRecord) -> str | None:
@@ -158,6 +168,10 @@ class UsageRecordOut(Schema):
     @staticmethod
     def resolve_cost_usd(obj: UsageRecord) -> str | None:
         return None if obj.cost_usd is None else field_decimal_string(obj, "cost_usd")
+
+    @staticmethod
+    def resolve_cache_saved_usd(obj: UsageRecord) -> str | None:
+        return None if obj.cache_saved_usd is None else field_decimal_string(obj, "cache_saved_usd")
 
     @staticmethod
     def resolve_provider_cost_usd(obj: UsageRecord) -> str | None:
@@ -263,6 +277,13 @@ class AccountOut(Schema):
     allow_unpriced_models: bool = Field(
         description="Calls a hard budget covers may use models without a price (else 403 model_unpriced); they are "
                     "recorded with an unknown cost.")
+    cache_enabled: bool = Field(description="The response cache: identical calls answered from a kept, encrypted "
+                                            "answer at no cost (off by default).")
+    cache_ttl_seconds: int = Field(description="How long a kept answer is served.")
+    cache_max_entry_bytes: int = Field(description="Answers larger than this are not kept.")
+    cache_max_total_bytes: int = Field(description="The account's kept answers at most; past it the oldest go first.")
+    cache_nonzero_temperature: bool = Field(
+        description="Also cache calls sampled with a temperature above 0 (or none given, the providers' default 1).")
 
 
 class AccountPatch(InSchema):
@@ -271,5 +292,12 @@ class AccountPatch(InSchema):
     on_redis_unavailable: Literal["default", "open", "closed"] | SkipJsonSchema[None] = None
     allow_unmetered_routes: bool | SkipJsonSchema[None] = None
     allow_unpriced_models: bool | SkipJsonSchema[None] = None
+    cache_enabled: bool | SkipJsonSchema[None] = None
+    cache_ttl_seconds: Annotated[int, Field(ge=1, le=MAX_CACHE_TTL_SECONDS)] | SkipJsonSchema[None] = None
+    cache_max_entry_bytes: Annotated[int, Field(ge=1024, le=MAX_CACHE_ENTRY_BYTES)] | SkipJsonSchema[None] = None
+    cache_max_total_bytes: Annotated[int, Field(ge=1024, le=MAX_CACHE_TOTAL_BYTES)] | SkipJsonSchema[None] = None
+    cache_nonzero_temperature: bool | SkipJsonSchema[None] = None
 
-    reject_null = not_null("on_redis_unavailable", "allow_unmetered_routes", "allow_unpriced_models")
+    reject_null = not_null("on_redis_unavailable", "allow_unmetered_routes", "allow_unpriced_models", "cache_enabled",
+                           "cache_ttl_seconds", "cache_max_entry_bytes", "cache_max_total_bytes",
+                           "cache_nonzero_temperature")

@@ -60,6 +60,8 @@ def usage_event(call: Call) -> bytes:
         "reserved_usd": cost_clean(format(nanos_to_usd(call.estimate_nanos), "f"))
         if call.denied_scope.endswith("_budget") else None,
         "streamed": call.streamed,
+        "cache_hit": call.cache_hit,
+        "cache_saved_usd": None if call.cache_saved_usd is None else cost_clean(str(call.cache_saved_usd)),
         "usage_source": call.usage_source,
         "enforced": call.enforced,
         "created_at": call.created_at,
@@ -133,6 +135,7 @@ def call_log(call: Call) -> None:
         "feature": call.feature, "environment": call.environment,
         "denied_scope": call.denied_scope,
         "streamed": call.streamed,
+        "cache_hit": call.cache_hit,
         "input_tokens": usage.input_tokens if usage is not None else None,
         "output_tokens": usage.output_tokens if usage is not None else None,
     })

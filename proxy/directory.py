@@ -20,6 +20,7 @@ from proxy.pricing import PriceTable
 
 from .budgets import BudgetEntry
 from .database_jobs import database_job
+from .response_cache import CacheSettings
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class AccountEntry:
     allow_unpriced_models: bool = False
     slug: str = ""  # named in traces (proxy/tracing.py)
     routes: dict[str, RouteEntry] = field(default_factory=dict)  # by the model name clients call
+    cache: CacheSettings | None = None  # the response cache; None: off (the default)
 
 
 def _timestamp(value: datetime | None) -> float | None:

@@ -1,11 +1,13 @@
-"""One proxied call's life, as its steps: authenticate → read_body → describe → admit → forward →
-settle (or, for a call refused or never answered, send_error → emit_unreserved).
+"""One proxied call's life, as its steps: authenticate → read_body → describe → admit → cache_lookup →
+forward (or cache_replay, on a hit) → settle → cache_store (or, for a call refused or never answered,
+send_error → emit_unreserved).
 
 Everything here runs on the event loop: no ORM, no blocking I/O. Keys and accounts come from
 the in-process directory, budgets from Redis scripts, and the usage record leaves as an event.
 The steps lean on: headers.py (what the headers say, what goes upstream and back), admission.py
 (estimate, price, and the refusals a verdict becomes), quota.py (Redis, and what to do while it is
-down), relay.py (the answer on its way to the client), call_record.py (the usage event and metrics).
+down), relay.py (the answer on its way to the client), call_record.py (the usage event and metrics),
+cache_steps.py (the opt-in response cache: lookup, replay, store).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from . import headers as call_headers
 from . import metrics
 from .admission import denial_error, estimate, unenforced_admit, unpriced_refuse
 from .budgets import nanos_to_usd, usd_to_nanos
+from .cache_steps import cache_lookup, cache_replay, cache_store
 from .call_record import call_log, call_observe, usage_event
 from .context import ProxyContext
 from .directory import AccountEntry, EndpointEntry, KeyEntry, RouteEntry
@@ -45,6 +48,7 @@ from .usage import TokenUsage
 from .usage_bounds import TEXT_LIMITS
 
 if TYPE_CHECKING:
+    from .response_cache import CacheCall
     from .tracing import CallSpan
 
 __all__ = ["Call", "Receive", "Send", "handle"]
@@ -86,6 +90,9 @@ class Call:
     streamed: bool = False
     upstream_seconds: float = 0.0
     overhead_seconds: float = 0.0
+    cache: CacheCall | None = None  # a call the account's response cache may answer or keep (cache_steps.py)
+    cache_hit: bool = False  # answered from the cache: no upstream call, nothing owed
+    cache_saved_usd: Decimal | None = None  # a hit: what the call would have cost
     error_code: str = ""  # the proxy's own refusal, by its code (never its message): for the trace
     span: CallSpan | None = None  # the call's trace span, when tracing is on (proxy/tracing.py)
     # Routing (proxy/routing.py): the route the model named, the model the client asked for, each target's
@@ -153,8 +160,15 @@ async def steps(*, call: Call, scope: dict[str, Any], receive: Receive, send: Se
         body = await read_body(receive=receive, headers=headers)
         describe(call=call, method=scope["method"], rest=target.rest, body=body)
         await admit(call=call, ctx=ctx)
+        # guardrails on input go here (issue 18), before the lookup: the cache sees the request as it is sent
+        answer = None
+        if call.account is not None and call.account.cache is not None:  # off (the default): not even a call
+            answer = await cache_lookup(call=call, ctx=ctx, method=scope["method"], rest=target.forwarded,
+                                        query=scope.get("query_string", b""), headers=headers)
         try:
-            if call.route is None:
+            if answer is not None:
+                await cache_replay(call=call, answer=answer, send=send)
+            elif call.route is None:
                 await forward(call=call, ctx=ctx, scope=scope, rest=target.forwarded, headers=headers, body=body,
                               receive=receive, send=send)
             else:
@@ -162,6 +176,8 @@ async def steps(*, call: Call, scope: dict[str, Any], receive: Receive, send: Se
                                      body=body, receive=receive, send=send)
         finally:
             await settle(call=call, ctx=ctx)
+        if call.cache is not None:
+            await cache_store(call=call, ctx=ctx)
     except ProxyError as exc:
         call.status = exc.status
         call.denied_scope = exc.denied_scope

@@ -41,6 +41,11 @@ provider_cost_mismatch_total = Counter(
 )
 unknown_price_total = Counter("tokonomics_unknown_price", "Calls whose model has no known price.", ("provider",))
 unenforced_total = Counter("tokonomics_unenforced", "Calls let through while Redis was unreachable.", ("provider",))
+cache_lookups_total = Counter("tokonomics_cache_lookups", "Response cache lookups of cacheable calls, by result "
+                              "(hit: answered from the cache; miss: sent upstream).", ("provider", "result"))
+cache_saved_usd_total = Counter("tokonomics_cache_saved_usd", "What cache hits would have cost upstream, in USD.",
+                                ("provider",))
+cache_stored_total = Counter("tokonomics_cache_stored", "Answers kept in the response cache.", ("provider",))
 reserved_usd_total = Counter("tokonomics_reserved_usd", "Estimates reserved before calls.", ("provider",))
 # Set when a process's Redis breaker opens or closes (rare: never per call). With several workers the
 # highest live value wins: 1 if any worker is skipping Redis.
@@ -204,4 +209,29 @@ def reserved_usd(provider: str) -> Any:
     child = _reserved.get(provider)
     if child is None:
         child = _reserved[provider] = reserved_usd_total.labels(provider)
+    return child
+
+
+_cache_series: dict[tuple[str, str], Any] = {}
+
+
+def cache_lookup_series(provider: str, result: str) -> Any:
+    """`provider` is an endpoint of the caller's account (Call.provider_label), never a client's string."""
+    child = _cache_series.get((provider, result))
+    if child is None:
+        child = _cache_series[(provider, result)] = cache_lookups_total.labels(provider, result)
+    return child
+
+
+def cache_saved_series(provider: str) -> Any:
+    child = _cache_series.get((provider, "saved"))
+    if child is None:
+        child = _cache_series[(provider, "saved")] = cache_saved_usd_total.labels(provider)
+    return child
+
+
+def cache_stored_series(provider: str) -> Any:
+    child = _cache_series.get((provider, "stored"))
+    if child is None:
+        child = _cache_series[(provider, "stored")] = cache_stored_total.labels(provider)
     return child

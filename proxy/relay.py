@@ -75,6 +75,12 @@ async def relay_body(*, call: Call, upstream: aiohttp.ClientResponse, send: Send
     # Every non-streamed answer says its cost (CONTRACT §1): "unknown" only for an unmetered route or model.
     extra = [(b"content-length", str(len(body)).encode()), (b"x-tokonomics-cost-usd", cost_header(call.cost_usd)),
              *call.response_headers_extra]
+    if call.cache is not None:
+        # A cacheable call answered upstream: kept (if it may be) once settled (cache_steps.cache_store).
+        extra.append((b"x-tokonomics-cache", b"miss"))
+        cache_record_start(call, upstream)
+        call.cache.record(body)
+        call.cache.complete = True
     overhead = call.overhead_seconds + (time.perf_counter() - finished)
     extra.append((b"x-tokonomics-overhead-ms", f"{overhead * 1000:.3f}".encode()))
     await send({"type": "http.response.start", "status": status, "headers": [*headers, *extra]})
@@ -105,8 +111,13 @@ async def relay_stream(
         # client's format.
         reader = translation.wire.stream_reader(translation.info)
         translator = translation.adapter.stream_translator(client_info=translation.client_info)
+    cache = call.cache
+    extra = call.response_headers_extra
+    if cache is not None:
+        cache_record_start(call, upstream)
+        extra = [*extra, (b"x-tokonomics-cache", b"miss")]
     await send({"type": "http.response.start", "status": upstream.status,
-                "headers": response_headers(upstream, call.rid, call.response_headers_extra)})
+                "headers": response_headers(upstream, call.rid, extra)})
     # A client that goes away must stop the upstream too, even while it is between chunks.
     this_task = asyncio.current_task()
     finishing = False
@@ -125,6 +136,8 @@ async def relay_stream(
             if translator is not None:
                 out = translator.feed(out)
             if out:
+                if cache is not None:
+                    cache.record(out)  # as the client receives it: a hit replays the same chunks
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             in_proxy += time.perf_counter() - mark
         mark = time.perf_counter()
@@ -133,6 +146,9 @@ async def relay_stream(
         if translator is not None:
             tail = translator.feed(tail) + translator.close()
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+        if cache is not None:
+            cache.record(tail)
+            cache.complete = True  # the provider ended the stream and the client has it all
         in_proxy += time.perf_counter() - mark
     except asyncio.CancelledError:
         if not gone.done() or this_task is None:
@@ -159,6 +175,13 @@ async def relay_stream(
         if reader is not None and call.info is not None:
             usage_account(call, reader.usage, reader.served_model,
                           estimated_output=0 if reader.usage is not None else reader.estimated_output_tokens())
+
+
+def cache_record_start(call: Call, upstream: aiohttp.ClientResponse) -> None:
+    """A cacheable call's answer is about to be relayed: what its entry replays besides the bytes."""
+    assert call.cache is not None
+    call.cache.status = upstream.status
+    call.cache.content_type = upstream.headers.get("Content-Type", "application/json").encode("latin-1")
 
 
 def usage_account(call: Call, usage: TokenUsage | None, served: str | None, *, estimated_output: int = 0) -> None:

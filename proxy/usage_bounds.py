@@ -135,11 +135,13 @@ def usage_event_clean(*, event: dict[str, Any]) -> dict[str, Any]:
         clean["tags"] = tags_clean(clean["tags"])
     if "latency_ms" in clean:
         clean["latency_ms"] = int_clamp(clean["latency_ms"], MAX_LATENCY_MS)
+    if "cache_hit" in clean:
+        clean["cache_hit"] = clean["cache_hit"] is True
     if "status_code" in clean:
         clean["status_code"] = int_clamp(clean["status_code"], MAX_STATUS_CODE)
     if "attempts" in clean:
         clean["attempts"] = attempts_clean(clean["attempts"])
-    for name in ("cost_usd", "reserved_usd", "provider_cost_usd", "routing_saved_usd"):
+    for name in ("cost_usd", "reserved_usd", "provider_cost_usd", "routing_saved_usd", "cache_saved_usd"):
         if name in clean:
             clean[name] = cost_clean(clean[name])
     return clean

@@ -9,6 +9,7 @@ from billing.models import Account
 from proxy.budgets import BudgetEntry
 from proxy.directory import AccountEntry, EndpointEntry, RouteEntry, RouteTarget
 from proxy.pricing import PriceTable
+from proxy.response_cache import CacheSettings
 
 
 def load_account(account_id: int) -> AccountEntry | None:
@@ -52,4 +53,8 @@ def load_account(account_id: int) -> AccountEntry | None:
         allow_unpriced_models=account.allow_unpriced_models,
         slug=account.slug,
         routes=routes,
+        cache=CacheSettings(
+            ttl_seconds=account.cache_ttl_seconds, max_entry_bytes=account.cache_max_entry_bytes,
+            max_total_bytes=account.cache_max_total_bytes, nonzero_temperature=account.cache_nonzero_temperature,
+        ) if account.cache_enabled else None,
     )

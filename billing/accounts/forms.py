@@ -16,7 +16,15 @@ from django.contrib.auth.models import User
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from billing.models import HEX_COLOUR_VALIDATOR, Account, Seat, SsoConfig
+from billing.models import (
+    HEX_COLOUR_VALIDATOR,
+    MAX_CACHE_ENTRY_BYTES,
+    MAX_CACHE_TOTAL_BYTES,
+    MAX_CACHE_TTL_SECONDS,
+    Account,
+    Seat,
+    SsoConfig,
+)
 from billing.sso.services import password_login_blocked
 from billing.usage.retention import MAX_RETENTION_DAYS
 
@@ -99,6 +107,26 @@ class AccountSettingsForm(forms.Form):
             f"Empty: the {plan.name} plan's {plan.retention_days} days. "
             f"Any number of days from 1 to {MAX_RETENTION_DAYS} is accepted."
         )
+
+
+class CacheSettingsForm(forms.Form):
+    cache_enabled = forms.BooleanField(required=False, label="Response cache on")
+    cache_ttl_seconds = forms.IntegerField(min_value=1, max_value=MAX_CACHE_TTL_SECONDS,
+                                           label="Keep answers for (seconds)")
+    cache_max_entry_bytes = forms.IntegerField(min_value=1024, max_value=MAX_CACHE_ENTRY_BYTES,
+                                               label="Largest answer kept (bytes)")
+    cache_max_total_bytes = forms.IntegerField(min_value=1024, max_value=MAX_CACHE_TOTAL_BYTES,
+                                               label="All answers kept, at most (bytes)",
+                                               help_text="Past it, the oldest answers are removed first.")
+    cache_nonzero_temperature = forms.BooleanField(
+        required=False, label="Also cache sampled calls (temperature above 0, or none given)",
+        help_text="Off: only calls with temperature 0 (and embeddings) are answered from the cache, since a "
+                  "sampled call would have been answered differently each time.",
+    )
+
+    def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
+        kwargs.setdefault("initial", {name: getattr(account, name) for name in self.base_fields})
+        super().__init__(*args, **kwargs)
 
 
 class BrandingForm(forms.Form):

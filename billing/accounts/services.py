@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -15,14 +15,19 @@ from django.db import transaction
 from billing.models import Account, Plan, PriceOverride, SsoConfig
 from billing.sso.domains import sso_domains_sync
 from billing.sso.services import issuer_problem
+from proxy.response_cache import entry_key, index_key, sizes_key
 from proxy.services import credential_host_problem
 from tokonomics.audit import Actor, audit_record, snapshot
+from tokonomics.redis_client import sync_redis
 from tokonomics.validation import ensure_unique, validated_save
 
 SETTINGS_FIELDS = ("name", "timezone", "retention_days", "on_redis_unavailable", "allow_unmetered_routes",
                    "allow_unpriced_models")
+# The response cache's settings (the settings page's cache form, the REST API, a config file's `cache:`).
+CACHE_FIELDS = ("cache_enabled", "cache_ttl_seconds", "cache_max_entry_bytes", "cache_max_total_bytes",
+                "cache_nonzero_temperature")
 # What the REST API may change on its account: how the proxy treats calls.
-POLICY_FIELDS = frozenset({"on_redis_unavailable", "allow_unmetered_routes", "allow_unpriced_models"})
+POLICY_FIELDS = frozenset({"on_redis_unavailable", "allow_unmetered_routes", "allow_unpriced_models", *CACHE_FIELDS})
 BRANDING_FIELDS = ("brand_name", "brand_logo_url", "brand_accent_color")
 SSO_FIELDS = ("enabled", "issuer", "client_id", "default_role", "password_login_disabled")
 
@@ -51,7 +56,40 @@ def account_policy_update(*, account: Account, actor: Any, changes: dict[str, An
         raise ValueError(f"not account policy fields: {sorted(unknown)}")
     if not changes:
         return account
-    return _fields_update(account, actor, "account.updated", changes)
+    cache = {name: value for name, value in changes.items() if name in CACHE_FIELDS}
+    if cache:
+        account_cache_update(account=account, actor=actor, changes=cache)
+    others = {name: value for name, value in changes.items() if name not in CACHE_FIELDS}
+    return _fields_update(account, actor, "account.updated", others) if others else account
+
+
+def account_cache_update(*, account: Account, actor: Actor | Any, changes: Mapping[str, Any]) -> Account:
+    """Change any of CACHE_FIELDS, logged as `account.cache_changed` (turning the cache on starts keeping
+    answers, encrypted: the settings page says what)."""
+    unknown = set(changes) - set(CACHE_FIELDS)
+    if unknown:
+        raise ValueError(f"not cache fields: {sorted(unknown)}")
+    changed = {name: value for name, value in changes.items() if getattr(account, name) != value}
+    if not changed:
+        return account
+    turned_off = account.cache_enabled and changed.get("cache_enabled") is False
+    account = account_update(account=account, actor=actor, changes=changed, action="account.cache_changed")
+    if turned_off:
+        # Off means nothing kept: its answers go now, not when their TTL ends.
+        account_id = account.pk
+        transaction.on_commit(lambda: cache_entries_delete(account_id=account_id))
+    return account
+
+
+def cache_entries_delete(*, account_id: int) -> int:
+    """Remove every answer the account's response cache keeps; returns how many."""
+    client = sync_redis()
+    names = [name.decode() for name in cast(list[bytes], client.zrange(index_key(account_id), 0, -1))]
+    keys = [entry_key(account_id, name) for name in names]
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start:start + 500])
+    client.delete(index_key(account_id), sizes_key(account_id))
+    return len(names)
 
 
 def account_branding_update(
@@ -104,7 +142,7 @@ def sso_config_update(
 
 ACCOUNT_FIELDS = frozenset({"name", "plan", "timezone", "retention_days", "on_redis_unavailable",
                             "allow_unmetered_routes", "allow_unpriced_models", "brand_name", "brand_logo_url",
-                            "brand_accent_color"})
+                            "brand_accent_color", *CACHE_FIELDS})
 PRICE_FIELDS = frozenset({"input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok"})
 
 

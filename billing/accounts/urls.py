@@ -11,6 +11,7 @@ urlpatterns = [
     path("settings/", views.account_settings, name="account_settings"),
     path("settings/general", views.account_settings_update, name="account_settings_update"),
     path("settings/branding", views.branding_update, name="branding_update"),
+    path("settings/cache", views.cache_settings_update, name="cache_settings_update"),
     path("settings/sso", views.sso_config_update, name="sso_config_update"),
     path("settings/sso/domains/<int:domain_id>/confirm", views.sso_domain_confirmation_send,
          name="sso_domain_confirmation_send"),

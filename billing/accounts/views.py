@@ -21,6 +21,7 @@ from billing.accounts.access import Membership, membership_get
 from billing.accounts.forms import (
     AccountSettingsForm,
     BrandingForm,
+    CacheSettingsForm,
     InvitationSignUpForm,
     InviteForm,
     PasswordLoginForm,
@@ -232,6 +233,7 @@ def _settings_page(request: SignedInRequest, membership: Membership, *, partial:
     page_forms = {
         "settings_form": forms.get("settings_form") or AccountSettingsForm(account=account),
         "branding_form": forms.get("branding_form") or BrandingForm(account=account),
+        "cache_form": forms.get("cache_form") or CacheSettingsForm(account=account),
         "sso_form": forms.get("sso_form") or SsoConfigForm(config=config),
     }
     if not can_edit:
@@ -281,6 +283,24 @@ def account_settings_update(request: SignedInRequest, slug: str) -> HttpResponse
             messages.success(request, "Account settings saved.")
             return after_change(request, reverse("account_settings", args=[slug]))
     return _settings_invalid(request, membership, "settings-form", "settings_form", form)
+
+
+@require_POST
+@login_required
+def cache_settings_update(request: SignedInRequest, slug: str) -> HttpResponse:
+    membership = membership_get(request, slug)
+    membership.require("manage_account")
+    form = CacheSettingsForm(request.POST, account=membership.account)
+    if form.is_valid():
+        try:
+            account_services.account_cache_update(account=membership.account, actor=request.user,
+                                                  changes=form.cleaned_data)
+        except ValidationError as error:
+            form_errors_from(form, error)
+        else:
+            messages.success(request, "Response cache settings saved.")
+            return after_change(request, reverse("account_settings", args=[slug]))
+    return _settings_invalid(request, membership, "cache-form", "cache_form", form)
 
 
 @require_POST

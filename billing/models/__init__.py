@@ -1,6 +1,15 @@
 """billing's models, one module per noun family; Django and every caller import them from here."""
 
-from .accounts import HEX_COLOUR_VALIDATOR, Account, Plan, Seat, validate_timezone
+from .accounts import (
+    HEX_COLOUR_VALIDATOR,
+    MAX_CACHE_ENTRY_BYTES,
+    MAX_CACHE_TOTAL_BYTES,
+    MAX_CACHE_TTL_SECONDS,
+    Account,
+    Plan,
+    Seat,
+    validate_timezone,
+)
 from .audit import AuditEntry
 from .budgets import Budget, PriceOverride
 from .deadletters import UsageDeadLetter
@@ -24,7 +33,8 @@ from .usage import (
 )
 
 __all__ = [
-    "HEX_COLOUR_VALIDATOR", "KEY_ID_HELP", "Account", "AllDimensions", "AuditEntry", "Budget", "Invitation",
+    "HEX_COLOUR_VALIDATOR", "KEY_ID_HELP", "MAX_CACHE_ENTRY_BYTES", "MAX_CACHE_TOTAL_BYTES", "MAX_CACHE_TTL_SECONDS",
+    "Account", "AllDimensions", "AuditEntry", "Budget", "Invitation",
     "ManagementToken", "Plan", "PriceOverride", "RollupSums", "Seat", "SsoConfig", "SsoDomain", "SummaryDimensions",
     "TenantDimensions", "UsageDayRollup", "UsageDeadLetter", "UsageRecord", "UsageRollup",
     "UsageSummaryDayRollup", "UsageSummaryRollup", "UsageTagRollup", "UsageTenantDayRollup", "UsageTenantRollup",

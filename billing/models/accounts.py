@@ -6,11 +6,15 @@ import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 from tokonomics.validation import SLUG_VALIDATOR
 
+# The response cache's bounds: a week's TTL at most (per-route overrides included), 16 MiB an answer, 4 GiB an account.
+MAX_CACHE_TTL_SECONDS = 7 * 24 * 3600
+MAX_CACHE_ENTRY_BYTES = 16 * 1024 * 1024
+MAX_CACHE_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
 HEX_COLOUR_VALIDATOR = RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use a colour like #4f46e5.")
 
 
@@ -62,6 +66,27 @@ class Account(models.Model):
         default=False,
         help_text="Let calls a hard budget covers use models without a price (catalogue or the account's own); "
                   "they are recorded with an unknown cost and count nothing against budgets.",
+    )
+    # The response cache (proxy/response_cache.py, CONTRACT "Routes and cache"): off unless an admin turns it on.
+    cache_enabled = models.BooleanField(
+        default=False, help_text="Keep successful answers, encrypted, and serve identical calls from them at no cost."
+    )
+    cache_ttl_seconds = models.PositiveIntegerField(
+        default=3600, validators=[MinValueValidator(1), MaxValueValidator(MAX_CACHE_TTL_SECONDS)],
+        help_text="How long a kept answer is served.",
+    )
+    cache_max_entry_bytes = models.PositiveIntegerField(
+        default=1024 * 1024, validators=[MinValueValidator(1024), MaxValueValidator(MAX_CACHE_ENTRY_BYTES)],
+        help_text="Answers larger than this are not kept.",
+    )
+    cache_max_total_bytes = models.PositiveBigIntegerField(
+        default=64 * 1024 * 1024, validators=[MinValueValidator(1024), MaxValueValidator(MAX_CACHE_TOTAL_BYTES)],
+        help_text="The account's answers kept at most; past it the oldest go first.",
+    )
+    cache_nonzero_temperature = models.BooleanField(
+        default=False,
+        help_text="Also keep answers to calls sampled with a temperature above 0 (or none given: the providers' "
+                  "default is 1), which would each have been different.",
     )
     brand_name = models.CharField(max_length=60, blank=True)
     brand_logo_url = models.URLField(blank=True)

@@ -54,6 +54,13 @@ class UsageRecord(models.Model):
         help_text="A call a budget denied: the estimate it asked to reserve (docs/budgets.md).",
     )
     streamed = models.BooleanField(default=False)
+    # Served from the account's response cache: no upstream call, cost 0 and no tokens (the provider processed
+    # none); cache_saved_usd is what the answer would have cost at the call's own prices.
+    cache_hit = models.BooleanField(default=False, db_default=False)
+    cache_saved_usd = models.DecimalField(
+        max_digits=18, decimal_places=9, null=True, blank=True,
+        help_text="A cache hit: what the call would have cost upstream; empty otherwise (or when unpriced).",
+    )
     usage_source = models.CharField(max_length=10, choices=Source.choices, default=Source.REPORTED)
     enforced = models.BooleanField(
         default=True, help_text="False when Redis was unreachable and the call went through."
@@ -104,6 +111,8 @@ class RollupSums(models.Model):
     # Routing (i16): what routes and budget downgrades saved, and how many calls a budget downgraded.
     routing_saved_usd = models.DecimalField(max_digits=20, decimal_places=9, default=0, db_default=0)
     downgraded_requests = models.PositiveBigIntegerField(default=0, db_default=0)
+    cache_hits = models.PositiveBigIntegerField(default=0, db_default=0)
+    cache_saved_usd = models.DecimalField(max_digits=20, decimal_places=9, default=0, db_default=0)
 
     class Meta:
         abstract = True

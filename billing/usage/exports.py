@@ -19,10 +19,12 @@ EXPORT_FIELDS = (
     "session", "session_name", "session_git",
     # then routing's (docs/CONTRACT.md "Routes and cache")
     "route", "requested_model", "downgraded_from", "routing_saved_usd",
+    # a call answered from the account's response cache (cost 0), and what it would have cost
+    "cache_hit", "cache_saved_usd",
 )
 # Written as numbers in CSV (cost_usd as plain decimal text, never scientific): never client text.
 NUMERIC_FIELDS = frozenset({"input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
-                            "reasoning_tokens", "cost_usd", "latency_ms", "status_code"})
+                            "reasoning_tokens", "cost_usd", "latency_ms", "status_code", "cache_saved_usd"})
 
 
 def usage_export_rows(
@@ -44,5 +46,6 @@ def usage_export_rows(
         row["key"] = key_names.get(key_id, "")
         row["cost_usd"] = decimal_text(row["cost_usd"])
         row["routing_saved_usd"] = decimal_text(row["routing_saved_usd"])
+        row["cache_saved_usd"] = decimal_text(row["cache_saved_usd"])
         row["created_at"] = row["created_at"].astimezone(zone).isoformat()  # the account's time, its offset saying so
         yield {f: row[f] for f in EXPORT_FIELDS}

@@ -28,11 +28,11 @@ def _overrides(account_ids: set[int]) -> dict[tuple[int, str, str], PriceTable]:
 def usage_record_reprice(*, records: QuerySet[UsageRecord], batch_size: int = 2000) -> tuple[int, int]:
     """Price the records again; returns (records seen, records whose cost changed).
 
-    Denied calls and upstream errors keep their zero cost. The rollups move with the records; Redis counters
-    of a period still running are not touched here: rebuild them afterwards (billing.budgets.counters) if the period
-    matters.
+    Denied calls, upstream errors and response-cache hits keep their zero cost. The rollups move with the
+    records; Redis counters of a period still running are not touched here: rebuild them afterwards
+    (billing.budgets.counters) if the period matters.
     """
-    records = records.filter(status_code__lt=400, denied_scope="").order_by("pk")
+    records = records.filter(status_code__lt=400, denied_scope="", cache_hit=False).order_by("pk")
     account_ids = set(records.values_list("account_id", flat=True).distinct())
     endpoints = {
         (e.account_id, e.slug): e for e in ProviderEndpoint.objects.filter(account_id__in=account_ids)

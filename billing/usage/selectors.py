@@ -131,8 +131,10 @@ def usage_aggregate_list(
 
 
 AGGREGATE_FIELDS = ("requests", "unknown_cost_requests", "cost_usd", *TOKEN_FIELDS)
-SUM_FIELDS = (*AGGREGATE_FIELDS, "latency_ms_total", "routing_saved_usd", "downgraded_requests")
-_ZERO_SUMS = {name: Decimal(0) if name in ("cost_usd", "routing_saved_usd") else 0 for name in SUM_FIELDS}
+# Beside the aggregates: what the dashboards also add up (what routing and the cache saved: proxy/cache_steps.py).
+SUM_FIELDS = (*AGGREGATE_FIELDS, "latency_ms_total", "routing_saved_usd", "downgraded_requests", "cache_hits",
+              "cache_saved_usd")
+_ZERO_SUMS = {name: Decimal(0) if name.endswith("_usd") else 0 for name in SUM_FIELDS}
 
 
 def usage_sum_list(
@@ -232,6 +234,8 @@ def _record_groups(
             latency_ms_total=Sum("latency_ms"),
             routing_saved_usd=Sum("routing_saved_usd"),
             downgraded_requests=Count("id", filter=~Q(downgraded_from="")),
+            cache_hits=Count("id", filter=Q(cache_hit=True)),
+            cache_saved_usd=Sum("cache_saved_usd"),
             **{name: Sum(name) for name in TOKEN_FIELDS},
         )
         .order_by()

@@ -53,3 +53,24 @@ def test_the_account_policy_rejects_what_it_does_not_know(acme, acme_api: ApiCli
     assert acme_api.patch("account", body).status_code == 422
     assert not AuditEntry.objects.exclude(action="management_token.created").exists()
     assert Account.objects.get(pk=acme.pk).name == "Acme Inc"
+
+
+def test_an_admin_token_turns_the_response_cache_on_audited_as_a_cache_change(acme, acme_api: ApiClient) -> None:
+    account = acme_api.get("account").json()
+    assert (account["cache_enabled"], account["cache_ttl_seconds"], account["cache_nonzero_temperature"]) == (
+        False, 3600, False)
+    response = acme_api.patch("account", {"cache_enabled": True, "cache_ttl_seconds": 120,
+                                          "allow_unpriced_models": True})
+    assert response.status_code == 200
+    assert (response.json()["cache_enabled"], response.json()["cache_ttl_seconds"]) == (True, 120)
+    entry = AuditEntry.objects.get(action="account.cache_changed")
+    assert (entry.before, entry.after) == ({"cache_enabled": False, "cache_ttl_seconds": 3600},
+                                           {"cache_enabled": True, "cache_ttl_seconds": 120})
+    assert AuditEntry.objects.get(action="account.updated").after == {"allow_unpriced_models": True}
+
+
+@pytest.mark.parametrize("body", [{"cache_enabled": None}, {"cache_ttl_seconds": 0},
+                                  {"cache_max_entry_bytes": 10}, {"cache_max_total_bytes": 2**40}])
+def test_the_cache_settings_are_bounded(acme, acme_api: ApiClient, body) -> None:
+    assert acme_api.patch("account", body).status_code == 422
+    assert not AuditEntry.objects.filter(action="account.cache_changed").exists()

@@ -148,3 +148,26 @@ def test_canary_crossing_formats_reaches_no_store(stack, caplog, capfd) -> None:
     for where, text in stores.items():
         for secret in secrets:
             assert secret not in text, f"{secret!r} found in {where}"
+def test_the_response_cache_keeps_no_content_in_plain(stack) -> None:
+    """With the account's response cache on, answers are kept in Redis: sealed, and named by an HMAC, so
+    neither the prompt nor the answer can be read there (nor in the database or the usage records)."""
+    from ..support import proxy_config_seen, wait_until
+
+    stack.account.cache_enabled = True
+    stack.account.save()
+    proxy_config_seen()
+    oai = openai.OpenAI(base_url=f"{stack.proxy}/proxy/openai", api_key=KEY, max_retries=0)
+    prompt = [{"role": "user", "content": f"Please repeat {CANARY} back to me."}]
+    answer = oai.chat.completions.create(model="gpt-4o-mini", messages=prompt, temperature=0)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in oai.chat.completions.create(
+        model="gpt-4o-mini", messages=prompt, temperature=0, stream=True) if chunk.choices)
+    wait_until(lambda: len(sync_redis().keys("*:rc:e:*")) == 2, message="the answers were not kept")
+    replayed = oai.chat.completions.create(model="gpt-4o-mini", messages=prompt, temperature=0)
+    assert replayed.choices[0].message.content == answer.choices[0].message.content
+    secrets = [CANARY, (answer.choices[0].message.content or "")[:40], text[:40]]
+    assert all(len(secret) >= 20 for secret in secrets)
+    raw = b"".join(sync_redis().get(key) or b"" for key in sync_redis().keys("*:rc:e:*"))
+    usage_ingest(max_seconds=1)
+    for where, found in {"redis": redis_text(), "redis (raw entries)": repr(raw), "database": database_text()}.items():
+        for secret in secrets:
+            assert secret not in found, f"{secret!r} found in {where}"

@@ -17,7 +17,13 @@ from django.db import transaction
 
 from alerts.models import AlertChannel, AlertRule, generate_webhook_secret
 from alerts.services import alert_channel_create, alert_channel_update, alert_rule_create, alert_rule_update
-from billing.accounts.services import account_create, account_update, price_override_set
+from billing.accounts.services import (
+    CACHE_FIELDS,
+    account_cache_update,
+    account_create,
+    account_update,
+    price_override_set,
+)
 from billing.accounts.team import seat_set
 from billing.budgets.services import budget_create, budget_update
 from billing.models import Account, Budget, Plan
@@ -125,13 +131,17 @@ def _account_step(spec: AccountIn, actor: Actor) -> tuple[Account, str | None]:
         "brand_name": spec.brand_name,
         "brand_logo_url": spec.brand_logo_url,
         "brand_accent_color": spec.brand_accent_color,
+        **{f"cache_{name}": value for name, value in spec.cache.model_dump().items()},
     }
     account = Account.objects.filter(slug=spec.slug).first()
     if account is None:
         return account_create(actor=actor, slug=spec.slug, **values), "created"
     changes = _changed(account, values)
-    if changes:
-        account_update(account=account, actor=actor, changes=changes)
+    cache = {name: value for name, value in changes.items() if name in CACHE_FIELDS}
+    if cache:
+        account_cache_update(account=account, actor=actor, changes=cache)
+    if others := {name: value for name, value in changes.items() if name not in CACHE_FIELDS}:
+        account_update(account=account, actor=actor, changes=others)
     return account, _updated(changes)
 
 

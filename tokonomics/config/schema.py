@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from alerts.schemas import EventType
+from billing.models.accounts import MAX_CACHE_ENTRY_BYTES, MAX_CACHE_TOTAL_BYTES, MAX_CACHE_TTL_SECONDS
 from billing.usage.retention import MAX_RETENTION_DAYS
 from tokonomics.validation import SLUG_PATTERN
 
@@ -167,6 +168,14 @@ class RouteIn(Strict):
         """The targets as Route.targets holds them (an endpoint by its slug)."""
         return [{"endpoint": t.provider, "model": t.model, "weight": t.weight, "timeout_seconds": t.timeout_seconds}
                 for t in self.targets]
+class CacheIn(Strict):
+    """The account's response cache (`cache:` under an account); left out, it stays off."""
+
+    enabled: bool = False
+    ttl_seconds: int = Field(default=3600, ge=1, le=MAX_CACHE_TTL_SECONDS)
+    max_entry_bytes: int = Field(default=1024 * 1024, ge=1024, le=MAX_CACHE_ENTRY_BYTES)
+    max_total_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=MAX_CACHE_TOTAL_BYTES)
+    nonzero_temperature: bool = False
 
 
 class AccountIn(Strict):
@@ -178,6 +187,7 @@ class AccountIn(Strict):
     on_redis_unavailable: Literal["default", "open", "closed"] = "default"
     allow_unmetered_routes: bool = False
     allow_unpriced_models: bool = False
+    cache: CacheIn = CacheIn()
     brand_name: str = ""
     brand_logo_url: str = ""
     brand_accent_color: str = Field(default="", pattern=r"^(#[0-9a-fA-F]{6})?$")

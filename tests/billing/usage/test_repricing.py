@@ -57,3 +57,12 @@ def test_reprice_moves_the_rollups_with_the_records(acme) -> None:
     usage_rollup_add(records=records)
     assert usage_record_reprice(records=UsageRecord.objects.all()) == (3, 2)
     assert_rollups_match_records()  # costs moved, and the unpriced call is priced now
+
+
+def test_a_response_cache_hit_is_never_repriced(acme) -> None:
+    # A hit owes nothing whatever its counts (a record written with the original's tokens would otherwise be
+    # charged by a re-pricing).
+    hit = _record(acme, 1, cost_usd=Decimal(0), cache_hit=True, cache_saved_usd=Decimal("0.75"))
+    assert usage_record_reprice(records=UsageRecord.objects.all()) == (0, 0)
+    hit.refresh_from_db()
+    assert (hit.cost_usd, hit.cache_saved_usd) == (Decimal(0), Decimal("0.75"))

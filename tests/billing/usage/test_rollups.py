@@ -47,6 +47,8 @@ def _events(account_id: int, keys: list[ApiKey], count: int = 400, seed: int = 7
                 "routing_saved_usd": str(Decimal(rng.randint(0, 10**6)) / 10**9),
                 "downgraded_from": rng.choice(["", "gpt-4o"])} if n % 5 == 0 else {}),
         })
+        if status == 200 and cost is not None and rng.random() < 0.2:  # a response-cache hit: free, and its saving
+            events[-1].update(cost_usd="0", cache_hit=True, cache_saved_usd=cost)
     return events
 
 
@@ -64,6 +66,8 @@ def _record_sums(trunc: type[TruncHour | TruncDay], dimensions: tuple[str, ...])
             latency_ms_total=Sum("latency_ms"),
             routing_saved_usd=Sum("routing_saved_usd", default=Decimal(0)),
             downgraded_requests=Count("pk", filter=~Q(downgraded_from="")),
+            cache_hits=Count("pk", filter=Q(cache_hit=True)),
+            cache_saved_usd=Sum("cache_saved_usd", default=Decimal(0)),
         )
     )
     sums = {}

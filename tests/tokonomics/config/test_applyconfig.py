@@ -362,3 +362,19 @@ def test_channel_event_types_apply_and_are_audited(tmp_path, env) -> None:
     assert entry.after["event_types"] == ["budget.exhausted", "rate_limit.exceeded"]
     data["accounts"][0]["alert_channels"][0]["event_types"] = ["key.leaked"]
     assert "event_types" in rejected(tmp_path, data)
+
+
+def test_an_account_may_turn_its_response_cache_on(tmp_path, env) -> None:
+    apply(tmp_path, EXAMPLE)
+    assert Account.objects.get(slug="acme").cache_enabled is False
+    data = example()
+    data["accounts"][0]["cache"] = {"enabled": True, "ttl_seconds": 300, "nonzero_temperature": True}
+    output = apply_data(tmp_path, data)
+    assert "acme: updated cache_enabled, cache_ttl_seconds, cache_nonzero_temperature account" in output
+    acme = Account.objects.get(slug="acme")
+    assert (acme.cache_enabled, acme.cache_ttl_seconds, acme.cache_nonzero_temperature) == (True, 300, True)
+    assert AuditEntry.objects.filter(action="account.cache_changed").count() == 1
+    assert "acme: updated" not in apply_data(tmp_path, data)  # applied again: nothing changes
+    data["accounts"][0]["cache"] = {"enabled": True, "ttl_seconds": 0}
+    with pytest.raises(CommandError):
+        apply_data(tmp_path, data)

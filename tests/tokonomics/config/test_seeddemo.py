@@ -50,3 +50,10 @@ def test_the_demo_simulator_port_defaults_to_8100_and_must_be_a_port(monkeypatch
     assert "${SIM_PORT}" not in demo_config_text({"SIM_PORT": "8200"})
     with pytest.raises(CommandError, match="not a port"):
         demo_config_text({"SIM_PORT": "80; rm -rf /"})
+
+
+def test_the_demo_account_has_its_response_cache_on(plans, monkeypatch) -> None:
+    monkeypatch.setenv("TOKONOMICS_DEMO_PASSWORD", "a demo password long enough")
+    call_command("seeddemo", stdout=io.StringIO())
+    demo = Account.objects.get(slug="demo")
+    assert (demo.cache_enabled, demo.cache_ttl_seconds) == (True, 3600)

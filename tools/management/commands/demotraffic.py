@@ -32,6 +32,13 @@ CALLS = [
 FIRST_CALLS = CALLS[-2:]
 
 
+# A question asked again and again at temperature 0: the demo account's response cache answers it from the
+# second time on, so its dashboard shows what the cache saved from the first minute.
+FAQ_BODY: dict[str, Any] = {"model": "gpt-4o-mini", "temperature": 0, "max_tokens": 64,
+                            "messages": [{"role": "user", "content": "What are your opening hours?"}]}
+FAQ_SHARE = 0.1
+
+
 def call_path(path: str, kind: str, stream: bool) -> str:
     """The path of one demo call: a streamed Gemini call is streamGenerateContent with alt=sse."""
     if kind == "gemini" and stream:
@@ -69,6 +76,9 @@ class Command(BaseCommand):
             for n in itertools.count(1):
                 provider, path, model, kind = FIRST_CALLS[n - 1] if n <= len(FIRST_CALLS) else random.choice(CALLS)
                 stream = "embeddings" not in kind and random.random() < 0.4
+                faq = n <= 2 or random.random() < FAQ_SHARE  # the first two: a miss, then a hit
+                if faq:
+                    provider, path, model, kind, stream = "openai", "/chat/completions", "gpt-4o-mini", "faq", False
                 gemini = kind.startswith("gemini")
                 headers = {
                     **({"x-goog-api-key": key} if gemini else {"Authorization": f"Bearer {key}"}),
@@ -84,8 +94,8 @@ class Command(BaseCommand):
                     headers.update({"X-Sim-Status": "503", "X-Sim-Fail-Model": "gpt-4o"})
                 url = f"{site}/proxy/{provider}{call_path(path, kind, stream)}"
                 try:
-                    with client.stream("POST", url, json=_body(kind, model, stream),
-                                       headers=headers) as response:
+                    body = FAQ_BODY if faq else _body(kind, model, stream)
+                    with client.stream("POST", url, json=body, headers=headers) as response:
                         response.read()
                 except httpx.HTTPError as exc:
                     self.stderr.write(f"demo call failed: {exc}")
