@@ -311,7 +311,7 @@ def test_kept_answers_are_encrypted_and_named_by_no_content(cached: Stack) -> No
 
 
 def test_the_demo_traffic_produces_a_cache_hit_on_first_start(cached: Stack) -> None:
-    """bin/run's demotraffic asks its FAQ twice first: with the demo account's cache on (demo.yaml), the
+    """bin/run's demotraffic asks its FAQ twice right after its first (routed) calls: with the demo account's cache on (demo.yaml), the
     dashboard shows a saving from the first seconds."""
     import io
 
@@ -320,7 +320,7 @@ def test_the_demo_traffic_produces_a_cache_hit_on_first_start(cached: Stack) -> 
     from billing.dashboard.selectors import Range, cells, totals
 
     errors = io.StringIO()
-    call_command("demotraffic", site=cached.proxy, key=KEY, interval=0.3, count=2, stderr=errors)
+    call_command("demotraffic", site=cached.proxy, key=KEY, interval=0.3, count=4, stderr=errors)
     assert errors.getvalue() == ""
     usage_ingest(max_seconds=1)
     hits = UsageRecord.objects.filter(cache_hit=True)

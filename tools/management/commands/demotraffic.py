@@ -76,7 +76,8 @@ class Command(BaseCommand):
             for n in itertools.count(1):
                 provider, path, model, kind = FIRST_CALLS[n - 1] if n <= len(FIRST_CALLS) else random.choice(CALLS)
                 stream = "embeddings" not in kind and random.random() < 0.4
-                faq = n <= 2 or random.random() < FAQ_SHARE  # the first two: a miss, then a hit
+                # Right after the first calls, the FAQ twice (a miss, then a hit); later, now and then.
+                faq = n - len(FIRST_CALLS) in (1, 2) or (n > len(FIRST_CALLS) + 2 and random.random() < FAQ_SHARE)
                 if faq:
                     provider, path, model, kind, stream = "openai", "/chat/completions", "gpt-4o-mini", "faq", False
                 gemini = kind.startswith("gemini")
