@@ -124,7 +124,12 @@ def ipv6_ok(candidate: str) -> bool:
     return sum(1 for part in address.split(":") if part) >= 3 or "." in address
 
 
+_SSN_SHAPE = re.compile(r"\d{3}([- ])\d\d\1\d{4}")
+
+
 def phone_ok(candidate: str) -> bool:
+    if _SSN_SHAPE.fullmatch(candidate):  # 078-05-1120 is shaped as an SSN, whatever the SSN rules say
+        return False
     digits = _digits(candidate)
     if candidate.startswith("+"):
         return 8 <= len(digits) <= 15
@@ -166,17 +171,18 @@ PATTERNS: tuple[Pattern, ...] = (
             find="prefix"),
     Pattern("email",
             r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.){1,8}"
-            r"[A-Za-z]{2,24}(?![\w-])", 400, find="at"),
+            r"[A-Za-z]{2,24}(?![\w-]|:[\w~])", 400, find="at"),  # not an SSH remote: git@host:org/repo
     Pattern("iban", r"(?<![A-Za-z0-9])[A-Z]{2}\d\d(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])",
             42, iban_ok),
-    Pattern("card", r"(?<![\d.,-])\d{4}(?:[ -]?\d{2,6}){2,4}(?![\d-]|[.,]\d)", 23, card_ok),
+    # a comma may precede or follow a card (CSV), a dot not (decimals: 0.4111…)
+    Pattern("card", r"(?<![\d.-])\d{4}(?:[ -]?\d{2,6}){2,4}(?![\d-]|\.\d)", 23, card_ok),
     Pattern("ssn", r"(?<![\d.-])\d{3}[- ]\d\d[- ]\d{4}(?![\d-]|\.\d)", 11, ssn_ok),
     Pattern("phone",
             r"(?<![\w+.-])\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,5}\)?){1,6}(?![\d-]|\.\d)"
             # US/Canada: (NXX) NXX-XXXX, NXX-NXX-XXXX, NXX.NXX.XXXX
             r"|(?<![\w.-])(?:\([2-9]\d\d\) ?|[2-9]\d\d[-. ])[2-9]\d\d[-. ]\d{4}(?![\d-]|\.\d)"
             # UK, DE, FR, IN national forms with the trunk 0: 020 7946 0958, 030 1234567, 06 12 34 56 78
-            r"|(?<![\w.-])0(?:[1-9]\d{1,4}(?:[ /-]\d{2,8}){1,3}|[1-9]\d{8,9}|[1-9](?:[ .]\d\d){4})"
+            r"|(?<![\w.-])0(?:[1-9]\d{1,4}(?:[ /-]\d{3,8}){1,3}|[1-9]\d{8,9}|[1-9](?:[ .]\d\d){4})"
             r"(?![\d-]|\.\d)"
             # India without the trunk: 98765 43210
             r"|(?<![\w.-])[6-9]\d{4} \d{5}(?![\d-]|\.\d)", 30, phone_ok),

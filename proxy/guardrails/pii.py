@@ -54,9 +54,10 @@ _SEPARATORS_GONE = str.maketrans("", "", " .()/-")
 _MIN_DIGITS = 9
 _IBAN_HEAD = re.compile(r"[A-Z]{2}\d\d")
 _IBAN_BACK = 16  # an IBAN's country, check digits and bank letters ("GB82 WEST ") come before its digit run
+_IBAN_AHEAD = 44  # and letters may follow it ("…0013M02606")
 # an IPv6 address has "::" or seven colons; times ("10:22:31") have two
 _IPV6_HINT = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
-_IPV6_BACK, _IPV6_AHEAD = 5, 70
+_IPV6_BACK, _IPV6_AHEAD = 40, 70  # "::" may come late in an address: 2001:db8:85a3::8a2e
 _EMAIL_BACK, _EMAIL_AHEAD = 64, 340
 _WORDISH = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -115,18 +116,19 @@ class PiiScanner:
             digits = len(chunk.translate(_SEPARATORS_GONE))
             if digits - 8 < _MIN_DIGITS <= digits and _DATE_HEAD.match(chunk):
                 digits -= 8
+            ahead = 2  # two characters past the run let the patterns' look-aheads see what follows it
             if digits >= _MIN_DIGITS:
                 alternation = self._digits
                 if self._iban and _IBAN_HEAD.search(text, max(done, start - _IBAN_BACK), start + 2):
                     start -= _IBAN_BACK
+                    ahead = _IBAN_AHEAD
                 else:
                     start -= 1  # a phone's "+" or "("
             elif only_ipv4 is not None and chunk.count(".") >= 3:
                 alternation = only_ipv4
             else:
                 continue
-            # two characters past the run let the patterns' look-aheads see what follows it
-            for found in _search_all(alternation, text, max(done, start), min(end, stop + 2)):
+            for found in _search_all(alternation, text, max(done, start), min(end, stop + ahead)):
                 if found.end > run.start():
                     yield found
                     done = found.end
