@@ -18,6 +18,7 @@ from proxy.guardrails.matching import (
     RESTORE,
     Consumer,
     Detection,
+    KeywordRule,
     SideMatcher,
     TextRule,
     rewrite,
@@ -78,6 +79,8 @@ class CompiledPolicy:
         output_pii: dict[str, list[Consumer]] = {}
         input_rules: list[TextRule] = []
         output_rules: list[TextRule] = []
+        input_keywords: list[KeywordRule] = []
+        output_keywords: list[KeywordRule] = []
         if pii is not None:
             action = pii.get("action", "mask")
             for pii_type in pii.get("types", DEFAULT_PII_TYPES):
@@ -88,10 +91,11 @@ class CompiledPolicy:
                                             pattern_max_len(custom["pattern"])))
         for rule in spec.get("rules", ()):
             scope = rule.get("scope", "input")
-            sides = {"input": (input_pii, input_rules), "output": (output_pii, output_rules)}
+            sides = {"input": (input_pii, input_rules, input_keywords),
+                     "output": (output_pii, output_rules, output_keywords)}
             chosen = [sides["input"], sides["output"]] if scope == "both" else [sides[scope]]
             kind = rule["kind"]
-            for pii_side, rule_side in chosen:
+            for pii_side, rule_side, keyword_side in chosen:
                 if kind == "pii":
                     for pii_type in rule["pii_types"]:
                         consumer = Consumer(rule["id"], rule["action"], LABELS[pii_type])
@@ -102,11 +106,13 @@ class CompiledPolicy:
                                               pattern_max_len(rule["pattern"])))
                 else:
                     consumer = Consumer(rule["id"], rule["action"], _label_of(rule["id"]))
-                    regex, longest = keyword_regex(rule["keywords"])
-                    rule_side.append(TextRule(regex, consumer, longest, word_bounded=True))
-        self.input = SideMatcher(pii={t: tuple(c) for t, c in input_pii.items()}, text_rules=tuple(input_rules))
+                    fallback, _ = keyword_regex(rule["keywords"])
+                    keyword_side.append(KeywordRule(rule["keywords"], consumer, fallback))
+        self.input = SideMatcher(pii={t: tuple(c) for t, c in input_pii.items()}, text_rules=tuple(input_rules),
+                                 keyword_rules=tuple(input_keywords))
         self.output = SideMatcher(pii={t: tuple(c) for t, c in output_pii.items()},
-                                  text_rules=tuple(output_rules), restore_tokens=self.restore)
+                                  text_rules=tuple(output_rules), keyword_rules=tuple(output_keywords),
+                                  restore_tokens=self.restore)
         prompt = spec.get("system_prompt")
         self.system_prompt: SystemPrompt | None = (
             SystemPrompt(prompt["text"], prompt.get("mode", "prepend")) if prompt and prompt.get("text") else None)

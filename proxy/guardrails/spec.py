@@ -223,7 +223,8 @@ def pattern_max_len(pattern: str) -> int:
 
 def keyword_regex(keywords: Sequence[str]) -> tuple[re.Pattern[str], int]:
     """One case-insensitive regex for a keyword list (word boundaries are checked by the caller), and
-    the longest keyword. Longest first, so "project x" wins over "project"."""
+    the longest keyword: matching.KeywordRule's fallback. Longest first, so "project x" wins over
+    "project"."""
     words = sorted({" ".join(k.split()) for k in keywords}, key=lambda k: (-len(k), k))
-    source = "|".join(r"\s{1,8}".join(re.escape(part) for part in word.split(" ")) for word in words)
-    return re.compile(source, re.IGNORECASE), max(len(w) + 7 * w.count(" ") for w in words)
+    source = "|".join(r"\s".join(re.escape(part) for part in word.split(" ")) for word in words)
+    return re.compile(source, re.IGNORECASE), max(len(w) for w in words)

@@ -40,7 +40,7 @@ def test_random_chunkings_give_the_same_answer_as_the_whole_text() -> None:
                        "scope": "output", "action": "mask"},
                       {"id": "codename", "kind": "keywords", "keywords": ["project atlas"], "scope": "output",
                        "action": "mask"}]}
-    text = ("Mail jane.doe@example.com about Project  Atlas; card 4012 8888 8888 1881, IBAN GB82 WEST 1234 5698 "
+    text = ("Mail jane.doe@example.com about Project\nAtlas; card 4012 8888 8888 1881, IBAN GB82 WEST 1234 5698 "
             "7654 32, phone +44 20 7946 0958, key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z. Done.") * 3
     whole = compile_policy(spec).new_session().filter_output_text(text)
     assert "4012" not in whole and "Atlas" not in whole
