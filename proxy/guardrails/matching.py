@@ -32,8 +32,8 @@ class Detection:
 
 
 RESTORE = Consumer("restore", "restore", "")
-TOKEN_RE = re.compile(r"\[[A-Z][A-Z0-9_]{0,39}_\d{1,6}\]")
-TOKEN_MAX_LEN = 48
+TOKEN_RE = re.compile(r"\[[A-Z][A-Z0-9_]{0,47}_\d{1,6}\]")  # labels: 32 (custom) or 48 (from a rule id)
+TOKEN_MAX_LEN = 58
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,17 @@ class SideMatcher:
         self.keyword_rules = keyword_rules
         self.restore_tokens = restore_tokens
         lengths = [rule.max_len for rule in text_rules] + [rule.max_len for rule in keyword_rules]
-        if self.scanner is not None:
-            lengths.append(self.scanner.max_len)
         if restore_tokens:
             lengths.append(TOKEN_MAX_LEN)
-        self.max_len = max(lengths, default=0)
+        self._fixed_hold = max(lengths, default=0)  # the built-in PII patterns say their own (hold_from)
+        self.max_len = max(self._fixed_hold, self.scanner.max_len if self.scanner is not None else 0)
+
+    def hold_from(self, text: str) -> int:
+        """Where the stream window must keep text from: no match starting earlier can still grow."""
+        start = len(text) - self._fixed_hold
+        if self.scanner is not None:
+            start = min(start, self.scanner.hold_from(text))
+        return max(0, start)
 
     @property
     def active(self) -> bool:

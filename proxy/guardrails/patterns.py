@@ -33,6 +33,8 @@ class Pattern:
     # how candidates are found (pii.py): "digits" (near a run of digits), "prefix" (the pattern starts
     # with a literal), "at" (around an "@"), "colon" (around "::" or ":hex:"), "anchor" (around `needs`)
     find: str = "digits"
+    # "anchor": the literals it is looked for around; "prefix": the literals a match starts with (the
+    # stream window holds back from the last one in reach, not the pattern's whole length)
     needs: tuple[str, ...] = ()
     back: int = 0  # how far before its anchor a match may start
 
@@ -151,24 +153,28 @@ _BOUNDARY_L = r"(?<![\w.+-])"
 PATTERNS: tuple[Pattern, ...] = (
     Pattern("private_key",
             r"-----BEGIN (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY(?: BLOCK)?-----[\s\S]{1,8192}?"
-            r"-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY(?: BLOCK)?-----", 8300, find="prefix"),
+            r"-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY(?: BLOCK)?-----", 8300, find="prefix",
+            needs=("-----BEGIN ",)),
     # OpenAI (sk-, sk-proj-, sk-svcacct-, sk-admin-) and Anthropic (sk-ant-api03-, sk-ant-admin01-)
     Pattern("secret", r"sk-(?:ant-(?:api|admin|sid)\d\d-|proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,200}"
-            r"(?![A-Za-z0-9_-])", 220, token_ok, find="prefix"),
-    Pattern("secret", r"A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Za-z0-9])", 20, aws_key_ok, find="prefix"),
+            r"(?![A-Za-z0-9_-])", 220, token_ok, find="prefix", needs=("sk-",)),
+    Pattern("secret", r"A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Za-z0-9])", 20, aws_key_ok, find="prefix",
+            needs=("AKIA", "ASIA", "ABIA", "ACCA")),
     Pattern("secret",  # an AWS secret access key, found by its label: aws_secret_access_key = "…"
             r"(?i:aws[\w.-]{0,20}?secret[\w-]{0,20}?key|secret_?access_?key)[\"']?\s{0,4}[:=]{1,2}>?\s{0,4}"
             r"[\"']?(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])", 120, token_ok, value_group=True,
             find="anchor", needs=("ecret", "ECRET"), back=24),
-    Pattern("secret", r"gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9])", 255, token_ok, find="prefix"),
-    Pattern("secret", r"github_pat_[A-Za-z0-9_]{50,244}(?![A-Za-z0-9_])", 255, token_ok, find="prefix"),
-    Pattern("secret", r"xox[abposr]-(?:\d+-)+[A-Za-z0-9-]{8,200}", 240, find="prefix"),
-    Pattern("secret", r"xapp-\d-[A-Za-z0-9-]{10,200}", 210, find="prefix"),
+    Pattern("secret", r"gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9])", 255, token_ok, find="prefix",
+            needs=("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    Pattern("secret", r"github_pat_[A-Za-z0-9_]{50,244}(?![A-Za-z0-9_])", 255, token_ok, find="prefix",
+            needs=("github_pat_",)),
+    Pattern("secret", r"xox[abposr]-(?:\d+-)+[A-Za-z0-9-]{8,200}", 240, find="prefix", needs=("xox",)),
+    Pattern("secret", r"xapp-\d-[A-Za-z0-9-]{10,200}", 210, find="prefix", needs=("xapp-",)),
     *(Pattern("secret", rf"{kind}k_(?:live|test)_[A-Za-z0-9]{{16,247}}(?![A-Za-z0-9])", 255, token_ok,
-              find="prefix") for kind in "srp"),  # Stripe secret, restricted and publishable keys
-    Pattern("secret", r"AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])", 39, find="prefix"),
+              find="prefix", needs=(f"{kind}k_",)) for kind in "srp"),  # Stripe secret, restricted, publishable
+    Pattern("secret", r"AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])", 39, find="prefix", needs=("AIza",)),
     Pattern("secret", r"eyJ[A-Za-z0-9_-]{8,2048}\.eyJ[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{16,1024}", 7200,
-            find="prefix"),
+            find="prefix", needs=("eyJ",)),
     Pattern("email",
             r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.){1,8}"
             r"[A-Za-z]{2,24}(?![\w-]|:[\w~])", 400, find="at"),  # not an SSH remote: git@host:org/repo

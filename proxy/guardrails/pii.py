@@ -59,6 +59,7 @@ _IBAN_AHEAD = 44  # and letters may follow it ("…0013M02606")
 _IPV6_HINT = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
 _IPV6_BACK, _IPV6_AHEAD = 40, 70  # "::" may come late in an address: 2001:db8:85a3::8a2e
 _EMAIL_BACK, _EMAIL_AHEAD = 64, 340
+_LOCAL_TAIL = re.compile(r"[A-Za-z0-9._%+-]+\Z")
 _WORDISH = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -80,6 +81,8 @@ class PiiScanner:
         self._iban = "iban" in types
         self._ipv6 = _alternation(tuple(p for p in chosen if p.find == "colon"))
         self.max_len = max((p.max_len for p in chosen), default=0)
+        self._short_len = max((p.max_len for p in chosen if not (p.find == "prefix" and p.needs) and p.find != "at"),
+                              default=0)
 
     def find(self, text: str, pos: int = 0, endpos: int | None = None) -> Iterator[PiiMatch]:
         """Confirmed matches in text[pos:endpos]; matches of different kinds may overlap."""
@@ -102,6 +105,27 @@ class PiiScanner:
         if self._ipv6.patterns and ":" in text:
             hints = (m.start() for m in _IPV6_HINT.finditer(text, pos, end))
             yield from self._around(self._ipv6, text, pos, end, hints, _IPV6_BACK, _IPV6_AHEAD)
+
+    def hold_from(self, text: str) -> int:
+        """The earliest position of text where a match may have started that more text could still
+        complete (the stream window keeps text from there). Long patterns (PEM blocks, JWTs, keys)
+        only hold from their opening literal, when one is in reach; the rest by their length."""
+        n = len(text)
+        start = n - self._short_len
+        for pattern, _ in self._prefixed:
+            if not pattern.needs:
+                continue
+            for lead in pattern.needs:
+                at = text.find(lead, max(0, n - pattern.max_len))
+                start = min(start, at if at >= 0 else n - len(lead) + 1)
+        if self._email.patterns:
+            at = text.find("@", max(0, n - _EMAIL_AHEAD))
+            if at >= 0:
+                start = min(start, at - _EMAIL_BACK)
+            else:  # no "@" yet: only a trailing word can become an email's local part
+                tail = _LOCAL_TAIL.search(text, max(0, n - _EMAIL_BACK))
+                start = min(start, tail.start() if tail else n)
+        return max(0, start)
 
     def _in_runs(self, text: str, pos: int, end: int) -> Iterator[PiiMatch]:
         done = pos

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -193,6 +194,9 @@ class GuardrailSession:
     def detect_output(self, text: str, pos: int) -> list[Detection]:
         return self.policy.output.detect(text, pos)
 
+    def output_hold_from(self, text: str) -> int:
+        return self.policy.output.hold_from(text)
+
     def render_output(self, text: str, start: int, end: int, detections: list[Detection]) -> str:
         if not detections:
             return text[start:end]
@@ -232,21 +236,24 @@ class GuardrailSession:
 
 _CACHE: OrderedDict[str, CompiledPolicy] = OrderedDict()
 _CACHE_SIZE = 512
+_CACHE_LOCK = threading.Lock()
 
 
 def compile_policy(spec: Mapping[str, Any]) -> CompiledPolicy:
     """The compiled policy of a spec (ValueError if invalid), cached by the spec's canonical hash."""
     canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=repr)
     digest = hashlib.sha256(canonical.encode()).hexdigest()
-    cached = _CACHE.get(digest)
-    if cached is not None:
-        _CACHE.move_to_end(digest)
-        return cached
+    with _CACHE_LOCK:  # configuration loads run in threads, off the event loop
+        cached = _CACHE.get(digest)
+        if cached is not None:
+            _CACHE.move_to_end(digest)
+            return cached
     problems = policy_problems(spec)
     if problems:
         raise ValueError("invalid guardrail policy: " + "; ".join(problems))
     compiled = CompiledPolicy(spec)
-    _CACHE[digest] = compiled
-    if len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    with _CACHE_LOCK:
+        _CACHE[digest] = compiled
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
     return compiled

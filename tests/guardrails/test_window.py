@@ -98,3 +98,41 @@ def test_no_output_rules_means_nothing_is_held() -> None:
     window = policy.new_session().output_filter()
     assert not policy.checks_output
     assert window.feed("a@example.com") == "a@example.com" and window.finish() == ""
+
+
+def test_a_long_rule_label_token_is_restored_across_chunks() -> None:
+    rule_id = "a-very-long-rule-identifier-of-forty-eight-chars"
+    spec = {"pii": {"types": ["email"], "replacement": "token", "restore": True},
+            "rules": [{"id": rule_id, "kind": "regex", "pattern": r"ACCT-\d{4}", "action": "mask"}]}
+    session = compile_policy(spec).new_session()
+    masked = session.scan_input("ACCT-1234")
+    assert masked == f"[{rule_id.upper().replace('-', '_')}_1]"
+    window = session.output_filter()
+    out = "".join(window.feed(c) for c in f"ok {masked} done") + window.finish()
+    assert out == "ok ACCT-1234 done"
+
+
+@pytest.mark.parametrize("types", [["card"], ["email", "card"], ["card", "email", "iban", "phone", "ssn", "ip",
+                                                                  "secret", "private_key"]])
+def test_never_holds_more_than_the_longest_match(types: list[str]) -> None:
+    # warn leaves the text as it is, so what is released can be counted against what was fed
+    spec = {"rules": [{"id": "out", "kind": "pii", "pii_types": types, "scope": "output", "action": "warn"}]}
+    policy = compile_policy(spec)
+    window = policy.new_session().output_filter()
+    released = 0
+    text = "Write to jane@example.com, card 4111 1111 1111 1111, and some ordinary prose. " * 5
+    for fed, char in enumerate(text, start=1):
+        released += len(window.feed(char))
+        assert fed - released <= policy.output.max_len
+
+
+def test_long_patterns_hold_text_only_once_their_opening_is_seen() -> None:
+    spec = {"rules": [{"id": "keys", "kind": "pii", "pii_types": ["secret", "private_key"], "scope": "output",
+                       "action": "mask"}]}
+    window = compile_policy(spec).new_session().output_filter()
+    prose = "An ordinary answer with no keys in it at all. " * 40
+    released = sum(len(window.feed(prose[i:i + 5])) for i in range(0, len(prose), 5))
+    assert len(prose) - released <= 300  # not the 8 KB a private key may need
+    window.feed("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n")
+    held = window.feed("x" * 400)
+    assert "MIIE" not in held and "x" * 400 not in held
