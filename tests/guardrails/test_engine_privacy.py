@@ -69,10 +69,12 @@ def test_the_token_map_lives_only_in_its_session() -> None:
 def test_policy_problems_and_compile_errors_do_not_echo_patterns() -> None:
     bad = {"rules": [{"id": "x", "kind": "regex", "pattern": f"({CANARY}", "action": "block"},
                      {"id": "y", "kind": "regex", "pattern": f"({CANARY}+)+", "action": "block"},
-                     {"id": "z", "kind": "keywords", "keywords": [CANARY * 30], "action": "block"}],
+                     {"id": "z", "kind": "keywords", "keywords": [CANARY * 30], "action": "block"},
+                     {"id": "w", "kind": "regex", "pattern": f"[{CANARY}-a]", "action": "block"},
+                     {"id": "v", "kind": "regex", "pattern": f"(?P<{CANARY}>a)(?P={CANARY}x)", "action": "log"}],
            "pii": {"custom": [{"id": "c", "pattern": f"[{CANARY}", "label": CANARY}]}}
     problems = policy_problems(bad)
-    assert len(problems) >= 4 and CANARY not in " ".join(problems)
+    assert len(problems) >= 6 and CANARY not in " ".join(problems)
     with pytest.raises(ValueError) as caught:
         compile_policy(bad)
     assert CANARY not in str(caught.value)
