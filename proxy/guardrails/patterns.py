@@ -156,7 +156,7 @@ PATTERNS: tuple[Pattern, ...] = (
             r"-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY(?: BLOCK)?-----", 8300, find="prefix",
             needs=("-----BEGIN ",)),
     # OpenAI (sk-, sk-proj-, sk-svcacct-, sk-admin-) and Anthropic (sk-ant-api03-, sk-ant-admin01-)
-    Pattern("secret", r"sk-(?:ant-(?:api|admin|sid)\d\d-|proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,200}"
+    Pattern("secret", r"sk-(?:ant-(?:api|admin|sid)\d\d-|proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,200}+"
             r"(?![A-Za-z0-9_-])", 220, token_ok, find="prefix", needs=("sk-",)),
     Pattern("secret", r"A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Za-z0-9])", 20, aws_key_ok, find="prefix",
             needs=("AKIA", "ASIA", "ABIA", "ACCA")),
@@ -164,13 +164,13 @@ PATTERNS: tuple[Pattern, ...] = (
             r"(?i:aws[\w.-]{0,20}?secret[\w-]{0,20}?key|secret_?access_?key)[\"']?\s{0,4}[:=]{1,2}>?\s{0,4}"
             r"[\"']?(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])", 120, token_ok, value_group=True,
             find="anchor", needs=("ecret", "ECRET"), back=24),
-    Pattern("secret", r"gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9])", 255, token_ok, find="prefix",
+    Pattern("secret", r"gh[pousr]_[A-Za-z0-9]{36,251}+(?![A-Za-z0-9])", 255, token_ok, find="prefix",
             needs=("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
-    Pattern("secret", r"github_pat_[A-Za-z0-9_]{50,244}(?![A-Za-z0-9_])", 255, token_ok, find="prefix",
+    Pattern("secret", r"github_pat_[A-Za-z0-9_]{50,244}+(?![A-Za-z0-9_])", 255, token_ok, find="prefix",
             needs=("github_pat_",)),
     Pattern("secret", r"xox[abposr]-(?:\d+-)+[A-Za-z0-9-]{8,200}", 240, find="prefix", needs=("xox",)),
     Pattern("secret", r"xapp-\d-[A-Za-z0-9-]{10,200}", 210, find="prefix", needs=("xapp-",)),
-    *(Pattern("secret", rf"{kind}k_(?:live|test)_[A-Za-z0-9]{{16,247}}(?![A-Za-z0-9])", 255, token_ok,
+    *(Pattern("secret", rf"{kind}k_(?:live|test)_[A-Za-z0-9]{{16,247}}+(?![A-Za-z0-9])", 255, token_ok,
               find="prefix", needs=(f"{kind}k_",)) for kind in "srp"),  # Stripe secret, restricted, publishable
     Pattern("secret", r"AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])", 39, find="prefix", needs=("AIza",)),
     Pattern("secret", r"eyJ[A-Za-z0-9_-]{8,2048}\.eyJ[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{16,1024}", 7200,

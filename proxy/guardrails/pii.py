@@ -160,14 +160,26 @@ class PiiScanner:
     def _around(self, alternation: _Alternation, text: str, pos: int, end: int, anchors: Iterator[int],
                 back: int, ahead: int) -> Iterator[PiiMatch]:
         done = pos
-        for anchor in anchors:
-            if anchor < done:
-                continue
-            for found in _search_all(alternation, text, max(done, anchor - back), min(end, anchor + ahead)):
-                if found.end > anchor:
-                    yield found
-                    done = found.end
-                    break
+        for start, stop in _merged_windows(anchors, back, ahead, pos, end):
+            for found in _search_all(alternation, text, max(done, start), stop):
+                yield found
+                done = found.end
+
+
+def _merged_windows(anchors: Iterator[int], back: int, ahead: int, pos: int, end: int) -> Iterator[tuple[int, int]]:
+    """The windows around the anchors, overlapping ones merged: each character is searched once,
+    however many anchors a hostile text packs in ("a@a@a@…")."""
+    current: tuple[int, int] | None = None
+    for anchor in anchors:
+        start, stop = max(pos, anchor - back), min(end, anchor + ahead)
+        if current is not None and start <= current[1]:
+            current = (current[0], max(current[1], stop))
+            continue
+        if current is not None:
+            yield current
+        current = (start, stop)
+    if current is not None:
+        yield current
 
 
 def _find_all(text: str, needle: str, pos: int, end: int) -> Iterator[int]:

@@ -3,6 +3,7 @@ false-positive rate on ordinary text and code, and the validators' edge cases.""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,13 @@ def test_a_number_next_to_a_card_does_not_hide_it() -> None:
 def test_types_not_chosen_are_left_alone() -> None:
     session = compile_policy({"pii": {"types": ["email"]}}).new_session()
     assert session.scan_input("a@example.com 4111 1111 1111 1111") == "[EMAIL] 4111 1111 1111 1111"
+
+
+@pytest.mark.parametrize("hostile", ["a@" * 32_000, "a@b." * 16_000, "sk-" * 21_000, ":" * 64_000, "a:" * 32_000,
+                                     "1" * 64_000, "1 " * 32_000, "4111 " * 13_000, "(415) " * 10_000,
+                                     "-----BEGIN " * 6_000, "eyJ." * 16_000, "secret_key=" * 6_000])
+def test_hostile_inputs_take_linear_time(hostile: str) -> None:
+    # CPU time, not wall time: a loaded machine does not fail it; a quadratic (or exponential) path does
+    start = time.process_time()
+    _mask(hostile)
+    assert time.process_time() - start < 1.5
