@@ -135,6 +135,8 @@ def phone_ok(candidate: str) -> bool:
     digits = _digits(candidate)
     if candidate.startswith("+"):
         return 8 <= len(digits) <= 15
+    if candidate.startswith("00"):
+        return 10 <= len(digits) <= 17
     return 9 <= len(digits) <= 12
 
 
@@ -185,8 +187,13 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("ssn", r"(?<![\d.-])\d{3}[- ]\d\d[- ]\d{4}(?![\d-]|\.\d)", 11, ssn_ok),
     Pattern("phone",
             r"(?<![\w+.-])\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,5}\)?){1,6}(?![\d-]|\.\d)"
-            # US/Canada: (NXX) NXX-XXXX, NXX-NXX-XXXX, NXX.NXX.XXXX
-            r"|(?<![\w.-])(?:\([2-9]\d\d\) ?|[2-9]\d\d[-. ])[2-9]\d\d[-. ]\d{4}(?![\d-]|\.\d)"
+            # the same after the 00 international prefix: 0049 30 12345678
+            # (the number after the country code drops its trunk 0, or brackets it: "0044 (0)20")
+            r"|(?<![\w+.-])00[1-9]\d{0,2}[ .-](?:\(0\) ?)?[1-9]\d{0,4}(?:[ .-]?\(?\d{1,5}\)?){1,5}(?![\d-]|\.\d)"
+            # US/Canada, with or without the 1: (NXX) NXX-XXXX, NXX-NXX-XXXX, NXX.NXX.XXXX, 1-800-555-0199
+            r"|(?<![\w.-])(?:1[-. ])?(?:\([2-9]\d\d\) ?|[2-9]\d\d[-. ])[2-9]\d\d[-. ]\d{4}(?![\d-]|\.\d)"
+            # UK with the area code in brackets: (020) 7946 0958
+            r"|\(0\d{2,4}\) ?\d{3,4}[ -]?\d{3,4}(?![\d-]|\.\d)"
             # UK, DE, FR, IN national forms with the trunk 0: 020 7946 0958, 030 1234567, 06 12 34 56 78
             r"|(?<![\w.-])0(?:[1-9]\d{1,4}(?:[ /-]\d{3,8}){1,3}|[1-9]\d{8,9}|[1-9](?:[ .]\d\d){4})"
             r"(?![\d-]|\.\d)"
