@@ -136,3 +136,21 @@ def test_long_patterns_hold_text_only_once_their_opening_is_seen() -> None:
     window.feed("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n")
     held = window.feed("x" * 400)
     assert "MIIE" not in held and "x" * 400 not in held
+
+
+def test_random_chunkings_with_restore_and_output_masks_equal_the_whole_text() -> None:
+    spec = {"pii": {"types": ["email", "secret"], "replacement": "token", "restore": True},
+            "rules": [{"id": "cards-out", "kind": "pii", "pii_types": ["card", "private_key"], "scope": "output",
+                       "action": "mask"}]}
+    prompt = "Write to a@example.com and b@example.org with key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"
+    answer = ("Done: [EMAIL_1], [EMAIL_2] ([SECRET_1]); card 5105 1051 0510 5100 kept. [EMAIL_3] unknown. "
+              "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\nbye ") * 2
+    reference = compile_policy(spec).new_session()
+    reference.scan_input(prompt)
+    whole = reference.filter_output_text(answer)
+    assert "a@example.com" in whole and "sk-proj-" in whole and "5105" not in whole and "MIIE" not in whole
+    rng = random.Random(5)
+    for _ in range(25):
+        cuts = sorted(rng.sample(range(1, len(answer)), rng.randint(1, 60)))
+        chunks = [answer[a:b] for a, b in zip([0, *cuts], [*cuts, len(answer)], strict=True)]
+        assert _stream(spec, chunks, prompt) == whole
