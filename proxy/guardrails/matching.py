@@ -53,7 +53,7 @@ _WHITESPACE_TO_SPACE = str.maketrans({c: " " for c in "\t\n\r\x0b\x0c\xa0\u2007\
 class KeywordRule:
     """A keyword list: case-insensitive, whole words, found with an Aho-Corasick automaton (one pass
     whatever the list's length; a regex alternation of varied keywords is tried at every position and
-    costs ~300 times more). Words in a phrase are separated by one whitespace character."""
+    costs ~100 times more). Words in a phrase are separated by one whitespace character."""
 
     def __init__(self, keywords: Sequence[str], consumer: Consumer, fallback: re.Pattern[str]) -> None:
         self.consumer = consumer
