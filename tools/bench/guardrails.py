@@ -2,6 +2,7 @@
 
     python -m tools.bench.guardrails              # CPU µs per KB of prompt: off, default PII set, keywords
     python -m tools.bench.guardrails --injection  # the injection heuristic's precision and recall
+    python -m tools.bench.guardrails --injection --threshold 0.5
 
 The prompts are built here, deterministically: prose, logs (dates, versions, UUIDs, hashes, IPs), code
 and JSON, with a little PII in them (about one item per 2 KB), as a chat prompt carries.
@@ -144,12 +145,14 @@ def precision_recall(cases: Iterable[tuple[str, bool]],
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--injection", action="store_true", help="precision and recall of the injection score")
+    parser.add_argument("--threshold", type=float, default=injection.DEFAULT_THRESHOLD,
+                        help="the injection threshold to evaluate (default: the policy default)")
     args = parser.parse_args(argv)
     if args.injection:
-        print(f"threshold {injection.DEFAULT_THRESHOLD}")
+        print(f"threshold {args.threshold}")
         for name, cases in (("bastioncorpus 0.6.0 (PyPI, MIT)", load_bastioncorpus()),
                             ("tests/guardrails/data/injection_cases.jsonl", load_own_cases())):
-            precision, recall, tp, fp, fn, tn = precision_recall(cases)
+            precision, recall, tp, fp, fn, tn = precision_recall(cases, args.threshold)
             print(f"{name}: {len(cases)} cases  precision {precision:.3f}  recall {recall:.3f}  "
                   f"(tp {tp} fp {fp} fn {fn} tn {tn})")
         return
