@@ -285,11 +285,18 @@ def validate_override(
 
 @lru_cache(maxsize=4096)
 def default_max_output_tokens(provider_id: str | None, model: str) -> int:
-    """The most output tokens a call may produce when the request sets no limit, for budget estimates.
+    """The most output tokens a call may produce when the request sets no limit, for budget estimates:
+    the model's published ceiling, else UNKNOWN_MODEL_MAX_OUTPUT_TOKENS."""
+    return published_max_output_tokens(provider_id, model) or UNKNOWN_MODEL_MAX_OUTPUT_TOKENS
+
+
+@lru_cache(maxsize=4096)
+def published_max_output_tokens(provider_id: str | None, model: str) -> int | None:
+    """The model's published output ceiling; None for a model of no known family.
 
     genai-prices 0.2.3 knows context windows but not output limits, so the limits come from
     `_MAX_OUTPUT_TOKENS_BY_FAMILY`, matched on the requested name, then on the catalogue's canonical id for
-    it (which resolves aliases), else UNKNOWN_MODEL_MAX_OUTPUT_TOKENS.
+    it (which resolves aliases).
     """
     catalogue_model = _find_model_or_none(provider_id, None, model)
     names = (model,) if catalogue_model is None else (model, catalogue_model.id)
@@ -297,7 +304,7 @@ def default_max_output_tokens(provider_id: str | None, model: str) -> int:
         for family, max_output_tokens in _MAX_OUTPUT_TOKEN_FAMILIES:
             if family.search(name.lower()):
                 return max_output_tokens
-    return UNKNOWN_MODEL_MAX_OUTPUT_TOKENS
+    return None
 
 
 # Published maximum output tokens per model family, matched as a prefix of the model name or of any

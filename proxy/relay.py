@@ -104,9 +104,10 @@ async def relay_stream(
     translation: Translation | None = None,
 ) -> None:
     call.streamed = True
-    reader = call.wire.stream_reader(call.info) if call.info is not None else None
-    translator = None
-    if translation is not None:
+    if translation is None:
+        reader = call.wire.stream_reader(call.info) if call.info is not None else None
+        translator = None
+    else:
         # The target's reader meters the upstream's own events; the translator turns what it passes on into the
         # client's format.
         reader = translation.wire.stream_reader(translation.info)

@@ -116,8 +116,11 @@ async def _attempt(
     translation: Translation | None = None,
 ) -> Failure | None:
     """One upstream attempt at `target`: None once its answer went to the client, a Failure before that.
-    With a `translation` the target speaks another format: its request, path and headers are the
-    translation's, and its answers (errors included) reach the client translated."""
+
+    Within one wire format (no `translation`) the request goes as the client sent it, its `model` set to the
+    target's, and the answer is relayed as is. With a `translation` the target speaks another format: the path,
+    body and headers are the translation's, and the answer (body, stream or error) reaches the client in its
+    own format, its usage read in the target's (proxy/translate/adapters.py)."""
     assert call.info is not None
     call.endpoint = endpoint
     call.info.model = target.model  # what the answer is priced as
@@ -150,16 +153,16 @@ async def _attempt(
                 until_answer.reschedule(None)  # the answer started: the read timeout alone bounds the rest
                 ctx.target_health.latency_observe(ident, time.perf_counter() - before_upstream)
                 if upstream.status in RETRYABLE_STATUSES:
-                    error = await upstream.content.read(MAX_ERROR_BODY)
+                    error = await _error_body(upstream)
                     call.upstream_seconds += time.perf_counter() - before_upstream
                     status, content_type = upstream.status, upstream.headers.get("content-type", "application/json")
                     if translation is not None:  # passed on if it is the last: in the client's format
                         (status, error), content_type = translation.adapter.error(status, error), "application/json"
                     return Failure(
-                        str(upstream.status), status, error, content_type.encode("latin-1"),
+                        str(upstream.status), status, error, content_type.encode("latin-1", "replace"),
                         retry_after_seconds(upstream.headers.get("retry-after"),
                                             upstream.headers.get("retry-after-ms")),
-                        upstream.headers.get("retry-after", "").encode("latin-1"),
+                        upstream.headers.get("retry-after", "")[:100].encode("latin-1", "replace"),
                     )
                 call.status = upstream.status
                 if call.wire.streams(call.info, content_type=upstream.content_type, status=upstream.status):
@@ -187,6 +190,19 @@ async def _attempt(
             raise
         raise ProxyError(400, "invalid_request_error", f"The request cannot be forwarded: {exc}.",
                          code="invalid_request") from None
+
+
+async def _error_body(upstream: aiohttp.ClientResponse) -> bytes:
+    """The provider's error body, whole, up to MAX_ERROR_BODY bytes (what is past that is not kept)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < MAX_ERROR_BODY and not upstream.content.at_eof():
+        chunk = await upstream.content.read(MAX_ERROR_BODY - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 async def _exhausted(*, call: Call, send: Send, last: Failure | None) -> None:

@@ -49,12 +49,15 @@ class SameFormat:
     wire_format: str
 
 
+SAME_FORMAT = {name: SameFormat(name) for name in BODY_MODEL_FORMATS}  # made once: one per call costs
+
+
 def adapter_for(client_format: str, target_format: str, operation: str) -> SameFormat | FormatAdapter | None:
     """How a target in `target_format` serves a call in `client_format`: as is (`SameFormat`), through a
     cross-format `FormatAdapter` (proxy/translate/), or not at all (None: the route skips the target). Whether
     the request itself translates is the adapter's to say, per call (`FormatAdapter.prepare`)."""
     if client_format == target_format:
-        return SameFormat(client_format) if client_format in BODY_MODEL_FORMATS else None
+        return SAME_FORMAT.get(client_format)
     try:
         return translation_for(client_format, target_format, Operation(operation))
     except (Untranslatable, ValueError):  # a pair no adapter covers, or an operation the proxy cannot meter

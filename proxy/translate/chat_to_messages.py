@@ -6,7 +6,7 @@ and tool turns (consecutive tool results → one user turn of `tool_result` bloc
 (a data: URL → a base64 source, any other URL → a url source); assistant `tool_calls` → `tool_use`
 blocks; `tools` (function JSON schema → `input_schema`), `tool_choice` and `parallel_tool_calls`;
 `stop`; `max_completion_tokens` / `max_tokens` (absent: the target model's published output ceiling,
-which Anthropic requires); `temperature` (0–1 only) and `top_p`; `stream`; `user` /
+which Anthropic requires; above it: capped to it); `temperature` (0–1 only) and `top_p`; `stream`; `user` /
 `safety_identifier` → `metadata.user_id`.
 
 Dropped, since they do not change what the model answers: a message's `name`, `seed` (best effort
@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from proxy.pricing import default_max_output_tokens
+from proxy.pricing import default_max_output_tokens, published_max_output_tokens
 
 from .base import Untranslatable, as_dict, as_list, dumps, json_object, unknown_keys
 
@@ -98,7 +98,8 @@ def _max_tokens(payload: dict[str, Any], model: str) -> int:
     for name in ("max_completion_tokens", "max_tokens"):
         value = payload.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
+            # A limit above what the model can write would be refused, and cannot change the answer: capped.
+            return min(value, published_max_output_tokens("anthropic", model) or value)
     # Anthropic requires a limit; the model's own ceiling is what "no limit" means on OpenAI.
     return default_max_output_tokens("anthropic", model)
 

@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 
 from proxy.providers.base import decode_json_object
+from proxy.providers.openai import chat_usage
+from proxy.providers.quirks import STREAM_USAGE_PATHS, dig
 
 from .base import StreamTranslator, as_dict, as_list, dumps, json_object, named_event
 from .errors import anthropic_error_payload, openai_error_fields
@@ -36,13 +38,20 @@ def stop_reason(finish_reason: object) -> str:
 
 
 def messages_usage(usage: dict[str, Any]) -> dict[str, int]:
-    def tokens(mapping: object, key: str) -> int:
-        value = as_dict(mapping).get(key)
-        return value if isinstance(value, int) and value > 0 else 0
+    """An OpenAI-format `usage` as Anthropic's, read the way the proxy meters it (providers/openai.py, with
+    the providers' own fields: DeepSeek's cache hits, Perplexity's separate reasoning)."""
+    tokens = chat_usage(usage)
+    cached = min(tokens.cached_input_tokens, tokens.input_tokens)
+    return {"input_tokens": tokens.input_tokens - cached, "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": cached, "output_tokens": tokens.output_tokens}
 
-    cached = min(tokens(usage.get("prompt_tokens_details"), "cached_tokens"), tokens(usage, "prompt_tokens"))
-    return {"input_tokens": tokens(usage, "prompt_tokens") - cached, "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": cached, "output_tokens": tokens(usage, "completion_tokens")}
+
+def chunk_usage(chunk: dict[str, Any]) -> dict[str, Any] | None:
+    """A chunk's usage: in `usage`, or where some providers put it instead (Groq: `x_groq.usage`)."""
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        return usage
+    return next((found for path in STREAM_USAGE_PATHS if isinstance(found := dig(chunk, path), dict)), None)
 
 
 def tool_input(arguments: object) -> dict[str, Any]:
@@ -106,8 +115,8 @@ class ChatToMessagesStream(StreamTranslator):
             return [named_event("error", anthropic_error_payload(error_type=error_type, message=message))]
         out = [] if self._started else [self._message_start(chunk)]
         self._started = True
-        if isinstance(chunk.get("usage"), dict):
-            self._usage = messages_usage(chunk["usage"])
+        if (usage := chunk_usage(chunk)) is not None:
+            self._usage = messages_usage(usage)
         for choice in as_list(chunk.get("choices"))[:1]:  # n > 1 is refused on the way in
             choice = as_dict(choice)
             delta = as_dict(choice.get("delta"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from proxy.providers.anthropic import messages_usage
 from proxy.providers.base import decode_json_object
 
 from .base import StreamTranslator, as_dict, as_list, data_event, dumps, json_object
@@ -33,15 +34,11 @@ def finish_reason(stop_reason: object) -> str | None:
 
 
 def chat_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    def tokens(key: str) -> int:
-        value = usage.get(key)
-        return value if isinstance(value, int) and value > 0 else 0
-
-    cached = tokens("cache_read_input_tokens")
-    prompt = tokens("input_tokens") + tokens("cache_creation_input_tokens") + cached
-    completion = tokens("output_tokens")
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": cached}}
+    """A Messages `usage` as OpenAI's, normalised the way the proxy meters it (providers/anthropic.py)."""
+    tokens = messages_usage(usage)
+    return {"prompt_tokens": tokens.input_tokens, "completion_tokens": tokens.output_tokens,
+            "total_tokens": tokens.input_tokens + tokens.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": tokens.cached_input_tokens}}
 
 
 def message_to_completion(body: bytes) -> bytes:

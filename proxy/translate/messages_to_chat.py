@@ -6,7 +6,8 @@ a data: URL, url → the URL); `tool_use` blocks → assistant `tool_calls`; `to
 messages (placed before the rest of their turn, as OpenAI wants them right after the calls); `tools`
 (`input_schema` → function parameters), `tool_choice` (auto/any/tool/none → auto/required/named/none,
 `disable_parallel_tool_use` → `parallel_tool_calls: false`); `stop_sequences` (up to 4) → `stop`;
-`max_tokens` (→ `max_completion_tokens` for OpenAI's reasoning models, which refuse `max_tokens`);
+`max_tokens` (→ `max_completion_tokens` for OpenAI's reasoning models, which refuse `max_tokens`; capped
+to the model's published output ceiling, which Claude clients often exceed);
 `temperature`, `top_p`; `stream` (always with `stream_options.include_usage`, so the usage the
 Anthropic client expects arrives); `metadata.user_id` → `user`.
 
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
+from proxy.pricing import published_max_output_tokens
 
 from .base import Untranslatable, as_dict, as_list, dumps, json_object, unknown_keys
 
@@ -54,8 +57,10 @@ def messages_to_chat(body: bytes, *, model: str) -> bytes:
         # A prefill: Claude continues the turn, where OpenAI would answer with a new message.
         raise Untranslatable("a prefilled assistant turn")
     out: dict[str, Any] = {"model": model, "messages": messages}
-    if isinstance(payload.get("max_tokens"), int):
-        out["max_completion_tokens" if _REASONING_MODEL.search(model) else "max_tokens"] = payload["max_tokens"]
+    if isinstance(limit := payload.get("max_tokens"), int) and not isinstance(limit, bool):
+        # A limit above what the model can write would be refused, and cannot change the answer: capped.
+        limit = min(limit, published_max_output_tokens(None, model) or limit)
+        out["max_completion_tokens" if _REASONING_MODEL.search(model) else "max_tokens"] = limit
     stop = [s for s in as_list(payload.get("stop_sequences")) if isinstance(s, str)]
     if len(stop) > OPENAI_MAX_STOP_SEQUENCES:
         raise Untranslatable(f"more than {OPENAI_MAX_STOP_SEQUENCES} stop sequences")

@@ -163,3 +163,21 @@ def test_a_stream_that_asked_no_usage_gets_none_and_is_still_metered(stack: Stac
     saved = record(raw.headers["x-tokonomics-request-id"])
     assert (saved.provider, saved.output_tokens, saved.usage_source) == ("anthropic", 4, "reported")
     assert saved.input_tokens > 0 and saved.cost_usd > 0
+
+
+def test_a_success_that_cannot_be_translated_becomes_a_502_in_the_clients_format() -> None:
+    from types import SimpleNamespace
+
+    from proxy.providers import WIRE_FORMATS
+    from proxy.providers.base import Operation
+    from proxy.relay import translated_body
+    from proxy.translate import ChatViaMessages
+
+    client_info = WIRE_FORMATS["openai"].parse_request(Operation.CHAT, b'{"model":"r","messages":[]}')
+    translation = ChatViaMessages().prepare(client_info, model=CLAUDE)
+    call = SimpleNamespace(wire=WIRE_FORMATS["openai"])
+    status, body = translated_body(call, translation, 200, b"<html>oops</html>")
+    assert status == 502 and json.loads(body)["error"]["code"] == "untranslatable_answer"
+    status, body = translated_body(call, translation, 529, b'{"type":"error","error":{"type":"overloaded_error",'
+                                                           b'"message":"Overloaded"}}')
+    assert status == 503 and json.loads(body)["error"]["message"] == "Overloaded"

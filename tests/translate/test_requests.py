@@ -214,3 +214,14 @@ def test_a_bare_image_url_string_is_read_as_older_clients_send_it() -> None:
     translated = orjson.loads(chat_to_messages(orjson.dumps(request), model="claude-x"))
     assert translated["messages"][0]["content"] == [
         {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]
+
+
+def test_a_limit_above_the_targets_published_ceiling_is_capped_to_it() -> None:
+    # Claude Code asks 32000; GPT-4o writes at most 16384 and would refuse the call (a 400 ends a route).
+    big = {**MESSAGES, "max_tokens": 32_000}
+    assert orjson.loads(messages_to_chat(orjson.dumps(big), model="gpt-4o"))["max_tokens"] == 16_384
+    assert orjson.loads(messages_to_chat(orjson.dumps(big), model="my-local-llama"))["max_tokens"] == 32_000
+    assert orjson.loads(messages_to_chat(orjson.dumps(big), model="o4-mini"))["max_completion_tokens"] == 32_000
+    chat = {**CHAT, "max_completion_tokens": 32_768}
+    assert orjson.loads(chat_to_messages(orjson.dumps(chat), model="claude-3-5-haiku-20241022"))["max_tokens"] == 8192
+    assert orjson.loads(chat_to_messages(orjson.dumps(chat), model="claude-opus-4-1-20250805"))["max_tokens"] == 32_000

@@ -57,3 +57,16 @@ def test_a_target_naming_an_unknown_provider_is_rejected(tmp_path, env) -> None:
 def test_the_demo_config_has_a_route(tmp_path, env) -> None:
     demo = yaml.safe_load(Path("tokonomics/demo.yaml").read_text().replace("${SIM_PORT}", "8100"))
     assert demo["accounts"][0]["routes"], "README promises one route in the demo config"  # applied by seeddemo
+
+
+def test_a_budget_downgrade_is_applied_and_needs_its_target(tmp_path, env) -> None:
+    from billing.models import Budget
+
+    data = with_routes(ROUTES)
+    data["accounts"][0]["budgets"][0].update(on_exceed="downgrade", downgrade_to="support-default", downgrade_at=85)
+    assert "acme: created budget account/month" in apply_data(tmp_path, data)
+    budget = Budget.objects.get(scope="account")
+    assert (budget.on_exceed, budget.downgrade_to, budget.downgrade_at) == ("downgrade", "support-default", 85)
+    assert apply_data(tmp_path, data).strip() == "No changes."
+    data["accounts"][0]["budgets"][0].pop("downgrade_to")
+    assert "downgrade needs downgrade_to" in rejected(tmp_path, data)
