@@ -15,6 +15,7 @@ from proxy.pricing import catalogue_model_id
 from proxy.usage import TokenUsage
 
 from . import metrics
+from .guardrail_step import hits_for_record
 from .usage_bounds import MAX_LATENCY_MS, MAX_TOKENS, TEXT_LIMITS, cost_clean, int_clamp, text_clean
 
 if TYPE_CHECKING:
@@ -31,8 +32,7 @@ def usage_event(call: Call) -> bytes:
     is bounded here, so the record always fits its columns (proxy/usage_bounds.py)."""
     usage = call.usage or TokenUsage()
     assert call.account is not None
-    return orjson.dumps(
-        {
+    record = {
             "request_id": call.rid,
             "account_id": call.account.id,
             "key_id": call.key.id if call.key else None,
@@ -65,7 +65,9 @@ def usage_event(call: Call) -> bytes:
             "enforced": call.enforced,
             "created_at": call.created_at,
         }
-    )
+    if call.guardrails is not None and call.guardrails.hits:
+        record["guardrail_hits"] = hits_for_record(call.guardrails)  # rule ids and counts, never the text
+    return orjson.dumps(record)
 
 
 # Two costs of one call agree within this fraction of the larger (providers round), or within a micro-dollar.
@@ -147,5 +149,8 @@ def _observe_series(call: Call) -> None:
         if call.account is not None:
             metrics.add(metrics.account_cost_series(call.account.slug), float(call.cost_usd))
     metrics.observe(series.overhead, call.overhead_seconds)
+    if call.guardrails is not None:
+        for (rule, action), count in call.guardrails.hits.items():
+            metrics.add(metrics.guardrail_hits_total.labels(rule, action), count)
     if call.upstream_seconds:
         metrics.observe(series.upstream, call.upstream_seconds)

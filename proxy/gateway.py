@@ -1,5 +1,5 @@
-"""One proxied call's life, as its steps: authenticate → read_body → describe → admit → forward →
-settle (or, for a call refused or never answered, send_error → emit_unreserved).
+"""One proxied call's life, as its steps: authenticate → read_body → describe → admit → guardrails_input
+(a key with a policy) → forward → settle (or, for a call refused or never answered, send_error → emit_unreserved).
 
 Everything here runs on the event loop: no ORM, no blocking I/O. Keys and accounts come from
 the in-process directory, budgets from Redis scripts, and the usage record leaves as an event.
@@ -32,6 +32,7 @@ from .call_record import call_log, call_observe, usage_event
 from .context import ProxyContext
 from .directory import AccountEntry, EndpointEntry, KeyEntry
 from .errors import ProxyError
+from .guardrail_step import guardrails_input
 from .headers import Headers, cost_header, upstream_headers, upstream_query
 from .keys import hash_key, is_well_formed
 from .paths import ProxyPath, proxy_path_parse, version_dedupe
@@ -43,6 +44,7 @@ from .usage import TokenUsage
 from .usage_bounds import TEXT_LIMITS
 
 if TYPE_CHECKING:
+    from .guardrails.policy import GuardrailSession
     from .tracing import CallSpan
 
 __all__ = ["Call", "Receive", "Send", "handle"]
@@ -86,6 +88,7 @@ class Call:
     overhead_seconds: float = 0.0
     error_code: str = ""  # the proxy's own refusal, by its code (never its message): for the trace
     span: CallSpan | None = None  # the call's trace span, when tracing is on (proxy/tracing.py)
+    guardrails: GuardrailSession | None = None  # the key's policy at work on this call (proxy/guardrail_step.py)
 
     @property
     def provider_label(self) -> str:
@@ -140,6 +143,8 @@ async def steps(*, call: Call, scope: dict[str, Any], receive: Receive, send: Se
         body = await read_body(receive=receive, headers=headers)
         describe(call=call, method=scope["method"], rest=target.rest, body=body)
         await admit(call=call, ctx=ctx)
+        if call.key is not None and call.key.guardrails is not None:  # no policy: this check is all it costs
+            guardrails_input(call)
         try:
             await forward(call=call, ctx=ctx, scope=scope, rest=target.forwarded, headers=headers, body=body,
                           receive=receive, send=send)

@@ -42,6 +42,9 @@ provider_cost_mismatch_total = Counter(
 unknown_price_total = Counter("tokonomics_unknown_price", "Calls whose model has no known price.", ("provider",))
 unenforced_total = Counter("tokonomics_unenforced", "Calls let through while Redis was unreachable.", ("provider",))
 reserved_usd_total = Counter("tokonomics_reserved_usd", "Estimates reserved before calls.", ("provider",))
+# Rule ids are slugs an account admin sets (≤ 50 rules a policy) and actions a fixed set: never client data.
+guardrail_hits_total = Counter("tokonomics_guardrail_hits", "Guardrail rule matches, by rule id and action.",
+                               ("rule", "action"))
 # Set when a process's Redis breaker opens or closes (rare: never per call). With several workers the
 # highest live value wins: 1 if any worker is skipping Redis.
 redis_breaker_open = Gauge("tokonomics_redis_breaker_open", "1 while the Redis circuit breaker is open "

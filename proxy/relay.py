@@ -17,6 +17,8 @@ from . import metrics
 from .admission import price
 from .call_record import provider_cost_check
 from .errors import ProxyError
+from .guardrail_step import guardrails_output_body, output_checked, warned_header
+from .guardrail_stream import StreamGuard
 from .headers import cost_header, response_headers
 
 if TYPE_CHECKING:
@@ -60,11 +62,19 @@ async def relay_body(*, call: Call, upstream: aiohttp.ClientResponse, send: Send
     elif call.info is not None:
         # The provider refused the call: nothing was generated, nothing is owed.
         call.usage, call.cost_usd = TokenUsage(), Decimal(0)
+    status = upstream.status
+    extra: list[tuple[bytes, bytes]] = []
+    if call.guardrails is not None:
+        if output_checked(call):
+            # The answer was generated (and is billed); a `block` on output answers 400 in its place.
+            status, body = guardrails_output_body(call, body, status)
+            call.status = status
+        extra += warned_header(call.guardrails)
     # Every non-streamed answer says its cost (CONTRACT §1): "unknown" only for an unmetered route or model.
-    extra = [(b"content-length", str(len(body)).encode()), (b"x-tokonomics-cost-usd", cost_header(call.cost_usd))]
+    extra += [(b"content-length", str(len(body)).encode()), (b"x-tokonomics-cost-usd", cost_header(call.cost_usd))]
     overhead = call.overhead_seconds + (time.perf_counter() - finished)
     extra.append((b"x-tokonomics-overhead-ms", f"{overhead * 1000:.3f}".encode()))
-    await send({"type": "http.response.start", "status": upstream.status,
+    await send({"type": "http.response.start", "status": status,
                 "headers": response_headers(upstream, call.rid, extra)})
     await send({"type": "http.response.body", "body": body})
     call.overhead_seconds += time.perf_counter() - finished
@@ -75,8 +85,11 @@ async def relay_stream(
 ) -> None:
     call.streamed = True
     reader = call.wire.stream_reader(call.info) if call.info is not None else None
+    guard = None
+    if call.guardrails is not None and call.info is not None and upstream.status < 400 and output_checked(call):
+        guard = StreamGuard(session=call.guardrails, operation=call.info.operation.value, wire=call.wire)
     await send({"type": "http.response.start", "status": upstream.status,
-                "headers": response_headers(upstream, call.rid, [])})
+                "headers": response_headers(upstream, call.rid, warned_header(call.guardrails))})
     # A client that goes away must stop the upstream too, even while it is between chunks.
     this_task = asyncio.current_task()
     finishing = False
@@ -92,12 +105,18 @@ async def relay_stream(
         async for chunk in upstream.content.iter_any():
             mark = time.perf_counter()
             out = reader.feed(chunk) if reader is not None else chunk
+            if guard is not None:
+                out = guard.feed(out)
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             in_proxy += time.perf_counter() - mark
+            if guard is not None and guard.ended:
+                break  # a rule blocked the answer: its error event was the last; the upstream is left
         mark = time.perf_counter()
         finishing = True
         tail = reader.close() if reader is not None else b""
+        if guard is not None:
+            tail = guard.close(tail)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         in_proxy += time.perf_counter() - mark
     except asyncio.CancelledError:
@@ -111,6 +130,8 @@ async def relay_stream(
         if reader is not None:
             finishing = True
             tail = reader.close()
+            if guard is not None:
+                tail = guard.close(tail)
             if tail:
                 await send({"type": "http.response.body", "body": tail, "more_body": True})
         raise

@@ -58,6 +58,10 @@ class UsageRecord(models.Model):
     enforced = models.BooleanField(
         default=True, help_text="False when Redis was unreachable and the call went through."
     )
+    guardrail_hits = models.JSONField(
+        default=list, blank=True,
+        help_text='Guardrail rules that matched: [{"rule": id, "action": …, "count": n}]; never the text.',
+    )
     created_at = models.DateTimeField(db_index=False)
 
     class Meta:

@@ -29,7 +29,7 @@ RECORD_FIELDS = (
     "session", "session_name", "session_git",
     "feature", "tenant", "environment", "tags", "provider", "model", "served_model", "operation", "input_tokens",
     "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "latency_ms", "status_code",
-    "denied_scope", "streamed", "usage_source", "enforced",
+    "denied_scope", "streamed", "usage_source", "enforced", "guardrail_hits",
 )
 
 

@@ -23,6 +23,7 @@ REASONING_TOKENS = "X-Sim-Reasoning-Tokens"
 PROMPT_TOKENS = "X-Sim-Prompt-Tokens"
 TOOL_USE_PROMPT_TOKENS = "X-Sim-Tool-Use-Prompt-Tokens"
 USAGE_ON_LAST_CHOICE = "X-Sim-Extra-Usage-Choice"
+REPLY = "X-Sim-Reply"  # the answer's text, instead of the canned reply (streamed in 3-character pieces)
 SERVED_MODEL = "X-Sim-Served-Model"  # the model the answer names, as Azure names a deployment's model
 
 
@@ -48,6 +49,7 @@ class Controls:
     prompt_tokens: int | None = None
     tool_use_prompt_tokens: int = 0
     served_model: str | None = None
+    reply: str | None = None
 
 
 def read_controls(
@@ -75,6 +77,7 @@ def read_controls(
         prompt_tokens=_count(get(PROMPT_TOKENS), PROMPT_TOKENS),
         tool_use_prompt_tokens=_count(get(TOOL_USE_PROMPT_TOKENS), TOOL_USE_PROMPT_TOKENS) or 0,
         served_model=get(SERVED_MODEL) or None,
+        reply=get(REPLY) or None,
     )
 
 
