@@ -8,9 +8,9 @@ import pytest
 from billing.models import Account, AuditEntry
 from proxy.models import GuardrailPolicy
 
-from .test_applyconfig import apply_data, env, example, rejected  # noqa: F401 (env: a fixture)
+from .test_applyconfig import apply_data, env, example, rejected  # noqa: F401 (env: the fixture below uses)
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("env")]
 
 DEFAULT = {"pii": {"types": ["email", "card"], "action": "mask"},
            "system_prompt": {"text": "You are Acme's assistant.", "mode": "prepend"}}
@@ -25,7 +25,7 @@ def with_guardrails(default: object = DEFAULT, key: object = KEY_OWN) -> dict:
     return data
 
 
-def test_policies_are_applied_once_and_audited(tmp_path, env) -> None:
+def test_policies_are_applied_once_and_audited(tmp_path) -> None:
     output = apply_data(tmp_path, with_guardrails())
     assert "acme: created guardrails" in output and "acme: created guardrails of key ci" in output
     acme = Account.objects.get(slug="acme")
@@ -35,7 +35,7 @@ def test_policies_are_applied_once_and_audited(tmp_path, env) -> None:
     assert apply_data(tmp_path, with_guardrails()).strip() == "No changes."
 
 
-def test_leaving_guardrails_out_keeps_them_and_null_removes_them(tmp_path, env) -> None:
+def test_leaving_guardrails_out_keeps_them_and_null_removes_them(tmp_path) -> None:
     apply_data(tmp_path, with_guardrails())
     assert apply_data(tmp_path, example()).strip() == "No changes."
     assert GuardrailPolicy.objects.count() == 2
@@ -44,14 +44,14 @@ def test_leaving_guardrails_out_keeps_them_and_null_removes_them(tmp_path, env) 
     assert not GuardrailPolicy.objects.exists()
 
 
-def test_a_changed_policy_is_an_update(tmp_path, env) -> None:
+def test_a_changed_policy_is_an_update(tmp_path) -> None:
     apply_data(tmp_path, with_guardrails())
     output = apply_data(tmp_path, with_guardrails(default={"pii": {"types": ["email"]}}))
     assert "acme: updated guardrails" in output
     assert GuardrailPolicy.objects.get(key=None).spec == {"pii": {"types": ["email"]}}
 
 
-def test_an_invalid_policy_rejects_the_whole_file_naming_the_field(tmp_path, env) -> None:
+def test_an_invalid_policy_rejects_the_whole_file_naming_the_field(tmp_path) -> None:
     bad_rule = {"rules": [{"id": "Bad Id", "kind": "regex", "pattern": "x", "scope": "input", "action": "block"}]}
     error = rejected(tmp_path, with_guardrails(key=bad_rule))
     assert "keys[0] (ci).guardrails.rules" in error and "nothing changed" in error
