@@ -1,0 +1,160 @@
+"""Finding PII in text: the built-in patterns behind cheap prefilters, every candidate confirmed by its
+validator.
+
+Python's `re` is fast when a pattern starts with a literal (it skips ahead to it) and slow when it
+must try a branch at every position (≈ 6–25 µs per KB per pattern). So no built-in pattern is tried
+at every position of the text:
+- keys and private keys start with literals (`sk-`, `AKIA`, `ghp_`, `-----BEGIN `…): a pattern runs
+  only when one of its literals is in the text (`str.__contains__`, a fast C search);
+- emails are looked for around each "@" only;
+- cards, phones, SSNs, IPv4 addresses and IBANs all contain a run of at least seven digits and
+  separators: one regex finds those runs, and the combined alternation of those patterns runs only in
+  a small window around each run;
+- IPv6 addresses are looked for around "::" or ":hex:" only.
+docs/guardrails.md has the measurements (python -m tools.bench.guardrails).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from proxy.guardrails.patterns import PATTERNS, PII_TYPES, Pattern
+
+
+@dataclass(frozen=True)
+class PiiMatch:
+    pii_type: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class _Alternation:
+    """Patterns compiled as one alternation; `singles` retry a position a look-alike took."""
+
+    regex: re.Pattern[str]
+    patterns: tuple[Pattern, ...]
+    singles: tuple[re.Pattern[str], ...]
+
+
+def _alternation(patterns: tuple[Pattern, ...]) -> _Alternation:
+    # a pattern's own value group `v` becomes `v<i>` so the names stay unique in the alternation
+    sources = [f"(?P<p{i}>{p.source.replace('(?P<v>', f'(?P<v{i}>')})" for i, p in enumerate(patterns)]
+    return _Alternation(re.compile("|".join(sources)), patterns, tuple(re.compile(p.source) for p in patterns))
+
+
+_DIGIT_RUN = re.compile(r"\d[\d .()/-]{6,}")
+_DIGIT_BACK = 16  # an IBAN's letters ("GB82 WEST ") or a phone's "+" / "(" come before its digit run
+_IPV6_HINT = re.compile(r"::|:[0-9A-Fa-f]{1,4}:")
+_IPV6_BACK, _IPV6_AHEAD = 5, 70
+_EMAIL_BACK, _EMAIL_AHEAD = 64, 340
+_WORDISH = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+class PiiScanner:
+    """Finds the given PII types in text. Build through `pii_scanner` (cached per set of types)."""
+
+    def __init__(self, types: frozenset[str]) -> None:
+        unknown = types - set(PII_TYPES)
+        if unknown:
+            raise ValueError(f"unknown PII types: {sorted(unknown)}")
+        self.types = types
+        chosen = [p for p in PATTERNS if p.pii_type in types]
+        self._prefixed = tuple((p, re.compile(p.source)) for p in chosen if p.find == "prefix")
+        self._anchored = tuple(_alternation((p,)) for p in chosen if p.find == "anchor")
+        self._email = _alternation(tuple(p for p in chosen if p.find == "at"))
+        self._digits = _alternation(tuple(p for p in chosen if p.find == "digits"))
+        self._ipv6 = _alternation(tuple(p for p in chosen if p.find == "colon"))
+        self.max_len = max((p.max_len for p in chosen), default=0)
+
+    def find(self, text: str, pos: int = 0, endpos: int | None = None) -> Iterator[PiiMatch]:
+        """Confirmed matches in text[pos:endpos]; matches of different kinds may overlap."""
+        end = len(text) if endpos is None else endpos
+        for pattern, regex in self._prefixed:
+            for m in regex.finditer(text, pos, end):
+                found = _confirm(pattern, m, text, "v")
+                if found is not None:
+                    yield found
+        for anchored in self._anchored:
+            pattern = anchored.patterns[0]
+            for need in pattern.needs:
+                yield from self._around(anchored, text, pos, end, _find_all(text, need, pos, end),
+                                        pattern.back, pattern.max_len)
+        if self._email.patterns and "@" in text:
+            yield from self._around(self._email, text, pos, end, _find_all(text, "@", pos, end),
+                                    _EMAIL_BACK, _EMAIL_AHEAD)
+        if self._digits.patterns:
+            yield from self._in_runs(text, pos, end)
+        if self._ipv6.patterns and ":" in text:
+            hints = (m.start() for m in _IPV6_HINT.finditer(text, pos, end))
+            yield from self._around(self._ipv6, text, pos, end, hints, _IPV6_BACK, _IPV6_AHEAD)
+
+    def _in_runs(self, text: str, pos: int, end: int) -> Iterator[PiiMatch]:
+        done = pos
+        for run in _DIGIT_RUN.finditer(text, pos, end):
+            if run.end() <= done:
+                continue
+            start = max(done, run.start() - _DIGIT_BACK)
+            # two characters past the run let the patterns' look-aheads see what follows it
+            for found in _search_all(self._digits, text, start, min(end, run.end() + 2)):
+                if found.end > run.start():
+                    yield found
+                    done = found.end
+
+    def _around(self, alternation: _Alternation, text: str, pos: int, end: int, anchors: Iterator[int],
+                back: int, ahead: int) -> Iterator[PiiMatch]:
+        done = pos
+        for anchor in anchors:
+            if anchor < done:
+                continue
+            for found in _search_all(alternation, text, max(done, anchor - back), min(end, anchor + ahead)):
+                if found.end > anchor:
+                    yield found
+                    done = found.end
+                    break
+
+
+def _find_all(text: str, needle: str, pos: int, end: int) -> Iterator[int]:
+    at = text.find(needle, pos, end)
+    while at >= 0:
+        yield at
+        at = text.find(needle, at + 1, end)
+
+
+def _search_all(alternation: _Alternation, text: str, pos: int, end: int) -> Iterator[PiiMatch]:
+    search = alternation.regex.search
+    while pos < end:
+        m = search(text, pos, end)
+        if m is None:
+            return
+        index = int(m.lastgroup[1:]) if m.lastgroup else 0
+        found = _confirm(alternation.patterns[index], m, text, f"v{index}")
+        j = index + 1
+        # a look-alike at this position may hide a real match of a later pattern
+        while found is None and j < len(alternation.patterns):
+            other = alternation.singles[j].match(text, m.start(), end)
+            if other is not None:
+                found = _confirm(alternation.patterns[j], other, text, "v")
+            j += 1
+        if found is not None:
+            yield found
+            pos = found.end
+        else:
+            pos = m.start() + 1
+
+
+def _confirm(pattern: Pattern, m: re.Match[str], text: str, value_group: str) -> PiiMatch | None:
+    start, stop = m.span(value_group) if pattern.value_group else m.span()
+    if pattern.find == "prefix" and start > 0 and text[start - 1] in _WORDISH:
+        return None  # "task-…" holds "sk-", "mask_live_…" holds "sk_live_": a key starts a word
+    if pattern.validate is not None and not pattern.validate(text[start:stop]):
+        return None
+    return PiiMatch(pattern.pii_type, start, stop)
+
+
+@functools.lru_cache(maxsize=64)
+def pii_scanner(types: frozenset[str]) -> PiiScanner:
+    return PiiScanner(types)
