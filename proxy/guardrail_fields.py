@@ -143,7 +143,8 @@ def system_prompt_apply(operation: str, body: dict[str, Any], *, text: str, mode
     their place ("replace"). False for an operation that has no instructions (embeddings)."""
     replace = mode == "replace"
     if operation == "chat":
-        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        found = body.get("messages")
+        messages: list[Any] = found if isinstance(found, list) else []
         if replace:
             messages = [m for m in messages if not (isinstance(m, dict) and m.get("role") in SYSTEM_ROLES)]
         body["messages"] = [{"role": "system", "content": text}, *messages]
@@ -169,7 +170,8 @@ def system_prompt_apply(operation: str, body: dict[str, Any], *, text: str, mode
     if operation == "generate_content":
         name = "system_instruction" if "system_instruction" in body else "systemInstruction"
         own = body.get(name)
-        parts = own.get("parts") if isinstance(own, dict) and isinstance(own.get("parts"), list) else []
-        body[name] = {"parts": [{"text": text}] + ([] if replace else parts)}
+        parts = own.get("parts") if isinstance(own, dict) else None
+        kept: list[Any] = parts if isinstance(parts, list) and not replace else []
+        body[name] = {"parts": [{"text": text}, *kept]}
         return True
     return False
