@@ -37,7 +37,7 @@ BUDGET_ALERT_TYPES = (
 # Opt-in events (issue 19): a channel lists them in `event_types` to receive them.
 OPT_IN_TYPES = (
     "key.created", "key.revoked", "key.rotated", "key.expiring", "rate_limit.exceeded", "budget.denied",
-    "plan.limit_approaching",
+    "plan.limit_approaching", "guardrail.violation",
 )
 SUBSCRIBABLE_TYPES = BUDGET_ALERT_TYPES + OPT_IN_TYPES
 
@@ -168,6 +168,7 @@ class AlertEvent(models.Model):
         RATE_LIMIT_EXCEEDED = "rate_limit.exceeded"
         BUDGET_DENIED = "budget.denied"
         PLAN_LIMIT_APPROACHING = "plan.limit_approaching"
+        GUARDRAIL_VIOLATION = "guardrail.violation"
         TEST = "test"
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="alert_events")
