@@ -121,6 +121,8 @@ class UsageRecordOut(Schema):
     denied_scope: str
     streamed: bool
     usage_source: str
+    guardrail_hits: list[dict[str, str | int]] = Field(
+        description='Guardrail rules that matched: [{"rule", "action", "count"}]; never the text.')
     created_at: datetime
 
     @staticmethod
