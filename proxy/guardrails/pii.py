@@ -10,7 +10,7 @@ at every position of the text:
 - cards, phones, SSNs, IPv4 addresses and IBANs all contain a run of at least seven digits and
   separators: one regex finds those runs, and the combined alternation of those patterns runs only in
   a small window around each run;
-- IPv6 addresses are looked for around "::" or ":hex:" only.
+- IPv6 addresses are looked for around "::" or a run of colon-separated groups only.
 docs/guardrails.md has the measurements (python -m tools.bench.guardrails).
 """
 
@@ -46,9 +46,16 @@ def _alternation(patterns: tuple[Pattern, ...]) -> _Alternation:
     return _Alternation(re.compile("|".join(sources)), patterns, tuple(re.compile(p.source) for p in patterns))
 
 
-_DIGIT_RUN = re.compile(r"\d[\d .()/-]{6,}")
-_DIGIT_BACK = 16  # an IBAN's letters ("GB82 WEST ") or a phone's "+" / "(" come before its digit run
-_IPV6_HINT = re.compile(r"::|:[0-9A-Fa-f]{1,4}:")
+# [0-9] is a range test, cheaper in `re` than the \d category; a run ends on a digit
+_DIGIT_RUN = re.compile(r"[0-9][0-9 .()/-]{6,}(?<=[0-9])")
+# An ISO date opening a log line's run ("2024-05-01 10") is the commonest nine-digit run that is no PII
+_DATE_HEAD = re.compile(r"(?:19|20)[0-9]{2}-[01][0-9]-[0-3][0-9](?![0-9])")
+_SEPARATORS_GONE = str.maketrans("", "", " .()/-")
+_MIN_DIGITS = 9
+_IBAN_HEAD = re.compile(r"[A-Z]{2}\d\d")
+_IBAN_BACK = 16  # an IBAN's country, check digits and bank letters ("GB82 WEST ") come before its digit run
+# an IPv6 address has "::" or seven colons; times ("10:22:31") have two
+_IPV6_HINT = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
 _IPV6_BACK, _IPV6_AHEAD = 5, 70
 _EMAIL_BACK, _EMAIL_AHEAD = 64, 340
 _WORDISH = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -67,6 +74,9 @@ class PiiScanner:
         self._anchored = tuple(_alternation((p,)) for p in chosen if p.find == "anchor")
         self._email = _alternation(tuple(p for p in chosen if p.find == "at"))
         self._digits = _alternation(tuple(p for p in chosen if p.find == "digits"))
+        ipv4 = tuple(p for p in chosen if p.find == "digits" and p.pii_type == "ip")
+        self._ipv4_only = _alternation(ipv4) if ipv4 else None
+        self._iban = "iban" in types
         self._ipv6 = _alternation(tuple(p for p in chosen if p.find == "colon"))
         self.max_len = max((p.max_len for p in chosen), default=0)
 
@@ -94,12 +104,29 @@ class PiiScanner:
 
     def _in_runs(self, text: str, pos: int, end: int) -> Iterator[PiiMatch]:
         done = pos
+        only_ipv4 = self._ipv4_only
         for run in _DIGIT_RUN.finditer(text, pos, end):
-            if run.end() <= done:
+            start, stop = run.span()
+            if stop <= done:
                 continue
-            start = max(done, run.start() - _DIGIT_BACK)
+            chunk = run.group()
+            # Cards, phones, SSNs and IBANs have at least nine digits; an IPv4 address has three dots.
+            # Most runs in ordinary text (dates, versions, amounts) have neither, and stop here.
+            digits = len(chunk.translate(_SEPARATORS_GONE))
+            if digits - 8 < _MIN_DIGITS <= digits and _DATE_HEAD.match(chunk):
+                digits -= 8
+            if digits >= _MIN_DIGITS:
+                alternation = self._digits
+                if self._iban and _IBAN_HEAD.search(text, max(done, start - _IBAN_BACK), start + 2):
+                    start -= _IBAN_BACK
+                else:
+                    start -= 1  # a phone's "+" or "("
+            elif only_ipv4 is not None and chunk.count(".") >= 3:
+                alternation = only_ipv4
+            else:
+                continue
             # two characters past the run let the patterns' look-aheads see what follows it
-            for found in _search_all(self._digits, text, start, min(end, run.end() + 2)):
+            for found in _search_all(alternation, text, max(done, start), min(end, stop + 2)):
                 if found.end > run.start():
                     yield found
                     done = found.end
