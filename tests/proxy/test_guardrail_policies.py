@@ -21,14 +21,14 @@ ACTOR = Actor.of_system("tests")
 
 def test_a_key_without_any_policy_loads_none(acme) -> None:
     plaintext = generate_key()
-    key = make_key(acme, plaintext)
+    make_key(acme, plaintext)
     entry = load_key(hash_key(plaintext))
     assert entry is not None and entry.guardrails is None
 
 
 def test_the_default_and_the_keys_own_merge_as_the_key_loads(acme, globex) -> None:
     plaintext = generate_key()
-    key = make_key(acme, plaintext)
+    make_key(acme, plaintext)
     other = make_key(acme, generate_key(), name="other")
     guardrail_policy_put(account=acme, actor=ACTOR, key=None, spec={"pii": {"types": ["email"]},
                                                                     "system_prompt": {"text": "A"}})
@@ -41,7 +41,6 @@ def test_the_default_and_the_keys_own_merge_as_the_key_loads(acme, globex) -> No
     merged = key_guardrails_load(account_id=acme.pk, key_id=other.pk)
     assert merged is not None and merged.system_prompt is not None and merged.system_prompt.text == "B"
     assert merged.new_session().scan_input("to jane@example.com") != "to jane@example.com"  # the default's pii
-    del key
 
 
 def test_a_stored_spec_that_no_longer_compiles_refuses_every_call(acme) -> None:
