@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Value
 
 from .accounts import Account
 
@@ -59,7 +60,8 @@ class UsageRecord(models.Model):
         default=True, help_text="False when Redis was unreachable and the call went through."
     )
     guardrail_hits = models.JSONField(
-        default=list, blank=True,
+        # db_default: rows written by SQL alone (bulk seeding, an older proxy's ledger) get an empty list too.
+        default=list, db_default=Value([], output_field=models.JSONField()), blank=True,
         help_text='Guardrail rules that matched: [{"rule": id, "action": …, "count": n}]; never the text.',
     )
     created_at = models.DateTimeField(db_index=False)
