@@ -1,5 +1,5 @@
 """A scored heuristic for prompt injection and jailbreaks — phrases, not a model (docs/guardrails.md
-has its precision and recall on the labelled set in tests/guardrails/data/).
+has its precision and recall on bastioncorpus and on tests/guardrails/data/injection_cases.jsonl).
 
 Each signal family found adds its weight; the score combines them as independent evidence
 (1 - Π(1 - w)), so one strong signal (an override phrase) crosses the default threshold alone and

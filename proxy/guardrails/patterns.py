@@ -33,6 +33,8 @@ class Pattern:
     # how candidates are found (pii.py): "digits" (near a run of digits), "prefix" (the pattern starts
     # with a literal), "at" (around an "@"), "colon" (around "::" or ":hex:"), "anchor" (around `needs`)
     find: str = "digits"
+    # "anchor": the literals it is looked for around; "prefix": the literals a match starts with (the
+    # stream window holds back from the last one in reach, not the pattern's whole length)
     needs: tuple[str, ...] = ()
     back: int = 0  # how far before its anchor a match may start
 
@@ -124,10 +126,17 @@ def ipv6_ok(candidate: str) -> bool:
     return sum(1 for part in address.split(":") if part) >= 3 or "." in address
 
 
+_SSN_SHAPE = re.compile(r"\d{3}([- ])\d\d\1\d{4}")
+
+
 def phone_ok(candidate: str) -> bool:
+    if _SSN_SHAPE.fullmatch(candidate):  # 078-05-1120 is shaped as an SSN, whatever the SSN rules say
+        return False
     digits = _digits(candidate)
     if candidate.startswith("+"):
         return 8 <= len(digits) <= 15
+    if candidate.startswith("00"):
+        return 10 <= len(digits) <= 17
     return 9 <= len(digits) <= 12
 
 
@@ -146,37 +155,47 @@ _BOUNDARY_L = r"(?<![\w.+-])"
 PATTERNS: tuple[Pattern, ...] = (
     Pattern("private_key",
             r"-----BEGIN (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY(?: BLOCK)?-----[\s\S]{1,8192}?"
-            r"-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY(?: BLOCK)?-----", 8300, find="prefix"),
+            r"-----END (?:[A-Z0-9]{1,12} ){0,3}PRIVATE KEY(?: BLOCK)?-----", 8300, find="prefix",
+            needs=("-----BEGIN ",)),
     # OpenAI (sk-, sk-proj-, sk-svcacct-, sk-admin-) and Anthropic (sk-ant-api03-, sk-ant-admin01-)
-    Pattern("secret", r"sk-(?:ant-(?:api|admin|sid)\d\d-|proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,200}"
-            r"(?![A-Za-z0-9_-])", 220, token_ok, find="prefix"),
-    Pattern("secret", r"A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Za-z0-9])", 20, aws_key_ok, find="prefix"),
+    Pattern("secret", r"sk-(?:ant-(?:api|admin|sid)\d\d-|proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,200}+"
+            r"(?![A-Za-z0-9_-])", 220, token_ok, find="prefix", needs=("sk-",)),
+    Pattern("secret", r"A(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Za-z0-9])", 20, aws_key_ok, find="prefix",
+            needs=("AKIA", "ASIA", "ABIA", "ACCA")),
     Pattern("secret",  # an AWS secret access key, found by its label: aws_secret_access_key = "…"
             r"(?i:aws[\w.-]{0,20}?secret[\w-]{0,20}?key|secret_?access_?key)[\"']?\s{0,4}[:=]{1,2}>?\s{0,4}"
             r"[\"']?(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])", 120, token_ok, value_group=True,
             find="anchor", needs=("ecret", "ECRET"), back=24),
-    Pattern("secret", r"gh[pousr]_[A-Za-z0-9]{36,251}(?![A-Za-z0-9])", 255, token_ok, find="prefix"),
-    Pattern("secret", r"github_pat_[A-Za-z0-9_]{50,244}(?![A-Za-z0-9_])", 255, token_ok, find="prefix"),
-    Pattern("secret", r"xox[abposr]-(?:\d+-)+[A-Za-z0-9-]{8,200}", 240, find="prefix"),
-    Pattern("secret", r"xapp-\d-[A-Za-z0-9-]{10,200}", 210, find="prefix"),
-    *(Pattern("secret", rf"{kind}k_(?:live|test)_[A-Za-z0-9]{{16,247}}(?![A-Za-z0-9])", 255, token_ok,
-              find="prefix") for kind in "srp"),  # Stripe secret, restricted and publishable keys
-    Pattern("secret", r"AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])", 39, find="prefix"),
+    Pattern("secret", r"gh[pousr]_[A-Za-z0-9]{36,251}+(?![A-Za-z0-9])", 255, token_ok, find="prefix",
+            needs=("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    Pattern("secret", r"github_pat_[A-Za-z0-9_]{50,244}+(?![A-Za-z0-9_])", 255, token_ok, find="prefix",
+            needs=("github_pat_",)),
+    Pattern("secret", r"xox[abposr]-(?:\d+-)+[A-Za-z0-9-]{8,200}", 240, find="prefix", needs=("xox",)),
+    Pattern("secret", r"xapp-\d-[A-Za-z0-9-]{10,200}", 210, find="prefix", needs=("xapp-",)),
+    *(Pattern("secret", rf"{kind}k_(?:live|test)_[A-Za-z0-9]{{16,247}}+(?![A-Za-z0-9])", 255, token_ok,
+              find="prefix", needs=(f"{kind}k_",)) for kind in "srp"),  # Stripe secret, restricted, publishable
+    Pattern("secret", r"AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])", 39, find="prefix", needs=("AIza",)),
     Pattern("secret", r"eyJ[A-Za-z0-9_-]{8,2048}\.eyJ[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{16,1024}", 7200,
-            find="prefix"),
+            find="prefix", needs=("eyJ",)),
     Pattern("email",
             r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.){1,8}"
-            r"[A-Za-z]{2,24}(?![\w-])", 400, find="at"),
+            r"[A-Za-z]{2,24}(?![\w-]|:[\w~])", 400, find="at"),  # not an SSH remote: git@host:org/repo
     Pattern("iban", r"(?<![A-Za-z0-9])[A-Z]{2}\d\d(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])",
             42, iban_ok),
-    Pattern("card", r"(?<![\d.,-])\d{4}(?:[ -]?\d{2,6}){2,4}(?![\d-]|[.,]\d)", 23, card_ok),
+    # a comma may precede or follow a card (CSV), a dot not (decimals: 0.4111…)
+    Pattern("card", r"(?<![\d.-])\d{4}(?:[ -]?\d{2,6}){2,4}(?![\d-]|\.\d)", 23, card_ok),
     Pattern("ssn", r"(?<![\d.-])\d{3}[- ]\d\d[- ]\d{4}(?![\d-]|\.\d)", 11, ssn_ok),
     Pattern("phone",
             r"(?<![\w+.-])\+[1-9]\d{0,2}(?:[ .-]?\(?\d{1,5}\)?){1,6}(?![\d-]|\.\d)"
-            # US/Canada: (NXX) NXX-XXXX, NXX-NXX-XXXX, NXX.NXX.XXXX
-            r"|(?<![\w.-])(?:\([2-9]\d\d\) ?|[2-9]\d\d[-. ])[2-9]\d\d[-. ]\d{4}(?![\d-]|\.\d)"
+            # the same after the 00 international prefix: 0049 30 12345678
+            # (the number after the country code drops its trunk 0, or brackets it: "0044 (0)20")
+            r"|(?<![\w+.-])00[1-9]\d{0,2}[ .-](?:\(0\) ?)?[1-9]\d{0,4}(?:[ .-]?\(?\d{1,5}\)?){1,5}(?![\d-]|\.\d)"
+            # US/Canada, with or without the 1: (NXX) NXX-XXXX, NXX-NXX-XXXX, NXX.NXX.XXXX, 1-800-555-0199
+            r"|(?<![\w.-])(?:1[-. ])?(?:\([2-9]\d\d\) ?|[2-9]\d\d[-. ])[2-9]\d\d[-. ]\d{4}(?![\d-]|\.\d)"
+            # UK with the area code in brackets: (020) 7946 0958
+            r"|\(0\d{2,4}\) ?\d{3,4}[ -]?\d{3,4}(?![\d-]|\.\d)"
             # UK, DE, FR, IN national forms with the trunk 0: 020 7946 0958, 030 1234567, 06 12 34 56 78
-            r"|(?<![\w.-])0(?:[1-9]\d{1,4}(?:[ /-]\d{2,8}){1,3}|[1-9]\d{8,9}|[1-9](?:[ .]\d\d){4})"
+            r"|(?<![\w.-])0(?:[1-9]\d{1,4}(?:[ /-]\d{3,8}){1,3}|[1-9]\d{8,9}|[1-9](?:[ .]\d\d){4})"
             r"(?![\d-]|\.\d)"
             # India without the trunk: 98765 43210
             r"|(?<![\w.-])[6-9]\d{4} \d{5}(?![\d-]|\.\d)", 30, phone_ok),

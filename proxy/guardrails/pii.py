@@ -4,13 +4,14 @@ validator.
 Python's `re` is fast when a pattern starts with a literal (it skips ahead to it) and slow when it
 must try a branch at every position (≈ 6–25 µs per KB per pattern). So no built-in pattern is tried
 at every position of the text:
-- keys and private keys start with literals (`sk-`, `AKIA`, `ghp_`, `-----BEGIN `…): a pattern runs
-  only when one of its literals is in the text (`str.__contains__`, a fast C search);
+- keys and private keys start with literals (`sk-`, `AKIA`, `ghp_`, `-----BEGIN `…), which `re` skips
+  ahead to (~0.6 µs/KB per pattern); a labelled AWS secret is looked for around "ecret" only;
 - emails are looked for around each "@" only;
-- cards, phones, SSNs, IPv4 addresses and IBANs all contain a run of at least seven digits and
-  separators: one regex finds those runs, and the combined alternation of those patterns runs only in
-  a small window around each run;
+- cards, phones, SSNs, IPv4 addresses and IBANs all contain a run of digits and separators: one
+  regex finds those runs, and the combined alternation of those patterns runs only in a small window
+  around a run with at least nine digits (or three dots, for IPv4);
 - IPv6 addresses are looked for around "::" or a run of colon-separated groups only.
+Windows around anchors are merged, so a hostile text packed with anchors stays linear.
 docs/guardrails.md has the measurements (python -m tools.bench.guardrails).
 """
 
@@ -54,10 +55,12 @@ _SEPARATORS_GONE = str.maketrans("", "", " .()/-")
 _MIN_DIGITS = 9
 _IBAN_HEAD = re.compile(r"[A-Z]{2}\d\d")
 _IBAN_BACK = 16  # an IBAN's country, check digits and bank letters ("GB82 WEST ") come before its digit run
+_IBAN_AHEAD = 44  # and letters may follow it ("…0013M02606")
 # an IPv6 address has "::" or seven colons; times ("10:22:31") have two
 _IPV6_HINT = re.compile(r"::|:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
-_IPV6_BACK, _IPV6_AHEAD = 5, 70
+_IPV6_BACK, _IPV6_AHEAD = 40, 70  # "::" may come late in an address: 2001:db8:85a3::8a2e
 _EMAIL_BACK, _EMAIL_AHEAD = 64, 340
+_LOCAL_TAIL = re.compile(r"[A-Za-z0-9._%+-]+\Z")
 _WORDISH = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -79,6 +82,8 @@ class PiiScanner:
         self._iban = "iban" in types
         self._ipv6 = _alternation(tuple(p for p in chosen if p.find == "colon"))
         self.max_len = max((p.max_len for p in chosen), default=0)
+        self._short_len = max((p.max_len for p in chosen if not (p.find == "prefix" and p.needs) and p.find != "at"),
+                              default=0)
 
     def find(self, text: str, pos: int = 0, endpos: int | None = None) -> Iterator[PiiMatch]:
         """Confirmed matches in text[pos:endpos]; matches of different kinds may overlap."""
@@ -102,6 +107,27 @@ class PiiScanner:
             hints = (m.start() for m in _IPV6_HINT.finditer(text, pos, end))
             yield from self._around(self._ipv6, text, pos, end, hints, _IPV6_BACK, _IPV6_AHEAD)
 
+    def hold_from(self, text: str) -> int:
+        """The earliest position of text where a match may have started that more text could still
+        complete (the stream window keeps text from there). Long patterns (PEM blocks, JWTs, keys)
+        only hold from their opening literal, when one is in reach; the rest by their length."""
+        n = len(text)
+        start = n - self._short_len
+        for pattern, _ in self._prefixed:
+            if not pattern.needs:
+                continue
+            for lead in pattern.needs:
+                at = text.find(lead, max(0, n - pattern.max_len))
+                start = min(start, at if at >= 0 else n - len(lead) + 1)
+        if self._email.patterns:
+            at = text.find("@", max(0, n - _EMAIL_AHEAD))
+            if at >= 0:
+                start = min(start, at - _EMAIL_BACK)
+            else:  # no "@" yet: only a trailing word can become an email's local part
+                tail = _LOCAL_TAIL.search(text, max(0, n - _EMAIL_BACK))
+                start = min(start, tail.start() if tail else n)
+        return max(0, start)
+
     def _in_runs(self, text: str, pos: int, end: int) -> Iterator[PiiMatch]:
         done = pos
         only_ipv4 = self._ipv4_only
@@ -115,18 +141,19 @@ class PiiScanner:
             digits = len(chunk.translate(_SEPARATORS_GONE))
             if digits - 8 < _MIN_DIGITS <= digits and _DATE_HEAD.match(chunk):
                 digits -= 8
+            ahead = 2  # two characters past the run let the patterns' look-aheads see what follows it
             if digits >= _MIN_DIGITS:
                 alternation = self._digits
                 if self._iban and _IBAN_HEAD.search(text, max(done, start - _IBAN_BACK), start + 2):
                     start -= _IBAN_BACK
+                    ahead = _IBAN_AHEAD
                 else:
                     start -= 1  # a phone's "+" or "("
             elif only_ipv4 is not None and chunk.count(".") >= 3:
                 alternation = only_ipv4
             else:
                 continue
-            # two characters past the run let the patterns' look-aheads see what follows it
-            for found in _search_all(alternation, text, max(done, start), min(end, stop + 2)):
+            for found in _search_all(alternation, text, max(done, start), min(end, stop + ahead)):
                 if found.end > run.start():
                     yield found
                     done = found.end
@@ -134,14 +161,26 @@ class PiiScanner:
     def _around(self, alternation: _Alternation, text: str, pos: int, end: int, anchors: Iterator[int],
                 back: int, ahead: int) -> Iterator[PiiMatch]:
         done = pos
-        for anchor in anchors:
-            if anchor < done:
-                continue
-            for found in _search_all(alternation, text, max(done, anchor - back), min(end, anchor + ahead)):
-                if found.end > anchor:
-                    yield found
-                    done = found.end
-                    break
+        for start, stop in _merged_windows(anchors, back, ahead, pos, end):
+            for found in _search_all(alternation, text, max(done, start), stop):
+                yield found
+                done = found.end
+
+
+def _merged_windows(anchors: Iterator[int], back: int, ahead: int, pos: int, end: int) -> Iterator[tuple[int, int]]:
+    """The windows around the anchors, overlapping ones merged: each character is searched once,
+    however many anchors a hostile text packs in ("a@a@a@…")."""
+    current: tuple[int, int] | None = None
+    for anchor in anchors:
+        start, stop = max(pos, anchor - back), min(end, anchor + ahead)
+        if current is not None and start <= current[1]:
+            current = (current[0], max(current[1], stop))
+            continue
+        if current is not None:
+            yield current
+        current = (start, stop)
+    if current is not None:
+        yield current
 
 
 def _find_all(text: str, needle: str, pos: int, end: int) -> Iterator[int]:

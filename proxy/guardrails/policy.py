@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from proxy.guardrails.matching import (
     RESTORE,
     Consumer,
     Detection,
+    KeywordRule,
     SideMatcher,
     TextRule,
     rewrite,
@@ -78,6 +80,8 @@ class CompiledPolicy:
         output_pii: dict[str, list[Consumer]] = {}
         input_rules: list[TextRule] = []
         output_rules: list[TextRule] = []
+        input_keywords: list[KeywordRule] = []
+        output_keywords: list[KeywordRule] = []
         if pii is not None:
             action = pii.get("action", "mask")
             for pii_type in pii.get("types", DEFAULT_PII_TYPES):
@@ -88,10 +92,11 @@ class CompiledPolicy:
                                             pattern_max_len(custom["pattern"])))
         for rule in spec.get("rules", ()):
             scope = rule.get("scope", "input")
-            sides = {"input": (input_pii, input_rules), "output": (output_pii, output_rules)}
+            sides = {"input": (input_pii, input_rules, input_keywords),
+                     "output": (output_pii, output_rules, output_keywords)}
             chosen = [sides["input"], sides["output"]] if scope == "both" else [sides[scope]]
             kind = rule["kind"]
-            for pii_side, rule_side in chosen:
+            for pii_side, rule_side, keyword_side in chosen:
                 if kind == "pii":
                     for pii_type in rule["pii_types"]:
                         consumer = Consumer(rule["id"], rule["action"], LABELS[pii_type])
@@ -102,11 +107,13 @@ class CompiledPolicy:
                                               pattern_max_len(rule["pattern"])))
                 else:
                     consumer = Consumer(rule["id"], rule["action"], _label_of(rule["id"]))
-                    regex, longest = keyword_regex(rule["keywords"])
-                    rule_side.append(TextRule(regex, consumer, longest, word_bounded=True))
-        self.input = SideMatcher(pii={t: tuple(c) for t, c in input_pii.items()}, text_rules=tuple(input_rules))
+                    fallback, _ = keyword_regex(rule["keywords"])
+                    keyword_side.append(KeywordRule(rule["keywords"], consumer, fallback))
+        self.input = SideMatcher(pii={t: tuple(c) for t, c in input_pii.items()}, text_rules=tuple(input_rules),
+                                 keyword_rules=tuple(input_keywords))
         self.output = SideMatcher(pii={t: tuple(c) for t, c in output_pii.items()},
-                                  text_rules=tuple(output_rules), restore_tokens=self.restore)
+                                  text_rules=tuple(output_rules), keyword_rules=tuple(output_keywords),
+                                  restore_tokens=self.restore)
         prompt = spec.get("system_prompt")
         self.system_prompt: SystemPrompt | None = (
             SystemPrompt(prompt["text"], prompt.get("mode", "prepend")) if prompt and prompt.get("text") else None)
@@ -187,6 +194,9 @@ class GuardrailSession:
     def detect_output(self, text: str, pos: int) -> list[Detection]:
         return self.policy.output.detect(text, pos)
 
+    def output_hold_from(self, text: str) -> int:
+        return self.policy.output.hold_from(text)
+
     def render_output(self, text: str, start: int, end: int, detections: list[Detection]) -> str:
         if not detections:
             return text[start:end]
@@ -226,21 +236,24 @@ class GuardrailSession:
 
 _CACHE: OrderedDict[str, CompiledPolicy] = OrderedDict()
 _CACHE_SIZE = 512
+_CACHE_LOCK = threading.Lock()
 
 
 def compile_policy(spec: Mapping[str, Any]) -> CompiledPolicy:
     """The compiled policy of a spec (ValueError if invalid), cached by the spec's canonical hash."""
     canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=repr)
     digest = hashlib.sha256(canonical.encode()).hexdigest()
-    cached = _CACHE.get(digest)
-    if cached is not None:
-        _CACHE.move_to_end(digest)
-        return cached
+    with _CACHE_LOCK:  # configuration loads run in threads, off the event loop
+        cached = _CACHE.get(digest)
+        if cached is not None:
+            _CACHE.move_to_end(digest)
+            return cached
     problems = policy_problems(spec)
     if problems:
         raise ValueError("invalid guardrail policy: " + "; ".join(problems))
     compiled = CompiledPolicy(spec)
-    _CACHE[digest] = compiled
-    if len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    with _CACHE_LOCK:
+        _CACHE[digest] = compiled
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
     return compiled

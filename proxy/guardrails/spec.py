@@ -174,14 +174,23 @@ def _pattern_problems(where: str, pattern: Any) -> list[str]:
         return [f"{where}: at most {MAX_PATTERN} characters"]
     try:
         parsed = sre_parse.parse(pattern)
-    except (re.error, RecursionError, OverflowError) as error:
-        return [f"{where}: does not compile ({getattr(error, 'msg', 'invalid')})"]
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError, AssertionError) as error:
+        # re's message only when it cannot quote the pattern ("bad character range z-a" does)
+        message = getattr(error, "msg", "")
+        reason = message if message.startswith(_SAFE_REGEX_ERRORS) else "invalid"
+        position = getattr(error, "pos", None)
+        at = f", at character {position + 1}" if position is not None else ""
+        return [f"{where}: does not compile ({reason}{at})"]
     if parsed.getwidth()[0] == 0:
         return [f"{where}: must not match the empty string"]
     risky = _risky(parsed.data, inside_repeat=False)
     return [f"{where}: {risky}"] if risky else []
 
 
+_SAFE_REGEX_ERRORS = ("missing )", "unbalanced parenthesis", "nothing to repeat", "multiple repeat",
+                      "look-behind requires fixed-width pattern", "min repeat greater than max repeat",
+                      "global flags not at the start", "unterminated character set", "missing group name")
 _REPEATS = (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None))
 
 
@@ -223,7 +232,8 @@ def pattern_max_len(pattern: str) -> int:
 
 def keyword_regex(keywords: Sequence[str]) -> tuple[re.Pattern[str], int]:
     """One case-insensitive regex for a keyword list (word boundaries are checked by the caller), and
-    the longest keyword. Longest first, so "project x" wins over "project"."""
+    the longest keyword: matching.KeywordRule's fallback. Longest first, so "project x" wins over
+    "project"."""
     words = sorted({" ".join(k.split()) for k in keywords}, key=lambda k: (-len(k), k))
-    source = "|".join(r"\s{1,8}".join(re.escape(part) for part in word.split(" ")) for word in words)
-    return re.compile(source, re.IGNORECASE), max(len(w) + 7 * w.count(" ") for w in words)
+    source = "|".join(r"\s".join(re.escape(part) for part in word.split(" ")) for word in words)
+    return re.compile(source, re.IGNORECASE), max(len(w) for w in words)
