@@ -89,7 +89,8 @@ async def relay_stream(
     if call.guardrails is not None and call.info is not None and upstream.status < 400 and output_checked(call):
         guard = StreamGuard(session=call.guardrails, operation=call.info.operation.value, wire=call.wire)
     await send({"type": "http.response.start", "status": upstream.status,
-                "headers": response_headers(upstream, call.rid, warned_header(call.guardrails))})
+                "headers": response_headers(upstream, call.rid,
+                                            warned_header(call.guardrails) if call.guardrails is not None else [])})
     # A client that goes away must stop the upstream too, even while it is between chunks.
     this_task = asyncio.current_task()
     finishing = False

@@ -322,3 +322,28 @@ def test_gemini_text_is_masked_and_its_stream_filtered(stack: Stack) -> None:
     sent = upstream_bodies(stack)
     assert sent[0]["contents"][0]["parts"][0]["text"] == "mail [EMAIL]"
     assert sent[0]["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+
+
+def test_without_a_policy_the_guardrails_step_never_runs(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cost of guardrails off: the gateway looks at the key's compiled policy and goes on."""
+    from proxy import gateway
+
+    def must_not_run(call: object) -> None:
+        raise AssertionError("guardrails_input ran for a key without a policy")
+
+    monkeypatch.setattr(gateway, "guardrails_input", must_not_run)
+    oai(stack.proxy).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    for _ in oai(stack.proxy).chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                      messages=[{"role": "user", "content": "hi"}]):
+        pass
+
+
+def test_log_only_counts(stack: Stack) -> None:
+    policy(stack, {"pii": {"types": ["email"], "action": "log"}})
+    response = oai(stack.proxy).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": f"mail {EMAIL}"}])
+    assert "x-tokonomics-guardrail" not in response.headers
+    (body,) = upstream_bodies(stack)
+    assert body["messages"][0]["content"] == f"mail {EMAIL}"
+    saved = record(response.headers["x-tokonomics-request-id"])
+    assert saved.guardrail_hits == [{"rule": "pii-email", "action": "log", "count": 1}]
