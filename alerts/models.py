@@ -37,7 +37,7 @@ BUDGET_ALERT_TYPES = (
 # Opt-in events (issue 19): a channel lists them in `event_types` to receive them.
 OPT_IN_TYPES = (
     "key.created", "key.revoked", "key.rotated", "key.expiring", "rate_limit.exceeded", "budget.denied",
-    "plan.limit_approaching", "budget.downgraded",
+    "plan.limit_approaching", "budget.downgraded", "guardrail.violation",
 )
 SUBSCRIBABLE_TYPES = BUDGET_ALERT_TYPES + OPT_IN_TYPES
 
@@ -169,6 +169,7 @@ class AlertEvent(models.Model):
         BUDGET_DENIED = "budget.denied"
         BUDGET_DOWNGRADED = "budget.downgraded"
         PLAN_LIMIT_APPROACHING = "plan.limit_approaching"
+        GUARDRAIL_VIOLATION = "guardrail.violation"
         TEST = "test"
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="alert_events")

@@ -82,6 +82,9 @@ def alert_summary(payload: dict[str, Any]) -> str:
     if kind == "plan.limit_approaching":
         return (f"{account}: {data.get('threshold_percent')}% of the plan's monthly requests used "
                 f"({data.get('requests')} of {data.get('monthly_request_limit')})")
+    if kind == "guardrail.violation":
+        rules = ", ".join(f"{h.get('rule')} ({h.get('action')})" for h in data.get("rules") or ())
+        return f"{account}: key {key.get('name')} matched guardrail rules {rules}"
     if kind == "test":
         return f"{account}: test alert from Tokonomics"
     return f"{account}: {kind}"

@@ -15,6 +15,7 @@ from django.db.models.signals import post_save, pre_save
 from alerts.denial_events import denial_events_fire
 from alerts.evaluate import Touched, budget_thresholds_check
 from alerts.events import alert_event_created
+from alerts.guardrail_events import guardrail_events_fire
 from alerts.key_events import key_change_event_create
 from alerts.tasks import alert_event_dispatch_task, budget_resolved_check_task
 from billing.models import Budget
@@ -69,6 +70,14 @@ def _denials_check(sender: Any, *, events: list[dict], **kwargs: Any) -> None:
         log.exception("denial events failed for a batch of %d usage events", len(events))
 
 
+def _guardrails_check(sender: Any, *, events: list[dict], **kwargs: Any) -> None:
+    """Calls with guardrail hits become `guardrail.violation` events (one per key per minute)."""
+    try:
+        guardrail_events_fire(events=events)
+    except Exception:
+        log.exception("guardrail events failed for a batch of %d usage events", len(events))
+
+
 def _key_changed(sender: Any, *, key: ApiKey, change: str, **kwargs: Any) -> None:
     key_change_event_create(key=key, change=change)
 
@@ -82,5 +91,6 @@ def connect() -> None:
     post_save.connect(_limit_changed, sender=Budget, dispatch_uid="alerts-budget-limit-after")
     usage_recorded.connect(_thresholds_check, dispatch_uid="alerts-budget-thresholds")
     usage_recorded.connect(_denials_check, dispatch_uid="alerts-denial-events")
+    usage_recorded.connect(_guardrails_check, dispatch_uid="alerts-guardrail-events")
     api_key_changed.connect(_key_changed, sender=ApiKey, dispatch_uid="alerts-key-events")
     alert_event_created.connect(_dispatch_queue, dispatch_uid="alerts-event-dispatch")

@@ -152,6 +152,8 @@ class UsageRecordOut(Schema):
         description="A routed call's upstream attempts, in order: {target, outcome, ms}.")
     routing_saved_usd: DecimalString | None = Field(
         description="What routing saved: the requested model's price for this usage less the served model's.")
+    guardrail_hits: list[dict[str, str | int]] = Field(
+        description='Guardrail rules that matched: [{"rule", "action", "count"}]; never the text.')
     created_at: datetime
     cache_hit: bool = Field(description="Answered from the account's response cache: no upstream call, cost 0.")
     cache_saved_usd: DecimalString | None = Field(

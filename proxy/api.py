@@ -1,16 +1,24 @@
-"""REST API: keys, provider endpoints and routes of the caller's account."""
+"""REST API: keys, provider endpoints, routes and guardrail policies of the caller's account."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Router, Status
 
 from tokonomics.api_common import ObjectId, caller_account, caller_actor, responses
 
-from . import selectors, services
-from .models import ApiKey, ProviderEndpoint, Route
+from . import guardrail_policies, selectors, services
+from .guardrail_try import TryResult, guardrail_try
+from .models import ApiKey, GuardrailPolicy, ProviderEndpoint, Route
 from .schemas import (
+    GuardrailPolicyIn,
+    GuardrailPolicyOut,
+    GuardrailTryIn,
+    GuardrailTryOut,
     KeyCreatedOut,
+    KeyGuardrailsOut,
     KeyIn,
     KeyOut,
     KeyPatch,
@@ -126,3 +134,75 @@ def route_delete(request: HttpRequest, route_id: ObjectId) -> Status[None]:
     route = selectors.route_get(account=account, route_id=route_id)
     services.route_delete(account=account, actor=caller_actor(request), route=route)
     return Status(204, None)
+@router.get("/guardrails", response=responses({200: list[GuardrailPolicyOut]}), tags=["guardrails"])
+def guardrail_list(request: HttpRequest) -> list[GuardrailPolicy]:
+    """The account's guardrail policies: its default (key_id null) and the keys' own."""
+    return guardrail_policies.guardrail_policy_list(account=caller_account(request))
+
+
+@router.get("/guardrails/default", response=responses({200: GuardrailPolicyOut}), tags=["guardrails"])
+def guardrail_default_get(request: HttpRequest) -> GuardrailPolicy:
+    policy = guardrail_policies.guardrail_policy_get(account=caller_account(request), key=None)
+    if policy is None:
+        raise Http404("This account has no default guardrail policy.")
+    return policy
+
+
+@router.put("/guardrails/default", response=responses({200: GuardrailPolicyOut}), tags=["guardrails"])
+def guardrail_default_put(request: HttpRequest, payload: GuardrailPolicyIn) -> GuardrailPolicy:
+    """Set the account-wide default, applied to every key (a key's own policy wins field by field)."""
+    return guardrail_policies.guardrail_policy_put(account=caller_account(request), actor=caller_actor(request),
+                                                   key=None, spec=payload.spec)
+
+
+@router.delete("/guardrails/default", response=responses({204: None}), tags=["guardrails"])
+def guardrail_default_delete(request: HttpRequest) -> Status[None]:
+    if not guardrail_policies.guardrail_policy_delete(account=caller_account(request), actor=caller_actor(request),
+                                                      key=None):
+        raise Http404("This account has no default guardrail policy.")
+    return Status(204, None)
+
+
+@router.get("/keys/{key_id}/guardrails", response=responses({200: KeyGuardrailsOut}), tags=["guardrails"])
+def key_guardrails_get(request: HttpRequest, key_id: ObjectId) -> dict[str, Any]:
+    """The key's own policy, and the effective one the proxy applies to its calls."""
+    account = caller_account(request)
+    key = selectors.api_key_get(account=account, key_id=key_id)
+    own = guardrail_policies.guardrail_policy_get(account=account, key=key)
+    return {"own": own.spec if own is not None else None,
+            "effective": guardrail_policies.guardrail_effective_spec(account=account, key=key)}
+
+
+@router.put("/keys/{key_id}/guardrails", response=responses({200: GuardrailPolicyOut}), tags=["guardrails"])
+def key_guardrails_put(request: HttpRequest, key_id: ObjectId, payload: GuardrailPolicyIn) -> GuardrailPolicy:
+    account = caller_account(request)
+    key = selectors.api_key_get(account=account, key_id=key_id)
+    return guardrail_policies.guardrail_policy_put(account=account, actor=caller_actor(request), key=key,
+                                                   spec=payload.spec)
+
+
+@router.delete("/keys/{key_id}/guardrails", response=responses({204: None}), tags=["guardrails"])
+def key_guardrails_delete(request: HttpRequest, key_id: ObjectId) -> Status[None]:
+    account = caller_account(request)
+    key = selectors.api_key_get(account=account, key_id=key_id)
+    if not guardrail_policies.guardrail_policy_delete(account=account, actor=caller_actor(request), key=key):
+        raise Http404("This key has no guardrail policy of its own.")
+    return Status(204, None)
+
+
+@router.post("/guardrails/try", response=responses({200: GuardrailTryOut}), tags=["guardrails"])
+def guardrail_try_text(request: HttpRequest, payload: GuardrailTryIn) -> TryResult:
+    """Run a policy over a sample text: what would match, and the text as it would be sent. The text is
+    neither stored nor logged. The policy: `spec` if given, else the key's effective one, else the default."""
+    account = caller_account(request)
+    if payload.spec is not None:
+        spec: dict[str, Any] | None = guardrail_policies.spec_validate(payload.spec)
+    elif payload.key_id is not None:
+        key = selectors.api_key_get(account=account, key_id=payload.key_id)
+        spec = guardrail_policies.guardrail_effective_spec(account=account, key=key)
+    else:
+        default = guardrail_policies.guardrail_policy_get(account=account, key=None)
+        spec = default.spec if default is not None else None
+    if spec is None:
+        return TryResult(result=payload.text, blocked_by=None)
+    return guardrail_try(spec=spec, text=payload.text, scope=payload.scope)

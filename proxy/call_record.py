@@ -15,6 +15,7 @@ from proxy.pricing import catalogue_model_id
 from proxy.usage import TokenUsage
 
 from . import metrics
+from .guardrail_step import hits_for_record
 from .usage_bounds import MAX_LATENCY_MS, MAX_TOKENS, TEXT_LIMITS, cost_clean, int_clamp, text_clean
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ def usage_event(call: Call) -> bytes:
             event["downgrade_budget_id"] = call.downgrade_budget_id  # for budget.downgraded; not a record field
         event["routing_saved_usd"] = (None if call.routing_saved_usd is None
                                       else cost_clean(format(call.routing_saved_usd, "f")))
+    if call.guardrails is not None and call.guardrails.hits:
+        event["guardrail_hits"] = hits_for_record(call.guardrails)  # rule ids and counts, never the text
     return orjson.dumps(event)
 
 
@@ -160,5 +163,8 @@ def _observe_series(call: Call) -> None:
         if call.account is not None:
             metrics.add(metrics.account_cost_series(call.account.slug), float(call.cost_usd))
     metrics.observe(series.overhead, call.overhead_seconds)
+    if call.guardrails is not None:
+        for (rule, action), count in call.guardrails.hits.items():
+            metrics.add(metrics.guardrail_hits_total.labels(rule, action), count)
     if call.upstream_seconds:
         metrics.observe(series.upstream, call.upstream_seconds)

@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q
 
@@ -20,7 +20,11 @@ from proxy.pricing import PriceTable
 
 from .budgets import BudgetEntry
 from .database_jobs import database_job
+from .guardrail_policies import key_guardrails_load
 from .response_cache import CacheSettings
+
+if TYPE_CHECKING:
+    from .guardrails.policy import CompiledPolicy
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,9 @@ class KeyEntry:
     requests_per_minute: int
     tokens_per_minute: int
     max_concurrent: int
+    # The key's effective guardrail policy (the account default merged with its own), compiled as the key
+    # loads; None when neither exists, and the call pays one attribute check (proxy/guardrails/step.py).
+    guardrails: CompiledPolicy | None = None
 
     def allows_model(self, model: str) -> bool:
         return not self.allowed_patterns or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_patterns)
@@ -129,6 +136,7 @@ def load_key(key_hash: str) -> KeyEntry | None:
         requests_per_minute=key.requests_per_minute or 0,
         tokens_per_minute=key.tokens_per_minute or 0,
         max_concurrent=key.max_concurrent or 0,
+        guardrails=key_guardrails_load(account_id=key.account_id, key_id=key.pk),
     )
 
 

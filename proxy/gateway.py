@@ -1,6 +1,6 @@
-"""One proxied call's life, as its steps: authenticate → read_body → describe → admit → cache_lookup →
-forward (or cache_replay, on a hit) → settle → cache_store (or, for a call refused or never answered,
-send_error → emit_unreserved).
+"""One proxied call's life, as its steps: authenticate → read_body → describe → admit → guardrails_input
+(a key with a policy) → cache_lookup → forward (or forward_routed for a route, or cache_replay on a hit) →
+settle → cache_store (or, for a call refused or never answered, send_error → emit_unreserved).
 
 Everything here runs on the event loop: no ORM, no blocking I/O. Keys and accounts come from
 the in-process directory, budgets from Redis scripts, and the usage record leaves as an event.
@@ -35,6 +35,7 @@ from .call_record import call_log, call_observe, usage_event
 from .context import ProxyContext
 from .directory import AccountEntry, EndpointEntry, KeyEntry, RouteEntry
 from .errors import ProxyError
+from .guardrail_step import guardrails_input
 from .headers import Headers, cost_header, upstream_headers, upstream_query
 from .keys import hash_key, is_well_formed
 from .paths import ProxyPath, proxy_path_parse, version_dedupe
@@ -48,6 +49,7 @@ from .usage import TokenUsage
 from .usage_bounds import TEXT_LIMITS
 
 if TYPE_CHECKING:
+    from .guardrails.policy import GuardrailSession
     from .response_cache import CacheCall
     from .tracing import CallSpan
 
@@ -106,6 +108,7 @@ class Call:
     routing_saved_usd: Decimal | None = None
     saving_baseline: tuple[EndpointEntry, str] | None = None  # what the saving is against: (endpoint, model)
     response_headers_extra: list[tuple[bytes, bytes]] = field(default_factory=list)
+    guardrails: GuardrailSession | None = None  # the key's policy at work on this call (proxy/guardrail_step.py)
 
     @property
     def provider_label(self) -> str:
@@ -160,6 +163,8 @@ async def steps(*, call: Call, scope: dict[str, Any], receive: Receive, send: Se
         body = await read_body(receive=receive, headers=headers)
         describe(call=call, method=scope["method"], rest=target.rest, body=body)
         await admit(call=call, ctx=ctx)
+        if call.key is not None and call.key.guardrails is not None:  # no policy: this check is all it costs
+            guardrails_input(call)
         # guardrails on input go here (issue 18), before the lookup: the cache sees the request as it is sent
         answer = None
         if call.account is not None and call.account.cache is not None:  # off (the default): not even a call

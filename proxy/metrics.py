@@ -47,6 +47,9 @@ cache_saved_usd_total = Counter("tokonomics_cache_saved_usd", "What cache hits w
                                 ("provider",))
 cache_stored_total = Counter("tokonomics_cache_stored", "Answers kept in the response cache.", ("provider",))
 reserved_usd_total = Counter("tokonomics_reserved_usd", "Estimates reserved before calls.", ("provider",))
+# Rule ids are slugs an account admin sets (≤ 50 rules a policy) and actions a fixed set: never client data.
+guardrail_hits_total = Counter("tokonomics_guardrail_hits", "Guardrail rule matches, by rule id and action.",
+                               ("rule", "action"))
 # Set when a process's Redis breaker opens or closes (rare: never per call). With several workers the
 # highest live value wins: 1 if any worker is skipping Redis.
 redis_breaker_open = Gauge("tokonomics_redis_breaker_open", "1 while the Redis circuit breaker is open "

@@ -203,3 +203,31 @@ class Route(models.Model):
             problems["backoff_ms"] = "At most 60000."
         if problems:
             raise ValidationError(problems)
+
+
+class GuardrailPolicy(models.Model):
+    """A guardrail policy (proxy/guardrails/policy.py's spec): the account-wide default (`key` empty) or one
+    key's own, merged over the default field by field. The proxy reads both when it loads a key."""
+
+    account = models.ForeignKey("billing.Account", on_delete=models.CASCADE, related_name="guardrail_policies")
+    key = models.OneToOneField(ApiKey, null=True, blank=True, on_delete=models.CASCADE,
+                               related_name="guardrail_policy")
+    spec = models.JSONField(default=dict, help_text="The policy, as documented in CONTRACT.md (guardrails).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # One default per account (a NULL key is distinct to a plain unique constraint).
+            models.UniqueConstraint(fields=["account"], condition=models.Q(key__isnull=True),
+                                    name="guardrailpolicy_one_default"),
+        ]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"guardrails of {self.key.name if self.key is not None else 'the account'}"
+
+    @property
+    def target(self) -> str:
+        """What the audit log names: the key's name, or "default"."""
+        return f"key:{self.key.name}" if self.key is not None else "default"

@@ -17,6 +17,8 @@ from . import metrics
 from .admission import price
 from .call_record import provider_cost_check
 from .errors import ProxyError
+from .guardrail_step import guardrails_output_body, output_checked, warned_header
+from .guardrail_stream import StreamGuard
 from .headers import cost_header, response_headers
 from .translate import Translation, Untranslatable
 
@@ -72,9 +74,16 @@ async def relay_body(*, call: Call, upstream: aiohttp.ClientResponse, send: Send
         call.status = status
         headers = [(name, value) for name, value in headers if name.lower() != b"content-type"]
         headers.append((b"content-type", b"application/json"))
+    extra: list[tuple[bytes, bytes]] = []
+    if call.guardrails is not None:
+        if output_checked(call):
+            # The answer was generated (and is billed); a `block` on output answers 400 in its place.
+            status, body = guardrails_output_body(call, body, status)
+            call.status = status
+        extra += warned_header(call.guardrails)
     # Every non-streamed answer says its cost (CONTRACT §1): "unknown" only for an unmetered route or model.
-    extra = [(b"content-length", str(len(body)).encode()), (b"x-tokonomics-cost-usd", cost_header(call.cost_usd)),
-             *call.response_headers_extra]
+    extra += [(b"content-length", str(len(body)).encode()), (b"x-tokonomics-cost-usd", cost_header(call.cost_usd)),
+              *call.response_headers_extra]
     if call.cache is not None:
         # A cacheable call answered upstream: kept (if it may be) once settled (cache_steps.cache_store).
         extra.append((b"x-tokonomics-cache", b"miss"))
@@ -112,8 +121,13 @@ async def relay_stream(
         # client's format.
         reader = translation.wire.stream_reader(translation.info)
         translator = translation.adapter.stream_translator(client_info=translation.client_info)
+    guard = None  # guardrails on output work on the client's format: after any translation
+    if call.guardrails is not None and call.info is not None and upstream.status < 400 and output_checked(call):
+        guard = StreamGuard(session=call.guardrails, operation=call.info.operation.value, wire=call.wire)
     cache = call.cache
     extra = call.response_headers_extra
+    if call.guardrails is not None:
+        extra = [*extra, *warned_header(call.guardrails)]
     if cache is not None:
         cache_record_start(call, upstream)
         extra = [*extra, (b"x-tokonomics-cache", b"miss")]
@@ -136,20 +150,26 @@ async def relay_stream(
             out = reader.feed(chunk) if reader is not None else chunk
             if translator is not None:
                 out = translator.feed(out)
+            if guard is not None:
+                out = guard.feed(out)
             if out:
                 if cache is not None:
                     cache.record(out)  # as the client receives it: a hit replays the same chunks
                 await send({"type": "http.response.body", "body": out, "more_body": True})
             in_proxy += time.perf_counter() - mark
+            if guard is not None and guard.ended:
+                break  # a rule blocked the answer: its error event was the last; the upstream is left
         mark = time.perf_counter()
         finishing = True
         tail = reader.close() if reader is not None else b""
         if translator is not None:
             tail = translator.feed(tail) + translator.close()
+        if guard is not None:
+            tail = guard.close(tail)
         await send({"type": "http.response.body", "body": tail, "more_body": False})
-        if cache is not None:
+        if cache is not None and (guard is None or not guard.ended):
             cache.record(tail)
-            cache.complete = True  # the provider ended the stream and the client has it all
+            cache.complete = True  # the provider ended the stream and the client has it all (nothing blocked)
         in_proxy += time.perf_counter() - mark
     except asyncio.CancelledError:
         if not gone.done() or this_task is None:
@@ -164,6 +184,8 @@ async def relay_stream(
             tail = reader.close()
             if translator is not None:
                 tail = translator.feed(tail)  # not closed: a cut stream must not look finished
+            if guard is not None:
+                tail = guard.close(tail)
             if tail:
                 await send({"type": "http.response.body", "body": tail, "more_body": True})
         raise

@@ -177,3 +177,49 @@ class RoutePatch(InSchema):
     backoff_ms: Annotated[int, Field(ge=0, le=60_000)] | SkipJsonSchema[None] = None
 
     reject_null = not_null("name", "strategy", "targets", "max_attempts", "deadline_seconds", "retries", "backoff_ms")
+# --- guardrail policies ----------------------------------------------------------------------------------
+
+GUARDRAIL_SPEC_HELP = ("The policy: `pii`, `rules`, `system_prompt`, `injection` (CONTRACT.md, Guardrails). "
+                       "Validated as a whole; every problem is listed in the 422.")
+
+
+class GuardrailPolicyOut(Schema):
+    key_id: int | None = Field(description="The key the policy is its own; null for the account's default.")
+    key_name: str | None
+    spec: dict[str, Any]
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_key_name(obj: Any) -> str | None:
+        return obj.key.name if obj.key is not None else None
+
+
+class KeyGuardrailsOut(Schema):
+    own: dict[str, Any] | None = Field(description="The key's own policy; null when it has none.")
+    effective: dict[str, Any] | None = Field(
+        description="What the proxy applies: the account's default merged with the key's own, field by field.")
+
+
+class GuardrailPolicyIn(InSchema):
+    spec: dict[str, Any] = Field(description=GUARDRAIL_SPEC_HELP)
+
+
+class GuardrailTryIn(InSchema):
+    text: Annotated[str, Field(max_length=100_000)]
+    scope: Literal["input", "output"] = "input"
+    spec: dict[str, Any] | None = Field(
+        default=None, description="A policy to try; left out: the key's effective policy, or the account default.")
+    key_id: int | None = None
+
+
+class GuardrailHitOut(Schema):
+    rule: str
+    action: str
+    count: int
+
+
+class GuardrailTryOut(Schema):
+    result: str = Field(description="The text as the provider (input) or the client (output) would get it.")
+    blocked_by: str | None
+    hits: list[GuardrailHitOut]
+    warned: list[str]

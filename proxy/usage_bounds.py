@@ -115,6 +115,25 @@ def cost_clean(value: Any) -> str | None:
     return str(min(max(cost, Decimal(0)), MAX_COST_USD))
 
 
+MAX_GUARDRAIL_HITS = 60  # a policy has at most 50 rules, the built-in PII types and injection besides
+GUARDRAIL_ACTIONS = frozenset({"block", "mask", "warn", "log"})
+_RULE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,47}")
+
+
+def guardrail_hits_clean(hits: Any) -> list[dict[str, Any]]:
+    """The record's guardrail hits: rule slugs, known actions and counts, bounded; anything else dropped."""
+    if not isinstance(hits, list):
+        return []
+    clean = []
+    for hit in hits[:MAX_GUARDRAIL_HITS]:
+        if not isinstance(hit, dict):
+            continue
+        rule, action = hit.get("rule"), hit.get("action")
+        if isinstance(rule, str) and _RULE_ID.fullmatch(rule) and action in GUARDRAIL_ACTIONS:
+            clean.append({"rule": rule, "action": action, "count": int_clamp(hit.get("count"), MAX_TOKENS)})
+    return clean
+
+
 def usage_event_clean(*, event: dict[str, Any]) -> dict[str, Any]:
     """The event with each stored field cut to its documented length or clamped to its column's range;
     fields it does not know are left as they are (the ledger reads only the record's fields).
@@ -144,4 +163,6 @@ def usage_event_clean(*, event: dict[str, Any]) -> dict[str, Any]:
     for name in ("cost_usd", "reserved_usd", "provider_cost_usd", "routing_saved_usd", "cache_saved_usd"):
         if name in clean:
             clean[name] = cost_clean(clean[name])
+    if "guardrail_hits" in clean:
+        clean["guardrail_hits"] = guardrail_hits_clean(clean["guardrail_hits"])
     return clean

@@ -14,13 +14,14 @@ from billing.sso.session_scope import AccountSignInRequired, session_may_open
 ROLE_RANK: dict[str, int] = {Seat.Role.VIEWER: 0, Seat.Role.MEMBER: 1, Seat.Role.ADMIN: 2, Seat.Role.OWNER: 3}
 # What each role adds (CONTRACT-level promise in the web app): viewers see; members create keys and revoke
 # the ones they created; admins revoke any key and manage budgets, providers, alerts, prices, API tokens and
-# seats; owners also plan, billing and branding.
+# seats and guardrails; owners also plan, billing and branding.
 RIGHTS = {
     "view": Seat.Role.VIEWER,
     "manage_keys": Seat.Role.MEMBER,
     "revoke_any_key": Seat.Role.ADMIN,
     "manage_budgets": Seat.Role.ADMIN,
     "manage_providers": Seat.Role.ADMIN,
+    "manage_guardrails": Seat.Role.ADMIN,
     "manage_alerts": Seat.Role.ADMIN,
     "manage_prices": Seat.Role.ADMIN,
     "manage_tokens": Seat.Role.ADMIN,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing.keys import route_views, views
+from billing.keys import guardrail_views, route_views, views
 
 urlpatterns = [
     path("keys/", views.key_list, name="key_list"),
@@ -8,6 +8,10 @@ urlpatterns = [
     path("keys/<int:key_id>/revoke", views.key_revoke, name="key_revoke"),
     path("keys/<int:key_id>/rotate", views.key_rotate, name="key_rotate"),
     path("keys/<int:key_id>/edit", views.key_edit, name="key_edit"),
+    path("guardrails/", guardrail_views.guardrail_list, name="guardrail_list"),
+    path("guardrails/try", guardrail_views.guardrail_try_stored, name="guardrail_try"),
+    path("guardrails/<str:target>/edit", guardrail_views.guardrail_edit, name="guardrail_edit"),
+    path("guardrails/<str:target>/delete", guardrail_views.guardrail_delete, name="guardrail_delete"),
     path("providers/", views.provider_list, name="provider_list"),
     path("providers/save", views.provider_save, name="provider_save"),
     path("providers/<int:endpoint_id>/edit", views.provider_edit, name="provider_edit"),

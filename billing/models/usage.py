@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Value
 
 from .accounts import Account
 
@@ -73,6 +74,11 @@ class UsageRecord(models.Model):
     downgraded_from = models.CharField(max_length=200, blank=True, default="", db_default="")
     attempts = models.JSONField(default=list, blank=True, db_default=[])
     routing_saved_usd = models.DecimalField(max_digits=18, decimal_places=9, null=True, blank=True)
+    guardrail_hits = models.JSONField(
+        # db_default: rows written by SQL alone (bulk seeding, an older proxy's ledger) get an empty list too.
+        default=list, db_default=Value([], output_field=models.JSONField()), blank=True,
+        help_text='Guardrail rules that matched: [{"rule": id, "action": …, "count": n}]; never the text.',
+    )
     created_at = models.DateTimeField(db_index=False)
 
     class Meta:

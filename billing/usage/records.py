@@ -30,7 +30,7 @@ RECORD_FIELDS = (
     "feature", "tenant", "environment", "tags", "provider", "model", "served_model", "operation", "input_tokens",
     "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "latency_ms", "status_code",
     "denied_scope", "streamed", "cache_hit", "usage_source", "enforced", "route", "requested_model", "downgraded_from",
-    "attempts",
+    "attempts", "guardrail_hits",
 )
 
 

@@ -58,7 +58,7 @@ async def messages(call: Call) -> web.StreamResponse:
         "output_tokens": words,
         "service_tier": "standard",
     }
-    block: dict[str, Any] = {"type": "text", "text": reply_text(words)}
+    block: dict[str, Any] = {"type": "text", "text": reply_text(words, call.controls.reply)}
     if tool_use := anthropic_tool_use(call.payload):
         name, tool_input = tool_use
         block = {"type": "tool_use", "id": call.state.new_id("toolu_01"), "name": name, "input": tool_input}
@@ -74,11 +74,11 @@ async def messages(call: Call) -> web.StreamResponse:
         "usage": usage,
     }
     if call.streams:
-        return await call.stream(_message_events(message, words))
+        return await call.stream(_message_events(message, words, call.controls.reply))
     return call.json(message)
 
 
-def _block_events(block: dict[str, Any], words: int) -> Iterator[bytes]:
+def _block_events(block: dict[str, Any], words: int, reply: str | None) -> Iterator[bytes]:
     """One content block streamed: text as text_delta words, a tool's input as input_json_delta pieces."""
     if block["type"] == "tool_use":
         yield named_event("content_block_start", {"type": "content_block_start", "index": 0,
@@ -91,18 +91,18 @@ def _block_events(block: dict[str, Any], words: int) -> Iterator[bytes]:
     yield named_event("content_block_start", {"type": "content_block_start", "index": 0,
                                               "content_block": {"type": "text", "text": ""}})
     yield PING
-    for delta in reply_deltas(words):
+    for delta in reply_deltas(words, reply):
         yield named_event("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                   "delta": {"type": "text_delta", "text": delta}})
 
 
-def _message_events(message: dict[str, Any], words: int) -> Iterator[bytes]:
+def _message_events(message: dict[str, Any], words: int, reply: str | None) -> Iterator[bytes]:
     usage = message["usage"]
     start_usage = {**usage, "output_tokens": 1}
     yield named_event("message_start", {"type": "message_start", "message": {
         **message, "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage,
     }})
-    yield from _block_events(message["content"][0], words)
+    yield from _block_events(message["content"][0], words, reply)
     yield named_event("content_block_stop", {"type": "content_block_stop", "index": 0})
     # message_delta restates the usage so far: output is cumulative, input and cache counts as at the start.
     yield named_event("message_delta", {

@@ -124,17 +124,23 @@ def reply_word_count(limit: object, default: int) -> int:
     return default
 
 
+REPLY_PIECE_CHARS = 3  # an X-Sim-Reply text streams in pieces this long: every pattern in it spans chunks
+
+
 @lru_cache(maxsize=256)
-def reply_deltas(words: int) -> tuple[str, ...]:
-    """The reply as streamed: one word per delta, each after the first with its leading space."""
+def reply_deltas(words: int, reply: str | None = None) -> tuple[str, ...]:
+    """The reply as streamed: one word per delta, each after the first with its leading space; a text given
+    with X-Sim-Reply in pieces of REPLY_PIECE_CHARS characters."""
+    if reply is not None:
+        return tuple(reply[i:i + REPLY_PIECE_CHARS] for i in range(0, len(reply), REPLY_PIECE_CHARS))
     return tuple(
         REPLY[index % len(REPLY)] if index == 0 else " " + REPLY[index % len(REPLY)] for index in range(words)
     )
 
 
 @lru_cache(maxsize=256)
-def reply_text(words: int) -> str:
-    return "".join(reply_deltas(words))
+def reply_text(words: int, reply: str | None = None) -> str:
+    return reply if reply is not None else "".join(reply_deltas(words))
 
 
 def text_inputs(value: object) -> list[str | list[int]] | None:

@@ -23,6 +23,7 @@ REASONING_TOKENS = "X-Sim-Reasoning-Tokens"
 PROMPT_TOKENS = "X-Sim-Prompt-Tokens"
 TOOL_USE_PROMPT_TOKENS = "X-Sim-Tool-Use-Prompt-Tokens"
 USAGE_ON_LAST_CHOICE = "X-Sim-Extra-Usage-Choice"
+REPLY = "X-Sim-Reply"  # the answer's text, instead of the canned reply (streamed in 3-character pieces)
 SERVED_MODEL = "X-Sim-Served-Model"  # the model the answer names, as Azure names a deployment's model
 # Failures for routing tests: X-Sim-Status only for requests naming this model (others answer normally)…
 FAIL_MODEL = "X-Sim-Fail-Model"
@@ -59,6 +60,7 @@ class Controls:
     fail_times: int | None = None
     fail_key: str = ""
     retry_after: str | None = None
+    reply: str | None = None
 
 
 def read_controls(
@@ -90,6 +92,7 @@ def read_controls(
         fail_times=_count(get(FAIL_TIMES), FAIL_TIMES),
         fail_key=get(FAIL_KEY, "")[:100],
         retry_after=get(RETRY_AFTER) or None,
+        reply=get(REPLY) or None,
     )
 
 

@@ -123,7 +123,8 @@ async def generate_content(call: Call, model: str) -> web.StreamResponse:
     finish = "MAX_TOKENS" if words < call.controls.words else "STOP"
     response_id = call.state.new_id("sim")
     body = {
-        "candidates": [{"content": {"parts": [{"text": reply_text(words)}], "role": "model"},
+        "candidates": [{"content": {"parts": [{"text": reply_text(words, call.controls.reply)}],
+                                    "role": "model"},
                         "finishReason": finish, "index": 0}],
         "usageMetadata": usage_metadata(call, candidates=words),
         "modelVersion": model,
@@ -133,7 +134,7 @@ async def generate_content(call: Call, model: str) -> web.StreamResponse:
 
 
 def _chunks(call: Call, model: str, words: int, finish: str, response_id: str) -> Iterator[dict[str, Any]]:
-    deltas = reply_deltas(words) or ("",)
+    deltas = reply_deltas(words, call.controls.reply) or ("",)
     for index, delta in enumerate(deltas):
         last = index == len(deltas) - 1
         candidate: dict[str, Any] = {"content": {"parts": [{"text": delta}], "role": "model"}, "index": 0}

@@ -88,8 +88,9 @@ async def chat_completions(call: Call) -> web.StreamResponse:
     words = reply_word_count(limit, call.controls.words)
     finish_reason = "length" if words < call.controls.words else "stop"
     completion_id = call.state.new_id("chatcmpl-")
-    message: dict[str, Any] = {"role": "assistant", "content": reply_text(words), "refusal": None, "annotations": []}
-    deltas: Iterable[dict[str, Any]] = ({"content": delta} for delta in reply_deltas(words))
+    message: dict[str, Any] = {"role": "assistant", "content": reply_text(words, call.controls.reply),
+                               "refusal": None, "annotations": []}
+    deltas: Iterable[dict[str, Any]] = ({"content": delta} for delta in reply_deltas(words, call.controls.reply))
     output_tokens = words
     if tool_call := openai_tool_call(payload):
         name, arguments = tool_call
@@ -186,7 +187,8 @@ async def completions(call: Call) -> web.StreamResponse:
     head = {"id": call.state.new_id("cmpl-"), "object": "text_completion", "created": now(), "model": call.model}
     if call.streams:
         return await call.stream(_completion_chunks(call, head, words, finish_reason, usage))
-    choice = {"text": reply_text(words), "index": 0, "logprobs": None, "finish_reason": finish_reason}
+    choice = {"text": reply_text(words, call.controls.reply), "index": 0, "logprobs": None,
+              "finish_reason": finish_reason}
     return call.json({**head, "choices": [choice], "usage": usage, "system_fingerprint": None})
 
 
@@ -196,7 +198,7 @@ def _completion_chunks(
     stream_options = call.payload.get("stream_options")
     include_usage = isinstance(stream_options, dict) and stream_options.get("include_usage") is True
     tail = {"usage": None} if include_usage else {}
-    for delta in reply_deltas(words):
+    for delta in reply_deltas(words, call.controls.reply):
         yield data_event({**head, "choices": [{"text": delta, "index": 0, "logprobs": None, "finish_reason": None}],
                           **tail})
     yield data_event({**head, "choices": [{"text": "", "index": 0, "logprobs": None,
@@ -289,7 +291,8 @@ class _ResponseReply:
         return {"id": self.message_id, "type": "message", "status": status, "content": content, "role": "assistant"}
 
     def output(self) -> list[dict[str, Any]]:
-        message = self.message_item(self.final_status, [self.text_part(reply_text(self.words))])
+        text = reply_text(self.words, self.call.controls.reply)
+        message = self.message_item(self.final_status, [self.text_part(text)])
         return [self.reasoning_item(), message] if self.reasoning_id else [message]
 
     def events(self) -> Iterator[bytes]:
@@ -312,10 +315,10 @@ class _ResponseReply:
         part = {"item_id": self.message_id, "output_index": index, "content_index": 0}
         yield event("response.output_item.added", output_index=index, item=self.message_item("in_progress", []))
         yield event("response.content_part.added", **part, part=self.text_part(""))
-        for serial, delta in enumerate(reply_deltas(self.words)):
+        for serial, delta in enumerate(reply_deltas(self.words, self.call.controls.reply)):
             yield event("response.output_text.delta", **part, delta=delta, logprobs=[],
                         obfuscation=OBFUSCATION[serial % len(OBFUSCATION)])
-        text = reply_text(self.words)
+        text = reply_text(self.words, self.call.controls.reply)
         yield event("response.output_text.done", **part, text=text, logprobs=[])
         yield event("response.content_part.done", **part, part=self.text_part(text))
         yield event("response.output_item.done", output_index=index,

@@ -14,7 +14,7 @@ from alerts.models import AlertChannel, AlertRule
 from billing.models import Account, Budget, UsageRecord
 from billing.usage.rollups import usage_rollup_add
 from proxy.keys import generate_key, hash_key, visible_prefix
-from proxy.models import ApiKey, ProviderEndpoint, Route
+from proxy.models import ApiKey, GuardrailPolicy, ProviderEndpoint, Route
 
 from ..support import ApiClient, token_for
 
@@ -117,6 +117,8 @@ class AcmeObjects:
 def acme_objects(acme, acme_key, acme_endpoint, acme_budget, acme_channel, acme_rule, acme_route) -> AcmeObjects:
     record = usage_record(acme, "req_acme_1", key=acme_key, feature="support-bot", tenant="initech",
                           session="run-acme-1")
+    GuardrailPolicy.objects.create(account=acme, key=None, spec={"pii": {"types": ["email"]}})
+    GuardrailPolicy.objects.create(account=acme, key=acme_key, spec={"pii": {"action": "warn"}})
     return AcmeObjects(acme_key, acme_endpoint, acme_budget, acme_channel, acme_rule, record, acme_route)
 
 
@@ -159,6 +161,14 @@ OPERATIONS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/v1/usage/aggregates?group_by=feature", None),
     ("GET", "/api/v1/sessions", None),
     ("GET", "/api/v1/sessions/{session}", None),
+    ("GET", "/api/v1/guardrails", None),
+    ("GET", "/api/v1/guardrails/default", None),
+    ("PUT", "/api/v1/guardrails/default", {"spec": {"pii": {"types": ["email"]}}}),
+    ("DELETE", "/api/v1/guardrails/default", None),
+    ("GET", "/api/v1/keys/{key_id}/guardrails", None),
+    ("PUT", "/api/v1/keys/{key_id}/guardrails", {"spec": {"pii": {"types": ["card"], "action": "block"}}}),
+    ("DELETE", "/api/v1/keys/{key_id}/guardrails", None),
+    ("POST", "/api/v1/guardrails/try", {"text": "mail jane@example.com", "spec": {"pii": {"types": ["email"]}}}),
 ]
 WRITES = [op for op in OPERATIONS if op[0] != "GET"]
 OBJECT_OPERATIONS = [op for op in OPERATIONS if "{" in op[1]]

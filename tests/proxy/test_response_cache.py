@@ -311,8 +311,8 @@ def test_kept_answers_are_encrypted_and_named_by_no_content(cached: Stack) -> No
 
 
 def test_the_demo_traffic_produces_a_cache_hit_on_first_start(cached: Stack) -> None:
-    """bin/run's demotraffic asks its FAQ twice right after its first (routed) calls: with the demo account's cache on (demo.yaml), the
-    dashboard shows a saving from the first seconds."""
+    """bin/run's demotraffic asks its FAQ twice right after its first (routed) calls: with the demo account's
+    cache on (demo.yaml), the dashboard shows a saving from the first seconds."""
     import io
 
     from django.core.management import call_command

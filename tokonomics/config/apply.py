@@ -28,6 +28,7 @@ from billing.accounts.team import seat_set
 from billing.budgets.services import budget_create, budget_update
 from billing.models import Account, Budget, Plan
 from proxy.catalog import BUILTIN_PROVIDERS, WIRE_FORMAT_PRICING
+from proxy.guardrail_policies import guardrail_policy_delete, guardrail_policy_get, guardrail_policy_put
 from proxy.keys import hash_key
 from proxy.models import ApiKey, ProviderEndpoint, Route
 from proxy.services import (
@@ -108,6 +109,11 @@ def _apply_account(spec: AccountIn, *, environ: Mapping[str, str], actor: Actor,
         _seat_step(run, seat)
     for key in spec.keys:
         _key_step(run, key)
+    if "guardrails" in spec.model_fields_set:
+        _guardrails_step(run, None, spec.guardrails)
+    for key in spec.keys:
+        if "guardrails" in key.model_fields_set:
+            _guardrails_step(run, ApiKey.objects.get(account=run.account, name=key.name), key.guardrails)
     channels = {c.name: c for c in account.alert_channels.all()}
     for channel_in in spec.alert_channels:
         channels[channel_in.resolved_name] = _channel_step(run, channel_in)
@@ -220,6 +226,21 @@ def _key_step(run: _Run, spec: KeyIn) -> None:
     if spec.key is not None and replaced:
         api_key_replace(account=run.account, actor=run.actor, key=key, plaintext=spec.key)
     run.note(f"key {spec.name}", _updated([*changes, *(["key"] if replaced else [])]))
+
+
+def _guardrails_step(run: _Run, key: ApiKey | None, spec: dict[str, Any] | None) -> None:
+    """The account's default (`key` None) or a key's own guardrail policy; null in the file removes it."""
+    what = f"guardrails of key {key.name}" if key is not None else "guardrails"
+    stored = guardrail_policy_get(account=run.account, key=key)
+    if spec is None:
+        if stored is not None:
+            guardrail_policy_delete(account=run.account, actor=run.actor, key=key)
+            run.note(what, "deleted")
+        return
+    if stored is not None and stored.spec == spec:
+        return
+    guardrail_policy_put(account=run.account, actor=run.actor, key=key, spec=spec)
+    run.note(what, "created" if stored is None else "updated")
 
 
 def _channel_step(run: _Run, spec: AlertChannelIn) -> AlertChannel:

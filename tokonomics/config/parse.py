@@ -14,6 +14,7 @@ from alerts.models import AlertChannel, AlertRule
 from billing.models import Plan, Seat
 from proxy.budgets import WILDCARD
 from proxy.catalog import BUILTIN_PROVIDERS
+from proxy.guardrails.policy import policy_problems
 from proxy.keys import hash_key
 from proxy.models import ApiKey, ProviderEndpoint, deployments_problem
 from proxy.pricing import validate_override
@@ -98,7 +99,11 @@ def _account_problems(account: AccountIn, plans: dict[str, Plan], environ: Mappi
             problems.append(
                 f"seats[{i}] ({seat.email}).password_env: environment variable {seat.password_env} is not set"
             )
+    if account.guardrails is not None:
+        problems.extend(f"guardrails.{p}" for p in policy_problems(account.guardrails))
     for i, key in enumerate(account.keys):
+        if key.guardrails is not None:
+            problems.extend(f"keys[{i}] ({key.name}).guardrails.{p}" for p in policy_problems(key.guardrails))
         if key.key and ApiKey.objects.filter(key_hash=hash_key(key.key)).exclude(
             account__slug=account.slug, name=key.name
         ).exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -52,6 +52,8 @@ class KeyIn(Strict):
     requests_per_minute: int | None = Field(default=None, ge=1, le=PER_MINUTE_MAX)
     tokens_per_minute: int | None = Field(default=None, ge=1, le=PER_MINUTE_MAX)
     max_concurrent: int | None = Field(default=None, ge=1, le=PER_MINUTE_MAX)
+    # The key's own guardrail policy (CONTRACT: Guardrails); left out: as it is; null: removed.
+    guardrails: dict[str, Any] | None = None
 
     @field_validator("expires_at")
     @classmethod
@@ -199,6 +201,8 @@ class AccountIn(Strict):
     alert_rules: list[AlertRuleIn] = []
     prices: list[PriceIn] = []
     routes: list[RouteIn] = []
+    # The account-wide default guardrail policy; left out: as it is; null: removed.
+    guardrails: dict[str, Any] | None = None
 
 
 class ConfigIn(Strict):

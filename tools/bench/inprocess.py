@@ -11,6 +11,9 @@ process, so its CPU is counted; `--traceparent` has every call continue a client
 first runs N phases each with tracing off and on, in turns, and prints both medians.
 `--routes on` makes the model a route with one target (the same endpoint and model: proxy/routing.py's work
 with no retry); `--routes alternate --alternate N` runs N phases each with routes off and on, in turns.
+`--guardrails on` gives the key a guardrail policy with the default PII set (masking); `--guardrails alternate
+--alternate N` runs N phases each without and with it, in turns, and prints both medians (without a policy the
+call's guardrails step is one attribute check).
 `--profile` prints cProfile's top functions, timed with the process's CPU clock rather than the wall
 clock (on a busy machine the wall clock charges socket writes with other processes' time).
 Keys and accounts are fixed entries, so no database is needed; Redis database 15 (one of the
@@ -49,9 +52,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--otel", action="store_true", help="a span per call, exported to a local OTLP sink")
     parser.add_argument("--traceparent", action="store_true", help="every call continues a client's trace")
     parser.add_argument("--alternate", type=int, default=0, metavar="N",
-                        help="with --otel: N phases each of tracing off and on, in turns, --calls split among them")
+                        help="with --otel, --routes or --guardrails alternate: N phases each off and on, in turns, "
+                             "--calls split among them")
     parser.add_argument("--routes", choices=("off", "on", "alternate"), default="off",
                         help="the model names a route with one target (alternate: off and on in turns)")
+    parser.add_argument("--guardrails", choices=("off", "on", "alternate"), default="off",
+                        help="a guardrail policy on the key (the default PII set); alternate: with --alternate")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--redis-url", default=f"redis://127.0.0.1:6379/{REDIS_DBS[0]}")
     return parser.parse_args()
@@ -83,11 +89,19 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
                    expires_at=None, revoked=False, requests_per_minute=limits[0], tokens_per_minute=limits[1],
                    max_concurrent=limits[2])
 
+    from dataclasses import replace
+
+    from proxy.guardrails.policy import DEFAULT_PII_TYPES, compile_policy
+
+    guarded = replace(key, guardrails=compile_policy({"pii": {"types": list(DEFAULT_PII_TYPES), "action": "mask"}}))
+    keys = {False: key, True: guarded}
+    current = [guarded if args.guardrails == "on" else key]
+
     ctx = ProxyContext()
     ctx.start()
 
     async def the_key(key_hash: str) -> KeyEntry | None:
-        return key
+        return current[0]
 
     async def the_account(account_id: int) -> AccountEntry | None:
         return account
@@ -134,6 +148,8 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
         await asyncio.to_thread(ctx.tracing.processor.force_flush)
     if args.alternate and args.routes == "alternate":
         await alternate_routes(args, account, routes, client)
+    elif args.alternate and args.guardrails == "alternate":
+        await alternate_guardrails(args, client, keys, current)
     elif args.alternate:
         await alternate(args, ctx, client)
     cpu, wall = time.process_time(), time.perf_counter()
@@ -183,6 +199,25 @@ async def alternate_routes(args: argparse.Namespace, account: Any, routes: dict[
           f"on {[round(c) for c in cost[True]]}")
 
 
+async def alternate_guardrails(
+    args: argparse.Namespace, client: Any, keys: dict[bool, Any], current: list[Any]
+) -> None:
+    """Calls with a key without and with a guardrail policy in turns, in this one process."""
+    per_phase = max(1, args.calls // args.alternate // args.concurrency)
+    cost: dict[bool, list[float]] = {False: [], True: []}
+    for phase in range(args.alternate * 2):
+        guarded = phase % 2 == 1
+        current[0] = keys[guarded]
+        cpu = time.process_time()
+        await asyncio.gather(*(client(per_phase) for _ in range(args.concurrency)))
+        cost[guarded].append((time.process_time() - cpu) / (per_phase * args.concurrency) * 1e6)
+    current[0] = keys[False]
+    off, on = statistics.median(cost[False]), statistics.median(cost[True])
+    print(f"alternating {args.alternate}× guardrails off/on: CPU off {off:.0f} µs, on {on:.0f} µs per call "
+          f"(medians), the PII policy adds {on - off:.0f} µs; phases off {[round(c) for c in cost[False]]}, "
+          f"on {[round(c) for c in cost[True]]}")
+
+
 def main() -> None:
     args = parse_args()
     os.environ["REDIS_URL"] = args.redis_url
@@ -211,7 +246,7 @@ def main() -> None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
         mode = "streamed" if args.stream else "JSON"
         print(f"{mode}, {args.concurrency} concurrent, enforcement {args.enforcement}, "
-              f"tracing {'on' if args.otel else 'off'}, routes {args.routes}: "
+              f"tracing {'on' if args.otel else 'off'}, routes {args.routes}, guardrails {args.guardrails}: "
               f"CPU {cpu * 1e6:.0f} µs per call, wall {wall * 1e6:.0f} µs per call"
               + (" (profiled: inflated)" if args.profile else ""))
     finally:

@@ -263,3 +263,16 @@ def test_an_export_reads_every_call_once_in_keyset_chunks(acme) -> None:
     assert [len(chunk) for chunk in chunks] == [3, 3, 1]
     flat = [call.pk for chunk in chunks for call in chunk]
     assert flat == [call.pk for call in call_list(account=acme, filters=CallFilters(), limit=10).calls]
+
+
+def test_guardrail_hits_show_in_the_log_and_the_detail_by_rule_id(client, alice, acme) -> None:
+    hits = [{"rule": "pii-email", "action": "mask", "count": 2}, {"rule": "no-project-x", "action": "block",
+                                                                  "count": 1}]
+    stored = _calls(acme, {"guardrail_hits": hits}, {}, prefix="req_guard")
+    masked, plain = sorted(stored, key=lambda c: not c.guardrail_hits)
+    client.force_login(alice)
+    log = client.get(reverse("call_list", args=["acme"])).content.decode()
+    assert "pii-email · mask ×2" in log and "no-project-x · block" in log
+    detail = client.get(reverse("call_detail", args=["acme", masked.pk])).content.decode()
+    assert "pii-email · mask ×2" in detail and "never kept" in detail
+    assert "nothing matched" in client.get(reverse("call_detail", args=["acme", plain.pk])).content.decode()

@@ -57,3 +57,17 @@ def test_the_demo_account_has_its_response_cache_on(plans, monkeypatch) -> None:
     call_command("seeddemo", stdout=io.StringIO())
     demo = Account.objects.get(slug="demo")
     assert (demo.cache_enabled, demo.cache_ttl_seconds) == (True, 3600)
+def test_the_demo_account_masks_an_email_in_its_traffic(plans, monkeypatch) -> None:
+    """The demo's guardrails: the address one of demotraffic's questions carries is masked (issue 18)."""
+    from proxy.guardrail_try import guardrail_try
+    from proxy.models import GuardrailPolicy
+    from tools.management.commands import demotraffic
+
+    monkeypatch.setenv("TOKONOMICS_DEMO_PASSWORD", "a demo password long enough")
+    call_command("seeddemo", stdout=io.StringIO())
+    spec = GuardrailPolicy.objects.get(account__slug="demo", key=None).spec
+    monkeypatch.setattr(demotraffic.random, "choice", lambda options: options[-1])
+    question = demotraffic._body("openai", "gpt-4o-mini", stream=False)["messages"][0]["content"]
+    tried = guardrail_try(spec=spec, text=question)
+    assert "jane.doe@example.com" in question and tried.result == "Draft a polite reply to [EMAIL] about her claim."
+    assert tried.hits == [{"rule": "pii-email", "action": "mask", "count": 1}]

@@ -47,7 +47,9 @@ def call_path(path: str, kind: str, stream: bool) -> str:
 
 
 def _body(kind: str, model: str, stream: bool) -> dict[str, Any]:
-    question = random.choice(["Summarise this ticket.", "Classify the claim.", "Draft a polite reply."])
+    # One in four carries an email address, which the demo account's guardrails mask before the provider sees it.
+    question = random.choice(["Summarise this ticket.", "Classify the claim.", "Draft a polite reply.",
+                              "Draft a polite reply to jane.doe@example.com about her claim."])
     if kind == "embeddings":
         return {"model": model, "input": question}
     if kind == "gemini-embeddings":
