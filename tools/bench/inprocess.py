@@ -2,6 +2,7 @@
 process against the built-in simulator and a real Redis, budgets and rate limits on (or off).
 
     DEBUG=1 .venv/bin/python -m tools.bench.inprocess --concurrency 16 [--stream] [--enforcement off]
+        [--rate-limits off] [--alternate-leases 5]
         [--otel [--traceparent] [--alternate N]] [--profile] [--calls 4000]
 
 The figure to compare is "CPU µs per call" (this process's CPU time, simulator and Redis excluded).
@@ -48,6 +49,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--traceparent", action="store_true", help="every call continues a client's trace")
     parser.add_argument("--alternate", type=int, default=0, metavar="N",
                         help="with --otel: N phases each of tracing off and on, in turns, --calls split among them")
+    parser.add_argument("--rate-limits", choices=("on", "off"), default="on",
+                        help="with enforcement on: the key's rate limits (never leased: every call reserves in Redis)")
+    parser.add_argument("--alternate-leases", type=int, default=0, metavar="N",
+                        help="N phases each of budget leases off and on, in turns, --calls split among them")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--redis-url", default=f"redis://127.0.0.1:6379/{REDIS_DBS[0]}")
     return parser.parse_args()
@@ -72,7 +77,7 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
         endpoints={"openai": EndpointEntry("openai", "openai", upstream + "/v1", "openai", "sk-simulated")},
         budgets=budgets, prices={}, slug="bench",
     )
-    limits = (10**8, 10**11, 10**5) if on else (0, 0, 0)
+    limits = (10**8, 10**11, 10**5) if on and args.rate_limits == "on" else (0, 0, 0)
     key = KeyEntry(id=KEY_ID, account_id=ACCOUNT_ID, name="main", environment="", allowed_patterns=(),
                    expires_at=None, revoked=False, requests_per_minute=limits[0], tokens_per_minute=limits[1],
                    max_concurrent=limits[2])
@@ -128,14 +133,24 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
         await asyncio.to_thread(ctx.tracing.processor.force_flush)
     if args.alternate:
         await alternate(args, ctx, client)
+    if args.alternate_leases:
+        await alternate_leases(args, ctx, client)
+    if ctx.quota.leases is not None:
+        await ctx.quota.leases.flush()  # the warm-up's leased calls settled before the measure
     cpu, wall = time.process_time(), time.perf_counter()
+    trips, commands = ctx.quota.round_trips_before_upstream, ctx.redis.commands
     await asyncio.gather(*(client(per_client) for _ in range(args.concurrency)))
     if ctx.tracing is not None:  # every span of the run exported within the measure, the last batch too
         await asyncio.to_thread(ctx.tracing.processor.force_flush)
+    if ctx.quota.leases is not None:
+        await ctx.quota.leases.flush()  # the run's own settles and events are part of its cost
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    calls = per_client * args.concurrency
+    print(f"Redis round trips before the upstream: {(ctx.quota.round_trips_before_upstream - trips) / calls:.3f} "
+          f"per call; Redis commands (all paths): {(ctx.redis.commands - commands) / calls:.3f} per call; "
+          f"leases {'on' if ctx.quota.leases is not None else 'off'}")
     await ctx.redis.execute("FLUSHDB")
     await ctx.close()
-    calls = per_client * args.concurrency
     return cpu / calls, wall / calls
 
 
@@ -156,6 +171,37 @@ async def alternate(args: argparse.Namespace, ctx: Any, client: Any) -> None:
     print(f"alternating {args.alternate}× off/on: CPU off {off:.0f} µs, on {on:.0f} µs per call (medians), "
           f"tracing adds {on - off:.0f} µs; phases off {[round(c) for c in cost[False]]}, "
           f"on {[round(c) for c in cost[True]]}")
+
+
+async def alternate_leases(args: argparse.Namespace, ctx: Any, client: Any) -> None:
+    """Budget leases off and on in turns, in this one process: CPU and wall per call, Redis round trips
+    before the upstream and Redis commands per call, as medians of the phases of each."""
+    book, per_phase = ctx.quota.leases, max(1, args.calls // args.alternate_leases // args.concurrency)
+    if book is None:
+        raise SystemExit("--alternate-leases needs leases (TOKONOMICS_LEASE_FRACTION > 0)")
+    seen: dict[bool, list[tuple[float, float, float, float]]] = {False: [], True: []}
+    for phase in range(args.alternate_leases * 2):
+        leased = phase % 2 == 1
+        await book.flush(final=not leased)  # off: every lease given back first, as with leases off
+        ctx.quota.leases = book if leased else None
+        calls = per_phase * args.concurrency
+        if leased:  # a second of spend sizes the leases, as in steady traffic
+            await asyncio.gather(*(client(per_phase) for _ in range(args.concurrency)))
+            await book.flush()
+        trips, commands = ctx.quota.round_trips_before_upstream, ctx.redis.commands
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(client(per_phase) for _ in range(args.concurrency)))
+        if leased:
+            await book.flush()
+        seen[leased].append(((time.process_time() - cpu) / calls * 1e6, (time.perf_counter() - wall) / calls * 1e6,
+                             (ctx.quota.round_trips_before_upstream - trips) / calls,
+                             (ctx.redis.commands - commands) / calls))
+    ctx.quota.leases = book
+    for leased in (False, True):
+        cpu, wall, trips, commands = (statistics.median(x[i] for x in seen[leased]) for i in range(4))
+        print(f"leases {'on ' if leased else 'off'} ({args.alternate_leases} phases, medians): CPU {cpu:.0f} µs, "
+              f"wall {wall:.0f} µs per call; Redis round trips before the upstream {trips:.3f}, "
+              f"Redis commands {commands:.3f} per call")
 
 
 def main() -> None:
