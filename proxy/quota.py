@@ -567,7 +567,8 @@ class ValueSpend:
     value: str  # as the client sent it (a hashed one as its token); a key's id for a key budget
     key: str  # its counter
     settled: int  # nano-dollars
-    reserved: int
+    reserved: int  # calls in flight and leases (proxy/leases.py) alike
+    leased: int = 0  # of `reserved`: room leased to proxy workers, not spent yet
 
 
 def budget_values_list(
@@ -586,9 +587,9 @@ def budget_values_list(
     keys = [period.token_key(t.decode()) for t in members]
     pipe = client.pipeline(transaction=False)  # one round trip for all of them
     for key in keys:
-        pipe.hmget(key, "s", "r")
-    found = [ValueSpend(period.value_of(key), key, int(settled or 0), int(reserved or 0))
-             for key, (settled, reserved) in zip(keys, pipe.execute(), strict=True)]
+        pipe.hmget(key, "s", "r", "l")
+    found = [ValueSpend(period.value_of(key), key, int(settled or 0), int(reserved or 0), int(leased or 0))
+             for key, (settled, reserved, leased) in zip(keys, pipe.execute(), strict=True)]
     # The index's scores are doubles, exact below 2^53 nano-dollars ($9M); the counters themselves decide.
     found = [f for f in found if (min_nanos is None or f.settled >= min_nanos)
              and (max_nanos is None or f.settled <= max_nanos)]
