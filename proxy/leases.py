@@ -91,6 +91,8 @@ class Lease:
     inflight: int = 0  # estimates of calls admitted against the lease, not settled yet
     unflushed: int = 0  # spent by settled calls, not yet in a batch
     cap: int = -1  # the free room Redis last said one worker may hold (-1: not asked yet)
+    frozen: bool = False  # its limit was lowered: local calls may not use it until a batch gives it back
+    thawing: bool = False  # the batch in flight gives all its free room back
     window_start: float = 0.0
     window_sum: int = 0  # estimates admitted (either path) since window_start
     last_window: int = 0
@@ -245,6 +247,10 @@ class LeaseBook:
                 counter.key, HARD if counter.hard else SOFT, counter.limit_nanos, counter.expire_at,
                 counter.values_key, counter.token, counter.scope,
             )
+        elif counter.limit_nanos != lease.limit:
+            if counter.limit_nanos < lease.limit:
+                lease.frozen = True  # granted under a higher limit: no local call uses it until given back
+            lease.limit = counter.limit_nanos
         return lease
 
     def _plan_lease(self, state: AccountLeases, plan: CallPlan) -> Lease:
@@ -255,6 +261,10 @@ class LeaseBook:
             assert isinstance(expire_at, int)
             lease = state.leases[key] = Lease(key, PLAN, plan.account.monthly_request_limit, expire_at, "", "",
                                               "plan")
+        elif plan.account.monthly_request_limit != lease.limit:
+            if plan.account.monthly_request_limit < lease.limit:
+                lease.frozen = True
+            lease.limit = plan.account.monthly_request_limit
         return lease
 
     def admit(self, *, plan: CallPlan, estimate_nanos: int, fingerprint: str) -> str | None:
@@ -276,8 +286,8 @@ class LeaseBook:
         if plan_lease is not None:
             plan_lease.note(1, now)
         if (state.valid_until <= now or state.fingerprint != fingerprint
-                or any(lease.room < estimate_nanos for lease in hard)
-                or (plan_lease is not None and plan_lease.room < 1)):
+                or any(lease.frozen or lease.room < estimate_nanos for lease in hard)
+                or (plan_lease is not None and (plan_lease.frozen or plan_lease.room < 1))):
             self.misses += 1
             self.wake()
             return None
@@ -316,14 +326,6 @@ class LeaseBook:
         if event:
             state.events.append(event)
         self.segments.write(orjson.dumps({"a": reservation.account_id, "c": spooled, "e": event.decode()}) + b"\n")
-
-    def record(self, *, account_id: int, event: bytes) -> None:
-        """A usage event of a call that reserved nothing, sent with the next batch."""
-        state = self.accounts.get(account_id)
-        if state is None:
-            state = self.accounts[account_id] = AccountLeases(account_id)
-        state.events.append(event)
-        self.segments.write(orjson.dumps({"a": account_id, "c": [], "e": event.decode()}) + b"\n")
 
     def surrender(self, account_id: int) -> None:
         state = self.accounts.get(account_id)
@@ -386,9 +388,12 @@ class LeaseBook:
         for lease in list(state.leases.values()):
             spent = lease.unflushed
             release = want = min_grant = 0
+            if lease.frozen and lease.held <= 0:
+                lease.frozen = False  # it holds nothing granted under the old limit
             if lease.kind != SOFT:
                 free = lease.room  # what leaves with this batch leaves `held` and `unflushed` alike
-                target = 0 if final or state.surrender else lease.rate(now)
+                target = 0 if final or state.surrender or lease.frozen else lease.rate(now)
+                lease.thawing = lease.frozen
                 if lease.cap >= 0:
                     target = min(target, lease.cap)
                 worth = MIN_LEASE_CALLS * (lease.largest if lease.kind == HARD else 1)
@@ -456,6 +461,8 @@ class LeaseBook:
         for lease, (_, after, _, cap) in zip(account.leases, reply[2], strict=True):
             lease.held = int(after)
             lease.cap = int(cap)
+            if lease.thawing:
+                lease.frozen = lease.thawing = False
         if state is not None:
             if seeded:
                 state.fingerprint = account.fingerprint

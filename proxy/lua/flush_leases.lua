@@ -17,7 +17,8 @@ ARGV[4] budget layout fingerprint that must be seeded for any grant ("" = none r
 ARGV[5] the batch's sequence number (a worker's batches reach Redis in order: one applied before is skipped)
 ARGV[6] number of counters n   ARGV[7] number of events m
 then per counter i (10 values): kind ("h" hard budget, "s" soft budget, "p" plan requests),
-  expected (what the worker believes its record holds), spent (actual nano-dollars settled, or requests
+  expected (what the worker believes its record holds after this batch; unused here, it shows a worker's
+  view in MONITOR output), spent (actual nano-dollars settled, or requests
   used, since the last batch), release (room it gives back), want (more room it asks for),
   min grant (a smaller grant is refused: not worth a lease), limit, expiry (unix s, 0 = never),
   value token ("" = not a '*' counter), spare (unused)

@@ -422,3 +422,40 @@ def test_the_fraction_is_clamped(fraction: float, tmp_path: Path) -> None:
     book = LeaseBook(PipelinedRedis(settings.REDIS_URL, timeout=1), fraction=fraction, ttl_seconds=10,
                      flush_seconds=0.1, spool_dir=tmp_path)
     assert 0.0 <= book.fraction <= 1.0
+
+
+def test_a_lowered_limit_stops_grants_at_once(tmp_path: Path) -> None:
+    async def main() -> None:
+        w = await world(workers=1, limit=10**12, fraction=1.0, spool=tmp_path)
+        leases = w.workers[0].leases
+        assert leases is not None
+        try:
+            for _ in range(20):
+                assert await w.call(0, 1_000)
+            while w.inflight:
+                await w.settle(0, 1.0)
+            assert await leases.flush()
+            assert int(await w.redis.hget(w.hard_counter(), "l")) > 0
+            # An admin lowers the cap to what is spent plus two calls: the very next batch follows it.
+            lowered = BudgetEntry(1, "account", "", "month", 22_000, True)
+            w.account = account_entry(w.account.id, budgets=(lowered, w.account.budgets[1]))
+            for _ in range(3):
+                await w.call(0, 1_000)
+                await leases.flush()
+                fields = {k.decode(): int(v) for k, v in (await w.redis.hgetall(w.hard_counter())).items()}
+                assert fields["s"] + fields["r"] <= 22_000
+            while w.inflight:
+                await w.settle(0, 1.0)
+            await leases.flush()
+            await leases.flush()  # the cap Redis gave in the last batch is 0: the free room goes back
+            fields = {k.decode(): int(v) for k, v in (await w.redis.hgetall(w.hard_counter())).items()}
+            assert "l" not in fields and fields["r"] == 0 and fields["s"] == 22_000
+        finally:
+            await close(w)
+
+    saved = quota_module.BUSY_WAIT_SECONDS
+    quota_module.BUSY_WAIT_SECONDS = 0.0
+    try:
+        asyncio.run(main())
+    finally:
+        quota_module.BUSY_WAIT_SECONDS = saved
