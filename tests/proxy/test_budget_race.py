@@ -85,7 +85,8 @@ def assert_exactly_fits(responses: list[httpx.Response], budget: Budget) -> None
 
 
 @pytest.fixture(params=[1, 2, 4], ids=lambda n: f"{n}-processes")
-def proxies(request: pytest.FixtureRequest, patient_redis_client: None, stack: Stack) -> Iterator[list[str]]:
+def proxies(request: pytest.FixtureRequest, patient_redis_client: None, leases_on: None,
+            stack: Stack) -> Iterator[list[str]]:
     """The stack's proxy and proxy workers of their own, the kind production scales out, budget leases on
     (the default): they must enforce exactly as one does."""
     assert settings.TOKONOMICS_LEASE_FRACTION > 0
@@ -106,8 +107,9 @@ CAP_CALLS = 600
 WAVE = 60
 
 
-def test_four_leasing_processes_never_admit_past_the_cap_from_zero_to_full(stack: Stack,
-                                                                         patient_redis_client: None) -> None:
+def test_four_leasing_processes_never_admit_past_the_cap_from_zero_to_full(
+    patient_redis_client: None, leases_on: None, stack: Stack
+) -> None:
     """Spend driven from nothing to the cap in waves across four processes with leases on: after every
     wave what was admitted fits under the cap, leases were used on the way, and the cap is reached."""
     exact_prices(stack)

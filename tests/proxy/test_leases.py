@@ -19,6 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from proxy import metrics
 from proxy import quota as quota_module
 from proxy.directory import AccountEntry, BudgetEntry
 from proxy.leases import LeaseBook, lease_hash_key, lease_spool_drain
@@ -209,6 +210,7 @@ def test_a_steady_worker_admits_without_redis_and_gives_the_room_back(tmp_path: 
             assert all(res.leased for _, res in w.inflight[-15:])
             fields = await w.redis.hgetall(w.hard_counter())
             assert int(fields[b"l"]) >= 15_000  # the budgets page shows leased room
+            assert metrics.lease_room_usd.labels("account_budget")._value.get() > 0  # and /metrics
             while w.inflight:
                 await w.settle(0, 1.0)
             await w.check()
