@@ -57,6 +57,9 @@ MIN_LEASE_CALLS = 8
 # counted), the plan's monthly request counter (leased in requests).
 HARD, SOFT, PLAN = "h", "s", "p"
 RELEASE_ALL = 10**18
+# How long a worker believes the cap Redis last gave it: after that it asks again (the room may have grown:
+# a raised limit, a new period, a call that waited for leased room has gone).
+CAP_SECONDS = 1.0
 ARGS_PER_COUNTER = 10
 
 
@@ -90,7 +93,8 @@ class Lease:
     held: int = 0  # what the lease record in Redis holds (as of the last batch, less what that batch gives back)
     inflight: int = 0  # estimates of calls admitted against the lease, not settled yet
     unflushed: int = 0  # spent by settled calls, not yet in a batch
-    cap: int = -1  # the free room Redis last said one worker may hold (-1: not asked yet)
+    cap: int = -1  # the free room Redis last said one worker may hold (-1: not known)
+    cap_at: float = 0.0  # when (monotonic): a cap is only believed for CAP_SECONDS
     frozen: bool = False  # its limit was lowered: local calls may not use it until a batch gives it back
     thawing: bool = False  # the batch in flight gives all its free room back
     window_start: float = 0.0
@@ -394,7 +398,7 @@ class LeaseBook:
                 free = lease.room  # what leaves with this batch leaves `held` and `unflushed` alike
                 target = 0 if final or state.surrender or lease.frozen else lease.rate(now)
                 lease.thawing = lease.frozen
-                if lease.cap >= 0:
+                if lease.cap >= 0 and now - lease.cap_at < CAP_SECONDS:
                     target = min(target, lease.cap)
                 worth = MIN_LEASE_CALLS * (lease.largest if lease.kind == HARD else 1)
                 if target < worth or target <= 0:
@@ -460,7 +464,8 @@ class LeaseBook:
         seeded = reply[1] == 1
         for lease, (_, after, _, cap) in zip(account.leases, reply[2], strict=True):
             lease.held = int(after)
-            lease.cap = int(cap)
+            # Unseeded, Redis computed no cap: it is not known (the next batch asks again).
+            lease.cap, lease.cap_at = (int(cap) if seeded else -1), sent_at
             if lease.thawing:
                 lease.frozen = lease.thawing = False
         if state is not None:

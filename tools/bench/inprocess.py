@@ -85,11 +85,21 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
     ctx = ProxyContext()
     ctx.start()
 
+    # --alternate-leases also runs phases with nothing enforced: these entries, swapped in per phase.
+    plain = AccountEntry(
+        id=ACCOUNT_ID, timezone="UTC", monthly_request_limit=0, on_redis_unavailable="default",
+        allow_unmetered_routes=False, endpoints=account.endpoints, budgets=(), prices={}, slug="bench",
+    )
+    plain_key = KeyEntry(id=KEY_ID, account_id=ACCOUNT_ID, name="main", environment="", allowed_patterns=(),
+                         expires_at=None, revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
+    entries = {"enforced": (account, key), "plain": (plain, plain_key)}
+    serving = ["enforced"]
+
     async def the_key(key_hash: str) -> KeyEntry | None:
-        return key
+        return entries[serving[0]][1]
 
     async def the_account(account_id: int) -> AccountEntry | None:
-        return account
+        return entries[serving[0]][0]
 
     ctx.directory.key, ctx.directory.account = the_key, the_account  # type: ignore[method-assign]
     await ctx.redis.execute("FLUSHDB")
@@ -107,8 +117,11 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
                       if args.traceparent else [])],
     }
 
+    latencies: list[float] = []
+
     async def one_call() -> None:
         delivered = False
+        started = time.perf_counter()
 
         async def receive() -> dict[str, Any]:
             nonlocal delivered
@@ -119,7 +132,9 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
             raise AssertionError
 
         async def send(message: dict[str, Any]) -> None:
-            pass
+            # The client has its answer with the last body message (the settle comes after it).
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                latencies.append(time.perf_counter() - started)
 
         await gateway.handle(scope, receive, send, ctx)
 
@@ -134,7 +149,7 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
     if args.alternate:
         await alternate(args, ctx, client)
     if args.alternate_leases:
-        await alternate_leases(args, ctx, client)
+        await alternate_leases(args, ctx, client, serving, latencies)
     if ctx.quota.leases is not None:
         await ctx.quota.leases.flush()  # the warm-up's leased calls settled before the measure
     cpu, wall = time.process_time(), time.perf_counter()
@@ -173,34 +188,41 @@ async def alternate(args: argparse.Namespace, ctx: Any, client: Any) -> None:
           f"on {[round(c) for c in cost[True]]}")
 
 
-async def alternate_leases(args: argparse.Namespace, ctx: Any, client: Any) -> None:
-    """Budget leases off and on in turns, in this one process: CPU and wall per call, Redis round trips
-    before the upstream and Redis commands per call, as medians of the phases of each."""
+async def alternate_leases(args: argparse.Namespace, ctx: Any, client: Any, serving: list[str],
+                           latencies: list[float]) -> None:
+    """Nothing enforced, budgets with leases off, budgets with leases on, in turns, in this one process (a
+    noisy host moves every arm alike): per arm the medians over its phases of the p50 call latency
+    (accept to the last body message, simulator included), CPU per call, Redis round trips before the
+    upstream and Redis commands per call."""
     book, per_phase = ctx.quota.leases, max(1, args.calls // args.alternate_leases // args.concurrency)
     if book is None:
         raise SystemExit("--alternate-leases needs leases (TOKONOMICS_LEASE_FRACTION > 0)")
-    seen: dict[bool, list[tuple[float, float, float, float]]] = {False: [], True: []}
-    for phase in range(args.alternate_leases * 2):
-        leased = phase % 2 == 1
-        await book.flush(final=not leased)  # off: every lease given back first, as with leases off
-        ctx.quota.leases = book if leased else None
+    arms = ("budgets off", "leases off", "leases on")
+    seen: dict[str, list[tuple[float, float, float, float]]] = {arm: [] for arm in arms}
+    for phase in range(args.alternate_leases * len(arms)):
+        arm = arms[phase % len(arms)]
+        await book.flush(final=arm != "leases on")  # leases given back before a phase without them
+        serving[0] = "plain" if arm == "budgets off" else "enforced"
+        ctx.quota.leases = book if arm == "leases on" else None
         calls = per_phase * args.concurrency
-        if leased:  # a second of spend sizes the leases, as in steady traffic
+        if arm == "leases on":  # a second of spend sizes the leases, as in steady traffic
             await asyncio.gather(*(client(per_phase) for _ in range(args.concurrency)))
             await book.flush()
+        latencies.clear()
         trips, commands = ctx.quota.round_trips_before_upstream, ctx.redis.commands
-        cpu, wall = time.process_time(), time.perf_counter()
+        cpu = time.process_time()
         await asyncio.gather(*(client(per_phase) for _ in range(args.concurrency)))
-        if leased:
-            await book.flush()
-        seen[leased].append(((time.process_time() - cpu) / calls * 1e6, (time.perf_counter() - wall) / calls * 1e6,
-                             (ctx.quota.round_trips_before_upstream - trips) / calls,
-                             (ctx.redis.commands - commands) / calls))
-    ctx.quota.leases = book
-    for leased in (False, True):
-        cpu, wall, trips, commands = (statistics.median(x[i] for x in seen[leased]) for i in range(4))
-        print(f"leases {'on ' if leased else 'off'} ({args.alternate_leases} phases, medians): CPU {cpu:.0f} µs, "
-              f"wall {wall:.0f} µs per call; Redis round trips before the upstream {trips:.3f}, "
+        if arm == "leases on":
+            await book.flush()  # the phase's settles and events are part of its cost
+        seen[arm].append(((time.process_time() - cpu) / calls * 1e6, statistics.median(latencies) * 1e6,
+                          (ctx.quota.round_trips_before_upstream - trips) / calls,
+                          (ctx.redis.commands - commands) / calls))
+    ctx.quota.leases, serving[0] = book, "enforced"
+    base = statistics.median(x[1] for x in seen["budgets off"])
+    for arm in arms:
+        cpu, p50, trips, commands = (statistics.median(x[i] for x in seen[arm]) for i in range(4))
+        print(f"{arm:11} ({args.alternate_leases} phases, medians): p50 {p50:.0f} µs ({p50 - base:+.0f} µs over "
+              f"budgets off), CPU {cpu:.0f} µs per call; Redis round trips before the upstream {trips:.3f}, "
               f"Redis commands {commands:.3f} per call")
 
 
