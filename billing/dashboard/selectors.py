@@ -322,9 +322,9 @@ def spend_series(account: Account, period: Range, filters: dict[str, str], tz: t
 def budget_status(account: Account, now: datetime | None = None, *, top: int = 5,
                   budgets: Iterable[Budget] | None = None) -> list[dict]:
     """Spend this period against every budget (or `budgets`), from the live Redis counters: settled spend,
-    what calls in flight and proxy workers' leases hold reserved (`leased_usd`: the leases' part), what remains for new calls (a call is admitted only if its
-    reservation fits), and the end-of-period projection. A '*' budget shows its `top` biggest spenders, and
-    how many values it counts (`values`)."""
+    what calls in flight and proxy workers' leases hold reserved (`leased_usd`: the leases' part), what
+    remains for new calls (a call is admitted only if its reservation fits), and the end-of-period projection.
+    A '*' budget shows its `top` biggest spenders, and how many values it counts (`values`)."""
     now = now or datetime.now(UTC)
     client = sync_redis()
     out = []
