@@ -334,6 +334,7 @@ def test_a_killed_workers_spooled_settles_are_applied_once(tmp_path: Path) -> No
             assert all(res.leased for _, res in w.inflight)
             while w.inflight:
                 await w.settle(0, 0.5)  # settled locally: in the spool segment, not in Redis
+            await asyncio.sleep(0)  # the loop iteration ends: its lines are written
             segment = leases.segments.path
             assert segment is not None and segment.exists()
             kept = segment.read_bytes()
@@ -346,6 +347,7 @@ def test_a_killed_workers_spooled_settles_are_applied_once(tmp_path: Path) -> No
             assert all(res.leased for _, res in w.inflight)
             while w.inflight:
                 await w.settle(0, 1.0)
+            await asyncio.sleep(0)
             killed = leases.segments.path
             assert killed is not None and killed != segment
             # kill -9: the process's locks go with it, its files stay.
