@@ -384,9 +384,12 @@ class LeaseBook:
             batch = self._build(final=final)
             if batch is None:
                 return True
+            # Kept until applied: a batch cut short (Redis down, or this task cancelled at shutdown) goes
+            # again before any later one, which Redis would otherwise apply first and so skip this one.
+            self.failed.append(batch)
             if not await self._send(batch):
-                self.failed.append(batch)
                 return False
+            self.failed.remove(batch)
             return True
 
     def _build(self, *, final: bool) -> _Batch | None:

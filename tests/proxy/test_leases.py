@@ -5,6 +5,7 @@ worker's room comes back; a killed worker's spooled settles are applied once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shutil
 import tempfile
@@ -463,3 +464,34 @@ def test_a_lowered_limit_stops_grants_at_once(tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         quota_module.BUSY_WAIT_SECONDS = saved
+
+
+def test_a_batch_cut_short_goes_again_before_the_next(tmp_path: Path) -> None:
+    async def main() -> None:
+        w = await world(workers=1, limit=10**12, fraction=0.25, spool=tmp_path)
+        leases = w.workers[0].leases
+        assert leases is not None
+        try:
+            for _ in range(20):
+                assert await w.call(0, 1_000)
+            while w.inflight:
+                await w.settle(0, 1.0)
+            assert await leases.flush()
+            for _ in range(10):
+                assert await w.call(0, 1_000)
+            while w.inflight:
+                await w.settle(0, 1.0)
+            cut = asyncio.get_running_loop().create_task(leases.flush())
+            await asyncio.sleep(0)  # built and written, no answer read yet
+            cut.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cut
+            assert leases.failed  # kept
+            assert await leases.flush(final=True)  # the cut batch first, then the last one
+            await w.check()
+            fields = {k.decode(): int(v) for k, v in (await w.redis.hgetall(w.hard_counter())).items()}
+            assert fields == {"s": 30_000, "r": 0}
+        finally:
+            await close(w)
+
+    asyncio.run(main())
