@@ -495,3 +495,31 @@ def test_a_batch_cut_short_goes_again_before_the_next(tmp_path: Path) -> None:
             await close(w)
 
     asyncio.run(main())
+
+
+def test_leases_start_once_the_counters_are_seeded(tmp_path: Path) -> None:
+    """A worker's first batch may race the seeding of the account's counters: it is granted nothing then,
+    and asks again on the next batch."""
+    async def main() -> None:
+        w = await world(workers=1, limit=10**12, fraction=0.25, spool=tmp_path)
+        leases = w.workers[0].leases
+        assert leases is not None
+        try:
+            for _ in range(20):
+                assert await w.call(0, 1_000)
+            fingerprint = w.workers[0].fingerprint(w.account)
+            await w.redis.srem(seeded_marker_key(w.account.id), fingerprint)
+            assert await leases.flush()
+            assert not await w.redis.hlen(lease_hash_key(w.account.id))  # unseeded: nothing granted
+            await w.redis.sadd(seeded_marker_key(w.account.id), fingerprint)
+            assert await leases.flush()
+            assert await w.redis.hlen(lease_hash_key(w.account.id))
+            assert await w.call(0, 1_000)
+            assert w.inflight[-1][1].leased
+            while w.inflight:
+                await w.settle(0, 1.0)
+            await w.check()
+        finally:
+            await close(w)
+
+    asyncio.run(main())
