@@ -22,6 +22,7 @@ from . import metrics
 from .database_jobs import database_job
 from .directory import CONFIG_VERSION_KEY, Directory
 from .hooks import CountersRebuild, hooks_get
+from .leases import LeaseBook, lease_spool_drain
 from .quota import CountersSeed, Quota
 from .redis_pipeline import PipelinedRedis
 from .spool import PendingEvents, Spool, spool_drain
@@ -67,6 +68,10 @@ class ProxyContext:
             self.redis, reservation_ttl_ms=int((settings.TOKONOMICS_UPSTREAM_READ_TIMEOUT + 60) * 1000),
             pending_events=self.pending_events,
             counters_seed=_counters_seed_off_loop(counters_rebuild or hooks_get().counters_rebuild),
+            leases=LeaseBook(self.redis, fraction=settings.TOKONOMICS_LEASE_FRACTION,
+                             ttl_seconds=settings.TOKONOMICS_LEASE_TTL_SECONDS,
+                             flush_seconds=settings.TOKONOMICS_LEASE_FLUSH_SECONDS,
+                             spool_dir=Path(settings.TOKONOMICS_SPOOL_DIR)),
         )
         self.directory = Directory()
         # A span per call when an OTLP endpoint is configured; None costs the calls nothing.
@@ -86,6 +91,8 @@ class ProxyContext:
             loop.create_task(self._drain_spools()),
             loop.create_task(self._refresh_target_health()),
         ]
+        if self.quota.leases is not None:
+            self._background.append(loop.create_task(self.quota.leases.run()))
 
     async def close(self) -> None:
         if self.quota._replaying is not None:
@@ -96,6 +103,11 @@ class ProxyContext:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         metrics.flush()
+        if self.quota.leases is not None:
+            # Leased calls settle, their events leave and the leases go back; what cannot reach Redis now
+            # stays in the spool for another process to apply.
+            await self.quota.leases.flush(final=True)
+            self.quota.leases.segments.close()
         await self.quota.pending_flush()
         if self.pending_events:
             await self._write_pending_to_database()
@@ -143,10 +155,12 @@ class ProxyContext:
         return policy
 
     async def _drain_spools(self) -> None:
-        """What dead processes spooled during a Redis outage: at start-up, then now and then."""
+        """What dead processes spooled (usage events during a Redis outage, leased settles not yet
+        batched): at start-up, then now and then."""
         while True:
             try:
                 await spool_drain(directory=Path(settings.TOKONOMICS_SPOOL_DIR), redis=self.redis)
+                await lease_spool_drain(directory=Path(settings.TOKONOMICS_SPOOL_DIR), redis=self.redis)
             except OSError:
                 log.exception("could not drain the usage spool directory")
             await asyncio.sleep(SPOOL_DRAIN_SECONDS)

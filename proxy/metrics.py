@@ -55,6 +55,14 @@ guardrail_hits_total = Counter("tokonomics_guardrail_hits", "Guardrail rule matc
 redis_breaker_open = Gauge("tokonomics_redis_breaker_open", "1 while the Redis circuit breaker is open "
                            "(budgets unenforced while it is).", multiprocess_mode="livemax")
 redis_breaker_opens_total = Counter("tokonomics_redis_breaker_opens", "Times the Redis circuit breaker opened.")
+# Budget leases (proxy/leases.py): room this worker holds and has not spent, set after each lease batch;
+# summed over live workers. `scope` is a budget scope (account_budget, tenant_budget, …): bounded.
+lease_room_usd = Gauge("tokonomics_lease_room_usd", "Budget room leased by proxy workers and not spent yet.",
+                       ("scope",), multiprocess_mode="livesum")
+lease_room_requests = Gauge("tokonomics_lease_room_requests", "Plan requests leased by proxy workers and not "
+                            "used yet.", multiprocess_mode="livesum")
+lease_admissions_total = Counter("tokonomics_lease_admissions", "Calls admitted, by how: `lease` (no Redis "
+                                 "round trip) or `redis` (reserve_call.lua).", ("path",))
 
 TOKEN_TYPES = ("input", "output", "cached_input", "cache_write", "reasoning")
 

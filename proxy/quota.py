@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -22,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from proxy.periods import period_bounds
 
+from . import metrics
 from .breaker import CircuitBreaker
 from .budgets import (
     COUNTER_GRACE_SECONDS,
@@ -34,6 +36,7 @@ from .budgets import (
     per_value,
 )
 from .directory import AccountEntry, KeyEntry
+from .leases import LeaseBook
 from .redis_pipeline import Arg, LuaScript, PipelinedRedis
 from .usage_bounds import MAX_TOKENS
 
@@ -64,6 +67,12 @@ MAX_CACHED_PLANS = 50_000
 # denies it, a soft one counts it like any other.
 MAX_CALL_NANOS = 10**15
 MAX_CALL_TOKENS = MAX_TOKENS  # the same bound the usage record keeps
+
+# A call that would fit in room leased to proxy workers waits for them to give it back, trying again
+# every BUSY_PAUSE_SECONDS, for at most BUSY_WAIT_SECONDS; then it is denied (room still leased out
+# belongs to calls in flight).
+BUSY_WAIT_SECONDS = 1.0
+BUSY_PAUSE_SECONDS = 0.02
 
 DENIAL_CODES = {
     "account": "account_budget",
@@ -123,12 +132,15 @@ class Reservation:
     estimated_tokens: int
     held: bool = True  # False: admitted while Redis was unreachable, nothing reserved
     downgraded_by: Counter | None = None  # the counter whose downgrade threshold the call was admitted past
+    leased: bool = False  # admitted against this worker's leases (proxy/leases.py): settles in its batch
+    plan_lease: str = ""  # the plan request counter whose lease it used ("" = none)
 
 
 @dataclass(slots=True, frozen=True)
 class Denial:
     scope: str  # account_budget, tenant_budget, …, plan, rate_requests, rate_tokens, rate_concurrency
     retry_after_ms: int  # -1 when the cap never resets
+    busy: bool = False  # the call would fit in room leased to proxy workers, who are asked to give it back
 
 
 @dataclass(slots=True, frozen=True)
@@ -208,8 +220,12 @@ class Quota:
         reservation_ttl_ms: int,
         pending_events: deque[tuple[int, bytes]] | None = None,
         counters_seed: CountersSeed | None = None,
+        leases: LeaseBook | None = None,
     ) -> None:
         self.redis = redis
+        # Budget leases: None or a fraction of 0 reserves every call in Redis (docs/performance.md).
+        self.leases = leases if leases is not None and leases.enabled else None
+        self.round_trips_before_upstream = 0  # reserve scripts a call waited for: the benchmark reports it
         self.reservation_ttl_ms = reservation_ttl_ms
         self._reserve = LuaScript.of((LUA_DIR / "reserve_call.lua").read_text())
         self._settle = LuaScript.of((LUA_DIR / "settle_call.lua").read_text())
@@ -348,7 +364,7 @@ class Quota:
             return Reservation(rid, plan.account.id, plan.key.id, plan.counters, estimate_nanos, estimated_tokens)
         if verdict == b"unseeded":
             raise Unseeded(plan.account.id, self.fingerprint(plan.account))
-        return Denial(reply[1].decode(), int(reply[2]))
+        return Denial(reply[1].decode(), int(reply[2]), busy=verdict == b"busy")
 
     async def settle(
         self, *, reservation: Reservation, actual_nanos: int, actual_tokens: int, event: bytes, mode: str = ""
@@ -392,8 +408,45 @@ class Quota:
         """`reserve`, seeding the account's counters first if Redis lacks them; None when Redis gives no
         verdict (the breaker is open, Redis is down or refuses the script, the counters cannot be
         seeded), for the caller to apply the account's policy for an unavailable Redis."""
+        leases = self.leases
+        # A budget that may downgrade the call decides in the reserve script, from its counter's fill: such calls
+        # take the round trip, never a lease.
+        if leases is not None and not downgrade_estimates:
+            plan_lease = leases.admit(plan=plan, estimate_nanos=estimate_nanos,
+                                      fingerprint=self.fingerprint(plan.account) if plan.counters else "")
+            if plan_lease is not None:
+                metrics.add(metrics.lease_admissions_total.labels("lease"))
+                return Reservation(rid, plan.account.id, plan.key.id, plan.counters, estimate_nanos, estimated_tokens,
+                                   leased=True, plan_lease=plan_lease)
+            metrics.add(metrics.lease_admissions_total.labels("redis"))
+        verdict = await self._admit_in_redis(rid=rid, plan=plan, estimate_nanos=estimate_nanos,
+                                             estimated_tokens=estimated_tokens, downgrade_estimates=downgrade_estimates)
+        deadline = time.monotonic() + BUSY_WAIT_SECONDS
+        while isinstance(verdict, Denial) and verdict.busy:
+            # The call would fit in room leased to proxy workers. Give back this worker's own at once; the
+            # others give theirs back within two of their batches (Redis told them to): a call at a cap
+            # waits that long rather than being denied while the room it needs sits unused in a lease.
+            own_room = leases is not None and leases.holds_room(plan)
+            if own_room and leases is not None:
+                leases.surrender(plan.account.id)
+                self.round_trips_before_upstream += 1
+                own_room = not await leases.flush()
+            if own_room or not (leases is not None and leases.holds_room(plan)):
+                if time.monotonic() > deadline:
+                    return replace(verdict, busy=False)
+                await asyncio.sleep(BUSY_PAUSE_SECONDS)
+            verdict = await self._admit_in_redis(rid=rid, plan=plan, estimate_nanos=estimate_nanos,
+                                                 estimated_tokens=estimated_tokens,
+                                                 downgrade_estimates=downgrade_estimates)
+        return verdict
+
+    async def _admit_in_redis(
+        self, *, rid: str, plan: CallPlan, estimate_nanos: int, estimated_tokens: int,
+        downgrade_estimates: list[int] | None = None,
+    ) -> Reservation | Denial | None:
         if self.breaker.is_open:
             return None
+        self.round_trips_before_upstream += 1
         try:
             verdict = await self._reserve_seeded(rid=rid, plan=plan, estimate_nanos=estimate_nanos,
                                                  estimated_tokens=estimated_tokens,
@@ -450,6 +503,10 @@ class Quota:
     ) -> None:
         """`settle`, or, when Redis cannot take it, keep the settle to replay and the usage event to send
         once Redis answers again: an outage loses neither."""
+        if reservation.leased and self.leases is not None:
+            self.leases.settle(reservation=reservation, actual_nanos=max(0, min(actual_nanos, MAX_CALL_NANOS)),
+                               event=event)
+            return
         if not self.breaker.is_open:
             try:
                 await self.settle(reservation=reservation, actual_nanos=actual_nanos, actual_tokens=actual_tokens,
@@ -539,7 +596,8 @@ class ValueSpend:
     value: str  # as the client sent it (a hashed one as its token); a key's id for a key budget
     key: str  # its counter
     settled: int  # nano-dollars
-    reserved: int
+    reserved: int  # calls in flight and leases (proxy/leases.py) alike
+    leased: int = 0  # of `reserved`: room leased to proxy workers, not spent yet
 
 
 def budget_values_list(
@@ -558,9 +616,9 @@ def budget_values_list(
     keys = [period.token_key(t.decode()) for t in members]
     pipe = client.pipeline(transaction=False)  # one round trip for all of them
     for key in keys:
-        pipe.hmget(key, "s", "r")
-    found = [ValueSpend(period.value_of(key), key, int(settled or 0), int(reserved or 0))
-             for key, (settled, reserved) in zip(keys, pipe.execute(), strict=True)]
+        pipe.hmget(key, "s", "r", "l")
+    found = [ValueSpend(period.value_of(key), key, int(settled or 0), int(reserved or 0), int(leased or 0))
+             for key, (settled, reserved, leased) in zip(keys, pipe.execute(), strict=True)]
     # The index's scores are doubles, exact below 2^53 nano-dollars ($9M); the counters themselves decide.
     found = [f for f in found if (min_nanos is None or f.settled >= min_nanos)
              and (max_nanos is None or f.settled <= max_nanos)]

@@ -134,8 +134,10 @@ class PipelinedRedis:
         self._options: dict[str, Any] = {**parse_url(url)}  # read for keys its TypedDict does not name
         self._connection: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
+        self.commands = 0  # sent on this client: the benchmark reports them per call
 
     async def execute(self, *args: Arg) -> Any:
+        self.commands += 1
         connection = self._connection
         if connection is None or connection.lost:
             connection = await self._connect()

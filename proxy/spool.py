@@ -105,11 +105,12 @@ class PendingEvents(deque[tuple[int, bytes]]):
         return item
 
 
-def _orphans(directory: Path) -> list[tuple[int, Path, bytes]]:
-    """(locked fd, path, content) of every spool file no living process holds."""
+def orphans(directory: Path, suffix: str = SUFFIX) -> list[tuple[int, Path, bytes]]:
+    """(locked fd, path, content) of every spool file (ending in `suffix`) no living process holds; each
+    stays locked until `release`d."""
     found = []
     try:
-        paths = sorted(directory.glob(f"*{SUFFIX}"))
+        paths = sorted(directory.glob(f"*{suffix}"))
     except OSError:
         return []
     for path in paths:
@@ -128,7 +129,8 @@ def _orphans(directory: Path) -> list[tuple[int, Path, bytes]]:
     return found
 
 
-def _release(fd: int, path: Path | None) -> None:
+def release(fd: int, path: Path | None) -> None:
+    """Unlock an orphan, deleting it when `path` is given (all of it was sent)."""
     if path is not None:
         path.unlink(missing_ok=True)
     os.close(fd)
@@ -138,7 +140,7 @@ async def spool_drain(*, directory: Path, redis: PipelinedRedis) -> int:
     """Send the events of dead processes' spool files to their accounts' Redis streams, then delete the
     files; a file whose events cannot all be sent stays for the next drain. Returns the events sent."""
     sent = 0
-    for fd, path, content in await asyncio.to_thread(_orphans, directory):
+    for fd, path, content in await asyncio.to_thread(orphans, directory):
         done = False
         try:
             lines = [line for line in content.split(b"\n") if line]
@@ -166,5 +168,5 @@ async def spool_drain(*, directory: Path, redis: PipelinedRedis) -> int:
                 if commands:
                     log.warning("drained %d usage events of a stopped process from %s", len(commands), path)
         finally:
-            await asyncio.to_thread(_release, fd, path if done else None)
+            await asyncio.to_thread(release, fd, path if done else None)
     return sent

@@ -44,6 +44,19 @@ def clean_redis() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def budget_leases_off(settings) -> None:
+    """Budget leases (proxy/leases.py) settle calls in batches, 100 ms after they end: tests that read the
+    counters or usage events right after a call see them settle as without leases. Tests of leases, and the
+    race tests, turn them on with `leases_on` (before `stack`, whose proxy reads the setting at start-up)."""
+    settings.TOKONOMICS_LEASE_FRACTION = 0.0
+
+
+@pytest.fixture
+def leases_on(settings) -> None:
+    settings.TOKONOMICS_LEASE_FRACTION = 0.25  # the production default
+
+
+@pytest.fixture(autouse=True)
 def spool_dir(tmp_path, settings):
     """Usage spools of this test's proxies (in process or not): never another test's, never var/."""
     settings.TOKONOMICS_SPOOL_DIR = str(tmp_path / "spool")

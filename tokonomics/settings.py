@@ -277,6 +277,14 @@ TOKONOMICS_REDIS_TIMEOUT = env_float("TOKONOMICS_REDIS_TIMEOUT", 0.25)
 TOKONOMICS_CONFIG_POLL_SECONDS = env_float("TOKONOMICS_CONFIG_POLL_SECONDS", 0.5)
 # Where each proxy process spools the usage events it holds while Redis is unreachable (proxy/spool.py).
 TOKONOMICS_SPOOL_DIR = env_str("TOKONOMICS_SPOOL_DIR", str(BASE_DIR / "var" / "spool"))
+# Budget leases (proxy/leases.py, docs/performance.md): each proxy worker may hold this fraction of a hard
+# budget's remaining room, shared among the workers serving the account, and admit calls against it
+# without a Redis round trip. 0 turns leases off: every call reserves in Redis, as before leases.
+TOKONOMICS_LEASE_FRACTION = env_float("TOKONOMICS_LEASE_FRACTION", 0.25)
+# A lease a worker stops renewing (a dead process) gives its room back after this long.
+TOKONOMICS_LEASE_TTL_SECONDS = env_float("TOKONOMICS_LEASE_TTL_SECONDS", 10.0)
+# How often a worker settles its leased calls, sends their usage events and resizes its leases.
+TOKONOMICS_LEASE_FLUSH_SECONDS = env_float("TOKONOMICS_LEASE_FLUSH_SECONDS", 0.1)
 
 
 def otlp_traces_endpoint(base: str, traces: str) -> str:

@@ -324,9 +324,9 @@ def spend_series(account: Account, period: Range, filters: dict[str, str], tz: t
 def budget_status(account: Account, now: datetime | None = None, *, top: int = 5,
                   budgets: Iterable[Budget] | None = None) -> list[dict]:
     """Spend this period against every budget (or `budgets`), from the live Redis counters: settled spend,
-    what calls in flight hold reserved, what remains for new calls (a call is admitted only if its
-    reservation fits), and the end-of-period projection. A '*' budget shows its `top` biggest spenders, and
-    how many values it counts (`values`)."""
+    what calls in flight and proxy workers' leases hold reserved (`leased_usd`: the leases' part), what
+    remains for new calls (a call is admitted only if its reservation fits), and the end-of-period projection.
+    A '*' budget shows its `top` biggest spenders, and how many values it counts (`values`)."""
     now = now or datetime.now(UTC)
     client = sync_redis()
     out = []
@@ -339,8 +339,8 @@ def budget_status(account: Account, now: datetime | None = None, *, top: int = 5
             spenders = budget_values_list(client, period=period, limit=top)
             values = int(client.zcard(period.values_key))
         else:
-            settled, reserved = client.hmget(period.base, "s", "r")
-            spenders = [ValueSpend("", period.base, int(settled or 0), int(reserved or 0))]
+            settled, reserved, leased = client.hmget(period.base, "s", "r", "l")
+            spenders = [ValueSpend("", period.base, int(settled or 0), int(reserved or 0), int(leased or 0))]
         if budget.scope == Budget.Scope.KEY and per_value(budget) and key_names is None:
             key_names = {str(pk): name for pk, name in account.api_keys.values_list("pk", "name")}
         elapsed = now.timestamp() - start.timestamp()  # timestamps: right across DST changes too
@@ -357,6 +357,8 @@ def budget_status(account: Account, now: datetime | None = None, *, top: int = 5
                 "budget": budget, "value": spender.value, "label": label, "values": values,
                 "spent_usd": spent_usd.quantize(Decimal("0.000001")),
                 "reserved_usd": reserved_usd.quantize(Decimal("0.000001")),
+                # Of the reserved room, what proxy workers lease and have not spent (proxy/leases.py).
+                "leased_usd": nanos_to_usd(spender.leased).quantize(Decimal("0.000001")),
                 "remaining_usd": max(budget.limit_usd - spent_usd - reserved_usd, Decimal(0)).quantize(
                     Decimal("0.000001")),
                 "percent": min(int(100 * spent_usd / limit), 999),

@@ -21,7 +21,9 @@ then, optionally (budget-aware downgrade), m, and per downgrade j (1…m): budge
 (nano-dollars), the estimate of the downgrade target: the first budget whose counter (settled + reserved)
 is at or past its threshold makes the call reserve that estimate instead (the caps are checked with it).
 Returns {"ok", downgraded budget index (0 = none)} or {"deny", scope, retry_after_ms (-1 = never resets)}
-or {"unseeded"}.
+or {"unseeded"}, or {"busy", scope, retry_after_ms} when the call would fit in room leased to proxy workers
+(proxy/leases.py): it asks them to give their free room back (field `q` of the counter, a deadline in ms)
+and the caller tries again.
 Nothing is written unless every check passes. A counter that does not exist yet (a new period, a
 tenant never seen under '*') is created here, so the first burst of a new scope is capped too.
 All keys share the account's hash tag, so this also runs on Redis Cluster.
@@ -61,6 +63,26 @@ for _, id in ipairs(expired) do
     redis.call('HDEL', rsv, id)
   end
   redis.call('ZREM', rsvz, id)
+end
+
+-- Give back the room of budget leases (flush_leases.lua) whose worker stopped renewing them: a dead
+-- worker's room comes back here too, where the next call that needs it goes.
+local lh, lz = prefix .. ':lease', prefix .. ':leasez'
+for _, field in ipairs(redis.call('ZRANGEBYSCORE', lz, '-inf', now, 'LIMIT', 0, 25)) do
+  local amount = tonumber(redis.call('HGET', lh, field) or '0')
+  local key = string.match(field, '^[^|]*|(.*)$')
+  if amount > 0 and key and string.sub(key, 1, #prefix + 1) == prefix .. ':' and redis.call('EXISTS', key) == 1 then
+    if string.sub(key, #prefix + 1, #prefix + 6) == ':plan:' then
+      redis.call('DECRBY', key, string.format('%.0f', amount))
+    else
+      redis.call('HINCRBY', key, 'r', string.format('%.0f', 0 - amount))
+      if redis.call('HINCRBY', key, 'l', string.format('%.0f', 0 - amount)) <= 0 then
+        redis.call('HDEL', key, 'l', 'q')
+      end
+    end
+  end
+  redis.call('HDEL', lh, field)
+  redis.call('ZREM', lz, field)
 end
 
 if ARGV[11] ~= '' and redis.call('SISMEMBER', KEYS[8], ARGV[11]) == 0 then
@@ -127,12 +149,21 @@ end
 for i = 1, n do
   local base = FIRST_BUDGET_ARG + (i - 1) * 5
   if ARGV[base + 2] == '1' then
-    local c = redis.call('HMGET', KEYS[FIRST_COUNTER + i], 's', 'r')
+    local key = KEYS[FIRST_COUNTER + i]
+    local c = redis.call('HMGET', key, 's', 'r', 'l', 'q')
     local spent = (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0)
+    local leased = tonumber(c[3]) or 0
+    if c[4] and (leased <= 0 or tonumber(c[4]) < now) then redis.call('HDEL', key, 'q') end
     if spent + estimate > tonumber(ARGV[base + 1]) then
       local period_end = tonumber(ARGV[base + 4])
       local retry = -1
       if period_end > 0 then retry = math.max(0, period_end * 1000 - now) end
+      if leased > 0 and spent - leased + estimate <= tonumber(ARGV[base + 1]) then
+        -- Room leased to proxy workers would fit this call: ask them to give it back (flush_leases.lua
+        -- grants nothing and they return their free room while `q` stands), and let the caller try again.
+        redis.call('HSET', key, 'q', now + 1000)
+        return {'busy', ARGV[base + 5], retry}
+      end
       return {'deny', ARGV[base + 5], retry}
     end
   end

@@ -4,6 +4,7 @@ exactly what fits (estimates here equal actual costs), and concurrent settles ad
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
@@ -65,36 +66,76 @@ def counter_fields(budget: Budget) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in sync_redis().hgetall(keys[0]).items()}
 
 
+def settled_fields(budget: Budget, settled: int) -> dict[str, int]:
+    """The counter once every call settled: leased calls settle in their worker's next batch (100 ms)."""
+    deadline = time.monotonic() + 5
+    while (fields := counter_fields(budget)) != {"s": settled, "r": 0} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return fields
+
+
 def assert_exactly_fits(responses: list[httpx.Response], budget: Budget) -> None:
     statuses = Tally(r.status_code for r in responses)
     assert statuses == {200: FITS, 429: CONCURRENT - FITS}
     denied = next(r for r in responses if r.status_code == 429)
     assert denied.json()["error"]["code"] == "account_budget"
     assert all(Decimal(r.headers["x-tokonomics-cost-usd"]) == CALL_COST for r in responses if r.status_code == 200)
-    assert counter_fields(budget) == {"s": int(FITS * CALL_COST * 10**9), "r": 0}
+    settled = int(FITS * CALL_COST * 10**9)
+    assert settled_fields(budget, settled) == {"s": settled, "r": 0}
 
 
-def test_one_proxy_admits_exactly_what_fits(patient_redis_client: None, stack: Stack) -> None:
+@pytest.fixture(params=[1, 2, 4], ids=lambda n: f"{n}-processes")
+def proxies(request: pytest.FixtureRequest, patient_redis_client: None, leases_on: None,
+            stack: Stack) -> Iterator[list[str]]:
+    """The stack's proxy and proxy workers of their own, the kind production scales out, budget leases on
+    (the default): they must enforce exactly as one does."""
+    assert settings.TOKONOMICS_LEASE_FRACTION > 0
+    with contextlib.ExitStack() as started:
+        extra = [started.enter_context(ProxyProcess("tokonomics.proxy_asgi:application")).url
+                 for _ in range(request.param - 1)]
+        yield [stack.proxy, *extra]
+
+
+def test_proxy_processes_sharing_redis_admit_exactly_what_fits(stack: Stack, proxies: list[str]) -> None:
     exact_prices(stack)
     budget = account_budget(stack, FITS * CALL_COST)
-    responses = asyncio.run(burst([stack.proxy], CONCURRENT))
+    responses = asyncio.run(burst(proxies, CONCURRENT))
     assert_exactly_fits(responses, budget)
 
 
-@pytest.fixture
-def second_proxy(patient_redis_client: None, stack: Stack) -> Iterator[str]:
-    # A proxy worker, the kind production scales out: it must enforce exactly as the web app's proxy does.
-    with ProxyProcess("tokonomics.proxy_asgi:application") as process:
-        yield process.url
+CAP_CALLS = 600
+WAVE = 60
 
 
-def test_two_proxy_processes_sharing_redis_admit_exactly_what_fits(
-    patient_redis_client: None, stack: Stack, second_proxy: str
+def test_four_leasing_processes_never_admit_past_the_cap_from_zero_to_full(
+    patient_redis_client: None, leases_on: None, stack: Stack
 ) -> None:
+    """Spend driven from nothing to the cap in waves across four processes with leases on: after every
+    wave what was admitted fits under the cap, leases were used on the way, and the cap is reached."""
     exact_prices(stack)
-    budget = account_budget(stack, FITS * CALL_COST)
-    responses = asyncio.run(burst([stack.proxy, second_proxy], CONCURRENT))
-    assert_exactly_fits(responses, budget)
+    budget = account_budget(stack, CAP_CALLS * CALL_COST)
+    lease_hash = f"tk:{{a:{budget.account_id}}}:lease"
+    admitted = 0
+    leases_seen = 0
+    with contextlib.ExitStack() as started:
+        proxies = [stack.proxy, *(started.enter_context(ProxyProcess("tokonomics.proxy_asgi:application")).url
+                                  for _ in range(3))]
+        for _ in range(2 * CAP_CALLS // WAVE):
+            responses = asyncio.run(burst(proxies, WAVE))
+            statuses = Tally(r.status_code for r in responses)
+            assert set(statuses) <= {200, 429}
+            admitted += statuses[200]
+            assert admitted <= CAP_CALLS
+            fields = counter_fields(budget)
+            assert fields.get("s", 0) + fields.get("r", 0) <= CAP_CALLS * CALL_COST * 10**9
+            leases_seen += int(sync_redis().hlen(lease_hash) > 0)
+            if admitted == CAP_CALLS:
+                break
+            time.sleep(0.15)  # a batch: the workers resize their leases from the wave's spend
+    assert admitted == CAP_CALLS
+    assert leases_seen > 0
+    settled = int(CAP_CALLS * CALL_COST * 10**9)
+    assert settled_fields(budget, settled) == {"s": settled, "r": 0}
 
 
 # --- the scripts alone, driven directly -------------------------------------------------------

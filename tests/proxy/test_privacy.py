@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 
 import anthropic
 import openai
+from django.conf import settings
 from django.db import connection
 
 from billing.models import UsageRecord
@@ -106,6 +108,9 @@ def test_canary_reaches_no_store(stack, caplog, capfd) -> None:
         "logs": "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("openai", "anthropic",
                                                                                               "httpx", "httpcore"))),
         "stdout/stderr": "".join(capfd.readouterr()),
+        # Usage spools and lease batch segments (proxy/spool.py, proxy/leases.py) a process leaves behind.
+        "spool files": "".join(p.read_text(errors="replace") for p in Path(settings.TOKONOMICS_SPOOL_DIR).glob("*")
+                               if p.is_file()),
     }
     for where, text in stores.items():
         for secret in secrets:

@@ -48,6 +48,16 @@ def test_budgets_page_shows_spend_reserved_and_remaining(client, alice, acme) ->
     assert "53%" in row
 
 
+def test_budgets_page_shows_room_leased_to_proxy_workers(client, alice, acme) -> None:
+    budget = Budget.objects.create(account=acme, scope="account", match="", period="month",
+                                   limit_usd=Decimal("10"), hard=True)
+    _counter(acme, budget, spent="2", reserved="3")
+    start, _ = period_bounds(budget.period, acme.timezone, datetime.now(UTC))
+    sync_redis().hset(BudgetPeriod.of(acme.pk, budget.pk, start).counter_key(), "l", usd_to_nanos(Decimal("2.5")))
+    row = _budgets_page(client, alice, acme).split(f'id="budget-{budget.pk}"')[1].split("</tr>")[0]
+    assert "$3.00" in row and "leased $2.50" in row and "$5.00" in row  # leased room is reserved room
+
+
 def test_wildcard_budget_shows_top_five_of_all_values_with_a_link_to_all(client, alice, acme) -> None:
     budget = Budget.objects.create(account=acme, scope="tenant", match="*", period="month",
                                    limit_usd=Decimal("1"), hard=True)

@@ -46,9 +46,10 @@ def free_port() -> int:
         return port
 
 
-def bench_config(simulator_url: str, *, enforcement: bool = True) -> dict[str, Any]:
+def bench_config(simulator_url: str, *, enforcement: bool = True, rate_limits: bool = True) -> dict[str, Any]:
     """The benchmark account: every budget scope, rate limits on the key, a plan request limit —
-    or, with enforcement off, none of them (usage recording stays on)."""
+    or, with enforcement off, none of them (usage recording stays on). `rate_limits` False keeps the
+    budgets and the plan limit but not the key's rate limits, which budget leases never cover."""
     config: dict[str, Any] = {
         "accounts": [
             {
@@ -69,6 +70,8 @@ def bench_config(simulator_url: str, *, enforcement: bool = True) -> dict[str, A
             }
         ]
     }
+    if enforcement and not rate_limits:
+        config["accounts"][0]["keys"] = [{"name": "bench", "key": BENCH_KEY, "environment": "production"}]
     if not enforcement:
         account = config["accounts"][0]
         account.update(plan="enterprise", budgets=[])
@@ -121,7 +124,8 @@ class BenchEnvironment:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
         return done.stdout
 
-    def prepare(self, *, simulator_url: str, enforcement: bool = True, web_app: bool = False) -> None:
+    def prepare(self, *, simulator_url: str, enforcement: bool = True, rate_limits: bool = True,
+                web_app: bool = False) -> None:
         """Migrate the throw-away database and apply the benchmark account to it; for the application serving
         the web app too, collect its static files (it refuses to start without them, as in production)."""
         self.redis.ping()
@@ -131,7 +135,7 @@ class BenchEnvironment:
             self.env["STATIC_ROOT"] = str(self.workdir / "static")
             self.manage("collectstatic", "--no-input", "-v", "0")
         config = self.workdir / "bench.yaml"
-        config.write_text(yaml.safe_dump(bench_config(simulator_url, enforcement=enforcement)))
+        config.write_text(yaml.safe_dump(bench_config(simulator_url, enforcement=enforcement, rate_limits=rate_limits)))
         self.manage("applyconfig", str(config))
 
     def take_usage_events(self) -> int:
@@ -149,6 +153,11 @@ class BenchEnvironment:
         batch = list(self.redis.scan_iter(match="tk:*", count=1000))
         for start in range(0, len(batch), 1000):
             self.redis.delete(*batch[start:start + 1000])
+
+    def redis_commands(self) -> int:
+        """Commands the Redis server ran so far, scripts' own included (INFO commandstats)."""
+        stats = self.redis.info("commandstats")
+        return sum(int(entry["calls"]) for entry in stats.values() if isinstance(entry, dict))
 
     def redis_cpu_seconds(self) -> float:
         info = self.redis.info("cpu")

@@ -2,6 +2,7 @@
 process against the built-in simulator and a real Redis, budgets and rate limits on (or off).
 
     DEBUG=1 .venv/bin/python -m tools.bench.inprocess --concurrency 16 [--stream] [--enforcement off]
+        [--rate-limits off] [--alternate-leases 5]
         [--otel [--traceparent] [--alternate N]] [--routes on|alternate [--alternate N]] [--profile] [--calls 4000]
 
 The figure to compare is "CPU µs per call" (this process's CPU time, simulator and Redis excluded).
@@ -58,6 +59,10 @@ def parse_args() -> argparse.Namespace:
                         help="the model names a route with one target (alternate: off and on in turns)")
     parser.add_argument("--guardrails", choices=("off", "on", "alternate"), default="off",
                         help="a guardrail policy on the key (the default PII set); alternate: with --alternate")
+    parser.add_argument("--rate-limits", choices=("on", "off"), default="on",
+                        help="with enforcement on: the key's rate limits (never leased: every call reserves in Redis)")
+    parser.add_argument("--alternate-leases", type=int, default=0, metavar="N",
+                        help="N phases each of budget leases off and on, in turns, --calls split among them")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--redis-url", default=f"redis://127.0.0.1:6379/{REDIS_DBS[0]}")
     return parser.parse_args()
@@ -84,7 +89,7 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
     )
     routes = {"gpt-4o-mini": RouteEntry("gpt-4o-mini", "fallback", (RouteTarget("openai", "gpt-4o-mini"),))}
     account.routes = routes if args.routes == "on" else {}
-    limits = (10**8, 10**11, 10**5) if on else (0, 0, 0)
+    limits = (10**8, 10**11, 10**5) if on and args.rate_limits == "on" else (0, 0, 0)
     key = KeyEntry(id=KEY_ID, account_id=ACCOUNT_ID, name="main", environment="", allowed_patterns=(),
                    expires_at=None, revoked=False, requests_per_minute=limits[0], tokens_per_minute=limits[1],
                    max_concurrent=limits[2])
@@ -100,11 +105,21 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
     ctx = ProxyContext()
     ctx.start()
 
+    # --alternate-leases also runs phases with nothing enforced: these entries, swapped in per phase.
+    plain = AccountEntry(
+        id=ACCOUNT_ID, timezone="UTC", monthly_request_limit=0, on_redis_unavailable="default",
+        allow_unmetered_routes=False, endpoints=account.endpoints, budgets=(), prices={}, slug="bench",
+    )
+    plain_key = KeyEntry(id=KEY_ID, account_id=ACCOUNT_ID, name="main", environment="", allowed_patterns=(),
+                         expires_at=None, revoked=False, requests_per_minute=0, tokens_per_minute=0, max_concurrent=0)
+    entries = {"enforced": (account, key), "plain": (plain, plain_key)}
+    serving = ["enforced"]
+
     async def the_key(key_hash: str) -> KeyEntry | None:
-        return current[0]
+        return plain_key if serving[0] == "plain" else current[0]  # current: with or without guardrails
 
     async def the_account(account_id: int) -> AccountEntry | None:
-        return account
+        return entries[serving[0]][0]
 
     ctx.directory.key, ctx.directory.account = the_key, the_account  # type: ignore[method-assign]
     await ctx.redis.execute("FLUSHDB")
@@ -122,8 +137,11 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
                       if args.traceparent else [])],
     }
 
+    latencies: list[float] = []
+
     async def one_call() -> None:
         delivered = False
+        started = time.perf_counter()
 
         async def receive() -> dict[str, Any]:
             nonlocal delivered
@@ -134,7 +152,9 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
             raise AssertionError
 
         async def send(message: dict[str, Any]) -> None:
-            pass
+            # The client has its answer with the last body message (the settle comes after it).
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                latencies.append(time.perf_counter() - started)
 
         await gateway.handle(scope, receive, send, ctx)
 
@@ -152,14 +172,24 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
         await alternate_guardrails(args, client, keys, current)
     elif args.alternate:
         await alternate(args, ctx, client)
+    if args.alternate_leases:
+        await alternate_leases(args, ctx, client, serving, latencies)
+    if ctx.quota.leases is not None:
+        await ctx.quota.leases.flush()  # the warm-up's leased calls settled before the measure
     cpu, wall = time.process_time(), time.perf_counter()
+    trips, commands = ctx.quota.round_trips_before_upstream, ctx.redis.commands
     await asyncio.gather(*(client(per_client) for _ in range(args.concurrency)))
     if ctx.tracing is not None:  # every span of the run exported within the measure, the last batch too
         await asyncio.to_thread(ctx.tracing.processor.force_flush)
+    if ctx.quota.leases is not None:
+        await ctx.quota.leases.flush()  # the run's own settles and events are part of its cost
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    calls = per_client * args.concurrency
+    print(f"Redis round trips before the upstream: {(ctx.quota.round_trips_before_upstream - trips) / calls:.3f} "
+          f"per call; Redis commands (all paths): {(ctx.redis.commands - commands) / calls:.3f} per call; "
+          f"leases {'on' if ctx.quota.leases is not None else 'off'}")
     await ctx.redis.execute("FLUSHDB")
     await ctx.close()
-    calls = per_client * args.concurrency
     return cpu / calls, wall / calls
 
 
@@ -216,6 +246,42 @@ async def alternate_guardrails(
     print(f"alternating {args.alternate}× guardrails off/on: CPU off {off:.0f} µs, on {on:.0f} µs per call "
           f"(medians), the PII policy adds {on - off:.0f} µs; phases off {[round(c) for c in cost[False]]}, "
           f"on {[round(c) for c in cost[True]]}")
+async def alternate_leases(args: argparse.Namespace, ctx: Any, client: Any, serving: list[str],
+                           latencies: list[float]) -> None:
+    """Nothing enforced, budgets with leases off, budgets with leases on, in turns, in this one process (a
+    noisy host moves every arm alike): per arm the medians over its phases of the p50 call latency
+    (accept to the last body message, simulator included), CPU per call, Redis round trips before the
+    upstream and Redis commands per call."""
+    book, per_phase = ctx.quota.leases, max(1, args.calls // args.alternate_leases // args.concurrency)
+    if book is None:
+        raise SystemExit("--alternate-leases needs leases (TOKONOMICS_LEASE_FRACTION > 0)")
+    arms = ("budgets off", "leases off", "leases on")
+    seen: dict[str, list[tuple[float, float, float, float]]] = {arm: [] for arm in arms}
+    for phase in range(args.alternate_leases * len(arms)):
+        arm = arms[phase % len(arms)]
+        await book.flush(final=arm != "leases on")  # leases given back before a phase without them
+        serving[0] = "plain" if arm == "budgets off" else "enforced"
+        ctx.quota.leases = book if arm == "leases on" else None
+        calls = per_phase * args.concurrency
+        if arm == "leases on":  # a second of spend sizes the leases, as in steady traffic
+            await asyncio.gather(*(client(per_phase) for _ in range(args.concurrency)))
+            await book.flush()
+        latencies.clear()
+        trips, commands = ctx.quota.round_trips_before_upstream, ctx.redis.commands
+        cpu = time.process_time()
+        await asyncio.gather(*(client(per_phase) for _ in range(args.concurrency)))
+        if arm == "leases on":
+            await book.flush()  # the phase's settles and events are part of its cost
+        seen[arm].append(((time.process_time() - cpu) / calls * 1e6, statistics.median(latencies) * 1e6,
+                          (ctx.quota.round_trips_before_upstream - trips) / calls,
+                          (ctx.redis.commands - commands) / calls))
+    ctx.quota.leases, serving[0] = book, "enforced"
+    base = statistics.median(x[1] for x in seen["budgets off"])
+    for arm in arms:
+        cpu, p50, trips, commands = (statistics.median(x[i] for x in seen[arm]) for i in range(4))
+        print(f"{arm:11} ({args.alternate_leases} phases, medians): p50 {p50:.0f} µs ({p50 - base:+.0f} µs over "
+              f"budgets off), CPU {cpu:.0f} µs per call; Redis round trips before the upstream {trips:.3f}, "
+              f"Redis commands {commands:.3f} per call")
 
 
 def main() -> None:

@@ -36,6 +36,9 @@ class Cell:
     load_cpu_us: float
     rss_mb: tuple[float, ...]  # per worker, after the load
     usage_events: int | None  # queued by the proxy during the load
+    # Commands Redis ran per request during the load (INFO commandstats, scripts' own commands included,
+    # EVALSHA itself too): the whole server, whoever else uses it. None: not measured.
+    redis_commands: float | None = None
 
     def line(self) -> str:
         latency = self.load.latency
@@ -43,6 +46,8 @@ class Cell:
                 f"p99 {latency.p99_us / MS:7.3f} ms  {self.load.rps:8.0f} req/s")
         if self.proxy_cpu_us is not None:
             text += f"  proxy CPU {self.proxy_cpu_us:5.0f} µs/req  RSS {_mb(self.rss_mb)} MB"
+        if self.redis_commands is not None and self.proxy_cpu_us is not None:
+            text += f"  Redis {self.redis_commands:5.2f} cmd/req"
         if self.load.errors:
             text += f"  ERRORS {self.load.errors}"
         return text
@@ -139,7 +144,7 @@ class Report:
             "concurrency": list(options.concurrency), "servers": list(options.servers), "load_generator": options.tool,
             "streams_open": options.streams_open, "soak_minutes": options.soak_minutes,
             "litellm": str(options.litellm) if options.litellm else None,
-            "application": options.app, "enforcement": options.enforcement,
+            "application": options.app, "enforcement": options.enforcement, "rate_limits": options.rate_limits,
         }
         return cls(machine=machine_info(options.tool), settings=settings, cores=cores.describe())
 
@@ -208,8 +213,10 @@ class Report:
         out = [f"Tokonomics benchmark — {self.machine['cpu']}, {self.machine['cores']} cores; "
                f"load generator {self.settings['load_generator']}; {self.settings['duration_s']:g} s per load",
                f"Cores: {self.cores}; idle: {self.machine.get('cpuidle', 'unknown')}",
-               f"Application: {APPLICATION_NAMES.get(self.settings.get('application', 'all'), '?')}; budgets, rate "
-               f"limits and plan limit {'on' if self.settings.get('enforcement', True) else 'off'}; usage recording on",
+               f"Application: {APPLICATION_NAMES.get(self.settings.get('application', 'all'), '?')}; budgets and plan "
+               f"limit {'on' if self.settings.get('enforcement', True) else 'off'}; key rate limits "
+               f"{'on' if self.settings.get('enforcement', True) and self.settings.get('rate_limits', True) else 'off'}"
+               "; usage recording on",
                ""]
         for target in dict.fromkeys(c.target for c in self.cells if c.target != "direct"):
             workers = next(c.workers for c in self.cells if c.target == target)

@@ -41,6 +41,7 @@ class Options:
     soak_minutes: float = 0.0
     modes: tuple[Mode, ...] = field(default=(JSON, STREAM))
     enforcement: bool = True  # budgets, rate limits and the plan limit; off measures what they cost
+    rate_limits: bool = True  # with enforcement: the key's rate limits too (budget leases never cover them)
     app: str = "proxy"  # proxy: the proxy worker (tokonomics.proxy_asgi); all: the one app serving everything
 
 
@@ -66,10 +67,12 @@ class Bench:
         simulator_pids = self.simulator.all_pids()
         before = (cpu_seconds(proxy_pids), cpu_seconds(simulator_pids), self.env.redis_cpu_seconds(),
                   _children_cpu_seconds())
+        commands = self.env.redis_commands()
         load = run_load(tool=tool or self.options.tool, target=target, mode=mode, concurrency=concurrency,
                         duration=duration or self.options.duration, workdir=self.env.workdir, cpus=cores.load)
         after = (cpu_seconds(proxy_pids), cpu_seconds(simulator_pids), self.env.redis_cpu_seconds(),
                  _children_cpu_seconds())
+        commands = self.env.redis_commands() - commands
         per_request = [(a - b) * 1e6 / max(1, load.requests) for a, b in zip(after, before, strict=True)]
         if server is not None:
             time.sleep(SETTLE_SECONDS)
@@ -87,6 +90,7 @@ class Bench:
             load_cpu_us=per_request[3],
             rss_mb=tuple(rss_bytes(pid) / 2**20 for pid in server.worker_pids()) if server is not None else (),
             usage_events=events if target.name not in ("direct", "litellm") else None,
+            redis_commands=commands / max(1, load.requests),
         )
         self.say(cell.line())
         return cell
@@ -139,6 +143,7 @@ class Bench:
         report = Report.create(options=options, cores=cores)
         try:
             self.env.prepare(simulator_url=self.simulator.url, enforcement=self.options.enforcement,
+                             rate_limits=self.options.rate_limits,
                              web_app=self.options.app == "all")
             direct = direct_target(self.simulator.url)
             self.say("Direct to the simulator:")

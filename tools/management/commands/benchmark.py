@@ -59,6 +59,9 @@ class Command(BaseCommand):
         parser.add_argument("--database-url", help="database of the run (default: a throw-away SQLite file)")
         parser.add_argument("--enforcement", choices=("on", "off"), default="on",
                             help="off: an account with no budgets, rate limits or plan limit (recording stays on)")
+        parser.add_argument("--rate-limits", choices=("on", "off"), default="on",
+                            help="with enforcement on, off: budgets and the plan limit without the key's rate limits "
+                                 "(which budget leases never cover: docs/performance.md)")
         parser.add_argument("--app", choices=("proxy", "all"), default="proxy",
                             help="proxy: proxy workers (tokonomics.proxy_asgi, the default); all: the application "
                                  "that serves the web app too (tokonomics.asgi)")
@@ -120,6 +123,7 @@ class Command(BaseCommand):
             streams_open=options["streams_open"],
             soak_minutes=options["soak"],
             enforcement=options["enforcement"] == "on",
+            rate_limits=options["rate_limits"] == "on",
             app=options["app"],
         )
         if options["smoke"]:
