@@ -22,6 +22,7 @@ Request headers for tests:
     X-Sim-Fail-Model: MODEL         …only for requests naming MODEL (a route's other targets answer)
     X-Sim-Fail-Times: N             …only the first N times per X-Sim-Fail-Key: TOKEN
     X-Sim-Retry-After: V            …with Retry-After: V on the error
+    X-Sim-Slow-Model: MODEL         X-Sim-Latency-Ms only for requests naming MODEL
     X-Sim-Fixture: NAME             replay fixtures_dir/NAME byte for byte (.sse: one event per write)
     X-Sim-Hold: TOKEN               stream the first event, then wait for POST /_sim/release/TOKEN
     X-Sim-Drop-After: N             close the connection after N streamed events

@@ -130,7 +130,8 @@ def simulated(
                                      words=state.reply_words)
         except ControlError as exc:
             return error_response(wire, 400, f"simulator: {exc}")
-        if controls.latency_ms:
+        if controls.latency_ms and (controls.slow_model is None
+                                    or (isinstance(payload, dict) and payload.get("model") == controls.slow_model)):
             await asyncio.sleep(controls.latency_ms / 1000)
         if controls.status and state.should_fail(controls, payload):
             failed = error_response(wire, controls.status)

@@ -32,6 +32,8 @@ FAIL_TIMES = "X-Sim-Fail-Times"
 FAIL_KEY = "X-Sim-Fail-Key"
 # …and with this Retry-After header on the error.
 RETRY_AFTER = "X-Sim-Retry-After"
+# X-Sim-Latency-Ms only for requests naming this model (a route's slow target).
+SLOW_MODEL = "X-Sim-Slow-Model"
 
 
 class ControlError(ValueError):
@@ -61,6 +63,7 @@ class Controls:
     fail_key: str = ""
     retry_after: str | None = None
     reply: str | None = None
+    slow_model: str | None = None
 
 
 def read_controls(
@@ -93,6 +96,7 @@ def read_controls(
         fail_key=get(FAIL_KEY, "")[:100],
         retry_after=get(RETRY_AFTER) or None,
         reply=get(REPLY) or None,
+        slow_model=get(SLOW_MODEL) or None,
     )
 
 

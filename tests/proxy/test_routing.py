@@ -219,3 +219,19 @@ def test_the_demo_traffic_starts_with_a_fallback_and_a_routing_saving(stack: Sta
         ("openai/gpt-4o", "503"), ("openai/gpt-4o", "503"), ("vllm-internal/gpt-4o-mini", "ok")]
     assert fallback.status_code == 200
     assert cheap.route == "cheap-chat" and cheap.model == "gpt-4o-mini" and cheap.routing_saved_usd > 0
+
+
+def test_a_target_that_does_not_answer_in_its_timeout_falls_back(stack: Stack) -> None:
+    route(stack, "support-default", [{"endpoint": "openai", "model": "gpt-4o", "timeout_seconds": 0.3},
+                                     {"endpoint": "vllm-internal", "model": "gpt-4o-mini"}], retries=0)
+    started = time.monotonic()
+    raw = openai_client(stack.proxy).chat.completions.with_raw_response.create(
+        model="support-default", messages=MESSAGES, max_tokens=8,
+        extra_headers={"X-Sim-Latency-Ms": "3000", "X-Sim-Slow-Model": "gpt-4o"})
+    took = time.monotonic() - started
+    assert raw.parse().model == "gpt-4o-mini"
+    assert 0.3 <= took < 2.0, took  # the slow target's 3 s are not waited for
+    saved = record(raw.headers["x-tokonomics-request-id"])
+    assert [(a["target"], a["outcome"]) for a in saved.attempts] == [("openai/gpt-4o", "timeout"),
+                                                                     ("vllm-internal/gpt-4o-mini", "ok")]
+    assert 250 <= saved.attempts[0]["ms"] < 1000
