@@ -38,9 +38,9 @@ def _key_of(account_id: int, key_id: int | None, cache: dict[int, ApiKey | None]
 
 
 def denial_events_fire(*, events: list[dict]) -> list[AlertEvent]:
-    """Fire what the denials among just-ingested usage events call for."""
+    """Fire what the denials (and budget downgrades) among just-ingested usage events call for."""
     denials = [e for e in events if e.get("denied_scope")]
-    fired: list[AlertEvent] = []
+    fired: list[AlertEvent] = downgrade_events_fire(events=events)
     by_account: dict[int, list[dict]] = {}
     for event in denials:
         by_account.setdefault(event["account_id"], []).append(event)
@@ -111,4 +111,53 @@ def _budget_denials_fire(account: Account, batch: list[dict], keys: dict[int, Ap
                                      dedupe_key=name, data=data)
         if created is not None:
             fired.append(created)
+    return fired
+
+
+def _value_of(account: Account, budget: Budget, event: dict, keys: dict[int, ApiKey | None]) -> str:
+    """What a call names in the budget's scope (a key by its name)."""
+    if budget.scope == Budget.Scope.KEY:
+        key = _key_of(account.pk, event.get("key_id"), keys)
+        return key.name if key else ""
+    if budget.scope in (Budget.Scope.TENANT, Budget.Scope.FEATURE, Budget.Scope.SESSION):
+        return str(event.get(budget.scope) or "")
+    return ""
+
+
+def downgrade_events_fire(*, events: list[dict]) -> list[AlertEvent]:
+    """`budget.downgraded`: the first call a budget downgraded, per budget (and value) per period. The proxy's
+    event names the budget (`downgrade_budget_id`: not a record field)."""
+    fired: list[AlertEvent] = []
+    downgraded = [e for e in events if e.get("downgrade_budget_id")]
+    by_account: dict[int, list[dict]] = {}
+    for event in downgraded:
+        by_account.setdefault(event["account_id"], []).append(event)
+    for account_id, batch in by_account.items():
+        if not alert_subscribed(account_id=account_id, event_type=AlertEvent.Type.BUDGET_DOWNGRADED):
+            continue
+        account = Account.objects.filter(pk=account_id).first()
+        if account is None:
+            continue
+        budgets = {b.pk: b for b in account.budgets.filter(pk__in={e["downgrade_budget_id"] for e in batch})}
+        keys: dict[int, ApiKey | None] = {}
+        for event in sorted(batch, key=lambda e: e["created_at"]):
+            budget = budgets.get(event["downgrade_budget_id"])
+            if budget is None:
+                continue
+            value = _value_of(account, budget, event, keys)
+            at = datetime.fromtimestamp(event["created_at"], UTC)
+            start, end = period_bounds(budget.period, account.timezone, at)
+            name = f"downgraded:{budget.pk}:{int(start.timestamp())}:{budget_value_token(value)}"
+            lasts = (end or at + timedelta(days=400)) - datetime.now(UTC) + timedelta(days=1)
+            if not _claim(account.pk, name, seconds=int(lasts.total_seconds())):
+                continue
+            data: dict[str, Any] = {
+                "account": account.slug, "budget": {**budget_data(budget), "downgrade_at": budget.downgrade_at},
+                "value": value, "downgraded_from": event.get("downgraded_from", ""),
+                "downgrade_to": budget.downgrade_to, "downgraded_at": at, "period_start": start, "period_end": end,
+            }
+            created = alert_event_create(account_id=account.pk, event_type=AlertEvent.Type.BUDGET_DOWNGRADED,
+                                         dedupe_key=name, data=data)
+            if created is not None:
+                fired.append(created)
     return fired

@@ -37,7 +37,7 @@ BUDGET_ALERT_TYPES = (
 # Opt-in events (issue 19): a channel lists them in `event_types` to receive them.
 OPT_IN_TYPES = (
     "key.created", "key.revoked", "key.rotated", "key.expiring", "rate_limit.exceeded", "budget.denied",
-    "plan.limit_approaching",
+    "plan.limit_approaching", "budget.downgraded",
 )
 SUBSCRIBABLE_TYPES = BUDGET_ALERT_TYPES + OPT_IN_TYPES
 
@@ -167,6 +167,7 @@ class AlertEvent(models.Model):
         KEY_EXPIRING = "key.expiring"
         RATE_LIMIT_EXCEEDED = "rate_limit.exceeded"
         BUDGET_DENIED = "budget.denied"
+        BUDGET_DOWNGRADED = "budget.downgraded"
         PLAN_LIMIT_APPROACHING = "plan.limit_approaching"
         TEST = "test"
 

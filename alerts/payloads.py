@@ -76,6 +76,9 @@ def alert_summary(payload: dict[str, Any]) -> str:
     if kind == "budget.denied":
         return (f"{account}: {target} budget denied a call "
                 f"(limit ${budget.get('limit_usd')} this {budget.get('period')})")
+    if kind == "budget.downgraded":
+        return (f"{account}: {target} budget passed {budget.get('downgrade_at')}%: calls for "
+                f"{data.get('downgraded_from')} are now served by {data.get('downgrade_to')}")
     if kind == "plan.limit_approaching":
         return (f"{account}: {data.get('threshold_percent')}% of the plan's monthly requests used "
                 f"({data.get('requests')} of {data.get('monthly_request_limit')})")

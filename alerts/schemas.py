@@ -27,7 +27,7 @@ ChannelIds = Annotated[list[ObjectId], Field(max_length=50)]
 EventType = Literal[
     "budget.threshold_crossed", "budget.exhausted", "budget.resolved", "budget.forecast", "spend.burn_rate",
     "plan.request_limit", "key.created", "key.revoked", "key.rotated", "key.expiring", "rate_limit.exceeded",
-    "budget.denied", "plan.limit_approaching",
+    "budget.denied", "plan.limit_approaching", "budget.downgraded",
 ]
 EventTypes = Annotated[list[EventType], Field(max_length=20)]
 EVENT_TYPES_HELP = ("The event types this channel is sent (CONTRACT §6); the test button's `test` always reaches it. "

@@ -33,6 +33,13 @@ Status = Annotated[str, plain_text(max_length=3, pattern=r"^[1-5]([0-9]{2}|xx)$"
 DecimalString = Annotated[str, Field(examples=["12.500000"], description="A decimal number, as a string.")]
 
 
+OnExceed = Literal["deny", "downgrade"]
+DowngradeTo = Annotated[str, plain_text(max_length=200)]
+DowngradeAt = Annotated[int, Field(ge=1, le=99)]
+ON_EXCEED_HELP = ("deny: a hard budget refuses calls at its limit · downgrade: from downgrade_at percent of the "
+                  "limit, calls are served by downgrade_to (a route or model) instead; the limit still denies")
+
+
 class BudgetOut(Schema):
     id: int
     scope: str
@@ -42,6 +49,9 @@ class BudgetOut(Schema):
     hard: bool
     alert_at: list[int]
     channel_ids: list[int] = Field(description="Alert channels; empty means every channel of the account.")
+    on_exceed: str = Field(description=ON_EXCEED_HELP)
+    downgrade_to: str
+    downgrade_at: int
     created_at: datetime
     updated_at: datetime
 
@@ -64,6 +74,9 @@ class BudgetIn(InSchema):
     hard: bool = Field(default=True, description="Hard budgets deny calls; soft ones only alert.")
     alert_at: Thresholds = Field(default=[50, 75, 90, 100], description="Alert thresholds, in percent.")
     channel_ids: ChannelIds = []
+    on_exceed: OnExceed = Field(default="deny", description=ON_EXCEED_HELP)
+    downgrade_to: DowngradeTo = Field(default="", description="The route or model a downgrade serves calls by.")
+    downgrade_at: DowngradeAt = Field(default=90, description="Percent of the limit the downgrade starts at.")
 
 
 class BudgetPatch(InSchema):
@@ -76,8 +89,12 @@ class BudgetPatch(InSchema):
     hard: bool | SkipJsonSchema[None] = None
     alert_at: Thresholds | SkipJsonSchema[None] = None
     channel_ids: ChannelIds | SkipJsonSchema[None] = None
+    on_exceed: OnExceed | SkipJsonSchema[None] = None
+    downgrade_to: DowngradeTo | SkipJsonSchema[None] = None
+    downgrade_at: DowngradeAt | SkipJsonSchema[None] = None
 
-    reject_null = not_null("scope", "match", "period", "limit_usd", "hard", "alert_at", "channel_ids")
+    reject_null = not_null("scope", "match", "period", "limit_usd", "hard", "alert_at", "channel_ids", "on_exceed",
+                           "downgrade_to", "downgrade_at")
 
 
 class UsageFilterQuery(Schema):
@@ -128,10 +145,21 @@ class UsageRecordOut(Schema):
     denied_scope: str
     streamed: bool
     usage_source: str
+    route: str = Field(description="The route the call's model named; empty when none.")
+    requested_model: str = Field(description="The model the client asked for, when another served the call.")
+    downgraded_from: str = Field(description="The model a budget's downgrade replaced; empty when none.")
+    attempts: list[dict[str, str | int]] = Field(
+        description="A routed call's upstream attempts, in order: {target, outcome, ms}.")
+    routing_saved_usd: DecimalString | None = Field(
+        description="What routing saved: the requested model's price for this usage less the served model's.")
     created_at: datetime
     cache_hit: bool = Field(description="Answered from the account's response cache: no upstream call, cost 0.")
     cache_saved_usd: DecimalString | None = Field(
         description="A cache hit: what the call would have cost upstream (null otherwise, or when unpriced).")
+
+    @staticmethod
+    def resolve_routing_saved_usd(obj: UsageRecord) -> str | None:
+        return None if obj.routing_saved_usd is None else field_decimal_string(obj, "routing_saved_usd")
 
     @staticmethod
     def resolve_key(obj: UsageRecord) -> str | None:

@@ -17,20 +17,23 @@ from .providers.base import Operation
 from .quota import MAX_CALL_NANOS, MAX_CALL_TOKENS, Counter, Denial, Reservation
 
 if TYPE_CHECKING:
+    from .directory import EndpointEntry
     from .gateway import Call
 
 RATE_LIMITS = {"rate_requests": "requests per minute", "rate_tokens": "tokens per minute",
                "rate_concurrency": "concurrent requests"}
 
 
-def prices_of(call: Call, model: str) -> PriceTable | None:
-    assert call.endpoint is not None and call.account is not None
+def prices_of(call: Call, model: str, endpoint: EndpointEntry | None = None) -> PriceTable | None:
+    """The model's prices at `endpoint` (default: the call's), at the call's instant."""
+    endpoint = endpoint or call.endpoint
+    assert endpoint is not None and call.account is not None
     return price_table(
-        provider_id=call.endpoint.pricing_provider or None,
-        base_url=call.endpoint.base_url,
+        provider_id=endpoint.pricing_provider or None,
+        base_url=endpoint.base_url,
         model=model,
         at=call.started_at,
-        override=call.account.prices.get((call.provider, model)),
+        override=call.account.prices.get((endpoint.slug, model)),
     )
 
 
@@ -39,8 +42,9 @@ def price(call: Call, usage: TokenUsage, model: str) -> Decimal | None:
     return cost_or_none(prices_of(call, model), usage)
 
 
-def estimate(call: Call) -> tuple[int, int]:
-    """(estimated cost in nano-dollars, estimated tokens) reserved before the call.
+def estimate(call: Call, *, endpoint: EndpointEntry | None = None, model: str | None = None) -> tuple[int, int]:
+    """(estimated cost in nano-dollars, estimated tokens) reserved before the call, were it served by `model`
+    at `endpoint` (default: the call's own).
 
     The counts are priced the dearest way the provider may bill them (input read from or written to a
     cache, output as reasoning), so the settlement of the same counts never costs more.
@@ -48,17 +52,19 @@ def estimate(call: Call) -> tuple[int, int]:
     info = call.info
     if info is None:
         return 0, 0
-    assert call.endpoint is not None
+    endpoint = endpoint or call.endpoint
+    model = model or info.model
+    assert endpoint is not None
     output = info.max_output_tokens
     if output is None:
         output = 0 if info.operation is Operation.EMBEDDINGS else default_max_output_tokens(
-            call.endpoint.pricing_provider or None, info.model
+            endpoint.pricing_provider or None, model
         ) * info.choices
     # n = 10^9 or max_tokens = 10^18 is the provider's to refuse; here it must only make a large estimate,
     # not one past what Decimal's 28 digits can price (quota caps what reaches Redis).
     output = min(output, MAX_CALL_TOKENS)
     tokens = info.estimated_input_tokens
-    table = prices_of(call, info.model)
+    table = prices_of(call, model, endpoint)
     if table is None:
         return 0, tokens + output
     # Anthropic writes a cache only where the request asks it to.
@@ -74,8 +80,21 @@ def estimate(call: Call) -> tuple[int, int]:
 def unpriced_refuse(*, call: Call, counters: list[Counter]) -> None:
     """A hard budget cannot cap a model without a price: it would reserve and settle nothing (CONTRACT §1)."""
     assert call.account is not None
-    if (call.info is None or call.account.allow_unpriced_models or not any(c.hard for c in counters)
-            or prices_of(call, call.info.model) is not None):
+    if call.info is None or call.account.allow_unpriced_models or not any(c.hard for c in counters):
+        return
+    if call.route is not None:
+        endpoints = call.account.endpoints
+        unpriced = [t.label for t in call.route.targets if t.endpoint in endpoints
+                    and prices_of(call, t.model, endpoints[t.endpoint]) is None]
+        if not unpriced:
+            return
+        call.usage, call.cost_usd = TokenUsage(), Decimal(0)
+        raise ProxyError(
+            403, "permission_error", f"Route {call.route.name!r} has targets without a price ({', '.join(unpriced)}), "
+            "and a hard budget covers this call; an account admin can add prices or allow unpriced models.",
+            code="model_unpriced",
+        )
+    if prices_of(call, call.info.model) is not None:
         return
     call.usage, call.cost_usd = TokenUsage(), Decimal(0)  # recorded as a denial: nothing used, nothing owed
     if call.deployment and not call.deployment_mapped:

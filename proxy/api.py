@@ -1,4 +1,4 @@
-"""REST API: keys and provider endpoints of the caller's account."""
+"""REST API: keys, provider endpoints and routes of the caller's account."""
 
 from __future__ import annotations
 
@@ -8,8 +8,19 @@ from ninja import Router, Status
 from tokonomics.api_common import ObjectId, caller_account, caller_actor, responses
 
 from . import selectors, services
-from .models import ApiKey, ProviderEndpoint
-from .schemas import KeyCreatedOut, KeyIn, KeyOut, KeyPatch, ProviderIn, ProviderOut, ProviderPatch
+from .models import ApiKey, ProviderEndpoint, Route
+from .schemas import (
+    KeyCreatedOut,
+    KeyIn,
+    KeyOut,
+    KeyPatch,
+    ProviderIn,
+    ProviderOut,
+    ProviderPatch,
+    RouteIn,
+    RouteOut,
+    RoutePatch,
+)
 
 router = Router()
 
@@ -80,4 +91,38 @@ def provider_delete(request: HttpRequest, endpoint_id: ObjectId) -> Status[None]
     account = caller_account(request)
     endpoint = selectors.provider_endpoint_get(account=account, endpoint_id=endpoint_id)
     services.provider_endpoint_delete(account=account, actor=caller_actor(request), endpoint=endpoint)
+    return Status(204, None)
+
+
+@router.get("/routes", response=responses({200: list[RouteOut]}), tags=["routes"])
+def route_list(request: HttpRequest) -> list[Route]:
+    return list(selectors.route_list(account=caller_account(request)))
+
+
+@router.get("/routes/{route_id}", response=responses({200: RouteOut}), tags=["routes"])
+def route_get(request: HttpRequest, route_id: ObjectId) -> Route:
+    return selectors.route_get(account=caller_account(request), route_id=route_id)
+
+
+@router.post("/routes", response=responses({201: RouteOut}), tags=["routes"])
+def route_create(request: HttpRequest, payload: RouteIn) -> Status[Route]:
+    """Add a route: calls naming model `name` are served by its targets, with retries and fallbacks."""
+    route = services.route_create(account=caller_account(request), actor=caller_actor(request),
+                                  **payload.model_dump())
+    return Status(201, route)
+
+
+@router.patch("/routes/{route_id}", response=responses({200: RouteOut}), tags=["routes"])
+def route_update(request: HttpRequest, route_id: ObjectId, payload: RoutePatch) -> Route:
+    account = caller_account(request)
+    route = selectors.route_get(account=account, route_id=route_id)
+    return services.route_update(account=account, actor=caller_actor(request), route=route,
+                                 changes=payload.model_dump(exclude_unset=True))
+
+
+@router.delete("/routes/{route_id}", response=responses({204: None}), tags=["routes"])
+def route_delete(request: HttpRequest, route_id: ObjectId) -> Status[None]:
+    account = caller_account(request)
+    route = selectors.route_get(account=account, route_id=route_id)
+    services.route_delete(account=account, actor=caller_actor(request), route=route)
     return Status(204, None)

@@ -171,10 +171,18 @@ class BudgetEntry:
     period: str
     limit_nanos: int
     hard: bool
+    downgrade_to: str = ""  # budget-aware downgrade: the route or model calls are served by past downgrade_at
+    downgrade_at_nanos: int = 0  # 0: no downgrade
 
     @classmethod
     def of(cls, row: PricedBudgetRow) -> BudgetEntry:
-        return cls(row.id, row.scope, row.match, row.period, usd_to_nanos(row.limit_usd), row.hard)
+        limit = usd_to_nanos(row.limit_usd)
+        # A billing Budget row has the downgrade fields; other rows (tests, tools) need not.
+        downgrade_to = str(getattr(row, "downgrade_to", "") or "")
+        if getattr(row, "on_exceed", "deny") == "downgrade" and downgrade_to:
+            at = max(1, limit * int(getattr(row, "downgrade_at", 90)) // 100)
+            return cls(row.id, row.scope, row.match, row.period, limit, row.hard, downgrade_to, at)
+        return cls(row.id, row.scope, row.match, row.period, limit, row.hard)
 
 
 def budget_layout_fingerprint(timezone_name: str, budgets: Iterable[BudgetRow]) -> str:

@@ -15,7 +15,7 @@ from proxy.pricing import catalogue_model_id
 from proxy.usage import TokenUsage
 
 from . import metrics
-from .usage_bounds import MAX_LATENCY_MS, MAX_TOKENS, TEXT_LIMITS, cost_clean, int_clamp, text_clean
+from .usage_bounds import MAX_LATENCY_MS, MAX_TOKENS, TEXT_LIMITS, attempts_clean, cost_clean, int_clamp, text_clean
 
 if TYPE_CHECKING:
     from .gateway import Call
@@ -31,43 +31,52 @@ def usage_event(call: Call) -> bytes:
     is bounded here, so the record always fits its columns (proxy/usage_bounds.py)."""
     usage = call.usage or TokenUsage()
     assert call.account is not None
-    return orjson.dumps(
-        {
-            "request_id": call.rid,
-            "account_id": call.account.id,
-            "key_id": call.key.id if call.key else None,
-            "feature": call.feature,
-            "tenant": call.tenant,
-            "session": call.session,
-            "session_name": call.session_name,
-            "session_git": call.session_git,
-            "environment": call.environment,
-            "tags": call.tags,
-            "provider": call.endpoint.slug if call.endpoint else text_clean(call.provider, TEXT_LIMITS["provider"]),
-            "model": text_clean(call.info.model, TEXT_LIMITS["model"]) if call.info else "",
-            "served_model": text_clean(call.served_model, TEXT_LIMITS["served_model"]),
-            "operation": call.operation,
-            "input_tokens": int_clamp(usage.input_tokens, MAX_TOKENS),
-            "output_tokens": int_clamp(usage.output_tokens, MAX_TOKENS),
-            "cached_input_tokens": int_clamp(usage.cached_input_tokens, MAX_TOKENS),
-            "cache_write_tokens": int_clamp(usage.cache_write_tokens, MAX_TOKENS),
-            "reasoning_tokens": int_clamp(usage.reasoning_tokens, MAX_TOKENS),
-            "cost_usd": None if call.cost_usd is None else cost_clean(str(call.cost_usd)),
-            "provider_cost_usd": None if usage.provider_cost_usd is None else cost_clean(str(usage.provider_cost_usd)),
-            "latency_ms": int_clamp(int((time.perf_counter() - call.started) * 1000), MAX_LATENCY_MS),
-            "status_code": call.status,
-            "denied_scope": call.denied_scope,
-            # a budget denial says what it asked to reserve (plain text: cost_clean's fast path)
-            "reserved_usd": cost_clean(format(nanos_to_usd(call.estimate_nanos), "f"))
-            if call.denied_scope.endswith("_budget") else None,
-            "streamed": call.streamed,
-            "cache_hit": call.cache_hit,
-            "cache_saved_usd": None if call.cache_saved_usd is None else cost_clean(str(call.cache_saved_usd)),
-            "usage_source": call.usage_source,
-            "enforced": call.enforced,
-            "created_at": call.created_at,
-        }
-    )
+    event: dict[str, object] = {
+        "request_id": call.rid,
+        "account_id": call.account.id,
+        "key_id": call.key.id if call.key else None,
+        "feature": call.feature,
+        "tenant": call.tenant,
+        "session": call.session,
+        "session_name": call.session_name,
+        "session_git": call.session_git,
+        "environment": call.environment,
+        "tags": call.tags,
+        "provider": call.endpoint.slug if call.endpoint else text_clean(call.provider, TEXT_LIMITS["provider"]),
+        "model": text_clean(call.info.model, TEXT_LIMITS["model"]) if call.info else "",
+        "served_model": text_clean(call.served_model, TEXT_LIMITS["served_model"]),
+        "operation": call.operation,
+        "input_tokens": int_clamp(usage.input_tokens, MAX_TOKENS),
+        "output_tokens": int_clamp(usage.output_tokens, MAX_TOKENS),
+        "cached_input_tokens": int_clamp(usage.cached_input_tokens, MAX_TOKENS),
+        "cache_write_tokens": int_clamp(usage.cache_write_tokens, MAX_TOKENS),
+        "reasoning_tokens": int_clamp(usage.reasoning_tokens, MAX_TOKENS),
+        "cost_usd": None if call.cost_usd is None else cost_clean(str(call.cost_usd)),
+        "provider_cost_usd": None if usage.provider_cost_usd is None else cost_clean(str(usage.provider_cost_usd)),
+        "latency_ms": int_clamp(int((time.perf_counter() - call.started) * 1000), MAX_LATENCY_MS),
+        "status_code": call.status,
+        "denied_scope": call.denied_scope,
+        # a budget denial says what it asked to reserve (plain text: cost_clean's fast path)
+        "reserved_usd": cost_clean(format(nanos_to_usd(call.estimate_nanos), "f"))
+        if call.denied_scope.endswith("_budget") else None,
+        "streamed": call.streamed,
+        "usage_source": call.usage_source,
+        "enforced": call.enforced,
+        "created_at": call.created_at,
+    }
+    if call.cache_hit:  # answered from the response cache (proxy/cache_steps.py): free, and what it saved
+        event["cache_hit"] = True
+        event["cache_saved_usd"] = None if call.cache_saved_usd is None else cost_clean(str(call.cache_saved_usd))
+    if call.requested_model:  # routed or downgraded: which route, what was asked, every attempt, the saving
+        event["route"] = text_clean(call.route.name, TEXT_LIMITS["route"]) if call.route is not None else ""
+        event["requested_model"] = text_clean(call.requested_model, TEXT_LIMITS["requested_model"])
+        event["downgraded_from"] = text_clean(call.downgraded_from, TEXT_LIMITS["downgraded_from"])
+        event["attempts"] = attempts_clean(call.attempts)
+        if call.downgrade_budget_id:
+            event["downgrade_budget_id"] = call.downgrade_budget_id  # for budget.downgraded; not a record field
+        event["routing_saved_usd"] = (None if call.routing_saved_usd is None
+                                      else cost_clean(format(call.routing_saved_usd, "f")))
+    return orjson.dumps(event)
 
 
 # Two costs of one call agree within this fraction of the larger (providers round), or within a micro-dollar.

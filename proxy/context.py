@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
 
 import aiohttp
@@ -24,6 +25,7 @@ from .hooks import CountersRebuild, hooks_get
 from .quota import CountersSeed, Quota
 from .redis_pipeline import PipelinedRedis
 from .spool import PendingEvents, Spool, spool_drain
+from .target_health import REFRESH_SECONDS, TargetHealth
 from .tracing import Tracing, tracing_start
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,9 @@ class ProxyContext:
         # A span per call when an OTLP endpoint is configured; None costs the calls nothing.
         self.tracing: Tracing | None = tracing_start()
         self._background: list[asyncio.Task[object]] = []
+        # Route targets' breakers (shared through Redis) and latencies (proxy/target_health.py).
+        self.target_health = TargetHealth(self.redis)
+        self._side_tasks: set[asyncio.Future[object]] = set()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -79,6 +84,7 @@ class ProxyContext:
             loop.create_task(self._flush_metrics()),
             loop.create_task(self.warn_if_redis_may_evict()),
             loop.create_task(self._drain_spools()),
+            loop.create_task(self._refresh_target_health()),
         ]
 
     async def close(self) -> None:
@@ -107,6 +113,19 @@ class ProxyContext:
                 # Without the version we cannot see revocations: keep entries only briefly.
                 self.directory.clear()
             await asyncio.sleep(settings.TOKONOMICS_CONFIG_POLL_SECONDS)
+
+    def background(self, work: Awaitable[object]) -> None:
+        """Run `work` without waiting for it (a call's side effect that must not delay the call); kept
+        referenced until it ends."""
+        task = asyncio.ensure_future(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _refresh_target_health(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            with contextlib.suppress(RedisError, OSError, TimeoutError):  # breakers stay as last seen
+                await self.target_health.refresh()
 
     async def warn_if_redis_may_evict(self) -> str:
         """Budget counters, reservations and queued usage events live in Redis: a Redis that evicts keys

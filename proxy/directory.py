@@ -61,6 +61,33 @@ class EndpointEntry:
     deployments: dict[str, str] = field(default_factory=dict)  # deployment name → the model it serves
 
 
+@dataclass(slots=True, frozen=True)
+class RouteTarget:
+    endpoint: str  # the slug of one of the account's endpoints
+    model: str
+    weight: int = 1
+    timeout_seconds: float | None = None  # until the target's answer starts; None: the route's deadline
+
+    @property
+    def label(self) -> str:
+        return f"{self.endpoint}/{self.model}"
+
+
+@dataclass(slots=True, frozen=True)
+class RouteEntry:
+    """A model name clients call and the targets serving it (proxy/models.py Route; proxy/routing.py)."""
+
+    name: str
+    strategy: str
+    targets: tuple[RouteTarget, ...]
+    max_attempts: int = 3
+    deadline_seconds: float = 60.0
+    retries: int = 1
+    backoff_seconds: float = 0.2
+    cache_ttl_seconds: int | None = None  # the response cache's TTL for the route's calls; None: the account's
+    cache_nonzero_temperature: bool | None = None  # cache its sampled calls; None: as the account says
+
+
 @dataclass(slots=True)
 class AccountEntry:
     id: int
@@ -73,6 +100,7 @@ class AccountEntry:
     prices: dict[tuple[str, str], PriceTable]  # the account's overrides, by (endpoint slug, model)
     allow_unpriced_models: bool = False
     slug: str = ""  # named in traces (proxy/tracing.py)
+    routes: dict[str, RouteEntry] = field(default_factory=dict)  # by the model name clients call
     cache: CacheSettings | None = None  # the response cache; None: off (the default)
 
 

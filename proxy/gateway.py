@@ -33,7 +33,7 @@ from .budgets import nanos_to_usd, usd_to_nanos
 from .cache_steps import cache_lookup, cache_replay, cache_store
 from .call_record import call_log, call_observe, usage_event
 from .context import ProxyContext
-from .directory import AccountEntry, EndpointEntry, KeyEntry
+from .directory import AccountEntry, EndpointEntry, KeyEntry, RouteEntry
 from .errors import ProxyError
 from .headers import Headers, cost_header, upstream_headers, upstream_query
 from .keys import hash_key, is_well_formed
@@ -42,6 +42,8 @@ from .providers import WIRE_FORMATS
 from .providers.base import ProviderError, RequestInfo, WireFormat
 from .quota import Denial, Reservation
 from .relay import Receive, Send, cut_short, relay_body, relay_stream
+from .route_forward import forward_routed
+from .routing import downgrade_apply, downgrade_estimates, route_estimate, route_resolve, routing_saving
 from .usage import TokenUsage
 from .usage_bounds import TEXT_LIMITS
 
@@ -93,6 +95,17 @@ class Call:
     cache_saved_usd: Decimal | None = None  # a hit: what the call would have cost
     error_code: str = ""  # the proxy's own refusal, by its code (never its message): for the trace
     span: CallSpan | None = None  # the call's trace span, when tracing is on (proxy/tracing.py)
+    # Routing (proxy/routing.py): the route the model named, the model the client asked for, each target's
+    # estimate, and every attempt as {target, outcome, ms}; all empty for a call that names no route.
+    route: RouteEntry | None = None
+    requested_model: str = ""
+    route_estimates: dict[str, int] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    downgraded_from: str = ""  # the model a budget's downgrade replaced (X-Tokonomics-Downgraded-From)
+    downgrade_budget_id: int = 0  # the budget whose threshold it was (for the budget.downgraded event)
+    routing_saved_usd: Decimal | None = None
+    saving_baseline: tuple[EndpointEntry, str] | None = None  # what the saving is against: (endpoint, model)
+    response_headers_extra: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     @property
     def provider_label(self) -> str:
@@ -155,9 +168,12 @@ async def steps(*, call: Call, scope: dict[str, Any], receive: Receive, send: Se
         try:
             if answer is not None:
                 await cache_replay(call=call, answer=answer, send=send)
-            else:
+            elif call.route is None:
                 await forward(call=call, ctx=ctx, scope=scope, rest=target.forwarded, headers=headers, body=body,
                               receive=receive, send=send)
+            else:
+                await forward_routed(call=call, ctx=ctx, scope=scope, rest=target.forwarded, headers=headers,
+                                     body=body, receive=receive, send=send)
         finally:
             await settle(call=call, ctx=ctx)
         if call.cache is not None:
@@ -262,6 +278,8 @@ def describe(*, call: Call, method: str, rest: str, body: bytes) -> None:
         raise ProxyError(
             403, "permission_error", f"This key may not use model {call.info.model!r}.", code="model_not_allowed"
         )
+    if call.account.routes:
+        route_resolve(call)
 
 
 def deployment_resolve(*, call: Call, rest: str) -> None:
@@ -287,16 +305,20 @@ async def admit(*, call: Call, ctx: ProxyContext) -> None:
     if not plan.caps_anything:
         return  # nothing caps this call: no round trip before it (its record still goes out after)
     unpriced_refuse(call=call, counters=plan.counters)
-    estimate_nanos, estimated_tokens = estimate(call)
+    estimate_nanos, estimated_tokens = estimate(call) if call.route is None else route_estimate(call)
     call.estimate_nanos = estimate_nanos
-    verdict = await ctx.quota.admit(rid=call.rid, plan=plan, estimate_nanos=estimate_nanos,
-                                    estimated_tokens=estimated_tokens)
+    verdict = await ctx.quota.admit(
+        rid=call.rid, plan=plan, estimate_nanos=estimate_nanos, estimated_tokens=estimated_tokens,
+        downgrade_estimates=downgrade_estimates(call, plan) if plan.downgrades else None,
+    )
     if verdict is None:
         unenforced_admit(call=call, counters=plan.counters)
     elif isinstance(verdict, Denial):
         raise denial_error(verdict)
     else:
         call.reservation = verdict
+        if verdict.downgraded_by is not None:
+            downgrade_apply(call, verdict.downgraded_by)
         metrics.add(metrics.reserved_usd(call.provider_label), float(nanos_to_usd(verdict.estimate_nanos)))
 
 
@@ -376,6 +398,8 @@ async def settle(*, call: Call, ctx: ProxyContext) -> None:
         if reservation is not None and reservation.held:
             await ctx.quota.settle_or_defer(reservation=reservation, actual_nanos=0, actual_tokens=0, event=b"")
         return
+    if call.saving_baseline is not None and call.usage is not None and call.cost_usd is not None:
+        routing_saving(call)
     event = usage_event(call)
     if reservation is None:
         assert call.account is not None

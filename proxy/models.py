@@ -124,3 +124,97 @@ class ProviderEndpoint(models.Model):
     @property
     def has_credential(self) -> bool:
         return bool(self.credential_encrypted)
+
+
+ROUTE_STRATEGIES = ("fallback", "weighted", "lowest-cost", "lowest-latency")
+MAX_ROUTE_TARGETS = 10
+MAX_ROUTE_ATTEMPTS = 10
+MAX_ROUTE_DEADLINE_SECONDS = 600.0
+MAX_TARGET_WEIGHT = 1000
+ROUTE_TARGET_FIELDS = frozenset({"endpoint", "model", "weight", "timeout_seconds"})
+
+
+def route_targets_problem(targets: object) -> str | None:
+    """Why a route's target list cannot be stored, None when it can: 1–10 of {endpoint, model, weight?,
+    timeout_seconds?}, plain bounded names (whether the endpoint exists is the service's to check)."""
+    if not isinstance(targets, list) or not 0 < len(targets) <= MAX_ROUTE_TARGETS:
+        return f"A list of 1–{MAX_ROUTE_TARGETS} targets."
+    for n, target in enumerate(targets, 1):
+        if not isinstance(target, dict) or set(target) - ROUTE_TARGET_FIELDS:
+            return f"Target {n}: an object with endpoint, model, and optionally weight and timeout_seconds."
+        endpoint, model = target.get("endpoint"), target.get("model")
+        if not isinstance(endpoint, str) or not 0 < len(endpoint) <= 63:
+            return f"Target {n}: the slug of one of the account's provider endpoints."
+        if not isinstance(model, str) or not 0 < len(model) <= MAX_DEPLOYMENT_MODEL or not model.isprintable():
+            return f"Target {n}: a model name of 1–{MAX_DEPLOYMENT_MODEL} printable characters."
+        weight = target.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= MAX_TARGET_WEIGHT:
+            return f"Target {n}: a weight from 0 to {MAX_TARGET_WEIGHT}."
+        timeout = target.get("timeout_seconds")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                    or not 0 < timeout <= MAX_ROUTE_DEADLINE_SECONDS):
+            return f"Target {n}: a timeout of up to {MAX_ROUTE_DEADLINE_SECONDS:.0f} seconds, or none."
+    return None
+
+
+# A route's cache TTL at most: the account's own bound (billing.models.accounts.MAX_CACHE_TTL_SECONDS), a week.
+MAX_ROUTE_CACHE_TTL_SECONDS = 7 * 24 * 3600
+
+
+class Route(models.Model):
+    """A model name clients call (`support-default`, or a real one such as `gpt-4o-mini`) and the targets
+    (an endpoint of the account and a model) that serve it, chosen by `strategy`, with retries and fallbacks
+    (docs/CONTRACT.md, "Routes and cache")."""
+
+    account = models.ForeignKey("billing.Account", on_delete=models.CASCADE, related_name="routes")
+    name = models.CharField(max_length=MAX_DEPLOYMENT_MODEL, help_text="The model name clients send.")
+    strategy = models.CharField(max_length=20, choices=[(s, s) for s in ROUTE_STRATEGIES], default="fallback")
+    targets = models.JSONField(
+        default=list, help_text='In order: [{"endpoint": "openai", "model": "gpt-4o-mini", "weight": 1, '
+                                '"timeout_seconds": 30}, …]',
+    )
+    max_attempts = models.PositiveSmallIntegerField(default=3, help_text="Upstream attempts per call, retries "
+                                                    "and fallbacks together.")
+    deadline_seconds = models.FloatField(default=60.0, help_text="No attempt starts, and no retry waits, past this "
+                                         "many seconds after the call arrived.")
+    retries = models.PositiveSmallIntegerField(default=1, help_text="Retries of the same target (429, 5xx, "
+                                               "timeouts) before falling back to the next.")
+    backoff_ms = models.PositiveIntegerField(default=200, help_text="The first retry's backoff ceiling; doubles "
+                                             "each retry, with full jitter, unless Retry-After says otherwise.")
+    # The response cache for this route's calls (proxy/response_cache.py), over the account's; empty: the account's.
+    cache_ttl_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How long the route's answers are kept in the response cache; empty: the "
+                                         "account's TTL.",
+    )
+    cache_nonzero_temperature = models.BooleanField(
+        null=True, blank=True, help_text="Cache the route's sampled calls (temperature above 0) too; empty: as the "
+                                         "account says.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "name"], name="route_unique_name")]
+        ordering = ["account", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}/{self.name}"
+
+    def clean(self) -> None:
+        problems = {}
+        if problem := route_targets_problem(self.targets):
+            problems["targets"] = problem
+        if not 0 < len(self.name) <= MAX_DEPLOYMENT_MODEL or not self.name.isprintable():
+            problems["name"] = f"1–{MAX_DEPLOYMENT_MODEL} printable characters."
+        if not 1 <= self.max_attempts <= MAX_ROUTE_ATTEMPTS:
+            problems["max_attempts"] = f"From 1 to {MAX_ROUTE_ATTEMPTS}."
+        if not 0 < self.deadline_seconds <= MAX_ROUTE_DEADLINE_SECONDS:
+            problems["deadline_seconds"] = f"Up to {MAX_ROUTE_DEADLINE_SECONDS:.0f} seconds."
+        if self.cache_ttl_seconds is not None and not 1 <= self.cache_ttl_seconds <= MAX_ROUTE_CACHE_TTL_SECONDS:
+            problems["cache_ttl_seconds"] = f"From 1 to {MAX_ROUTE_CACHE_TTL_SECONDS} seconds, or empty."
+        if self.retries > MAX_ROUTE_ATTEMPTS:
+            problems["retries"] = f"At most {MAX_ROUTE_ATTEMPTS}."
+        if self.backoff_ms > 60_000:
+            problems["backoff_ms"] = "At most 60000."
+        if problems:
+            raise ValidationError(problems)

@@ -97,6 +97,9 @@ class Counter:
     reset_at: int = 0  # unix seconds the period ends; 0 = never (total budgets)
     values_key: str = ""  # a '*' budget's: the value index its settles list `token` in
     token: str = ""  # "" unless values_key
+    budget_id: int = 0
+    downgrade_to: str = ""  # budget-aware downgrade (i16): served by this route or model…
+    downgrade_at: int = 0  # …once the counter holds this many nano-dollars (0: never)
 
 
 @dataclass(slots=True, frozen=True)
@@ -119,6 +122,7 @@ class Reservation:
     estimate_nanos: int
     estimated_tokens: int
     held: bool = True  # False: admitted while Redis was unreachable, nothing reserved
+    downgraded_by: Counter | None = None  # the counter whose downgrade threshold the call was admitted past
 
 
 @dataclass(slots=True, frozen=True)
@@ -140,6 +144,7 @@ class CallPlan:
     reserve_args: list[str | int]  # after (rid, estimate_nanos, estimated_tokens)
     valid_from: float
     valid_until: float
+    downgrades: tuple[int, ...] = ()  # indexes (in counters) of the counters with a downgrade threshold
 
     @property
     def caps_anything(self) -> bool:
@@ -265,6 +270,9 @@ class Quota:
                     period.reset_at,
                     counter_period.values_key if indexed else "",
                     budget_value_token(value) if indexed else "",
+                    budget.id,
+                    budget.downgrade_to,
+                    budget.downgrade_at_nanos,
                 )
             )
         prefix = account_prefix(account.id)
@@ -296,7 +304,8 @@ class Quota:
             seeded_marker_key(account.id),
             *(c.key for c in counters),
         ]
-        return CallPlan(account, key, counters, keys, args, valid_from, valid_until)
+        downgrades = tuple(i for i, c in enumerate(counters) if c.downgrade_at)
+        return CallPlan(account, key, counters, keys, args, valid_from, valid_until, downgrades)
 
     def layout(self, account: AccountEntry) -> BudgetLayout[BudgetEntry]:
         cached = self._layouts.get(account.id)
@@ -315,14 +324,27 @@ class Quota:
         return value
 
     async def reserve(
-        self, *, rid: str, plan: CallPlan, estimate_nanos: int, estimated_tokens: int
+        self, *, rid: str, plan: CallPlan, estimate_nanos: int, estimated_tokens: int,
+        downgrade_estimates: list[int] | None = None,
     ) -> Reservation | Denial:
+        """`downgrade_estimates`: for each of plan.downgrades, what the call reserves when served by that
+        counter's downgrade target (the script picks the first counter past its threshold)."""
         estimate_nanos = max(0, min(estimate_nanos, MAX_CALL_NANOS))
         estimated_tokens = max(0, min(estimated_tokens, MAX_CALL_TOKENS))
-        reply = await self.redis.evalsha(self._reserve, plan.reserve_keys,
-                                         [rid, estimate_nanos, estimated_tokens, *plan.reserve_args])
+        args: list[Arg] = [rid, estimate_nanos, estimated_tokens, *plan.reserve_args]
+        downgrade_nanos: dict[int, int] = {}  # counter index → the estimate reserved when it downgrades
+        if downgrade_estimates is not None:
+            args.append(len(plan.downgrades))
+            for index, nanos in zip(plan.downgrades, downgrade_estimates, strict=True):
+                downgrade_nanos[index] = max(0, min(nanos, MAX_CALL_NANOS))
+                args += [index + 1, plan.counters[index].downgrade_at, downgrade_nanos[index]]
+        reply = await self.redis.evalsha(self._reserve, plan.reserve_keys, args)
         verdict = reply[0]
         if verdict == b"ok":
+            downgraded = int(reply[1]) if len(reply) > 1 else 0
+            if downgraded:  # served by the counter's downgrade target: its estimate is what was reserved
+                return Reservation(rid, plan.account.id, plan.key.id, plan.counters, downgrade_nanos[downgraded - 1],
+                                   estimated_tokens, downgraded_by=plan.counters[downgraded - 1])
             return Reservation(rid, plan.account.id, plan.key.id, plan.counters, estimate_nanos, estimated_tokens)
         if verdict == b"unseeded":
             raise Unseeded(plan.account.id, self.fingerprint(plan.account))
@@ -364,7 +386,8 @@ class Quota:
         return keys
 
     async def admit(
-        self, *, rid: str, plan: CallPlan, estimate_nanos: int, estimated_tokens: int
+        self, *, rid: str, plan: CallPlan, estimate_nanos: int, estimated_tokens: int,
+        downgrade_estimates: list[int] | None = None,
     ) -> Reservation | Denial | None:
         """`reserve`, seeding the account's counters first if Redis lacks them; None when Redis gives no
         verdict (the breaker is open, Redis is down or refuses the script, the counters cannot be
@@ -373,7 +396,8 @@ class Quota:
             return None
         try:
             verdict = await self._reserve_seeded(rid=rid, plan=plan, estimate_nanos=estimate_nanos,
-                                                 estimated_tokens=estimated_tokens)
+                                                 estimated_tokens=estimated_tokens,
+                                                 downgrade_estimates=downgrade_estimates)
         except ResponseError:
             # Redis answered but refused this call's script: not an outage, so the breaker stays closed for
             # every other account.
@@ -393,12 +417,13 @@ class Quota:
         return verdict
 
     async def _reserve_seeded(
-        self, *, rid: str, plan: CallPlan, estimate_nanos: int, estimated_tokens: int
+        self, *, rid: str, plan: CallPlan, estimate_nanos: int, estimated_tokens: int,
+        downgrade_estimates: list[int] | None = None,
     ) -> Reservation | Denial | None:
         for _ in range(SEED_ROUNDS):
             try:
                 return await self.reserve(rid=rid, plan=plan, estimate_nanos=estimate_nanos,
-                                          estimated_tokens=estimated_tokens)
+                                          estimated_tokens=estimated_tokens, downgrade_estimates=downgrade_estimates)
             except Unseeded as unseeded:
                 if self._counters_seed is None:
                     log.error("account %s needs its budget counters seeded, and this proxy context cannot seed "

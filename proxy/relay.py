@@ -61,7 +61,8 @@ async def relay_body(*, call: Call, upstream: aiohttp.ClientResponse, send: Send
         # The provider refused the call: nothing was generated, nothing is owed.
         call.usage, call.cost_usd = TokenUsage(), Decimal(0)
     # Every non-streamed answer says its cost (CONTRACT §1): "unknown" only for an unmetered route or model.
-    extra = [(b"content-length", str(len(body)).encode()), (b"x-tokonomics-cost-usd", cost_header(call.cost_usd))]
+    extra = [(b"content-length", str(len(body)).encode()), (b"x-tokonomics-cost-usd", cost_header(call.cost_usd)),
+             *call.response_headers_extra]
     if call.cache is not None:
         # A cacheable call answered upstream: kept (if it may be) once settled (cache_steps.cache_store).
         extra.append((b"x-tokonomics-cache", b"miss"))
@@ -84,8 +85,9 @@ async def relay_stream(
     cache = call.cache
     if cache is not None:
         cache_record_start(call, upstream)
+    extra = [*call.response_headers_extra, (b"x-tokonomics-cache", b"miss")] if cache else call.response_headers_extra
     await send({"type": "http.response.start", "status": upstream.status,
-                "headers": response_headers(upstream, call.rid, [(b"x-tokonomics-cache", b"miss")] if cache else [])})
+                "headers": response_headers(upstream, call.rid, extra)})
     # A client that goes away must stop the upstream too, even while it is between chunks.
     this_task = asyncio.current_task()
     finishing = False

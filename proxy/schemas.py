@@ -11,7 +11,7 @@ from pydantic.json_schema import SkipJsonSchema
 from tokonomics.api_common import InSchema, Timestamp, not_null, plain_text
 from tokonomics.validation import SLUG_PATTERN
 
-from .models import ApiKey, ProviderEndpoint
+from .models import MAX_ROUTE_CACHE_TTL_SECONDS, ApiKey, ProviderEndpoint
 
 MAX_PER_MINUTE = 2_147_483_647  # PositiveIntegerField's ceiling
 
@@ -122,3 +122,67 @@ class ProviderPatch(InSchema):
     credential: Credential | SkipJsonSchema[None] = Field(default=None, description="Write-only.")
 
     reject_null = not_null("wire_format", "base_url", "pricing_provider", "deployments", "credential")
+
+
+RouteName = Annotated[str, plain_text(min_length=1, max_length=200)]
+Strategy = Literal["fallback", "weighted", "lowest-cost", "lowest-latency"]
+ROUTE_NAME_HELP = "The model name clients send (`support-default`, or a real model such as `gpt-4o-mini`)."
+STRATEGY_HELP = ("fallback: in order · weighted: drawn by weight, the rest as fallbacks · lowest-cost: cheapest "
+                 "by the call's estimate first · lowest-latency: lowest recent median time to answer first")
+
+
+class RouteTargetSchema(Schema):
+    endpoint: Slug = Field(description="The slug of one of the account's provider endpoints.")
+    model: DeploymentModel
+    weight: Annotated[int, Field(ge=0, le=1000)] = 1
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] | None = Field(
+        default=None, description="How long to wait for this target's answer to start; none: the route's deadline.")
+
+
+RouteTargets = Annotated[list[RouteTargetSchema], Field(min_length=1, max_length=10)]
+
+
+class RouteOut(Schema):
+    id: int
+    name: str = Field(description=ROUTE_NAME_HELP)
+    strategy: str = Field(description=STRATEGY_HELP)
+    targets: list[RouteTargetSchema]
+    max_attempts: int
+    deadline_seconds: float
+    retries: int
+    backoff_ms: int
+    cache_ttl_seconds: int | None = Field(description="The response cache's TTL for this route's calls; null: the "
+                                                      "account's.")
+    cache_nonzero_temperature: bool | None = Field(description="Cache this route's sampled calls too; null: as the "
+                                                             "account says.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class RouteIn(InSchema):
+    name: RouteName = Field(description=ROUTE_NAME_HELP)
+    strategy: Strategy = Field(default="fallback", description=STRATEGY_HELP)
+    targets: RouteTargets
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    deadline_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+    retries: Annotated[int, Field(ge=0, le=10)] = 1
+    backoff_ms: Annotated[int, Field(ge=0, le=60_000)] = 200
+    cache_ttl_seconds: Annotated[int, Field(ge=1, le=MAX_ROUTE_CACHE_TTL_SECONDS)] | None = None
+    cache_nonzero_temperature: bool | None = None
+
+
+class RoutePatch(InSchema):
+    """Only the fields sent change."""
+
+    name: RouteName | SkipJsonSchema[None] = None
+    strategy: Strategy | SkipJsonSchema[None] = None
+    targets: RouteTargets | SkipJsonSchema[None] = None
+    max_attempts: Annotated[int, Field(ge=1, le=10)] | SkipJsonSchema[None] = None
+    deadline_seconds: Annotated[float, Field(gt=0, le=600)] | SkipJsonSchema[None] = None
+    retries: Annotated[int, Field(ge=0, le=10)] | SkipJsonSchema[None] = None
+    backoff_ms: Annotated[int, Field(ge=0, le=60_000)] | SkipJsonSchema[None] = None
+    # null sets them back to the account's
+    cache_ttl_seconds: Annotated[int, Field(ge=1, le=MAX_ROUTE_CACHE_TTL_SECONDS)] | None = None
+    cache_nonzero_temperature: bool | None = None
+
+    reject_null = not_null("name", "strategy", "targets", "max_attempts", "deadline_seconds", "retries", "backoff_ms")

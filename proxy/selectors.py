@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from django.db.models import QuerySet
 from django.http import Http404
 
-from .models import ApiKey, ProviderEndpoint
+from .models import ApiKey, ProviderEndpoint, Route
 
 if TYPE_CHECKING:
     from billing.models import Account
@@ -33,3 +33,14 @@ def provider_endpoint_get(*, account: Account, endpoint_id: int) -> ProviderEndp
     if endpoint is None:
         raise Http404(f"No provider endpoint {endpoint_id} in this account.")
     return endpoint
+
+
+def route_list(*, account: Account) -> QuerySet[Route]:
+    return Route.objects.filter(account=account).order_by("name")
+
+
+def route_get(*, account: Account, route_id: int) -> Route:
+    route = route_list(account=account).filter(pk=route_id).first()
+    if route is None:
+        raise Http404(f"No route {route_id} in this account.")
+    return route

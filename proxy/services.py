@@ -22,7 +22,7 @@ from tokonomics.validation import ensure_unique
 from .catalog import BUILTIN_PROVIDERS, WIRE_FORMAT_PRICING
 from .directory import CONFIG_VERSION_KEY
 from .keys import generate_key, hash_key, visible_prefix
-from .models import ApiKey, ProviderEndpoint
+from .models import ApiKey, ProviderEndpoint, Route
 
 if TYPE_CHECKING:
     from billing.models import Account
@@ -314,3 +314,57 @@ def provider_endpoint_delete(*, account: Account, actor: Actor, endpoint: Provid
         audit_record(account=account, actor=actor, action="provider.deleted", target=endpoint.slug,
                      before=_endpoint_snapshot(endpoint))
         endpoint.delete()
+
+
+ROUTE_FIELDS = frozenset({"name", "strategy", "targets", "max_attempts", "deadline_seconds", "retries", "backoff_ms",
+                          "cache_ttl_seconds", "cache_nonzero_temperature"})
+
+
+def _route_check(route: Route) -> None:
+    """Model-level checks, then that every target names an endpoint of the route's own account."""
+    route.full_clean(validate_unique=False, validate_constraints=False)
+    slugs = set(ProviderEndpoint.objects.filter(account_id=route.account_id).values_list("slug", flat=True))
+    missing = sorted({t["endpoint"] for t in route.targets} - slugs)
+    if missing:
+        raise ValidationError({"targets": f"no provider endpoint {', '.join(map(repr, missing))} in this account"})
+    ensure_unique(Route.objects.filter(account_id=route.account_id, name=route.name), instance=route, field="name",
+                  message=f"this account already has a route named {route.name!r}")
+
+
+def route_create(*, account: Account, actor: Actor, name: str, targets: list[dict[str, Any]],
+                 **fields: Any) -> Route:
+    """A route: calls naming model `name` are served by `targets` (docs/CONTRACT.md "Routes and cache")."""
+    unknown = set(fields) - ROUTE_FIELDS
+    if unknown:
+        raise ValueError(f"not route fields: {sorted(unknown)}")
+    route = Route(account=account, name=name, targets=targets, **fields)
+    with transaction.atomic():
+        _route_check(route)
+        route.save()
+        audit_record(account=account, actor=actor, action="route.created", target=route.name, after=snapshot(route))
+    return route
+
+
+def route_update(*, account: Account, actor: Actor, route: Route, changes: Mapping[str, Any]) -> Route:
+    if route.account_id != account.pk:
+        raise ValueError(f"{route!r} is not in account {account.slug!r}")
+    unknown = set(changes) - ROUTE_FIELDS
+    if unknown:
+        raise ValueError(f"not route fields: {sorted(unknown)}")
+    before, old_name = snapshot(route), route.name
+    for name, value in changes.items():
+        setattr(route, name, value)
+    with transaction.atomic():
+        _route_check(route)
+        route.save()
+        audit_record(account=account, actor=actor, action="route.updated", target=old_name, before=before,
+                     after=snapshot(route))
+    return route
+
+
+def route_delete(*, account: Account, actor: Actor, route: Route) -> None:
+    if route.account_id != account.pk:
+        raise ValueError(f"{route!r} is not in account {account.slug!r}")
+    with transaction.atomic():
+        audit_record(account=account, actor=actor, action="route.deleted", target=route.name, before=snapshot(route))
+        route.delete()

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import models
 from django.db.models.signals import post_delete, post_save
 
-from .models import ApiKey, ProviderEndpoint
+from .models import ApiKey, ProviderEndpoint, Route
 from .services import config_version_bump
 
 
@@ -23,5 +23,5 @@ def config_version_follow(model: type[models.Model]) -> None:
 
 
 def connect() -> None:
-    for model in (ApiKey, ProviderEndpoint):
+    for model in (ApiKey, ProviderEndpoint, Route):
         config_version_follow(model)

@@ -29,8 +29,13 @@ TEXT_LIMITS = {
     "operation": 20,
     "denied_scope": 40,
     "usage_source": 10,
+    "route": 200,
+    "requested_model": 200,
+    "downgraded_from": 200,
 }
 MAX_TAGS = 10
+MAX_ATTEMPTS = 20  # a routed call's attempts listed on its record
+ATTEMPT_OUTCOME_LIMIT = 20
 TAG_NAME_LIMIT = 60
 TAG_VALUE_LIMIT = 200
 # A trillion tokens in one call is beyond any model; the cap keeps the rollups' bigint sums from overflowing.
@@ -82,6 +87,18 @@ def tags_clean(tags: Any) -> dict[str, str]:
     return clean
 
 
+def attempts_clean(attempts: Any) -> list[dict[str, Any]]:
+    """A routed call's attempts: at most MAX_ATTEMPTS of {target, outcome, ms}, each field bounded."""
+    if not isinstance(attempts, list):
+        return []
+    return [
+        {"target": text_clean(a.get("target"), TEXT_LIMITS["provider"] + 1 + TEXT_LIMITS["model"]),
+         "outcome": text_clean(a.get("outcome"), ATTEMPT_OUTCOME_LIMIT),
+         "ms": int_clamp(a.get("ms"), MAX_LATENCY_MS)}
+        for a in attempts[:MAX_ATTEMPTS] if isinstance(a, dict)
+    ]
+
+
 def cost_clean(value: Any) -> str | None:
     if value is None:
         return None
@@ -122,7 +139,9 @@ def usage_event_clean(*, event: dict[str, Any]) -> dict[str, Any]:
         clean["cache_hit"] = clean["cache_hit"] is True
     if "status_code" in clean:
         clean["status_code"] = int_clamp(clean["status_code"], MAX_STATUS_CODE)
-    for name in ("cost_usd", "reserved_usd", "provider_cost_usd", "cache_saved_usd"):
+    if "attempts" in clean:
+        clean["attempts"] = attempts_clean(clean["attempts"])
+    for name in ("cost_usd", "reserved_usd", "provider_cost_usd", "routing_saved_usd", "cache_saved_usd"):
         if name in clean:
             clean[name] = cost_clean(clean[name])
     return clean

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from billing.models import Account
 from proxy.budgets import BudgetEntry
-from proxy.directory import AccountEntry, EndpointEntry
+from proxy.directory import AccountEntry, EndpointEntry, RouteEntry, RouteTarget
 from proxy.pricing import PriceTable
 from proxy.response_cache import CacheSettings
 
@@ -32,6 +32,16 @@ def load_account(account_id: int) -> AccountEntry | None:
         )
         for p in account.price_overrides.all()
     }
+    routes = {
+        r.name: RouteEntry(
+            r.name, r.strategy,
+            tuple(RouteTarget(t["endpoint"], t["model"], t.get("weight", 1), t.get("timeout_seconds"))
+                  for t in r.targets if t["endpoint"] in endpoints),  # an endpoint deleted since is skipped
+            r.max_attempts, r.deadline_seconds, r.retries, r.backoff_ms / 1000,
+            cache_ttl_seconds=r.cache_ttl_seconds, cache_nonzero_temperature=r.cache_nonzero_temperature,
+        )
+        for r in account.routes.all()
+    }
     return AccountEntry(
         id=account.pk,
         timezone=account.timezone,
@@ -47,4 +57,5 @@ def load_account(account_id: int) -> AccountEntry | None:
             ttl_seconds=account.cache_ttl_seconds, max_entry_bytes=account.cache_max_entry_bytes,
             max_total_bytes=account.cache_max_total_bytes, nonzero_temperature=account.cache_nonzero_temperature,
         ) if account.cache_enabled else None,
+        routes=routes,
     )

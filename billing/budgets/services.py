@@ -14,7 +14,8 @@ from proxy.budgets import WILDCARD
 from tokonomics.audit import Actor, audit_record, snapshot
 from tokonomics.validation import ensure_unique
 
-BUDGET_FIELDS = frozenset({"scope", "match", "period", "limit_usd", "hard", "alert_at", "channel_ids"})
+BUDGET_FIELDS = frozenset({"scope", "match", "period", "limit_usd", "hard", "alert_at", "channel_ids", "on_exceed",
+                           "downgrade_to", "downgrade_at"})
 def _channels_by_id(*, account: Account, channel_ids: Sequence[int]) -> list[Any]:
     """The account's alert channels with these ids; a ValidationError on `channel_ids` names any that are not."""
     # Reached through the relation, not imported: alerts sits above billing in the import graph.
@@ -76,9 +77,14 @@ def budget_create(
     hard: bool = True,
     alert_at: Sequence[int] = (50, 75, 90, 100),
     channel_ids: Sequence[int] = (),
+    on_exceed: str = "deny",
+    downgrade_to: str = "",
+    downgrade_at: int = 90,
 ) -> Budget:
-    """A new budget, validated as applyconfig validates one. No `channel_ids`: alerts go to every channel."""
-    budget = Budget(account=account, scope=scope, match=match, period=period, limit_usd=limit_usd, hard=hard)
+    """A new budget, validated as applyconfig validates one. No `channel_ids`: alerts go to every channel.
+    `on_exceed` "downgrade" serves calls by `downgrade_to` from `downgrade_at` percent of the limit."""
+    budget = Budget(account=account, scope=scope, match=match, period=period, limit_usd=limit_usd, hard=hard,
+                    on_exceed=on_exceed, downgrade_to=downgrade_to, downgrade_at=downgrade_at)
     budget.alert_at = list(alert_at)
     with transaction.atomic():
         _budget_save(budget, channel_ids)

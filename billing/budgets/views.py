@@ -31,8 +31,13 @@ class BudgetForm(forms.ModelForm):
 
     class Meta:
         model = Budget
-        fields = ["scope", "match", "period", "limit_usd", "hard", "alert_at"]
-        labels = {"limit_usd": "Limit (USD)"}
+        fields = ["scope", "match", "period", "limit_usd", "hard", "alert_at", "on_exceed", "downgrade_to",
+                  "downgrade_at"]
+        labels = {"limit_usd": "Limit (USD)", "on_exceed": "Near the limit", "downgrade_to": "Downgrade to",
+                  "downgrade_at": "Downgrade from (% of the limit)"}
+        help_texts = {"on_exceed": "deny: calls are refused at the limit · downgrade: from the percentage below, "
+                                   "calls are served by the route or model you name (cheaper), and the limit "
+                                   "still refuses them at 100%."}
 
     def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -42,6 +47,16 @@ class BudgetForm(forms.ModelForm):
             self.initial.setdefault("period", Budget.Period.MONTH)
         if self.instance.pk:
             self.initial["alert_at"] = ", ".join(str(t) for t in self.instance.alert_at)
+        # A form posted without the downgrade fields (an older page, a script) keeps "deny".
+        self.fields["on_exceed"].required = False
+        self.fields["downgrade_at"].required = False
+
+    def clean_on_exceed(self) -> str:
+        return str(self.cleaned_data.get("on_exceed") or Budget.OnExceed.DENY)
+
+    def clean_downgrade_at(self) -> int:
+        value = self.cleaned_data.get("downgrade_at")
+        return 90 if value is None else int(value)
 
     def clean_alert_at(self) -> list[int]:
         raw = self.cleaned_data["alert_at"] or ""

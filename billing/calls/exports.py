@@ -19,7 +19,8 @@ CALL_FIELDS = (
     "provider",
     "model", "served_model", "operation", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
     "reasoning_tokens", "cost_usd", "reserved_usd", "provider_cost_usd", "latency_ms", "status_code", "denied_scope",
-    "streamed", "usage_source", "enforced", "cache_hit", "cache_saved_usd",
+    "streamed", "usage_source", "enforced", "route", "requested_model", "downgraded_from", "routing_saved_usd",
+    "cache_hit", "cache_saved_usd",
 )
 FILENAME_PARAMS = ("last", "since", "until", "key", "feature", "tenant", "session", "environment", "model", "provider",
                    "status", "q")
@@ -31,7 +32,7 @@ def call_row(call: UsageRecord) -> dict[str, Any]:
     row: dict[str, Any] = {name: getattr(call, name) for name in CALL_FIELDS if name not in ("key", "created_at")}
     row["created_at"] = call.created_at.isoformat()
     row["key"] = call.key.name if call.key is not None else ""
-    for name in ("cost_usd", "reserved_usd", "provider_cost_usd", "cache_saved_usd"):
+    for name in ("cost_usd", "reserved_usd", "provider_cost_usd", "routing_saved_usd", "cache_saved_usd"):
         row[name] = decimal_text(getattr(call, name))
     return {name: row[name] for name in CALL_FIELDS}
 

@@ -33,8 +33,8 @@ TAG_CALLS_IN_CSV = 200_000
 DAILY_AFTER_HOURS = 72
 CELL_DIMENSIONS = ("feature", "model", "provider", "key", "environment")  # all but the tenant: see cells()
 SUM_FIELDS = ("requests", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
-              "reasoning_tokens", "cost_usd", "unknown_cost_requests", "latency_ms_total", "cache_hits",
-              "cache_saved_usd")
+              "reasoning_tokens", "cost_usd", "unknown_cost_requests", "latency_ms_total", "routing_saved_usd",
+              "downgraded_requests", "cache_hits", "cache_saved_usd")
 
 
 # The longest `?last=`: ten years of days (or hours). Past it, and for dates Python cannot shift by a day,
@@ -189,6 +189,7 @@ def totals(cells: list[dict[str, Any]]) -> dict[str, Any]:
     ran_latency = out["latency_ms_total"] - sum(c["latency_ms_total"] for c in denied)
     out["avg_latency_ms"] = int(ran_latency / out["ran"]) if out["ran"] else None
     out["tokens"] = out["input_tokens"] + out["output_tokens"]
+    out["saved_usd"] = out["cache_saved_usd"] + out["routing_saved_usd"]  # the savings card's total
     return out
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing.keys import views
+from billing.keys import route_views, views
 
 urlpatterns = [
     path("keys/", views.key_list, name="key_list"),
@@ -13,4 +13,8 @@ urlpatterns = [
     path("providers/<int:endpoint_id>/edit", views.provider_edit, name="provider_edit"),
     path("providers/<int:endpoint_id>/delete", views.provider_delete, name="provider_delete"),
     path("providers/<int:endpoint_id>/test", views.provider_test, name="provider_test"),
+    path("routes/", route_views.route_list, name="route_list"),
+    path("routes/new", route_views.route_new, name="route_new"),
+    path("routes/<int:route_id>/edit", route_views.route_edit, name="route_edit"),
+    path("routes/<int:route_id>/delete", route_views.route_remove, name="route_delete"),
 ]

@@ -39,6 +39,19 @@ class Budget(models.Model):
     hard = models.BooleanField(default=True, help_text="Hard budgets deny calls; soft ones only alert.")
     alert_at = models.JSONField(default=list, blank=True, help_text="Alert thresholds in percent.")
     channels = models.ManyToManyField("alerts.AlertChannel", blank=True, related_name="budgets")
+
+    class OnExceed(models.TextChoices):
+        DENY = "deny"
+        DOWNGRADE = "downgrade"
+
+    # Budget-aware downgrade: from `downgrade_at` percent of the limit, calls this budget covers are served by
+    # `downgrade_to` (a route or a model of the call's endpoint) instead; the limit itself still denies.
+    on_exceed = models.CharField(max_length=10, choices=OnExceed.choices, default=OnExceed.DENY)
+    downgrade_to = models.CharField(max_length=200, blank=True, default="",
+                                    help_text="A route or model name, for on_exceed = downgrade.")
+    downgrade_at = models.PositiveSmallIntegerField(
+        default=90, validators=[MinValueValidator(1)], help_text="Percent of the limit the downgrade starts at."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -61,6 +74,11 @@ class Budget(models.Model):
         bad = [t for t in self.alert_at or [] if not isinstance(t, int) or not 0 < t <= 1000]
         if bad:
             raise ValidationError({"alert_at": f"Thresholds are whole percentages from 1 to 1000, not {bad}."})
+        if self.on_exceed == self.OnExceed.DOWNGRADE:
+            if not self.downgrade_to or len(self.downgrade_to) > 200 or not self.downgrade_to.isprintable():
+                raise ValidationError({"downgrade_to": "A downgrade needs the route or model it serves calls with."})
+            if not 1 <= self.downgrade_at <= 99:
+                raise ValidationError({"downgrade_at": "A percentage of the limit from 1 to 99."})
 
 
 class PriceOverride(models.Model):

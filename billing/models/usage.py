@@ -65,6 +65,14 @@ class UsageRecord(models.Model):
     enforced = models.BooleanField(
         default=True, help_text="False when Redis was unreachable and the call went through."
     )
+    # Routing (docs/CONTRACT.md "Routes and cache"): the route the model named, the model the client asked
+    # for when another served it, the model a budget's downgrade replaced, every upstream attempt
+    # ({target, outcome, ms}), and what serving it so saved against the model asked for.
+    route = models.CharField(max_length=200, blank=True, default="", db_default="")
+    requested_model = models.CharField(max_length=200, blank=True, default="", db_default="")
+    downgraded_from = models.CharField(max_length=200, blank=True, default="", db_default="")
+    attempts = models.JSONField(default=list, blank=True, db_default=[])
+    routing_saved_usd = models.DecimalField(max_digits=18, decimal_places=9, null=True, blank=True)
     created_at = models.DateTimeField(db_index=False)
 
     class Meta:
@@ -102,6 +110,9 @@ class RollupSums(models.Model):
     latency_ms_total = models.PositiveBigIntegerField(default=0)
     cache_hits = models.PositiveBigIntegerField(default=0, db_default=0)
     cache_saved_usd = models.DecimalField(max_digits=20, decimal_places=9, default=0, db_default=0)
+    # Routing (i16): what routes and budget downgrades saved, and how many calls a budget downgraded.
+    routing_saved_usd = models.DecimalField(max_digits=20, decimal_places=9, default=0, db_default=0)
+    downgraded_requests = models.PositiveBigIntegerField(default=0, db_default=0)
 
     class Meta:
         abstract = True

@@ -17,7 +17,9 @@ EXPORT_FIELDS = (
     "created_at",
     # after §4's fields, so a reader by position keeps working: the agent run a call belonged to
     "session", "session_name", "session_git",
-    # a call answered from the account's response cache (cost 0), and what it would have cost
+    # then routing's (docs/CONTRACT.md "Routes and cache")
+    "route", "requested_model", "downgraded_from", "routing_saved_usd",
+    # and the response cache's: a call answered from the account's cache (cost 0), and what it would have cost
     "cache_hit", "cache_saved_usd",
 )
 # Written as numbers in CSV (cost_usd as plain decimal text, never scientific): never client text.
@@ -44,5 +46,6 @@ def usage_export_rows(
         row["key"] = key_names.get(key_id, "")
         row["cost_usd"] = decimal_text(row["cost_usd"])
         row["cache_saved_usd"] = decimal_text(row["cache_saved_usd"])
+        row["routing_saved_usd"] = decimal_text(row["routing_saved_usd"])
         row["created_at"] = row["created_at"].astimezone(zone).isoformat()  # the account's time, its offset saying so
         yield {f: row[f] for f in EXPORT_FIELDS}

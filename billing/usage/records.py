@@ -29,7 +29,8 @@ RECORD_FIELDS = (
     "session", "session_name", "session_git",
     "feature", "tenant", "environment", "tags", "provider", "model", "served_model", "operation", "input_tokens",
     "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "latency_ms", "status_code",
-    "denied_scope", "streamed", "cache_hit", "usage_source", "enforced",
+    "denied_scope", "streamed", "usage_source", "enforced", "route", "requested_model", "downgraded_from", "attempts",
+    "cache_hit",
 )
 
 
@@ -82,7 +83,8 @@ def _record(event: dict, known_keys: set[int]) -> UsageRecord:
         cost_usd=Decimal(cost) if cost is not None else None,
         reserved_usd=Decimal(reserved) if (reserved := event.get("reserved_usd")) is not None else None,
         provider_cost_usd=Decimal(provider_cost) if provider_cost is not None else None,
-        cache_saved_usd=Decimal(saved) if (saved := event.get("cache_saved_usd")) is not None else None,
+        routing_saved_usd=Decimal(saved) if (saved := event.get("routing_saved_usd")) is not None else None,
+        cache_saved_usd=Decimal(kept) if (kept := event.get("cache_saved_usd")) is not None else None,
         created_at=datetime.fromtimestamp(event["created_at"], UTC),
         **{name: event[name] for name in RECORD_FIELDS if name in event},
     )

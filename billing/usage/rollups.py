@@ -31,7 +31,7 @@ from billing.models import (
 
 SUMS = ("requests", "streamed_requests", "estimated_requests", "unknown_cost_requests", "input_tokens",
         "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd",
-        "latency_ms_total", "cache_hits", "cache_saved_usd")
+        "latency_ms_total", "routing_saved_usd", "downgraded_requests", "cache_hits", "cache_saved_usd")
 COST, UNKNOWN_COST = SUMS.index("cost_usd"), SUMS.index("unknown_cost_requests")
 INPUT_TOKENS, OUTPUT_TOKENS = SUMS.index("input_tokens"), SUMS.index("output_tokens")
 TAG_SUMS = ("requests", "cost_usd", "tokens")
@@ -66,7 +66,8 @@ def day_start(at: datetime) -> datetime:
 def _sums(r: UsageRecord) -> list:
     return [1, int(r.streamed), int(r.usage_source == UsageRecord.Source.ESTIMATED),
             int(r.cost_usd is None and r.status_code < 400), r.input_tokens, r.output_tokens, r.cached_input_tokens,
-            r.cache_write_tokens, r.reasoning_tokens, r.cost_usd or Decimal(0), r.latency_ms, int(r.cache_hit),
+            r.cache_write_tokens, r.reasoning_tokens, r.cost_usd or Decimal(0), r.latency_ms,
+            r.routing_saved_usd or Decimal(0), int(bool(r.downgraded_from)), int(r.cache_hit),
             r.cache_saved_usd or Decimal(0)]
 
 

@@ -131,8 +131,10 @@ def usage_aggregate_list(
 
 
 AGGREGATE_FIELDS = ("requests", "unknown_cost_requests", "cost_usd", *TOKEN_FIELDS)
-# Beside the aggregates: what the dashboards also add up (cache hits and what they saved: proxy/cache_steps.py).
-SUM_FIELDS = (*AGGREGATE_FIELDS, "latency_ms_total", "cache_hits", "cache_saved_usd")
+# Beside the aggregates: what the dashboards also add up (routing's savings and downgrades; cache hits and what
+# they saved: proxy/cache_steps.py).
+SUM_FIELDS = (*AGGREGATE_FIELDS, "latency_ms_total", "routing_saved_usd", "downgraded_requests", "cache_hits",
+              "cache_saved_usd")
 _ZERO_SUMS = {name: Decimal(0) if name.endswith("_usd") else 0 for name in SUM_FIELDS}
 
 
@@ -231,6 +233,8 @@ def _record_groups(
             unknown_cost_requests=Count("id", filter=Q(cost_usd__isnull=True, status_code__lt=400)),
             cost_usd=Sum("cost_usd"),
             latency_ms_total=Sum("latency_ms"),
+            routing_saved_usd=Sum("routing_saved_usd"),
+            downgraded_requests=Count("id", filter=~Q(downgraded_from="")),
             cache_hits=Count("id", filter=Q(cache_hit=True)),
             cache_saved_usd=Sum("cache_saved_usd"),
             **{name: Sum(name) for name in TOKEN_FIELDS},

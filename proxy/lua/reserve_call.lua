@@ -17,7 +17,11 @@ ARGV[11] budget layout fingerprint that must be seeded ("" = none required)
 ARGV[12] number of budgets n
 then per budget i (1…n): limit (nano-dollars), hard (1/0), counter expiry (unix s, 0 = never),
 period end (unix s, 0 = never), scope name
-Returns {"ok"} or {"deny", scope, retry_after_ms (-1 = never resets)} or {"unseeded"}.
+then, optionally (budget-aware downgrade), m, and per downgrade j (1…m): budget index i, threshold
+(nano-dollars), the estimate of the downgrade target: the first budget whose counter (settled + reserved)
+is at or past its threshold makes the call reserve that estimate instead (the caps are checked with it).
+Returns {"ok", downgraded budget index (0 = none)} or {"deny", scope, retry_after_ms (-1 = never resets)}
+or {"unseeded"}.
 Nothing is written unless every check passes. A counter that does not exist yet (a new period, a
 tenant never seen under '*') is created here, so the first burst of a new scope is capped too.
 All keys share the account's hash tag, so this also runs on Redis Cluster.
@@ -104,6 +108,22 @@ if conc > 0 then
     return {'deny', 'rate_concurrency', 1000}
   end
 end
+-- Budget-aware downgrade: past a budget's threshold the call is served by a cheaper target, and reserves that.
+local estimate_arg = ARGV[2]
+local downgraded = 0
+local first_downgrade = FIRST_BUDGET_ARG + n * 5 + 1
+local m = tonumber(ARGV[first_downgrade] or '0')
+for j = 1, m do
+  local base = first_downgrade + (j - 1) * 3
+  local i = tonumber(ARGV[base + 1])
+  local c = redis.call('HMGET', KEYS[FIRST_COUNTER + i], 's', 'r')
+  if (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0) >= tonumber(ARGV[base + 2]) then
+    downgraded = i
+    estimate_arg = ARGV[base + 3]
+    estimate = tonumber(estimate_arg)
+    break
+  end
+end
 for i = 1, n do
   local base = FIRST_BUDGET_ARG + (i - 1) * 5
   if ARGV[base + 2] == '1' then
@@ -142,7 +162,7 @@ end
 local counters = {}
 for i = 1, n do
   local key = KEYS[FIRST_COUNTER + i]
-  redis.call('HINCRBY', key, 'r', ARGV[2])
+  redis.call('HINCRBY', key, 'r', estimate_arg)
   local expiry = tonumber(ARGV[FIRST_BUDGET_ARG + (i - 1) * 5 + 3])
   if expiry > 0 then redis.call('EXPIREAT', key, expiry) end
   counters[#counters + 1] = key
@@ -150,6 +170,6 @@ end
 local listed = '[]'  -- cjson writes an empty table as {}
 if n > 0 then listed = cjson.encode(counters) end
 -- The amounts as sent: tostring would write a large one as 1.2e+15, which no reader parses.
-redis.call('HSET', rsv, rid, ARGV[2] .. '|' .. ARGV[3] .. '|' .. listed)
+redis.call('HSET', rsv, rid, estimate_arg .. '|' .. ARGV[3] .. '|' .. listed)
 redis.call('ZADD', rsvz, now + ttl, rid)
-return {'ok'}
+return {'ok', downgraded}

@@ -19,6 +19,9 @@ Request headers for tests:
     X-Sim-Prompt-Tokens: N          Gemini promptTokenCount as given (a long-context price tier)
     X-Sim-Tool-Use-Prompt-Tokens: N Gemini toolUsePromptTokenCount
     X-Sim-Status: 429               that provider's error, with that status
+    X-Sim-Fail-Model: MODEL         …only for requests naming MODEL (a route's other targets answer)
+    X-Sim-Fail-Times: N             …only the first N times per X-Sim-Fail-Key: TOKEN
+    X-Sim-Retry-After: V            …with Retry-After: V on the error
     X-Sim-Fixture: NAME             replay fixtures_dir/NAME byte for byte (.sse: one event per write)
     X-Sim-Hold: TOKEN               stream the first event, then wait for POST /_sim/release/TOKEN
     X-Sim-Drop-After: N             close the connection after N streamed events

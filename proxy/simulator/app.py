@@ -132,8 +132,11 @@ def simulated(
             return error_response(wire, 400, f"simulator: {exc}")
         if controls.latency_ms:
             await asyncio.sleep(controls.latency_ms / 1000)
-        if controls.status:
-            return error_response(wire, controls.status)
+        if controls.status and state.should_fail(controls, payload):
+            failed = error_response(wire, controls.status)
+            if controls.retry_after:
+                failed.headers["Retry-After"] = controls.retry_after
+            return failed
         if controls.fixture:
             return await replay_fixture(request, wire, controls=controls, state=state)
         if takes_body and not isinstance(payload, dict):

@@ -24,6 +24,13 @@ PROMPT_TOKENS = "X-Sim-Prompt-Tokens"
 TOOL_USE_PROMPT_TOKENS = "X-Sim-Tool-Use-Prompt-Tokens"
 USAGE_ON_LAST_CHOICE = "X-Sim-Extra-Usage-Choice"
 SERVED_MODEL = "X-Sim-Served-Model"  # the model the answer names, as Azure names a deployment's model
+# Failures for routing tests: X-Sim-Status only for requests naming this model (others answer normally)…
+FAIL_MODEL = "X-Sim-Fail-Model"
+# …only for the first N requests carrying the same X-Sim-Fail-Key (then normally)…
+FAIL_TIMES = "X-Sim-Fail-Times"
+FAIL_KEY = "X-Sim-Fail-Key"
+# …and with this Retry-After header on the error.
+RETRY_AFTER = "X-Sim-Retry-After"
 
 
 class ControlError(ValueError):
@@ -48,6 +55,10 @@ class Controls:
     prompt_tokens: int | None = None
     tool_use_prompt_tokens: int = 0
     served_model: str | None = None
+    fail_model: str | None = None
+    fail_times: int | None = None
+    fail_key: str = ""
+    retry_after: str | None = None
 
 
 def read_controls(
@@ -75,6 +86,10 @@ def read_controls(
         prompt_tokens=_count(get(PROMPT_TOKENS), PROMPT_TOKENS),
         tool_use_prompt_tokens=_count(get(TOOL_USE_PROMPT_TOKENS), TOOL_USE_PROMPT_TOKENS) or 0,
         served_model=get(SERVED_MODEL) or None,
+        fail_model=get(FAIL_MODEL) or None,
+        fail_times=_count(get(FAIL_TIMES), FAIL_TIMES),
+        fail_key=get(FAIL_KEY, "")[:100],
+        retry_after=get(RETRY_AFTER) or None,
     )
 
 

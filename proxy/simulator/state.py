@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .controls import Controls
+
 RECORDED_REQUESTS = 100
 
 
@@ -77,6 +79,23 @@ class SimulatorState:
     holds: Holds = field(default_factory=Holds)
     _serial: itertools.count[int] = field(default_factory=itertools.count)
     _salt: str = field(default_factory=lambda: secrets.token_hex(4))
+    _failures: dict[str, int] = field(default_factory=dict)  # X-Sim-Fail-Key → failures answered so far
+
+    def should_fail(self, controls: Controls, payload: Any) -> bool:
+        """Whether this request gets its X-Sim-Status: only for X-Sim-Fail-Model's model when given, and only
+        X-Sim-Fail-Times times per X-Sim-Fail-Key when given."""
+        if controls.fail_model is not None and (not isinstance(payload, dict)
+                                                or payload.get("model") != controls.fail_model):
+            return False
+        if controls.fail_times is None:
+            return True
+        if len(self._failures) > 10_000:
+            self._failures.clear()
+        done = self._failures.get(controls.fail_key, 0)
+        if done >= controls.fail_times:
+            return False
+        self._failures[controls.fail_key] = done + 1
+        return True
 
     def record(self, request: web.Request, body: Any) -> None:
         self.requests.append(RecordedRequest(request.method, request.path, request.raw_path,

@@ -14,7 +14,7 @@ from alerts.models import AlertChannel, AlertRule
 from billing.models import Account, Budget, UsageRecord
 from billing.usage.rollups import usage_rollup_add
 from proxy.keys import generate_key, hash_key, visible_prefix
-from proxy.models import ApiKey, ProviderEndpoint
+from proxy.models import ApiKey, ProviderEndpoint, Route
 
 from ..support import ApiClient, token_for
 
@@ -57,6 +57,12 @@ def acme_endpoint(acme) -> ProviderEndpoint:
 
 
 @pytest.fixture
+def acme_route(acme, acme_endpoint) -> Route:
+    return Route.objects.create(account=acme, name="support-default",
+                                targets=[{"endpoint": "openai", "model": "gpt-4o-mini"}])
+
+
+@pytest.fixture
 def acme_budget(acme) -> Budget:
     return Budget.objects.create(account=acme, scope="account", period="month", limit_usd=Decimal("500"),
                                  alert_at=[50, 100])
@@ -96,20 +102,22 @@ class AcmeObjects:
     channel: AlertChannel
     rule: AlertRule
     record: UsageRecord
+    route: Route
 
     @property
     def ids(self) -> dict[str, int | str]:
         return {
             "key_id": self.key.pk, "endpoint_id": self.endpoint.pk, "budget_id": self.budget.pk,
             "channel_id": self.channel.pk, "rule_id": self.rule.pk, "session": self.record.session,
+            "route_id": self.route.pk,
         }
 
 
 @pytest.fixture
-def acme_objects(acme, acme_key, acme_endpoint, acme_budget, acme_channel, acme_rule) -> AcmeObjects:
+def acme_objects(acme, acme_key, acme_endpoint, acme_budget, acme_channel, acme_rule, acme_route) -> AcmeObjects:
     record = usage_record(acme, "req_acme_1", key=acme_key, feature="support-bot", tenant="initech",
                           session="run-acme-1")
-    return AcmeObjects(acme_key, acme_endpoint, acme_budget, acme_channel, acme_rule, record)
+    return AcmeObjects(acme_key, acme_endpoint, acme_budget, acme_channel, acme_rule, record, acme_route)
 
 
 # Every operation of the API: (method, path template, a valid body). Tests check this table against the schema,
@@ -127,6 +135,11 @@ OPERATIONS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/v1/providers/{endpoint_id}", None),
     ("PATCH", "/api/v1/providers/{endpoint_id}", {"credential": "sk-rotated"}),
     ("DELETE", "/api/v1/providers/{endpoint_id}", None),
+    ("GET", "/api/v1/routes", None),
+    ("POST", "/api/v1/routes", {"name": "cheap", "targets": [{"endpoint": "openai", "model": "gpt-4o-mini"}]}),
+    ("GET", "/api/v1/routes/{route_id}", None),
+    ("PATCH", "/api/v1/routes/{route_id}", {"strategy": "lowest-cost"}),
+    ("DELETE", "/api/v1/routes/{route_id}", None),
     ("GET", "/api/v1/budgets", None),
     ("POST", "/api/v1/budgets", {"scope": "feature", "match": "*", "period": "day", "limit_usd": "5"}),
     ("GET", "/api/v1/budgets/{budget_id}", None),
@@ -159,5 +172,5 @@ def account_snapshot() -> list[list[dict[str, Any]]]:
     """Every row an API write could touch, to show that a refused request changed nothing."""
     return [
         list(model.objects.order_by("pk").values())
-        for model in (Account, ApiKey, ProviderEndpoint, Budget, AlertChannel, AlertRule)
+        for model in (Account, ApiKey, ProviderEndpoint, Route, Budget, AlertChannel, AlertRule)
     ]

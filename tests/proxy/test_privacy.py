@@ -76,6 +76,15 @@ def test_canary_reaches_no_store(stack, caplog, capfd) -> None:
     with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
                                 messages=[{"role": "user", "content": prompt}]) as stream:
         seen.append("".join(stream.text_stream))
+    # A routed call that fails over (every attempt on its record) and a retried error keep no content either.
+    from proxy.models import Route
+
+    Route.objects.create(account=stack.account, name="support-default",
+                         targets=[{"endpoint": "openai", "model": "gpt-4o"},
+                                  {"endpoint": "vllm-internal", "model": "gpt-4o-mini"}], retries=0)
+    routed = oai.chat.completions.create(model="support-default", messages=[{"role": "user", "content": prompt}],
+                                         extra_headers={"X-Sim-Status": "503", "X-Sim-Fail-Model": "gpt-4o"})
+    seen.append(routed.choices[0].message.content or "")
     # A denied call with the canary in its body is recorded too, without it.
     oai_bad_model = openai.OpenAI(base_url=f"{stack.proxy}/proxy/nowhere", api_key=KEY, max_retries=0)
     with contextlib.suppress(openai.PermissionDeniedError):
@@ -88,7 +97,7 @@ def test_canary_reaches_no_store(stack, caplog, capfd) -> None:
 
     before_ingest = redis_text()  # the usage events, while they are still in Redis
     usage_ingest(max_seconds=1)
-    assert UsageRecord.objects.count() >= 8
+    assert UsageRecord.objects.count() >= 9
     stores = {
         "redis (events queued)": before_ingest,
         "redis": redis_text(),

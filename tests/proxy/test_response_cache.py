@@ -64,7 +64,7 @@ def records(*request_ids: str) -> list[UsageRecord]:
 
 def kept(stack: Stack, count: int) -> None:
     """Wait until the account keeps `count` answers: a miss's answer is stored after the client has it."""
-    wait_until(lambda: sync_redis().zcard(index_key(stack.account.pk)) >= count,
+    wait_until(lambda: sync_redis().zcard(index_key(stack.account.pk)) >= count, 10,
                message=f"the cache did not keep {count} answers")
 
 
@@ -311,8 +311,8 @@ def test_kept_answers_are_encrypted_and_named_by_no_content(cached: Stack) -> No
 
 
 def test_the_demo_traffic_produces_a_cache_hit_on_first_start(cached: Stack) -> None:
-    """bin/run's demotraffic asks its FAQ twice first: with the demo account's cache on (demo.yaml), the
-    dashboard shows a saving from the first seconds."""
+    """bin/run's demotraffic asks its FAQ twice right after its two route calls: with the demo account's cache
+    on (demo.yaml), the dashboard shows a saving from the first seconds."""
     import io
 
     from django.core.management import call_command
@@ -320,7 +320,7 @@ def test_the_demo_traffic_produces_a_cache_hit_on_first_start(cached: Stack) -> 
     from billing.dashboard.selectors import Range, cells, totals
 
     errors = io.StringIO()
-    call_command("demotraffic", site=cached.proxy, key=KEY, interval=0.3, count=2, stderr=errors)
+    call_command("demotraffic", site=cached.proxy, key=KEY, interval=0.3, count=4, stderr=errors)
     assert errors.getvalue() == ""
     usage_ingest(max_seconds=1)
     hits = UsageRecord.objects.filter(cache_hit=True)
@@ -328,3 +328,29 @@ def test_the_demo_traffic_produces_a_cache_hit_on_first_start(cached: Stack) -> 
     now = datetime.now(UTC)
     sums = totals(cells(cached.account, Range(now - timedelta(hours=1), now + timedelta(minutes=1)), {}))
     assert sums["cache_hits"] == 1 and sums["cache_saved_usd"] == hits.get().cache_saved_usd
+
+
+def test_a_route_sets_its_own_ttl_and_temperature_rule(cached: Stack) -> None:
+    from proxy.models import Route
+    from proxy.response_cache import entry_key
+
+    Route.objects.create(account=cached.account, name="support-default", cache_ttl_seconds=2,
+                         cache_nonzero_temperature=True, targets=[{"endpoint": "openai", "model": "gpt-4o-mini"}])
+    proxy_config_seen()
+    client = oai(cached)
+    sampled = {"model": "support-default", "messages": PROMPT, "temperature": 0.7}
+    first = client.chat.completions.with_raw_response.create(**sampled)
+    assert first.headers["x-tokonomics-cache"] == "miss"
+    kept(cached, 1)
+    name = sync_redis().zrange(index_key(cached.account.pk), 0, -1)[0].decode()
+    assert 0 < sync_redis().pttl(entry_key(cached.account.pk, name)) <= 2000  # the route's TTL, not the account's
+    cached.clear_sim()
+    second = client.chat.completions.with_raw_response.create(**sampled)
+    assert second.headers["x-tokonomics-cache"] == "hit" and upstream_calls(cached) == 0
+    assert second.parse().model_dump() == first.parse().model_dump()
+    # The same sampled call to the model itself is not routed: the account's rule (no sampled calls) holds.
+    plain = client.chat.completions.with_raw_response.create(**{**sampled, "model": "gpt-4o-mini"})
+    assert "x-tokonomics-cache" not in plain.headers
+    miss, hit = records(first.headers["x-tokonomics-request-id"], second.headers["x-tokonomics-request-id"])
+    assert hit.cache_hit and hit.cost_usd == 0 and hit.route == "support-default"
+    assert hit.cache_saved_usd == miss.cost_usd > 0  # a route's hit saves what the route's answer cost

@@ -29,13 +29,15 @@ from billing.budgets.services import budget_create, budget_update
 from billing.models import Account, Budget, Plan
 from proxy.catalog import BUILTIN_PROVIDERS, WIRE_FORMAT_PRICING
 from proxy.keys import hash_key
-from proxy.models import ApiKey, ProviderEndpoint
+from proxy.models import ApiKey, ProviderEndpoint, Route
 from proxy.services import (
     api_key_create,
     api_key_replace,
     api_key_update,
     provider_endpoint_create,
     provider_endpoint_update,
+    route_create,
+    route_update,
 )
 from tokonomics.audit import Actor
 from tokonomics.config.parse import ConfigError
@@ -48,6 +50,7 @@ from tokonomics.config.schema import (
     KeyIn,
     PriceIn,
     ProviderIn,
+    RouteIn,
     SeatIn,
 )
 
@@ -99,6 +102,8 @@ def _apply_account(spec: AccountIn, *, environ: Mapping[str, str], actor: Actor,
     run.note("account", change)
     for provider in spec.providers:
         _provider_step(run, provider)
+    for route in spec.routes:  # after the providers they name, before the budgets that may downgrade to them
+        _route_step(run, route)
     for seat in spec.seats:
         _seat_step(run, seat)
     for key in spec.keys:
@@ -264,7 +269,9 @@ def _changes_with_channels(
 
 
 def _budget_step(run: _Run, spec: BudgetIn, channels: dict[str, AlertChannel]) -> None:
-    values: dict[str, Any] = {"limit_usd": spec.limit_usd, "hard": spec.hard, "alert_at": spec.alert_at}
+    values: dict[str, Any] = {"limit_usd": spec.limit_usd, "hard": spec.hard, "alert_at": spec.alert_at,
+                              "on_exceed": spec.on_exceed, "downgrade_to": spec.downgrade_to,
+                              "downgrade_at": spec.downgrade_at}
     channel_ids = _channel_ids(spec.channels, channels)
     label = f"budget {spec.scope}{' ' + spec.match if spec.match else ''}/{spec.period}"
     budget = Budget.objects.filter(account=run.account, scope=spec.scope, match=spec.match,
@@ -309,3 +316,20 @@ def _price_step(run: _Run, spec: PriceIn) -> None:
     _, changed = price_override_set(account=run.account, actor=run.actor, provider=spec.provider, model=spec.model,
                                     prices=prices)
     run.note(f"price {spec.provider}/{spec.model}", _updated(changed) if existed else "created")
+
+
+def _route_step(run: _Run, spec: RouteIn) -> None:
+    values: dict[str, Any] = {
+        "strategy": spec.strategy, "targets": spec.stored_targets(), "max_attempts": spec.max_attempts,
+        "deadline_seconds": spec.deadline_seconds, "retries": spec.retries, "backoff_ms": spec.backoff_ms,
+        "cache_ttl_seconds": spec.cache_ttl_seconds, "cache_nonzero_temperature": spec.cache_nonzero_temperature,
+    }
+    route = Route.objects.filter(account=run.account, name=spec.name).first()
+    if route is None:
+        route_create(account=run.account, actor=run.actor, name=spec.name, **values)
+        run.note(f"route {spec.name}", "created")
+        return
+    changes = _changed(route, values)
+    if changes:
+        route_update(account=run.account, actor=run.actor, route=route, changes=changes)
+    run.note(f"route {spec.name}", _updated(changes))

@@ -87,6 +87,7 @@ def _account_problems(account: AccountIn, plans: dict[str, Plan], environ: Mappi
     _duplicates(problems, "budgets", [f"{b.scope} {b.match} {b.period}".replace("  ", " ") for b in account.budgets])
     _duplicates(problems, "alert_channels", [c.resolved_name for c in account.alert_channels])
     _duplicates(problems, "prices", [f"{p.provider}/{p.model}" for p in account.prices])
+    _duplicates(problems, "routes", [r.name for r in account.routes])
 
     for i, provider in enumerate(account.providers):
         problems.extend(f"providers[{i}] ({provider.slug}).{p}" for p in _provider_problems(provider, environ))
@@ -128,6 +129,11 @@ def _account_problems(account: AccountIn, plans: dict[str, Plan], environ: Mappi
         if price.provider not in provider_slugs:
             problems.append(f"prices[{i}].provider: no provider {price.provider!r} in this account")
         problems.extend(f"prices[{i}] ({price.provider}/{price.model}).{p}" for p in _price_problems(price))
+    for i, route in enumerate(account.routes):
+        for j, target in enumerate(route.targets):
+            if target.provider not in provider_slugs:
+                problems.append(f"routes[{i}] ({route.name}).targets[{j}].provider: no provider {target.provider!r} "
+                                "in this account")
     return problems
 
 

@@ -69,6 +69,11 @@ class BudgetIn(Strict):
     hard: bool = True
     alert_at: list[int] = [50, 75, 90, 100]
     channels: list[str] | None = None
+    # Budget-aware downgrade: from downgrade_at percent of the limit, calls are served by downgrade_to (a route
+    # or a model) instead; the limit still denies.
+    on_exceed: Literal["deny", "downgrade"] = "deny"
+    downgrade_to: str = Field(default="", max_length=200)
+    downgrade_at: int = Field(default=90, ge=1, le=99)
 
     @field_validator("alert_at")
     @classmethod
@@ -83,6 +88,8 @@ class BudgetIn(Strict):
             raise ValueError("an account budget takes no match")
         if self.scope != "account" and not self.match:
             raise ValueError(f"a {self.scope} budget needs match: a value, or '*' for each one")
+        if self.on_exceed == "downgrade" and not self.downgrade_to:
+            raise ValueError("on_exceed: downgrade needs downgrade_to: the route or model calls are served by")
         return self
 
 
@@ -149,6 +156,32 @@ class CacheIn(Strict):
     nonzero_temperature: bool = False
 
 
+class RouteTargetIn(Strict):
+    provider: str = Field(pattern=SLUG_PATTERN)  # one of the account's providers (by slug)
+    model: str = Field(min_length=1, max_length=200)
+    weight: int = Field(default=1, ge=0, le=1000)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=600)
+
+
+class RouteIn(Strict):
+    """A model name clients call, served by its targets (docs/CONTRACT.md "Routes and cache")."""
+
+    name: str = Field(min_length=1, max_length=200)
+    strategy: Literal["fallback", "weighted", "lowest-cost", "lowest-latency"] = "fallback"
+    targets: list[RouteTargetIn] = Field(min_length=1, max_length=10)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    deadline_seconds: float = Field(default=60.0, gt=0, le=600)
+    retries: int = Field(default=1, ge=0, le=10)
+    backoff_ms: int = Field(default=200, ge=0, le=60_000)
+    cache_ttl_seconds: int | None = Field(default=None, ge=1, le=MAX_CACHE_TTL_SECONDS)  # None: the account's
+    cache_nonzero_temperature: bool | None = None
+
+    def stored_targets(self) -> list[dict[str, object]]:
+        """The targets as Route.targets holds them (an endpoint by its slug)."""
+        return [{"endpoint": t.provider, "model": t.model, "weight": t.weight, "timeout_seconds": t.timeout_seconds}
+                for t in self.targets]
+
+
 class AccountIn(Strict):
     slug: str = Field(pattern=SLUG_PATTERN)
     name: str = Field(min_length=1, max_length=120)
@@ -169,6 +202,7 @@ class AccountIn(Strict):
     alert_channels: list[AlertChannelIn] = []
     alert_rules: list[AlertRuleIn] = []
     prices: list[PriceIn] = []
+    routes: list[RouteIn] = []
 
 
 class ConfigIn(Strict):

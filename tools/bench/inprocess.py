@@ -2,13 +2,15 @@
 process against the built-in simulator and a real Redis, budgets and rate limits on (or off).
 
     DEBUG=1 .venv/bin/python -m tools.bench.inprocess --concurrency 16 [--stream] [--enforcement off]
-        [--otel [--traceparent] [--alternate N]] [--profile] [--calls 4000]
+        [--otel [--traceparent] [--alternate N]] [--routes on|alternate [--alternate N]] [--profile] [--calls 4000]
 
 The figure to compare is "CPU µs per call" (this process's CPU time, simulator and Redis excluded).
 `--otel` turns tracing on (proxy/tracing.py): a span per call, batch-exported over OTLP/HTTP to a local
 sink that discards it (tools/bench/otlp_sink.py, a process of its own); the export's encoding runs in this
 process, so its CPU is counted; `--traceparent` has every call continue a client's trace; `--alternate N`
 first runs N phases each with tracing off and on, in turns, and prints both medians.
+`--routes on` makes the model a route with one target (the same endpoint and model: proxy/routing.py's work
+with no retry); `--routes alternate --alternate N` runs N phases each with routes off and on, in turns.
 `--profile` prints cProfile's top functions, timed with the process's CPU clock rather than the wall
 clock (on a busy machine the wall clock charges socket writes with other processes' time).
 Keys and accounts are fixed entries, so no database is needed; Redis database 15 (one of the
@@ -48,6 +50,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--traceparent", action="store_true", help="every call continues a client's trace")
     parser.add_argument("--alternate", type=int, default=0, metavar="N",
                         help="with --otel: N phases each of tracing off and on, in turns, --calls split among them")
+    parser.add_argument("--routes", choices=("off", "on", "alternate"), default="off",
+                        help="the model names a route with one target (alternate: off and on in turns)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--redis-url", default=f"redis://127.0.0.1:6379/{REDIS_DBS[0]}")
     return parser.parse_args()
@@ -58,7 +62,7 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
     from proxy import gateway
     from proxy.budgets import BudgetEntry
     from proxy.context import ProxyContext
-    from proxy.directory import AccountEntry, EndpointEntry, KeyEntry
+    from proxy.directory import AccountEntry, EndpointEntry, KeyEntry, RouteEntry, RouteTarget
     from proxy.quota import seeded_marker_key
 
     on = args.enforcement == "on"
@@ -72,6 +76,8 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
         endpoints={"openai": EndpointEntry("openai", "openai", upstream + "/v1", "openai", "sk-simulated")},
         budgets=budgets, prices={}, slug="bench",
     )
+    routes = {"gpt-4o-mini": RouteEntry("gpt-4o-mini", "fallback", (RouteTarget("openai", "gpt-4o-mini"),))}
+    account.routes = routes if args.routes == "on" else {}
     limits = (10**8, 10**11, 10**5) if on else (0, 0, 0)
     key = KeyEntry(id=KEY_ID, account_id=ACCOUNT_ID, name="main", environment="", allowed_patterns=(),
                    expires_at=None, revoked=False, requests_per_minute=limits[0], tokens_per_minute=limits[1],
@@ -126,7 +132,9 @@ async def run(args: argparse.Namespace, upstream: str) -> tuple[float, float]:
     await asyncio.gather(*(client(max(1, 200 // args.concurrency)) for _ in range(args.concurrency)))  # warm up
     if ctx.tracing is not None:  # the warm-up's spans exported before the measure
         await asyncio.to_thread(ctx.tracing.processor.force_flush)
-    if args.alternate:
+    if args.alternate and args.routes == "alternate":
+        await alternate_routes(args, account, routes, client)
+    elif args.alternate:
         await alternate(args, ctx, client)
     cpu, wall = time.process_time(), time.perf_counter()
     await asyncio.gather(*(client(per_client) for _ in range(args.concurrency)))
@@ -158,6 +166,23 @@ async def alternate(args: argparse.Namespace, ctx: Any, client: Any) -> None:
           f"on {[round(c) for c in cost[True]]}")
 
 
+async def alternate_routes(args: argparse.Namespace, account: Any, routes: dict[str, Any], client: Any) -> None:
+    """Routes off and on in turns, in this one process (the route: one target, no retry)."""
+    per_phase = max(1, args.calls // args.alternate // args.concurrency)
+    cost: dict[bool, list[float]] = {False: [], True: []}
+    for phase in range(args.alternate * 2):
+        routed = phase % 2 == 1
+        account.routes = routes if routed else {}
+        cpu = time.process_time()
+        await asyncio.gather(*(client(per_phase) for _ in range(args.concurrency)))
+        cost[routed].append((time.process_time() - cpu) / (per_phase * args.concurrency) * 1e6)
+    account.routes = {}
+    off, on = statistics.median(cost[False]), statistics.median(cost[True])
+    print(f"alternating {args.alternate}× routes off/on: CPU off {off:.0f} µs, on {on:.0f} µs per call (medians), "
+          f"routing adds {on - off:.0f} µs; phases off {[round(c) for c in cost[False]]}, "
+          f"on {[round(c) for c in cost[True]]}")
+
+
 def main() -> None:
     args = parse_args()
     os.environ["REDIS_URL"] = args.redis_url
@@ -186,7 +211,7 @@ def main() -> None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
         mode = "streamed" if args.stream else "JSON"
         print(f"{mode}, {args.concurrency} concurrent, enforcement {args.enforcement}, "
-              f"tracing {'on' if args.otel else 'off'}: "
+              f"tracing {'on' if args.otel else 'off'}, routes {args.routes}: "
               f"CPU {cpu * 1e6:.0f} µs per call, wall {wall * 1e6:.0f} µs per call"
               + (" (profiled: inflated)" if args.profile else ""))
     finally:

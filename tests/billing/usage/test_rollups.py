@@ -42,6 +42,10 @@ def _events(account_id: int, keys: list[ApiKey], count: int = 400, seed: int = 7
             "reasoning_tokens": rng.randint(0, 40), "latency_ms": rng.randint(5, 3000), "status_code": status,
             "streamed": rng.random() < 0.5, "usage_source": rng.choice(["reported", "reported", "estimated"]),
             "cost_usd": cost, "created_at": START + rng.uniform(0, 3.5 * HOUR),
+            # Some calls routed or downgraded: their saving and count add up in the rollups too.
+            **({"requested_model": "support-default", "route": "support-default",
+                "routing_saved_usd": str(Decimal(rng.randint(0, 10**6)) / 10**9),
+                "downgraded_from": rng.choice(["", "gpt-4o"])} if n % 5 == 0 else {}),
         })
         if status == 200 and cost is not None and rng.random() < 0.2:  # a response-cache hit: free, and its saving
             events[-1].update(cost_usd="0", cache_hit=True, cache_saved_usd=cost)
@@ -59,7 +63,10 @@ def _record_sums(trunc: type[TruncHour | TruncDay], dimensions: tuple[str, ...])
             input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
             cached_input_tokens=Sum("cached_input_tokens"), cache_write_tokens=Sum("cache_write_tokens"),
             reasoning_tokens=Sum("reasoning_tokens"), cost_usd=Sum("cost_usd", default=Decimal(0)),
-            latency_ms_total=Sum("latency_ms"), cache_hits=Count("pk", filter=Q(cache_hit=True)),
+            latency_ms_total=Sum("latency_ms"),
+            routing_saved_usd=Sum("routing_saved_usd", default=Decimal(0)),
+            downgraded_requests=Count("pk", filter=~Q(downgraded_from="")),
+            cache_hits=Count("pk", filter=Q(cache_hit=True)),
             cache_saved_usd=Sum("cache_saved_usd", default=Decimal(0)),
         )
     )

@@ -23,7 +23,13 @@ CALLS = [
     ("gemini-native", "/v1beta/models/gemini-2.5-pro:generateContent", "gemini-2.5-pro", "gemini"),
     ("gemini-native", "/v1beta/models/gemini-embedding-001:batchEmbedContents", "gemini-embedding-001",
      "gemini-embeddings"),
+    # The demo config's routes (tokonomics/demo.yaml): support-default's first target (gpt-4o) is made to fail
+    # with a 503, so the call falls back to gpt-4o-mini; cheap-chat picks the cheaper target (routing saved).
+    ("openai", "/chat/completions", "support-default", "route-fallback"),
+    ("openai", "/chat/completions", "cheap-chat", "openai"),
 ]
+# The first calls of a demo: a fallback and a lowest-cost route, so the dashboard shows both at first start.
+FIRST_CALLS = CALLS[-2:]
 
 
 # A question asked again and again at temperature 0: the demo account's response cache answers it from the
@@ -68,9 +74,11 @@ class Command(BaseCommand):
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per demo call is noise
         with httpx.Client(timeout=30) as client:
             for n in itertools.count(1):
-                provider, path, model, kind = random.choice(CALLS)
+                provider, path, model, kind = FIRST_CALLS[n - 1] if n <= len(FIRST_CALLS) else random.choice(CALLS)
                 stream = "embeddings" not in kind and random.random() < 0.4
-                faq = n <= 2 or random.random() < FAQ_SHARE  # the first two: a miss, then a hit
+                # Right after the first calls: the FAQ twice (a miss, then a hit); later, now and then.
+                first_faq = len(FIRST_CALLS) < n <= len(FIRST_CALLS) + 2
+                faq = first_faq or (n > len(FIRST_CALLS) + 2 and random.random() < FAQ_SHARE)
                 if faq:
                     provider, path, model, kind, stream = "openai", "/chat/completions", "gpt-4o-mini", "faq", False
                 gemini = kind.startswith("gemini")
@@ -84,6 +92,8 @@ class Command(BaseCommand):
                     headers["anthropic-version"] = "2023-06-01"
                 if kind == "gemini":
                     headers["X-Sim-Reasoning-Tokens"] = str(random.randint(0, 120))  # the simulator's thinking
+                if kind == "route-fallback":  # the simulator fails the route's first target only
+                    headers.update({"X-Sim-Status": "503", "X-Sim-Fail-Model": "gpt-4o"})
                 url = f"{site}/proxy/{provider}{call_path(path, kind, stream)}"
                 try:
                     body = FAQ_BODY if faq else _body(kind, model, stream)
