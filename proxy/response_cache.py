@@ -1,5 +1,6 @@
 """The opt-in response cache: an account that turns it on has an identical call answered from the answer
-an earlier call got, with no upstream call and nothing owed (CONTRACT "Routes and cache" → Cache).
+an earlier call got, with no upstream call and nothing owed (docs/CONTRACT.md §7 "Routes and cache" →
+Response cache).
 
 What is kept, per entry: the provider's answer bytes (a stream as the chunks the client received, so a hit
 is replayed chunk by chunk with the same framing), its status and content type, and the usage the provider
@@ -15,7 +16,9 @@ one TTL for all: the oldest) until the account's total fits its cap.
 
 The rules of what is cached (`cache_request`): metered operations only; answers 2xx, complete (a stream
 whose final event was seen), no larger than the account's per-entry limit; sampled calls (temperature above
-0, or none given: OpenAI, Anthropic and Gemini all default to 1) only when the account says so.
+0, or none given: OpenAI, Anthropic and Gemini all default to 1) only when the account (or the call's route)
+says so. A routed call's entry is its route's (the route and its targets are part of the name), kept for the
+route's TTL when it sets one (`cache_ttl`).
 """
 
 from __future__ import annotations
