@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import anthropic
@@ -354,3 +355,22 @@ def test_a_route_sets_its_own_ttl_and_temperature_rule(cached: Stack) -> None:
     miss, hit = records(first.headers["x-tokonomics-request-id"], second.headers["x-tokonomics-request-id"])
     assert hit.cache_hit and hit.cost_usd == 0 and hit.route == "support-default"
     assert hit.cache_saved_usd == miss.cost_usd > 0  # a route's hit saves what the route's answer cost
+
+
+def test_a_hit_counts_nothing_against_a_budget_and_gives_its_reservation_back(cached: Stack) -> None:
+    from billing.models import Budget
+
+    from .test_budgets import counters
+
+    cap = Budget.objects.create(account=cached.account, scope="account", period="month", limit_usd=Decimal(5),
+                                hard=True)
+    proxy_config_seen()
+    client = oai(cached)
+    miss = chat_raw(client)
+    kept(cached, 1)
+    spent = counters(cap)[""]["s"]
+    assert spent > 0
+    for _ in range(3):
+        assert chat_raw(client).headers["x-tokonomics-cache"] == "hit"
+    assert counters(cap)[""] == {"s": spent, "r": 0}  # three hits: nothing more spent, nothing left reserved
+    assert miss.headers["x-tokonomics-cache"] == "miss"
