@@ -15,7 +15,7 @@ from proxy.pricing import catalogue_model_id
 from proxy.usage import TokenUsage
 
 from . import metrics
-from .usage_bounds import MAX_LATENCY_MS, MAX_TOKENS, TEXT_LIMITS, attempts_clean, cost_clean, int_clamp, text_clean
+from .usage_bounds import MAX_LATENCY_MS, MAX_TOKENS, TEXT_LIMITS, cost_clean, int_clamp, text_clean
 
 if TYPE_CHECKING:
     from .gateway import Call
@@ -71,7 +71,9 @@ def usage_event(call: Call) -> bytes:
         event["route"] = text_clean(call.route.name, TEXT_LIMITS["route"]) if call.route is not None else ""
         event["requested_model"] = text_clean(call.requested_model, TEXT_LIMITS["requested_model"])
         event["downgraded_from"] = text_clean(call.downgraded_from, TEXT_LIMITS["downgraded_from"])
-        event["attempts"] = attempts_clean(call.attempts)
+        # The proxy's own entries (a configured target's label, an outcome of ours, a count), at most
+        # MAX_RECORDED_ATTEMPTS of them: bounded where they are made; the ledger cleans them again.
+        event["attempts"] = call.attempts
         if call.downgrade_budget_id:
             event["downgrade_budget_id"] = call.downgrade_budget_id  # for budget.downgraded; not a record field
         event["routing_saved_usd"] = (None if call.routing_saved_usd is None

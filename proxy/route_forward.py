@@ -25,7 +25,15 @@ from . import metrics
 from .errors import ProxyError
 from .headers import Headers, cost_header, upstream_headers, upstream_query
 from .relay import Receive, Send, cut_short, relay_body, relay_stream
-from .routing import RETRYABLE_STATUSES, adapter_for, backoff_seconds, body_for_model, retry_after_seconds, target_order
+from .routing import (
+    RETRYABLE_STATUSES,
+    FormatAdapter,
+    adapter_for,
+    backoff_seconds,
+    body_for_model,
+    retry_after_seconds,
+    target_order,
+)
 from .usage import TokenUsage
 
 if TYPE_CHECKING:
@@ -84,7 +92,7 @@ async def forward_routed(
             started = time.perf_counter()
             failure = await _attempt(call=call, ctx=ctx, scope=scope, rest=rest, headers=headers, body=body,
                                      receive=receive, send=send, target=target, endpoint=endpoint,
-                                     deadline=deadline)
+                                     deadline=deadline, adapter=adapter)
             if failure is None:
                 attempt_note(call, target, "ok", started)
                 return None
@@ -104,8 +112,14 @@ async def forward_routed(
 async def _attempt(
     *, call: Call, ctx: ProxyContext, scope: dict[str, Any], rest: str, headers: Headers, body: bytes,
     receive: Receive, send: Send, target: RouteTarget, endpoint: EndpointEntry, deadline: float,
+    adapter: FormatAdapter,
 ) -> Failure | None:
-    """One upstream attempt at `target`: None once its answer went to the client, a Failure before that."""
+    """One upstream attempt at `target`: None once its answer went to the client, a Failure before that.
+
+    Within one wire format (`adapter.translates` False, all adapter_for gives today) the request goes as the
+    client sent it, its `model` set to the target's, and the answer is relayed as is. Cross-format translation
+    plugs in here: the path and body for the target's format, and the answer (body or stream) back in the
+    client's; the usage is then read in the target's format."""
     assert call.info is not None
     call.endpoint = endpoint
     call.info.model = target.model  # what the answer is priced as
@@ -132,14 +146,14 @@ async def _attempt(
                 until_answer.reschedule(None)  # the answer started: the read timeout alone bounds the rest
                 ctx.target_health.latency_observe(ident, time.perf_counter() - before_upstream)
                 if upstream.status in RETRYABLE_STATUSES:
-                    error = await upstream.content.read(MAX_ERROR_BODY)
+                    error = await _error_body(upstream)
                     call.upstream_seconds += time.perf_counter() - before_upstream
                     return Failure(
                         str(upstream.status), upstream.status, error,
-                        upstream.headers.get("content-type", "application/json").encode("latin-1"),
+                        upstream.headers.get("content-type", "application/json").encode("latin-1", "replace"),
                         retry_after_seconds(upstream.headers.get("retry-after"),
                                             upstream.headers.get("retry-after-ms")),
-                        upstream.headers.get("retry-after", "").encode("latin-1"),
+                        upstream.headers.get("retry-after", "")[:100].encode("latin-1", "replace"),
                     )
                 call.status = upstream.status
                 if call.wire.streams(call.info, content_type=upstream.content_type, status=upstream.status):
@@ -166,6 +180,19 @@ async def _attempt(
             raise
         raise ProxyError(400, "invalid_request_error", f"The request cannot be forwarded: {exc}.",
                          code="invalid_request") from None
+
+
+async def _error_body(upstream: aiohttp.ClientResponse) -> bytes:
+    """The provider's error body, whole, up to MAX_ERROR_BODY bytes (what is past that is not kept)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < MAX_ERROR_BODY and not upstream.content.at_eof():
+        chunk = await upstream.content.read(MAX_ERROR_BODY - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 async def _exhausted(*, call: Call, send: Send, last: Failure | None) -> None:

@@ -52,13 +52,16 @@ class FormatAdapter:
         return self.client_format != self.target_format
 
 
+SAME_FORMAT = {name: FormatAdapter(name, name) for name in BODY_MODEL_FORMATS}  # made once: one per call costs
+
+
 def adapter_for(client_format: str, target_format: str, operation: str) -> FormatAdapter | None:
     """The adapter for a target in `target_format` serving a call in `client_format`, or None when the call
     cannot be served there faithfully (the route then skips the target). The seam cross-format translation
     replaces: until then only the same format is served, and only where the model is in the body."""
     if client_format != target_format or client_format not in BODY_MODEL_FORMATS:
         return None
-    return FormatAdapter(client_format, target_format)
+    return SAME_FORMAT[client_format]
 
 
 def route_resolve(call: Call) -> None:

@@ -63,3 +63,16 @@ def test_a_route_sets_its_own_response_cache_ttl_and_temperature_rule(acme, acme
     back = acme_api.patch(f"routes/{created['id']}", {"cache_ttl_seconds": None}).json()  # the account's again
     assert back["cache_ttl_seconds"] is None
     assert acme_api.patch(f"routes/{created['id']}", {"cache_ttl_seconds": 0}).status_code == 422
+
+
+def test_a_budget_takes_a_downgrade_over_the_api(acme, acme_api: ApiClient) -> None:
+    created = acme_api.post("budgets", {"scope": "account", "period": "month", "limit_usd": "100",
+                                        "on_exceed": "downgrade", "downgrade_to": "gpt-4o-mini", "downgrade_at": 80})
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert (body["on_exceed"], body["downgrade_to"], body["downgrade_at"]) == ("downgrade", "gpt-4o-mini", 80)
+    entry = load_account(acme.pk)
+    assert entry is not None and entry.budgets[0].downgrade_to == "gpt-4o-mini"
+    assert entry.budgets[0].downgrade_at_nanos == entry.budgets[0].limit_nanos * 80 // 100
+    refused = acme_api.patch(f"budgets/{body['id']}", {"downgrade_to": ""})
+    assert refused.status_code in (400, 422)

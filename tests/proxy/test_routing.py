@@ -93,6 +93,7 @@ def test_a_refused_connection_falls_back_to_the_next_target_at_once(stack: Stack
     assert [a["outcome"] for a in saved.attempts] == ["refused", "ok"]
     assert [a["target"] for a in saved.attempts] == ["dead/gpt-4o", "openai/gpt-4o-mini"]
     assert saved.attempts[0]["ms"] < 200  # generous: a refused connection is a loopback RST (report: measured)
+    print(f"MEASURE refused attempt {saved.attempts[0]['ms']} ms, whole routed call {saved.latency_ms} ms")
     assert saved.cost_usd > 0 and saved.status_code == 200 and saved.streamed is stream
 
 
@@ -133,6 +134,7 @@ def test_a_429_retry_waits_what_retry_after_says(stack: Stack) -> None:
     waited = time.monotonic() - started
     assert raw.http_response.status_code == 200
     assert 0.9 <= waited <= 1.5, waited
+    print(f"MEASURE Retry-After: 1 → the call took {waited:.3f} s")
     saved = record(raw.headers["x-tokonomics-request-id"])
     assert [a["outcome"] for a in saved.attempts] == ["429", "ok"]
     assert saved.route == "gpt-4o-mini" and saved.requested_model == "gpt-4o-mini"

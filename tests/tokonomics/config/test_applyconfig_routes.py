@@ -65,3 +65,16 @@ def test_a_route_may_set_its_own_response_cache_ttl_and_temperature_rule(tmp_pat
     apply_data(tmp_path, data)
     route = Route.objects.get(name="support-default")
     assert (route.cache_ttl_seconds, route.cache_nonzero_temperature) == (600, True)
+
+
+def test_a_budget_downgrade_is_applied_and_needs_its_target(tmp_path, env) -> None:
+    from billing.models import Budget
+
+    data = with_routes(ROUTES)
+    data["accounts"][0]["budgets"][0].update(on_exceed="downgrade", downgrade_to="support-default", downgrade_at=85)
+    assert "acme: created budget account/month" in apply_data(tmp_path, data)
+    budget = Budget.objects.get(scope="account")
+    assert (budget.on_exceed, budget.downgrade_to, budget.downgrade_at) == ("downgrade", "support-default", 85)
+    assert apply_data(tmp_path, data).strip() == "No changes."
+    data["accounts"][0]["budgets"][0].pop("downgrade_to")
+    assert "downgrade needs downgrade_to" in rejected(tmp_path, data)
