@@ -30,7 +30,7 @@ CACHE_HEADER = b"x-tokonomics-cache"
 
 
 async def cache_lookup(*, call: Call, ctx: ProxyContext, method: str, rest: str, query: bytes,
-                       headers: Headers, route: object = None) -> CachedAnswer | None:
+                       headers: Headers) -> CachedAnswer | None:
     """The kept answer to this very request, if the account caches it and one is kept; marks the call
     cacheable (`call.cache`) either way, so a miss's answer is recorded as it is relayed."""
     account, endpoint = call.account, call.endpoint
@@ -38,7 +38,7 @@ async def cache_lookup(*, call: Call, ctx: ProxyContext, method: str, rest: str,
         return None
     cache = cache_request(settings=account.cache, account_id=account.id, wire=call.wire.name,
                           provider=call.provider, method=method, path=rest, query=upstream_query(query, endpoint),
-                          info=call.info, headers=headers, route=route)
+                          info=call.info, headers=headers, route=call.route)
     if cache is None:
         return None
     call.cache = cache
@@ -77,8 +77,11 @@ async def cache_replay(*, call: Call, answer: CachedAnswer, send: Send) -> None:
 
 def hit_saving(call: Call, answer: CachedAnswer) -> Decimal | None:
     """What the hit saved: the original's usage at this call's prices (the model asked for, else the one that
-    served it), so today's prices and the account's overrides count; else what the original cost then."""
+    served it), so today's prices and the account's overrides count; else what the original cost then. A routed
+    call's model names a route, whose target (endpoint and model) the entry does not keep: what it cost then."""
     assert call.info is not None
+    if call.route is not None:
+        return answer.cost_usd
     saved = price(call, answer.usage, call.info.model)
     if saved is None and answer.served_model:
         saved = price(call, answer.usage, answer.served_model)

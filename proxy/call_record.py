@@ -67,6 +67,9 @@ def usage_event(call: Call) -> bytes:
         "enforced": call.enforced,
         "created_at": call.created_at,
     }
+    if call.cache_hit:  # answered from the response cache (proxy/cache_steps.py): free, and what it saved
+        event["cache_hit"] = True
+        event["cache_saved_usd"] = None if call.cache_saved_usd is None else cost_clean(str(call.cache_saved_usd))
     if call.requested_model:  # routed or downgraded: which route, what was asked, every attempt, the saving
         event["route"] = text_clean(call.route.name, TEXT_LIMITS["route"]) if call.route is not None else ""
         event["requested_model"] = text_clean(call.requested_model, TEXT_LIMITS["requested_model"])

@@ -91,6 +91,8 @@ class RouteEntry:
     deadline_seconds: float = 60.0
     retries: int = 1
     backoff_seconds: float = 0.2
+    cache_ttl_seconds: int | None = None  # the response cache's TTL for the route's calls; None: the account's
+    cache_nonzero_temperature: bool | None = None  # cache its sampled calls; None: as the account says
 
 
 @dataclass(slots=True)

@@ -157,6 +157,10 @@ def route_targets_problem(targets: object) -> str | None:
     return None
 
 
+# A route's cache TTL at most: the account's own bound (billing.models.accounts.MAX_CACHE_TTL_SECONDS), a week.
+MAX_ROUTE_CACHE_TTL_SECONDS = 7 * 24 * 3600
+
+
 class Route(models.Model):
     """A model name clients call (`support-default`, or a real one such as `gpt-4o-mini`) and the targets
     (an endpoint of the account and a model) that serve it, chosen by `strategy`, with retries and fallbacks
@@ -177,6 +181,15 @@ class Route(models.Model):
                                                "timeouts) before falling back to the next.")
     backoff_ms = models.PositiveIntegerField(default=200, help_text="The first retry's backoff ceiling; doubles "
                                              "each retry, with full jitter, unless Retry-After says otherwise.")
+    # The response cache for this route's calls (proxy/response_cache.py), over the account's; empty: the account's.
+    cache_ttl_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How long the route's answers are kept in the response cache; empty: the "
+                                         "account's TTL.",
+    )
+    cache_nonzero_temperature = models.BooleanField(
+        null=True, blank=True, help_text="Cache the route's sampled calls (temperature above 0) too; empty: as the "
+                                         "account says.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -197,6 +210,8 @@ class Route(models.Model):
             problems["max_attempts"] = f"From 1 to {MAX_ROUTE_ATTEMPTS}."
         if not 0 < self.deadline_seconds <= MAX_ROUTE_DEADLINE_SECONDS:
             problems["deadline_seconds"] = f"Up to {MAX_ROUTE_DEADLINE_SECONDS:.0f} seconds."
+        if self.cache_ttl_seconds is not None and not 1 <= self.cache_ttl_seconds <= MAX_ROUTE_CACHE_TTL_SECONDS:
+            problems["cache_ttl_seconds"] = f"From 1 to {MAX_ROUTE_CACHE_TTL_SECONDS} seconds, or empty."
         if self.retries > MAX_ROUTE_ATTEMPTS:
             problems["retries"] = f"At most {MAX_ROUTE_ATTEMPTS}."
         if self.backoff_ms > 60_000:

@@ -1,5 +1,6 @@
 """The opt-in response cache: an account that turns it on has an identical call answered from the answer
-an earlier call got, with no upstream call and nothing owed (CONTRACT "Routes and cache" → Cache).
+an earlier call got, with no upstream call and nothing owed (docs/CONTRACT.md §7 "Routes and cache" →
+Response cache).
 
 What is kept, per entry: the provider's answer bytes (a stream as the chunks the client received, so a hit
 is replayed chunk by chunk with the same framing), its status and content type, and the usage the provider
@@ -15,7 +16,9 @@ one TTL for all: the oldest) until the account's total fits its cap.
 
 The rules of what is cached (`cache_request`): metered operations only; answers 2xx, complete (a stream
 whose final event was seen), no larger than the account's per-entry limit; sampled calls (temperature above
-0, or none given: OpenAI, Anthropic and Gemini all default to 1) only when the account says so.
+0, or none given: OpenAI, Anthropic and Gemini all default to 1) only when the account (or the call's route)
+says so. A routed call's entry is its route's (the route and its targets are part of the name), kept for the
+route's TTL when it sets one (`cache_ttl`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import struct
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -42,6 +45,9 @@ from .budgets import account_prefix
 from .providers.base import Operation, RequestInfo
 from .redis_pipeline import LuaScript, PipelinedRedis
 from .usage import TokenUsage
+
+if TYPE_CHECKING:
+    from .directory import RouteEntry
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +73,17 @@ class CacheSettings:
     nonzero_temperature: bool  # cache sampled calls too
 
 
-def cache_ttl(settings: CacheSettings, route: Any = None) -> int:
-    """The TTL of a call's entry. The one place a route's own TTL will override the account's (issue 16:
-    routes land on another branch): `getattr(route, "cache_ttl_seconds", None) or settings.ttl_seconds`."""
+def cache_ttl(settings: CacheSettings, route: RouteEntry | None = None) -> int:
+    """The TTL of a call's entry: its route's own, else the account's."""
+    if route is not None and route.cache_ttl_seconds is not None:
+        return route.cache_ttl_seconds
     return settings.ttl_seconds
 
 
-def cache_sampled_allowed(settings: CacheSettings, route: Any = None) -> bool:
-    """Whether calls sampled above temperature 0 are cached: the account's flag (a route's, once routes land)."""
+def cache_sampled_allowed(settings: CacheSettings, route: RouteEntry | None = None) -> bool:
+    """Whether calls sampled above temperature 0 are cached: its route's say, else the account's."""
+    if route is not None and route.cache_nonzero_temperature is not None:
+        return route.cache_nonzero_temperature
     return settings.nonzero_temperature
 
 
@@ -142,11 +151,12 @@ def sampling_temperature(operation: Operation, payload: dict[str, Any]) -> float
 
 
 def canonical_request(*, wire: str, provider: str, method: str, path: str, query: bytes, info: RequestInfo,
-                      payload: dict[str, Any], headers: dict[bytes, bytes]) -> bytes:
+                      payload: dict[str, Any], headers: dict[bytes, bytes], route: RouteEntry | None = None) -> bytes:
     """Everything that makes the answer what it is, as canonical JSON (sorted keys, no whitespace): the
     endpoint and wire format, method, path and query, the model the call resolved to, whether it streams
     (and whether the proxy strips a usage chunk the client did not ask for), the headers that change the
-    answer, and the body as it goes upstream."""
+    answer, the body as it goes upstream, and for a routed call its route and targets (a route's answer is its
+    own: another route, or the same name served by other models, is another entry)."""
     return orjson.dumps(
         {
             "v": FORMAT_VERSION, "wire": wire, "provider": provider, "method": method.upper(), "path": path,
@@ -155,6 +165,7 @@ def canonical_request(*, wire: str, provider: str, method: str, path: str, query
             "headers": {name.decode("latin-1"): headers[name].decode("latin-1")
                         for name in ANSWER_HEADERS if name in headers},
             "body": payload,
+            "route": None if route is None else [route.name, [target.label for target in route.targets]],
         },
         option=orjson.OPT_SORT_KEYS,
     )
@@ -169,7 +180,7 @@ def entry_name(account_id: int, canonical: bytes) -> str:
 
 def cache_request(*, settings: CacheSettings | None, account_id: int, wire: str, provider: str, method: str,
                   path: str, query: bytes, info: RequestInfo | None, headers: dict[bytes, bytes],
-                  route: Any = None) -> CacheCall | None:
+                  route: RouteEntry | None = None) -> CacheCall | None:
     """The call's cache entry, or None when this call is not cached (cache off, an operation not metered, a
     body that is not a JSON object, a sampled call the settings leave out)."""
     if settings is None or info is None or info.operation not in CACHED_OPERATIONS:
@@ -184,7 +195,7 @@ def cache_request(*, settings: CacheSettings | None, account_id: int, wire: str,
     if (temperature is None or temperature > 0) and not cache_sampled_allowed(settings, route):
         return None
     canonical = canonical_request(wire=wire, provider=provider, method=method, path=path, query=query, info=info,
-                                  payload=payload, headers=headers)
+                                  payload=payload, headers=headers, route=route)
     return CacheCall(account_id=account_id, name=entry_name(account_id, canonical),
                      ttl_seconds=cache_ttl(settings, route), max_entry_bytes=settings.max_entry_bytes,
                      max_total_bytes=settings.max_total_bytes)

@@ -11,7 +11,7 @@ from pydantic.json_schema import SkipJsonSchema
 from tokonomics.api_common import InSchema, Timestamp, not_null, plain_text
 from tokonomics.validation import SLUG_PATTERN
 
-from .models import ApiKey, ProviderEndpoint
+from .models import MAX_ROUTE_CACHE_TTL_SECONDS, ApiKey, ProviderEndpoint
 
 MAX_PER_MINUTE = 2_147_483_647  # PositiveIntegerField's ceiling
 
@@ -151,6 +151,10 @@ class RouteOut(Schema):
     deadline_seconds: float
     retries: int
     backoff_ms: int
+    cache_ttl_seconds: int | None = Field(description="The response cache's TTL for this route's calls; null: the "
+                                                      "account's.")
+    cache_nonzero_temperature: bool | None = Field(description="Cache this route's sampled calls too; null: as the "
+                                                             "account says.")
     created_at: datetime
     updated_at: datetime
 
@@ -163,6 +167,8 @@ class RouteIn(InSchema):
     deadline_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
     retries: Annotated[int, Field(ge=0, le=10)] = 1
     backoff_ms: Annotated[int, Field(ge=0, le=60_000)] = 200
+    cache_ttl_seconds: Annotated[int, Field(ge=1, le=MAX_ROUTE_CACHE_TTL_SECONDS)] | None = None
+    cache_nonzero_temperature: bool | None = None
 
 
 class RoutePatch(InSchema):
@@ -175,6 +181,9 @@ class RoutePatch(InSchema):
     deadline_seconds: Annotated[float, Field(gt=0, le=600)] | SkipJsonSchema[None] = None
     retries: Annotated[int, Field(ge=0, le=10)] | SkipJsonSchema[None] = None
     backoff_ms: Annotated[int, Field(ge=0, le=60_000)] | SkipJsonSchema[None] = None
+    # null sets them back to the account's
+    cache_ttl_seconds: Annotated[int, Field(ge=1, le=MAX_ROUTE_CACHE_TTL_SECONDS)] | None = None
+    cache_nonzero_temperature: bool | None = None
 
     reject_null = not_null("name", "strategy", "targets", "max_attempts", "deadline_seconds", "retries", "backoff_ms")
 # --- guardrail policies ----------------------------------------------------------------------------------

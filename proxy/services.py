@@ -316,7 +316,8 @@ def provider_endpoint_delete(*, account: Account, actor: Actor, endpoint: Provid
         endpoint.delete()
 
 
-ROUTE_FIELDS = frozenset({"name", "strategy", "targets", "max_attempts", "deadline_seconds", "retries", "backoff_ms"})
+ROUTE_FIELDS = frozenset({"name", "strategy", "targets", "max_attempts", "deadline_seconds", "retries", "backoff_ms",
+                          "cache_ttl_seconds", "cache_nonzero_temperature"})
 
 
 def _route_check(route: Route) -> None:

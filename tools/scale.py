@@ -127,6 +127,8 @@ SUMS_SQL = {
     "latency_ms_total": "sum(latency_ms)",
     "routing_saved_usd": "0",  # the seed's calls are never routed nor downgraded
     "downgraded_requests": "0",
+    "cache_hits": "0",  # nor answered from the response cache
+    "cache_saved_usd": "0",
 }
 assert tuple(SUMS_SQL) == SUMS and all(set(r.dimensions) <= set(DIMENSION_SQL) for r in ROLLUPS), (
     "billing.usage.rollups changed: update the seed's SQL")

@@ -38,6 +38,7 @@ def load_account(account_id: int) -> AccountEntry | None:
             tuple(RouteTarget(t["endpoint"], t["model"], t.get("weight", 1), t.get("timeout_seconds"))
                   for t in r.targets if t["endpoint"] in endpoints),  # an endpoint deleted since is skipped
             r.max_attempts, r.deadline_seconds, r.retries, r.backoff_ms / 1000,
+            cache_ttl_seconds=r.cache_ttl_seconds, cache_nonzero_temperature=r.cache_nonzero_temperature,
         )
         for r in account.routes.all()
     }

@@ -189,7 +189,7 @@ def totals(cells: list[dict[str, Any]]) -> dict[str, Any]:
     ran_latency = out["latency_ms_total"] - sum(c["latency_ms_total"] for c in denied)
     out["avg_latency_ms"] = int(ran_latency / out["ran"]) if out["ran"] else None
     out["tokens"] = out["input_tokens"] + out["output_tokens"]
-    out["saved_usd"] = out["cache_saved_usd"] + out["routing_saved_usd"]
+    out["saved_usd"] = out["cache_saved_usd"] + out["routing_saved_usd"]  # the savings card's total
     return out
 
 

@@ -14,7 +14,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from billing.accounts.access import Membership, membership_get
-from proxy.models import MAX_ROUTE_TARGETS, ROUTE_STRATEGIES, Route, route_targets_problem
+from proxy.models import (
+    MAX_ROUTE_CACHE_TTL_SECONDS,
+    MAX_ROUTE_TARGETS,
+    ROUTE_STRATEGIES,
+    Route,
+    route_targets_problem,
+)
 from proxy.services import route_create, route_delete, route_update
 from tokonomics.audit import Actor
 from tokonomics.responses import confirm_page
@@ -34,6 +40,14 @@ def targets_text(targets: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+class AccountDefaultSelect(forms.NullBooleanSelect):
+    """Yes / No / the account's setting (None)."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs)
+        self.choices = [("unknown", "As the account says"), ("true", "Yes"), ("false", "No")]
+
+
 class RouteForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="The model name clients send, e.g. support-default or "
                            "gpt-4o-mini (a real name routes that model).")
@@ -50,6 +64,13 @@ class RouteForm(forms.Form):
     backoff_ms = forms.IntegerField(min_value=0, max_value=60_000, initial=200,
                                     help_text="First retry's backoff ceiling, doubled each retry (full jitter); "
                                               "a Retry-After wins.")
+    cache_ttl_seconds = forms.IntegerField(min_value=1, max_value=MAX_ROUTE_CACHE_TTL_SECONDS, required=False,
+                                           label="Response cache TTL (seconds)",
+                                           help_text="Empty: the account's (Settings → Response cache).")
+    cache_nonzero_temperature = forms.NullBooleanField(
+        required=False, label="Cache sampled calls",
+        widget=AccountDefaultSelect,
+        help_text="Calls with a temperature above 0 (or none) are cached only if this (or the account) says so.")
 
     def clean_targets(self) -> list[dict[str, Any]]:
         targets: list[dict[str, Any]] = []
@@ -126,7 +147,9 @@ def route_edit(request: Any, slug: str, route_id: int) -> HttpResponse:
     if request.method == "GET":
         initial = {"name": route.name, "strategy": route.strategy, "targets": targets_text(route.targets),
                    "max_attempts": route.max_attempts, "deadline_seconds": route.deadline_seconds,
-                   "retries": route.retries, "backoff_ms": route.backoff_ms}
+                   "retries": route.retries, "backoff_ms": route.backoff_ms,
+                   "cache_ttl_seconds": route.cache_ttl_seconds,
+                   "cache_nonzero_temperature": route.cache_nonzero_temperature}
         return _routes_page(request, membership, RouteForm(initial=initial), editing=route)
     form = RouteForm(request.POST)
     if form.is_valid():

@@ -51,6 +51,20 @@ def test_route_names_are_unique_per_account(acme, acme_endpoint, acme_api: ApiCl
     assert acme_api.post("routes", {"name": "cheap", "targets": TARGETS}).status_code in (400, 409, 422)
 
 
+def test_a_route_sets_its_own_response_cache_ttl_and_temperature_rule(acme, acme_endpoint,
+                                                                       acme_api: ApiClient) -> None:
+    created = acme_api.post("routes", {"name": "faq", "targets": TARGETS, "cache_ttl_seconds": 86400}).json()
+    assert (created["cache_ttl_seconds"], created["cache_nonzero_temperature"]) == (86400, None)
+    changed = acme_api.patch(f"routes/{created['id']}", {"cache_nonzero_temperature": True}).json()
+    assert (changed["cache_ttl_seconds"], changed["cache_nonzero_temperature"]) == (86400, True)
+    entry = load_account(acme.pk)
+    assert entry is not None
+    assert (entry.routes["faq"].cache_ttl_seconds, entry.routes["faq"].cache_nonzero_temperature) == (86400, True)
+    back = acme_api.patch(f"routes/{created['id']}", {"cache_ttl_seconds": None}).json()  # the account's again
+    assert back["cache_ttl_seconds"] is None
+    assert acme_api.patch(f"routes/{created['id']}", {"cache_ttl_seconds": 0}).status_code == 422
+
+
 def test_a_budget_takes_a_downgrade_over_the_api(acme, acme_api: ApiClient) -> None:
     created = acme_api.post("budgets", {"scope": "account", "period": "month", "limit_usd": "100",
                                         "on_exceed": "downgrade", "downgrade_to": "gpt-4o-mini", "downgrade_at": 80})

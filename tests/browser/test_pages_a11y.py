@@ -144,6 +144,11 @@ def seeded(stack: Stack, settings) -> dict[str, str]:
         "latency_ms": 120, "created_at": time.time() - 300}])
     endpoint = ProviderEndpoint.objects.filter(account=stack.account).order_by("pk").first()
     assert endpoint is not None
+    from proxy.models import GuardrailPolicy, Route
+
+    GuardrailPolicy.objects.create(account=stack.account, key=None, spec={"pii": {"types": ["email"]}})
+    route = Route.objects.create(account=stack.account, name="support-default",
+                                 targets=[{"endpoint": endpoint.slug, "model": "gpt-4o-mini"}])
     seeds = {
         "slug": stack.account.slug, "budget_id": str(budget.pk), "key_id": str(stack.key.pk),
         "channel_id": str(channel.pk), "seat_id": str(Seat.objects.get(user=viewer).pk),
@@ -156,6 +161,8 @@ def seeded(stack: Stack, settings) -> dict[str, str]:
         "rule_id": str(rule.pk), "price_id": str(price.pk), "token_id": str(management_token.pk),
         "endpoint_id": str(endpoint.pk), "call_id": str(UsageRecord.objects.get(request_id="req_a11y_1").pk),
         "kind": "csv",  # an export: not a page, skipped by its content type
+        "target": "default",  # the account's guardrail policy (a key's own: its id)
+        "route_id": str(route.pk),
     }
     return seeds
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import anthropic
@@ -64,7 +65,7 @@ def records(*request_ids: str) -> list[UsageRecord]:
 
 def kept(stack: Stack, count: int) -> None:
     """Wait until the account keeps `count` answers: a miss's answer is stored after the client has it."""
-    wait_until(lambda: sync_redis().zcard(index_key(stack.account.pk)) >= count,
+    wait_until(lambda: sync_redis().zcard(index_key(stack.account.pk)) >= count, 10,
                message=f"the cache did not keep {count} answers")
 
 
@@ -328,3 +329,48 @@ def test_the_demo_traffic_produces_a_cache_hit_on_first_start(cached: Stack) -> 
     now = datetime.now(UTC)
     sums = totals(cells(cached.account, Range(now - timedelta(hours=1), now + timedelta(minutes=1)), {}))
     assert sums["cache_hits"] == 1 and sums["cache_saved_usd"] == hits.get().cache_saved_usd
+
+
+def test_a_route_sets_its_own_ttl_and_temperature_rule(cached: Stack) -> None:
+    from proxy.models import Route
+    from proxy.response_cache import entry_key
+
+    Route.objects.create(account=cached.account, name="support-default", cache_ttl_seconds=2,
+                         cache_nonzero_temperature=True, targets=[{"endpoint": "openai", "model": "gpt-4o-mini"}])
+    proxy_config_seen()
+    client = oai(cached)
+    sampled = {"model": "support-default", "messages": PROMPT, "temperature": 0.7}
+    first = client.chat.completions.with_raw_response.create(**sampled)
+    assert first.headers["x-tokonomics-cache"] == "miss"
+    kept(cached, 1)
+    name = sync_redis().zrange(index_key(cached.account.pk), 0, -1)[0].decode()
+    assert 0 < sync_redis().pttl(entry_key(cached.account.pk, name)) <= 2000  # the route's TTL, not the account's
+    cached.clear_sim()
+    second = client.chat.completions.with_raw_response.create(**sampled)
+    assert second.headers["x-tokonomics-cache"] == "hit" and upstream_calls(cached) == 0
+    assert second.parse().model_dump() == first.parse().model_dump()
+    # The same sampled call to the model itself is not routed: the account's rule (no sampled calls) holds.
+    plain = client.chat.completions.with_raw_response.create(**{**sampled, "model": "gpt-4o-mini"})
+    assert "x-tokonomics-cache" not in plain.headers
+    miss, hit = records(first.headers["x-tokonomics-request-id"], second.headers["x-tokonomics-request-id"])
+    assert hit.cache_hit and hit.cost_usd == 0 and hit.route == "support-default"
+    assert hit.cache_saved_usd == miss.cost_usd > 0  # a route's hit saves what the route's answer cost
+
+
+def test_a_hit_counts_nothing_against_a_budget_and_gives_its_reservation_back(cached: Stack) -> None:
+    from billing.models import Budget
+
+    from .test_budgets import counters
+
+    cap = Budget.objects.create(account=cached.account, scope="account", period="month", limit_usd=Decimal(5),
+                                hard=True)
+    proxy_config_seen()
+    client = oai(cached)
+    miss = chat_raw(client)
+    kept(cached, 1)
+    spent = counters(cap)[""]["s"]
+    assert spent > 0
+    for _ in range(3):
+        assert chat_raw(client).headers["x-tokonomics-cache"] == "hit"
+    assert counters(cap)[""] == {"s": spent, "r": 0}  # three hits: nothing more spent, nothing left reserved
+    assert miss.headers["x-tokonomics-cache"] == "miss"

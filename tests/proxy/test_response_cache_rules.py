@@ -95,3 +95,35 @@ def test_an_answer_over_the_entry_limit_is_dropped_as_it_grows() -> None:
     call.record(b"12345")
     call.record(b"678901")
     assert call.too_large and call.chunks == []
+
+
+def test_with_redis_unreachable_a_lookup_is_a_miss_and_a_store_is_skipped() -> None:
+    import asyncio
+    import socket
+
+    from proxy.redis_pipeline import PipelinedRedis
+    from proxy.response_cache import cache_get, cache_put
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    call = _request(CHAT)
+    assert call is not None
+    call.status, call.content_type = 200, b"application/json"
+    call.record(b"{}")
+
+    async def both() -> tuple[object, bool]:
+        redis = PipelinedRedis(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+        try:
+            return (await cache_get(redis, call),
+                    await cache_put(redis, call, streamed=False, usage=TokenUsage(), served_model="", cost_usd=None,
+                                    now_ms=0))
+        finally:
+            await redis.close()
+
+    assert asyncio.run(both()) == (None, False)
+
+
+def test_a_damaged_or_foreign_entry_is_a_miss() -> None:
+    assert entry_decode(b"") is None and entry_decode(b"\x00\x00\x00\x02{}") is None
+    assert entry_open(1, "ab" * 32, b"short") is None

@@ -42,7 +42,8 @@ def _post(client: Client, url: str, data: dict[str, Any]) -> None:
 
 KEY_FORM = {"name": "ci", "environment": "staging", "allowed_models": '["gpt-4o-mini"]', "expires_at_0": "",
             "expires_at_1": "", "requests_per_minute": "", "tokens_per_minute": "", "max_concurrent": ""}
-BUDGET_FORM = {"scope": "tenant", "match": "*", "period": "month", "hard": "on", "alert_at": "[50, 100]"}
+BUDGET_FORM = {"scope": "tenant", "match": "*", "period": "month", "hard": "on", "alert_at": "[50, 100]",
+               "on_exceed": "deny", "downgrade_to": "", "downgrade_at": "90"}
 ENDPOINT_FORM = {"wire_format": "anthropic", "base_url": "https://api.anthropic.com", "pricing_provider": "anthropic"}
 
 AdminWay = Callable[[Client, Account, Any], None]

@@ -84,7 +84,8 @@ KEY_AFTER = {"account": "Acme Inc", "name": "ci", "environment": "staging", "all
              "expires_at": None, "requests_per_minute": None, "tokens_per_minute": None, "max_concurrent": None,
              "revoked_at": None}
 BUDGET_AFTER = {"account": "Acme Inc", "scope": "tenant", "match": "*", "period": "month",
-                "limit_usd": "5.000000", "hard": True, "alert_at": [50, 100], "channels": []}
+                "limit_usd": "5.000000", "hard": True, "alert_at": [50, 100], "channels": [], "on_exceed": "deny",
+                "downgrade_to": "", "downgrade_at": 90}
 ENDPOINT_AFTER = {"account": "Acme Inc", "slug": "anthropic", "wire_format": "anthropic",
                   "base_url": "https://api.anthropic.com", "pricing_provider": "anthropic", "deployments": {},
                   "has_credential": True}

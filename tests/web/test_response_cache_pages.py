@@ -73,7 +73,16 @@ def test_the_dashboard_shows_spent_and_cache_saved(client_as, alice, acme) -> No
     acme.save()
     body = client_as(alice).get(reverse("dashboard", args=["acme"]), {"last": "1d"}).content.decode()
     assert "spent $0.01 · cache saved $0.01 (1 hit)" in " ".join(body.split())
-    assert "routing saved: i16-route" not in body  # a template comment: the placement is for the lead
+
+
+def test_the_savings_card_adds_routings_saving_to_the_caches(client_as, alice, acme) -> None:
+    miss, hit = _events(acme)
+    usage_record_batch(events=[{**miss, "route": "support-default", "requested_model": "gpt-4o",
+                                "routing_saved_usd": "1.25"}, hit])
+    body = client_as(alice).get(reverse("dashboard", args=["acme"]), {"last": "1d"}).content.decode()
+    card = " ".join(body.split('data-testid="savings"')[1][:1200].split())
+    assert '<div class="stat">$1.26</div>' in card  # $1.25 routing + $0.0125 cache
+    assert "cache saved $0.01 (1 hit" in card and "routing saved $1.25" in card
 
 
 def test_the_call_log_and_the_calls_page_say_cache_hit(client_as, alice, acme) -> None:

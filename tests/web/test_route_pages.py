@@ -106,3 +106,22 @@ def test_the_dashboard_and_the_call_page_show_what_routing_did(client_as, alice,
     detail = client.get(reverse("call_detail", args=["acme", record.pk])).content.decode()
     assert "downgraded</span> from gpt-4o" in detail and "openai/gpt-4o-mini</code>: ok (12 ms)" in detail
     assert "gpt-4o → openai / gpt-4o-mini" in client.get(reverse("call_list", args=["acme"])).content.decode()
+
+
+def test_a_route_sets_its_own_response_cache_ttl_and_temperature_rule(client_as, alice, acme, endpoints) -> None:
+    client = client_as(alice)
+    form = {"name": "faq", "strategy": "fallback", "targets": "openai/gpt-4o-mini", "max_attempts": 3,
+            "deadline_seconds": 30, "retries": 1, "backoff_ms": 200}
+    assert client.post(reverse("route_new", args=["acme"]), form).status_code == 302
+    route = Route.objects.get(name="faq")
+    assert (route.cache_ttl_seconds, route.cache_nonzero_temperature) == (None, None)  # the account's
+    edit = reverse("route_edit", args=["acme", route.pk])
+    page = client.get(edit).content.decode()
+    assert "Response cache TTL" in page and '<option value="unknown" selected>As the account says</option>' in page
+    saved = client.post(edit, {**form, "cache_ttl_seconds": 86400, "cache_nonzero_temperature": "true"})
+    assert saved.status_code == 302
+    route.refresh_from_db()
+    assert (route.cache_ttl_seconds, route.cache_nonzero_temperature) == (86400, True)
+    assert '<option value="true" selected>Yes</option>' in client.get(edit).content.decode()
+    too_long = client.post(edit, {**form, "cache_ttl_seconds": 10**7})
+    assert too_long.status_code == 400

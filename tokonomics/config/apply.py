@@ -343,6 +343,7 @@ def _route_step(run: _Run, spec: RouteIn) -> None:
     values: dict[str, Any] = {
         "strategy": spec.strategy, "targets": spec.stored_targets(), "max_attempts": spec.max_attempts,
         "deadline_seconds": spec.deadline_seconds, "retries": spec.retries, "backoff_ms": spec.backoff_ms,
+        "cache_ttl_seconds": spec.cache_ttl_seconds, "cache_nonzero_temperature": spec.cache_nonzero_temperature,
     }
     route = Route.objects.filter(account=run.account, name=spec.name).first()
     if route is None:

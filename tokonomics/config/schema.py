@@ -148,6 +148,16 @@ class PriceIn(Strict):
     cache_write_per_mtok: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=6)
 
 
+class CacheIn(Strict):
+    """The account's response cache (`cache:` under an account); left out, it stays off."""
+
+    enabled: bool = False
+    ttl_seconds: int = Field(default=3600, ge=1, le=MAX_CACHE_TTL_SECONDS)
+    max_entry_bytes: int = Field(default=1024 * 1024, ge=1024, le=MAX_CACHE_ENTRY_BYTES)
+    max_total_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=MAX_CACHE_TOTAL_BYTES)
+    nonzero_temperature: bool = False
+
+
 class RouteTargetIn(Strict):
     provider: str = Field(pattern=SLUG_PATTERN)  # one of the account's providers (by slug)
     model: str = Field(min_length=1, max_length=200)
@@ -165,19 +175,13 @@ class RouteIn(Strict):
     deadline_seconds: float = Field(default=60.0, gt=0, le=600)
     retries: int = Field(default=1, ge=0, le=10)
     backoff_ms: int = Field(default=200, ge=0, le=60_000)
+    cache_ttl_seconds: int | None = Field(default=None, ge=1, le=MAX_CACHE_TTL_SECONDS)  # None: the account's
+    cache_nonzero_temperature: bool | None = None
 
     def stored_targets(self) -> list[dict[str, object]]:
         """The targets as Route.targets holds them (an endpoint by its slug)."""
         return [{"endpoint": t.provider, "model": t.model, "weight": t.weight, "timeout_seconds": t.timeout_seconds}
                 for t in self.targets]
-class CacheIn(Strict):
-    """The account's response cache (`cache:` under an account); left out, it stays off."""
-
-    enabled: bool = False
-    ttl_seconds: int = Field(default=3600, ge=1, le=MAX_CACHE_TTL_SECONDS)
-    max_entry_bytes: int = Field(default=1024 * 1024, ge=1024, le=MAX_CACHE_ENTRY_BYTES)
-    max_total_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=MAX_CACHE_TOTAL_BYTES)
-    nonzero_temperature: bool = False
 
 
 class AccountIn(Strict):

@@ -59,6 +59,14 @@ def test_the_demo_config_has_a_route(tmp_path, env) -> None:
     assert demo["accounts"][0]["routes"], "README promises one route in the demo config"  # applied by seeddemo
 
 
+def test_a_route_may_set_its_own_response_cache_ttl_and_temperature_rule(tmp_path, env) -> None:
+    data = example()
+    data["accounts"][0]["routes"] = [{**ROUTES[0], "cache_ttl_seconds": 600, "cache_nonzero_temperature": True}]
+    apply_data(tmp_path, data)
+    route = Route.objects.get(name="support-default")
+    assert (route.cache_ttl_seconds, route.cache_nonzero_temperature) == (600, True)
+
+
 def test_a_budget_downgrade_is_applied_and_needs_its_target(tmp_path, env) -> None:
     from billing.models import Budget
 
