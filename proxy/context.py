@@ -22,7 +22,7 @@ from .database_jobs import database_job
 from .directory import CONFIG_VERSION_KEY, Directory
 from .hooks import CountersRebuild, hooks_get
 from .quota import CountersSeed, Quota
-from .redis_pipeline import PipelinedRedis
+from .redis_cluster import proxy_redis
 from .spool import PendingEvents, Spool, spool_drain
 from .tracing import Tracing, tracing_start
 
@@ -58,7 +58,7 @@ class ProxyContext:
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self.redis = PipelinedRedis(settings.REDIS_URL, timeout=settings.TOKONOMICS_REDIS_TIMEOUT)
+        self.redis = proxy_redis(settings.REDIS_URL, timeout=settings.TOKONOMICS_REDIS_TIMEOUT)
         # Usage events that could not reach Redis wait here, and in a spool file a killed process leaves behind.
         self.pending_events = PendingEvents(Spool(Path(settings.TOKONOMICS_SPOOL_DIR)))
         self.quota = Quota(
