@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +72,14 @@ class LocalCluster:
     def client(self) -> RedisCluster:
         return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", port) for port in PORTS[:3]],
                             socket_timeout=2)
+
+    def flush(self) -> None:
+        """Empty every master (a client of its own: a failover may have moved the masters since)."""
+        client = self.client()
+        try:
+            client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+        finally:
+            client.close()
 
     def master_of(self, key: str) -> int:
         """The port of the master serving `key` now."""
@@ -165,20 +172,12 @@ def on_cluster(redis_cluster: LocalCluster, settings, clean_redis: None) -> Iter
     settings.REDIS_URL = redis_cluster.url
     sync_redis.cache_clear()
     wait_until(redis_cluster.fully_replicated, 15, interval=0.1, message="the Redis Cluster is not healthy")
-    client = redis_cluster.client()
-    client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+    redis_cluster.flush()
     yield redis_cluster
     sync_redis.cache_clear()
-    try:
-        client.flushdb(target_nodes=RedisCluster.PRIMARIES)
-    finally:
-        client.close()
+    redis_cluster.flush()
 
 
 def cluster_process_env(redis_cluster: LocalCluster) -> dict[str, str]:
     """What a proxy process of a cluster test needs on top of tests/support.py's process_env."""
     return {"REDIS_URL": redis_cluster.url, "CELERY_BROKER_URL": os.environ["REDIS_URL"]}
-
-
-def time_left(deadline: float) -> float:
-    return max(0.0, deadline - time.monotonic())
