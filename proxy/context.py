@@ -115,6 +115,8 @@ class ProxyContext:
             reply = await self.redis.execute("CONFIG", "GET", "maxmemory-policy")
         except (RedisError, OSError):
             return ""  # unreachable now, or CONFIG is disabled (managed Redis): nothing to tell
+        if isinstance(reply, dict):  # redis-py's cluster client answers CONFIG GET as {name: value}
+            reply = [item for pair in reply.items() for item in pair]
         policy = reply[1].decode() if len(reply) == 2 else ""
         if policy and policy != "noeviction":
             log.warning(

@@ -15,8 +15,9 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from proxy.budgets import account_prefix
+from proxy.context import ProxyContext
 from proxy.directory import BudgetEntry
-from proxy.ledger_metrics import EVENT_STREAMS, _client
+from proxy.ledger_metrics import EVENT_STREAMS, LedgerLagCollector, _client
 from proxy.quota import Quota, events_stream_key
 from proxy.redis_cluster import ClusterRedis, proxy_redis
 from proxy.redis_pipeline import LuaScript, PipelinedRedis
@@ -103,3 +104,25 @@ def test_a_cluster_needs_a_broker_of_its_own() -> None:
     assert given.stdout.strip() == "redis://127.0.0.1:6379/2"
     single = _settings_in_a_process(REDIS_URL="redis://127.0.0.1:6379/2", CELERY_BROKER_URL="")
     assert single.stdout.strip() == "redis://127.0.0.1:6379/2"
+
+
+def test_the_eviction_check_reads_the_clusters_policy(on_cluster: LocalCluster) -> None:
+    async def policy() -> str:
+        context = ProxyContext.__new__(ProxyContext)  # only its Redis client is used by this check
+        context.redis = ClusterRedis(on_cluster.url, timeout=2)
+        try:
+            return await context.warn_if_redis_may_evict()
+        finally:
+            await context.redis.close()
+
+    assert asyncio.run(policy()) == "noeviction"
+
+
+def test_the_ledger_lag_gauge_reads_streams_on_every_master(on_cluster: LocalCluster) -> None:
+    client = sync_redis()
+    for account in range(1, 40):
+        client.xadd(events_stream_key(account), {"e": b"{}"})
+    _client.cache_clear()
+    families = {family.name: family for family in LedgerLagCollector().collect()}
+    pending = {sample.name: sample.value for family in families.values() for sample in family.samples}
+    assert pending["tokonomics_ledger_pending_events"] == 39
