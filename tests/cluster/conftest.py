@@ -9,6 +9,7 @@ it starts; Celery's broker stays on the single test Redis (a cluster cannot be C
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -32,13 +33,19 @@ NODE_TIMEOUT_MS = 1000
 TEST_SECONDS = 20
 
 
-def _cluster_support() -> bool:
+def _no_cluster_support() -> str:
+    """Why this machine's redis-server cannot run a cluster ('' when it can): not installed, or older than
+    Redis 3, which brought cluster mode."""
     try:
         found = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    # Cluster mode arrived in Redis 3; a build without it refuses the option (checked at start-up below).
-    return found.returncode == 0
+        return "redis-server is not installed"
+    version = re.search(r"v=(\d+)\.", found.stdout)
+    if found.returncode != 0 or version is None:
+        return f"redis-server --version did not answer ({found.stdout.strip()!r})"
+    if int(version.group(1)) < 3:
+        return f"redis-server {version.group(1)}.x has no cluster mode"
+    return ""
 
 
 @dataclass
@@ -51,6 +58,8 @@ class LocalCluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in PORTS[:3]) + "/"
 
     def start_node(self, port: int) -> None:
+        if self._answers(port):
+            raise RuntimeError(f"127.0.0.1:{port} is taken: the test cluster needs ports {PORTS[0]}–{PORTS[-1]}")
         self.processes[port] = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
              "--cluster-config-file", str(self.directory / f"nodes-{port}.conf"),
@@ -58,7 +67,11 @@ class LocalCluster:
              "--daemonize", "no", "--loglevel", "warning", "--dir", str(self.directory)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: self._answers(port), 10, interval=0.05, message=f"redis-server :{port} did not start")
+        process = self.processes[port]
+        wait_until(lambda: process.poll() is not None or self._answers(port), 10, interval=0.05,
+                   message=f"redis-server :{port} did not start")
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server :{port} exited at start ({process.returncode})")
 
     def kill(self, port: int) -> None:
         """SIGKILL: the node vanishes mid-command, as a crashed host does."""
@@ -126,10 +139,19 @@ class LocalCluster:
             return False
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The cluster owns fixed ports: under pytest-xdist (bin/test runs `--dist loadgroup`) every test of
+    this directory goes to one worker, which alone starts it."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("redis_cluster"))
+
+
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[LocalCluster]:
-    if not _cluster_support():
-        pytest.skip("redis-server is not installed")
+    if reason := _no_cluster_support():
+        pytest.skip(reason)
     with tempfile.TemporaryDirectory(prefix="tokonomics-cluster-") as directory:
         cluster = LocalCluster(Path(directory))
         try:
