@@ -11,9 +11,13 @@ import time
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.test import RequestFactory
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from billing.sso.reset_throttle import PER_EMAIL_PER_HOUR, reset_mail_allowed
 from proxy.budgets import account_prefix
 from proxy.context import ProxyContext
 from proxy.directory import BudgetEntry
@@ -126,3 +130,27 @@ def test_the_ledger_lag_gauge_reads_streams_on_every_master(on_cluster: LocalClu
     families = {family.name: family for family in LedgerLagCollector().collect()}
     pending = {sample.name: sample.value for family in families.values() for sample in family.samples}
     assert pending["tokonomics_ledger_pending_events"] == 39
+
+
+def test_a_cluster_out_of_reach_is_an_outage_not_a_hang() -> None:
+    """No node answers: the proxy's client raises a connection error within its timeout (the outage policy
+    then applies), never an exception the proxy would not recognise as Redis being down."""
+
+    async def attempt() -> float:
+        client = ClusterRedis("redis+cluster://127.0.0.1:1/", timeout=0.3)
+        started = time.monotonic()
+        try:
+            with pytest.raises((RedisConnectionError, RedisTimeoutError)):
+                await client.execute("GET", "tk:{a:1}:x")
+            return time.monotonic() - started
+        finally:
+            await client.close()
+
+    assert asyncio.run(attempt()) < 1.0
+
+
+def test_the_password_reset_throttle_counts_on_a_cluster(on_cluster: LocalCluster) -> None:
+    """Its two counters (the address, the client) carry no common hash tag: counted without a transaction."""
+    request = RequestFactory().post("/reset", REMOTE_ADDR="203.0.113.9")
+    allowed = [reset_mail_allowed(request=request, email="a@example.com") for _ in range(PER_EMAIL_PER_HOUR + 1)]
+    assert allowed == [True] * PER_EMAIL_PER_HOUR + [False]
