@@ -15,6 +15,7 @@ from django.test import RequestFactory
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from billing.sso.reset_throttle import PER_EMAIL_PER_HOUR, reset_mail_allowed
@@ -154,3 +155,21 @@ def test_the_password_reset_throttle_counts_on_a_cluster(on_cluster: LocalCluste
     request = RequestFactory().post("/reset", REMOTE_ADDR="203.0.113.9")
     allowed = [reset_mail_allowed(request=request, email="a@example.com") for _ in range(PER_EMAIL_PER_HOUR + 1)]
     assert allowed == [True] * PER_EMAIL_PER_HOUR + [False]
+
+
+def test_keys_of_two_slots_in_one_script_are_a_bug_not_an_outage(on_cluster: LocalCluster) -> None:
+    """Were a script ever sent keys of two accounts, it must fail loudly (ResponseError, logged as the
+    script failing) rather than pass for Redis being down."""
+    script = LuaScript.of("return redis.call('GET', KEYS[1])")
+
+    async def attempt() -> None:
+        client = ClusterRedis(on_cluster.url, timeout=2)
+        try:
+            with pytest.raises(ResponseError) as raised:
+                await client.evalsha(script, [f"{account_prefix(1)}:x", f"{account_prefix(2)}:x"], [])
+            assert not isinstance(raised.value, RedisConnectionError)
+        finally:
+            await client.close()
+
+    assert key_slot(account_prefix(1).encode()) != key_slot(account_prefix(2).encode())
+    asyncio.run(attempt())
