@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import orjson
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory
@@ -26,6 +28,7 @@ from proxy.ledger_metrics import EVENT_STREAMS, LedgerLagCollector, _client
 from proxy.quota import Quota, events_stream_key
 from proxy.redis_cluster import ClusterRedis, proxy_redis
 from proxy.redis_pipeline import LuaScript, PipelinedRedis
+from proxy.spool import PendingEvents, Spool, spool_drain
 from tokonomics.redis_client import cluster_address, is_cluster_url, sync_redis
 
 from ..support import account_entry, key_entry
@@ -173,3 +176,24 @@ def test_keys_of_two_slots_in_one_script_are_a_bug_not_an_outage(on_cluster: Loc
 
     assert key_slot(account_prefix(1).encode()) != key_slot(account_prefix(2).encode())
     asyncio.run(attempt())
+
+
+def test_a_dead_processs_spool_drains_into_streams_on_every_master(on_cluster: LocalCluster, spool_dir: Path) -> None:
+    accounts = range(1, 40)
+    dead = PendingEvents(Spool(spool_dir))
+    for account in accounts:
+        dead.append((account, orjson.dumps({"request_id": f"req_{account}"})))
+    dead.spool.close(keep=True)  # the process dies with its events queued
+
+    async def drain() -> int:
+        client = ClusterRedis(on_cluster.url, timeout=2)
+        try:
+            return await spool_drain(directory=spool_dir, redis=client)
+        finally:
+            await client.close()
+
+    assert asyncio.run(drain()) == len(accounts)
+    client = sync_redis()
+    assert all(orjson.loads(client.xrange(events_stream_key(a))[0][1][b"e"])["request_id"] == f"req_{a}"
+               for a in accounts)
+    assert list(spool_dir.glob("*.spool")) == []
