@@ -24,7 +24,7 @@ from .directory import CONFIG_VERSION_KEY, Directory
 from .hooks import CountersRebuild, hooks_get
 from .leases import LeaseBook, lease_spool_drain
 from .quota import CountersSeed, Quota
-from .redis_pipeline import PipelinedRedis
+from .redis_cluster import proxy_redis
 from .spool import PendingEvents, Spool, spool_drain
 from .target_health import REFRESH_SECONDS, TargetHealth
 from .tracing import Tracing, tracing_start
@@ -61,7 +61,7 @@ class ProxyContext:
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self.redis = PipelinedRedis(settings.REDIS_URL, timeout=settings.TOKONOMICS_REDIS_TIMEOUT)
+        self.redis = proxy_redis(settings.REDIS_URL, timeout=settings.TOKONOMICS_REDIS_TIMEOUT)
         # Usage events that could not reach Redis wait here, and in a spool file a killed process leaves behind.
         self.pending_events = PendingEvents(Spool(Path(settings.TOKONOMICS_SPOOL_DIR)))
         self.quota = Quota(
@@ -146,6 +146,8 @@ class ProxyContext:
             reply = await self.redis.execute("CONFIG", "GET", "maxmemory-policy")
         except (RedisError, OSError):
             return ""  # unreachable now, or CONFIG is disabled (managed Redis): nothing to tell
+        if isinstance(reply, dict):  # redis-py's cluster client answers CONFIG GET as {name: value}
+            reply = [item for pair in reply.items() for item in pair]
         policy = reply[1].decode() if len(reply) == 2 else ""
         if policy and policy != "noeviction":
             log.warning(

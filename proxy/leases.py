@@ -40,7 +40,7 @@ import orjson
 
 from . import metrics
 from .budgets import account_prefix, nanos_to_usd
-from .redis_pipeline import Arg, LuaScript, PipelinedRedis
+from .redis_pipeline import Arg, LuaScript, ProxyRedis
 
 if TYPE_CHECKING:
     from .quota import CallPlan, Counter, Reservation
@@ -240,7 +240,7 @@ def worker_id() -> str:
 class LeaseBook:
     """This worker's leases, the calls admitted against them, and the batches that settle them."""
 
-    def __init__(self, redis: PipelinedRedis, *, fraction: float, ttl_seconds: float, flush_seconds: float,
+    def __init__(self, redis: ProxyRedis, *, fraction: float, ttl_seconds: float, flush_seconds: float,
                  spool_dir: Path) -> None:
         self.redis = redis
         self.fraction = min(max(fraction, 0.0), 1.0)
@@ -555,7 +555,7 @@ def _segment_batches(worker: str, content: bytes) -> list[tuple[int, list[str], 
     return batches
 
 
-async def lease_spool_drain(*, directory: Path, redis: PipelinedRedis) -> int:
+async def lease_spool_drain(*, directory: Path, redis: ProxyRedis) -> int:
     """Apply the lease batches dead workers spooled and never sent (or sent without deleting them: those
     are skipped by their sequence number), oldest first, then delete their segments. Returns the
     segments applied."""

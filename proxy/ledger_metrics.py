@@ -23,6 +23,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from tokonomics.redis_client import SyncRedis, redis_connect
+
 DEAD_LETTERS_KEY = "tk:ledger:dead_letters"
 DEAD_LETTERS_WAITING_KEY = "tk:ledger:dead_letters_waiting"
 # The only label values: the ledger maps every failure to one of these.
@@ -35,10 +37,10 @@ SCAN_COUNT = 1_000
 
 
 @lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
-    # Short timeouts: an unreachable Redis must not hold a scrape for seconds.
-    timeout = settings.TOKONOMICS_REDIS_TIMEOUT
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+def _client(url: str) -> SyncRedis:
+    # Short timeouts: an unreachable Redis must not hold a scrape for seconds. On a cluster, scan_iter
+    # visits every master.
+    return redis_connect(url, timeout=settings.TOKONOMICS_REDIS_TIMEOUT)
 
 
 class DeadLetterCollector(Collector):

@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
-import redis
 from django.db import DatabaseError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from proxy.periods import period_bounds
+from tokonomics.redis_client import SyncRedis
 
 from . import metrics
 from .breaker import CircuitBreaker
@@ -37,7 +37,7 @@ from .budgets import (
 )
 from .directory import AccountEntry, KeyEntry
 from .leases import LeaseBook
-from .redis_pipeline import Arg, LuaScript, PipelinedRedis
+from .redis_pipeline import Arg, LuaScript, ProxyRedis
 from .usage_bounds import MAX_TOKENS
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ class Quota:
 
     def __init__(
         self,
-        redis: PipelinedRedis,
+        redis: ProxyRedis,
         *,
         reservation_ttl_ms: int,
         pending_events: deque[tuple[int, bytes]] | None = None,
@@ -569,7 +569,7 @@ class Quota:
             self.pending_events.popleft()
 
 def counters_seed(
-    client: redis.Redis,
+    client: SyncRedis,
     *,
     account_id: int,
     counters: Iterable[CounterSeed],
@@ -601,7 +601,7 @@ class ValueSpend:
 
 
 def budget_values_list(
-    client: redis.Redis, *, period: BudgetPeriod, limit: int, min_nanos: int | None = None,
+    client: SyncRedis, *, period: BudgetPeriod, limit: int, min_nanos: int | None = None,
     max_nanos: int | None = None,
 ) -> list[ValueSpend]:
     """A '*' budget's counters in one period, biggest spenders first: at most `limit` of them, from its value

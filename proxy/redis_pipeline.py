@@ -19,7 +19,7 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import hiredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
@@ -38,6 +38,19 @@ class LuaScript:
     @classmethod
     def of(cls, source: str) -> LuaScript:
         return cls(source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
+
+
+class ProxyRedis(Protocol):
+    """What the proxy asks of its Redis client: PipelinedRedis, or ClusterRedis (proxy/redis_cluster.py)."""
+
+    url: str
+    commands: int  # sent on this client so far (the benchmark's Redis commands per call)
+
+    async def execute(self, *args: Arg) -> Any: ...
+
+    async def evalsha(self, script: LuaScript, keys: list[str], args: list[Arg]) -> Any: ...
+
+    async def close(self) -> None: ...
 
 
 class _Connection(asyncio.Protocol):

@@ -43,7 +43,7 @@ from tokonomics.crypto import account_derived_key
 
 from .budgets import account_prefix
 from .providers.base import Operation, RequestInfo
-from .redis_pipeline import LuaScript, PipelinedRedis
+from .redis_pipeline import LuaScript, ProxyRedis
 from .usage import TokenUsage
 
 if TYPE_CHECKING:
@@ -281,7 +281,7 @@ def entry_decode(plain: bytes) -> CachedAnswer | None:
 # --- lookup and store ---------------------------------------------------------------------------------
 
 
-async def cache_get(redis: PipelinedRedis, call: CacheCall) -> CachedAnswer | None:
+async def cache_get(redis: ProxyRedis, call: CacheCall) -> CachedAnswer | None:
     """The entry of this call, opened; None on a miss, and when Redis cannot say (the call goes upstream)."""
     try:
         sealed = await redis.execute("GET", entry_key(call.account_id, call.name))
@@ -294,7 +294,7 @@ async def cache_get(redis: PipelinedRedis, call: CacheCall) -> CachedAnswer | No
     return entry_decode(plain) if plain is not None else None
 
 
-async def cache_put(redis: PipelinedRedis, call: CacheCall, *, streamed: bool, usage: TokenUsage,
+async def cache_put(redis: ProxyRedis, call: CacheCall, *, streamed: bool, usage: TokenUsage,
                     served_model: str, cost_usd: Decimal | None, now_ms: int) -> bool:
     """Store the recorded answer (the caller checked it may be kept); False when it was not stored."""
     plain = entry_encode(call=call, streamed=streamed, usage=usage, served_model=served_model, cost_usd=cost_usd)

@@ -28,7 +28,7 @@ from pathlib import Path
 from redis.exceptions import RedisError
 
 from .quota import events_stream_key
-from .redis_pipeline import PipelinedRedis
+from .redis_pipeline import ProxyRedis
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def release(fd: int, path: Path | None) -> None:
     os.close(fd)
 
 
-async def spool_drain(*, directory: Path, redis: PipelinedRedis) -> int:
+async def spool_drain(*, directory: Path, redis: ProxyRedis) -> int:
     """Send the events of dead processes' spool files to their accounts' Redis streams, then delete the
     files; a file whose events cannot all be sent stays for the next drain. Returns the events sent."""
     sent = 0

@@ -16,7 +16,7 @@ from statistics import median
 from redis.exceptions import RedisError
 
 from .budgets import account_prefix, budget_value_token
-from .redis_pipeline import PipelinedRedis
+from .redis_pipeline import ProxyRedis
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def breaker_keys(account_id: int, endpoint: str, model: str) -> tuple[str, str]:
 class TargetHealth:
     """Per-process view of the targets' breakers and latencies."""
 
-    def __init__(self, redis: PipelinedRedis) -> None:
+    def __init__(self, redis: ProxyRedis) -> None:
         self.redis = redis
         self._open_until: dict[tuple[int, str, str], float] = {}  # monotonic deadline of an open breaker
         self._watched: dict[tuple[int, str, str], float] = {}  # target → when this process last routed to it

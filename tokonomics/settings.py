@@ -257,8 +257,16 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# redis+cluster://host:port[,host:port…]/ (or rediss+cluster://) names a Redis Cluster by some of its nodes.
+REDIS_CLUSTER = REDIS_URL.partition("://")[0].lower() in ("redis+cluster", "rediss+cluster")
 
-CELERY_BROKER_URL = REDIS_URL
+# Celery's Redis transport speaks to one server: a Redis Cluster cannot be its broker.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or ("" if REDIS_CLUSTER else REDIS_URL)
+if not CELERY_BROKER_URL:
+    raise ImproperlyConfigured(
+        "REDIS_URL names a Redis Cluster, which Celery cannot use as its broker: set CELERY_BROKER_URL to a "
+        "single Redis server (redis://host:port/db) or another broker Celery supports"
+    )
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"

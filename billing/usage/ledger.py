@@ -22,12 +22,14 @@ from typing import Any
 import redis
 from django.db import InterfaceError, OperationalError, connection
 from django.dispatch import Signal
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from billing.models import Account
 from billing.usage.deadletters import usage_dead_letter_add
 from billing.usage.records import LedgerEntry, UnstorableEvent, event_decode, usage_record_batch
 from proxy.quota import events_stream_key
-from tokonomics.redis_client import sync_redis
+from tokonomics.redis_client import SyncRedis, sync_redis
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,7 @@ def usage_record_batch_from_events(*, events: list[bytes]) -> int:
     return len(usage_events_store(entries=[LedgerEntry(raw=e) for e in events]))
 
 
-def _ensure_groups(client: redis.Redis, streams: list[bytes]) -> None:
+def _ensure_groups(client: SyncRedis, streams: list[bytes]) -> None:
     for stream in streams:
         if stream in _groups_made:
             continue
@@ -104,7 +106,7 @@ def _ensure_groups(client: redis.Redis, streams: list[bytes]) -> None:
         _groups_made.add(stream)
 
 
-def _write(client: redis.Redis, batches: Iterable[Any], stream_accounts: dict[bytes, int]) -> int:
+def _write(client: SyncRedis, batches: Iterable[Any], stream_accounts: dict[bytes, int]) -> int:
     """Write [(stream, [(id, fields)…])…] to the database, then ack and delete those events."""
     ledger_entries, done = [], []
     for stream, entries in batches:
@@ -125,7 +127,7 @@ def _write(client: redis.Redis, batches: Iterable[Any], stream_accounts: dict[by
     return len(events)
 
 
-def usage_ingest(*, max_seconds: float = 5.0, batch_size: int = 1000, client: redis.Redis | None = None) -> int:
+def usage_ingest(*, max_seconds: float = 5.0, batch_size: int = 1000, client: SyncRedis | None = None) -> int:
     """Drain every account's usage stream into the database. Safe to run in several workers at once:
     the consumer group hands each event to one of them. Returns the number of events written."""
     client = client or sync_redis()
@@ -139,7 +141,23 @@ def usage_ingest(*, max_seconds: float = 5.0, batch_size: int = 1000, client: re
         return _ingest(client, max_seconds, batch_size)
 
 
-def _ingest(client: redis.Redis, max_seconds: float, batch_size: int) -> int:
+def _read(client: SyncRedis, consumer: str, streams: list[bytes], since: str, count: int) -> list[Any]:
+    """XREADGROUP of every stream from `since`: one command on a server; on a cluster one per slot, since a
+    command's keys must share a slot there (each account's stream has a slot of its own), so one per slot,
+pipelined."""
+    if not isinstance(client, RedisCluster):
+        return list(client.xreadgroup(GROUP, consumer, {s: since for s in streams}, count=count) or [])
+    by_slot: dict[int, list[bytes]] = {}
+    for stream in streams:
+        by_slot.setdefault(key_slot(stream), []).append(stream)
+    # redis-py sends each master its commands in one round trip (its cluster pipeline() is untyped).
+    pipe = client.pipeline(transaction=False)  # type: ignore[no-untyped-call]
+    for same_slot in by_slot.values():
+        pipe.xreadgroup(GROUP, consumer, {s: since for s in same_slot}, count=count)
+    return [batch for batches in pipe.execute() for batch in batches or []]
+
+
+def _ingest(client: SyncRedis, max_seconds: float, batch_size: int) -> int:
     stream_accounts = {events_stream_key(pk).encode(): pk for pk in Account.objects.values_list("pk", flat=True)}
     streams = list(stream_accounts)
     if not streams:
@@ -148,14 +166,13 @@ def _ingest(client: redis.Redis, max_seconds: float, batch_size: int) -> int:
     consumer = _consumer_name()
     written = 0
     # First what this consumer read before and failed to write, then what dead consumers left.
-    written += _write(client, client.xreadgroup(GROUP, consumer, {s: "0" for s in streams}, count=batch_size) or [],
-                      stream_accounts)
+    written += _write(client, _read(client, consumer, streams, "0", batch_size), stream_accounts)
     for stream in streams:
         _, claimed, *_ = client.xautoclaim(stream, GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=batch_size)
         written += _write(client, [(stream, claimed)], stream_accounts)
     deadline = time.monotonic() + max_seconds
     while time.monotonic() < deadline:
-        batches = client.xreadgroup(GROUP, consumer, {s: ">" for s in streams}, count=batch_size)
+        batches = _read(client, consumer, streams, ">", batch_size)
         if not batches:
             break
         written += _write(client, batches, stream_accounts)

@@ -215,7 +215,9 @@ def test_seats_are_set_and_removed_through_the_services_never_the_last_owner(
 def test_account_changes_are_logged_as_the_settings_pages_log_them(operator: Client, superuser, acme) -> None:
     form = {"name": "Acme Corp", "plan": acme.plan.pk, "timezone": "UTC", "retention_days": "",
             "on_redis_unavailable": acme.on_redis_unavailable, "brand_name": "Acme AI", "brand_logo_url": "",
-            "brand_accent_color": "", **{f"{inline}-{count}_FORMS": "0" for inline in ("seats", "budgets")
+            "brand_accent_color": "", "cache_ttl_seconds": acme.cache_ttl_seconds,
+            "cache_max_entry_bytes": acme.cache_max_entry_bytes, "cache_max_total_bytes": acme.cache_max_total_bytes,
+            **{f"{inline}-{count}_FORMS": "0" for inline in ("seats", "budgets")
                                          for count in ("TOTAL", "INITIAL")}}
     _post(operator, _change("billing_account", acme.pk), form)
     settings, branding = _only_entry("account.updated"), _only_entry("account.branding_changed")
