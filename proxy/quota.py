@@ -221,6 +221,10 @@ class Quota:
         self._counters_seed = counters_seed
         self._seeding: dict[int, asyncio.Future[None]] = {}  # one seed at a time per account, shared
 
+    def scripts(self) -> tuple[LuaScript, ...]:
+        """The scripts a call runs, for a new worker to load into Redis's cache before its first call."""
+        return (self._reserve, self._settle)
+
     def plan_for(
         self, account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str, now: float, session: str = ""
     ) -> CallPlan:

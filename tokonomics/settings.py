@@ -277,6 +277,10 @@ TOKONOMICS_REDIS_TIMEOUT = env_float("TOKONOMICS_REDIS_TIMEOUT", 0.25)
 TOKONOMICS_CONFIG_POLL_SECONDS = env_float("TOKONOMICS_CONFIG_POLL_SECONDS", 0.5)
 # Where each proxy process spools the usage events it holds while Redis is unreachable (proxy/spool.py).
 TOKONOMICS_SPOOL_DIR = env_str("TOKONOMICS_SPOOL_DIR", str(BASE_DIR / "var" / "spool"))
+# A new proxy worker warms up before it reports ready (proxy/warmup.py), for at most this long, preloading
+# this many of the newest keys (docs/scaling.md, "Cold start").
+TOKONOMICS_WARMUP_SECONDS = env_float("TOKONOMICS_WARMUP_SECONDS", 5.0)
+TOKONOMICS_WARMUP_KEYS = env_int("TOKONOMICS_WARMUP_KEYS", 1000)
 
 
 def otlp_traces_endpoint(base: str, traces: str) -> str:
