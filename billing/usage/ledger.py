@@ -105,20 +105,28 @@ def _ensure_groups(client: redis.Redis, streams: list[bytes]) -> None:
 
 
 def _write(client: redis.Redis, batches: Iterable[Any], stream_accounts: dict[bytes, int]) -> int:
-    """Write [(stream, [(id, fields)…])…] to the database, then ack and delete those events."""
+    """Write [(stream, [(id, fields)…])…] to the database, one stream (one account) per transaction, and
+    after each ack and delete its events. One account per transaction lets ledger workers write different
+    accounts at once (records.py locks per account); each starts at a stream of its own for that reason."""
+    batches = list(batches)
+    start = os.getpid() % len(batches) if batches else 0
+    return sum(_write_stream(client, stream, entries, stream_accounts.get(stream))
+               for stream, entries in batches[start:] + batches[:start])
+
+
+def _write_stream(client: redis.Redis, stream: bytes, entries: list[Any], account_id: int | None) -> int:
     ledger_entries, done = [], []
-    for stream, entries in batches:
-        for entry_id, fields in entries:
-            if fields:  # None: an entry deleted while pending
-                ledger_entries.append(LedgerEntry(raw=fields.get(b"e", b""), stream=stream.decode(),
-                                                  entry_id=entry_id.decode(), account_id=stream_accounts.get(stream)))
-            done.append((stream, entry_id))
+    for entry_id, fields in entries:
+        if fields:  # None: an entry deleted while pending
+            ledger_entries.append(LedgerEntry(raw=fields.get(b"e", b""), stream=stream.decode(),
+                                              entry_id=entry_id.decode(), account_id=account_id))
+        done.append(entry_id)
     if not done:
         return 0
     events = usage_events_store(entries=ledger_entries)
     usage_recorded.send(sender=LedgerEntry, events=events)
     pipe = client.pipeline(transaction=False)
-    for stream, entry_id in done:
+    for entry_id in done:
         pipe.xack(stream, GROUP, entry_id)
         pipe.xdel(stream, entry_id)
     pipe.execute()

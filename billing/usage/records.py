@@ -23,7 +23,10 @@ from tokonomics.redis_client import sync_redis
 
 log = logging.getLogger(__name__)
 
-LEDGER_LOCK_ID = 7_146_390_001  # pg_advisory_xact_lock key of the ledger's writers
+# pg_advisory_xact_lock(LEDGER_LOCK_CLASS, account) is held by whoever writes an account's records: writers of
+# different accounts go in parallel (several ledger workers scale), two writers of one account take turns.
+LEDGER_LOCK_CLASS = 714_639_001
+_INT4_KEYS = 2**31 - 1  # the two-key form takes int4s: accounts past it share a key (and only take turns)
 
 RECORD_FIELDS = (
     "session", "session_name", "session_git",
@@ -101,7 +104,7 @@ def usage_record_batch(*, events: Iterable[dict]) -> int:
     known_keys = set(ApiKey.objects.filter(pk__in=wanted_keys).values_list("pk", flat=True))
     records = {e["request_id"]: _record(e, known_keys) for e in events}
     with transaction.atomic():
-        _serialize_writers()
+        _serialize_writers({e["account_id"] for e in events})
         stored = set(UsageRecord.objects.filter(request_id__in=records).values_list("request_id", flat=True))
         new = [r for request_id, r in records.items() if request_id not in stored]
         UsageRecord.objects.bulk_create(new, batch_size=1000)
@@ -123,9 +126,13 @@ def _announce(account_ids: set[int]) -> None:
         log.warning("could not announce new usage to live dashboards")
 
 
-def _serialize_writers() -> None:
-    # Two writers of the same events (a re-claimed batch) must not both add them to the rollups.
+def _serialize_writers(account_ids: set[int]) -> None:
+    """Two writers of the same events (a re-claimed batch) must not both add them to the rollups: an event's
+    writers hold its account's lock. Taken in one order (ascending), so two batches never deadlock."""
     if connection.vendor == "postgresql":
+        keys = sorted({account_id % _INT4_KEYS for account_id in account_ids})
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEDGER_LOCK_ID])
+            # unnest yields the array in order and nothing sorts after it: the locks are taken in that order.
+            cursor.execute("SELECT count(pg_advisory_xact_lock(%s, key)) FROM unnest(%s::int[]) AS key",
+                           [LEDGER_LOCK_CLASS, keys])
     # SQLite: transactions already take the write lock at BEGIN (transaction_mode IMMEDIATE).
