@@ -70,6 +70,8 @@ async def _directory_warm(ctx: ProxyContext) -> None:
     """The newest keys and their accounts in the directory, then the prices of the models their endpoints
     name (Azure deployments)."""
     limit = settings.TOKONOMICS_WARMUP_KEYS
+    if limit <= 0:
+        return
     account_load = hooks_get().account_load
 
     def load() -> tuple[dict[str, KeyEntry], dict[int, AccountEntry]]:

@@ -99,6 +99,7 @@ def process_env(**env: str) -> dict[str, str]:
         "REDIS_URL": settings.REDIS_URL,
         "TOKONOMICS_REDIS_TIMEOUT": str(settings.TOKONOMICS_REDIS_TIMEOUT),
         "TOKONOMICS_SPOOL_DIR": str(settings.TOKONOMICS_SPOOL_DIR),
+        "TOKONOMICS_WARMUP_KEYS": str(settings.TOKONOMICS_WARMUP_KEYS),
         **env,
     }
 

@@ -13,6 +13,8 @@ from decimal import Decimal
 import orjson
 import redis
 from django.db import connection, transaction
+from django.db.models import JSONField
+from psycopg.types.json import Jsonb
 
 from billing.models import Account, UsageRecord
 from billing.usage.rollups import usage_rollup_add
@@ -107,10 +109,30 @@ def usage_record_batch(*, events: Iterable[dict]) -> int:
         _serialize_writers({e["account_id"] for e in events})
         stored = set(UsageRecord.objects.filter(request_id__in=records).values_list("request_id", flat=True))
         new = [r for request_id, r in records.items() if request_id not in stored]
-        UsageRecord.objects.bulk_create(new, batch_size=1000)
+        _insert(new)
         usage_rollup_add(records=new)
     _announce({r.account_id for r in new})
     return len(new)
+
+
+def _insert(records: list[UsageRecord]) -> None:
+    """On PostgreSQL through COPY: the ledger's hot loop, where bulk_create spent most of its time preparing
+    each of 29 fields a row in Python. The request id's unique index still refuses a record stored twice."""
+    if connection.vendor != "postgresql" or not records:
+        UsageRecord.objects.bulk_create(records, batch_size=1000)
+        return
+    fields = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+    json_fields = {f.attname for f in fields if isinstance(f, JSONField)}
+    names = [f.attname for f in fields]
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)  # concrete: never None
+    table = connection.ops.quote_name(UsageRecord._meta.db_table)
+    # Django wraps execute()'s errors in its own classes, not copy()'s: the ledger tells a busy or absent
+    # database (OperationalError: every event waits) from a refused event by them.
+    with connection.wrap_database_errors, connection.cursor() as cursor, \
+            cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for record in records:
+            values = record.__dict__
+            copy.write_row([Jsonb(values[name]) if name in json_fields else values[name] for name in names])
 
 
 def _announce(account_ids: set[int]) -> None:

@@ -26,7 +26,7 @@ def _overhead_ms(url: str) -> float:
 
 
 def test_a_fresh_workers_first_call_costs_about_what_its_second_does(stack: Stack) -> None:
-    with ProxyProcess() as worker:
+    with ProxyProcess(TOKONOMICS_WARMUP_KEYS="1000") as worker:
         first = _overhead_ms(worker.url)
         second = _overhead_ms(worker.url)
     # Generous (a shared, noisy machine): a cold worker's first call cost ~250 ms against ~1 ms warm.
@@ -35,6 +35,7 @@ def test_a_fresh_workers_first_call_costs_about_what_its_second_does(stack: Stac
 
 def _warmed(settings, *, redis_url: str, timeout: float, slow_directory: bool = False) -> tuple[bool, float, object]:
     settings.REDIS_URL = redis_url
+    settings.TOKONOMICS_WARMUP_KEYS = 1000  # tests turn the preload off (tests/conftest.py): on here
 
     async def run() -> tuple[bool, float, object]:
         context = ProxyContext(counters_rebuild=lambda **_: None)

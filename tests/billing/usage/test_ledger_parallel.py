@@ -89,3 +89,17 @@ def test_several_ledger_workers_store_every_event_once(transactional_db, acme, g
     assert not failures
     assert UsageRecord.objects.count() == 600 and sum(stored) == 600
     assert sum(UsageRollup.objects.values_list("requests", flat=True)) == 600  # no record counted twice
+
+
+def test_a_record_stored_twice_is_refused_as_djangos_integrity_error(transactional_db, acme) -> None:
+    """The COPY path's errors are Django's, as bulk_create's were: the ledger isolates a refused event by them
+    (and lets a busy database's OperationalError make every event wait)."""
+    from django.db import IntegrityError
+
+    from billing.usage import records
+
+    usage_record_batch(events=[usage_event(acme.pk, 1, prefix="req_twice")])
+    again = records._record(usage_event(acme.pk, 1, prefix="req_twice"), set())
+    with pytest.raises(IntegrityError):
+        records._insert([again])
+    assert UsageRecord.objects.filter(request_id="req_twice_1").count() == 1
