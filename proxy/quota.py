@@ -415,6 +415,17 @@ class Quota:
                     return None
         return None
 
+    async def seed_if_unseeded(self, account: AccountEntry) -> bool:
+        """Seed the account's budget counters now unless Redis has them (a new worker's warm-up prepays what the
+        account's first call would wait for). True when they were seeded here."""
+        if not account.budgets or self._counters_seed is None:
+            return False
+        fingerprint = self.fingerprint(account)
+        if await self.redis.execute("SISMEMBER", seeded_marker_key(account.id), fingerprint):
+            return False
+        await self._seed(account.id, fingerprint)
+        return True
+
     async def _seed(self, account_id: int, fingerprint: str) -> None:
         """Seed once for every call that finds the account's counters unseeded meanwhile."""
         assert self._counters_seed is not None

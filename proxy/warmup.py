@@ -67,8 +67,8 @@ async def _redis_warm(ctx: ProxyContext) -> None:
 
 
 async def _directory_warm(ctx: ProxyContext) -> None:
-    """The newest keys and their accounts in the directory, then the prices of the models their endpoints
-    name (Azure deployments)."""
+    """The newest keys and their accounts in the directory, their budget counters seeded if Redis lacks them,
+    then the prices of the models their endpoints name (Azure deployments)."""
     limit = settings.TOKONOMICS_WARMUP_KEYS
     if limit <= 0:
         return
@@ -81,6 +81,8 @@ async def _directory_warm(ctx: ProxyContext) -> None:
         return keys, accounts
 
     loaded = await ctx.directory.preload(load)
+    for account in ctx.directory.accounts_cached():
+        await ctx.quota.seed_if_unseeded(account)  # after a Redis restart, or a budget change
     models = tuple(
         (endpoint.pricing_provider, endpoint.base_url, model)
         for account in ctx.directory.accounts_cached()

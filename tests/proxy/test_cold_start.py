@@ -6,12 +6,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from decimal import Decimal
 
 import httpx
 import pytest
 
+from billing.models import Budget
+from proxy.budgets import budget_layout_fingerprint
 from proxy.context import ProxyContext
+from proxy.quota import seeded_marker_key
 from proxy.warmup import context_warm
+from tokonomics.redis_client import sync_redis
 
 from ..support import KEY, ProxyProcess, Stack
 
@@ -33,12 +38,13 @@ def test_a_fresh_workers_first_call_costs_about_what_its_second_does(stack: Stac
     assert first < 5 * second + 20, (first, second)
 
 
-def _warmed(settings, *, redis_url: str, timeout: float, slow_directory: bool = False) -> tuple[bool, float, object]:
+def _warmed(settings, *, redis_url: str, timeout: float, slow_directory: bool = False,
+            seed: bool = False) -> tuple[bool, float, object]:
     settings.REDIS_URL = redis_url
     settings.TOKONOMICS_WARMUP_KEYS = 1000  # tests turn the preload off (tests/conftest.py): on here
 
     async def run() -> tuple[bool, float, object]:
-        context = ProxyContext(counters_rebuild=lambda **_: None)
+        context = ProxyContext() if seed else ProxyContext(counters_rebuild=lambda **_: None)
         if slow_directory:
             async def stuck(load: object) -> int:
                 await asyncio.sleep(30)  # a database that does not answer
@@ -56,11 +62,18 @@ def _warmed(settings, *, redis_url: str, timeout: float, slow_directory: bool = 
     return asyncio.run(run())
 
 
-def test_warm_up_preloads_the_newest_keys_and_their_accounts(settings, stack: Stack) -> None:
-    warm, _, directory = _warmed(settings, redis_url=settings.REDIS_URL, timeout=10)
+def test_warm_up_preloads_the_newest_keys_and_their_accounts_and_seeds_their_counters(
+    settings, stack: Stack
+) -> None:
+    Budget.objects.create(account=stack.account, scope="account", period="month", limit_usd=Decimal("5"), hard=True)
+    sync_redis().delete(seeded_marker_key(stack.account.pk))  # as after a Redis restart
+    warm, _, directory = _warmed(settings, redis_url=settings.REDIS_URL, timeout=10, seed=True)
     assert warm
-    assert [entry.id for entry in directory.accounts_cached()] == [stack.account.pk]
+    accounts = directory.accounts_cached()
+    assert [entry.id for entry in accounts] == [stack.account.pk]
     assert directory._keys[stack.key.key_hash][1].id == stack.key.pk
+    fingerprint = budget_layout_fingerprint(accounts[0].timezone, accounts[0].budgets)
+    assert sync_redis().sismember(seeded_marker_key(stack.account.pk), fingerprint)
 
 
 @pytest.mark.django_db
