@@ -20,6 +20,7 @@ from billing.sessions import selectors as session_selectors
 from billing.usage import selectors
 from billing.usage.selectors import TOKEN_FIELDS, UsageFilters
 from tokonomics.api_common import ObjectId, caller_account, caller_actor, caller_token, decimal_string, responses
+from tokonomics.db_router import replica_reads
 
 from .models import Account, Budget, ManagementToken, UsageRecord
 from .schemas import (
@@ -134,14 +135,16 @@ def usage_record_list(request: HttpRequest, query: Query[UsageRecordQuery]) -> d
     """Usage records, newest first, a page at a time. Records hold no prompt or response content: none is stored."""
     filters = _usage_filters(query)
     after = _cursor_decode(query.cursor) if query.cursor else None
-    records = selectors.usage_record_list(
-        account=caller_account(request),
-        since=query.since,
-        until=query.until,
-        filters=filters,
-        after=after,
-        limit=query.limit + 1,  # one more tells whether another page follows
-    )
+    account = caller_account(request)
+    with replica_reads():
+        records = selectors.usage_record_list(
+            account=account,
+            since=query.since,
+            until=query.until,
+            filters=filters,
+            after=after,
+            limit=query.limit + 1,  # one more tells whether another page follows
+        )
     page = records[: query.limit]
     return {"items": page, "next_cursor": _cursor_encode(page[-1]) if len(records) > query.limit else None}
 
@@ -149,14 +152,18 @@ def usage_record_list(request: HttpRequest, query: Query[UsageRecordQuery]) -> d
 @router.get("/sessions", response=responses({200: list[SessionOut]}), tags=["sessions"])
 def session_list(request: HttpRequest, query: Query[SessionQuery]) -> list[dict[str, Any]]:
     """Agent runs (calls that sent X-Tokonomics-Session) of the last 30 days, most recent first."""
-    rows = session_selectors.session_list(account=caller_account(request), limit=query.limit)
+    account = caller_account(request)
+    with replica_reads():
+        rows = session_selectors.session_list(account=account, limit=query.limit)
     return [session_selectors.session_row_dict(row) for row in rows]
 
 
 @router.get("/sessions/{session}", response=responses({200: SessionSummaryOut}), tags=["sessions"])
 def session_get(request: HttpRequest, session: str) -> dict[str, Any]:
     """One run: its calls, tokens and cost, by model and by provider, and its git context at start and end."""
-    summary = session_selectors.session_get(account=caller_account(request), session=session[:100])
+    account = caller_account(request)
+    with replica_reads():
+        summary = session_selectors.session_get(account=account, session=session[:100])
     if summary is None:
         raise Http404("No such session in this account.")
     return session_selectors.session_summary_dict(summary)
@@ -166,13 +173,15 @@ def session_get(request: HttpRequest, session: str) -> dict[str, Any]:
 def usage_aggregate_list(request: HttpRequest, query: Query[UsageAggregateQuery]) -> dict[str, Any]:
     """Usage summed per feature, tenant, model, provider, key, environment, or per day or hour of the account's
     time zone. cost_usd sums the calls with a known price; unknown_cost_requests counts the others."""
-    groups = selectors.usage_aggregate_list(
-        account=caller_account(request),
-        group_by=query.group_by,
-        since=query.since,
-        until=query.until,
-        filters=_usage_filters(query),
-    )
+    account = caller_account(request)
+    with replica_reads():
+        groups = selectors.usage_aggregate_list(
+            account=account,
+            group_by=query.group_by,
+            since=query.since,
+            until=query.until,
+            filters=_usage_filters(query),
+        )
     total: dict[str, Any] = {
         name: sum(getattr(g, name) for g in groups) for name in ("requests", "unknown_cost_requests", *TOKEN_FIELDS)
     }

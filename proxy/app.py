@@ -13,6 +13,7 @@ from .context import close_context, get_context
 from .exposition import CONTENT_TYPE, metrics_authorized, metrics_process_stopped, metrics_text
 from .gateway import Receive, Send, handle
 from .relay import UpstreamCut
+from .warmup import context_warm
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +41,18 @@ async def proxy_application(scope: dict[str, Any], receive: Receive, send: Send)
 
 
 async def lifespan(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-    """Open the proxy's clients when a worker starts and close them (flushing queued usage events)
-    when it stops."""
+    """Open the proxy's clients and warm them up when a worker starts (it reports ready only then, see
+    proxy/warmup.py), and close them (flushing queued usage events) when it stops."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             try:
-                await get_context()
+                context = await get_context()
             except Exception as exc:
                 log.exception("proxy failed to start")
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
+            await context_warm(context)  # bounded, and never fails the start: a cold worker still serves
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await close_context()

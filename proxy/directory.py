@@ -8,6 +8,7 @@ import asyncio
 import fnmatch
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -119,8 +120,10 @@ def load_key(key_hash: str) -> KeyEntry | None:
     """The key with this secret's hash: its current secret, or the one a rotation replaced, which lives only
     until the grace period the rotation chose (an expiry the gateway checks on every call, cache or not)."""
     key = ApiKey.objects.filter(Q(key_hash=key_hash) | Q(previous_key_hash=key_hash)).first()
-    if key is None:
-        return None
+    return None if key is None else _key_entry(key, key_hash)
+
+
+def _key_entry(key: ApiKey, key_hash: str) -> KeyEntry | None:
     expires_at = key.expires_at
     if key.key_hash != key_hash:
         grace_end = key.previous_valid_until
@@ -140,6 +143,14 @@ def load_key(key_hash: str) -> KeyEntry | None:
         max_concurrent=key.max_concurrent or 0,
         guardrails=key_guardrails_load(account_id=key.account_id, key_id=key.pk),
     )
+
+
+def keys_recent_load(limit: int) -> dict[str, KeyEntry]:
+    """The `limit` newest live keys by their current secret's hash, for a new worker's warm-up (the keys
+    record no last use: the newest are the likeliest to be in use)."""
+    keys = ApiKey.objects.filter(revoked_at=None).order_by("-created_at", "-pk")[:limit]
+    entries = {key.key_hash: _key_entry(key, key.key_hash) for key in keys}
+    return {key_hash: entry for key_hash, entry in entries.items() if entry is not None}
 
 
 # Keys or accounts cached per process; past this many (a flood of made-up keys) the cache starts over.
@@ -165,6 +176,27 @@ class Directory:
         if version != self.version:
             self.version = version
             self.clear()
+
+    async def preload(self, load: Callable[[], tuple[dict[str, KeyEntry], dict[int, AccountEntry]]]) -> int:
+        """Fill the cache with what `load` reads off the event loop (a new worker's warm-up), unless the
+        configuration moved meanwhile; never replaces an entry a call loaded. Returns the entries added."""
+        epoch = self._epoch
+        keys, accounts = await database_job(load)
+        if epoch != self._epoch:
+            return 0
+        expires = time.monotonic() + MAX_AGE_SECONDS
+        added = 0
+        pairs: tuple[tuple[dict[Any, tuple[float, Any]], dict[Any, Any]], ...] = (
+            (self._keys, keys), (self._accounts, accounts))
+        for cache, entries in pairs:
+            for ident, entry in list(entries.items())[:MAX_CACHED_ENTRIES - len(cache)]:
+                if ident not in cache:
+                    cache[ident] = (expires, entry)
+                    added += 1
+        return added
+
+    def accounts_cached(self) -> list[AccountEntry]:
+        return [entry for _, entry in self._accounts.values() if entry is not None]
 
     async def key(self, key_hash: str) -> KeyEntry | None:
         entry: KeyEntry | None = await self._get(self._keys, "key", key_hash, load_key)

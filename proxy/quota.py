@@ -242,6 +242,10 @@ class Quota:
         self._counters_seed = counters_seed
         self._seeding: dict[int, asyncio.Future[None]] = {}  # one seed at a time per account, shared
 
+    def scripts(self) -> tuple[LuaScript, ...]:
+        """The scripts a call runs, for a new worker to load into Redis's cache before its first call."""
+        return (self._reserve, self._settle)
+
     def plan_for(
         self, account: AccountEntry, key: KeyEntry, *, feature: str, tenant: str, now: float, session: str = ""
     ) -> CallPlan:
@@ -488,6 +492,17 @@ class Quota:
                     log.exception("could not seed the budget counters of account %s", unseeded.account_id)
                     return None
         return None
+
+    async def seed_if_unseeded(self, account: AccountEntry) -> bool:
+        """Seed the account's budget counters now unless Redis has them (a new worker's warm-up prepays what the
+        account's first call would wait for). True when they were seeded here."""
+        if not account.budgets or self._counters_seed is None:
+            return False
+        fingerprint = self.fingerprint(account)
+        if await self.redis.execute("SISMEMBER", seeded_marker_key(account.id), fingerprint):
+            return False
+        await self._seed(account.id, fingerprint)
+        return True
 
     async def _seed(self, account_id: int, fingerprint: str) -> None:
         """Seed once for every call that finds the account's counters unseeded meanwhile."""

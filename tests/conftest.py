@@ -57,6 +57,14 @@ def leases_on(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
+def no_directory_preload(settings) -> None:
+    """A proxy a test starts does not preload keys and accounts (proxy/warmup.py): tests change them right
+    after the server starts, without waiting for the configuration poll that would drop a preloaded entry.
+    The rest of the warm-up runs; tests/proxy/test_cold_start.py turns the preload back on."""
+    settings.TOKONOMICS_WARMUP_KEYS = 0
+
+
+@pytest.fixture(autouse=True)
 def spool_dir(tmp_path, settings):
     """Usage spools of this test's proxies (in process or not): never another test's, never var/."""
     settings.TOKONOMICS_SPOOL_DIR = str(tmp_path / "spool")

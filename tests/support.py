@@ -100,6 +100,7 @@ def process_env(**env: str) -> dict[str, str]:
         "TOKONOMICS_REDIS_TIMEOUT": str(settings.TOKONOMICS_REDIS_TIMEOUT),
         "TOKONOMICS_SPOOL_DIR": str(settings.TOKONOMICS_SPOOL_DIR),
         "TOKONOMICS_LEASE_FRACTION": str(settings.TOKONOMICS_LEASE_FRACTION),
+        "TOKONOMICS_WARMUP_KEYS": str(settings.TOKONOMICS_WARMUP_KEYS),
         **env,
     }
 

@@ -225,6 +225,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# A read replica of the primary (streaming replication): dashboards and the API's aggregates read the ledger
+# there (tokonomics/db_router.py, docs/scaling.md). Under test it is the test database itself.
+if DATABASE_REPLICA_URL := env_str("DATABASE_REPLICA_URL", ""):
+    DATABASES["replica"] = dj_database_url.parse(DATABASE_REPLICA_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+                                                 conn_health_checks=True)
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["tokonomics.db_router.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 FORMS_URLFIELD_ASSUME_HTTPS = True
@@ -293,6 +300,10 @@ TOKONOMICS_LEASE_FRACTION = env_float("TOKONOMICS_LEASE_FRACTION", 0.25)
 TOKONOMICS_LEASE_TTL_SECONDS = env_float("TOKONOMICS_LEASE_TTL_SECONDS", 10.0)
 # How often a worker settles its leased calls, sends their usage events and resizes its leases.
 TOKONOMICS_LEASE_FLUSH_SECONDS = env_float("TOKONOMICS_LEASE_FLUSH_SECONDS", 0.1)
+# A new proxy worker warms up before it reports ready (proxy/warmup.py), for at most this long, preloading
+# this many of the newest keys (docs/scaling.md, "Cold start").
+TOKONOMICS_WARMUP_SECONDS = env_float("TOKONOMICS_WARMUP_SECONDS", 5.0)
+TOKONOMICS_WARMUP_KEYS = env_int("TOKONOMICS_WARMUP_KEYS", 1000)
 
 
 def otlp_traces_endpoint(base: str, traces: str) -> str:

@@ -27,6 +27,7 @@ from billing.calls.selectors import (
     call_list,
 )
 from billing.models import Account
+from tokonomics.db_router import reads_from_replica
 from tokonomics.web_request import SignedInRequest
 
 QUERY_PARAMS = ("last", "since", "until", *EXACT_FILTERS, "status", "q")
@@ -43,6 +44,7 @@ def _bad_filter(error: CallFilterError) -> HttpResponse:
 
 @require_GET
 @login_required
+@reads_from_replica
 def call_list_view(request: SignedInRequest, slug: str) -> HttpResponse:
     account = _account(request, slug)
     params = _params(request)

@@ -18,6 +18,7 @@ from billing.dashboard import selectors as dashboard
 from billing.dashboard.checklist import checklist_get
 from billing.models import Account, UsageRecord
 from tokonomics.csv_cells import csv_cell, decimal_text
+from tokonomics.db_router import reads_from_replica
 from tokonomics.web_request import SignedInRequest
 
 
@@ -48,6 +49,7 @@ def _range(request: SignedInRequest, account: Account) -> dashboard.Range:
 
 @require_GET
 @login_required
+@reads_from_replica
 def dashboard_view(request: SignedInRequest, slug: str) -> HttpResponse:
     membership = membership_get(request, slug)
     account = membership.account
@@ -108,6 +110,7 @@ def _csv_filename(slug: str, dimension: str, period: dashboard.Range, filters: d
 
 @require_GET
 @login_required
+@reads_from_replica
 def breakdown_csv(request: SignedInRequest, slug: str, dimension: str) -> HttpResponse:
     membership = membership_get(request, slug)
     account = membership.account

@@ -10,11 +10,13 @@ from django.views.decorators.http import require_GET
 
 from billing.accounts.access import membership_get
 from billing.sessions.selectors import SESSION_LIST_DAYS, session_list
+from tokonomics.db_router import reads_from_replica
 from tokonomics.web_request import SignedInRequest
 
 
 @require_GET
 @login_required
+@reads_from_replica
 def session_list_view(request: SignedInRequest, slug: str) -> HttpResponse:
     account = membership_get(request, slug).account
     return render(request, "billing/sessions.html", {

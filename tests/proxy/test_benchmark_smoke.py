@@ -62,6 +62,9 @@ def test_smoke_benchmark_completes_with_sane_figures(tmp_path: Path) -> None:
             assert cell["usage_events"] >= cell["load"]["requests"]  # budgets and usage recording were on
     assert {a["target"] for a in data["added_ms"]} == {"uvicorn"}
     assert data["first_event"]["uvicorn"]["first_event"]["p50_us"] > 0
+    cold = data["first_call"]["uvicorn"]
+    assert cold["first_ms"] > 0 and cold["second_ms"] > 0 and cold["ready_s"] > 0
+    assert "first call on a fresh worker (uvicorn)" in done.stdout
     assert data["streams_open"]["opened"] == data["streams_open"]["count"]
 
 

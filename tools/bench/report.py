@@ -58,6 +58,24 @@ class Cell:
 
 
 @dataclass(slots=True)
+class FirstCall:
+    """A freshly started worker's first two calls: the overhead each reported (x-tokonomics-overhead-ms),
+    and how long the worker took to answer /healthz (its warm-up is in that)."""
+
+    target: str
+    ready_s: float
+    first_ms: float
+    second_ms: float
+
+    def fast_enough(self) -> bool:
+        return self.first_ms < 5 * self.second_ms + 20  # generous: one call each, on a shared machine
+
+    def line(self) -> str:
+        return (f"first call on a fresh worker ({self.target}): overhead {self.first_ms:.3f} ms, the second's "
+                f"{self.second_ms:.3f} ms; ready after {self.ready_s:.2f} s")
+
+
+@dataclass(slots=True)
 class Scaling:
     direct: Cell
     cells: list[Cell]
@@ -133,6 +151,7 @@ class Report:
     cores: str
     cells: list[Cell] = field(default_factory=list)
     first_event: dict[str, LoadResult] = field(default_factory=dict)
+    first_call: dict[str, FirstCall] = field(default_factory=dict)
     streams_open: StreamsOpen | None = None
     scaling: Scaling | None = None
     soak: Soak | None = None
@@ -187,6 +206,10 @@ class Report:
         first = self.first_event_added_ms("uvicorn")
         checks.append(Check("first streamed event delayed ≤ 1 ms (p50)", None if first is None else first[0] <= 1.0,
                             "-" if first is None else f"p50 {first[0]:+.3f} ms, p99 {first[1]:+.3f} ms"))
+        cold = self.first_call.get("uvicorn")
+        checks.append(Check("a fresh worker's first call costs < 5× its second + 20 ms",
+                            None if cold is None else cold.fast_enough(),
+                            "-" if cold is None else f"{cold.first_ms:.3f} ms, then {cold.second_ms:.3f} ms"))
         opened = self.streams_open
         checks.append(Check(f"≤ 100 MB RSS per worker with {opened.count if opened else 256} streams open",
                             None if opened is None else max(opened.rss_open_mb) <= 100,
@@ -241,6 +264,8 @@ class Report:
                 assert through is not None and direct_first is not None
                 out.append(f"first streamed event: direct p50 {direct_first.p50_us / MS:.3f} ms, proxied p50 "
                            f"{through.p50_us / MS:.3f} ms → added p50 {first[0]:+.3f} ms, p99 {first[1]:+.3f} ms")
+            if target in self.first_call:
+                out.append(self.first_call[target].line())
             out.append("")
         if self.streams_open:
             out += ["Streams held open (uvicorn):", self.streams_open.line(), ""]
@@ -272,6 +297,7 @@ class Report:
             "first_event": {name: _plain(load) for name, load in self.first_event.items()},
             "first_event_added_ms": {name: self.first_event_added_ms(name) for name in self.first_event
                                      if name != "direct"},
+            "first_call": {name: _plain(cold) for name, cold in self.first_call.items()},
             "streams_open": _plain(self.streams_open) if self.streams_open else None,
             "scaling": _plain(self.scaling) | {"ratio": self.scaling.ratio()} if self.scaling else None,
             "soak": _plain(self.soak) | {"drift_mb_per_10_min": self.soak.drift_mb_per_10_min()} if self.soak else None,

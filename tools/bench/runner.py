@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from .environment import BenchEnvironment, free_port
 from .litellm import litellm_config, litellm_environment
 from .load import run_load
 from .processes import Cores, Server, cpu_seconds, rss_bytes, start_litellm, start_proxy, start_simulator
-from .report import Cell, Report, Scaling
+from .report import Cell, FirstCall, Report, Scaling
 from .scenarios import JSON, STREAM, Mode, Target, direct_target, litellm_target, proxy_target
 from .stats import LoadResult
 
@@ -43,6 +44,14 @@ class Options:
     enforcement: bool = True  # budgets, rate limits and the plan limit; off measures what they cost
     rate_limits: bool = True  # with enforcement: the key's rate limits too (budget leases never cover them)
     app: str = "proxy"  # proxy: the proxy worker (tokonomics.proxy_asgi); all: the one app serving everything
+
+
+def _overhead_ms(target: Target) -> float:
+    request = urllib.request.Request(target.url, data=JSON.bodies[0], method="POST",
+                                     headers={**target.headers, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        answer.read()
+        return float(answer.headers["x-tokonomics-overhead-ms"])
 
 
 def _children_cpu_seconds() -> float:
@@ -131,6 +140,20 @@ class Bench:
         self.env.take_usage_events()
         return load
 
+    def first_call(self, kind: str) -> FirstCall:
+        """A fresh one-worker server's first and second calls, one at a time (the cold-start figure)."""
+        started = time.monotonic()
+        server = start_proxy(kind=kind, app=self.options.app, port=free_port(), workers=1, env=self.env.env,
+                             cwd=self.base_dir, workdir=self.env.workdir, cpus=None)
+        try:
+            ready_s = time.monotonic() - started
+            target = proxy_target(kind, server.url)
+            first, second = (_overhead_ms(target) for _ in range(2))
+        finally:
+            server.stop()
+        self.env.take_usage_events()
+        return FirstCall(target=kind, ready_s=ready_s, first_ms=first, second_ms=second)
+
     # --- the whole run -------------------------------------------------------------------------
 
     def run(self) -> Report:
@@ -150,6 +173,8 @@ class Bench:
             report.cells += self.matrix(direct, None, cores)
             report.first_event["direct"] = self.first_event(direct, cores)
             for kind in options.servers:
+                report.first_call[kind] = self.first_call(kind)
+                self.say(report.first_call[kind].line())
                 self._proxy(report, kind, workers, cores)
             if options.litellm is not None:
                 self._litellm(report, workers, cores)
