@@ -54,7 +54,8 @@ def test_a_caller_that_gives_up_does_not_shift_the_replies(run: Callable[[Check]
     async def check() -> None:
         client = PipelinedRedis(settings.REDIS_URL, timeout=5)
         try:
-            slow = asyncio.ensure_future(client.evalsha(BUSY, [], [3_000_000, "slow"]))
+            # ~0.2 s of Lua (3 M iterations took 15 ms: a loaded machine's 10 ms sleep outlasted it)
+            slow = asyncio.ensure_future(client.evalsha(BUSY, [], [40_000_000, "slow"]))
             await asyncio.sleep(0.01)  # written, and Redis is busy running it
             slow.cancel()
             after = await asyncio.gather(client.execute("ECHO", "first"), client.execute("ECHO", "second"))
