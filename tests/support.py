@@ -200,6 +200,19 @@ class RunserverProcess(ProxyProcess):
         return [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"]
 
 
+SERVERS = ["uvicorn", "daphne"]
+
+
+def proxy_served_by(server: str, proxy: str) -> Iterator[str]:
+    """The proxy's base URL under `server`: `proxy` (a stack's own, served by uvicorn) or a Daphne runserver
+    process on the same database and Redis. For a fixture parametrized over SERVERS (`yield from`)."""
+    if server == "uvicorn":
+        yield proxy
+        return
+    with RunserverProcess() as daphne:
+        yield daphne.url
+
+
 class PrivateRedis:
     """A throwaway redis-server for tests that must break Redis (kill it, pause it) or configure it (a
     password, TLS, a unix socket, an eviction policy): never the machine's shared instance. Kill it, start it

@@ -21,7 +21,7 @@ from billing.models import Budget, UsageRecord
 from billing.usage.ledger import usage_ingest
 from proxy.models import ProviderEndpoint
 
-from ..support import KEY, RunserverProcess, Stack, proxy_config_seen
+from ..support import KEY, SERVERS, Stack, proxy_config_seen, proxy_served_by
 
 CREDENTIAL = "AIza-upstream-credential-of-acme"
 PROMPT = "Say hello to the Gemini native API"
@@ -264,13 +264,9 @@ def test_hostile_paths_are_metered_as_forwarded_or_refused(gemini: Stack, path: 
 
 # --- streams under both servers ----------------------------------------------------------------
 
-@pytest.fixture(params=["uvicorn", "daphne"])
+@pytest.fixture(params=SERVERS)
 def proxy_url(request: pytest.FixtureRequest, gemini: Stack) -> Iterator[str]:
-    if request.param == "uvicorn":
-        yield gemini.proxy
-        return
-    with RunserverProcess() as server:
-        yield server.url
+    yield from proxy_served_by(request.param, gemini.proxy)
 
 
 def test_sse_streams_pass_through_and_are_metered_under_both_servers(proxy_url: str, gemini: Stack) -> None:

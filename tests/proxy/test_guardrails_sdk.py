@@ -19,7 +19,7 @@ from billing.usage.ledger import usage_ingest
 from proxy.guardrail_policies import guardrail_policy_put
 from tokonomics.audit import Actor
 
-from ..support import KEY, RunserverProcess, Stack
+from ..support import KEY, SERVERS, Stack, proxy_served_by
 
 EMAIL = "jane.doe@example.com"
 OUTPUT_EMAIL = "bob.smith@example.org"
@@ -54,13 +54,9 @@ def record(request_id: str) -> UsageRecord:
 MASK_EMAIL = {"pii": {"types": ["email"], "action": "mask"}}
 
 
-@pytest.fixture(params=["uvicorn", "daphne"])
+@pytest.fixture(params=SERVERS)
 def proxy_url(request: pytest.FixtureRequest, stack: Stack) -> Iterator[str]:
-    if request.param == "uvicorn":
-        yield stack.proxy
-        return
-    with RunserverProcess() as server:
-        yield server.url
+    yield from proxy_served_by(request.param, stack.proxy)
 
 
 # --- the request: masked before the provider sees it --------------------------------------------------------

@@ -21,7 +21,17 @@ from proxy import metrics
 from proxy.response_cache import entry_open, index_key, sizes_key
 from tokonomics.redis_client import sync_redis
 
-from ..support import KEY, OTHER_KEY, RunserverProcess, Stack, make_account, make_key, proxy_config_seen, wait_until
+from ..support import (
+    KEY,
+    OTHER_KEY,
+    SERVERS,
+    Stack,
+    make_account,
+    make_key,
+    proxy_config_seen,
+    proxy_served_by,
+    wait_until,
+)
 
 PROMPT = [{"role": "user", "content": "What is a cache?"}]
 
@@ -117,13 +127,9 @@ def test_the_cache_is_off_by_default(stack: Stack) -> None:
     assert not sync_redis().keys("*:rc:*")
 
 
-@pytest.fixture(params=["uvicorn", "daphne"])
+@pytest.fixture(params=SERVERS)
 def proxy_url(request: pytest.FixtureRequest, cached: Stack) -> Iterator[str]:
-    if request.param == "uvicorn":
-        yield cached.proxy
-        return
-    with RunserverProcess() as server:
-        yield server.url
+    yield from proxy_served_by(request.param, cached.proxy)
 
 
 def test_a_streamed_hit_is_replayed_as_a_stream_the_sdks_assemble(cached: Stack, proxy_url: str) -> None:

@@ -17,7 +17,7 @@ from billing.models import UsageRecord
 from billing.usage.ledger import usage_ingest
 from proxy.models import ProviderEndpoint, Route
 
-from ..support import KEY, RunserverProcess, Stack, wait_until
+from ..support import KEY, SERVERS, Stack, proxy_served_by, wait_until
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -49,13 +49,9 @@ def dead_endpoint(stack: Stack) -> ProviderEndpoint:
     return endpoint
 
 
-@pytest.fixture(params=["uvicorn", "daphne"])
+@pytest.fixture(params=SERVERS)
 def proxy_url(request: pytest.FixtureRequest, stack: Stack) -> Iterator[str]:
-    if request.param == "uvicorn":
-        yield stack.proxy
-        return
-    with RunserverProcess() as server:
-        yield server.url
+    yield from proxy_served_by(request.param, stack.proxy)
 
 
 def openai_client(proxy: str) -> openai.OpenAI:

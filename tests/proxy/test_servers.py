@@ -13,18 +13,14 @@ import pytest
 from billing.models import UsageRecord
 from billing.usage.ledger import usage_ingest
 
-from ..support import KEY, RunserverProcess, Stack
+from ..support import KEY, SERVERS, Stack, proxy_served_by
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64, "stream": True}
 
 
-@pytest.fixture(params=["uvicorn", "daphne"])
+@pytest.fixture(params=SERVERS)
 def proxy_url(request: pytest.FixtureRequest, stack: Stack) -> Iterator[str]:
-    if request.param == "uvicorn":
-        yield stack.proxy
-        return
-    with RunserverProcess() as server:
-        yield server.url
+    yield from proxy_served_by(request.param, stack.proxy)
 
 
 def test_a_stream_the_provider_cuts_ends_at_once_without_a_terminator(proxy_url: str) -> None:
