@@ -14,7 +14,7 @@ import pytest
 
 from alerts.evaluate import Touched, budget_forecasts_check, budget_thresholds_check, plan_request_limits_check
 from alerts.models import AlertDelivery, AlertEvent
-from billing.models import Budget, PriceOverride, UsageRecord
+from billing.models import Budget, PriceOverride, UsageDeadLetter, UsageRecord
 from billing.usage.ledger import usage_ingest
 from proxy.budgets import budget_counter_key
 from proxy.periods import period_bounds
@@ -62,7 +62,12 @@ def test_threshold_crossed_by_50_concurrent_calls_fires_once(stack, receiver: We
     run_together(check, check, check, check, ingest, ingest)
     run_together(check, ingest)  # and again, later
 
-    assert UsageRecord.objects.count() == 50
+    # On a loaded CI machine the concurrent rounds once left 15 of the 50 unstored: the rest must arrive
+    # within a few more rounds and none may be set aside (a lost event fails here).
+    deadline = time.monotonic() + 15
+    while UsageRecord.objects.count() < 50 and time.monotonic() < deadline:
+        usage_ingest(max_seconds=0.5)
+    assert UsageRecord.objects.count() == 50 and not UsageDeadLetter.objects.exists()
     assert _types() == [("budget.exhausted", 100), ("budget.threshold_crossed", 50)]
     delivered = receiver.wait_for(2)
     assert sorted(d.payload["data"]["threshold_percent"] for d in delivered) == [50, 100]

@@ -1,5 +1,5 @@
-"""A real Redis Cluster for the tests of this directory: 3 masters and 3 replicas on loopback ports
-7101–7106 (bus ports 17101–17106), started once per session in a temporary directory and killed at the end.
+"""A real Redis Cluster for the tests of this directory: 3 masters and 3 replicas on 6 consecutive free loopback
+ports from 20000 (bus ports 10000 above), started once per session in a temporary directory and killed at the end.
 Skipped only where redis-server was built without cluster support.
 
 Every test here points REDIS_URL at the cluster (redis+cluster://…) for itself and for the proxy processes
@@ -8,9 +8,12 @@ it starts; Celery's broker stays on the single test Redis (a cluster cannot be C
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -26,7 +29,26 @@ from tokonomics.redis_client import sync_redis
 
 from ..support import wait_until
 
-PORTS = tuple(range(7101, 7107))
+
+def _free_ports(count: int = 6) -> tuple[int, ...]:
+    """`count` consecutive loopback ports, free with their cluster bus ports (port + 10000): never a fixed
+    range, which a leftover node or another run on the machine may hold."""
+    rng = random.Random(os.getpid())
+    for _ in range(200):
+        base = rng.randrange(20000, 22000)
+        ports = tuple(range(base, base + count))
+        try:
+            with contextlib.ExitStack() as held:
+                for port in (*ports, *(p + 10000 for p in ports)):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return ports
+    raise RuntimeError("no free ports for a test Redis Cluster")
+
+
+PORTS = _free_ports()
 # A master that stops answering is failed over after this long: small, so the failover test is quick.
 NODE_TIMEOUT_MS = 1000
 # Each test of this directory must finish within this (SIGALRM fails it rather than hanging CI).
