@@ -164,8 +164,7 @@ async def steps(*, call: Call, scope: dict[str, Any], receive: Receive, send: Se
         describe(call=call, method=scope["method"], rest=target.rest, body=body)
         await admit(call=call, ctx=ctx)
         if call.key is not None and call.key.guardrails is not None:  # no policy: this check is all it costs
-            guardrails_input(call)
-        # guardrails on input go here (issue 18), before the lookup: the cache sees the request as it is sent
+            guardrails_input(call)  # before the lookup: the cache sees the request as it is sent
         answer = None
         if call.account is not None and call.account.cache is not None:  # off (the default): not even a call
             answer = await cache_lookup(call=call, ctx=ctx, method=scope["method"], rest=target.forwarded,
