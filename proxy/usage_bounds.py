@@ -38,8 +38,9 @@ MAX_ATTEMPTS = 20  # a routed call's attempts listed on its record
 ATTEMPT_OUTCOME_LIMIT = 20
 TAG_NAME_LIMIT = 60
 TAG_VALUE_LIMIT = 200
-# A trillion tokens in one call is beyond any model; the cap keeps the rollups' bigint sums from overflowing.
-MAX_TOKENS = 10**12
+# A record's token counts are 4-byte columns (docs/scaling.md "Bytes per record"): two billion tokens in one call
+# is a thousand times any model's context, and the rollups' bigint sums cannot overflow.
+MAX_TOKENS = 2**31 - 1
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 MAX_LATENCY_MS = 2**31 - 1  # PositiveIntegerField
 MAX_STATUS_CODE = 999

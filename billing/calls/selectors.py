@@ -8,9 +8,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, Min, Q, QuerySet, Value
 
-from billing.models import Account, UsageRecord, UsageSummaryDayRollup, UsageTenantDayRollup
+from billing.models import Account, RequestIdHash, UsageRecord, UsageSummaryDayRollup, UsageTenantDayRollup
+from billing.usage.rollups import rollup_for
 
 PAGE_SIZE = 50
 STATUSES = ("ok", "denied", "error")
@@ -129,19 +130,25 @@ def _calls(*, account: Account, filters: CallFilters) -> QuerySet[UsageRecord]:
         calls = calls.filter(created_at__gte=filters.since)
     if filters.until is not None:
         calls = calls.filter(created_at__lt=filters.until)
+    dimensions = {name: getattr(filters, name) for name in EXACT_FILTERS
+                  if name != "key" and getattr(filters, name) is not None}
     if filters.key is not None:
         key_id = account.api_keys.filter(name=filters.key).values_list("id", flat=True).first()
         if key_id is None:
             return calls.none()  # no key of that name (any more): a deleted key's calls lost their key
-        # PostgreSQL walks the time index back from now expecting a key's calls to be spread evenly over time:
-        # for a key used only long ago (a revoked one) it would read millions of rows before the first. Its
-        # newest call, one probe of usage_key_time, is where the walk starts instead.
-        newest = UsageRecord.objects.filter(key_id=key_id).aggregate(newest=Max("created_at"))["newest"]
-        if newest is None:
+        dimensions["key_id"] = key_id
+    calls = calls.filter(**dimensions)
+    rollup_dimensions = {name: value for name, value in dimensions.items() if name != "session"}
+    if rollup_dimensions:
+        # Records are indexed by account and time alone: PostgreSQL walks an account's calls back from now
+        # expecting the filtered ones spread evenly over time, so for a key, feature or tenant last used long
+        # ago it would read millions of rows before the first. The rollups know the hours that hold such calls:
+        # the walk starts at the newest and stops at the oldest.
+        hours = rollup_for(rollup_dimensions).hourly._default_manager.filter(account=account, **rollup_dimensions)
+        span = hours.aggregate(first=Min("hour"), last=Max("hour"))
+        if span["last"] is None:
             return calls.none()
-        calls = calls.filter(key_id=key_id, created_at__lte=newest)
-    calls = calls.filter(**{name: getattr(filters, name) for name in EXACT_FILTERS
-                            if name != "key" and getattr(filters, name) is not None})
+        calls = calls.filter(created_at__gte=span["first"], created_at__lt=span["last"] + timedelta(hours=1))
     if filters.status == "ok":
         calls = calls.filter(status_code__lt=400)
     elif filters.status == "denied":
@@ -156,7 +163,9 @@ def _calls(*, account: Account, filters: CallFilters) -> QuerySet[UsageRecord]:
 def _search(*, account: Account, text: str) -> Q:
     """A request id, exactly (the unique index answers); else the calls whose feature, tenant or model starts
     with `text`, as at most SEARCH_MAX_VALUES values of each found in the day rollups."""
-    if UsageRecord.objects.filter(account=account, request_id=text).exists():
+    exactly = UsageRecord.objects.alias(hashed=RequestIdHash("request_id")).filter(
+        account=account, hashed=RequestIdHash(Value(text)), request_id=text)  # the index of usage_request_once
+    if exactly.exists():
         return Q(request_id=text)
     condition = Q(pk__in=[])
     for name, rollup in (("feature", UsageSummaryDayRollup), ("model", UsageSummaryDayRollup),

@@ -19,6 +19,7 @@ from .tokens import ManagementToken
 from .usage import (
     KEY_ID_HELP,
     AllDimensions,
+    RequestIdHash,
     RollupSums,
     SummaryDimensions,
     TenantDimensions,
@@ -33,6 +34,7 @@ from .usage import (
 )
 
 __all__ = [
+    "RequestIdHash",
     "HEX_COLOUR_VALIDATOR", "KEY_ID_HELP", "MAX_CACHE_ENTRY_BYTES", "MAX_CACHE_TOTAL_BYTES", "MAX_CACHE_TTL_SECONDS",
     "Account", "AllDimensions", "AuditEntry", "Budget", "Invitation",
     "ManagementToken", "Plan", "PriceOverride", "RollupSums", "Seat", "SsoConfig", "SsoDomain", "SummaryDimensions",

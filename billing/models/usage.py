@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
-from django.db.models import Value
+from django.db.models import F, Value
 
 from .accounts import Account
+
+
+class RequestIdHash(models.Func):
+    """A request id as 64 bits (PostgreSQL's hashtextextended): the ledger's uniqueness is kept on this and the
+    call's time, an index entry a third the size of one on the id's text. SQLite indexes the text itself."""
+
+    function = "hashtextextended"
+    template = "%(function)s(%(expressions)s, 0)"
+    output_field = models.BigIntegerField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        return compiler.compile(self.source_expressions[0])
 
 
 class UsageRecord(models.Model):
@@ -15,9 +29,11 @@ class UsageRecord(models.Model):
         REPORTED = "reported"
         ESTIMATED = "estimated"
 
-    request_id = models.CharField(max_length=40, unique=True)
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_records")
-    # Indexed by usage_key_time below, which also serves the foreign key's own lookups.
+    # Unique with the call's time (usage_request_once): the ledger stores each event once.
+    request_id = models.CharField(max_length=40)
+    # Indexed by usage_account_time below, which also serves the foreign key's own lookups.
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_records", db_index=False)
+    # Not indexed: the call log finds a key's calls from the time its rollup cells give (billing.calls.selectors).
     key = models.ForeignKey(
         "proxy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records",
         db_index=False,
@@ -35,11 +51,11 @@ class UsageRecord(models.Model):
     model = models.CharField(max_length=200, blank=True)
     served_model = models.CharField(max_length=200, blank=True)
     operation = models.CharField(max_length=20, blank=True)
-    input_tokens = models.PositiveBigIntegerField(default=0)
-    output_tokens = models.PositiveBigIntegerField(default=0)
-    cached_input_tokens = models.PositiveBigIntegerField(default=0)
-    cache_write_tokens = models.PositiveBigIntegerField(default=0)
-    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_input_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(
         max_digits=18, decimal_places=9, null=True, blank=True, help_text="Empty when the model's price is unknown."
     )
@@ -82,18 +98,18 @@ class UsageRecord(models.Model):
     created_at = models.DateTimeField(db_index=False)
 
     class Meta:
+        # Few indexes, each a query's (docs/scaling.md "Bytes per record"): the call log, exports, sessions and
+        # counter rebuilds read an account's calls by time; its filters start from the times their rollup cells
+        # give (billing.calls.selectors), which a feature, tenant, model or key index per record would cost ~80 B.
+        constraints = [
+            models.UniqueConstraint(RequestIdHash("request_id"), F("created_at"), name="usage_request_once"),
+        ]
         indexes = [
             models.Index(fields=["account", "created_at"], name="usage_account_time"),
-            models.Index(fields=["account", "feature", "created_at"], name="usage_account_feature_time"),
-            models.Index(fields=["account", "tenant", "created_at"], name="usage_account_tenant_time"),
             # Sessions are read from raw records only (no rollup keeps them): the sessions list, a session's
             # calls, and a session budget's counters rebuilt. Partial: most calls name no session.
             models.Index(fields=["account", "session", "created_at"], name="usage_account_session_time",
                          condition=~models.Q(session="")),
-            models.Index(fields=["account", "model", "created_at"], name="usage_account_model_time"),
-            models.Index(fields=["created_at"], name="usage_time"),
-            # The call log filtered on a key: its newest calls, even for a key whose calls all are old.
-            models.Index(fields=["key", "created_at"], name="usage_key_time"),
         ]
 
     def __str__(self) -> str:

@@ -119,10 +119,13 @@ def _write(client: SyncRedis, batches: Iterable[Any], stream_accounts: dict[byte
         return 0
     events = usage_events_store(entries=ledger_entries)
     usage_recorded.send(sender=LedgerEntry, events=events)
-    pipe = client.pipeline(transaction=False)
+    by_stream: dict[bytes, list[bytes]] = {}
     for stream, entry_id in done:
-        pipe.xack(stream, GROUP, entry_id)
-        pipe.xdel(stream, entry_id)
+        by_stream.setdefault(stream, []).append(entry_id)
+    pipe = client.pipeline(transaction=False)
+    for stream, entry_ids in by_stream.items():  # one XACK and one XDEL a stream, of all its entries
+        pipe.xack(stream, GROUP, *entry_ids)
+        pipe.xdel(stream, *entry_ids)
     pipe.execute()
     return len(events)
 

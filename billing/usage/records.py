@@ -5,17 +5,20 @@ announced to open dashboards. Both the ledger (billing/usage/ledger.py) and dead
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
+from typing import Any
 
 import orjson
 import redis
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 
 from billing.models import Account, UsageRecord
-from billing.usage.rollups import usage_rollup_add
+from billing.usage.rollups import ROLLUP_SOURCE_COLUMNS, rollup_add_statements, usage_rollup_add
 from proxy.budgets import ingested_key
 from proxy.models import ApiKey
 from proxy.usage_bounds import usage_event_clean
@@ -90,6 +93,41 @@ def _record(event: dict, known_keys: set[int]) -> UsageRecord:
     )
 
 
+# Every column the ledger writes, in the COPY's order; what an event leaves out gets the model's default.
+COPY_COLUMNS = ("request_id", "account_id", "key_id", "cost_usd", "reserved_usd", "provider_cost_usd",
+                "routing_saved_usd", "cache_saved_usd", "created_at", *RECORD_FIELDS)
+_JSON_COLUMNS = frozenset(f.name for f in UsageRecord._meta.concrete_fields if isinstance(f, models.JSONField))
+_DEFAULTS = {name: UsageRecord._meta.get_field(name).get_default() for name in RECORD_FIELDS}
+_STAGE = "usage_ledger_stage"
+# Dropped at commit: nothing outlives the transaction, so a pooler that hands the connection on (PgBouncer in
+# transaction mode) never sees it.
+_STAGE_SQL = (f"CREATE TEMPORARY TABLE {_STAGE} ON COMMIT DROP AS "  # noqa: S608 (our names only)
+              f"SELECT {', '.join(COPY_COLUMNS)} FROM {UsageRecord._meta.db_table} WITH NO DATA")
+_COPY_SQL = f"COPY {_STAGE} ({', '.join(COPY_COLUMNS)}) FROM STDIN"
+
+
+def _row(event: dict, known_keys: set[int]) -> tuple:
+    key_id = event.get("key_id")
+    values: list[Any] = [event["request_id"], event["account_id"], key_id if key_id in known_keys else None,
+                         event.get("cost_usd"), event.get("reserved_usd"), event.get("provider_cost_usd"),
+                         event.get("routing_saved_usd"), event.get("cache_saved_usd"),
+                         datetime.fromtimestamp(event["created_at"], UTC)]
+    for name in RECORD_FIELDS:
+        value = event.get(name, _DEFAULTS[name])
+        values.append(orjson.dumps(value).decode() if name in _JSON_COLUMNS else value)
+    return tuple(values)
+
+
+@cache
+def _insert_sql() -> str:
+    columns = ", ".join(COPY_COLUMNS)
+    upserts = "".join(f", rollup_{n} AS ({sql})" for n, sql in enumerate(rollup_add_statements("fresh")))
+    return (f"WITH fresh AS (INSERT INTO {UsageRecord._meta.db_table} ({columns}) "  # noqa: S608 (our names)
+            f"SELECT {columns} FROM {_STAGE} ORDER BY request_id ON CONFLICT DO NOTHING "
+            f"RETURNING {', '.join(ROLLUP_SOURCE_COLUMNS)}){upserts} "
+            "SELECT account_id, count(*) FROM fresh GROUP BY account_id")
+
+
 def usage_record_batch(*, events: Iterable[dict]) -> int:
     """Store usage records and add them to the hourly rollups; events already stored (same request
     id) are skipped, so a batch can be written twice safely. Returns the number of new records."""
@@ -101,7 +139,17 @@ def usage_record_batch(*, events: Iterable[dict]) -> int:
         if event["account_id"] not in accounts:
             raise UnstorableEvent(f"account {event['account_id']} does not exist", "account")
     wanted_keys = {e["key_id"] for e in events if e.get("key_id")}
-    known_keys = set(ApiKey.objects.filter(pk__in=wanted_keys).values_list("pk", flat=True))
+    known_keys = set(ApiKey.objects.filter(pk__in=wanted_keys).values_list("pk", flat=True)) if wanted_keys else set()
+    if connection.vendor == "postgresql":
+        stored = _store_copied(events, known_keys)
+    else:
+        stored = _store_models(events, known_keys)
+    _announce(set(stored))
+    return sum(stored.values())
+
+
+def _store_models(events: list[dict], known_keys: set[int]) -> dict[int, int]:
+    """Any database: the records as models, the rollups added in Python. {account id: records stored}."""
     records = {e["request_id"]: _record(e, known_keys) for e in events}
     with transaction.atomic():
         _serialize_writers()
@@ -109,8 +157,26 @@ def usage_record_batch(*, events: Iterable[dict]) -> int:
         new = [r for request_id, r in records.items() if request_id not in stored]
         UsageRecord.objects.bulk_create(new, batch_size=1000)
         usage_rollup_add(records=new)
-    _announce({r.account_id for r in new})
-    return len(new)
+    return dict(Counter(r.account_id for r in new))
+
+
+def _store_copied(events: list[dict], known_keys: set[int]) -> dict[int, int]:
+    """PostgreSQL: the rows COPYed into a transaction's scratch table, then one statement inserts those not
+    stored yet (ON CONFLICT DO NOTHING on the unique request id) and adds exactly the ones it inserted to every
+    rollup. No lock: two writers of the same events both insert, the database lets one of them have each row,
+    and each adds only its own rows (in request id order, so that they never wait on each other in a cycle).
+    {account id: records stored}."""
+    # The last of events with one request id, as _store_models keeps it.
+    rows = [_row(event, known_keys) for event in {e["request_id"]: e for e in events}.values()]
+    with transaction.atomic(), connection.wrap_database_errors, connection.cursor() as cursor:
+        cursor.execute(_STAGE_SQL)
+        with cursor.cursor.copy(_COPY_SQL) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(_insert_sql())
+        stored = dict(cursor.fetchall())
+        cursor.execute(f"DROP TABLE {_STAGE}")  # now, not at commit: the caller's transaction may go on
+        return stored
 
 
 def _announce(account_ids: set[int]) -> None:

@@ -165,6 +165,64 @@ def usage_rollup_reprice(*, changes: list[tuple[UsageRecord, Decimal | None]]) -
     _write(_cells(deltas), _adjust)
 
 
+# What each sum adds for a record, in SQL over freshly stored rows: the same as _sums above (one test holds
+# the two to each other), for the ledger's PostgreSQL path, which adds a batch to every cell in one statement.
+SUMS_SQL = {
+    "requests": "count(*)",
+    "streamed_requests": "count(*) FILTER (WHERE streamed)",
+    "estimated_requests": f"count(*) FILTER (WHERE usage_source = '{UsageRecord.Source.ESTIMATED}')",
+    "unknown_cost_requests": "count(*) FILTER (WHERE cost_usd IS NULL AND status_code < 400)",
+    "input_tokens": "sum(input_tokens)",
+    "output_tokens": "sum(output_tokens)",
+    "cached_input_tokens": "sum(cached_input_tokens)",
+    "cache_write_tokens": "sum(cache_write_tokens)",
+    "reasoning_tokens": "sum(reasoning_tokens)",
+    "cost_usd": "coalesce(sum(cost_usd), 0)",
+    "latency_ms_total": "sum(latency_ms)",
+    "routing_saved_usd": "coalesce(sum(routing_saved_usd), 0)",
+    "downgraded_requests": "count(*) FILTER (WHERE downgraded_from <> '')",
+    "cache_hits": "count(*) FILTER (WHERE cache_hit)",
+    "cache_saved_usd": "coalesce(sum(cache_saved_usd), 0)",
+}
+DIMENSIONS_SQL = {"key_id": "coalesce(key_id, 0)"}  # any other dimension is its column
+# The columns of a stored record that the SQL above reads.
+ROLLUP_SOURCE_COLUMNS = ("account_id", "created_at", "feature", "tenant", "environment", "provider", "model",
+                         "key_id", "status_code", "tags", "streamed", "usage_source", "cost_usd", "input_tokens",
+                         "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+                         "latency_ms", "routing_saved_usd", "downgraded_from", "cache_hit", "cache_saved_usd")
+assert set(SUMS_SQL) == set(SUMS)
+
+
+def upsert_sql(table: str, keys: Iterable[str], sums: Iterable[str], select: str) -> str:
+    """INSERT the rows of `select` (cell values, then sums) into `table`, adding them to existing cells."""
+    keys, sums = list(keys), list(sums)
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
+    return (f"INSERT INTO {table} ({', '.join(keys + sums)}) {select} "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}")
+
+
+def rollup_add_statements(source: str) -> list[str]:
+    """One upsert per rollup table (hour and day of each, then tags) adding the rows of `source` (a CTE or
+    table with ROLLUP_SOURCE_COLUMNS) to their cells. Each orders its cells, so that writers that overlap lock
+    them in one order, as _upsert does."""
+    statements = []
+    for rollup in ROLLUPS:
+        for model, unit in ((rollup.hourly, "hour"), (rollup.daily, "day")):
+            cell = ["account_id", f"date_trunc('{unit}', created_at, 'UTC')",
+                    *(DIMENSIONS_SQL.get(d, d) for d in rollup.dimensions)]
+            positions = ", ".join(str(n + 1) for n in range(len(cell)))
+            statements.append(upsert_sql(
+                model._meta.db_table, cell_columns(model), SUMS,
+                f"SELECT {', '.join(cell)}, {', '.join(SUMS_SQL[s] for s in SUMS)} FROM {source} "
+                f"GROUP BY {positions} ORDER BY {positions}"))
+    statements.append(upsert_sql(
+        UsageTagRollup._meta.db_table, TAG_CELL, TAG_SUMS,
+        "SELECT account_id, date_trunc('hour', created_at, 'UTC'), left(t.key, 60), left(t.value, 200), count(*), "
+        f"coalesce(sum(cost_usd), 0), sum(input_tokens + output_tokens) FROM {source}, "
+        "jsonb_each_text(tags) AS t GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"))
+    return statements
+
+
 def rollup_for(dimensions: Iterable[str]) -> Rollup:
     """The narrowest rollup keeping every one of `dimensions` (record attributes: key_id, not key)."""
     wanted = set(dimensions)

@@ -8,7 +8,7 @@ import pytest
 
 from billing.models import UsageRecord
 from billing.usage.ledger import usage_ingest
-from proxy.usage_bounds import TEXT_LIMITS, usage_event_clean
+from proxy.usage_bounds import MAX_TOKENS, TEXT_LIMITS, usage_event_clean
 
 from ..support import KEY, OTHER_KEY, Stack, make_account, make_key
 
@@ -50,7 +50,7 @@ def test_event_fields_are_bounded_and_cleaned() -> None:
     assert clean["model"] == ("ab" * 200)[:200]
     assert len(clean["tags"]) == 10
     assert all("\x00" not in k and "\x00" not in v and len(v) == 200 for k, v in clean["tags"].items())
-    assert (clean["input_tokens"], clean["output_tokens"], clean["reasoning_tokens"]) == (10**12, 0, 0)
+    assert (clean["input_tokens"], clean["output_tokens"], clean["reasoning_tokens"]) == (MAX_TOKENS, 0, 0)
     assert (clean["latency_ms"], clean["status_code"]) == (2**31 - 1, 999)
     assert clean["cost_usd"] == "999999999.999999999"
     assert (clean["feature"], clean["account_id"]) == ("f", 3)

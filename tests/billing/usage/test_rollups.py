@@ -13,6 +13,7 @@ from django.db.models import Count, Model, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour
 
 from billing.models import UsageRecord, UsageRollup, UsageTagRollup
+from billing.usage import records
 from billing.usage.records import usage_record_batch
 from billing.usage.rollups import ROLLUPS, SUMS, cell_columns
 from proxy.models import ApiKey
@@ -141,3 +142,42 @@ def test_the_same_batch_written_by_two_workers_at_once_counts_once(plans) -> Non
         thread.join(timeout=30)
     assert sorted(written) == [0, 0, 300]
     assert_rollups_match_records()
+
+
+STORED_FIELDS = [f.name for f in UsageRecord._meta.concrete_fields if f.name != "id"]
+
+
+@pytest.mark.django_db
+def test_the_copy_path_and_the_model_path_store_the_same_records_and_cells(acme, plans) -> None:
+    """PostgreSQL stores through COPY and one SQL statement for the rollups; SQLite (the demo) through models and
+    rollups summed in Python. The same events through each give the same records and the same cells."""
+    from billing.models import Account
+
+    globex = Account.objects.create(slug="globex", name="Globex", plan=plans["pro"])
+    keys = [make_key(acme, f"mk_paths_{n}_0123456789abcdefghijklmnopqrstuvw", name=f"k{n}") for n in range(2)]
+    events = _events(acme.pk, keys, count=300, seed=5)
+    for event in events[::10]:  # what the ledger must not lose on either path
+        event.update(attempts=[{"target": "openai/gpt-4o", "outcome": "503", "ms": 12}], tags={"t": "é\u2028"},
+                     guardrail_hits=[{"rule": "pii-email", "action": "mask", "count": 2}], session="s-1",
+                     key_id=999_999, reserved_usd="0.5", provider_cost_usd="0.000000001")
+    known = {k.pk for k in keys}
+    mirrored = [{**e, "request_id": "m" + e["request_id"], "account_id": globex.pk,
+                 "key_id": None if e.get("key_id") in known else e.get("key_id")} for e in events]
+    assert usage_record_batch(events=events) == 300
+    assert records._store_models(mirrored, set()) == {globex.pk: 300}
+    assert_rollups_match_records()
+    ours = {r["request_id"]: r for r in UsageRecord.objects.filter(account=acme).values(*STORED_FIELDS)}
+    theirs = {r["request_id"][1:]: {**r, "request_id": r["request_id"][1:]}
+              for r in UsageRecord.objects.filter(account=globex).values(*STORED_FIELDS)}
+    for request_id, record in ours.items():
+        assert {**record, "account": globex.pk, "key": None} == {**theirs[request_id], "key": None}, request_id
+    assert {r["key"] for r in ours.values()} - {None} == {k.pk for k in keys}  # known keys kept, unknown dropped
+    for model in (UsageRollup, *(r.daily for r in ROLLUPS), UsageTagRollup):
+        cell = [c for c in (cell_columns(model) if model is not UsageTagRollup else ("hour", "tag", "value"))
+                if c not in ("account_id", "key_id")]
+        sums = list(SUMS) if model is not UsageTagRollup else ["requests", "cost_usd", "tokens"]
+
+        def totals(account: int, model: type[Model] = model, cell: list = cell, sums: list = sums) -> dict:
+            rows = model.objects.filter(account_id=account).values(*cell).annotate(**{s: Sum(s) for s in sums})
+            return {tuple(r[c] for c in cell): tuple(r[s] for s in sums) for r in rows}
+        assert totals(acme.pk) == totals(globex.pk), model
