@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +28,7 @@ from redis.crc import key_slot
 
 from billing.models import Account
 from billing.usage.deadletters import usage_dead_letter_add
+from billing.usage.ledger_shares import owned_streams
 from billing.usage.records import LedgerEntry, UnstorableEvent, event_decode, usage_record_batch
 from proxy.quota import events_stream_key
 from tokonomics.redis_client import SyncRedis, sync_redis
@@ -43,7 +45,9 @@ CLAIM_IDLE_MS = 30_000
 _groups_made: set[bytes] = set()
 
 def _consumer_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    # One name a thread: a consumer re-reads its own pending entries first, which must not be another thread's
+    # in-flight batch (a Celery worker may run its tasks in threads).
+    return f"{socket.gethostname()}-{os.getpid()}-{threading.get_native_id()}"
 
 
 def usage_events_store(*, entries: list[LedgerEntry]) -> list[dict]:
@@ -162,23 +166,26 @@ pipelined."""
 
 def _ingest(client: SyncRedis, max_seconds: float, batch_size: int) -> int:
     stream_accounts = {events_stream_key(pk).encode(): pk for pk in Account.objects.values_list("pk", flat=True)}
-    streams = list(stream_accounts)
-    if not streams:
+    if not stream_accounts:
         return 0
-    _ensure_groups(client, streams)
+    _ensure_groups(client, list(stream_accounts))
     consumer = _consumer_name()
-    written = 0
-    # First what this consumer read before and failed to write, then what dead consumers left.
-    written += _write(client, _read(client, consumer, streams, "0", batch_size), stream_accounts)
-    for stream in streams:
-        _, claimed, *_ = client.xautoclaim(stream, GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=batch_size)
-        written += _write(client, [(stream, claimed)], stream_accounts)
+    written, first = 0, True
     deadline = time.monotonic() + max_seconds
-    while time.monotonic() < deadline:
-        batches = _read(client, consumer, streams, ">", batch_size)
-        if not batches:
+    while True:
+        with owned_streams(client, consumer, stream_accounts) as streams:
+            if first and streams:  # what this consumer read before and failed to write, then what dead ones left
+                written += _write(client, _read(client, consumer, streams, "0", batch_size), stream_accounts)
+                for stream in streams:
+                    _, claimed, *_ = client.xautoclaim(stream, GROUP, consumer, CLAIM_IDLE_MS, "0-0",
+                                                       count=batch_size)
+                    written += _write(client, [(stream, claimed)], stream_accounts)
+            batches = _read(client, consumer, streams, ">", batch_size) if streams else []
+            if batches:
+                written += _write(client, batches, stream_accounts)
+        first = False
+        if not batches or time.monotonic() >= deadline:
             break
-        written += _write(client, batches, stream_accounts)
     if written:
         log.info("usage_ingest wrote %d usage records", written)
     return written
