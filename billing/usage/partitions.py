@@ -73,10 +73,12 @@ def usage_partitions() -> list[UsagePartition]:
     return sorted(partitions, key=lambda p: (p.start is None, p.start or datetime.min.replace(tzinfo=UTC)))
 
 
-def usage_partitions_ensure(*, now: datetime | None = None, ahead: int = 3) -> list[str]:
+def usage_partitions_ensure(*, now: datetime | None = None, ahead: int = 3,
+                            since: datetime | None = None) -> list[str]:
     """Create the missing monthly partitions, from the oldest month a row of the DEFAULT partition is in
-    (if any) up to `ahead` months after `now`; a month's rows move out of the DEFAULT partition into it.
-    Idempotent, and safe when two run at once (an advisory lock). Returns the partitions created."""
+    (if any; or `since`'s month, if earlier: a bulk loader's) up to `ahead` months after `now`; a month's
+    rows move out of the DEFAULT partition into it. Idempotent, and safe when two run at once (an advisory
+    lock). Returns the partitions created."""
     if not partitioned():
         return []
     now = now or datetime.now(UTC)
@@ -86,7 +88,7 @@ def usage_partitions_ensure(*, now: datetime | None = None, ahead: int = 3) -> l
         existing = {p.start for p in usage_partitions() if p.start is not None}
         cursor.execute(f"SELECT min(created_at) FROM {DEFAULT_PARTITION}")
         (oldest,) = cursor.fetchone()
-        month = month_start(min(oldest, now) if oldest else now)
+        month = month_start(min(moment for moment in (oldest, since, now) if moment is not None))
         last = month_start(now)
         for _ in range(ahead):
             last = month_after(last)
