@@ -3,6 +3,7 @@ out of the DEFAULT partition, and retention dropping whole months while deleting
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -182,3 +183,48 @@ def test_nothing_to_partition_on_sqlite(acme, monkeypatch) -> None:
     monkeypatch.setattr(connection, "vendor", "sqlite")
     assert usage_partitions() == []
     assert usage_partitions_ensure(now=datetime(2030, 5, 1, tzinfo=UTC)) == []
+
+
+class _SchemaEditor:
+    connection = connection
+
+
+def _constraint_defs() -> list[tuple[str, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                       "WHERE conrelid = 'billing_usagerecord'::regclass ORDER BY conname")
+        return cursor.fetchall()
+
+
+def test_the_migration_reverses_and_runs_again_keeping_rows_ids_and_names(acme) -> None:
+    migration = importlib.import_module("billing.migrations.0022_i20_partition_usage")
+    usage_partitions_ensure(now=datetime(2026, 11, 15, tzinfo=UTC))
+    records = [_record(acme, "req_nov", LAST_OF_NOVEMBER), _record(acme, "req_dec", FIRST_OF_DECEMBER)]
+    partitioned_constraints = _constraint_defs()
+
+    migration.unpartition(None, _SchemaEditor())
+    assert usage_partitions() == []
+    assert ("billing_usagerecord_request_id_key", "UNIQUE (request_id)") in _constraint_defs()
+    assert ("billing_usagerecord_pkey", "PRIMARY KEY (id)") in _constraint_defs()
+    # The compacted ledger's constraint already ends in created_at: the migration keeps it as it is.
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE billing_usagerecord DROP CONSTRAINT billing_usagerecord_request_id_key, "
+                       "ADD CONSTRAINT usage_request_once UNIQUE (request_id, created_at)")
+
+    migration.partition(None, _SchemaEditor())
+    assert [_partition_of(r) for r in records] == ["billing_usagerecord_p202611", "billing_usagerecord_p202612"]
+    assert {r.request_id for r in UsageRecord.objects.filter(pk__in=[r.pk for r in records])} == {"req_nov", "req_dec"}
+    assert _constraint_defs() == sorted(
+        [*[c for c in partitioned_constraints if c[0] != "billing_usagerecord_request_id_key"],
+         ("usage_request_once", "UNIQUE (request_id, created_at)")])
+    assert _record(acme, "req_after", FIRST_OF_DECEMBER).pk > max(r.pk for r in records)  # ids go on
+
+
+def test_later_migrations_can_remove_and_add_indexes_by_name() -> None:
+    index = next(i for i in UsageRecord._meta.indexes if i.name == "usage_account_model_time")
+    with connection.schema_editor() as editor:
+        editor.remove_index(UsageRecord, index)
+        editor.add_index(UsageRecord, index)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'usage_account_model_time'::regclass")
+        assert cursor.fetchone()[0] == len(usage_partitions())  # every partition has its share
