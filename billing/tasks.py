@@ -7,6 +7,7 @@ from redis.exceptions import LockError
 
 from billing.budgets.counters import budget_counters_rebuild, budget_counters_rebuild_all
 from billing.usage.ledger import usage_ingest
+from billing.usage.partitions import usage_partitions_ensure
 from billing.usage.retention import usage_retention_purge
 from tokonomics.celery import app
 from tokonomics.redis_client import sync_redis
@@ -36,6 +37,12 @@ def usage_retention_purge_task() -> int:
     finally:
         with contextlib.suppress(LockError):
             lock.release()
+
+
+@app.task(ignore_result=True)
+def usage_partitions_ensure_task() -> int:
+    # Daily, months ahead of need; the advisory lock inside makes a second run at once wait, then do nothing.
+    return len(usage_partitions_ensure())
 
 
 @app.task(ignore_result=True)

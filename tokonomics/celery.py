@@ -35,5 +35,7 @@ app.conf.beat_schedule = {
     "plan-request-limits": {"task": "alerts.tasks.plan_request_limits_check_task", "schedule": 60.0},
     "keys-expiring": {"task": "alerts.tasks.keys_expiring_check_task", "schedule": 600.0},
     "budget-forecasts": {"task": "alerts.tasks.budget_forecasts_check_task", "schedule": 300.0},
+    # Monthly partitions of the usage ledger, created three months ahead (PostgreSQL; nothing on SQLite).
+    "usage-partitions": {"task": "billing.tasks.usage_partitions_ensure_task", "schedule": crontab(hour=2, minute=47)},
     "usage-retention": {"task": "billing.tasks.usage_retention_purge_task", "schedule": crontab(hour=3, minute=17)},
 }

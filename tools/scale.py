@@ -31,6 +31,7 @@ from billing.budgets.counters import budget_counters_rebuild
 from billing.calls.selectors import CallFilters, Cursor, call_list
 from billing.dashboard import selectors as dashboard
 from billing.models import Account, Budget, Plan, Seat, UsageRecord, UsageTagRollup
+from billing.usage.partitions import usage_partitions_ensure
 from billing.usage.rollups import ROLLUP_SOURCE_COLUMNS, ROLLUPS, rollup_add_statements
 from proxy.budgets import ingested_key
 from proxy.keys import generate_key, hash_key, visible_prefix
@@ -298,6 +299,8 @@ def usage_seed(*, account: Account, total: int, days: int = 90, batch_size: int 
         **_lookup_arrays(keys), "account": account.pk, "run": _base36(time.time_ns() // 1000), "total": missing,
         "t0": now - days * 86400, "span": days * 86400,
     }
+    # Every month of the span gets its partition first, so no row lands in (and later moves out of) DEFAULT.
+    usage_partitions_ensure(since=datetime.fromtimestamp(params["t0"], UTC))
     sql = _batch_sql()
     started = time.monotonic()
     for first in range(0, missing, batch_size):
@@ -327,12 +330,17 @@ def counters_and_statistics_refresh(*, account: Account, vacuum: bool = True,
 
 
 def table_sizes() -> list[dict[str, Any]]:
-    """Rows (the planner's estimate, exact after VACUUM) and sizes of the usage tables."""
+    """Rows (the planner's estimate, exact after VACUUM) and sizes of the usage tables; a partitioned table
+    (the usage records on PostgreSQL) counts as the sum of its partitions, which hold its rows and indexes."""
     tables = [m._meta.db_table for m in USAGE_TABLES]
     with connection.cursor() as cursor:
+        # A plain table is its own one leaf; a partitioned one's leaves are its partitions.
         cursor.execute(
-            "SELECT relname, reltuples::bigint, pg_relation_size(oid), pg_indexes_size(oid), "
-            "pg_total_relation_size(oid) FROM pg_class WHERE relname = ANY(%s) AND relkind = 'r' ORDER BY relname",
+            "SELECT c.relname, sum(greatest(leaf.reltuples, 0))::bigint, sum(pg_relation_size(leaf.oid)), "
+            "sum(pg_indexes_size(leaf.oid)), sum(pg_total_relation_size(leaf.oid)) "
+            "FROM pg_class c JOIN pg_class leaf ON (c.relkind = 'r' AND leaf.oid = c.oid) OR (c.relkind = 'p' "
+            "AND leaf.oid IN (SELECT relid FROM pg_partition_tree(c.oid) WHERE isleaf)) "
+            "WHERE c.relname = ANY(%s) GROUP BY c.relname ORDER BY c.relname",
             [tables])
         return [{"table": name, "rows": rows, "table_bytes": heap, "index_bytes": indexes, "total_bytes": total}
                 for name, rows, heap, indexes, total in cursor.fetchall()]

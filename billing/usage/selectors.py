@@ -225,21 +225,24 @@ def _record_groups(
     if time_group:
         records = records.annotate(group=_group_expression(time_group, zoneinfo.ZoneInfo(account.timezone),
                                                            "created_at"))
-    rows = list(
-        records.values(*names)
-        .annotate(
-            requests=Count("id"),
-            unknown_cost_requests=Count("id", filter=Q(cost_usd__isnull=True, status_code__lt=400)),
-            cost_usd=Sum("cost_usd"),
-            latency_ms_total=Sum("latency_ms"),
-            routing_saved_usd=Sum("routing_saved_usd"),
-            downgraded_requests=Count("id", filter=~Q(downgraded_from="")),
-            cache_hits=Count("id", filter=Q(cache_hit=True)),
-            cache_saved_usd=Sum("cache_saved_usd"),
-            **{name: Sum(name) for name in TOKEN_FIELDS},
-        )
-        .order_by()
-    )
+    sums = {
+        "requests": Count("id"),
+        "unknown_cost_requests": Count("id", filter=Q(cost_usd__isnull=True, status_code__lt=400)),
+        "cost_usd": Sum("cost_usd"),
+        "latency_ms_total": Sum("latency_ms"),
+        "routing_saved_usd": Sum("routing_saved_usd"),
+        "downgraded_requests": Count("id", filter=~Q(downgraded_from="")),
+        "cache_hits": Count("id", filter=Q(cache_hit=True)),
+        "cache_saved_usd": Sum("cache_saved_usd"),
+        **{name: Sum(name) for name in TOKEN_FIELDS},
+    }
+    if names:
+        rows = list(records.values(*names).annotate(**sums).order_by())
+    else:
+        # One total. values() without names would group by the primary key (a row a record), which PostgreSQL
+        # refuses on the partitioned table: its key is (id, created_at), so id alone decides no other column.
+        total = records.aggregate(**sums)
+        rows = [total] if total["requests"] else []
     for row in rows:
         if row.get("key_id", 0) is None:
             row["key_id"] = 0  # as the rollups keep "no key"
