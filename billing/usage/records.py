@@ -97,7 +97,7 @@ def _record(event: dict, known_keys: set[int]) -> UsageRecord:
 COPY_COLUMNS = ("request_id", "account_id", "key_id", "cost_usd", "reserved_usd", "provider_cost_usd",
                 "routing_saved_usd", "cache_saved_usd", "created_at", *RECORD_FIELDS)
 _JSON_COLUMNS = frozenset(f.name for f in UsageRecord._meta.concrete_fields if isinstance(f, models.JSONField))
-_DEFAULTS = {name: UsageRecord._meta.get_field(name).get_default() for name in RECORD_FIELDS}
+_DEFAULTS = {f.name: f.get_default() for f in UsageRecord._meta.concrete_fields if f.name in RECORD_FIELDS}
 _STAGE = "usage_ledger_stage"
 # Dropped at commit: nothing outlives the transaction, so a pooler that hands the connection on (PgBouncer in
 # transaction mode) never sees it.

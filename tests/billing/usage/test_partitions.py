@@ -56,8 +56,10 @@ def test_the_table_is_partitioned_with_the_partition_key_in_every_unique_constra
         assert cursor.fetchone()[0] == "p"
         cursor.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
                        "WHERE conrelid = 'billing_usagerecord'::regclass AND contype IN ('p', 'u') ORDER BY conname")
-        assert cursor.fetchall() == [("billing_usagerecord_pkey", "PRIMARY KEY (id, created_at)"),
-                                     ("billing_usagerecord_request_id_key", "UNIQUE (request_id, created_at)")]
+        assert cursor.fetchall() == [("billing_usagerecord_pkey", "PRIMARY KEY (id, created_at)")]
+        # The request id's uniqueness is a unique index (on its hash), which ends in created_at too.
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'usage_request_once'")
+        assert cursor.fetchone()[0].endswith("(hashtextextended((request_id)::text, (0)::bigint), created_at)")
         # Fixed-width columns widest first and variable-length ones last: no alignment padding in a row.
         cursor.execute("SELECT t.typlen, t.typalign FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
                        "WHERE a.attrelid = 'billing_usagerecord'::regclass AND a.attnum > 0 AND NOT a.attisdropped "
@@ -131,7 +133,7 @@ def test_the_same_request_twice_is_one_record(acme) -> None:
             "tenant, environment, operation, tags, input_tokens, output_tokens, cached_input_tokens, "
             "cache_write_tokens, reasoning_tokens, latency_ms, status_code, denied_scope, streamed, usage_source, "
             "enforced, created_at) VALUES ('req_twice', %s, 'openai', '', '', '', '', '', '', '{}', 0, 0, 0, 0, 0, "
-            "0, 200, '', false, 'reported', true, %s) ON CONFLICT (request_id, created_at) DO NOTHING",
+            "0, 200, '', false, 'reported', true, %s) ON CONFLICT DO NOTHING",
             [acme.pk, LAST_OF_NOVEMBER])
         assert cursor.rowcount == 0
 
@@ -204,27 +206,25 @@ def test_the_migration_reverses_and_runs_again_keeping_rows_ids_and_names(acme) 
 
     migration.unpartition(None, _SchemaEditor())
     assert usage_partitions() == []
-    assert ("billing_usagerecord_request_id_key", "UNIQUE (request_id)") in _constraint_defs()
     assert ("billing_usagerecord_pkey", "PRIMARY KEY (id)") in _constraint_defs()
-    # The compacted ledger's constraint already ends in created_at: the migration keeps it as it is.
+    # A unique constraint of the older ledger (request id alone) gets created_at appended on the way in.
     with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE billing_usagerecord DROP CONSTRAINT billing_usagerecord_request_id_key, "
-                       "ADD CONSTRAINT usage_request_once UNIQUE (request_id, created_at)")
+        cursor.execute("ALTER TABLE billing_usagerecord ADD CONSTRAINT billing_usagerecord_request_id_key "
+                       "UNIQUE (request_id)")
 
     migration.partition(None, _SchemaEditor())
     assert [_partition_of(r) for r in records] == ["billing_usagerecord_p202611", "billing_usagerecord_p202612"]
     assert {r.request_id for r in UsageRecord.objects.filter(pk__in=[r.pk for r in records])} == {"req_nov", "req_dec"}
     assert _constraint_defs() == sorted(
-        [*[c for c in partitioned_constraints if c[0] != "billing_usagerecord_request_id_key"],
-         ("usage_request_once", "UNIQUE (request_id, created_at)")])
+        [*partitioned_constraints, ("billing_usagerecord_request_id_key", "UNIQUE (request_id, created_at)")])
     assert _record(acme, "req_after", FIRST_OF_DECEMBER).pk > max(r.pk for r in records)  # ids go on
 
 
 def test_later_migrations_can_remove_and_add_indexes_by_name() -> None:
-    index = next(i for i in UsageRecord._meta.indexes if i.name == "usage_account_model_time")
+    index = next(i for i in UsageRecord._meta.indexes if i.name == "usage_account_time")
     with connection.schema_editor() as editor:
         editor.remove_index(UsageRecord, index)
         editor.add_index(UsageRecord, index)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'usage_account_model_time'::regclass")
+        cursor.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'usage_account_time'::regclass")
         assert cursor.fetchone()[0] == len(usage_partitions())  # every partition has its share
