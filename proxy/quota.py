@@ -38,7 +38,7 @@ from .budgets import (
 from .directory import AccountEntry, KeyEntry
 from .leases import LeaseBook
 from .redis_pipeline import Arg, LuaScript, ProxyRedis
-from .usage_bounds import MAX_TOKENS
+from .usage_bounds import MAX_ESTIMATE_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ MAX_CACHED_PLANS = 50_000
 # amounts are capped well inside both. A capped estimate is still far over any real call's: a hard budget
 # denies it, a soft one counts it like any other.
 MAX_CALL_NANOS = 10**15
-MAX_CALL_TOKENS = MAX_TOKENS  # the same bound the usage record keeps
+MAX_CALL_TOKENS = MAX_ESTIMATE_TOKENS
 
 # A call that would fit in room leased to proxy workers waits for them to give it back, trying again
 # every BUSY_PAUSE_SECONDS, for at most BUSY_WAIT_SECONDS; then it is denied (room still leased out

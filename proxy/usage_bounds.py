@@ -41,6 +41,9 @@ TAG_VALUE_LIMIT = 200
 # A record's token counts are 4-byte columns (docs/scaling.md "Bytes per record"): two billion tokens in one call
 # is a thousand times any model's context, and the rollups' bigint sums cannot overflow.
 MAX_TOKENS = 2**31 - 1
+# What a call may be estimated to take before it runs (an absurd `n` or max_tokens): far past any record, so that
+# such an estimate is past what any hard budget leaves (proxy/quota.py) and the call is denied, not admitted.
+MAX_ESTIMATE_TOKENS = 10**12
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 MAX_LATENCY_MS = 2**31 - 1  # PositiveIntegerField
 MAX_STATUS_CODE = 999

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 PARTITIONS_LOCK_ID = 7_146_390_002  # pg_advisory_xact_lock key of partition maintenance
 TABLE = UsageRecord._meta.db_table
 DEFAULT_PARTITION = f"{TABLE}_pdefault"
+MONTHS_BEHIND_MAX = 120  # the oldest month ensure makes: ten years before now, past any plan's retention
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ def month_start(value: datetime) -> datetime:
 
 def month_after(month: datetime) -> datetime:
     return datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def _months_before(month: datetime, count: int) -> datetime:
+    index = month.year * 12 + month.month - 1 - count
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
 
 
 def partition_name(month: datetime) -> str:
@@ -89,6 +95,9 @@ def usage_partitions_ensure(*, now: datetime | None = None, ahead: int = 3,
         cursor.execute(f"SELECT min(created_at) FROM {DEFAULT_PARTITION}")
         (oldest,) = cursor.fetchone()
         month = month_start(min(moment for moment in (oldest, since, now) if moment is not None))
+        # A row stamped decades back (a clock far off) stays in the DEFAULT partition, whose rows retention
+        # deletes in batches, rather than making a month table for every month since.
+        month = max(month, _months_before(month_start(now), MONTHS_BEHIND_MAX))
         last = month_start(now)
         for _ in range(ahead):
             last = month_after(last)

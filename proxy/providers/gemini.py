@@ -39,7 +39,7 @@ from proxy.providers.base import (
 )
 from proxy.usage import TokenUsage
 
-from ..usage_bounds import MAX_TOKENS
+from ..usage_bounds import MAX_ESTIMATE_TOKENS, MAX_TOKENS
 
 CONTENT_TOKENS = 4  # per turn, as chat formats count a message
 # `/{version}/models/{model}:{method}`: the model is one segment without ":" (a second ":" matches nothing).
@@ -146,7 +146,7 @@ def _max_output_tokens(payload: dict[str, Any]) -> tuple[int | None, int]:
         return None, candidates
     thinking = _either(config, "thinkingConfig", "thinking_config")
     budget = _largest(thinking, "thinkingBudget", "thinking_budget") if isinstance(thinking, dict) else None
-    return min((limit + (budget or 0)) * candidates, MAX_TOKENS), candidates
+    return min((limit + (budget or 0)) * candidates, MAX_ESTIMATE_TOKENS), candidates
 
 
 def _estimate_generate_input(payload: dict[str, Any]) -> int:

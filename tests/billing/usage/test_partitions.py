@@ -228,3 +228,12 @@ def test_later_migrations_can_remove_and_add_indexes_by_name() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'usage_account_time'::regclass")
         assert cursor.fetchone()[0] == len(usage_partitions())  # every partition has its share
+
+
+def test_a_row_stamped_decades_back_makes_no_month_tables_for_the_years_between(acme) -> None:
+    now = datetime(2030, 5, 10, tzinfo=UTC)
+    ancient = _record(acme, "req_1970", datetime(1970, 1, 2, tzinfo=UTC))
+    created = usage_partitions_ensure(now=now, ahead=0)
+    assert created[0] == "billing_usagerecord_p202005"  # ten years back, no further
+    assert min(p.start for p in usage_partitions() if p.start) == datetime(2020, 5, 1, tzinfo=UTC)
+    assert _partition_of(ancient) == "billing_usagerecord_pdefault"  # retention deletes it there in batches
