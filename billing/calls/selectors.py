@@ -163,10 +163,12 @@ def _calls(*, account: Account, filters: CallFilters) -> QuerySet[UsageRecord]:
 def _search(*, account: Account, text: str) -> Q:
     """A request id, exactly (the unique index answers); else the calls whose feature, tenant or model starts
     with `text`, as at most SEARCH_MAX_VALUES values of each found in the day rollups."""
-    exactly = UsageRecord.objects.alias(hashed=RequestIdHash("request_id")).filter(
-        account=account, hashed=RequestIdHash(Value(text)), request_id=text)  # the index of usage_request_once
-    if exactly.exists():
-        return Q(request_id=text)
+    # Found through usage_request_once (the hash of the id), then named by primary key and time: the call
+    # list's own query then reads those rows alone instead of comparing every call's request id.
+    exactly = list(UsageRecord.objects.alias(hashed=RequestIdHash("request_id")).filter(
+        account=account, hashed=RequestIdHash(Value(text)), request_id=text).values_list("pk", "created_at"))
+    if exactly:
+        return Q(pk__in=[pk for pk, _ in exactly], created_at__in=[at for _, at in exactly])
     condition = Q(pk__in=[])
     for name, rollup in (("feature", UsageSummaryDayRollup), ("model", UsageSummaryDayRollup),
                          ("tenant", UsageTenantDayRollup)):

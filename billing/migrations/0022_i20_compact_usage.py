@@ -68,6 +68,10 @@ class Migration(migrations.Migration):
             name='request_id',
             field=models.CharField(max_length=40),
         ),
+        migrations.AddIndex(
+            model_name='usagerecord',
+            index=models.Index(fields=['account', 'tenant'], name='usage_account_tenant'),
+        ),
         migrations.AddConstraint(
             model_name='usagerecord',
             constraint=models.UniqueConstraint(billing.models.usage.RequestIdHash('request_id'), models.F('created_at'), name='usage_request_once'),
