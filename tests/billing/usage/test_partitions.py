@@ -15,6 +15,8 @@ from billing.usage.partitions import usage_partitions, usage_partitions_ensure
 from billing.usage.records import usage_record_batch
 from billing.usage.retention import usage_retention_purge
 
+from .test_retention import DeleteCounter
+
 pytestmark = pytest.mark.django_db
 
 LAST_OF_NOVEMBER = datetime(2026, 11, 30, 23, 59, 59, 999999, tzinfo=UTC)
@@ -35,19 +37,6 @@ def _partition_of(record: UsageRecord) -> str:
 
 def _names() -> set[str]:
     return {p.name for p in usage_partitions()}
-
-
-class DeleteCounter:
-    """Counts the rows each DELETE statement removes (an execute_wrapper)."""
-
-    def __init__(self) -> None:
-        self.rowcounts: list[int] = []
-
-    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
-        result = execute(sql, params, many, context)
-        if sql.lstrip().upper().startswith("DELETE"):
-            self.rowcounts.append(context["cursor"].rowcount)
-        return result
 
 
 def test_the_table_is_partitioned_with_the_partition_key_in_every_unique_constraint() -> None:
@@ -138,16 +127,19 @@ def test_the_same_request_twice_is_one_record(acme) -> None:
         assert cursor.rowcount == 0
 
 
-def test_retention_drops_a_month_every_account_is_done_with(acme, globex) -> None:
-    acme.retention_days, globex.retention_days = 3, 5
-    acme.save()
-    globex.save()
+def _four_records_each_around_december_first(*accounts: Any, retention_days: tuple[int, ...]) -> None:
+    for account, days in zip(accounts, retention_days, strict=True):
+        account.retention_days = days
+        account.save()
     usage_partitions_ensure(now=datetime(2026, 11, 15, tzinfo=UTC))
-    for account in (acme, globex):
-        _record(account, f"req_{account.slug}_1", datetime(2026, 11, 10, tzinfo=UTC))
-        _record(account, f"req_{account.slug}_2", LAST_OF_NOVEMBER)
-        _record(account, f"req_{account.slug}_3", FIRST_OF_DECEMBER)
-        _record(account, f"req_{account.slug}_4", datetime(2026, 12, 20, tzinfo=UTC))
+    for account in accounts:
+        for n, at in enumerate((datetime(2026, 11, 10, tzinfo=UTC), LAST_OF_NOVEMBER, FIRST_OF_DECEMBER,
+                                datetime(2026, 12, 20, tzinfo=UTC)), start=1):
+            _record(account, f"req_{account.slug}_{n}", at)
+
+
+def test_retention_drops_a_month_every_account_is_done_with(acme, globex) -> None:
+    _four_records_each_around_december_first(acme, globex, retention_days=(3, 5))
 
     counter = DeleteCounter()
     with connection.execute_wrapper(counter):
@@ -161,15 +153,7 @@ def test_retention_drops_a_month_every_account_is_done_with(acme, globex) -> Non
 
 
 def test_a_longer_retention_keeps_the_month_and_the_shorter_one_deletes_its_records(acme, globex) -> None:
-    acme.retention_days, globex.retention_days = 3, 60
-    acme.save()
-    globex.save()
-    usage_partitions_ensure(now=datetime(2026, 11, 15, tzinfo=UTC))
-    for account in (acme, globex):
-        _record(account, f"req_{account.slug}_1", datetime(2026, 11, 10, tzinfo=UTC))
-        _record(account, f"req_{account.slug}_2", LAST_OF_NOVEMBER)
-        _record(account, f"req_{account.slug}_3", FIRST_OF_DECEMBER)
-        _record(account, f"req_{account.slug}_4", datetime(2026, 12, 20, tzinfo=UTC))
+    _four_records_each_around_december_first(acme, globex, retention_days=(3, 60))
 
     counter = DeleteCounter()
     with connection.execute_wrapper(counter):
