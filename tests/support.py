@@ -370,6 +370,18 @@ def token_for(account, *, read_only: bool = False, name: str = "tests") -> str:
 
 # --- what the proxy emits and caches ------------------------------------------------------------
 
+def ingested_record(request_id: str, timeout: float = 5) -> Any:
+    """The call's usage record, once the ledger has stored it (the proxy queues it as the answer ends)."""
+    from billing.models import UsageRecord
+    from billing.usage.ledger import usage_ingest
+
+    deadline = time.monotonic() + timeout
+    while (saved := UsageRecord.objects.filter(request_id=request_id).first()) is None:
+        assert time.monotonic() < deadline, "no usage record"
+        usage_ingest(max_seconds=0.2)
+    return saved
+
+
 def usage_event(account_id: int, n: int, *, prefix: str = "req_test", **fields: Any) -> dict[str, Any]:
     """The usage event of the proxy's n-th call (as queued for the ledger), `fields` overriding."""
     return {

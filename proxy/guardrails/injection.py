@@ -334,22 +334,6 @@ def _instructs(decoded: str) -> bool:
     return bool(_INSTRUCTION_FAMILIES & set(_phrase_signals(_normalise(decoded))))
 
 
-def _phrase_found(phrase: _Phrase, plain: str, words: frozenset[str], cjk: bool) -> bool:
-    match = phrase.rest.match
-    for trigger, head in zip(phrase.triggers, phrase.heads, strict=True):
-        # a trigger whose first word is not among the text's words cannot be in it: skip the search
-        if (head and head not in words) or (head is None and not cjk):
-            continue
-        at = plain.find(trigger)
-        finds = 0
-        while at >= 0 and finds < _MAX_FINDS:
-            finds += 1
-            if (not phrase.word or at == 0 or not plain[at - 1].isalnum()) and match(plain, at):
-                return True
-            at = plain.find(trigger, at + 1)
-    return False
-
-
 def _hidden_signals(text: str) -> list[str]:
     if text.isascii():
         return []

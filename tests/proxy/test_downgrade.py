@@ -3,28 +3,19 @@ served by the cheaper target (and say so), the record shows it with the saving, 
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 import anthropic
 import openai
 import pytest
 
-from billing.models import Budget, UsageRecord
-from billing.usage.ledger import usage_ingest
+from billing.models import Budget
 from proxy.models import Route
 
 from ..support import KEY, Stack
+from ..support import ingested_record as record
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-
-
-def record(request_id: str) -> UsageRecord:
-    deadline = time.monotonic() + 5
-    while (saved := UsageRecord.objects.filter(request_id=request_id).first()) is None:
-        assert time.monotonic() < deadline, "no usage record"
-        usage_ingest(max_seconds=0.2)
-    return saved
 
 
 def downgrade_budget(stack: Stack, to: str, *, limit: str = "0.001", at: int = 50) -> Budget:

@@ -4,7 +4,6 @@ boundaries), and refusals in each format, streamed and not."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,12 +13,11 @@ import openai
 import orjson
 import pytest
 
-from billing.models import UsageRecord
-from billing.usage.ledger import usage_ingest
 from proxy.guardrail_policies import guardrail_policy_put
 from tokonomics.audit import Actor
 
 from ..support import KEY, SERVERS, Stack, proxy_served_by
+from ..support import ingested_record as record
 
 EMAIL = "jane.doe@example.com"
 OUTPUT_EMAIL = "bob.smith@example.org"
@@ -41,14 +39,6 @@ def claude(url: str, **headers: str) -> anthropic.Anthropic:
 
 def upstream_bodies(stack: Stack) -> list[Any]:
     return [r["body"] for r in stack.sim_requests() if r["method"] == "POST"]
-
-
-def record(request_id: str) -> UsageRecord:
-    deadline = time.monotonic() + 5
-    while (saved := UsageRecord.objects.filter(request_id=request_id).first()) is None:
-        assert time.monotonic() < deadline, "no usage record"
-        usage_ingest(max_seconds=0.2)
-    return saved
 
 
 MASK_EMAIL = {"pii": {"types": ["email"], "action": "mask"}}

@@ -18,6 +18,7 @@ from billing.usage.ledger import usage_ingest
 from proxy.models import ProviderEndpoint, Route
 
 from ..support import KEY, SERVERS, Stack, proxy_served_by, wait_until
+from ..support import ingested_record as record
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -27,14 +28,6 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def record(request_id: str) -> UsageRecord:
-    deadline = time.monotonic() + 5
-    while (saved := UsageRecord.objects.filter(request_id=request_id).first()) is None:
-        assert time.monotonic() < deadline, "no usage record"
-        usage_ingest(max_seconds=0.2)
-    return saved
 
 
 def route(stack: Stack, name: str, targets: list[dict], **fields: object) -> Route:
