@@ -382,6 +382,30 @@ def ingested_record(request_id: str, timeout: float = 5) -> Any:
     return saved
 
 
+def usage_record_build(**fields: Any) -> Any:
+    """An unsaved usage record: its label fields (feature, tenant, model, tags…) name its label set, made if
+    new; the others are the record's own."""
+    from billing.models import LABEL_FIELDS, UsageRecord
+    from billing.usage.labels import label_set_ids, labels_of
+
+    account_id = fields["account"].pk if "account" in fields else fields["account_id"]
+    labels = labels_of(fields)
+    labels_id = label_set_ids([(account_id, labels)])[(account_id, labels)]
+    record = UsageRecord(labels_id=labels_id, **{k: v for k, v in fields.items() if k not in LABEL_FIELDS})
+    for name, value in zip(LABEL_FIELDS, labels, strict=True):
+        setattr(record, name, dict(value) if name == "tags" else value)
+    return record
+
+
+def usage_record_create(**fields: Any) -> Any:
+    """A stored usage record (usage_record_build, saved), read back as callers see records."""
+    from billing.models import UsageRecord
+
+    record = usage_record_build(**fields)
+    record.save()
+    return UsageRecord.objects.get(pk=record.pk)
+
+
 def usage_event(account_id: int, n: int, *, prefix: str = "req_test", **fields: Any) -> dict[str, Any]:
     """The usage event of the proxy's n-th call (as queued for the ledger), `fields` overriding."""
     return {

@@ -30,9 +30,10 @@ from billing.accounts.management_tokens import management_token_create
 from billing.budgets.counters import budget_counters_rebuild
 from billing.calls.selectors import CallFilters, Cursor, call_list
 from billing.dashboard import selectors as dashboard
-from billing.models import Account, Budget, Plan, Seat, UsageRecord, UsageTagRollup
+from billing.models import LABEL_FIELDS, Account, Budget, Plan, Seat, UsageLabelSet, UsageRecord, UsageTagRollup
+from billing.usage.labels import labels_digest_sql
 from billing.usage.partitions import usage_partitions_ensure
-from billing.usage.rollups import ROLLUP_SOURCE_COLUMNS, ROLLUPS, rollup_add_statements
+from billing.usage.rollups import ROLLUP_RECORD_COLUMNS, ROLLUPS, rollup_add_statements, rollup_source_sql
 from proxy.budgets import ingested_key
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, ProviderEndpoint
@@ -42,8 +43,9 @@ from tokonomics.redis_client import sync_redis
 ACCOUNT_NAME = "Scale benchmark (seeded usage)"  # marks an account this module may add records to
 SEAT_EMAIL = "benchmark@{slug}.invalid"
 REQUEST_ID_PREFIX = "seed-"
+# The label sets are the records' too: a record's bytes count its share of them.
 USAGE_TABLES: tuple[type[models.Model], ...] = (
-    UsageRecord, *(m for r in ROLLUPS for m in (r.hourly, r.daily)), UsageTagRollup
+    UsageRecord, UsageLabelSet, *(m for r in ROLLUPS for m in (r.hourly, r.daily)), UsageTagRollup
 )
 
 
@@ -127,7 +129,9 @@ def _batch_sql() -> str:
     Records are numbered first…last of total and spread evenly over [t0, t0 + span) in that order, so
     every time index is appended to rather than split all over.
     """
-    upserts = rollup_add_statements("fresh")  # the ledger's own, so dashboards read what ingestion builds
+    upserts = rollup_add_statements("labelled")  # the ledger's own, so dashboards read what ingestion builds
+    label_sets, labels = UsageLabelSet._meta.db_table, ", ".join(LABEL_FIELDS)
+    record_columns = [c for c in RECORD_COLUMNS if c not in LABEL_FIELDS]
     rollup_ctes = "".join(f", rollup_{n} AS ({sql})" for n, sql in enumerate(upserts[:-1]))
     return f"""
     WITH draws AS MATERIALIZED (
@@ -159,9 +163,8 @@ def _batch_sql() -> str:
                CASE WHEN (%(model_provider)s::text[])[m] = 'anthropic' AND r_write < 0.08
                     THEN floor(input * 0.2)::bigint ELSE 0 END AS cache_write
         FROM usage AS u
-    ), fresh AS (
-        INSERT INTO {UsageRecord._meta.db_table} ({", ".join(RECORD_COLUMNS)})
-        SELECT format('{REQUEST_ID_PREFIX}%%s-%%s-%%s', %(account)s::bigint, %(run)s::text, lpad(n::text, 10, '0')),
+    ), drawn (n, {", ".join(RECORD_COLUMNS)}) AS (
+        SELECT n, format('{REQUEST_ID_PREFIX}%%s-%%s-%%s', %(account)s::bigint, %(run)s::text, lpad(n::text, 10, '0')),
                %(account)s,
                CASE WHEN env = 'staging' THEN %(staging_key)s
                     WHEN env = 'development' THEN (%(development_keys)s::bigint[])[1 + floor(r_key * 2)::int]
@@ -198,9 +201,24 @@ def _batch_sql() -> str:
                true,
                to_timestamp(%(t0)s + at * %(span)s)
         FROM shaped
-        ORDER BY n
-        RETURNING {", ".join(ROLLUP_SOURCE_COLUMNS)}
-    ){rollup_ctes}
+    ), routed AS (
+        SELECT d.*, ''::text AS route, ''::text AS requested_model, ''::text AS downgraded_from FROM drawn AS d
+    ), named AS (
+        SELECT d.*, {labels_digest_sql("d")} AS digest FROM routed AS d
+    ), new_sets AS (
+        INSERT INTO {label_sets} (account_id, digest, {labels})
+        SELECT DISTINCT ON (digest) account_id, digest, {labels} FROM named ORDER BY digest
+        ON CONFLICT DO NOTHING
+        RETURNING id, digest, {labels}
+    ), sets AS (
+        SELECT id, digest, {labels} FROM new_sets
+        UNION ALL SELECT id, digest, {labels} FROM {label_sets} WHERE account_id = %(account)s
+    ), fresh AS (
+        INSERT INTO {UsageRecord._meta.db_table} ({", ".join(record_columns)}, labels_id)
+        SELECT {", ".join(f"n.{c}" for c in record_columns)}, s.id FROM named AS n JOIN sets AS s USING (digest)
+        ORDER BY n.n
+        RETURNING {", ".join(ROLLUP_RECORD_COLUMNS)}
+    ), labelled AS ({rollup_source_sql("fresh", "sets")}){rollup_ctes}
     {upserts[-1]}
     """
 
@@ -357,11 +375,27 @@ def server_settings() -> dict[str, Any]:
             "max_parallel_workers_per_gather": workers, "cpus": os.cpu_count()}
 
 
+def record_bytes(sizes: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Bytes per usage record (docs/scaling.md "Bytes per record"): its heap and indexes, and its share of the
+    label sets it references (their whole size over the records); None without records."""
+    by_table = {t["table"]: t for t in sizes}
+    records, label_sets = by_table.get(UsageRecord._meta.db_table), by_table.get(UsageLabelSet._meta.db_table)
+    if not records or not records["rows"]:
+        return None
+    rows = float(records["rows"])
+    share = {"heap": float(records["table_bytes"]) / rows, "indexes": float(records["index_bytes"]) / rows,
+             "label_sets": float(label_sets["total_bytes"] if label_sets else 0) / rows}
+    return share | {"total": sum(share.values())}
+
+
 def sizes_table(sizes: list[dict[str, Any]]) -> str:
     lines = [f"{'table':<30} {'rows':>12} {'table':>9} {'indexes':>9} {'total':>9}"]
     for t in sizes:
         lines.append(f"{t['table']:<30} {t['rows']:>12,} {_size(t['table_bytes']):>9} {_size(t['index_bytes']):>9} "
                      f"{_size(t['total_bytes']):>9}")
+    if per_record := record_bytes(sizes):
+        lines.append(f"bytes per usage record: {per_record['total']:.0f} B ({per_record['heap']:.0f} heap + "
+                     f"{per_record['indexes']:.0f} indexes + {per_record['label_sets']:.0f} label sets)")
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import QuerySet, Sum
 
-from billing.models import Account, Budget, UsageRecord, UsageTagRollup
+from billing.models import Account, Budget, UsageLabelSet, UsageRecord, UsageTagRollup
 from billing.usage.rollups import RollupRows, rollup_rows
 from billing.usage.selectors import UsageFilters, usage_sum_list
 from proxy.budgets import BudgetPeriod, ingested_key, nanos_to_usd, per_value
@@ -279,12 +279,12 @@ def tag_breakdown(account: Account, period: Range, filters: dict[str, str], limi
     for name, value in usage_filters(filters).exact().items():
         records = records.filter(**{name: value})
     inner, params = records.values("id").query.sql_with_params()
-    table = UsageRecord._meta.db_table
-    each = "jsonb_each_text(r.tags)" if connection.vendor == "postgresql" else "json_each(r.tags)"
-    # The table is the model's and the inner query Django's own; every value is a parameter.
+    table, label_sets = UsageRecord._meta.db_table, UsageLabelSet._meta.db_table
+    each = "jsonb_each_text(l.tags)" if connection.vendor == "postgresql" else "json_each(l.tags)"
+    # The tables are the models' and the inner query Django's own; every value is a parameter.
     sql = (f"SELECT kv.key, kv.value, count(*), sum(r.input_tokens + r.output_tokens), "  # noqa: S608
-           f"sum(coalesce(r.cost_usd, 0)) FROM {table} r CROSS JOIN {each} kv WHERE r.id IN ({inner}) "
-           f"GROUP BY 1, 2 ORDER BY 5 DESC, 3 DESC LIMIT %s")
+           f"sum(coalesce(r.cost_usd, 0)) FROM {table} r JOIN {label_sets} l ON l.id = r.labels_id "
+           f"CROSS JOIN {each} kv WHERE r.id IN ({inner}) GROUP BY 1, 2 ORDER BY 5 DESC, 3 DESC LIMIT %s")
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, limit])
         found = cursor.fetchall()

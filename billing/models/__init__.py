@@ -18,12 +18,14 @@ from .sso import SsoConfig, SsoDomain
 from .tokens import ManagementToken
 from .usage import (
     KEY_ID_HELP,
+    LABEL_FIELDS,
     AllDimensions,
     RequestIdHash,
     RollupSums,
     SummaryDimensions,
     TenantDimensions,
     UsageDayRollup,
+    UsageLabelSet,
     UsageRecord,
     UsageRollup,
     UsageSummaryDayRollup,
@@ -34,7 +36,7 @@ from .usage import (
 )
 
 __all__ = [
-    "RequestIdHash",
+    "LABEL_FIELDS", "RequestIdHash", "UsageLabelSet",
     "HEX_COLOUR_VALIDATOR", "KEY_ID_HELP", "MAX_CACHE_ENTRY_BYTES", "MAX_CACHE_TOTAL_BYTES", "MAX_CACHE_TTL_SECONDS",
     "Account", "AllDimensions", "AuditEntry", "Budget", "Invitation",
     "ManagementToken", "Plan", "PriceOverride", "RollupSums", "Seat", "SsoConfig", "SsoDomain", "SummaryDimensions",

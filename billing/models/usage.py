@@ -22,12 +22,65 @@ class RequestIdHash(models.Func):
         return compiler.compile(self.source_expressions[0])
 
 
-class UsageRecord(models.Model):
-    """One proxied call (CONTRACT §4). Never the prompt, never the response."""
+class UsageLabelSet(models.Model):
+    """The labels of calls, stored once per distinct combination per account and referenced by each record
+    (UsageRecord.labels): an account's calls repeat a few thousand combinations of feature, tenant, model and
+    the rest, so a record carries a 4-byte reference instead of about 90 bytes of text (docs/scaling.md
+    "Bytes per record"). Rows are never changed, and stay when retention drops the records that used them.
+
+    `digest` names the combination (billing.usage.labels.labels_digest): unique per account, a 16-byte key
+    however long the labels are."""
 
     class Source(models.TextChoices):
         REPORTED = "reported"
         ESTIMATED = "estimated"
+
+    id = models.AutoField(primary_key=True)  # 4 bytes in every record that references it
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_label_sets", db_index=False)
+    digest = models.UUIDField()
+    feature = models.CharField(max_length=200, blank=True)
+    tenant = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=60, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    provider = models.CharField(max_length=63)
+    model = models.CharField(max_length=200, blank=True)
+    served_model = models.CharField(max_length=200, blank=True)
+    operation = models.CharField(max_length=20, blank=True)
+    denied_scope = models.CharField(max_length=40, blank=True)
+    usage_source = models.CharField(max_length=10, choices=Source.choices, default=Source.REPORTED)
+    # Routing (docs/CONTRACT.md "Routes and cache"): the route the model named, the model the client asked
+    # for when another served it, the model a budget's downgrade replaced.
+    route = models.CharField(max_length=200, blank=True, default="")
+    requested_model = models.CharField(max_length=200, blank=True, default="")
+    downgraded_from = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        # Also how a filter finds an account's label sets: a few thousand rows, read through the account.
+        constraints = [models.UniqueConstraint(fields=["account", "digest"], name="usage_labels_once")]
+
+    def __str__(self) -> str:
+        return f"{self.feature or '-'} / {self.tenant or '-'} / {self.model}"
+
+
+# A record's labels, read through its label set: every record query carries them as if they were columns.
+LABEL_FIELDS = ("feature", "tenant", "environment", "tags", "provider", "model", "served_model", "operation",
+                "denied_scope", "usage_source", "route", "requested_model", "downgraded_from")
+
+
+class LabelledRecords(models.Manager):
+    """Records with their labels (LABEL_FIELDS) annotated from the label set, so that callers filter, group,
+    order and read `feature`, `tags` or `model` as they would columns. Writers set `labels`."""
+
+    def get_queryset(self) -> models.QuerySet:
+        labelled: models.QuerySet = super().get_queryset().annotate(
+            **{name: F(f"labels__{name}") for name in LABEL_FIELDS})
+        return labelled
+
+
+class UsageRecord(models.Model):
+    """One proxied call (CONTRACT §4). Never the prompt, never the response."""
+
+    Source = UsageLabelSet.Source
 
     # Unique with the call's time (usage_request_once): the ledger stores each event once.
     request_id = models.CharField(max_length=40)
@@ -38,19 +91,16 @@ class UsageRecord(models.Model):
         "proxy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records",
         db_index=False,
     )
-    feature = models.CharField(max_length=200, blank=True)
-    tenant = models.CharField(max_length=200, blank=True)
+    # Feature, tenant, environment, tags, provider, model and the other LABEL_FIELDS; indexed with the account
+    # by usage_account_labels below.
+    # DO_NOTHING: the database's foreign key itself refuses to drop a set that records still use, without
+    # Django reading an account's millions of records when the account (and with it both) is deleted.
+    labels = models.ForeignKey(UsageLabelSet, on_delete=models.DO_NOTHING, related_name="records", db_index=False)
     # An agent run (X-Tokonomics-Session), its name and its git context as `tokonomics run` sends them.
     # A database default too: bulk loaders that write rows by SQL (tools/scale.py, COPY) need not name them.
     session = models.CharField(max_length=100, blank=True, default="", db_default="")
     session_name = models.CharField(max_length=200, blank=True, default="", db_default="")
     session_git = models.CharField(max_length=300, blank=True, default="", db_default="")
-    environment = models.CharField(max_length=60, blank=True)
-    tags = models.JSONField(default=dict, blank=True)
-    provider = models.CharField(max_length=63)
-    model = models.CharField(max_length=200, blank=True)
-    served_model = models.CharField(max_length=200, blank=True)
-    operation = models.CharField(max_length=20, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cached_input_tokens = models.PositiveIntegerField(default=0)
@@ -65,7 +115,6 @@ class UsageRecord(models.Model):
     )
     latency_ms = models.PositiveIntegerField(default=0)
     status_code = models.PositiveSmallIntegerField()
-    denied_scope = models.CharField(max_length=40, blank=True)
     reserved_usd = models.DecimalField(
         max_digits=18, decimal_places=9, null=True, blank=True,
         help_text="A call a budget denied: the estimate it asked to reserve (docs/budgets.md).",
@@ -78,16 +127,11 @@ class UsageRecord(models.Model):
         max_digits=18, decimal_places=9, null=True, blank=True,
         help_text="A cache hit: what the call would have cost upstream; empty otherwise (or when unpriced).",
     )
-    usage_source = models.CharField(max_length=10, choices=Source.choices, default=Source.REPORTED)
     enforced = models.BooleanField(
         default=True, help_text="False when Redis was unreachable and the call went through."
     )
-    # Routing (docs/CONTRACT.md "Routes and cache"): the route the model named, the model the client asked
-    # for when another served it, the model a budget's downgrade replaced, every upstream attempt
-    # ({target, outcome, ms}), and what serving it so saved against the model asked for.
-    route = models.CharField(max_length=200, blank=True, default="", db_default="")
-    requested_model = models.CharField(max_length=200, blank=True, default="", db_default="")
-    downgraded_from = models.CharField(max_length=200, blank=True, default="", db_default="")
+    # Every upstream attempt of a routed call ({target, outcome, ms}), and what serving it so saved against
+    # the model asked for (docs/CONTRACT.md "Routes and cache").
     attempts = models.JSONField(default=list, blank=True, db_default=[])
     routing_saved_usd = models.DecimalField(max_digits=18, decimal_places=9, null=True, blank=True)
     guardrail_hits = models.JSONField(
@@ -97,20 +141,36 @@ class UsageRecord(models.Model):
     )
     created_at = models.DateTimeField(db_index=False)
 
+    objects = LabelledRecords()
+    # The labels as LabelledRecords reads them with every record (declared for type checkers; not columns).
+    feature: str
+    tenant: str
+    environment: str
+    tags: dict[str, str]
+    provider: str
+    model: str
+    served_model: str
+    operation: str
+    denied_scope: str
+    usage_source: str
+    route: str
+    requested_model: str
+    downgraded_from: str
+
     class Meta:
         # Few indexes, each a query's (docs/scaling.md "Bytes per record"): the call log, exports, sessions and
-        # counter rebuilds read an account's calls by time. A tenant's calls are found by (account, tenant)
-        # alone: a few hundred tenants, some with a call an hour, whose calls walking the time index would take
-        # millions of rows to find; without the time in it the index keeps each tenant's rows as one posting
-        # list (B-tree deduplication), about 7 B a record instead of 50-85. PostgreSQL sorts a small tenant's
-        # rows and walks the time index for a big one. The call log's other filters walk the time index between
-        # the first and last hours their rollup cells give (billing.calls.selectors).
+        # counter rebuilds read an account's calls by time. Calls with a label (a tenant's, a feature's) are
+        # found by (account, labels): a few hundred tenants, some with a call an hour, whose calls walking the
+        # time index would take millions of rows to find; without the time in it the index keeps each label
+        # set's rows as one posting list (B-tree deduplication), a few bytes a record. The call log's other
+        # filters walk the time index between the first and last hours their rollup cells give
+        # (billing.calls.selectors).
         constraints = [
             models.UniqueConstraint(RequestIdHash("request_id"), F("created_at"), name="usage_request_once"),
         ]
         indexes = [
             models.Index(fields=["account", "created_at"], name="usage_account_time"),
-            models.Index(fields=["account", "tenant"], name="usage_account_tenant"),
+            models.Index(fields=["account", "labels"], name="usage_account_labels"),
             # Sessions are read from raw records only (no rollup keeps them): the sessions list, a session's
             # calls, and a session budget's counters rebuilt. Partial: most calls name no session.
             models.Index(fields=["account", "session", "created_at"], name="usage_account_session_time",

@@ -78,8 +78,9 @@ _TOTALS = {
 def _models(records: QuerySet[UsageRecord], sessions: list[str]) -> dict[str, list[str]]:
     """{session: its models, sorted}, in one query (no ArrayAgg: the dev server may run on SQLite)."""
     out: dict[str, list[str]] = {}
-    rows = records.filter(session__in=sessions).exclude(model="").values_list("session", "model").distinct()
-    for session, model in rows.order_by("session", "model"):
+    rows = (records.filter(session__in=sessions).exclude(labels__model="")
+            .values_list("session", "labels__model").distinct())
+    for session, model in rows.order_by("session", "labels__model"):
         out.setdefault(session, []).append(model)
     return out
 

@@ -17,8 +17,9 @@ import orjson
 import redis
 from django.db import connection, models, transaction
 
-from billing.models import Account, UsageRecord
-from billing.usage.rollups import ROLLUP_SOURCE_COLUMNS, rollup_add_statements, usage_rollup_add
+from billing.models import LABEL_FIELDS, Account, UsageLabelSet, UsageRecord
+from billing.usage.labels import Labels, label_set_ids, labels_of
+from billing.usage.rollups import ROLLUP_RECORD_COLUMNS, rollup_add_statements, rollup_source_sql, usage_rollup_add
 from proxy.budgets import ingested_key
 from proxy.models import ApiKey
 from proxy.usage_bounds import usage_event_clean
@@ -28,11 +29,10 @@ log = logging.getLogger(__name__)
 
 LEDGER_LOCK_ID = 7_146_390_001  # pg_advisory_xact_lock key of the ledger's writers
 
+# An event's fields stored in its record as they are; its LABEL_FIELDS go to its label set.
 RECORD_FIELDS = (
-    "session", "session_name", "session_git",
-    "feature", "tenant", "environment", "tags", "provider", "model", "served_model", "operation", "input_tokens",
-    "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "latency_ms", "status_code",
-    "denied_scope", "streamed", "cache_hit", "usage_source", "enforced", "route", "requested_model", "downgraded_from",
+    "session", "session_name", "session_git", "input_tokens", "output_tokens", "cached_input_tokens",
+    "cache_write_tokens", "reasoning_tokens", "latency_ms", "status_code", "streamed", "cache_hit", "enforced",
     "attempts", "guardrail_hits",
 )
 
@@ -75,14 +75,15 @@ def event_decode(entry: LedgerEntry) -> dict:
     return usage_event_clean(event=event)
 
 
-def _record(event: dict, known_keys: set[int]) -> UsageRecord:
+def _record(event: dict, known_keys: set[int], labels: Labels, labels_id: int) -> UsageRecord:
     cost = event.get("cost_usd")
     provider_cost = event.get("provider_cost_usd")
     key_id = event.get("key_id")
-    return UsageRecord(
+    record = UsageRecord(
         request_id=event["request_id"],
         account_id=event["account_id"],
         key_id=key_id if key_id in known_keys else None,
+        labels_id=labels_id,
         cost_usd=Decimal(cost) if cost is not None else None,
         reserved_usd=Decimal(reserved) if (reserved := event.get("reserved_usd")) is not None else None,
         provider_cost_usd=Decimal(provider_cost) if provider_cost is not None else None,
@@ -91,10 +92,13 @@ def _record(event: dict, known_keys: set[int]) -> UsageRecord:
         created_at=datetime.fromtimestamp(event["created_at"], UTC),
         **{name: event[name] for name in RECORD_FIELDS if name in event},
     )
+    for name, value in zip(LABEL_FIELDS, labels, strict=True):  # as a record read back has them (the rollups')
+        setattr(record, name, dict(value) if name == "tags" else value)
+    return record
 
 
 # Every column the ledger writes, in the COPY's order; what an event leaves out gets the model's default.
-COPY_COLUMNS = ("request_id", "account_id", "key_id", "cost_usd", "reserved_usd", "provider_cost_usd",
+COPY_COLUMNS = ("request_id", "account_id", "key_id", "labels_id", "cost_usd", "reserved_usd", "provider_cost_usd",
                 "routing_saved_usd", "cache_saved_usd", "created_at", *RECORD_FIELDS)
 _JSON_COLUMNS = frozenset(f.name for f in UsageRecord._meta.concrete_fields if isinstance(f, models.JSONField))
 _DEFAULTS = {f.name: f.get_default() for f in UsageRecord._meta.concrete_fields if f.name in RECORD_FIELDS}
@@ -106,10 +110,10 @@ _STAGE_SQL = (f"CREATE TEMPORARY TABLE {_STAGE} ON COMMIT DROP AS "  # noqa: S60
 _COPY_SQL = f"COPY {_STAGE} ({', '.join(COPY_COLUMNS)}) FROM STDIN"
 
 
-def _row(event: dict, known_keys: set[int]) -> tuple:
+def _row(event: dict, known_keys: set[int], labels_id: int) -> tuple:
     key_id = event.get("key_id")
     values: list[Any] = [event["request_id"], event["account_id"], key_id if key_id in known_keys else None,
-                         event.get("cost_usd"), event.get("reserved_usd"), event.get("provider_cost_usd"),
+                         labels_id, event.get("cost_usd"), event.get("reserved_usd"), event.get("provider_cost_usd"),
                          event.get("routing_saved_usd"), event.get("cache_saved_usd"),
                          datetime.fromtimestamp(event["created_at"], UTC)]
     for name in RECORD_FIELDS:
@@ -121,10 +125,11 @@ def _row(event: dict, known_keys: set[int]) -> tuple:
 @cache
 def _insert_sql() -> str:
     columns = ", ".join(COPY_COLUMNS)
-    upserts = "".join(f", rollup_{n} AS ({sql})" for n, sql in enumerate(rollup_add_statements("fresh")))
+    upserts = "".join(f", rollup_{n} AS ({sql})" for n, sql in enumerate(rollup_add_statements("labelled")))
     return (f"WITH fresh AS (INSERT INTO {UsageRecord._meta.db_table} ({columns}) "  # noqa: S608 (our names)
             f"SELECT {columns} FROM {_STAGE} ORDER BY request_id ON CONFLICT DO NOTHING "
-            f"RETURNING {', '.join(ROLLUP_SOURCE_COLUMNS)}){upserts} "
+            f"RETURNING {', '.join(ROLLUP_RECORD_COLUMNS)}), "
+            f"labelled AS ({rollup_source_sql('fresh', UsageLabelSet._meta.db_table)}){upserts} "
             "SELECT account_id, count(*) FROM fresh GROUP BY account_id")
 
 
@@ -148,9 +153,16 @@ def usage_record_batch(*, events: Iterable[dict]) -> int:
     return sum(stored.values())
 
 
+def _labelled(events: list[dict]) -> list[tuple[dict, Labels, int]]:
+    """Each event with its labels and the id of their label set (made if new)."""
+    labels = [(e["account_id"], labels_of(e)) for e in events]
+    ids = label_set_ids(labels)
+    return [(e, item[1], ids[item]) for e, item in zip(events, labels, strict=True)]
+
+
 def _store_models(events: list[dict], known_keys: set[int]) -> dict[int, int]:
     """Any database: the records as models, the rollups added in Python. {account id: records stored}."""
-    records = {e["request_id"]: _record(e, known_keys) for e in events}
+    records = {e["request_id"]: _record(e, known_keys, labels, labels_id) for e, labels, labels_id in _labelled(events)}
     with transaction.atomic():
         _serialize_writers()
         stored = set(UsageRecord.objects.filter(request_id__in=records).values_list("request_id", flat=True))
@@ -167,7 +179,8 @@ def _store_copied(events: list[dict], known_keys: set[int]) -> dict[int, int]:
     and each adds only its own rows (in request id order, so that they never wait on each other in a cycle).
     {account id: records stored}."""
     # The last of events with one request id, as _store_models keeps it.
-    rows = [_row(event, known_keys) for event in {e["request_id"]: e for e in events}.values()]
+    rows = [_row(event, known_keys, labels_id)
+            for event, _, labels_id in {e[0]["request_id"]: e for e in _labelled(events)}.values()]
     with transaction.atomic(), connection.wrap_database_errors, connection.cursor() as cursor:
         cursor.execute(_STAGE_SQL)
         with cursor.cursor.copy(_COPY_SQL) as copy:

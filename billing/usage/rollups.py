@@ -185,11 +185,22 @@ SUMS_SQL = {
     "cache_saved_usd": "coalesce(sum(cache_saved_usd), 0)",
 }
 DIMENSIONS_SQL = {"key_id": "coalesce(key_id, 0)"}  # any other dimension is its column
-# The columns of a stored record that the SQL above reads.
-ROLLUP_SOURCE_COLUMNS = ("account_id", "created_at", "feature", "tenant", "environment", "provider", "model",
-                         "key_id", "status_code", "tags", "streamed", "usage_source", "cost_usd", "input_tokens",
-                         "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
-                         "latency_ms", "routing_saved_usd", "downgraded_from", "cache_hit", "cache_saved_usd")
+# The columns of a stored record that the SQL above reads, and those it reads from the record's label set.
+ROLLUP_RECORD_COLUMNS = ("account_id", "created_at", "labels_id", "key_id", "status_code", "streamed", "cost_usd",
+                         "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+                         "reasoning_tokens", "latency_ms", "routing_saved_usd", "cache_hit", "cache_saved_usd")
+ROLLUP_LABEL_COLUMNS = ("feature", "tenant", "environment", "provider", "model", "tags", "usage_source",
+                        "downgraded_from")
+
+
+def rollup_source_sql(records: str, label_sets: str) -> str:
+    """A SELECT of what rollup_add_statements reads: the rows of `records` (ROLLUP_RECORD_COLUMNS) with the
+    labels of their label sets from `label_sets` (a table, or a CTE of the sets a statement inserted)."""
+    return (f"SELECT {', '.join(f'r.{c}' for c in ROLLUP_RECORD_COLUMNS)}, "  # noqa: S608 (our names only)
+            f"{', '.join(f'l.{c}' for c in ROLLUP_LABEL_COLUMNS)} FROM {records} AS r "
+            f"JOIN {label_sets} AS l ON l.id = r.labels_id")
+
+
 assert set(SUMS_SQL) == set(SUMS)
 
 
@@ -203,8 +214,8 @@ def upsert_sql(table: str, keys: Iterable[str], sums: Iterable[str], select: str
 
 def rollup_add_statements(source: str) -> list[str]:
     """One upsert per rollup table (hour and day of each, then tags) adding the rows of `source` (a CTE or
-    table with ROLLUP_SOURCE_COLUMNS) to their cells. Each orders its cells, so that writers that overlap lock
-    them in one order, as _upsert does."""
+    table with the columns rollup_source_sql gives) to their cells. Each orders its cells, so that writers
+    that overlap lock them in one order, as _upsert does."""
     statements = []
     for rollup in ROLLUPS:
         for model, unit in ((rollup.hourly, "hour"), (rollup.daily, "day")):

@@ -11,6 +11,7 @@ from alerts.evaluate import burn_rate_check
 from alerts.models import AlertEvent, AlertRule
 from billing.models import UsageRecord
 
+from ..support import usage_record_build
 from .conftest import payload_problems, webhook_channel
 
 pytestmark = pytest.mark.django_db
@@ -22,9 +23,9 @@ def _records(account, feature: str, *, count: int, cost: str, since: timedelta, 
     """`count` calls of `feature`, each costing `cost`, spread evenly from NOW - since to NOW - until."""
     step = (since - until) / count
     UsageRecord.objects.bulk_create([
-        UsageRecord(request_id=f"req_{feature}_{since.total_seconds():.0f}_{n}", account=account, feature=feature,
-                    provider="openai", model="gpt-4o", cost_usd=Decimal(cost), status_code=200,
-                    created_at=NOW - since + step * n)
+        usage_record_build(request_id=f"req_{feature}_{since.total_seconds():.0f}_{n}", account=account,
+                           feature=feature, provider="openai", model="gpt-4o", cost_usd=Decimal(cost),
+                           status_code=200, created_at=NOW - since + step * n)
         for n in range(count)
     ])
 
@@ -84,8 +85,8 @@ def test_a_looping_agent_run_pages_per_session(acme, django_capture_on_commit_ca
     """Issue 19 §3: a session rule catches the run that loops; a run spending under the floor does not page."""
     window = timedelta(minutes=15)
     UsageRecord.objects.bulk_create([
-        UsageRecord(request_id=f"req_run_{session}_{n}", account=acme, session=session, provider="openai",
-                    model="gpt-4o", cost_usd=Decimal(cost), status_code=200, created_at=NOW - window + step * n)
+        usage_record_build(request_id=f"req_run_{session}_{n}", account=acme, session=session, provider="openai",
+                           model="gpt-4o", cost_usd=Decimal(cost), status_code=200, created_at=NOW - window + step * n)
         for session, count, cost, step in (("run_loop", 200, "0.05", timedelta(seconds=4)),
                                            ("run_calm", 10, "0.05", timedelta(seconds=60)))
         for n in range(count)

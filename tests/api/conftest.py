@@ -16,7 +16,7 @@ from billing.usage.rollups import usage_rollup_add
 from proxy.keys import generate_key, hash_key, visible_prefix
 from proxy.models import ApiKey, GuardrailPolicy, ProviderEndpoint, Route
 
-from ..support import ApiClient, token_for
+from ..support import ApiClient, token_for, usage_record_create
 
 
 # Tokens belong to accounts, not people; the names say whose account each one speaks for. (No seats are
@@ -89,7 +89,7 @@ def usage_record(account: Account, request_id: str, created_at: datetime | None 
         "cost_usd": Decimal("0.000027"),
     }
     values.update(fields)
-    record = UsageRecord.objects.create(**values)
+    record = usage_record_create(**values)
     usage_rollup_add(records=[record])
     return record
 

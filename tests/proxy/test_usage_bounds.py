@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from billing.models import UsageRecord
+from billing.models import LABEL_FIELDS, UsageLabelSet, UsageRecord
 from billing.usage.ledger import usage_ingest
 from proxy.usage_bounds import MAX_TOKENS, TEXT_LIMITS, usage_event_clean
 
@@ -58,4 +58,5 @@ def test_event_fields_are_bounded_and_cleaned() -> None:
 
 @pytest.mark.parametrize("name", sorted(TEXT_LIMITS))
 def test_documented_lengths_are_the_columns_lengths(name: str) -> None:
-    assert UsageRecord._meta.get_field(name).max_length == TEXT_LIMITS[name]
+    model = UsageLabelSet if name in LABEL_FIELDS else UsageRecord  # a record's labels are its label set's
+    assert model._meta.get_field(name).max_length == TEXT_LIMITS[name]

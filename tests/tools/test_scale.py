@@ -13,7 +13,8 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.models import Count, Sum
 
-from billing.models import Account, UsageDayRollup, UsageRecord, UsageTagRollup
+from billing.models import LABEL_FIELDS, Account, UsageDayRollup, UsageLabelSet, UsageRecord, UsageTagRollup
+from billing.usage.labels import labels_digest, labels_of
 from billing.usage.rollups import ROLLUPS
 from tools import scale
 
@@ -51,6 +52,10 @@ def test_seeds_records_with_their_rollups_and_measures_every_page(plans) -> None
     assert pages["live partial, nothing new"]["status"] == 204
     assert all(p["queries"] > 0 and p["median_ms"] > 0 for p in pages.values())
     assert "every page under 300 ms" in out.getvalue() or "over 300 ms" in out.getvalue()
+    share = report["bytes_per_record"]
+    assert share["heap"] > 0 and share["indexes"] > 0 and share["label_sets"] > 0
+    assert share["total"] == pytest.approx(share["heap"] + share["indexes"] + share["label_sets"])
+    assert f"bytes per usage record: {share['total']:.0f} B" in out.getvalue()
 
 
 @pytest.mark.django_db
@@ -60,6 +65,10 @@ def test_seeding_again_adds_only_the_missing_records(plans) -> None:
     assert scale.usage_seed(account=account, total=300, days=1) == 0
     assert scale.usage_seed(account=account, total=450, days=1, batch_size=100) == 150
     assert UsageRecord.objects.filter(account=account).count() == 450
+    # The seed names its label sets in SQL as the ledger does in Python: ingestion finds them, never twice.
+    label_sets = list(UsageLabelSet.objects.filter(account=account).values("digest", *LABEL_FIELDS))
+    assert len(label_sets) > 10
+    assert all(labels_digest(labels_of(s)) == s["digest"] for s in label_sets)
     assert_rollups_match_records()
     total = UsageDayRollup.objects.filter(account=account).aggregate(c=Sum("cost_usd"))["c"]
     assert total == UsageRecord.objects.aggregate(c=Sum("cost_usd"))["c"] > Decimal(0)

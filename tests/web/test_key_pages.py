@@ -11,10 +11,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from billing.models import AuditEntry, Budget, UsageRecord
+from billing.models import AuditEntry, Budget
 from billing.usage.rollups import usage_rollup_add
 from proxy.keys import hash_key
 from proxy.models import ApiKey
+
+from ..support import usage_record_create
 
 pytestmark = pytest.mark.django_db
 
@@ -98,7 +100,7 @@ def _keys_with_usage(acme, names: range) -> None:
     records = []
     for i in names:
         key = ApiKey.objects.create(account=acme, name=f"k{i}", key_hash=f"{i:064d}", prefix="mk_x")
-        records.append(UsageRecord.objects.create(
+        records.append(usage_record_create(
             request_id=f"req_{i}", account=acme, key=key, provider="openai", model="m", cost_usd=Decimal("1.5"),
             status_code=200, created_at=now))
     usage_rollup_add(records=records)

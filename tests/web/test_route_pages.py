@@ -90,10 +90,11 @@ def test_the_dashboard_and_the_call_page_show_what_routing_did(client_as, alice,
 
     from django.utils import timezone
 
-    from billing.models import UsageRecord
     from billing.usage.rollups import usage_rollup_add
 
-    record = UsageRecord.objects.create(
+    from ..support import usage_record_create
+
+    record = usage_record_create(
         account=acme, request_id="req_routed_1", provider="openai", model="gpt-4o-mini", status_code=200,
         created_at=timezone.now(), cost_usd=Decimal("0.0001"), route="", requested_model="gpt-4o",
         downgraded_from="gpt-4o", routing_saved_usd=Decimal("1.25"),

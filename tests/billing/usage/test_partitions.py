@@ -15,6 +15,7 @@ from billing.usage.partitions import usage_partitions, usage_partitions_ensure
 from billing.usage.records import usage_record_batch
 from billing.usage.retention import usage_retention_purge
 
+from ...support import usage_record_build, usage_record_create
 from .test_retention import DeleteCounter
 
 pytestmark = pytest.mark.django_db
@@ -24,8 +25,8 @@ FIRST_OF_DECEMBER = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def _record(account: Any, request_id: str, created_at: datetime) -> UsageRecord:
-    return UsageRecord.objects.create(request_id=request_id, account=account, provider="openai",
-                                      model="gpt-4o-mini", status_code=200, created_at=created_at)
+    return usage_record_create(request_id=request_id, account=account, provider="openai",
+                               model="gpt-4o-mini", status_code=200, created_at=created_at)
 
 
 def _partition_of(record: UsageRecord) -> str:
@@ -72,8 +73,8 @@ def test_a_month_boundary_splits_records_between_partitions(acme) -> None:
 
 def test_create_returns_the_new_id(acme) -> None:
     first = _record(acme, "req_1", FIRST_OF_DECEMBER)
-    second = UsageRecord(request_id="req_2", account=acme, provider="openai", status_code=200,
-                         created_at=FIRST_OF_DECEMBER)
+    second = usage_record_build(request_id="req_2", account=acme, provider="openai", status_code=200,
+                                created_at=FIRST_OF_DECEMBER)
     second.save()
     assert first.pk and second.pk and second.pk > first.pk
     assert UsageRecord.objects.get(pk=second.pk).request_id == "req_2"
@@ -118,12 +119,10 @@ def test_the_same_request_twice_is_one_record(acme) -> None:
         _record(acme, "req_twice", LAST_OF_NOVEMBER)
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO billing_usagerecord (request_id, account_id, provider, model, served_model, feature, "
-            "tenant, environment, operation, tags, input_tokens, output_tokens, cached_input_tokens, "
-            "cache_write_tokens, reasoning_tokens, latency_ms, status_code, denied_scope, streamed, usage_source, "
-            "enforced, created_at) VALUES ('req_twice', %s, 'openai', '', '', '', '', '', '', '{}', 0, 0, 0, 0, 0, "
-            "0, 200, '', false, 'reported', true, %s) ON CONFLICT DO NOTHING",
-            [acme.pk, LAST_OF_NOVEMBER])
+            "INSERT INTO billing_usagerecord (request_id, account_id, labels_id, input_tokens, output_tokens, "
+            "cached_input_tokens, cache_write_tokens, reasoning_tokens, latency_ms, status_code, streamed, enforced, "
+            "created_at) VALUES ('req_twice', %s, %s, 0, 0, 0, 0, 0, 0, 200, false, true, %s) ON CONFLICT DO NOTHING",
+            [acme.pk, UsageRecord.objects.get(request_id="req_twice").labels_id, LAST_OF_NOVEMBER])
         assert cursor.rowcount == 0
 
 

@@ -11,6 +11,7 @@ from billing.models import PriceOverride, UsageRecord
 from billing.usage.repricing import usage_record_reprice
 from proxy.models import ProviderEndpoint
 
+from ...support import usage_record_create
 from .test_rollups import assert_rollups_match_records
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +22,7 @@ def _record(account, n: int, **fields) -> UsageRecord:
                   input_tokens=1_000_000, output_tokens=1_000_000, cost_usd=Decimal("0.75"), status_code=200,
                   created_at=datetime(2026, 11, 1, 12, tzinfo=UTC))
     values.update(fields)
-    return UsageRecord.objects.create(**values)
+    return usage_record_create(**values)
 
 
 def test_reprice_applies_a_corrected_override_over_a_range(acme) -> None:

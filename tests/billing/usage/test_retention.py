@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 
 from billing.models import UsageRecord, UsageRollup, UsageTagRollup
+from billing.usage.labels import label_set_ids, labels_of
 from billing.usage.partitions import usage_partitions
 from billing.usage.records import usage_record_batch
 from billing.usage.retention import usage_retention_purge
@@ -22,23 +23,25 @@ AGES_IN_DAYS = 120  # record n is (n % 120) days and one hour old
 
 def _insert_records(account_id: int, first: int, count: int) -> None:
     """`count` records for the account, ages cycling over 0…119 days (+1 hour), written by PostgreSQL itself."""
+    labels = labels_of({"feature": "support-bot", "environment": "production", "provider": "openai",
+                        "model": "gpt-4o-mini", "served_model": "gpt-4o-mini", "operation": "chat"})
+    labels_id = label_set_ids([(account_id, labels)])[(account_id, labels)]
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL work_mem = '128MB'")  # sort in memory
         cursor.execute(
             f"""
             INSERT INTO {UsageRecord._meta.db_table} (
-                request_id, account_id, key_id, feature, tenant, environment, tags, provider, model, served_model,
-                operation, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens,
-                cost_usd, latency_ms, status_code, denied_scope, streamed, usage_source, enforced, created_at)
+                request_id, account_id, key_id, labels_id, input_tokens, output_tokens, cached_input_tokens,
+                cache_write_tokens, reasoning_tokens, cost_usd, latency_ms, status_code, streamed, enforced,
+                created_at)
             SELECT format('req_bulk_%%s_%%s', lpad((999 - age)::text, 3, '0'), lpad(n::text, 8, '0')), %s, NULL,
-                   'support-bot', '', 'production', '{{}}'::jsonb, 'openai', 'gpt-4o-mini', 'gpt-4o-mini', 'chat', 10,
-                   5, 0, 0, 0, 0.0000045, 12, 200, '', false, 'reported', true,
+                   %s, 10, 5, 0, 0, 0, 0.0000045, 12, 200, false, true,
                    %s::timestamptz - age * interval '1 day' - interval '1 hour'
             FROM (SELECT n, n %% {AGES_IN_DAYS} AS age FROM generate_series(%s, %s) AS n) AS numbers
             -- Oldest first, request ids in the same order: every index is appended to, not split all over.
             ORDER BY age DESC, n
             """,
-            [account_id, NOW, first, first + count - 1],
+            [account_id, labels_id, NOW, first, first + count - 1],
         )
 
 

@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import Count, Model, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour
 
-from billing.models import UsageRecord, UsageRollup, UsageTagRollup
+from billing.models import LABEL_FIELDS, UsageRecord, UsageRollup, UsageTagRollup
 from billing.usage import records
 from billing.usage.records import usage_record_batch
 from billing.usage.rollups import ROLLUPS, SUMS, cell_columns
@@ -144,7 +144,9 @@ def test_the_same_batch_written_by_two_workers_at_once_counts_once(plans) -> Non
     assert_rollups_match_records()
 
 
-STORED_FIELDS = [f.name for f in UsageRecord._meta.concrete_fields if f.name != "id"]
+# A record's own fields and its labels (the label set's id differs between accounts).
+STORED_FIELDS = [*(f.name for f in UsageRecord._meta.concrete_fields if f.name not in ("id", "labels")),
+                 *LABEL_FIELDS]
 
 
 @pytest.mark.django_db

@@ -50,7 +50,8 @@ class Command(BaseCommand):
         self.stdout.write(scale.sizes_table(sizes))
         self.stdout.write(", ".join(f"{name} {value}" for name, value in server.items()))
         report: dict[str, Any] = {"account": account.slug, "records_added": added,
-                                  "seed_seconds": round(seed_seconds, 1), "server": server, "tables": sizes}
+                                  "seed_seconds": round(seed_seconds, 1), "server": server, "tables": sizes,
+                                  "bytes_per_record": scale.record_bytes(sizes)}
         wrong: list[str] = []
         if not options["no_measure"]:
             results = scale.dashboards_measure(account=account, repeat=options["repeat"])
