@@ -196,12 +196,12 @@ class PriceOverrideAdmin(ServiceWritesAdmin[PriceOverride]):
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):
     list_display = [
-        "created_at", "account", "labels__provider", "labels__model", "labels__feature", "labels__tenant",
+        "created_at", "account", "labels__provider", "labels__model", "labels__feature", "tenant",
         "input_tokens", "output_tokens", "cost", "status_code", "labels__usage_source",
     ]
     list_filter = ["account", "labels__provider", "status_code", "labels__usage_source", "streamed",
                    "labels__environment"]
-    search_fields = ["request_id", "labels__model", "labels__feature", "labels__tenant"]
+    search_fields = ["request_id", "labels__model", "labels__feature", "tenant"]
     date_hierarchy = "created_at"
     list_select_related = ["account"]
     show_full_result_count = False  # an exact COUNT(*) over millions of rows is slower than the page

@@ -145,7 +145,7 @@ def plan_requests_recorded(*, account: Account, now: datetime) -> tuple[datetime
     start, end = period_bounds("month", account.timezone, now)
     retained_from = max(start, _hour_ceil(now - timedelta(days=account.effective_retention_days)))
     admitted = UsageRecord.objects.filter(account=account, created_at__gte=retained_from, created_at__lt=end,
-                                          labels__denied_scope="")
+                                          denied_scope="")
     count = admitted.exclude(status_code__in=REFUSED_BEFORE_ADMISSION).count()
     if retained_from > start:
         rows = rollup_rows(account_id=account.pk, dimensions=("status_code",), first=_hour_ceil(start),

@@ -152,9 +152,9 @@ def _calls(*, account: Account, filters: CallFilters) -> QuerySet[UsageRecord]:
     if filters.status == "ok":
         calls = calls.filter(status_code__lt=400)
     elif filters.status == "denied":
-        calls = calls.exclude(labels__denied_scope="")
+        calls = calls.exclude(denied_scope="")
     elif filters.status == "error":
-        calls = calls.filter(status_code__gte=400, labels__denied_scope="")
+        calls = calls.filter(status_code__gte=400, denied_scope="")
     if filters.search is not None:
         calls = calls.filter(_search(account=account, text=filters.search))
     return calls

@@ -1,4 +1,4 @@
-"""A record's labels (feature, tenant, environment, tags, provider, model and the rest) move to a label set
+"""A record's labels (feature, environment, tags, provider, model and the rest) move to a label set
 stored once per distinct combination per account; the record keeps a 4-byte reference (docs/scaling.md
 "Bytes per record").
 
@@ -24,8 +24,8 @@ partitioning = importlib.import_module("billing.migrations.0023_i20_partition_us
 
 TABLE = "billing_usagerecord"
 LABEL_SETS = "billing_usagelabelset"
-LABEL_FIELDS = ("feature", "tenant", "environment", "tags", "provider", "model", "served_model", "operation",
-                "denied_scope", "usage_source", "route", "requested_model", "downgraded_from")
+LABEL_FIELDS = ("feature", "environment", "tags", "provider", "model", "served_model", "operation", "usage_source",
+                "route", "requested_model", "downgraded_from")
 
 ROUTING_LABELS = ("route", "requested_model", "downgraded_from")
 
@@ -205,14 +205,12 @@ class Migration(migrations.Migration):
                 ('id', models.AutoField(primary_key=True, serialize=False)),
                 ('digest', models.UUIDField()),
                 ('feature', models.CharField(blank=True, max_length=200)),
-                ('tenant', models.CharField(blank=True, max_length=200)),
                 ('environment', models.CharField(blank=True, max_length=60)),
                 ('tags', models.JSONField(blank=True, default=dict)),
                 ('provider', models.CharField(max_length=63)),
                 ('model', models.CharField(blank=True, max_length=200)),
                 ('served_model', models.CharField(blank=True, max_length=200)),
                 ('operation', models.CharField(blank=True, max_length=20)),
-                ('denied_scope', models.CharField(blank=True, max_length=40)),
                 ('usage_source', models.CharField(choices=[('reported', 'Reported'), ('estimated', 'Estimated')], default='reported', max_length=10)),
                 ('route', models.CharField(blank=True, default='', max_length=200)),
                 ('requested_model', models.CharField(blank=True, default='', max_length=200)),
@@ -228,10 +226,6 @@ class Migration(migrations.Migration):
             model_name='usagelabelset',
             constraint=models.UniqueConstraint(fields=('account', 'digest'), name='usage_labels_once'),
         ),
-        migrations.RemoveIndex(
-            model_name='usagerecord',
-            name='usage_account_tenant',
-        ),
         OnSQLite(migrations.AddField(
             model_name='usagerecord',
             name='labels',
@@ -242,10 +236,6 @@ class Migration(migrations.Migration):
             model_name='usagerecord',
             name='labels',
             field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='records', to='billing.usagelabelset'),
-        )),
-        OnSQLite(migrations.RemoveField(
-            model_name='usagerecord',
-            name='denied_scope',
         )),
         OnSQLite(migrations.RemoveField(
             model_name='usagerecord',
@@ -289,14 +279,10 @@ class Migration(migrations.Migration):
         )),
         OnSQLite(migrations.RemoveField(
             model_name='usagerecord',
-            name='tenant',
-        )),
-        OnSQLite(migrations.RemoveField(
-            model_name='usagerecord',
             name='usage_source',
         )),
         migrations.AddIndex(
             model_name='usagerecord',
-            index=models.Index(fields=['account', 'labels'], name='usage_account_labels'),
+            index=models.Index(fields=['labels'], name='usage_labels'),
         ),
     ]

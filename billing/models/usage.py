@@ -24,9 +24,14 @@ class RequestIdHash(models.Func):
 
 class UsageLabelSet(models.Model):
     """The labels of calls, stored once per distinct combination per account and referenced by each record
-    (UsageRecord.labels): an account's calls repeat a few thousand combinations of feature, tenant, model and
-    the rest, so a record carries a 4-byte reference instead of about 90 bytes of text (docs/scaling.md
+    (UsageRecord.labels): an account's calls repeat a few hundred combinations of feature, model, environment,
+    tags and the rest, so a record carries a 4-byte reference instead of about 80 bytes of text (docs/scaling.md
     "Bytes per record"). Rows are never changed, and stay when retention drops the records that used them.
+
+    The tenant is not a label here but the record's own column: an account's tenants are its long tail
+    (hundreds to thousands), they would multiply its label sets a hundredfold, and a tenant's calls are found
+    by their own index (usage_account_tenant). Nor is denied_scope, the call's outcome: the planner estimates
+    "a small tenant's denials" from the record's own statistics.
 
     `digest` names the combination (billing.usage.labels.labels_digest): unique per account, a 16-byte key
     however long the labels are."""
@@ -39,14 +44,12 @@ class UsageLabelSet(models.Model):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_label_sets", db_index=False)
     digest = models.UUIDField()
     feature = models.CharField(max_length=200, blank=True)
-    tenant = models.CharField(max_length=200, blank=True)
     environment = models.CharField(max_length=60, blank=True)
     tags = models.JSONField(default=dict, blank=True)
     provider = models.CharField(max_length=63)
     model = models.CharField(max_length=200, blank=True)
     served_model = models.CharField(max_length=200, blank=True)
     operation = models.CharField(max_length=20, blank=True)
-    denied_scope = models.CharField(max_length=40, blank=True)
     usage_source = models.CharField(max_length=10, choices=Source.choices, default=Source.REPORTED)
     # Routing (docs/CONTRACT.md "Routes and cache"): the route the model named, the model the client asked
     # for when another served it, the model a budget's downgrade replaced.
@@ -59,12 +62,12 @@ class UsageLabelSet(models.Model):
         constraints = [models.UniqueConstraint(fields=["account", "digest"], name="usage_labels_once")]
 
     def __str__(self) -> str:
-        return f"{self.feature or '-'} / {self.tenant or '-'} / {self.model}"
+        return f"{self.feature or '-'} / {self.environment or '-'} / {self.model}"
 
 
 # A record's labels, read through its label set: every record query carries them as if they were columns.
-LABEL_FIELDS = ("feature", "tenant", "environment", "tags", "provider", "model", "served_model", "operation",
-                "denied_scope", "usage_source", "route", "requested_model", "downgraded_from")
+LABEL_FIELDS = ("feature", "environment", "tags", "provider", "model", "served_model", "operation", "usage_source",
+                "route", "requested_model", "downgraded_from")
 
 
 class LabelledRecords(models.Manager):
@@ -91,11 +94,12 @@ class UsageRecord(models.Model):
         "proxy.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records",
         db_index=False,
     )
-    # Feature, tenant, environment, tags, provider, model and the other LABEL_FIELDS; indexed with the account
-    # by usage_account_labels below.
-    # DO_NOTHING: the database's foreign key itself refuses to drop a set that records still use, without
-    # Django reading an account's millions of records when the account (and with it both) is deleted.
+    # Feature, environment, tags, provider, model and the other LABEL_FIELDS. DO_NOTHING: the database's
+    # foreign key itself refuses to drop a set that records still use (its index, usage_labels, makes that
+    # check one lookup), without Django reading an account's millions of records when the account (and with
+    # it both) is deleted.
     labels = models.ForeignKey(UsageLabelSet, on_delete=models.DO_NOTHING, related_name="records", db_index=False)
+    tenant = models.CharField(max_length=200, blank=True)
     # An agent run (X-Tokonomics-Session), its name and its git context as `tokonomics run` sends them.
     # A database default too: bulk loaders that write rows by SQL (tools/scale.py, COPY) need not name them.
     session = models.CharField(max_length=100, blank=True, default="", db_default="")
@@ -115,6 +119,8 @@ class UsageRecord(models.Model):
     )
     latency_ms = models.PositiveIntegerField(default=0)
     status_code = models.PositiveSmallIntegerField()
+    # The call's outcome, like its status (not a label): the budget or limit that refused it, else empty.
+    denied_scope = models.CharField(max_length=40, blank=True)
     reserved_usd = models.DecimalField(
         max_digits=18, decimal_places=9, null=True, blank=True,
         help_text="A call a budget denied: the estimate it asked to reserve (docs/budgets.md).",
@@ -144,14 +150,12 @@ class UsageRecord(models.Model):
     objects = LabelledRecords()
     # The labels as LabelledRecords reads them with every record (declared for type checkers; not columns).
     feature: str
-    tenant: str
     environment: str
     tags: dict[str, str]
     provider: str
     model: str
     served_model: str
     operation: str
-    denied_scope: str
     usage_source: str
     route: str
     requested_model: str
@@ -159,18 +163,20 @@ class UsageRecord(models.Model):
 
     class Meta:
         # Few indexes, each a query's (docs/scaling.md "Bytes per record"): the call log, exports, sessions and
-        # counter rebuilds read an account's calls by time. Calls with a label (a tenant's, a feature's) are
-        # found by (account, labels): a few hundred tenants, some with a call an hour, whose calls walking the
-        # time index would take millions of rows to find; without the time in it the index keeps each label
-        # set's rows as one posting list (B-tree deduplication), a few bytes a record. The call log's other
-        # filters walk the time index between the first and last hours their rollup cells give
-        # (billing.calls.selectors).
+        # counter rebuilds read an account's calls by time. A tenant's calls are found by (account, tenant)
+        # alone: a few hundred tenants, some with a call an hour, whose calls walking the time index would take
+        # millions of rows to find; without the time in it the index keeps each tenant's rows as one posting
+        # list (B-tree deduplication), about 9 B a record instead of 50-85. PostgreSQL sorts a small tenant's
+        # rows and walks the time index for a big one. The call log's other filters walk the time index between
+        # the first and last hours their rollup cells give (billing.calls.selectors). usage_labels serves the
+        # label sets' foreign key (a few hundred values an account: a few bytes a record, deduplicated).
         constraints = [
             models.UniqueConstraint(RequestIdHash("request_id"), F("created_at"), name="usage_request_once"),
         ]
         indexes = [
             models.Index(fields=["account", "created_at"], name="usage_account_time"),
-            models.Index(fields=["account", "labels"], name="usage_account_labels"),
+            models.Index(fields=["account", "tenant"], name="usage_account_tenant"),
+            models.Index(fields=["labels"], name="usage_labels"),
             # Sessions are read from raw records only (no rollup keeps them): the sessions list, a session's
             # calls, and a session budget's counters rebuilt. Partial: most calls name no session.
             models.Index(fields=["account", "session", "created_at"], name="usage_account_session_time",

@@ -31,9 +31,9 @@ LEDGER_LOCK_ID = 7_146_390_001  # pg_advisory_xact_lock key of the ledger's writ
 
 # An event's fields stored in its record as they are; its LABEL_FIELDS go to its label set.
 RECORD_FIELDS = (
-    "session", "session_name", "session_git", "input_tokens", "output_tokens", "cached_input_tokens",
-    "cache_write_tokens", "reasoning_tokens", "latency_ms", "status_code", "streamed", "cache_hit", "enforced",
-    "attempts", "guardrail_hits",
+    "session", "session_name", "session_git", "tenant", "input_tokens", "output_tokens", "cached_input_tokens",
+    "cache_write_tokens", "reasoning_tokens", "latency_ms", "status_code", "denied_scope", "streamed", "cache_hit",
+    "enforced", "attempts", "guardrail_hits",
 )
 
 

@@ -32,7 +32,7 @@ def usage_record_reprice(*, records: QuerySet[UsageRecord], batch_size: int = 20
     records; Redis counters of a period still running are not touched here: rebuild them afterwards
     (billing.budgets.counters) if the period matters.
     """
-    records = records.filter(status_code__lt=400, labels__denied_scope="", cache_hit=False).order_by("pk")
+    records = records.filter(status_code__lt=400, denied_scope="", cache_hit=False).order_by("pk")
     account_ids = set(records.values_list("account_id", flat=True).distinct())
     endpoints = {
         (e.account_id, e.slug): e for e in ProviderEndpoint.objects.filter(account_id__in=account_ids)
@@ -65,7 +65,8 @@ def usage_record_reprice(*, records: QuerySet[UsageRecord], batch_size: int = 20
                 updates.append((record, record.cost_usd))
                 record.cost_usd = cost
         with transaction.atomic():
-            UsageRecord.objects.bulk_update([r for r, _ in updates], ["cost_usd"], batch_size=500)
+            # The plain manager: an UPDATE of the records alone, not through a join to their labels.
+            UsageRecord._base_manager.bulk_update([r for r, _ in updates], ["cost_usd"], batch_size=500)
             usage_rollup_reprice(changes=updates)
         seen += len(batch)
         changed += len(updates)

@@ -32,7 +32,8 @@ def usage_retention_purge(*, now: datetime | None = None, batch_size: int = 5000
         deleted[slugs[account_id]] += count
     for account in accounts:
         cutoff = cutoffs[account.pk]
-        expired = UsageRecord.objects.filter(account=account, created_at__lt=cutoff)
+        # The plain manager: a DELETE of the records alone, not through a join to their labels.
+        expired = UsageRecord._base_manager.filter(account=account, created_at__lt=cutoff)
         # The ids come from the (account, created_at) index, oldest first; the outer created_at bound lets
         # PostgreSQL skip the partitions past the cutoff when it looks the ids up (the key is (id, created_at)).
         oldest = expired.order_by("created_at").values("pk")

@@ -186,11 +186,10 @@ SUMS_SQL = {
 }
 DIMENSIONS_SQL = {"key_id": "coalesce(key_id, 0)"}  # any other dimension is its column
 # The columns of a stored record that the SQL above reads, and those it reads from the record's label set.
-ROLLUP_RECORD_COLUMNS = ("account_id", "created_at", "labels_id", "key_id", "status_code", "streamed", "cost_usd",
-                         "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+ROLLUP_RECORD_COLUMNS = ("account_id", "created_at", "labels_id", "tenant", "key_id", "status_code", "streamed",
+                         "cost_usd", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
                          "reasoning_tokens", "latency_ms", "routing_saved_usd", "cache_hit", "cache_saved_usd")
-ROLLUP_LABEL_COLUMNS = ("feature", "tenant", "environment", "provider", "model", "tags", "usage_source",
-                        "downgraded_from")
+ROLLUP_LABEL_COLUMNS = ("feature", "environment", "provider", "model", "tags", "usage_source", "downgraded_from")
 
 
 def rollup_source_sql(records: str, label_sets: str) -> str:

@@ -53,7 +53,7 @@ def accounts_prepare(count: int) -> list[int]:
     ids = [Account.objects.get_or_create(slug=f"ingest-bench-{i}", defaults={"name": f"Ingest bench {i}",
                                                                              "plan": plan})[0].pk
            for i in range(count)]
-    UsageRecord.objects.filter(account_id__in=ids).delete()
+    UsageRecord._base_manager.filter(account_id__in=ids).delete()
     rollups: list[type[Model]] = [*(r.hourly for r in ROLLUPS), *(r.daily for r in ROLLUPS), UsageTagRollup]
     for rollup in rollups:
         rollup._default_manager.filter(account_id__in=ids).delete()

@@ -20,10 +20,10 @@ from ...support import usage_event
 
 TRICKY = [
     {},
-    {"feature": "support-bot", "tenant": "org-0001", "tags": {"intent": "refund", "project": "claims"}},
+    {"feature": "support-bot", "environment": "production", "tags": {"intent": "refund", "project": "claims"}},
     # Lengths written out keep these apart: "1:a" + "0:" is not "0:" + "1:a".
-    {"feature": "a", "tenant": ""},
-    {"feature": "", "tenant": "a"},
+    {"feature": "a", "environment": ""},
+    {"feature": "", "environment": "a"},
     {"feature": "1:a"},
     {"tags": {"a": "bc"}},
     {"tags": {"ab": "c"}},
@@ -75,22 +75,22 @@ def test_records_share_a_label_set_per_account_and_read_their_labels_back(acme, 
     from billing.models import Account
 
     globex = Account.objects.create(slug="globex", name="Globex", plan=plans["pro"])
-    events = [usage_event(acme.pk, n, feature="chat", tenant="org-1", tags={"b": "2", "a": "1"}) for n in range(3)]
+    events = [usage_event(acme.pk, n, feature="chat", tenant=f"org-{n}", tags={"b": "2", "a": "1"}) for n in range(3)]
     events.append(usage_event(acme.pk, 3, feature="chat", tenant="org-1", tags={"a": "1", "b": "2"}))
-    events.append(usage_event(acme.pk, 4, feature="chat", tenant="org-2"))
-    events.append(usage_event(globex.pk, 5, feature="chat", tenant="org-1", tags={"a": "1", "b": "2"}))
+    events.append(usage_event(acme.pk, 4, feature="chat", tenant="org-1", environment="staging"))
+    events.append(usage_event(globex.pk, 5, feature="chat", tags={"a": "1", "b": "2"}))
     assert usage_record_batch(events=events) == 6
     sets = {r.request_id: r.labels_id for r in UsageRecord.objects.all()}
-    assert len({sets[f"req_test_{n}"] for n in range(4)}) == 1
-    assert len(set(sets.values())) == 3  # org-2's, and globex's own
+    assert len({sets[f"req_test_{n}"] for n in range(4)}) == 1  # the tenant is the record's, not a label
+    assert len(set(sets.values())) == 3  # staging's, and globex's own
     assert UsageLabelSet.objects.filter(account=globex).count() == 1
     record = UsageRecord.objects.get(request_id="req_test_3")
     assert (record.feature, record.tenant, record.tags, record.model) == ("chat", "org-1", {"a": "1", "b": "2"},
                                                                          "gpt-4o-mini")
     # Labels filter and group as columns would.
-    assert UsageRecord.objects.filter(account=acme, tenant="org-1", tags__a="1").count() == 4
-    assert sorted(UsageRecord.objects.filter(account=acme).values_list("tenant", flat=True).distinct()) == [
-        "org-1", "org-2"]
+    assert UsageRecord.objects.filter(account=acme, tenant="org-1", tags__a="1").count() == 2
+    assert sorted(UsageRecord.objects.filter(account=acme).values_list("environment", flat=True).distinct()) == [
+        "", "staging"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -119,9 +119,10 @@ def test_the_same_request_twice_is_one_record(acme) -> None:
         _record(acme, "req_twice", LAST_OF_NOVEMBER)
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO billing_usagerecord (request_id, account_id, labels_id, input_tokens, output_tokens, "
-            "cached_input_tokens, cache_write_tokens, reasoning_tokens, latency_ms, status_code, streamed, enforced, "
-            "created_at) VALUES ('req_twice', %s, %s, 0, 0, 0, 0, 0, 0, 200, false, true, %s) ON CONFLICT DO NOTHING",
+            "INSERT INTO billing_usagerecord (request_id, account_id, labels_id, tenant, input_tokens, output_tokens, "
+            "cached_input_tokens, cache_write_tokens, reasoning_tokens, latency_ms, status_code, denied_scope, "
+            "streamed, enforced, created_at) VALUES ('req_twice', %s, %s, '', 0, 0, 0, 0, 0, 0, 200, '', false, true, "
+            "%s) ON CONFLICT DO NOTHING",
             [acme.pk, UsageRecord.objects.get(request_id="req_twice").labels_id, LAST_OF_NOVEMBER])
         assert cursor.rowcount == 0
 

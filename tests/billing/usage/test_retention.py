@@ -31,11 +31,11 @@ def _insert_records(account_id: int, first: int, count: int) -> None:
         cursor.execute(
             f"""
             INSERT INTO {UsageRecord._meta.db_table} (
-                request_id, account_id, key_id, labels_id, input_tokens, output_tokens, cached_input_tokens,
-                cache_write_tokens, reasoning_tokens, cost_usd, latency_ms, status_code, streamed, enforced,
-                created_at)
+                request_id, account_id, key_id, labels_id, tenant, input_tokens, output_tokens, cached_input_tokens,
+                cache_write_tokens, reasoning_tokens, cost_usd, latency_ms, status_code, denied_scope, streamed,
+                enforced, created_at)
             SELECT format('req_bulk_%%s_%%s', lpad((999 - age)::text, 3, '0'), lpad(n::text, 8, '0')), %s, NULL,
-                   %s, 10, 5, 0, 0, 0, 0.0000045, 12, 200, false, true,
+                   %s, '', 10, 5, 0, 0, 0, 0.0000045, 12, 200, '', false, true,
                    %s::timestamptz - age * interval '1 day' - interval '1 hour'
             FROM (SELECT n, n %% {AGES_IN_DAYS} AS age FROM generate_series(%s, %s) AS n) AS numbers
             -- Oldest first, request ids in the same order: every index is appended to, not split all over.
