@@ -87,6 +87,8 @@ class LocalCluster:
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
              "--cluster-config-file", str(self.directory / f"nodes-{port}.conf"),
              "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--save", "", "--appendonly", "no",
+             # A replica's first sync at once, not after the default 5 s wait for more replicas to join it.
+             "--repl-diskless-sync-delay", "0",
              "--daemonize", "no", "--loglevel", "warning", "--dir", str(self.directory)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -137,7 +139,10 @@ class LocalCluster:
         return True
 
     def fully_replicated(self) -> bool:
-        """Every node up and known to the others, three masters each with a replica."""
+        """Every node up and known to the others, three masters each with a replica that has synced with it.
+
+        A replica whose first sync has not finished refuses to fail over ("disconnected from master for longer
+        than allowed"): a master killed before then stays down, and the failover test waits in vain."""
         try:
             nodes = self.node(PORTS[0]).execute_command("CLUSTER", "NODES")
         except redis.RedisError:
@@ -145,8 +150,13 @@ class LocalCluster:
         text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
         lines = [line.split() for line in text.splitlines() if line.strip()]
         healthy = [f for f in lines if "fail" not in f[2] and "fail?" not in f[2] and f[7] == "connected"]
-        return (len(healthy) == len(PORTS) and sum("master" in f[2] for f in healthy) == 3
-                and self.is_ok())
+        if not (len(healthy) == len(PORTS) and sum("master" in f[2] for f in healthy) == 3 and self.is_ok()):
+            return False
+        replicas = [int(f[1].split("@")[0].rsplit(":", 1)[1]) for f in healthy if "slave" in f[2]]
+        try:
+            return all(self.node(port).info("replication").get("master_link_status") == "up" for port in replicas)
+        except redis.RedisError:
+            return False
 
     def stop(self) -> None:
         for process in self.processes.values():
