@@ -9,7 +9,7 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection, connections
+from django.db import IntegrityError, connection, connections, transaction
 
 from billing.models import LABEL_FIELDS, UsageLabelSet, UsageRecord
 from billing.usage.labels import label_set_ids, labels_digest, labels_digest_sql, labels_of
@@ -144,3 +144,18 @@ def test_the_migration_moves_labels_out_and_back_keeping_every_record(acme) -> N
                                                            "billing_usagerecord_p202612"}
     assert usage_record_batch(events=[usage_event(acme.pk, 99, created_at=at)]) == 1
     assert UsageRecord.objects.get(request_id="req_test_99").pk > max(r["id"] for r in expected.values())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_account_goes_with_its_label_sets_and_a_set_in_use_cannot(acme, plans) -> None:
+    from billing.models import Account
+
+    globex = Account.objects.create(slug="globex", name="Globex", plan=plans["pro"])
+    assert usage_record_batch(events=[usage_event(acme.pk, 1, feature="kept"),
+                                      usage_event(globex.pk, 2, feature="gone")]) == 2
+    in_use = UsageLabelSet.objects.get(account=acme)
+    with pytest.raises(IntegrityError), transaction.atomic():  # the database's own foreign key refuses
+        UsageLabelSet.objects.filter(pk=in_use.pk).delete()
+    globex.delete()
+    assert list(UsageLabelSet.objects.values_list("feature", flat=True)) == ["kept"]
+    assert list(UsageRecord.objects.values_list("request_id", flat=True)) == ["req_test_1"]
