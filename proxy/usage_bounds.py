@@ -6,7 +6,8 @@ refuses NUL in text and `\\u0000` in jsonb, and a value over a column's length f
 batch it is written in — so the proxy cleans the event where it is made, and the ledger cleans
 again whatever reaches it (an older proxy's event). Pure: no Django, no I/O.
 
-The lengths are the usage record's columns (billing.models.UsageRecord; README "Stored usage fields").
+The lengths are the usage record's columns and its label set's (billing.models.UsageRecord, UsageLabelSet; README
+"Stored usage fields").
 """
 
 from __future__ import annotations
