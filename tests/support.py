@@ -386,14 +386,14 @@ def usage_record_build(**fields: Any) -> Any:
     """An unsaved usage record: its label fields (feature, tenant, model, tags…) name its label set, made if
     new; the others are the record's own."""
     from billing.models import LABEL_FIELDS, UsageRecord
-    from billing.usage.labels import label_set_ids, labels_of
+    from billing.usage.labels import label_columns, label_set_ids, labels_of
 
     account_id = fields["account"].pk if "account" in fields else fields["account_id"]
     labels = labels_of(fields)
     labels_id = label_set_ids([(account_id, labels)])[(account_id, labels)]
     record = UsageRecord(labels_id=labels_id, **{k: v for k, v in fields.items() if k not in LABEL_FIELDS})
-    for name, value in zip(LABEL_FIELDS, labels, strict=True):
-        setattr(record, name, dict(value) if name == "tags" else value)
+    for name, value in label_columns(labels).items():
+        setattr(record, name, value)
     return record
 
 

@@ -72,7 +72,7 @@ def label_set_ids(wanted: Iterable[tuple[int, Labels]]) -> dict[tuple[int, Label
         with transaction.atomic():
             # In digest order: writers creating overlapping sets lock them in one order.
             UsageLabelSet.objects.bulk_create(
-                [UsageLabelSet(account_id=account_id, digest=digest, **_columns(named[(account_id, digest)][1]))
+                [UsageLabelSet(account_id=account_id, digest=digest, **label_columns(named[(account_id, digest)][1]))
                  for account_id, digest in missing], ignore_conflicts=True, batch_size=1000)
         ids.update(_found({key: named[key] for key in missing}))
     return ids
@@ -85,5 +85,6 @@ def _found(named: dict[tuple[int, uuid.UUID], tuple[int, Labels]]) -> dict[tuple
     return {named[(account_id, digest)]: pk for account_id, digest, pk in rows if (account_id, digest) in named}
 
 
-def _columns(labels: Labels) -> dict[str, Any]:
+def label_columns(labels: Labels) -> dict[str, Any]:
+    """The labels by field name, as a label set's columns (and a record read back) hold them."""
     return {name: dict(value) if name == "tags" else value for name, value in zip(LABEL_FIELDS, labels, strict=True)}

@@ -17,8 +17,8 @@ import orjson
 import redis
 from django.db import connection, models, transaction
 
-from billing.models import LABEL_FIELDS, Account, UsageLabelSet, UsageRecord
-from billing.usage.labels import Labels, label_set_ids, labels_of
+from billing.models import Account, UsageLabelSet, UsageRecord
+from billing.usage.labels import Labels, label_columns, label_set_ids, labels_of
 from billing.usage.rollups import ROLLUP_RECORD_COLUMNS, rollup_add_statements, rollup_source_sql, usage_rollup_add
 from proxy.budgets import ingested_key
 from proxy.models import ApiKey
@@ -92,8 +92,8 @@ def _record(event: dict, known_keys: set[int], labels: Labels, labels_id: int) -
         created_at=datetime.fromtimestamp(event["created_at"], UTC),
         **{name: event[name] for name in RECORD_FIELDS if name in event},
     )
-    for name, value in zip(LABEL_FIELDS, labels, strict=True):  # as a record read back has them (the rollups')
-        setattr(record, name, dict(value) if name == "tags" else value)
+    for name, value in label_columns(labels).items():  # as a record read back has them (the rollups')
+        setattr(record, name, value)
     return record
 
 

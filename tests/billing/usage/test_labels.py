@@ -12,7 +12,7 @@ import pytest
 from django.db import IntegrityError, connection, connections, transaction
 
 from billing.models import LABEL_FIELDS, UsageLabelSet, UsageRecord
-from billing.usage.labels import label_set_ids, labels_digest, labels_digest_sql, labels_of
+from billing.usage.labels import label_columns, label_set_ids, labels_digest, labels_digest_sql, labels_of
 from billing.usage.records import usage_record_batch
 
 from ...migration_steps import loader, migrate_to, migrate_to_latest, migration_ending
@@ -37,8 +37,7 @@ TRICKY = [
 
 def _sql_digest(values: dict) -> str:
     labels = labels_of(values)
-    columns = {name: dict(value) if name == "tags" else value for name, value in zip(LABEL_FIELDS, labels,
-                                                                                      strict=True)}
+    columns = label_columns(labels)
     select = ", ".join(f"%({name})s::{'jsonb' if name == 'tags' else 'text'} AS {name}" for name in LABEL_FIELDS)
     params = {name: json.dumps(value) if name == "tags" else value for name, value in columns.items()}
     with connection.cursor() as cursor:
@@ -64,8 +63,7 @@ def test_labels_that_differ_only_in_where_a_field_ends_have_different_digests() 
 def test_the_migration_names_labels_as_the_ledger_does(values: dict) -> None:
     migration = importlib.import_module(f"billing.migrations.{migration_ending('billing', '_i20_label_sets')[1]}")
     labels = labels_of(values)
-    columns = {name: dict(value) if name == "tags" else value for name, value in zip(LABEL_FIELDS, labels,
-                                                                                      strict=True)}
+    columns = label_columns(labels)
     assert migration._digest(columns) == labels_digest(labels)
     assert migration._digest_sql("v") == labels_digest_sql("v")
 
