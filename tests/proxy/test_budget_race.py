@@ -74,6 +74,12 @@ def settled_fields(budget: Budget, settled: int) -> dict[str, int]:
     return fields
 
 
+def lease_holders(budget: Budget) -> int:
+    """The workers holding a lease on the account: a lease hash field is `<worker>|<counter key>`."""
+    fields = sync_redis().hkeys(f"tk:{{a:{budget.account_id}}}:lease")
+    return len({field.split(b"|", 1)[0] for field in fields})
+
+
 def assert_exactly_fits(responses: list[httpx.Response], budget: Budget) -> None:
     statuses = Tally(r.status_code for r in responses)
     assert statuses == {200: FITS, 429: CONCURRENT - FITS}
@@ -96,11 +102,16 @@ def proxies(request: pytest.FixtureRequest, patient_redis_client: None, leases_o
         yield [stack.proxy, *extra]
 
 
-def test_proxy_processes_sharing_redis_admit_exactly_what_fits(stack: Stack, proxies: list[str]) -> None:
+def test_proxy_processes_sharing_redis_admit_exactly_what_fits(
+    patient_redis_client: None, leases_on: None, stack: Stack, proxies: list[str]
+) -> None:
+    """The settings' fixtures come first: pytest sets fixtures up in the order a test names them, and the
+    stack's in-process proxy reads the Redis timeout and the lease fraction when it starts."""
     exact_prices(stack)
     budget = account_budget(stack, FITS * CALL_COST)
     responses = asyncio.run(burst(proxies, CONCURRENT))
     assert_exactly_fits(responses, budget)
+    assert lease_holders(budget) == len(proxies)  # every process leased, the in-process one too
 
 
 CAP_CALLS = 600
