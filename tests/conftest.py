@@ -151,6 +151,8 @@ def silent_smtp(settings) -> Iterator[float]:
 
 @pytest.fixture
 def private_redis() -> Iterator[PrivateRedis]:
-    """A redis-server of the test's own (tests/support.py), for tests that break or configure Redis."""
+    """A redis-server of the test's own (tests/support.py), for tests that break, configure or block Redis:
+    the shared server also serves the other test worker's proxies, whose Redis timeout is 0.25 s, so even
+    a slow script there makes their calls fail (SLOWLOG shows what ran long)."""
     with PrivateRedis.running() as server:
         yield server

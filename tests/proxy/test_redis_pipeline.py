@@ -50,11 +50,14 @@ def test_concurrent_commands_each_get_their_own_reply(run: Callable[[Check], Non
     run(check)
 
 
-def test_a_caller_that_gives_up_does_not_shift_the_replies(run: Callable[[Check], None]) -> None:
+def test_a_caller_that_gives_up_does_not_shift_the_replies(run: Callable[[Check], None],
+                                                           private_redis: PrivateRedis) -> None:
     async def check() -> None:
-        client = PipelinedRedis(settings.REDIS_URL, timeout=5)
+        # A Redis of its own: the busy script blocks its server for a third of a second, which on the shared
+        # one timed out the other test worker's proxies (0.25 s) and opened their Redis breaker.
+        client = PipelinedRedis(private_redis.url, timeout=5)
         try:
-            # ~0.2 s of Lua (3 M iterations took 15 ms: a loaded machine's 10 ms sleep outlasted it)
+            # ~0.3 s of Lua (3 M iterations took 15 ms: a loaded machine's 10 ms sleep outlasted it)
             slow = asyncio.ensure_future(client.evalsha(BUSY, [], [40_000_000, "slow"]))
             await asyncio.sleep(0.01)  # written, and Redis is busy running it
             slow.cancel()
