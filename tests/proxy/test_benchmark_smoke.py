@@ -4,6 +4,7 @@ relies on. No latency is asserted here: timings belong to the benchmark, not to 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -42,9 +43,13 @@ Transfer/sec:      1.82MB
 @pytest.mark.slow
 def test_smoke_benchmark_completes_with_sane_figures(tmp_path: Path) -> None:
     report = tmp_path / "not-yet" / "bench.json"  # like var/ in a fresh clone: the command makes the folder
+    # A patient Redis timeout: the suite's other worker shares these two cores and this Redis, and a pause
+    # of a second there opened the proxy's Redis breaker at the default 0.25 s (CI: 533 × 503 in the
+    # c=1 load). What this test checks is the harness; the outage policy has its own tests.
     done = subprocess.run(
         [sys.executable, "manage.py", "benchmark", "--smoke", "--json", str(report)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "TOKONOMICS_REDIS_TIMEOUT": "3"},
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "Targets:" in done.stdout

@@ -53,12 +53,13 @@ class LoadRun:
         if self.tool == "wrk":
             return wrk.parse(out)
         data = orjson.loads(out.strip().splitlines()[-1])
-        failed = sum(data["errors"].values()) + sum(n for s, n in data["statuses"].items() if int(s) >= 400)
+        failures = {**data["errors"], **{s: n for s, n in data["statuses"].items() if int(s) >= 400}}
         return LoadResult(
             tool="builtin",
             requests=data["requests"],
             elapsed_s=data["elapsed_s"],
-            errors=failed,
+            errors=sum(failures.values()),
+            failures=failures,
             latency=LatencySummary.from_dict(data["latency"]),
             first_event=LatencySummary.from_dict(data["first_event"]) if data.get("first_event") else None,
         )

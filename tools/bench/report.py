@@ -49,7 +49,7 @@ class Cell:
         if self.redis_commands is not None and self.proxy_cpu_us is not None:
             text += f"  Redis {self.redis_commands:5.2f} cmd/req"
         if self.load.errors:
-            text += f"  ERRORS {self.load.errors}"
+            text += f"  ERRORS {self.load.describe_failures()}"
         return text
 
     @property
@@ -129,7 +129,8 @@ class Soak:
     def line(self) -> str:
         first, last = self.samples[0][1], self.samples[-1][1]
         return (f"  soak {self.minutes:g} min: {self.load.requests} calls, {self.load.rps:.0f} req/s, "
-                f"p99 {self.load.latency.p99_us / MS:.2f} ms, errors {self.load.errors}; RSS {_mb(first)} → "
+                f"p99 {self.load.latency.p99_us / MS:.2f} ms, errors {self.load.describe_failures()}; "
+                f"RSS {_mb(first)} → "
                 f"{_mb(last)} MB; drift after warm-up {_mb(self.drift_mb_per_10_min(), signed=True)} MB / 10 min")
 
 

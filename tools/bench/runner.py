@@ -118,11 +118,12 @@ class Bench:
                 duration *= 4
             if load.errors >= load.requests:
                 log = f"\n{server.log_tail()}" if server is not None else ""
-                what = (f"{load.errors} errors of {load.requests} requests" if load.requests
+                what = (f"{load.describe_failures()} errors of {load.requests} requests" if load.requests
                         else f"no answer within {duration:g} s")
                 raise RuntimeError(f"warm-up against {target.name} failed: {what}{log}")
             if load.errors:
-                self.say(f"  warm-up against {target.name}: {load.errors} of {load.requests} requests failed")
+                self.say(f"  warm-up against {target.name}: {load.describe_failures()} of {load.requests} "
+                         "requests failed")
         self.env.take_usage_events()
 
     def matrix(self, target: Target, server: Server | None, cores: Cores) -> list[Cell]:

@@ -4,7 +4,7 @@ result of one load, whichever tool drove it."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def _bucket(micros: float) -> int:
@@ -70,7 +70,14 @@ class LoadResult:
     errors: int  # failed connections, timeouts and non-2xx answers
     latency: LatencySummary
     first_event: LatencySummary | None = None
+    # What the failures were ("503": 533, "ServerDisconnectedError": 2; wrk: "non-2xx", "socket"): a
+    # failed run says why, so a breaker opened by a stalled Redis reads differently from a crash.
+    failures: dict[str, int] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
         return self.requests / self.elapsed_s if self.elapsed_s else 0.0
+
+    def describe_failures(self) -> str:
+        kinds = ", ".join(f"{kind}: {count}" for kind, count in sorted(self.failures.items()))
+        return f"{self.errors} ({kinds})" if kinds else str(self.errors)

@@ -57,5 +57,6 @@ def parse(output: str) -> LoadResult:
             elapsed = data["duration_us"] / 1e6
             latency = LatencySummary.from_dict(data)
             break
+    failures = {kind: count for kind, count in (("non-2xx", non_2xx), ("socket", socket_errors)) if count}
     return LoadResult(tool="wrk", requests=requests, elapsed_s=elapsed, errors=non_2xx + socket_errors,
-                      latency=latency)
+                      latency=latency, failures=failures)

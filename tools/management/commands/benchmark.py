@@ -145,7 +145,7 @@ def sanity_problems(report: Report) -> list[str]:
         if cell.load.requests < 10:
             problems.append(f"{where}: only {cell.load.requests} requests completed")
         if cell.load.errors:
-            problems.append(f"{where}: {cell.load.errors} failed requests")
+            problems.append(f"{where}: {cell.load.describe_failures()} failed requests")
         if not 0 < latency.p50_us <= latency.p99_us < 5_000_000:
             problems.append(f"{where}: latency p50 {latency.p50_us} µs, p99 {latency.p99_us} µs")
         if cell.proxy_cpu_us is not None and not 0 < cell.proxy_cpu_us < 50_000:
