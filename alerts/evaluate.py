@@ -222,6 +222,7 @@ def budget_forecasts_check(*, now: datetime | None = None) -> list[AlertEvent]:
 
 
 BASELINE_HOURS = 24
+BURN_PAGE_INTERVAL = timedelta(hours=1)  # at most one page an hour per runaway target
 
 
 def burn_rate_check(*, now: datetime | None = None) -> list[AlertEvent]:
@@ -230,6 +231,7 @@ def burn_rate_check(*, now: datetime | None = None) -> list[AlertEvent]:
     (one agent run) is new, so has no trailing spend: a session rule pages for any run spending more than its
     floor within one window — the looping run."""
     now = now or datetime.now(UTC)
+    client = sync_redis()
     fired = []
     for rule in AlertRule.objects.filter(kind=AlertRule.Kind.BURN_RATE, enabled=True).select_related("account"):
         window = timedelta(minutes=rule.window_minutes)
@@ -249,18 +251,26 @@ def burn_rate_check(*, now: datetime | None = None) -> list[AlertEvent]:
             usual = (trailing.get(value) or Decimal(0)) / windows_in_baseline
             if usual > 0 and spend < rule.multiplier * usual:
                 continue
+            # The value is encoded: a Redis key and a 300-character column hold the dedupe key.
+            target = f"burn:{rule.pk}:{budget_value_token(str(value))}"
+            last_paged = _marker(rule.account_id, f"{target}:last")
+            last = client.get(last_paged)
+            # A rolling hour since the last page, not the clock hour: a target caught at 08:59 is not paged
+            # again at 09:00.
+            if last is not None and now.timestamp() - float(last) < BURN_PAGE_INTERVAL.total_seconds():
+                continue
             ratio = (spend / usual).quantize(Decimal("0.1")) if usual > 0 else "∞"
-            hour = int(now.timestamp()) // 3600  # at most one page an hour per runaway target
             data = {"account": rule.account.slug, "rule_id": rule.pk, "scope": rule.scope, "value": str(value),
                     "window_minutes": rule.window_minutes, "window_spend_usd": spend,
                     "usual_window_spend_usd": usual.quantize(Decimal("0.000001")), "ratio": ratio,
                     "multiplier": rule.multiplier, "floor_usd": rule.floor_usd}
             channel_ids = [c.pk for c in rule.channels.all()] or None
-            # The value is encoded: a Redis key and a 300-character column hold the dedupe key.
-            dedupe = f"burn:{rule.pk}:{budget_value_token(str(value))}:{hour}"
+            # The clock hour in the dedupe key makes two workers evaluating at once fire one event.
+            dedupe = f"{target}:{int(now.timestamp()) // 3600}"
             event = _fire_once(rule.account, AlertEvent.Type.BURN_RATE, dedupe, data, channel_ids,
                                now + timedelta(hours=2))
             if event is not None:
+                client.set(last_paged, repr(now.timestamp()), ex=int(2 * BURN_PAGE_INTERVAL.total_seconds()))
                 fired.append(event)
     return fired
 

@@ -19,13 +19,14 @@ pytestmark = pytest.mark.django_db
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def _records(account, feature: str, *, count: int, cost: str, since: timedelta, until: timedelta) -> None:
-    """`count` calls of `feature`, each costing `cost`, spread evenly from NOW - since to NOW - until."""
+def _records(account, feature: str, *, count: int, cost: str, since: timedelta, until: timedelta,
+             at: datetime = NOW) -> None:
+    """`count` calls of `feature`, each costing `cost`, spread evenly from at - since to at - until."""
     step = (since - until) / count
     UsageRecord.objects.bulk_create([
-        usage_record_build(request_id=f"req_{feature}_{since.total_seconds():.0f}_{n}", account=account,
-                           feature=feature, provider="openai", model="gpt-4o", cost_usd=Decimal(cost),
-                           status_code=200, created_at=NOW - since + step * n)
+        usage_record_build(request_id=f"req_{feature}_{at.timestamp():.0f}_{since.total_seconds():.0f}_{n}",
+                           account=account, feature=feature, provider="openai", model="gpt-4o",
+                           cost_usd=Decimal(cost), status_code=200, created_at=at - since + step * n)
         for n in range(count)
     ])
 
@@ -63,6 +64,25 @@ def test_runaway_feature_pages_once_and_normal_traffic_does_not(
     with django_capture_on_commit_callbacks(execute=True):
         assert burn_rate_check(now=NOW + timedelta(minutes=1)) == []  # at most one page an hour
     assert len(receiver.deliveries) == 1
+
+
+def test_at_most_one_page_in_any_hour_not_per_clock_hour(acme, django_capture_on_commit_callbacks) -> None:
+    """A runaway caught at 08:59:30 is not paged again at 09:00:30 (CI ran the test above across an hour and
+    got a second page), and is paged again once an hour has passed and it still runs away."""
+    edge = NOW.replace(minute=0, second=0) - timedelta(seconds=30)
+    day, window = timedelta(hours=24, minutes=15), timedelta(minutes=15)
+    _records(acme, "agent-loop", count=96, cost="0.01", since=day, until=window, at=edge)
+    _records(acme, "agent-loop", count=400, cost="0.03", since=window, until=timedelta(0), at=edge)
+    AlertRule.objects.create(account=acme, scope="feature", match="*", window_minutes=15,
+                             multiplier=Decimal("5"), floor_usd=Decimal("1"))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert [e.payload["data"]["value"] for e in burn_rate_check(now=edge)] == ["agent-loop"]
+        assert burn_rate_check(now=edge + timedelta(minutes=1)) == []  # the next clock hour
+        assert burn_rate_check(now=edge + timedelta(minutes=59)) == []
+        later = edge + timedelta(minutes=61)  # still looping: $12 more in the last 15 minutes
+        _records(acme, "agent-loop", count=400, cost="0.03", since=window, until=timedelta(0), at=later)
+        assert [e.payload["data"]["value"] for e in burn_rate_check(now=later)] == ["agent-loop"]
+    assert AlertEvent.objects.filter(account=acme, type=AlertEvent.Type.BURN_RATE).count() == 2
 
 
 def test_rule_naming_one_feature_watches_only_it(traffic) -> None:
