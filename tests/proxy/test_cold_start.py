@@ -88,5 +88,5 @@ def test_an_unreachable_redis_leaves_the_worker_cold_but_started(settings, caplo
 def test_warm_up_gives_up_at_its_timeout(settings, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="proxy.warmup"):
         warm, took, _ = _warmed(settings, redis_url=settings.REDIS_URL, timeout=0.5, slow_directory=True)
-    assert not warm and took < 2
+    assert not warm and took < 10  # the 0.5 s timeout, not the directory's 30 s
     assert "took longer than 0.5 s" in caplog.text

@@ -198,7 +198,7 @@ def test_a_redis_that_stops_answering_times_out_every_waiting_command_then_recov
                                             return_exceptions=True)
             waited = time.monotonic() - started
             assert all(isinstance(o, RedisTimeoutError) for o in outcomes), outcomes[:3]
-            assert 0.25 <= waited < 1.0
+            assert 0.25 <= waited < 5.0  # together: one after another would be 50 × 0.3 s = 15 s
             # While it stays paused, opening a new connection times out as well.
             with pytest.raises(RedisTimeoutError):
                 await client.execute("PING")
@@ -216,7 +216,7 @@ def test_a_redis_that_dies_fails_fast_and_is_reconnected_when_it_is_back(
     run: Callable[[Check], None], private_redis: PrivateRedis
 ) -> None:
     async def check() -> None:
-        client = PipelinedRedis(private_redis.url, timeout=2)
+        client = PipelinedRedis(private_redis.url, timeout=10)
         try:
             await client.execute("SET", "k", "v")
             private_redis.kill()
@@ -225,7 +225,7 @@ def test_a_redis_that_dies_fails_fast_and_is_reconnected_when_it_is_back(
                 await client.execute("GET", "k")
             with pytest.raises(RedisConnectionError, match="could not connect"):
                 await client.execute("GET", "k")
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < 5.0  # fast: not the 10 s timeout (a loaded CI took 1.4 s for 0.3 s)
             private_redis.start()  # same port, empty
             assert await client.execute("GET", "k") is None
             assert await client.execute("ECHO", "back") == b"back"
